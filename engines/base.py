@@ -1,0 +1,88 @@
+"""The engine interface: one window of features in, predictions out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from tribe_stream import MAX_TOKENS
+from tribe_stream.errors import InputError, TribeStreamError
+from tribe_stream.model.loading import LoadedModel
+
+
+class Engine(ABC):
+    """Runs the brain model on one window (T ≤ 200 tokens) of one stream.
+
+    `run(features, pool=True, rows=None)`: `features` maps text/audio/video to float arrays
+    `(L, D, T)` or None (absent). Returns float32 `(R, n_outputs)`: all pooled rows (one per
+    second), all tokens (`pool=False`), or only the pooled `rows` asked for (a live stream asks
+    for its newest second only).
+    """
+
+    name: str = "engine"
+
+    def __init__(self, loaded: LoadedModel):
+        self.loaded = loaded
+        self.config = loaded.config
+
+    def check(self, features: dict[str, np.ndarray | None]) -> int:
+        """Validate shapes against the model; return T."""
+        present = {m: x for m, x in features.items() if x is not None}
+        if not present:
+            raise InputError("no modality given: pass at least one of text, audio, video")
+        Ts = set()
+        for m, x in present.items():
+            dims = self.config.feature_dims.get(m)
+            if dims is None:
+                raise InputError(
+                    f"the model takes no {m!r} features (it takes {list(self.config.feature_dims)})"
+                )
+            if x.ndim != 3 or tuple(x.shape[:2]) != tuple(dims):
+                raise InputError(
+                    f"{m} features have shape {tuple(x.shape)}; expected (L={dims[0]}, D={dims[1]}, T)"
+                )
+            if not np.isfinite(x).all():
+                raise InputError(f"{m} features contain NaN or inf; replace bad bins with zeros")
+            Ts.add(x.shape[-1])
+        if len(Ts) != 1:
+            raise InputError(f"modalities have different numbers of time bins: {sorted(Ts)}")
+        T = Ts.pop()
+        if not 1 <= T <= MAX_TOKENS:
+            raise InputError(f"a window holds 1 to {MAX_TOKENS} bins, got {T}")
+        return T
+
+    @abstractmethod
+    def run(
+        self,
+        features: dict[str, np.ndarray | None],
+        *,
+        pool: bool = True,
+        rows: Sequence[int] | None = None,
+    ) -> np.ndarray: ...
+
+
+def make_engine(
+    name: str, loaded: LoadedModel, *, device: str = "cpu", dtype: str = "float32"
+) -> Engine:
+    """Build the engine called `name` (see `engines.ENGINES`)."""
+    if name == "torch":
+        from engines.torch_engine import TorchEngine
+
+        return TorchEngine(loaded, device=device, dtype=dtype)
+    if name == "compiled":
+        from engines.torch_engine import CompiledEngine
+
+        return CompiledEngine(loaded, device=device, dtype=dtype)
+    if name == "onnx":
+        from engines.onnx_engine import OnnxEngine
+
+        return OnnxEngine(loaded, dtype=dtype)
+    if name == "tensorrt":
+        from engines.tensorrt_engine import TensorRTEngine
+
+        return TensorRTEngine(loaded, dtype=dtype)
+    raise TribeStreamError(
+        f"unknown engine {name!r}; choose one of torch, compiled, onnx, tensorrt"
+    )

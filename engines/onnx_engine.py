@@ -1,0 +1,103 @@
+"""ONNX export of the static-window graph, and an onnxruntime engine that runs it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.base import Engine
+from engines.static_window import StaticWindow, pack_inputs
+from engines.torch_engine import torch_dtype
+from tribe_stream.errors import TribeStreamError
+from tribe_stream.model.loading import LoadedModel
+
+INPUT_NAMES = ["text", "audio", "video", "present", "valid", "rows"]
+
+
+def export_onnx(
+    loaded: LoadedModel, path: Path | str, dtype: str = "float32", opset: int = 18
+) -> Path:
+    """Export the 200-token static window (`engines.static_window.StaticWindow`) to ONNX.
+
+    Inputs: text/audio/video `(1, L, D, 200)`, present `(3,)` float, valid `(1,)` int64, rows `(R,)`
+    int64 (dynamic R). Output: `pred (R, n_outputs)`. TensorRT builds its engine from this file.
+    """
+    path = Path(path)
+    model = loaded.model.to(dtype=torch_dtype(dtype)).eval()
+    window = StaticWindow(model).eval()
+    dummy = {m: torch.zeros(1) for m in ("text", "audio", "video")}
+    first = next(m for m, d in loaded.config.feature_dims.items() if d)
+    dims = loaded.config.feature_dims[first]
+    dummy[first] = torch.zeros(dims[0], dims[1], 4)
+    feats = {m: (dummy[m] if m == first else None) for m in loaded.config.feature_dims}
+    inputs = (*pack_inputs(feats, loaded.config, dtype=torch_dtype(dtype)), torch.tensor([0, 1]))
+    with torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(
+            window,
+            inputs,
+            str(path),
+            input_names=INPUT_NAMES,
+            output_names=["pred"],
+            dynamic_axes={"rows": {0: "R"}, "pred": {0: "R"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    return path
+
+
+class OnnxEngine(Engine):
+    """onnxruntime on the exported static window (CPU, or CUDA where onnxruntime-gpu is installed)."""
+
+    name = "onnx"
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        dtype: str = "float32",
+        onnx_path: Path | str | None = None,
+        providers: Sequence[str] | None = None,
+    ):
+        super().__init__(loaded)
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise TribeStreamError(
+                "the onnx engine needs onnxruntime: pip install 'tribe-stream[onnx]'"
+            ) from None
+        self.dtype = torch_dtype(dtype)
+        if onnx_path is None:
+            fd, tmp = tempfile.mkstemp(suffix=".onnx")
+            os.close(fd)
+            onnx_path = export_onnx(loaded, tmp, dtype=dtype)
+        self.onnx_path = Path(onnx_path)
+        available = ort.get_available_providers()
+        providers = list(
+            providers
+            or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        )
+        self.session = ort.InferenceSession(str(self.onnx_path), providers=providers)
+
+    def run(self, features, *, pool: bool = True, rows: Sequence[int] | None = None) -> np.ndarray:
+        T = self.check(features)
+        if not pool:
+            raise TribeStreamError(
+                "the onnx engine predicts pooled rows only; use --engine torch for --tokens"
+            )
+        rows = list(range((T + 1) // 2)) if rows is None else list(rows)
+        tensors = {m: (torch.as_tensor(x) if x is not None else None) for m, x in features.items()}
+        packed = pack_inputs(tensors, self.config, dtype=self.dtype)
+        feed = dict(
+            zip(
+                INPUT_NAMES,
+                [t.numpy() for t in packed] + [np.asarray(rows, dtype=np.int64)],
+                strict=True,
+            )
+        )
+        feed["present"] = feed["present"].astype(np.float32)
+        (out,) = self.session.run(["pred"], feed)
+        return out.astype(np.float32, copy=False)

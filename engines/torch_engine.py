@@ -1,0 +1,85 @@
+"""PyTorch engines: eager (any shape) and compiled (static 200-token window)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from engines.base import Engine
+from engines.static_window import StaticWindow, pack_inputs
+from tribe_stream.errors import TribeStreamError
+from tribe_stream.model.loading import LoadedModel
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise TribeStreamError(
+            f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}"
+        ) from None
+
+
+class TorchEngine(Engine):
+    """The model as written, eager, on `device` in `dtype` (weights cast, norms in float32)."""
+
+    name = "torch"
+
+    def __init__(self, loaded: LoadedModel, device: str = "cpu", dtype: str = "float32"):
+        super().__init__(loaded)
+        self.device = torch.device(device)
+        self.dtype = torch_dtype(dtype)
+        self.model = loaded.model.to(device=self.device, dtype=self.dtype)
+
+    def _tensors(self, features):
+        return {
+            m: (
+                torch.as_tensor(x, device=self.device, dtype=self.dtype)[None]
+                if x is not None
+                else None
+            )
+            for m, x in features.items()
+        }
+
+    @torch.inference_mode()
+    def run(self, features, *, pool: bool = True, rows: Sequence[int] | None = None) -> np.ndarray:
+        self.check(features)
+        idx = torch.as_tensor(list(rows), device=self.device) if rows is not None else None
+        out = self.model(**self._tensors(features), pool=pool, rows=idx)
+        return out[0].float().cpu().numpy()
+
+
+class CompiledEngine(TorchEngine):
+    """torch.compile over the static window (one graph for every T ≤ 200; CUDA graphs on GPU).
+
+    Token-level output (`pool=False`) falls back to eager.
+    """
+
+    name = "compiled"
+
+    def __init__(self, loaded: LoadedModel, device: str = "cpu", dtype: str = "float32"):
+        super().__init__(loaded, device, dtype)
+        self.window = StaticWindow(self.model)
+        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        self.compiled = torch.compile(self.window, mode=mode, dynamic=False, fullgraph=True)
+
+    @torch.inference_mode()
+    def run(self, features, *, pool: bool = True, rows: Sequence[int] | None = None) -> np.ndarray:
+        T = self.check(features)
+        if not pool:
+            return super().run(features, pool=False, rows=rows)
+        n_rows = (T + 1) // 2
+        rows = list(range(n_rows)) if rows is None else list(rows)
+        inputs = pack_inputs(
+            self._tensors_lt(features), self.config, device=self.device, dtype=self.dtype
+        )
+        idx = torch.as_tensor(rows, device=self.device, dtype=torch.long)
+        out = self.compiled(*inputs, idx)
+        return out.float().cpu().numpy()
+
+    def _tensors_lt(self, features):
+        return {m: (torch.as_tensor(x) if x is not None else None) for m, x in features.items()}

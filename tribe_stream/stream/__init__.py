@@ -1,0 +1,1 @@
+"""Live streaming: clock, windows, scheduler, pipeline."""
