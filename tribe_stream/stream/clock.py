@@ -16,6 +16,11 @@ class StreamClock:
     t0_monotonic: float = field(default_factory=time.monotonic)
     t0_wall: float = field(default_factory=time.time)
 
+    def restart(self) -> None:
+        """Make 'now' stream time zero (just before the sources start)."""
+        self.t0_monotonic = time.monotonic()
+        self.t0_wall = time.time()
+
     def now(self) -> float:
         """Seconds since the stream started."""
         return time.monotonic() - self.t0_monotonic

@@ -1,0 +1,197 @@
+"""The live pipeline end to end: replayed clips, lavfi cameras, faults, backpressure, the demo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from engines import make_engine
+from tribe_stream import N_VERTICES
+from tribe_stream.model.loading import load_brain_model
+from tribe_stream.stream.clock import StreamClock
+from tribe_stream.stream.pipeline import Extractors, Pipeline, PipelineConfig
+from tribe_stream.stream.schedule import reference_predictions, window_for
+
+
+@pytest.fixture(scope="module")
+def demo():
+    from tribe_stream.extractors.demo import load_demo_extractors
+
+    ex = load_demo_extractors(modalities=("audio", "video"))
+    return make_engine("torch", load_brain_model("demo")), ex
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from tribe_stream.sources.clip import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", 6.0, width=96, height=64)
+
+
+def _replay(clip, demo, lag, realtime=False):
+    from tribe_stream.sources.replay import FileReplay
+
+    engine, ex = demo
+    clock = StreamClock()
+    src = FileReplay(clip, clock=clock, realtime=realtime)
+    pipe = Pipeline(
+        [src],
+        engine,
+        Extractors(video=ex["video"], audio=ex["audio"]),
+        config=PipelineConfig(lag=lag, live=realtime),
+        clock=clock,
+    )
+    return pipe, pipe.run()
+
+
+def test_window_rule():
+    assert window_for(0, 0.0) == window_for(0, 0.0, None)
+    w = window_for(150, 2.0)  # e = 306 bins: the last 200 of them
+    assert (w.start, w.stop, w.row) == (106, 306, 97)
+    w = window_for(5, 0.0, total_bins=11)  # a stream that ended mid-second
+    assert w.stop == 11 and w.row == 5
+
+
+@pytest.mark.parametrize("lag", [0.0, 1.0])
+def test_replayed_clip_gives_one_prediction_per_second_equal_to_offline(clip, demo, lag):
+    pipe, preds = _replay(clip, demo, lag)
+    assert [p.second for p in preds] == list(range(6))
+    assert [p.stimulus for p in preds] == [(k, k + 1) for k in range(6)]
+    assert [p.bold_time for p in preds] == [k + 5 for k in range(6)]
+    assert all(p.values.shape == (N_VERTICES,) and np.isfinite(p.values).all() for p in preds)
+    feats = {m: pipe.features(m) for m in pipe.modalities}
+    assert all(f.shape[-1] == 12 and np.abs(f).sum() > 0 for f in feats.values())
+    ref = reference_predictions(demo[0], feats, lag)
+    np.testing.assert_allclose(np.stack([p.values for p in preds]), ref, atol=1e-5)
+    # a window never reaches past its lag: with lag 0, second 2 saw bins 0..5 only
+    assert preds[2].timings["window_end"] == min(3.0 + lag, 6.0)
+
+
+def test_lag_changes_the_answer(clip, demo):
+    _, a = _replay(clip, demo, 0.0)
+    _, b = _replay(clip, demo, 2.0)
+    assert np.abs(a[0].values - b[0].values).max() > 1e-4  # more right-hand context
+    np.testing.assert_allclose(a[-1].values, b[-1].values, atol=1e-5)  # nothing after the end
+
+
+def test_realtime_replay_keeps_pace(clip, demo):
+    pipe, preds = _replay(clip, demo, 0.0, realtime=True)
+    assert [p.second for p in preds] == list(range(6))
+    c = pipe.all_counters()
+    assert c["dropped_bins"] == 0 and c["dropped_seconds"] == 0
+    assert max(p.timings["model_end"] - p.timings["window_end"] for p in preds) < 1.0
+
+
+def test_lavfi_camera_runs_as_a_camera(demo):
+    from tribe_stream.sources.camera import open_camera
+
+    engine, ex = demo
+    clock = StreamClock()
+    cam = open_camera("lavfi:testsrc=size=160x120:rate=16", clock=clock)
+    pipe = Pipeline(
+        [cam], engine, Extractors(video=ex["video"]), config=PipelineConfig(), clock=clock
+    )
+    preds = pipe.run(seconds=3)
+    assert [p.second for p in preds] == [0, 1, 2]
+    assert pipe.all_counters()["source0.frames"] >= 40
+    assert len({p.values.tobytes() for p in preds}) == 3  # the picture moves, the answer changes
+
+
+class FailsOnce:
+    """A real extractor that raises on its first call (a fault injector, not a mock)."""
+
+    def __init__(self, inner):
+        self.inner, self.shape, self.calls = inner, inner.shape, 0
+
+    def extract(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("simulated CUDA error")
+        return self.inner.extract(*args, **kwargs)
+
+
+def test_an_extractor_that_raises_once_is_counted_and_the_stream_goes_on(clip, demo):
+    from tribe_stream.sources.replay import FileReplay
+
+    engine, ex = demo
+    clock = StreamClock()
+    pipe = Pipeline(
+        [FileReplay(clip, clock=clock, realtime=False)],
+        engine,
+        Extractors(video=FailsOnce(ex["video"]), audio=ex["audio"]),
+        config=PipelineConfig(live=False),
+        clock=clock,
+    )
+    preds = pipe.run()
+    assert [p.second for p in preds] == list(range(6))
+    assert pipe.counters["extractor_errors"] == 1
+    assert preds[-1].counters["extractor_errors"] == 1  # published with every prediction
+
+
+class SlowEngine:
+    """The real engine, slowed down as an overloaded GPU would be."""
+
+    def __init__(self, inner, seconds):
+        self.inner, self.seconds = inner, seconds
+
+    def run(self, *args, **kwargs):
+        import time
+
+        time.sleep(self.seconds)
+        return self.inner.run(*args, **kwargs)
+
+
+def test_backpressure_drops_oldest_seconds_and_counts_them(clip, demo):
+    from tribe_stream.sources.replay import FileReplay
+
+    engine, ex = demo
+    clock = StreamClock()
+    src = FileReplay(clip, clock=clock, realtime=True)
+    pipe = Pipeline(
+        [src],
+        SlowEngine(engine, 1.6),
+        Extractors(video=ex["video"], audio=ex["audio"]),
+        config=PipelineConfig(max_pending_seconds=1),
+        clock=clock,
+    )
+    preds = pipe.run()
+    c = pipe.all_counters()
+    assert c["dropped_seconds"] >= 1
+    assert len(preds) + c["dropped_seconds"] == 6  # every second is predicted or counted
+    assert max(p.counters["behind_s"] for p in preds) > 1.0
+    assert src.counters["dropped_chunks"] == 0  # capture never waited and never lost data
+
+
+def test_demo_command_headless(tmp_path):
+    out = tmp_path / "demo.npy"
+    r = run_cli("demo", "--seconds", "3", "--fast", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "UNTRAINED" in r.stdout
+    values = np.load(out)
+    assert values.shape == (3, N_VERTICES) and np.isfinite(values).all()
+    assert values.std(axis=1).min() > 0
+
+
+def test_run_command_on_a_lavfi_camera(tmp_path):
+    out = tmp_path / "run.npy"
+    r = run_cli(
+        "run",
+        "--checkpoint",
+        "demo",
+        "--camera",
+        "lavfi:testsrc=size=160x120:rate=16",
+        "--seconds",
+        "2",
+        "--publish",
+        "none",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    assert np.load(out).shape == (2, N_VERTICES)
+
+
+def test_run_command_without_inputs_is_a_clear_error():
+    r = run_cli("run", "--checkpoint", "demo")
+    assert r.returncode == 2 and "nothing to listen to" in r.stderr

@@ -1,0 +1,76 @@
+"""`tribe-stream run`: camera and/or microphone (or a file) in, one prediction per second out."""
+
+from __future__ import annotations
+
+NAME = "run"
+HELP = "run the live pipeline on a camera, a microphone or a file"
+
+
+def add_arguments(p) -> None:
+    p.add_argument(
+        "--checkpoint", required=True, help="model folder, .safetensors, hub id, or `demo`"
+    )
+    p.add_argument(
+        "--camera", metavar="DEV", help="/dev/videoN, a URL or file ffmpeg opens, or lavfi:SPEC"
+    )
+    p.add_argument(
+        "--mic", metavar="DEV", help="microphone: a sounddevice index or name, or `default`"
+    )
+    p.add_argument(
+        "--file", help="replay a media file (its video and audio) instead of live devices"
+    )
+    p.add_argument(
+        "--fast", action="store_true", help="with --file: as fast as possible, not real time"
+    )
+    p.add_argument(
+        "--lag",
+        type=float,
+        default=0.0,
+        help="seconds of right-hand context (default 0: lowest latency)",
+    )
+    p.add_argument("--engine", default="torch", help="torch (default), compiled, onnx, tensorrt")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument(
+        "--dtype", default=None, help="float32, float16, bfloat16 (default: float16 on GPU)"
+    )
+    p.add_argument(
+        "--publish",
+        metavar="URL",
+        default="tcp://127.0.0.1:5556",
+        help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556; `none` to switch off)",
+    )
+    p.add_argument("--view", action="store_true", help="open the live cortical viewer too")
+    p.add_argument(
+        "--no-text", action="store_true", help="switch off speech recognition and text features"
+    )
+    p.add_argument("--seconds", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--out", metavar="NPY", help="also save the predictions, (seconds, n_outputs) float32"
+    )
+
+
+def run(args) -> int:
+    from tribe_stream.errors import InputError
+    from tribe_stream.stream.live import LiveOptions, run_live
+
+    if not (args.camera or args.mic or args.file):
+        raise InputError("nothing to listen to: pass --camera DEV, --mic DEV, or --file FILE")
+    if args.file and (args.camera or args.mic):
+        raise InputError("--file replays a recording; use it without --camera/--mic")
+    opts = LiveOptions(
+        checkpoint=args.checkpoint,
+        file=args.file,
+        camera=args.camera,
+        mic=args.mic,
+        lag=args.lag,
+        engine=args.engine,
+        device=args.device,
+        dtype=args.dtype,
+        publish=None if args.publish == "none" else args.publish,
+        view=args.view,
+        realtime=not args.fast,
+        text=not args.no_text,
+        out=args.out,
+        seconds=args.seconds,
+    )
+    return run_live(opts)

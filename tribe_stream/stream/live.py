@@ -1,0 +1,168 @@
+"""Assemble and run a live stream from user options: the code behind `run` and `demo`."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tribe_stream.stream.clock import StreamClock
+from tribe_stream.stream.pipeline import Extractors, Pipeline, PipelineConfig
+from tribe_stream.stream.progress import ProgressLine
+
+log = logging.getLogger("tribe_stream.live")
+
+DEFAULT_URL = "tcp://127.0.0.1:5556"
+
+
+@dataclass
+class LiveOptions:
+    checkpoint: str
+    file: str | None = None
+    camera: str | None = None
+    mic: str | None = None
+    demo_seconds: float | None = None
+    lag: float = 0.0
+    engine: str = "torch"
+    device: str | None = None
+    dtype: str | None = None
+    publish: str | None = None
+    view: bool = False
+    realtime: bool = True
+    text: bool = True
+    out: str | None = None
+    seconds: float | None = None
+
+
+def _device(opts: LiveOptions) -> tuple[str, str]:
+    import torch
+
+    device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = opts.dtype or ("float16" if device.startswith("cuda") else "float32")
+    return device, dtype
+
+
+def load_stream_extractors(
+    opts: LiveOptions, loaded, device: str, want: tuple[str, ...]
+) -> Extractors:
+    """The extractors the checkpoint's config names (or the demo's), for the media at hand."""
+    from tribe_stream.extractors.asr import asr_available
+
+    text_ok = opts.text and "text" in want
+    reason = asr_available() if text_ok else None
+    if text_ok and reason:
+        print(f"text features off: speech recognition unavailable ({reason})", flush=True)
+        text_ok = False
+    mods = tuple(m for m in ("audio", "video") if m in want) + (("text",) if text_ok else ())
+    if opts.checkpoint == "demo":
+        from tribe_stream.extractors.demo import load_demo_extractors
+
+        found = load_demo_extractors(device=device, modalities=mods)
+    else:
+        from tribe_stream.extractors.config import from_experiment
+        from tribe_stream.extractors.suite import load_extractors
+
+        found = load_extractors(from_experiment(loaded.experiment), device=device, modalities=mods)
+    asr = None
+    if "text" in found:
+        from tribe_stream.extractors.asr import LiveASR, WhisperASR
+
+        asr = LiveASR(WhisperASR())
+    return Extractors(
+        video=found.get("video"), audio=found.get("audio"), text=found.get("text"), asr=asr
+    )
+
+
+def _sources(opts: LiveOptions, clock: StreamClock, tmp: Path):
+    if opts.checkpoint == "demo" and not (opts.file or opts.camera or opts.mic):
+        from tribe_stream.sources.clip import make_clip
+
+        opts.file = str(make_clip(tmp / "demo-clip.mp4", opts.demo_seconds or 10.0))
+    if opts.file:
+        from tribe_stream.sources.replay import FileReplay
+
+        src = FileReplay(opts.file, clock=clock, realtime=opts.realtime, max_size=292)
+        src._open()  # learn which streams the file has
+        want = (("video",) if src.has_video else ()) + (("audio", "text") if src.has_audio else ())
+        src._close()
+        return [src], want
+    sources, want = [], ()
+    if opts.camera:
+        from tribe_stream.sources.camera import open_camera
+
+        sources.append(open_camera(opts.camera, clock=clock, max_size=292))
+        want += ("video",)
+    if opts.mic:
+        from tribe_stream.sources.microphone import MicrophoneSource
+
+        device = (
+            None if opts.mic == "default" else (int(opts.mic) if opts.mic.isdigit() else opts.mic)
+        )
+        sources.append(MicrophoneSource(device, clock=clock))
+        want += ("audio", "text")
+    return sources, want
+
+
+def run_live(opts: LiveOptions) -> int:
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    from engines import make_engine
+    from tribe_stream.model.loading import load_brain_model
+
+    device, dtype = _device(opts)
+    clock = StreamClock()
+    sinks, viewer = [], None
+    with tempfile.TemporaryDirectory(prefix="tribe-stream-") as tmpdir:
+        sources, want = _sources(opts, clock, Path(tmpdir))
+        loaded = load_brain_model(opts.checkpoint)
+        engine = make_engine(opts.engine, loaded, device=device, dtype=dtype)
+        extractors = load_stream_extractors(opts, loaded, device, want)
+        active = extractors.active()
+        print(
+            f"modalities: {', '.join(active) or 'none'}; engine {opts.engine} on {device} ({dtype}); lag {opts.lag:g} s",
+            flush=True,
+        )
+        url = opts.publish or (DEFAULT_URL if opts.view else None)
+        if url:
+            from tribe_stream.publish import Publisher
+
+            pub = Publisher(url, model=loaded.identity, clock=clock)
+            sinks.append(pub)
+            print(f"publishing on {pub.url}", flush=True)
+        if opts.view and url:
+            viewer = subprocess.Popen([sys.executable, "-m", "tribe_stream.cli", "view", url])
+            time.sleep(1.0)  # let the viewer connect before the first second
+        config = PipelineConfig(lag=opts.lag, live=opts.realtime)
+        pipe = Pipeline(sources, engine, extractors, sinks=sinks, config=config, clock=clock)
+        progress = ProgressLine(total=opts.demo_seconds or opts.seconds)
+        values = []
+
+        def on_prediction(p):
+            values.append(p.values)
+            progress.update(p)
+
+        try:
+            pipe.run(seconds=opts.seconds, on_prediction=on_prediction)
+        except KeyboardInterrupt:
+            print("\nstopped", flush=True)
+        finally:
+            progress.close()
+            for s in sinks:
+                s.close()
+            if viewer is not None:
+                viewer.wait() if opts.view else viewer.terminate()
+    c = pipe.all_counters()
+    print(
+        f"done: {int(c['predictions'])} predictions, {int(c['bins'])} bins, dropped {int(c['dropped_bins'])} bins "
+        f"and {int(c['dropped_seconds'])} seconds, {int(c['extractor_errors'] + c['engine_errors'])} errors",
+        flush=True,
+    )
+    if opts.out and values:
+        np.save(opts.out, np.stack(values).astype(np.float32))
+        print(f"wrote {opts.out}", flush=True)
+    return 0

@@ -1,0 +1,474 @@
+"""The live pipeline: sources → 0.5 s bins → extractors → feature rings → brain model → sinks.
+
+One compute loop (`Pipeline.step`) owns the extractors and the engine; sources capture in their
+own threads and never wait for it. Every step: take the chunks that arrived, feed them to the
+media windows, close each bin that every active modality has covered, extract its features,
+then predict each second whose window has closed. Nothing after the newest closed bin is used.
+
+Backpressure (stated policy): when compute falls behind, the oldest work is dropped first.
+More than `max_pending_bins` bins awaiting extraction → the oldest are left empty (zeros) and
+counted in `dropped_bins`; more than `max_pending_seconds` seconds awaiting prediction → only
+the newest are predicted and the rest counted in `dropped_seconds`. `behind_s` says how far the
+newest prediction trails real time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tribe_stream import BIN_SECONDS, HEMODYNAMIC_OFFSET_S
+from tribe_stream.stream.clock import StreamClock
+from tribe_stream.stream.ring import FeatureRing
+from tribe_stream.stream.schedule import lag_bins, ready, window_for
+from tribe_stream.types import MODALITIES, Chunk, Prediction, Sink, Word
+
+log = logging.getLogger("tribe_stream.pipeline")
+
+FRAME_HISTORY_S = 4.5  # the video extractor looks 4 s back from each bin's end
+
+
+@dataclass
+class PipelineConfig:
+    lag: float = 0.0
+    """Seconds of right-hand context: second k waits for bins up to k + 1 + lag."""
+    live: bool = True
+    """Close bins on the clock too (a stalled camera does not stall the stream)."""
+    grace_s: float = 0.3
+    """Live: a bin closes this long after its end even if a source has not covered it."""
+    max_pending_bins: int = 8
+    max_pending_seconds: int = 2
+    audio_context_s: float = 30.0
+
+
+@dataclass
+class Extractors:
+    """What turns media into features; a None entry is a modality switched off (absent)."""
+
+    video: object | None = None  # tribe_stream.extractors.video.VideoExtractor
+    audio: object | None = None  # tribe_stream.extractors.audio.AudioExtractor
+    text: object | None = None  # tribe_stream.extractors.text.TextExtractor
+    asr: object | None = None  # tribe_stream.extractors.asr.LiveASR (words from the audio)
+
+    def active(self) -> list[str]:
+        return [m for m in MODALITIES if getattr(self, m) is not None]
+
+
+@dataclass
+class _Frames:
+    frames: list[np.ndarray] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+
+    def add(self, frames: np.ndarray, times: np.ndarray) -> None:
+        for f, t in zip(frames, times, strict=True):
+            self.frames.append(f)
+            self.times.append(float(t))
+
+    def trim(self, before: float) -> None:
+        # keep one frame at or before `before` (the frame shown at that instant)
+        i = 0
+        while i + 1 < len(self.times) and self.times[i + 1] <= before:
+            i += 1
+        if i:
+            del self.frames[:i], self.times[:i]
+
+
+class AsrWorker:
+    """Speech recognition in its own thread, so a slow pass never holds up the compute loop.
+
+    Audio goes in with `feed` (never blocks; beyond `max_queue` blocks the oldest is dropped and
+    counted); stable words come out with `words()`.
+    """
+
+    def __init__(self, live_asr, max_queue: int = 600):
+        import queue
+        import threading
+
+        self.asr = live_asr
+        self._in: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._out: queue.Queue = queue.Queue()
+        self.counters = {"asr_dropped_chunks": 0, "asr_errors": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="asr", daemon=True)
+        self._thread.start()
+
+    def feed(self, samples: np.ndarray, t_end: float) -> None:
+        import queue
+
+        while True:
+            try:
+                self._in.put_nowait((samples, t_end))
+                return
+            except queue.Full:
+                try:
+                    self._in.get_nowait()
+                    self.counters["asr_dropped_chunks"] += 1
+                except queue.Empty:
+                    pass
+
+    def _loop(self) -> None:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                item = self._in.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is None:
+                break
+            try:
+                for w in self.asr.feed(*item):
+                    self._out.put(w)
+            except Exception as exc:  # noqa: BLE001 - a failed pass loses its words, not the stream
+                self.counters["asr_errors"] += 1
+                log.warning("speech recognition failed (%s: %s); going on", type(exc).__name__, exc)
+
+    def words(self) -> list[Word]:
+        out = []
+        while not self._out.empty():
+            out.append(self._out.get_nowait())
+        return out
+
+    def finish(self, timeout: float = 60.0) -> list[Word]:
+        """End of stream: let queued audio through, then flush the last hypothesis."""
+        self._in.put(None)
+        self._thread.join(timeout)
+        words = self.words()
+        try:
+            words += self.asr.flush()
+        except Exception as exc:  # noqa: BLE001
+            self.counters["asr_errors"] += 1
+            log.warning("speech recognition flush failed (%s)", exc)
+        return words
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Pipeline:
+    """Runs the whole live chain; `step()` once per loop turn, or `run()` until the sources end."""
+
+    def __init__(
+        self,
+        sources: Iterable,
+        engine,
+        extractors: Extractors,
+        sinks: Iterable[Sink] = (),
+        config: PipelineConfig | None = None,
+        clock: StreamClock | None = None,
+    ):
+        self.sources = list(sources)
+        self.engine = engine
+        self.ex = extractors
+        self.sinks = list(sinks)
+        self.config = config or PipelineConfig()
+        self.clock = clock or StreamClock()
+        lag_bins(self.config.lag)  # validate
+        self.modalities = extractors.active()
+        if not self.modalities:
+            raise ValueError("switch on at least one of video, audio, text")
+        self.rings = {m: FeatureRing(getattr(extractors, m).shape) for m in self.modalities}
+        self.live_audio = (
+            extractors.audio.live(self.config.audio_context_s) if extractors.audio else None
+        )
+        self.live_text = extractors.text.live() if extractors.text else None
+        self._frames = _Frames()
+        self._asr = (
+            AsrWorker(extractors.asr) if extractors.asr is not None and extractors.text else None
+        )
+        self._horizon = dict.fromkeys(self._covering(), 0.0)
+        self.closed_bins = 0  # bins [0, closed_bins) are final
+        self.next_second = 0
+        self.last_capture = 0.0
+        self.finished = False
+        self.words: list[Word] = []
+        self.counters: dict[str, float] = {
+            "predictions": 0,
+            "bins": 0,
+            "dropped_bins": 0,
+            "dropped_seconds": 0,
+            "empty_video_bins": 0,
+            "extractor_errors": 0,
+            "engine_errors": 0,
+            "sink_errors": 0,
+            "words": 0,
+            "late_words": 0,
+            "behind_s": 0.0,
+            "busy_s": 0.0,
+        }
+        self._last_status = -1.0
+
+    def _covering(self) -> list[str]:
+        """Media kinds whose arrival closes bins."""
+        kinds = []
+        if self.ex.video is not None:
+            kinds.append("video")
+        if self.ex.audio is not None or self.ex.text is not None:
+            kinds.append("audio")
+        return kinds
+
+    # ----- the loop -----
+
+    def step(self) -> list[Prediction]:
+        """Take new chunks, close and extract bins, predict ready seconds, publish them."""
+        t0 = time.perf_counter()
+        worked = False
+        if self._asr is not None:
+            self._add_words(self._asr.words())
+        for source in self.sources:
+            for chunk in source.poll():
+                worked = True
+                self._take(chunk)
+                self._close_bins()
+        self._close_bins()
+        preds = self._predict_ready()
+        if worked or preds:
+            self.counters["busy_s"] += time.perf_counter() - t0
+        self._heartbeat()
+        return preds
+
+    def run(
+        self,
+        seconds: float | None = None,
+        on_prediction: Callable[[Prediction], None] | None = None,
+        idle_sleep: float = 0.01,
+    ) -> list[Prediction]:
+        """Step until every source has ended (then flush) or `seconds` of stream time have passed."""
+        out: list[Prediction] = []
+        self.clock.restart()
+        for s in self.sources:
+            s.start()
+        try:
+            while True:
+                preds = self.step()
+                for p in preds:
+                    if on_prediction:
+                        on_prediction(p)
+                out.extend(preds)
+                if seconds is not None and self.next_second >= seconds:
+                    break
+                if all(s.ended for s in self.sources):
+                    out.extend(self.finish(on_prediction))
+                    break
+                if not preds:
+                    time.sleep(idle_sleep)
+        finally:
+            for s in self.sources:
+                s.stop()
+            if self._asr is not None:
+                self._asr.stop()
+        return out
+
+    def finish(self, on_prediction=None) -> list[Prediction]:
+        """The sources ended: close the last bins and predict the remaining whole seconds."""
+        for source in self.sources:
+            for chunk in source.poll():
+                self._take(chunk)
+        if self._asr is not None:
+            self._add_words(self._asr.finish())
+        self.finished = True
+        self._close_bins(final=True)
+        preds = self._predict_ready()
+        for p in preds:
+            if on_prediction:
+                on_prediction(p)
+        return preds
+
+    # ----- media in -----
+
+    def _take(self, chunk: Chunk) -> None:
+        self.last_capture = max(self.last_capture, chunk.capture_time)
+        if chunk.kind == "video" and self.ex.video is not None:
+            frames = np.asarray(chunk.data)
+            times = np.asarray(chunk.times, dtype=np.float64)
+            self._frames.add(frames, times)
+            self._horizon["video"] = max(self._horizon["video"], chunk.end)
+        elif chunk.kind == "audio" and "audio" in self._horizon:
+            samples = np.asarray(chunk.data, dtype=np.float32)
+            if self.live_audio is not None:
+                self.live_audio.feed(samples, chunk.start)
+            if self._asr is not None:
+                self._asr.feed(samples, chunk.end)
+            self._horizon["audio"] = max(self._horizon["audio"], chunk.end)
+        elif chunk.kind == "words" and self.live_text is not None:
+            self._add_words(list(chunk.data))
+
+    def _add_words(self, words: list[Word]) -> None:
+        for w in words:
+            if not w.text.strip():
+                continue
+            vec = self._safe("text", lambda w=w: self.live_text.add(w), None)
+            if vec is None:
+                continue
+            self.words.append(w)
+            self.counters["words"] += 1
+            start = round(2 * w.onset)
+            for b in range(start, start + max(1, round(2 * w.duration))):
+                if 2 * self.next_second > b:
+                    self.counters["late_words"] += 1  # its second was already predicted
+                self.rings["text"].add(b, vec)
+
+    # ----- bins -----
+
+    def _close_bins(self, final: bool = False) -> None:
+        if final:  # the stream ended: every bin any medium covered closes
+            horizon = max(self._horizon.values()) if self._horizon else 0.0
+            target = int(np.floor(horizon / BIN_SECONDS + 1e-6))
+        else:
+            horizon = min(self._horizon.values()) if self._horizon else 0.0
+            if self.config.live and not any(s.ended for s in self.sources):
+                horizon = max(horizon, self.clock.now() - self.config.grace_s)
+            target = int(np.floor(horizon / BIN_SECONDS + 1e-6))
+        if target <= self.closed_bins:
+            return
+        bins = list(range(self.closed_bins, target))
+        if len(bins) > self.config.max_pending_bins and not final and self.config.live:
+            dropped = bins[: -self.config.max_pending_bins]
+            self.counters["dropped_bins"] += len(dropped)
+            log.warning("compute behind: %d bins left empty (oldest first)", len(dropped))
+            bins = bins[-self.config.max_pending_bins :]
+        self._extract(bins)
+        self.closed_bins = target
+        self.counters["bins"] = target
+
+    def _extract(self, bins: list[int]) -> None:
+        ends = [(b + 1) * BIN_SECONDS for b in bins]
+        if self.ex.video is not None:
+            frames_ok = [
+                b
+                for b, e in zip(bins, ends, strict=True)
+                if self._frames.times and self._frames.times[0] < e - 1e-9
+            ]
+            self.counters["empty_video_bins"] += len(bins) - len(frames_ok)
+            times = np.asarray(self._frames.times)
+            for b in frames_ok:  # only frames stamped before the bin's end: never its future
+                end = (b + 1) * BIN_SECONDS
+                n = int(np.searchsorted(times, end - 1e-9))
+                frames = np.stack(self._frames.frames[:n])
+                feats = self._safe(
+                    "video",
+                    lambda f=frames, t=times[:n], e=end: self.ex.video.extract([e], f, t),
+                    None,
+                )
+                if feats is not None:
+                    self.rings["video"].set(b, feats[0])
+            self._frames.trim(ends[-1] - FRAME_HISTORY_S)
+        if self.live_audio is not None:
+            covered = [
+                b for b, e in zip(bins, ends, strict=True) if e <= self.live_audio.end_time + 1e-6
+            ]
+            for b in covered:  # one pass per bin, ending at its end: no bin hears its future
+                feats = self._safe("audio", lambda b=b: self.live_audio.extract([b]), None)
+                if feats is not None:
+                    self.rings["audio"].set(b, feats[0])
+
+    def _safe(self, what: str, fn, default):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - one bad chunk never kills the stream
+            self.counters["extractor_errors"] += 1
+            log.warning(
+                "%s extractor failed on this bin (%s: %s); going on", what, type(exc).__name__, exc
+            )
+            return default
+
+    # ----- predictions -----
+
+    def _predict_ready(self) -> list[Prediction]:
+        total = self.closed_bins if self.finished else None
+        due = []
+        k = self.next_second
+        while (self.finished and 2 * k + 2 <= self.closed_bins) or (
+            not self.finished and ready(k, self.config.lag, self.closed_bins)
+        ):
+            due.append(k)
+            k += 1
+        if len(due) > self.config.max_pending_seconds and self.config.live and not self.finished:
+            skipped = due[: -self.config.max_pending_seconds]
+            self.counters["dropped_seconds"] += len(skipped)
+            log.warning("compute behind: seconds %s skipped (oldest first)", skipped)
+            due = due[-self.config.max_pending_seconds :]
+        preds = []
+        for k in due:
+            self.next_second = k + 1
+            pred = self._predict(k, total)
+            if pred is not None:
+                preds.append(pred)
+                self._publish(pred)
+        return preds
+
+    def _predict(self, k: int, total: int | None) -> Prediction | None:
+        w = window_for(k, self.config.lag, total)
+        t_start = self.clock.now()
+        features = {m: self.rings[m].window(w.start, w.stop) for m in self.modalities}
+        try:
+            values = self.engine.run(features, rows=[w.row])[0]
+        except Exception as exc:  # noqa: BLE001 - count, say, go on
+            self.counters["engine_errors"] += 1
+            log.warning(
+                "brain model failed on second %d (%s: %s); going on", k, type(exc).__name__, exc
+            )
+            return None
+        t_done = self.clock.now()
+        data_end = w.stop * BIN_SECONDS
+        self.counters["predictions"] += 1
+        self.counters["behind_s"] = (
+            round(max(0.0, t_done - data_end), 3) if self.config.live else 0.0
+        )
+        return Prediction(
+            second=k,
+            values=np.asarray(values, dtype=np.float32),
+            stimulus=(float(k), float(k + 1)),
+            bold_time=k + HEMODYNAMIC_OFFSET_S,
+            timings={
+                "window_start": w.start * BIN_SECONDS,
+                "window_end": data_end,
+                "capture": self.last_capture,
+                "model_start": t_start,
+                "model_end": t_done,
+                "model_ms": (t_done - t_start) * 1e3,
+            },
+            counters=self.all_counters(),
+        )
+
+    def _publish(self, pred: Prediction) -> None:
+        for sink in self.sinks:
+            try:
+                sink.send(pred)
+            except Exception as exc:  # noqa: BLE001
+                self.counters["sink_errors"] += 1
+                log.warning("sink %s failed (%s); going on", type(sink).__name__, exc)
+
+    def _heartbeat(self) -> None:
+        now = self.clock.now()
+        if now - self._last_status < 1.0:
+            return
+        self._last_status = now
+        counters = self.all_counters()
+        for sink in self.sinks:
+            try:
+                sink.status(counters)
+            except Exception as exc:  # noqa: BLE001
+                self.counters["sink_errors"] += 1
+                log.warning("sink %s status failed (%s)", type(sink).__name__, exc)
+
+    def all_counters(self) -> dict[str, float]:
+        """The pipeline's counters plus each source's (prefixed by its name)."""
+        out = dict(self.counters)
+        for i, s in enumerate(self.sources):
+            for key, value in s.counters.items():
+                if value:
+                    out[f"source{i}.{key}"] = value
+        if self.live_audio is not None:
+            out.update({f"audio.{k}": v for k, v in self.live_audio.counters.items()})
+        if self._asr is not None:
+            out.update(self._asr.counters)
+        return out
+
+    def features(self, modality: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The bins this stream extracted, `(L, D, T)` (for checks against offline runs)."""
+        return self.rings[modality].window(start, self.closed_bins if stop is None else stop)
