@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from tribe_stream import MAX_TOKENS
 from tribe_stream.errors import InputError, TribeStreamError
@@ -16,7 +17,7 @@ class Engine(ABC):
     """Runs the brain model on one window (T ≤ 200 tokens) of one stream.
 
     `run(features, pool=True, rows=None)`: `features` maps text/audio/video to float arrays
-    `(L, D, T)` or None (absent). Returns float32 `(R, n_outputs)`: all pooled rows (one per
+    `(L, D, T)` (NumPy, or torch tensors, best already on `engine.device`) or None (absent). Returns float32 `(R, n_outputs)`: all pooled rows (one per
     second), all tokens (`pool=False`), or only the pooled `rows` asked for (a live stream asks
     for its newest second only).
     """
@@ -26,6 +27,7 @@ class Engine(ABC):
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
         self.config = loaded.config
+        self.device = torch.device("cpu")
 
     def check(self, features: dict[str, np.ndarray | None]) -> int:
         """Validate shapes against the model; return T."""
@@ -43,7 +45,12 @@ class Engine(ABC):
                 raise InputError(
                     f"{m} features have shape {tuple(x.shape)}; expected (L={dims[0]}, D={dims[1]}, T)"
                 )
-            if not np.isfinite(x).all():
+            finite = (
+                bool(torch.isfinite(x).all())
+                if isinstance(x, torch.Tensor)
+                else np.isfinite(x).all()
+            )
+            if not finite:
                 raise InputError(f"{m} features contain NaN or inf; replace bad bins with zeros")
             Ts.add(x.shape[-1])
         if len(Ts) != 1:

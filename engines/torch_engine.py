@@ -82,4 +82,7 @@ class CompiledEngine(TorchEngine):
         return out.float().cpu().numpy()
 
     def _tensors_lt(self, features):
-        return {m: (torch.as_tensor(x) if x is not None else None) for m, x in features.items()}
+        return {
+            m: (torch.as_tensor(x, device=self.device) if x is not None else None)
+            for m, x in features.items()
+        }

@@ -171,7 +171,10 @@ class Pipeline:
         self.modalities = extractors.active()
         if not self.modalities:
             raise ValueError("switch on at least one of video, audio, text")
-        self.rings = {m: FeatureRing(getattr(extractors, m).shape) for m in self.modalities}
+        device = getattr(engine, "device", "cpu")
+        self.rings = {
+            m: FeatureRing(getattr(extractors, m).shape, device=device) for m in self.modalities
+        }
         self.live_audio = (
             extractors.audio.live(self.config.audio_context_s) if extractors.audio else None
         )
@@ -470,5 +473,10 @@ class Pipeline:
         return out
 
     def features(self, modality: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """The bins this stream extracted, `(L, D, T)` (for checks against offline runs)."""
-        return self.rings[modality].window(start, self.closed_bins if stop is None else stop)
+        """The bins this stream extracted, `(L, D, T)` numpy (for checks against offline runs)."""
+        return (
+            self.rings[modality]
+            .window(start, self.closed_bins if stop is None else stop)
+            .cpu()
+            .numpy()
+        )
