@@ -195,3 +195,44 @@ def test_run_command_on_a_lavfi_camera(tmp_path):
 def test_run_command_without_inputs_is_a_clear_error():
     r = run_cli("run", "--checkpoint", "demo")
     assert r.returncode == 2 and "nothing to listen to" in r.stderr
+
+
+class ChunkList:
+    """A real Source that hands over decoded chunks from a clip, with a dropout in the middle."""
+
+    def __init__(self, chunks):
+        self.chunks, self.ended, self.counters = chunks, False, {}
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def poll(self):
+        out, self.chunks, self.ended = self.chunks, [], True
+        return out
+
+
+def test_camera_dropout_leaves_bins_empty_and_counted(clip, demo):
+    from tribe_stream.sources.replay import FileReplay
+
+    engine, ex = demo
+    clock = StreamClock()
+    with FileReplay(clip, clock=clock, realtime=False, audio=False) as src:
+        chunks = list(src)
+    kept = [c for c in chunks if not (1.9 < c.start < 4.6)]  # the camera vanished for ~2.5 s
+    assert len(kept) < len(chunks)
+    pipe = Pipeline(
+        [ChunkList(kept)],
+        engine,
+        Extractors(video=ex["video"]),
+        config=PipelineConfig(live=False),
+        clock=clock,
+    )
+    preds = pipe.run()
+    assert [p.second for p in preds] == list(range(6))
+    video = pipe.features("video")
+    empty = [b for b in range(12) if not np.abs(video[..., b]).any()]
+    assert pipe.counters["empty_video_bins"] == len(empty) >= 2
+    assert all(6 <= b <= 9 for b in empty)

@@ -30,6 +30,7 @@ from tribe_stream.types import MODALITIES, Chunk, Prediction, Sink, Word
 log = logging.getLogger("tribe_stream.pipeline")
 
 FRAME_HISTORY_S = 4.5  # the video extractor looks 4 s back from each bin's end
+STALE_S = 1.0  # video older than this before a bin's start counts as a camera dropout
 
 
 @dataclass
@@ -341,16 +342,14 @@ class Pipeline:
     def _extract(self, bins: list[int]) -> None:
         ends = [(b + 1) * BIN_SECONDS for b in bins]
         if self.ex.video is not None:
-            frames_ok = [
-                b
-                for b, e in zip(bins, ends, strict=True)
-                if self._frames.times and self._frames.times[0] < e - 1e-9
-            ]
-            self.counters["empty_video_bins"] += len(bins) - len(frames_ok)
             times = np.asarray(self._frames.times)
-            for b in frames_ok:  # only frames stamped before the bin's end: never its future
-                end = (b + 1) * BIN_SECONDS
+            for b, end in zip(bins, ends, strict=True):
+                # only frames stamped before the bin's end (never its future); a camera that
+                # dropped out more than STALE_S before the bin leaves it empty (counted), not frozen
                 n = int(np.searchsorted(times, end - 1e-9))
+                if not n or times[n - 1] < end - BIN_SECONDS - STALE_S:
+                    self.counters["empty_video_bins"] += 1
+                    continue
                 frames = np.stack(self._frames.frames[:n])
                 feats = self._safe(
                     "video",
