@@ -88,9 +88,10 @@ def _sources(opts: LiveOptions, clock: StreamClock, tmp: Path):
         from tribe_stream.sources.replay import FileReplay
 
         src = FileReplay(opts.file, clock=clock, realtime=opts.realtime, max_size=292)
-        src._open()  # learn which streams the file has
-        want = (("video",) if src.has_video else ()) + (("audio", "text") if src.has_audio else ())
-        src._close()
+        kinds = src.kinds()
+        want = (("video",) if "video" in kinds else ()) + (
+            ("audio", "text") if "audio" in kinds else ()
+        )
         return [src], want
     sources, want = [], ()
     if opts.camera:

@@ -1,0 +1,438 @@
+"""File replay: a video with its sound, or sound alone, at real-time pace or as fast as possible.
+
+Stamps are media times mapped onto the stream clock: `stream time = offset + media time`, where
+media time is the frame's pts counted from the file's start. Video chunks carry the exact frame
+pts; audio is mono 16 kHz, stamped by counting samples from the pts of the first audio frame
+(re-anchored on a gap, e.g. after a packet that failed to decode). With `offset=0` (default) the
+stamps are the same whatever the pace, so offline and live runs fill identical 0.5 s bins.
+
+- `realtime=True`: a video frame is released when the clock reaches its stamp, an audio chunk
+  when the clock reaches its end (as a microphone would deliver it). The queue drops the oldest
+  chunk when the consumer falls behind (counted).
+- `realtime=False`: chunks are released as soon as they are decoded; the queue blocks the reader
+  when full, so nothing is dropped and "as fast as possible" means as fast as the consumer reads.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from tribe_stream.errors import SourceError
+from tribe_stream.sources.audio import TARGET_RATE, FrameResampler
+from tribe_stream.sources.base import Source
+from tribe_stream.sources.frames import BadFrame, frame_to_rgb
+from tribe_stream.stream.clock import StreamClock
+from tribe_stream.types import Chunk
+
+log = logging.getLogger("tribe_stream.sources")
+
+MAX_AHEAD_S = 2.0
+"""In real-time mode, no stream is decoded more than lookahead + this many seconds ahead."""
+
+GAP_TOLERANCE_S = 0.02
+"""An audio frame this far from where the previous ones end starts a new stamped segment."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a media file holds (see `probe_file`)."""
+
+    has_video: bool
+    has_audio: bool
+    duration: float | None
+    fps: float | None
+    width: int | None
+    height: int | None
+    audio_rate: int | None
+    audio_channels: int | None
+
+
+def probe_file(path: str | Path) -> MediaInfo:
+    """Open `path` just long enough to say which streams it has; `SourceError` if it cannot."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise SourceError(f"cannot replay {path!r}: no such file")
+    try:
+        container = av.open(path)
+    except av.FFmpegError as exc:
+        raise SourceError(
+            f"cannot replay {path!r}: {exc}. Give a media file FFmpeg can read "
+            "(mp4, mkv, mov, webm, wav, mp3, flac, ...)"
+        ) from exc
+    with container:
+        video = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return MediaInfo(
+            has_video=video is not None,
+            has_audio=audio is not None,
+            duration=container.duration / av.time_base if container.duration else None,
+            fps=float(video.average_rate) if video is not None and video.average_rate else None,
+            width=video.codec_context.width if video is not None else None,
+            height=video.codec_context.height if video is not None else None,
+            audio_rate=audio.codec_context.sample_rate if audio is not None else None,
+            audio_channels=audio.codec_context.channels if audio is not None else None,
+        )
+
+
+class FileReplay(Source):
+    """Video and/or audio chunks from a media file (anything FFmpeg opens).
+
+    Args:
+        path: the file.
+        clock: the shared stream clock (a new one if None).
+        realtime: release chunks at their stream time (True) or as fast as consumed (False).
+        video, audio: which streams to replay (a missing stream is simply absent).
+        max_size: downscale frames so the shortest edge is at most this many pixels.
+        offset: stream time of media time 0; None means "now" (the clock time at `start()`).
+        loop: start again at the end, continuing the stamps (counted in `loops`).
+        chunk_seconds: length of audio chunks.
+        queue_size: chunks kept for the consumer.
+        lookahead: seconds of media decoded ahead of the clock in real-time mode.
+    """
+
+    kind = "av"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: StreamClock | None = None,
+        realtime: bool = True,
+        video: bool = True,
+        audio: bool = True,
+        max_size: int | None = None,
+        offset: float | None = 0.0,
+        loop: bool = False,
+        chunk_seconds: float = 0.1,
+        queue_size: int = 256,
+        lookahead: float = 0.5,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(
+            clock=clock,
+            queue_size=queue_size,
+            overflow="drop_oldest" if realtime else "block",
+            name=name or f"replay {Path(path).name}",
+        )
+        if not (video or audio):
+            raise SourceError("file replay needs video=True, audio=True or both")
+        if chunk_seconds <= 0:
+            raise SourceError(f"chunk_seconds must be positive, not {chunk_seconds}")
+        self.path = str(path)
+        self.realtime = realtime
+        self.want_video, self.want_audio = video, audio
+        self.max_size = max_size
+        self.offset = offset
+        self.loop = loop
+        self.chunk_samples = max(1, round(chunk_seconds * TARGET_RATE))
+        self.lookahead = lookahead
+        self.has_video = self.has_audio = False
+        self.duration: float | None = None
+        self._container: av.container.InputContainer | None = None
+        self._base = 0.0
+        self._corrupt_logged = 0
+
+    def kinds(self) -> tuple[str, ...]:
+        """The chunk kinds this replay will yield ("video", "audio"), without starting it."""
+        info = probe_file(self.path)
+        return tuple(
+            kind
+            for kind, wanted, present in (
+                ("video", self.want_video, info.has_video),
+                ("audio", self.want_audio, info.has_audio),
+            )
+            if wanted and present
+        )
+
+    # ----- opening -----
+    def _open(self) -> None:
+        self._container = self._open_file()
+        self._base = self.clock.now() if self.offset is None else float(self.offset)
+
+    def _open_file(self) -> av.container.InputContainer:
+        if not os.path.exists(self.path):
+            raise SourceError(f"cannot replay {self.path!r}: no such file")
+        try:
+            container = av.open(self.path)
+        except av.FFmpegError as exc:
+            raise SourceError(
+                f"cannot replay {self.path!r}: {exc}. Give a media file FFmpeg can read "
+                "(mp4, mkv, mov, webm, wav, mp3, flac, ...)"
+            ) from exc
+        self.has_video = self.want_video and bool(container.streams.video)
+        self.has_audio = self.want_audio and bool(container.streams.audio)
+        if not (self.has_video or self.has_audio):
+            container.close()
+            asked = " or ".join(
+                k for k, w in (("video", self.want_video), ("audio", self.want_audio)) if w
+            )
+            raise SourceError(f"cannot replay {self.path!r}: it has no {asked} stream")
+        if container.duration:
+            self.duration = container.duration / av.time_base
+        for stream in container.streams.video[:1]:
+            stream.thread_type = "AUTO"
+        return container
+
+    # ----- replay -----
+    def _run(self) -> None:
+        while True:
+            assert self._container is not None
+            end = self._play(self._container)
+            if end is None or not self.loop or self._stop.is_set():
+                return
+            self._close()
+            self._container = self._open_file()
+            self._base = end
+            self._count(loops=1)
+
+    def _play(self, container: av.container.InputContainer) -> float | None:
+        """Replay the file once; returns the stream time where it ended, None if stopped."""
+        streams = []
+        if self.has_video:
+            streams.append(container.streams.video[0])
+        if self.has_audio:
+            streams.append(container.streams.audio[0])
+        origin = (container.start_time or 0) / av.time_base
+        play = _Playback(self, container, origin)
+        packets = container.demux(*streams)
+        eof = False
+        while True:
+            if self._stop.is_set():
+                return None
+            if self.realtime:
+                now = self.clock.now()
+                while play.heap and play.heap[0][0] <= now:
+                    if not self._release(heapq.heappop(play.heap)[2]):
+                        return None
+                # Decode until every stream is `lookahead` ahead of the clock, but never more
+                # than a few seconds ahead (one stream may end before the other).
+                want = (
+                    not eof
+                    and play.horizon() < now + self.lookahead
+                    and play.max_horizon() < now + self.lookahead + MAX_AHEAD_S
+                )
+            else:
+                for _, _, chunk in play.take_all():
+                    if not self._release(chunk):
+                        return None
+                want = not eof
+            if want:
+                eof = not self._step(packets, play)
+            elif eof and not play.heap:
+                return play.end
+            elif not play.heap:
+                self._sleep(0.005)
+            elif self._sleep_until(play.heap[0][0]):
+                return None
+
+    def _step(self, packets: Iterator[av.Packet], play: _Playback) -> bool:
+        """Decode one packet; False at the end of the file (or of what could be read)."""
+        try:
+            packet = next(packets)
+        except StopIteration:
+            play.finish_audio()
+            return False
+        except (av.FFmpegError, OSError) as exc:
+            self._count(errors=1)
+            log.warning("%s: reading stopped early: %s", self.name, exc)
+            play.finish_audio()
+            return False
+        play.packet(packet)
+        return True
+
+    def _release(self, chunk: Chunk) -> bool:
+        chunk.capture_time = self.clock.now()
+        return self._emit(chunk)
+
+    def _corrupt(self, message: str) -> None:
+        self._count(corrupt_frames=1)
+        self._corrupt_logged += 1
+        if self._corrupt_logged <= 5 or self._corrupt_logged % 100 == 0:
+            log.warning(
+                "%s: skipped a corrupt frame (%d): %s", self.name, self._corrupt_logged, message
+            )
+
+    def _close(self) -> None:
+        if self._container is not None:
+            container, self._container = self._container, None
+            container.close()
+
+
+class _Playback:
+    """One pass over a file: decodes packets into chunks on a release heap."""
+
+    def __init__(
+        self, source: FileReplay, container: av.container.InputContainer, origin: float
+    ) -> None:
+        self.src = source
+        self.origin = origin
+        self.frame_rate: float | None = None
+        if source.has_video and container.streams.video[0].average_rate:
+            self.frame_rate = float(container.streams.video[0].average_rate)
+        self.frame_s = 1.0 / (self.frame_rate or 25.0)
+        self.base = source._base
+        self.heap: list[tuple[float, int, Chunk]] = []
+        self._seq = itertools.count()
+        self.end = self.base
+        # Audio past the file's duration is encoder padding (AAC): trim it so loops join cleanly.
+        self.limit = self.base + source.duration if source.duration else math.inf
+        self.video_horizon = -math.inf if source.has_video else math.inf
+        self.audio_horizon = -math.inf if source.has_audio else math.inf
+        self._last_video = -math.inf
+        self._resampler = FrameResampler()
+        self._seg_media: float | None = None  # media time of the segment's first sample
+        self._seg_in = 0  # input samples in the segment
+        self._seg_rate = 0
+        self._seg_out = 0  # output samples of the segment already chunked
+        self._pending: list[np.ndarray] = []
+        self._pending_n = 0
+
+    def horizon(self) -> float:
+        """Stream time up to which every replayed stream has been decoded."""
+        return min(self.video_horizon, self.audio_horizon)
+
+    def max_horizon(self) -> float:
+        """Stream time of the furthest decoded media in any still-running stream."""
+        live = [h for h in (self.video_horizon, self.audio_horizon) if h < math.inf]
+        return max(live) if live else math.inf
+
+    def packet(self, packet: av.Packet) -> None:
+        is_video = packet.stream.type == "video"
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            if is_video:
+                self.src._corrupt(f"decode error: {exc}")
+            else:
+                self.src._count(audio_errors=1)
+                log.warning("%s: audio packet failed to decode: %s", self.src.name, exc)
+            return
+        for frame in frames:
+            if is_video:
+                self._video(frame)
+            else:
+                self._audio(frame)
+        if packet.size == 0:  # the demuxer's end-of-stream flush packet
+            if is_video:
+                self.video_horizon = math.inf
+
+    def take_all(self) -> list[tuple[float, int, Chunk]]:
+        items, self.heap = sorted(self.heap), []
+        return items
+
+    def _push(self, release: float, chunk: Chunk) -> None:
+        heapq.heappush(self.heap, (release, next(self._seq), chunk))
+        self.end = max(self.end, chunk.end)
+
+    # ----- video -----
+    def _video(self, frame: av.VideoFrame) -> None:
+        src = self.src
+        frame_s = self.frame_s
+        if frame.time is None:
+            last = self._last_video
+            media = last - self.base + frame_s if last > -math.inf else 0.0
+        else:
+            media = frame.time - self.origin
+        stamp = self.base + media
+        self.video_horizon = stamp
+        if stamp <= self._last_video:
+            src._count(out_of_order_frames=1)
+            return
+        try:
+            rgb = frame_to_rgb(frame, src.max_size)
+        except BadFrame as exc:
+            if exc.reason == "nan":
+                src._count(nan_frames=1)
+                log.warning("%s: skipped a frame at %.3f s: %s", src.name, media, exc)
+            else:
+                src._corrupt(str(exc))
+            return
+        except (ValueError, av.FFmpegError) as exc:
+            src._corrupt(f"conversion failed: {exc}")
+            return
+        self._last_video = stamp
+        chunk = Chunk(
+            kind="video",
+            data=rgb[None],
+            start=stamp,
+            end=stamp + frame_s,
+            capture_time=src.clock.now(),
+            times=np.array([stamp]),
+            rate=self.frame_rate,
+        )
+        self._push(stamp, chunk)
+
+    # ----- audio -----
+    def _audio(self, frame: av.AudioFrame) -> None:
+        media = None if frame.time is None else frame.time - self.origin
+        if self._seg_media is None:
+            self._seg_media = media if media is not None else 0.0
+            self._seg_rate = frame.rate
+        else:
+            expected = self._seg_media + self._seg_in / self._seg_rate
+            if media is not None and (
+                abs(media - expected) > GAP_TOLERANCE_S or frame.rate != self._seg_rate
+            ):
+                self.src._count(audio_gaps=1)
+                log.warning(
+                    "%s: audio jumps from %.3f s to %.3f s; re-anchoring",
+                    self.src.name,
+                    expected,
+                    media,
+                )
+                self.finish_audio()
+                self._seg_media, self._seg_rate = media, frame.rate
+        self._seg_in += frame.samples
+        self._add(self._resampler.push(frame))
+        self.audio_horizon = self.base + self._seg_media + self._seg_in / self._seg_rate
+        while self._pending_n >= self.src.chunk_samples:
+            self._chunk(self.src.chunk_samples)
+
+    def finish_audio(self) -> None:
+        """Flush the resampler and chunk what is left of the current segment."""
+        if self._seg_media is None:
+            return
+        self._add(self._resampler.flush())
+        while self._pending_n > 0:
+            self._chunk(min(self._pending_n, self.src.chunk_samples))
+        self._seg_media, self._seg_in, self._seg_out = None, 0, 0
+        self.audio_horizon = math.inf
+
+    def _add(self, samples: np.ndarray) -> None:
+        if len(samples):
+            self._pending.append(samples)
+            self._pending_n += len(samples)
+
+    def _chunk(self, n: int) -> None:
+        data = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        out, rest = data[:n], data[n:]
+        self._pending = [rest] if len(rest) else []
+        self._pending_n = len(rest)
+        assert self._seg_media is not None
+        start = self.base + self._seg_media + self._seg_out / TARGET_RATE
+        self._seg_out += n
+        if start + n / TARGET_RATE > self.limit:
+            out = out[: max(0, round((self.limit - start) * TARGET_RATE))]
+            if not len(out):
+                return
+        end = start + len(out) / TARGET_RATE
+        chunk = Chunk(
+            kind="audio",
+            data=np.ascontiguousarray(out, dtype=np.float32),
+            start=start,
+            end=end,
+            capture_time=self.src.clock.now(),
+            times=np.array([start]),
+            rate=float(TARGET_RATE),
+        )
+        self._push(end, chunk)
