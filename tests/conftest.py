@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pulse_device import pulse  # noqa: F401 - a real PortAudio device, for any test that asks
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tribev2-small"
 CASES = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import run_cli
+from pulse_device import play_tone
 
 from engines import make_engine
 from tribe_stream import N_VERTICES
@@ -236,3 +237,41 @@ def test_camera_dropout_leaves_bins_empty_and_counted(clip, demo):
     empty = [b for b in range(12) if not np.abs(video[..., b]).any()]
     assert pipe.counters["empty_video_bins"] == len(empty) >= 2
     assert all(6 <= b <= 9 for b in empty)
+
+
+def test_run_command_on_a_real_microphone(tmp_path, pulse):
+    """`tribe-stream run --mic` through PortAudio (a PulseAudio null sink) while a tone plays."""
+    import threading
+
+    stop = threading.Event()
+
+    def play():
+        while not stop.is_set():
+            play_tone(440, 0.5)
+
+    player = threading.Thread(target=play, daemon=True)
+    player.start()
+    out = tmp_path / "mic.npy"
+    try:
+        r = run_cli(
+            "run",
+            "--checkpoint",
+            "demo",
+            "--mic",
+            "pulse",
+            "--no-text",
+            "--seconds",
+            "3",
+            "--publish",
+            "none",
+            "--out",
+            str(out),
+            timeout=120,
+        )
+    finally:
+        stop.set()
+        player.join(5)
+    assert r.returncode == 0, r.stderr
+    assert "modalities: audio" in r.stdout
+    values = np.load(out)
+    assert values.shape == (3, N_VERTICES) and np.isfinite(values).all()
