@@ -65,6 +65,8 @@ def test_replayed_clip_gives_one_prediction_per_second_equal_to_offline(clip, de
     assert all(f.shape[-1] == 12 and np.abs(f).sum() > 0 for f in feats.values())
     ref = reference_predictions(demo[0], feats, lag)
     np.testing.assert_allclose(np.stack([p.values for p in preds]), ref, atol=1e-5)
+    # live video features are the official offline ones, bin for bin (no bin sees a later frame)
+    np.testing.assert_array_equal(feats["video"], demo[1]["video"].extract_file(clip))
     # a window never reaches past its lag: with lag 0, second 2 saw bins 0..5 only
     assert preds[2].timings["window_end"] == min(3.0 + lag, 6.0)
 

@@ -185,6 +185,7 @@ class Pipeline:
             AsrWorker(extractors.asr) if extractors.asr is not None and extractors.text else None
         )
         self._horizon = dict.fromkeys(self._covering(), 0.0)
+        self._last_frame = -1.0
         self.closed_bins = 0  # bins [0, closed_bins) are final
         self.next_second = 0
         self.last_capture = 0.0
@@ -291,6 +292,9 @@ class Pipeline:
             times = np.asarray(chunk.times, dtype=np.float64)
             self._frames.add(frames, times)
             self._horizon["video"] = max(self._horizon["video"], chunk.end)
+            # a video bin ending at t samples the frame shown at t (the official clip times end
+            # at t), so it closes once a frame stamped at or after t has arrived
+            self._last_frame = max(self._last_frame, float(times[-1]) if len(times) else 0.0)
         elif chunk.kind == "audio" and "audio" in self._horizon:
             samples = np.asarray(chunk.data, dtype=np.float32)
             if self.live_audio is not None:
@@ -323,7 +327,10 @@ class Pipeline:
             horizon = max(self._horizon.values()) if self._horizon else 0.0
             target = int(np.floor(horizon / BIN_SECONDS + 1e-6))
         else:
-            horizon = min(self._horizon.values()) if self._horizon else 0.0
+            covered = dict(self._horizon)
+            if "video" in covered:
+                covered["video"] = self._last_frame + 1e-6
+            horizon = min(covered.values()) if covered else 0.0
             if self.config.live and not any(s.ended for s in self.sources):
                 horizon = max(horizon, self.clock.now() - self.config.grace_s)
             target = int(np.floor(horizon / BIN_SECONDS + 1e-6))
@@ -344,10 +351,10 @@ class Pipeline:
         if self.ex.video is not None:
             times = np.asarray(self._frames.times)
             for b, end in zip(bins, ends, strict=True):
-                # only frames stamped before the bin's end (never its future); a camera that
-                # dropped out more than STALE_S before the bin leaves it empty (counted), not frozen
-                n = int(np.searchsorted(times, end - 1e-9))
-                if not n or times[n - 1] < end - BIN_SECONDS - STALE_S:
+                # frames stamped up to the bin's end (the clip's last instant), never later; a
+                # camera that dropped out STALE_S before the bin leaves it empty (counted)
+                n = int(np.searchsorted(times, end + 1e-9, side="right"))
+                if not n or times[n - 1] <= end - BIN_SECONDS - STALE_S:
                     self.counters["empty_video_bins"] += 1
                     continue
                 frames = np.stack(self._frames.frames[:n])

@@ -1,0 +1,128 @@
+"""V-JEPA2 video extractor on the tiny random-weight demo model, loaded with `from_pretrained`."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from tribe_stream.errors import InputError
+from tribe_stream.extractors.demo import DEMO_SHAPE, demo_config, demo_extractors_path
+from tribe_stream.extractors.media import iter_video_frames
+from tribe_stream.extractors.timing import clip_sample_times, select_frames
+from tribe_stream.extractors.video import (
+    VideoExtractor,
+    VideoPreprocess,
+    preprocess_frames,
+    resized_shape,
+)
+
+
+@pytest.fixture(scope="module")
+def video() -> VideoExtractor:
+    paths = demo_extractors_path()
+    return VideoExtractor.from_pretrained(paths.video, demo_config().video, device="cpu")
+
+
+def write_video(path, n_frames: int, fps: int = 16, size=(96, 72)) -> None:
+    """A small H.264 file whose frames differ (moving bar, changing colour)."""
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(n_frames):
+            img = np.zeros((size[1], size[0], 3), np.uint8)
+            img[..., 0] = (i * 7) % 256
+            img[:, (i * 5) % (size[0] - 10) :][:, :10] = 255
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+
+
+def test_sizes_come_from_the_model_folder(video):
+    assert video.prep == VideoPreprocess(resize=36, crop=32)
+    assert video.shape == DEMO_SHAPE and video.groups == [[1], [2, 3]]
+    assert resized_shape(480, 640, 292) == (292, 389) and resized_shape(640, 480, 292) == (389, 292)
+
+
+def test_preprocessing_crops_the_centre_and_normalises():
+    prep = VideoPreprocess(resize=8, crop=4)
+    frame = np.zeros((1, 8, 16, 3), np.uint8)
+    frame[0, :, :, :] = (np.arange(16) * 16).astype(np.uint8)[None, :, None]  # column ramp
+    x = preprocess_frames(frame, prep, "cpu")
+    assert x.shape == (1, 3, 4, 4)
+    cols = x[0, 0, 0] * prep.std[0] + prep.mean[0]  # back to [0, 1]
+    np.testing.assert_allclose(cols.numpy() * 255, np.arange(6, 10) * 16, atol=1e-3)  # columns 6..9
+    gray = preprocess_frames(np.full((2, 40, 40, 3), 128, np.uint8), VideoPreprocess(36, 32), "cpu")
+    expect = (128 / 255 - np.array(prep.mean)) / np.array(prep.std)
+    np.testing.assert_allclose(gray[1, :, 5, 7].numpy(), expect, rtol=1e-6)
+    with pytest.raises(InputError, match="uint8"):
+        preprocess_frames(np.zeros((2, 8, 8, 3), np.float32), prep, "cpu")
+
+
+def test_encoder_equals_the_models_own_hidden_states(video):
+    torch.manual_seed(0)
+    pix = torch.randn(2, 64, 3, 32, 32)
+    with torch.inference_mode():
+        states = video.model(pixel_values_videos=pix, output_hidden_states=True).hidden_states
+    assert len(states) == video.model.config.num_hidden_layers + 1
+    ref = torch.stack(
+        [torch.stack([states[i] for i in g]).mean(0).mean(1) for g in video.groups], 1
+    )
+    np.testing.assert_allclose(video.encode(pix), ref.numpy(), atol=1e-5)
+
+
+def test_extract_picks_frames_and_batches_bins(video):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (70, 40, 56, 3), dtype=np.uint8)
+    times = np.arange(70) / 16 + 0.01
+    ends = [0.5, 2.0, 4.0]
+    out = video.extract(ends, frames, times)
+    assert out.shape == (3, *DEMO_SHAPE) and out.dtype == np.float32
+    idx = select_frames(clip_sample_times(ends), times)
+    assert idx[0, 0] == 0 and idx[2, -1] == 63  # clamped at the start; frame 63 is at 3.9475 s
+    manual = video.extract_clips(frames[idx])
+    np.testing.assert_allclose(out, manual, atol=1e-5)
+    one_by_one = np.concatenate([video.extract([t], frames, times) for t in ends])
+    np.testing.assert_allclose(out, one_by_one, atol=1e-5)
+    assert not np.allclose(out[1], out[2])
+    with pytest.raises(InputError, match="one time each"):
+        video.extract(ends, frames, times[:-1])
+
+
+def test_file_extraction_streams_the_same_frames(video, tmp_path):
+    path = tmp_path / "clip.mp4"
+    write_video(path, n_frames=48, fps=16)  # 3 s
+    feats = video.extract_file(path)
+    assert feats.shape == (*DEMO_SHAPE, 6)
+    decoded = list(iter_video_frames(path))
+    times = np.array([t for t, _ in decoded])
+    frames = np.stack([f for _, f in decoded])
+    expect = video.extract((np.arange(6) + 1) * 0.5, frames, times)
+    np.testing.assert_allclose(feats, expect.transpose(1, 2, 0), atol=1e-5)
+    assert video.extract_file(path, n_bins=8)[..., 6:].std() > 0  # past the end: the last frame
+
+
+def test_batched_bins_of_several_streams_share_one_forward(video):
+    rng = np.random.default_rng(1)
+    clips = rng.integers(0, 256, (3, 64, 36, 36, 3), dtype=np.uint8)
+    together = video.extract_clips(clips)
+    apart = np.concatenate([video.extract_clips(c[None]) for c in clips])
+    np.testing.assert_allclose(together, apart, atol=1e-5)
+
+
+def test_live_video_preprocesses_each_frame_once_and_matches(video):
+    from tribe_stream.extractors.video import LiveVideo
+
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (120, 40, 56, 3), dtype=np.uint8)
+    times = np.arange(120) / 16 + 0.01  # 7.5 s
+    live = LiveVideo(video)
+    for i in range(0, 120, 8):
+        live.feed(frames[i : i + 8], times[i : i + 8])
+    assert len(live._times) < 120  # older frames left the ring
+    out = live.extract([7.0, 7.5])
+    np.testing.assert_allclose(out, video.extract([7.0, 7.5], frames, times), atol=1e-5)
+    live.feed(frames[:2], times[:2])  # stale frames: counted, not used
+    assert live.counters == {"frames": 120, "out_of_order_frames": 2}

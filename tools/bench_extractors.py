@@ -1,0 +1,481 @@
+"""Feature-extractor cost per 0.5 s bin of one stream: the eager baseline (REFERENCE.md §4) against
+tribe-stream's path, side by side, with the ratio.
+
+Full-size models with random weights, built from their configs (values written below, nothing
+downloaded): V-JEPA2 ViT-g fpc64-256, w2v-BERT 2.0, Llama-3.2-3B.
+
+- video, baseline: the official call, `VJEPA2Model(clip, output_hidden_states=True)` (predictor
+  included), fp16, one 64-frame clip per bin. Ours: `LiveVideo.extract` (frames preprocessed once
+  on arrival, encoder trunk only, only the needed hidden states kept, token means on the GPU),
+  fp16, regional `torch.compile`, the faster attention kernel, the two bins of a second batched.
+- audio, baseline: `Wav2Vec2BertModel` on 30 s of features, fp16 eager (feature extraction on the
+  CPU timed apart). Ours: `AudioExtractor.extract` over a 30 s trailing context (filterbank on the
+  GPU, fp16, regional compile): one pass per bin, and one pass per second (2 bins).
+- text, baseline: the official per-word forward of the word's whole context (1024 tokens), bf16
+  eager. Ours: `LiveText.add` with the context in a KV cache and the new tokens replayed as a
+  CUDA graph, bf16; also the cost once the 1024-word context slides (exact, and `rebase`).
+
+Run on a CUDA machine: `python tools/bench_extractors.py` (about 3-5 minutes, mostly compiling).
+Smoke test on a CPU: `python tools/bench_extractors.py --tiny`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tribe_stream.extractors.config import ExtractorConfig  # noqa: E402
+
+VJEPA2_VITG = dict(
+    crop_size=256,
+    frames_per_clip=64,
+    tubelet_size=2,
+    patch_size=16,
+    hidden_size=1408,
+    num_attention_heads=22,
+    num_hidden_layers=40,
+    mlp_ratio=48 / 11,  # 6144 hidden units
+    qkv_bias=True,
+    hidden_act="gelu",
+    layer_norm_eps=1e-6,
+    pred_hidden_size=384,
+    pred_num_attention_heads=12,
+    pred_num_hidden_layers=12,
+    pred_num_mask_tokens=10,
+    pred_mlp_ratio=4.0,
+    num_pooler_layers=3,
+)
+W2V_BERT_2 = dict(
+    hidden_size=1024,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    intermediate_size=4096,
+    feature_projection_input_dim=160,
+    hidden_act="swish",
+    position_embeddings_type="relative_key",
+    left_max_position_embeddings=64,
+    right_max_position_embeddings=8,
+    conv_depthwise_kernel_size=31,
+    layer_norm_eps=1e-5,
+    add_adapter=False,
+)
+LLAMA_32_3B = dict(
+    vocab_size=128256,
+    hidden_size=3072,
+    intermediate_size=8192,
+    num_hidden_layers=28,
+    num_attention_heads=24,
+    num_key_value_heads=8,
+    head_dim=128,
+    max_position_embeddings=131072,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,
+    bos_token_id=128000,
+    eos_token_id=128001,
+    rope_theta=500000.0,
+    rope_scaling={
+        "rope_type": "llama3",
+        "factor": 32.0,
+        "high_freq_factor": 4.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 8192,
+    },
+)
+TINY = {
+    "video": dict(VJEPA2_VITG, crop_size=32, hidden_size=64, num_attention_heads=2, num_hidden_layers=3, mlp_ratio=2.0,
+                  pred_hidden_size=32, pred_num_attention_heads=2, pred_num_hidden_layers=1, num_pooler_layers=1),
+    "audio": dict(W2V_BERT_2, hidden_size=64, num_hidden_layers=3, num_attention_heads=2, intermediate_size=128),
+    "text": dict(LLAMA_32_3B, vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=16, bos_token_id=0, eos_token_id=1),
+}  # fmt: skip
+
+ROWS: list[tuple[str, str, float | None, float | None, str]] = []
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: str, iters: int, warmup: int = 2) -> float:
+    """Median wall time of `fn()` in ms (synchronised)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def build(cls, config, device: str, dtype: torch.dtype):
+    """A random-weight model made directly on the device in `dtype`."""
+    with torch.device(device):
+        try:
+            model = cls._from_config(config, dtype=dtype)
+        except TypeError:
+            model = cls._from_config(config, torch_dtype=dtype)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def record(
+    modality: str, what: str, base: float | None, ours: float | None, note: str = ""
+) -> None:
+    ROWS.append((modality, what, base, ours, note))
+    b = f"{base:8.2f}" if base is not None else "       -"
+    o = f"{ours:8.2f}" if ours is not None else "       -"
+    print(f"  {what:<48} baseline {b} ms   ours {o} ms   {note}", flush=True)
+
+
+def rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / (np.abs(b).max() + 1e-12))
+
+
+def free() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# -- video ------------------------------------------------------------------------------------------
+
+
+def bench_video(args, device: str) -> None:
+    from transformers import VJEPA2Config, VJEPA2Model
+
+    from tribe_stream.extractors.video import LiveVideo, VideoExtractor, VideoPreprocess
+
+    cfg = VJEPA2Config(**(TINY["video"] if args.tiny else VJEPA2_VITG))
+    half = torch.float16 if device.startswith("cuda") else torch.float32
+    model = build(VJEPA2Model, cfg, device, half)
+    settings = ExtractorConfig.reference().video
+    crop = cfg.crop_size
+    print(f"video: V-JEPA2 {cfg.num_hidden_layers} layers x {cfg.hidden_size}, {crop} px, "
+          f"attention {cfg._attn_implementation}, {half}")  # fmt: skip
+    gen = torch.Generator(device=device).manual_seed(0)
+    clip1 = torch.randn(1, 64, 3, crop, crop, device=device, generator=gen).to(half)
+    clip2 = torch.randn(2, 64, 3, crop, crop, device=device, generator=gen).to(half)
+    ex = VideoExtractor(
+        model, settings, VideoPreprocess(int(crop * 256 / 224), crop), device=device
+    )
+
+    def official(clips):
+        with torch.inference_mode():
+            states = model(pixel_values_videos=clips, output_hidden_states=True).hidden_states
+            return torch.stack(
+                [torch.stack([states[i] for i in g]).mean(0).float().mean(1) for g in ex.groups], 1
+            )
+
+    base1 = timed(lambda: official(clip1), device, args.iters)
+    base2 = timed(lambda: official(clip2), device, max(2, args.iters // 2))
+    ref = official(clip2).cpu().numpy()
+    record("video", "one 64-frame clip, official call (B=1)", base1, None, "REFERENCE: 160 ms")
+    record("video", "clip of each bin of a second, official (B=2)", base2 / 2, None, "per bin")
+
+    best, best_t = None, float("inf")
+    for pref in (None, ("flash",), ("cudnn",), ("efficient",)):
+        ex.attention = pref
+        try:
+            t = timed(lambda: ex.encode(clip2), device, max(2, args.iters // 2)) / 2
+        except Exception as exc:  # noqa: BLE001 - a kernel may not exist on this GPU/torch
+            print(f"  attention {pref}: unavailable ({type(exc).__name__}: {exc})")
+            continue
+        record(
+            "video",
+            f"ours eager, attention {pref or 'default'} (B=2)",
+            base2 / 2,
+            t,
+            f"x{base2 / 2 / t:.2f}",
+        )
+        if t < best_t:
+            best, best_t = pref, t
+    ex.attention = best
+    err = rel_err(ex.encode(clip2), ref)
+    print(f"  ours vs official: max relative error {err:.2e} (fp16)")
+    if args.compile:
+        t0 = time.perf_counter()
+        VideoExtractor.__init__(
+            ex, model, settings, ex.prep, device=device, compile=True, attention=best
+        )
+        ex.encode(clip2)
+        ex.encode(clip1)
+        print(f"  regional compile of the layers: {time.perf_counter() - t0:.0f} s")
+    frames = np.random.default_rng(0).integers(0, 256, (16 * 6, 360, 480, 3), dtype=np.uint8)
+    live = LiveVideo(ex)
+    t0 = time.perf_counter()
+    live.feed(frames, np.arange(len(frames)) / 16)
+    sync(device)
+    pre = (time.perf_counter() - t0) * 1e3 / len(frames)
+    ours2 = timed(lambda: live.extract([5.5, 6.0]), device, max(2, args.iters // 2)) / 2
+    ours1 = timed(lambda: live.extract([6.0]), device, args.iters)
+    tag = "compiled" if args.compile else "eager"
+    record(
+        "video",
+        f"ours {tag}, per bin, one forward per bin (B=1)",
+        base1,
+        ours1,
+        f"x{base1 / ours1:.2f}",
+    )
+    record(
+        "video",
+        f"ours {tag}, per bin, 2 bins per forward (B=2)",
+        base1,
+        ours2,
+        f"x{base1 / ours2:.2f}",
+    )
+    record(
+        "video", "ours: preprocessing of one 480x360 frame on arrival", None, pre, "x16 frames/s"
+    )
+    err = rel_err(ex.encode(clip2), ref)
+    print(f"  ours ({tag}) vs official: max relative error {err:.2e}")
+
+
+# -- audio ------------------------------------------------------------------------------------------
+
+
+def bench_audio(args, device: str) -> None:
+    from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel
+
+    from tribe_stream.extractors.audio import AudioExtractor, zscore
+
+    cfg = Wav2Vec2BertConfig(**(TINY["audio"] if args.tiny else W2V_BERT_2))
+    half = torch.float16 if device.startswith("cuda") else torch.float32
+    model = build(Wav2Vec2BertModel, cfg, device, half)
+    processor = SeamlessM4TFeatureExtractor(padding_value=1.0)
+    settings = ExtractorConfig.reference().audio
+    context = args.audio_context
+    print(f"audio: w2v-BERT {cfg.num_hidden_layers} layers x {cfg.hidden_size}, {context:.0f} s context, "
+          f"attention {cfg._attn_implementation}, {half}")  # fmt: skip
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(int(context * 16000))).astype(np.float32)
+    t0 = time.perf_counter()
+    feats = processor(zscore(wave).numpy(), sampling_rate=16000, return_tensors="pt")[
+        "input_features"
+    ]
+    cpu_fe = (time.perf_counter() - t0) * 1e3
+    feats = feats.to(device, half)
+    ex = AudioExtractor(model, processor, settings, device=device)
+
+    def official():
+        with torch.inference_mode():
+            return model(input_features=feats, output_hidden_states=True).hidden_states
+
+    base = timed(official, device, args.iters)
+    record(
+        "audio",
+        f"forward over {context:.0f} s, official call",
+        base,
+        None,
+        "REFERENCE: 53 ms (30 s)",
+    )
+    record("audio", "  + feature extraction on the CPU (numpy)", cpu_fe, None, "once per pass")
+    with torch.inference_mode():
+        states = official()
+        ref = (
+            torch.stack([torch.stack([states[i][0] for i in g]).mean(0) for g in ex.groups])
+            .float()
+            .cpu()
+            .numpy()
+        )
+    n_bins = int(context * 2)
+    bins = [n_bins - 1]
+    eager = timed(lambda: ex.extract(wave, 0.0, bins), device, args.iters)
+    record("audio", "ours eager, one pass per bin", base, eager, f"x{base / eager:.2f}")
+    print(
+        f"  ours vs official frames: max relative error {rel_err(ex.frames(wave).cpu().numpy(), ref):.2e}"
+    )
+    if args.compile:
+        t0 = time.perf_counter()
+        AudioExtractor.__init__(ex, model, processor, settings, device=device, compile=True)
+        ex.extract(wave, 0.0, bins)
+        print(f"  regional compile of the layers: {time.perf_counter() - t0:.0f} s")
+        print(
+            f"  compiled vs official frames: max relative error {rel_err(ex.frames(wave).cpu().numpy(), ref):.2e}"
+        )
+    tag = "compiled" if args.compile else "eager"
+    ours = timed(lambda: ex.extract(wave, 0.0, bins), device, args.iters) if args.compile else eager
+    if args.compile:
+        record("audio", f"ours {tag}, one pass per bin", base, ours, f"x{base / ours:.2f}")
+    record(
+        "audio",
+        f"ours {tag}, one pass per second (2 bins)",
+        base,
+        ours / 2,
+        f"x{2 * base / ours:.2f}",
+    )
+
+
+# -- text -------------------------------------------------------------------------------------------
+
+
+def bench_text(args, device: str, tokenizer_folder: Path) -> None:
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    from tribe_stream.extractors.demo import CORPUS
+    from tribe_stream.extractors.text import TextExtractor
+
+    cfg = LlamaConfig(**(TINY["text"] if args.tiny else LLAMA_32_3B))
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = build(LlamaModel, cfg, device, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
+    settings = ExtractorConfig.reference().text
+    n_ctx = args.context_tokens
+    print(
+        f"text: Llama {cfg.num_hidden_layers} layers x {cfg.hidden_size}, context {n_ctx} tokens, {dtype}"
+    )
+    ids = torch.randint(0, 512, (1, n_ctx), device=device)
+
+    def official():
+        with torch.inference_mode():
+            return model(input_ids=ids, output_hidden_states=True).hidden_states
+
+    base = timed(official, device, args.iters)
+    record(
+        "text",
+        f"one new word, official: full forward of {n_ctx} tokens",
+        base,
+        None,
+        "REFERENCE: 39 ms",
+    )
+
+    words = CORPUS.split()
+    story = (words * (1 + 4000 // len(words)))[:4000]
+    ex = TextExtractor(
+        model, tokenizer, settings, device=device, compile=args.compile, max_tokens=4096
+    )
+    per_word = len(ex.tokens(" ".join(story[:500]))) / 500
+    n_words = max(8, int(n_ctx / per_word))
+    # the steady state before the context fills
+    live = ex.live()
+    live.prime(story[:n_words])
+    nxt = iter(story[n_words:])
+    for _ in range(3):  # warm up (and capture the CUDA graph)
+        live.add(next(nxt))
+    sync(device)
+    times = []
+    for _ in range(args.words):
+        t0 = time.perf_counter()
+        live.add(next(nxt))
+        sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    ours = statistics.median(times)
+    tag = "CUDA graph" if ex.compile and device.startswith("cuda") else "eager"
+    record("text", f"ours, one new word, KV cache ({tag})", base, ours,
+           f"x{base / ours:.2f}; {per_word:.2f} tokens/word, p90 {np.percentile(times, 90):.1f} ms")  # fmt: skip
+    # past 1024 words: every word's context slides
+
+    full = TextExtractor(
+        model,
+        tokenizer,
+        replace(settings, max_context_words=n_words),
+        device=device,
+        compile=args.compile,
+    )
+    for overflow in ("exact", "rebase"):
+        live = full.live(overflow)
+        live.prime(story[:n_words])
+        nxt = iter(story[n_words:])
+        live.add(next(nxt))
+        sync(device)
+        t0 = time.perf_counter()
+        count = args.words
+        for _ in range(count):
+            live.add(next(nxt))
+        sync(device)
+        ours = (time.perf_counter() - t0) * 1e3 / count
+        record(
+            "text",
+            f"ours, one new word past the context ({overflow})",
+            base,
+            ours,
+            f"mean of {count}",
+        )
+    # KV path against the official forward, on real text
+    sample = story[:40]
+    err = rel_err(ex.word_vectors(sample), ex.reference_vectors(sample))
+    print(f"  ours vs official word vectors (40 words): max relative error {err:.2e} ({dtype})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tiny", action="store_true", help="tiny models on the CPU (smoke test)")
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--only", default="video,audio,text", help="comma-separated subset")
+    p.add_argument(
+        "--iters", type=int, default=None, help="timed repetitions (default 10; 3 with --tiny)"
+    )
+    p.add_argument("--words", type=int, default=30, help="timed new words")
+    p.add_argument("--context-tokens", type=int, default=1024)
+    p.add_argument(
+        "--audio-context", type=float, default=30.0, help="seconds of trailing audio context"
+    )
+    p.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="skip torch.compile / CUDA graphs",
+    )
+    args = p.parse_args(argv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.iters is None:
+        args.iters = 3 if args.tiny else 10
+    if args.tiny:
+        args.words = min(args.words, 6)
+        args.context_tokens = min(args.context_tokens, 256)
+        args.audio_context = min(args.audio_context, 4.0)
+    if not device.startswith("cuda"):
+        args.compile = args.compile and not args.tiny
+    import transformers
+
+    gpu = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+    print(f"device {gpu}; torch {torch.__version__}; transformers {transformers.__version__}; "
+          f"{'tiny' if args.tiny else 'full-size'} random-weight models; compile={args.compile}")  # fmt: skip
+    torch.manual_seed(0)
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        from tribe_stream.extractors.demo import _build_tokenizer
+
+        _build_tokenizer(Path(tmp))
+        benches = {"video": bench_video, "audio": bench_audio, "text": bench_text}
+        for name in args.only.split(","):
+            t0 = time.perf_counter()
+            try:
+                if name == "text":
+                    benches[name](args, device, Path(tmp))
+                else:
+                    benches[name](args, device)
+            except Exception:  # noqa: BLE001 - report and go on with the other modalities
+                traceback.print_exc()
+                print(f"{name}: FAILED (see the traceback above)")
+            print(f"  ({name}: {time.perf_counter() - t0:.0f} s)\n", flush=True)
+            free()
+    print(
+        "| modality | what (per 0.5 s bin of one stream) | baseline ms | ours ms | ratio | note |"
+    )
+    print("|---|---|---|---|---|---|")
+    for modality, what, base, ours, note in ROWS:
+        ratio = f"{base / ours:.2f}x" if base and ours else ""
+        b = f"{base:.2f}" if base is not None else ""
+        o = f"{ours:.2f}" if ours is not None else ""
+        print(f"| {modality} | {what.strip()} | {b} | {o} | {ratio} | {note} |")
+    print(f"\ntotal {time.perf_counter() - t_start:.0f} s on {gpu}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""`tribe-stream extract`: a media file in, the brain model's input features out (.npz, (L, D, T))."""
+
+from __future__ import annotations
+
+NAME = "extract"
+HELP = "extract text/audio/video features (L, D, T) at 2 Hz from a media file into an .npz"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("file", help="video or audio file (anything FFmpeg reads)")
+    p.add_argument(
+        "--out", required=True, help="output .npz with text/audio/video arrays (L, D, T)"
+    )
+    p.add_argument(
+        "--checkpoint",
+        help="brain model folder or hub id whose config.yaml names the extractors, or `demo` "
+        "(tiny untrained extractors, no download); default: the reference TRIBE v2 extractors",
+    )
+    p.add_argument("--modalities", default=None, help="comma-separated subset of text,audio,video")
+    for m in ("text", "audio", "video"):
+        p.add_argument(f"--{m}-model", help=f"{m} model folder or hub id (overrides config.yaml)")
+    p.add_argument(
+        "--words",
+        help="use these words (.tsv: onset, duration, text) instead of speech recognition",
+    )
+    p.add_argument("--save-words", help="write the words used for text features to this .tsv")
+    p.add_argument(
+        "--asr-model",
+        help="faster-whisper (CTranslate2) model folder; default: the PyPI Whisper base",
+    )
+    p.add_argument(
+        "--no-asr", action="store_true", help="skip speech recognition (text absent unless --words)"
+    )
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the extractors (GPU)")
+
+
+def _config(args):
+    from pathlib import Path
+
+    from tribe_stream.errors import CheckpointError
+    from tribe_stream.extractors.config import ExtractorConfig, from_yaml
+
+    source = args.checkpoint
+    if source is None:
+        return ExtractorConfig.reference()
+    if source == "demo":
+        from tribe_stream.extractors.demo import demo_config, demo_extractors_path
+
+        paths = demo_extractors_path()
+        return demo_config().with_models(text=paths.text, audio=paths.audio, video=paths.video)
+    path = Path(source).expanduser()
+    if path.exists():
+        return from_yaml(path if path.is_dir() else path.parent)
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return from_yaml(hf_hub_download(source, "config.yaml"))
+    except (LocalEntryNotFoundError, EntryNotFoundError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot read config.yaml of {source}: {exc}; pass a local checkpoint folder, or download it "
+            f"once online (`huggingface-cli download {source} config.yaml`)"
+        ) from None
+
+
+def run(args) -> int:
+    import logging
+    from pathlib import Path
+
+    import numpy as np
+
+    from tribe_stream.errors import InputError
+    from tribe_stream.extractors.media import probe
+    from tribe_stream.extractors.offline import extract_media, read_words, write_words
+    from tribe_stream.extractors.suite import load_extractors
+    from tribe_stream.types import MODALITIES
+
+    log = logging.getLogger("tribe_stream.extract")
+    info = probe(args.file)  # a bad file fails before any model loads
+    if not (info.has_audio or info.has_video):
+        raise InputError(f"{args.file} holds neither audio nor video")
+    config = _config(args).with_models(
+        text=args.text_model, audio=args.audio_model, video=args.video_model
+    )
+    modalities = tuple(config.features_to_use)
+    if args.modalities:
+        modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
+        bad = [m for m in modalities if m not in MODALITIES]
+        if bad:
+            raise InputError(f"--modalities: unknown {bad}; choose from text, audio, video")
+    device = "cpu" if args.checkpoint == "demo" and args.device == "auto" else args.device
+    extractors = load_extractors(
+        config, device=device, modalities=modalities, compile=args.compile, dtype=args.dtype
+    )
+    words = read_words(args.words) if args.words else None
+    asr = None
+    if "text" in modalities and words is None and not args.no_asr:
+        from tribe_stream.extractors.asr import WhisperASR, asr_available
+
+        reason = None if args.asr_model else asr_available()
+        if reason:
+            log.warning("text features skipped: %s", reason)
+        else:
+            asr = WhisperASR(args.asr_model, device=device)
+    result = extract_media(args.file, extractors, asr=asr, words=words)
+    for m, why in result.missing.items():
+        log.warning("%s features absent: %s", m, why)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **result.features)
+    if args.save_words and result.words is not None:
+        write_words(args.save_words, result.words)
+    shapes = ", ".join(f"{m} {tuple(v.shape)}" for m, v in result.features.items()) or "nothing"
+    print(f"wrote {out}: {shapes} ({result.n_bins} bins of 0.5 s, {result.duration:.1f} s)")
+    return 0

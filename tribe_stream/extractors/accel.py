@@ -1,0 +1,86 @@
+"""GPU speed-ups shared by the extractors: regional compilation, attention kernel choice, CUDA graphs.
+
+Each keeps the model's own modules and numbers; only how they are launched changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+SDPA_BACKENDS = ("cudnn", "flash", "efficient", "math")
+
+
+def compile_blocks(blocks: Iterable[nn.Module], mode: str | None = None) -> int:
+    """`torch.compile` each repeated block in place (regional compilation: the identical layers
+    share one compiled graph, so compiling a 40-layer model costs about one layer). Returns the count."""
+    # transformers' layers share one checkpointing wrapper: every model and shape counts against
+    # the same recompile budget, so give it room (a new shape must not silently fall back to eager)
+    dyn = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dyn, name):
+            setattr(dyn, name, max(getattr(dyn, name), 64))
+    n = 0
+    for block in blocks:
+        block.compile(dynamic=False, mode=mode)
+        n += 1
+    return n
+
+
+def sdpa_context(preference: Sequence[str] | None) -> contextlib.AbstractContextManager:
+    """Prefer these scaled-dot-product-attention kernels, in order (e.g. `("cudnn", "flash")`);
+    the rest stay allowed after them. None: torch's own choice."""
+    if not preference:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    names = {
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        "math": SDPBackend.MATH,
+    }
+    unknown = [p for p in preference if p not in names]
+    if unknown:
+        raise ValueError(f"unknown attention kernels {unknown}; choose from {SDPA_BACKENDS}")
+    order = [names[p] for p in preference] + [
+        names[p] for p in SDPA_BACKENDS if p not in preference
+    ]
+    try:
+        return sdpa_kernel(order, set_priority=True)
+    except TypeError:  # older torch: no priority order, only an allow-list
+        return sdpa_kernel(order)
+
+
+class CudaGraphStep:
+    """Replays one CUDA-graph capture of `fn(*static_inputs)`: copy new inputs in, replay, clone out.
+
+    For small fixed-shape steps (one token of a decoder) where kernel launches, not arithmetic,
+    set the time. `fn` must not synchronise with the host or change shapes between calls.
+    """
+
+    def __init__(
+        self, fn: Callable[..., torch.Tensor], example: Sequence[torch.Tensor], warmup: int = 2
+    ):
+        self.inputs = [x.clone() for x in example]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(warmup):
+                fn(*self.inputs)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = fn(*self.inputs)
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        for dst, src in zip(self.inputs, inputs, strict=True):
+            dst.copy_(src, non_blocking=True)
+        self.graph.replay()
+        return self.output.clone()

@@ -1,0 +1,34 @@
+"""Load the extractors a checkpoint needs, in one call (the CLI and the live pipeline use this)."""
+
+from __future__ import annotations
+
+from tribe_stream.extractors.config import ExtractorConfig
+from tribe_stream.types import MODALITIES
+
+
+def load_extractors(
+    config: ExtractorConfig,
+    *,
+    device: str | None = "auto",
+    modalities: tuple[str, ...] | None = None,
+    compile: bool = False,
+    dtype: str | None = None,
+) -> dict:
+    """`{modality: extractor}` for `modalities` (default: the config's `features_to_use`).
+
+    Each extractor is loaded with `from_pretrained` from its settings' model name (a folder, a
+    Hugging Face cache entry or a hub id) and reports its `(L, D)` as `.shape`.
+    """
+    from tribe_stream.extractors.audio import AudioExtractor
+    from tribe_stream.extractors.text import TextExtractor
+    from tribe_stream.extractors.video import VideoExtractor
+
+    classes = {"text": TextExtractor, "audio": AudioExtractor, "video": VideoExtractor}
+    wanted = tuple(modalities or config.features_to_use)
+    out = {}
+    for m in MODALITIES:
+        if m in wanted:
+            out[m] = classes[m].from_pretrained(
+                None, config[m], device=device, dtype=dtype, compile=compile
+            )
+    return out

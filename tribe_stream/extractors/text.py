@@ -1,0 +1,428 @@
+"""Text features: each word through a causal LM (Llama-3.2-3B; Qwen3 for the mini variant) in its
+context, mean over the word's own tokens, layer groups, summed into 2 Hz bins.
+
+A word's context is the word plus up to 1024 preceding words (the official deque of 1024 parts),
+joined by spaces, each sentence `capitalize()`d; tokenised without BOS. The word's tokens are the
+context's tokens past those of the context without the word (at least one).
+
+Live and offline share one code path: `KVDecoder` keeps the keys and values of the context so a new
+word costs one short forward over its new tokens; whenever the tokens of the new context stop
+extending the cached ones (a sentence re-cased, the 1024-word window sliding) it re-runs from the
+first token that differs. `reference_vectors` is the official full forward, kept as the oracle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from tribe_stream.errors import CheckpointError, InputError
+from tribe_stream.extractors.accel import CudaGraphStep
+from tribe_stream.extractors.config import ExtractorConfig, ModalitySettings
+from tribe_stream.extractors.layers import group_weights, needed_states
+from tribe_stream.extractors.loading import (
+    load_pretrained,
+    pick_device,
+    pick_dtype,
+    resolve_model_dir,
+)
+from tribe_stream.extractors.timing import place_words
+from tribe_stream.types import Word
+
+log = logging.getLogger(__name__)
+
+SENTENCE_END = (".", "!", "?")
+CLOSERS = "\"')]}»”’"
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether a word closes a sentence (ends in . ! or ?, before closing quotes/brackets)."""
+    return text.rstrip(CLOSERS).endswith(SENTENCE_END)
+
+
+def word_forms(texts: Iterable[str]) -> list[str]:
+    """How each word appears in the context: each sentence `capitalize()`d as the official text is
+    (first character upper-case, the rest of the sentence lower-case)."""
+    forms, start = [], True
+    for text in texts:
+        t = text.strip()
+        forms.append(t.capitalize() if start else t.lower())
+        start = ends_sentence(t)
+    return forms
+
+
+def contexts(texts: Sequence[str], max_context_words: int = 1024) -> list[tuple[str, str]]:
+    """`(context, prefix)` of each word: the word with up to `max_context_words` preceding words,
+    and the same without the word (whose tokens are not the word's)."""
+    forms = word_forms(texts)
+    out = []
+    for i in range(len(forms)):
+        prev = forms[max(0, i - max_context_words) : i]
+        prefix = " ".join(prev)
+        out.append((f"{prefix} {forms[i]}" if prefix else forms[i], prefix))
+    return out
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class KVDecoder(nn.Module):
+    """A decoder-only LM (Llama, Qwen3 as `transformers` builds them) run with its own KV cache.
+
+    It calls the model's own modules (embedding, norms, projections, rotary embedding, MLPs) and
+    keeps keys/values in preallocated buffers, so a forward can start at any cached position and
+    needs no `transformers` cache API. `forward` returns the token-mean of each needed hidden state
+    over the last `n_mean` fed tokens: `(n_needed, D)` float32. Hidden states follow `transformers`'
+    `output_hidden_states`: 0 = embeddings, i = output of layer i, the last one after the final norm.
+    """
+
+    def __init__(self, model: nn.Module, needed: list[int], max_tokens: int = 2048):
+        super().__init__()
+        cfg = model.config
+        if "sliding_attention" in (getattr(cfg, "layer_types", None) or []):
+            raise CheckpointError(
+                "text models with sliding-window attention layers are not supported"
+            )
+        self.model = model
+        self.needed = list(needed)
+        self.n_layers = int(cfg.num_hidden_layers)
+        attn = model.layers[0].self_attn
+        self.head_dim = int(attn.head_dim)
+        self.n_heads = int(cfg.num_attention_heads)
+        self.n_kv = int(cfg.num_key_value_heads)
+        self.scaling = float(attn.scaling)
+        self.length = 0  # tokens held in the cache
+        self._alloc(max_tokens)
+
+    def _alloc(self, max_tokens: int) -> None:
+        p = next(self.model.parameters())
+        shape = (self.n_layers, 1, self.n_kv, max_tokens, self.head_dim)
+        keys = torch.zeros(shape, dtype=p.dtype, device=p.device)
+        values = torch.zeros(shape, dtype=p.dtype, device=p.device)
+        self.register_buffer("keys", keys, persistent=False)
+        self.register_buffer("values", values, persistent=False)
+        self.max_tokens = max_tokens
+
+    def ensure_capacity(self, n_tokens: int) -> bool:
+        """Grow the buffers (keeping their contents) when `n_tokens` would not fit; True if grown."""
+        if n_tokens <= self.max_tokens:
+            return False
+        old_k, old_v, n = self.keys, self.values, self.length
+        size = self.max_tokens
+        while size < n_tokens:
+            size *= 2
+        self._alloc(size)
+        self.keys[:, :, :, :n] = old_k[:, :, :, :n]
+        self.values[:, :, :, :n] = old_v[:, :, :, :n]
+        return True
+
+    def forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, n_mean: int, full: bool
+    ) -> torch.Tensor:
+        """Feed `input_ids (1, n)` at `positions (n,)`, writing their keys/values into the cache.
+
+        With `full`, attention spans the whole buffer, masked by position (static shapes, for CUDA
+        graphs); otherwise only the filled part.
+        """
+        m = self.model
+        h = m.embed_tokens(input_ids)
+        pos = positions.view(1, -1)
+        cos, sin = m.rotary_emb(h, pos)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        span = self.max_tokens if full else int(positions[-1]) + 1
+        key_pos = torch.arange(span, device=h.device)
+        mask = key_pos[None, :] <= positions[:, None]  # (n, span) causal by position
+        means = []
+
+        def keep(i: int, x: torch.Tensor) -> None:
+            if i in self.needed:
+                means.append(x[0, -n_mean:].float().mean(dim=0))
+
+        keep(0, h)
+        n = input_ids.shape[1]
+        for i, layer in enumerate(m.layers[: self.n_layers]):
+            attn = layer.self_attn
+            x = layer.input_layernorm(h)
+            q = attn.q_proj(x).view(1, n, self.n_heads, self.head_dim)
+            k = attn.k_proj(x).view(1, n, self.n_kv, self.head_dim)
+            v = attn.v_proj(x).view(1, n, self.n_kv, self.head_dim)
+            if hasattr(attn, "q_norm"):
+                q, k = attn.q_norm(q), attn.k_norm(k)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            self.keys[i].index_copy_(2, positions, k)
+            self.values[i].index_copy_(2, positions, v)
+            keys, values = self.keys[i, :, :, :span], self.values[i, :, :, :span]
+            if self.n_kv != self.n_heads:
+                rep = self.n_heads // self.n_kv
+                keys, values = (
+                    keys.repeat_interleave(rep, dim=1),
+                    values.repeat_interleave(rep, dim=1),
+                )
+            out = torch.nn.functional.scaled_dot_product_attention(
+                q, keys, values, attn_mask=mask[None, None], scale=self.scaling
+            )
+            h = h + attn.o_proj(out.transpose(1, 2).reshape(1, n, -1))
+            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            keep(i + 1, m.norm(h) if i + 1 == self.n_layers else h)
+        return torch.stack(means)
+
+
+class TextExtractor:
+    """Causal-LM text features: word vectors `(L, D)`, binned into `(L, D, T)`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        settings: ModalitySettings,
+        *,
+        device: str = "cpu",
+        compile: bool = False,
+        max_tokens: int | None = None,
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.device = device
+        self.compile = compile
+        n_states = int(model.config.num_hidden_layers) + 1
+        self.groups = settings.groups(n_states)
+        self.needed = needed_states(self.groups)
+        self._weights = torch.from_numpy(group_weights(self.groups, n_states)[:, self.needed])
+        self.max_tokens = max_tokens or (4096 if device.startswith("cuda") else 512)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike | None = None,
+        settings: ModalitySettings | None = None,
+        *,
+        device: str | None = "auto",
+        dtype: torch.dtype | str | None = None,
+        compile: bool = False,
+        max_tokens: int | None = None,
+    ) -> TextExtractor:
+        """Load a causal LM folder (LlamaModel/AutoModel, with its tokenizer) or cached hub id."""
+        from transformers import AutoModel, AutoTokenizer
+
+        settings = settings or ExtractorConfig.reference().text
+        folder = resolve_model_dir(name_or_path or settings.model_name, "text model")
+        dev = pick_device(device)
+        model = load_pretrained(
+            AutoModel,
+            folder,
+            "text model",
+            dtype=pick_dtype(dev, dtype, torch.bfloat16),
+            attn_implementation="sdpa",
+        )
+        for attr in ("embed_tokens", "layers", "norm", "rotary_emb"):
+            if not hasattr(model, attr):
+                raise CheckpointError(
+                    f"{folder} loads as {type(model).__name__}, not a Llama/Qwen-style decoder; the text "
+                    "extractor needs a model with embed_tokens, layers, norm and rotary_emb"
+                )
+        tokenizer = load_pretrained(AutoTokenizer, folder, "text tokenizer")
+        return cls(
+            model.to(dev), tokenizer, settings, device=dev, compile=compile, max_tokens=max_tokens
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """`(L, D)` of one word's (and one bin's) features."""
+        return len(self.groups), int(self.model.config.hidden_size)
+
+    def tokens(self, text: str) -> list[int]:
+        """Token ids without special tokens (no BOS)."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+    def group(self, states: torch.Tensor) -> np.ndarray:
+        """Needed hidden-state means `(n_needed, D)` -> layer groups `(L, D)` float32."""
+        if self._weights.device != states.device:
+            self._weights = self._weights.to(states.device)
+        return (self._weights @ states.float()).cpu().numpy()
+
+    def live(self, overflow: str = "exact", token_steps: bool | None = None) -> LiveText:
+        """A live word-by-word extractor keeping its context in a KV cache (see `LiveText`)."""
+        return LiveText(self, overflow, token_steps)
+
+    def word_vectors(self, words: Sequence[Word | str]) -> np.ndarray:
+        """`(n_words, L, D)` for a transcript, word by word through the KV-cached path."""
+        live = self.live()
+        out = np.zeros((len(words), *self.shape), np.float32)
+        for i, w in enumerate(words):
+            out[i] = live.add(w)
+        return out
+
+    def extract(self, words: Sequence[Word], n_bins: int) -> np.ndarray:
+        """A transcript -> `(L, D, n_bins)`: word vectors summed into their 2 Hz bins."""
+        words = [w for w in words if w.text.strip()]
+        vectors = self.word_vectors(words) if words else np.zeros((0, *self.shape), np.float32)
+        return place_words(vectors, [w.onset for w in words], [w.duration for w in words], n_bins)
+
+    @torch.inference_mode()
+    def reference_vectors(self, words: Sequence[Word | str], batch_size: int = 1) -> np.ndarray:
+        """The official computation: each word's whole context through the model's own forward
+        (`output_hidden_states=True`, right padding with EOS), mean over the word's tokens."""
+        texts = [w.text if isinstance(w, Word) else str(w) for w in words]
+        ctx = contexts(texts, self.settings.max_context_words)
+        out = np.zeros((len(texts), *self.shape), np.float32)
+        pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
+        for s in range(0, len(ctx), batch_size):
+            batch = ctx[s : s + batch_size]
+            ids = [self.tokens(c) for c, _ in batch]
+            n_max = max(len(i) for i in ids)
+            input_ids = torch.full((len(ids), n_max), pad, dtype=torch.long)
+            mask = torch.zeros((len(ids), n_max), dtype=torch.long)
+            for j, i in enumerate(ids):
+                input_ids[j, : len(i)] = torch.tensor(i)
+                mask[j, : len(i)] = 1
+            states = self.model(
+                input_ids=input_ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                output_hidden_states=True,
+            ).hidden_states
+            for j, (i, (_, prefix)) in enumerate(zip(ids, batch, strict=True)):
+                n_target = max(1, len(i) - len(self.tokens(prefix)))
+                sel = torch.stack(
+                    [states[k][j, len(i) - n_target : len(i)].float().mean(0) for k in self.needed]
+                )
+                out[s + j] = self.group(sel)
+        return out
+
+
+class LiveText:
+    """Word-by-word text features with the context kept in a KV cache.
+
+    `add(word)` returns the word's `(L, D)` vector, equal (to float rounding) to the official full
+    forward of its context. Each word costs one forward over its new tokens, unless the context's
+    tokens changed further back, in which case the forward starts at the first changed token.
+
+    Once the transcript passes the 1024-word context, every word's context loses its oldest word,
+    so `overflow="exact"` (the official context) re-runs the whole context for each word. With
+    `overflow="rebase"` the oldest half of the context is dropped once, after which words are
+    cheap again: contexts then hold between 512 and 1024 words instead of exactly 1024.
+    On CUDA with `compile=True`, short forwards replay a CUDA graph one token at a time.
+    """
+
+    def __init__(
+        self, extractor: TextExtractor, overflow: str = "exact", token_steps: bool | None = None
+    ):
+        if overflow not in ("exact", "rebase"):
+            raise InputError(f"overflow must be 'exact' or 'rebase', got {overflow!r}")
+        self.ex = extractor
+        self.overflow = overflow
+        self.max_words = extractor.settings.max_context_words
+        self.forms: deque[str] = deque()
+        self.sentence_start = True
+        self.cached: list[int] = []
+        self.decoder = KVDecoder(extractor.model, extractor.needed, extractor.max_tokens)
+        self._graph: CudaGraphStep | None = None
+        on_gpu = extractor.compile and str(extractor.device).startswith("cuda")
+        self.token_steps = (
+            on_gpu if token_steps is None else token_steps
+        )  # short feeds, 1 token a step
+        self.counters = {"words": 0, "tokens_fed": 0, "recomputes": 0}
+
+    def reset(self) -> None:
+        """Forget the context (a new recording)."""
+        self.forms.clear()
+        self.sentence_start = True
+        self.cached = []
+        self.decoder.length = 0
+
+    def _token_step(self):
+        """One token through the whole-buffer (static shape) forward: a CUDA graph on the GPU."""
+        if not (self.ex.compile and str(self.ex.device).startswith("cuda")):
+            return lambda ids, pos: self.decoder(ids, pos, 1, True)
+        if self._graph is None:
+            dev, last = self.ex.device, self.decoder.max_tokens - 1
+            example = [
+                torch.zeros((1, 1), dtype=torch.long, device=dev),
+                torch.tensor([last], device=dev),
+            ]
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            # a one-query attention with a mask: kernels that capture in a graph on every GPU
+            with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+                self._graph = CudaGraphStep(
+                    lambda ids, pos: self.decoder(ids, pos, 1, True), example
+                )
+        return self._graph
+
+    @torch.inference_mode()
+    def _run(self, ids: list[int], start: int, n_target: int) -> torch.Tensor:
+        dec = self.decoder
+        if dec.ensure_capacity(len(ids)):
+            self._graph = None  # the buffers moved: capture again
+        dev = self.ex.device
+        new = ids[start:]
+        if self.token_steps and len(new) <= 8:
+            step, acc = self._token_step(), None
+            for j, tok in enumerate(new):
+                ids_t = torch.tensor([[tok]], device=dev)
+                states = step(ids_t, torch.tensor([start + j], device=dev))
+                if j >= len(new) - n_target:
+                    acc = states if acc is None else acc + states
+            return acc / n_target
+        positions = torch.arange(start, len(ids), device=dev)
+        return dec(torch.tensor([new], device=dev), positions, n_target, False)
+
+    def _push(self, text: str) -> None:
+        if len(self.forms) > self.max_words:  # the context is full: it loses its oldest word(s)
+            drop = 1 if self.overflow == "exact" else len(self.forms) - self.max_words // 2
+            for _ in range(drop):
+                self.forms.popleft()
+        self.forms.append(text.capitalize() if self.sentence_start else text.lower())
+        self.sentence_start = ends_sentence(text)
+
+    @torch.inference_mode()
+    def prime(self, words: Sequence[Word | str]) -> None:
+        """Start from a known transcript (no vectors returned): one forward over its context."""
+        for w in words:
+            text = (w.text if isinstance(w, Word) else str(w)).strip()
+            if text:
+                self._push(text)
+        ids = self.ex.tokens(" ".join(self.forms))
+        if ids:
+            self.decoder.ensure_capacity(len(ids))
+            self._graph = None
+            positions = torch.arange(len(ids), device=self.ex.device)
+            self.decoder(torch.tensor([ids], device=self.ex.device), positions, 1, False)
+        self.decoder.length = len(ids)
+        self.cached = ids
+
+    def add(self, word: Word | str) -> np.ndarray:
+        """The next word of the transcript -> its `(L, D)` vector."""
+        text = (word.text if isinstance(word, Word) else str(word)).strip()
+        if not text:
+            raise InputError(
+                "an empty word has no text features; drop it before the text extractor"
+            )
+        self._push(text)
+        prefix = " ".join(list(self.forms)[:-1])
+        ids = self.ex.tokens(f"{prefix} {self.forms[-1]}" if prefix else self.forms[-1])
+        n_target = max(1, len(ids) - len(self.ex.tokens(prefix)))
+        common = 0
+        for a, b in zip(self.cached, ids, strict=False):
+            if a != b:
+                break
+            common += 1
+        start = min(common, len(ids) - n_target)
+        if common < len(self.cached):  # cached tokens no longer match: re-run from the first change
+            self.counters["recomputes"] += 1
+        states = self._run(ids, start, n_target)
+        self.decoder.length = len(ids)
+        self.cached = ids
+        self.counters["words"] += 1
+        self.counters["tokens_fed"] += len(ids) - start
+        return self.ex.group(states)

@@ -1,0 +1,429 @@
+"""Video features: V-JEPA2 over the 4 s clip ending at each bin, mean over tokens, layer groups.
+
+For each bin ending at t, 64 frames sampled at `t - 4*(63-j)/64` (the frame shown at that instant,
+clamped at the start), resized (shortest edge, bilinear, antialiased), centre-cropped, ImageNet
+normalised, run through the V-JEPA2 encoder only, and each needed hidden state averaged over all
+tokens. Only the needed hidden states are ever kept, several clips go in one forward, and the
+sizes come from the model folder so the tiny demo model can use small images.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tribe_stream.errors import InputError
+from tribe_stream.extractors.accel import compile_blocks, sdpa_context
+from tribe_stream.extractors.config import ExtractorConfig, ModalitySettings
+from tribe_stream.extractors.layers import group_weights, needed_states
+from tribe_stream.extractors.loading import (
+    load_pretrained,
+    pick_device,
+    pick_dtype,
+    resolve_model_dir,
+)
+from tribe_stream.extractors.timing import (
+    FRAME_EPS,
+    chunk_bounds,
+    clip_sample_times,
+    n_bins_for,
+    select_frames,
+)
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
+
+
+@dataclass(frozen=True)
+class VideoPreprocess:
+    """Resize (shortest edge), centre crop and normalisation of the video processor."""
+
+    resize: int = 292
+    crop: int = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @classmethod
+    def from_folder(cls, folder: Path, crop_size: int | None = None) -> VideoPreprocess:
+        """From the folder's video processor config, else from the model's crop size (resize = crop·256/224)."""
+        for name in PROCESSOR_FILES:
+            p = folder / name
+            if p.is_file():
+                cfg = json.loads(p.read_text())
+                crop = cfg.get("crop_size", crop_size or 256)
+                crop = int(crop["height"] if isinstance(crop, dict) else crop)
+                size = cfg.get("size") or {}
+                resize = int(
+                    size.get("shortest_edge", crop * 256 // 224) if isinstance(size, dict) else size
+                )
+                mean = tuple(cfg.get("image_mean") or IMAGENET_MEAN)
+                std = tuple(cfg.get("image_std") or IMAGENET_STD)
+                return cls(resize, crop, mean, std)  # type: ignore[arg-type]
+        crop = int(crop_size or 256)
+        return cls(int(crop * 256 / 224), crop)
+
+    def to_json(self) -> dict:
+        """The processor config `VJEPA2VideoProcessor` writes (so the folder also loads with transformers)."""
+        return {
+            "video_processor_type": "VJEPA2VideoProcessor",
+            "crop_size": {"height": self.crop, "width": self.crop},
+            "size": {"shortest_edge": self.resize},
+            "do_resize": True,
+            "do_center_crop": True,
+            "do_rescale": True,
+            "rescale_factor": 1 / 255,
+            "do_normalize": True,
+            "image_mean": list(self.mean),
+            "image_std": list(self.std),
+            "resample": 2,
+        }
+
+
+def resized_shape(height: int, width: int, shortest: int) -> tuple[int, int]:
+    """Output size when the shortest edge becomes `shortest` (long edge truncated, as transformers)."""
+    if height <= width:
+        return shortest, int(shortest * width / height)
+    return int(shortest * height / width), shortest
+
+
+def preprocess_frames(
+    frames: np.ndarray | torch.Tensor, prep: VideoPreprocess, device: str | torch.device
+) -> torch.Tensor:
+    """`(N, H, W, 3)` uint8 -> `(N, 3, crop, crop)` float32 normalised, computed on `device`.
+
+    Bilinear antialiased resize rounded back to 8 bits (as the processor resizes uint8 images),
+    centre crop, `/255`, ImageNet mean/std.
+    """
+    x = torch.as_tensor(frames)
+    if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
+        raise InputError(f"video frames must be uint8 (N, H, W, 3), got {tuple(x.shape)} {x.dtype}")
+    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    h, w = x.shape[-2:]
+    nh, nw = resized_shape(h, w, prep.resize)
+    if (nh, nw) != (h, w):
+        x = torch.nn.functional.interpolate(
+            x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True
+        )
+        x = x.round_().clamp_(0, 255)
+    if nh < prep.crop or nw < prep.crop:
+        raise InputError(f"frames resized to {nh}x{nw} are smaller than the {prep.crop} px crop")
+    top, left = int(round((nh - prep.crop) / 2.0)), int(round((nw - prep.crop) / 2.0))
+    x = x[:, :, top : top + prep.crop, left : left + prep.crop]
+    mean = torch.tensor(prep.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std, device=x.device).view(1, 3, 1, 1)
+    return (x / 255.0 - mean) / std
+
+
+class GroupedVideoEncoder(nn.Module):
+    """The V-JEPA2 encoder trunk returning only token-mean layer groups `(B, L, D)` float32.
+
+    Runs the model's own embedding and layer modules; the predictor (which does not change the
+    encoder's hidden states) is skipped, and hidden states no group uses are never kept.
+    """
+
+    def __init__(self, model: nn.Module, groups: list[list[int]]):
+        super().__init__()
+        self.embeddings = model.encoder.embeddings
+        self.layers = model.encoder.layer
+        n_states = len(self.layers) + 1
+        self.needed = needed_states(groups)
+        w = torch.from_numpy(group_weights(groups, n_states)[:, self.needed])
+        self.register_buffer("weights", w, persistent=False)  # (L, n_needed)
+
+    def forward(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
+        h = self.embeddings(pixel_values_videos).contiguous()  # one layout for every layer
+        means = []
+        if 0 in self.needed:
+            means.append(h.float().mean(dim=1))
+        for i, layer in enumerate(self.layers, start=1):
+            out = layer(h, None)
+            h = out[0] if isinstance(out, tuple | list) else out
+            if i in self.needed:
+                means.append(h.float().mean(dim=1))
+        stacked = torch.stack(means, dim=1)  # (B, n_needed, D)
+        return torch.einsum("ln,bnd->bld", self.weights, stacked)
+
+
+class VideoExtractor:
+    """V-JEPA2 video features per 0.5 s bin: `(n_bins, L, D)` float32 from frames and their times."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        settings: ModalitySettings,
+        prep: VideoPreprocess,
+        *,
+        device: str = "cpu",
+        compile: bool = False,
+        max_batch: int | None = None,
+        attention: Sequence[str] | None = None,
+    ):
+        self.model = model.eval()
+        self.settings = settings
+        self.prep = prep
+        self.device = device
+        self.dtype = next(model.parameters()).dtype
+        n_states = int(model.config.num_hidden_layers) + 1
+        self.groups = settings.groups(n_states)
+        self.encoder = GroupedVideoEncoder(model, self.groups).to(device).eval()
+        if compile:
+            compile_blocks(self.encoder.layers)
+        self.attention = tuple(attention) if attention else None
+        self.max_batch = max_batch or (4 if device.startswith("cuda") else 2)
+        self.n_frames = settings.num_frames
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike | None = None,
+        settings: ModalitySettings | None = None,
+        *,
+        device: str | None = "auto",
+        dtype: torch.dtype | str | None = None,
+        compile: bool = False,
+        max_batch: int | None = None,
+        attention: Sequence[str] | None = None,
+    ) -> VideoExtractor:
+        """Load a `VJEPA2Model` folder / cached hub id (default: the settings' model name)."""
+        from transformers import VJEPA2Model
+
+        settings = settings or ExtractorConfig.reference().video
+        folder = resolve_model_dir(name_or_path or settings.model_name, "video model")
+        dev = pick_device(device)
+        model = load_pretrained(
+            VJEPA2Model, folder, "V-JEPA2 video model", dtype=pick_dtype(dev, dtype)
+        )
+        prep = VideoPreprocess.from_folder(folder, getattr(model.config, "crop_size", None))
+        return cls(
+            model.to(dev),
+            settings,
+            prep,
+            device=dev,
+            compile=compile,
+            max_batch=max_batch,
+            attention=attention,
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """`(L, D)` of one bin's features."""
+        return len(self.groups), int(self.model.config.hidden_size)
+
+    # -- core -----------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def encode(self, pixels: torch.Tensor) -> np.ndarray:
+        """Normalised clips `(B, n_frames, 3, crop, crop)` -> `(B, L, D)` float32, batched."""
+        outs = []
+        for i in range(0, pixels.shape[0], self.max_batch):
+            batch = pixels[i : i + self.max_batch].to(self.device, self.dtype)
+            with sdpa_context(self.attention):
+                outs.append(self.encoder(batch).float().cpu())
+        if not outs:
+            return np.zeros((0, *self.shape), np.float32)
+        return torch.cat(outs).numpy()
+
+    def extract_clips(self, clips: np.ndarray) -> np.ndarray:
+        """Raw clips `(B, n_frames, H, W, 3)` uint8 -> `(B, L, D)` float32."""
+        clips = np.asarray(clips)
+        if clips.ndim != 5:
+            raise InputError(f"clips must be (B, n_frames, H, W, 3) uint8, got {clips.shape}")
+        b, f = clips.shape[:2]
+        with torch.inference_mode():
+            pix = preprocess_frames(clips.reshape(b * f, *clips.shape[2:]), self.prep, self.device)
+        return self.encode(pix.reshape(b, f, *pix.shape[1:]))
+
+    def extract(
+        self,
+        bin_ends: Sequence[float] | np.ndarray,
+        frames: np.ndarray,
+        frame_times: Sequence[float] | np.ndarray,
+        t_min: float | Sequence[float] = 0.0,
+    ) -> np.ndarray:
+        """Features of the bins ending at `bin_ends`, from frames `(N, H, W, 3)` uint8 stamped `frame_times`.
+
+        Each bin's clip takes the frame shown at each of its 64 sample times (the latest frame at
+        or before it; the first frame for times before it). Frames are preprocessed once even when
+        clips share them, and all bins go through the model in batches of `max_batch`.
+        """
+        ends = np.asarray(bin_ends, dtype=np.float64).reshape(-1)
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or len(frames) != len(frame_times):
+            raise InputError(
+                f"frames must be (N, H, W, 3) with one time each; got {frames.shape} and {len(frame_times)} times"
+            )
+        if ends.size == 0:
+            return np.zeros((0, *self.shape), np.float32)
+        samples = clip_sample_times(ends, self.n_frames, self.settings.clip_seconds, t_min)
+        idx = select_frames(samples, frame_times)
+        used, inverse = np.unique(idx, return_inverse=True)
+        with torch.inference_mode():
+            pix = preprocess_frames(frames[used], self.prep, self.device)
+            clips = pix[torch.as_tensor(inverse.reshape(idx.shape), device=pix.device)]
+        return self.encode(clips)
+
+    # -- offline --------------------------------------------------------------------------------
+
+    def extract_file(
+        self,
+        path: str | os.PathLike,
+        n_bins: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """A whole video file -> `(L, D, T)` float32, T = number of 2 Hz bins.
+
+        As the official offline pipeline: the video is cut into 30–60 s chunks and clip sampling is
+        clamped at each chunk's start. Frames are decoded once, in order; only those some clip
+        shows are preprocessed, and only the last few seconds of them are kept.
+        """
+        from tribe_stream.extractors.media import iter_video_frames, probe
+
+        info = probe(path)
+        if not info.has_video:
+            raise InputError(f"{path} has no video stream")
+        total = n_bins if n_bins is not None else n_bins_for(info.duration)
+        out = np.zeros((*self.shape, total), np.float32)
+        if total == 0:
+            return out
+        ends = (np.arange(total) + 1) * 0.5
+        starts = np.zeros(total)
+        for c0, c1 in chunk_bounds(
+            info.duration, self.settings.chunk_max_seconds, self.settings.chunk_min_seconds
+        ):
+            starts[(ends - 0.5 >= c0 - 1e-9) & (ends - 0.5 < c1 - 1e-9)] = c0
+        samples = clip_sample_times(ends, self.n_frames, self.settings.clip_seconds, starts)
+        uniq, slot = np.unique(samples, return_inverse=True)
+        slot = slot.reshape(samples.shape)
+        last_slot = slot.max(axis=1)
+        assigned: dict[int, torch.Tensor] = {}
+        k, done = 0, 0
+        prev: np.ndarray | None = None
+        cache: list = [None, None]  # (frame, its preprocessed pixels): each frame preprocessed once
+
+        def assign_until(limit: float, frame: np.ndarray) -> None:
+            """`frame` is the one shown at every remaining sample time before `limit`."""
+            nonlocal k
+            while k < len(uniq) and uniq[k] + FRAME_EPS < limit:
+                if cache[0] is not frame:
+                    with torch.inference_mode():
+                        cache[:] = [
+                            frame,
+                            preprocess_frames(frame[None], self.prep, self.device)[0].to(
+                                self.dtype
+                            ),
+                        ]
+                assigned[k] = cache[1]
+                k += 1
+
+        def flush(final: bool = False) -> None:
+            nonlocal done
+            while done < total:
+                ready = done
+                while ready < total and (last_slot[ready] < k or final):
+                    ready += 1
+                if ready == done or (ready - done < self.max_batch and not final):
+                    return  # wait for a full batch (or the end)
+                stop = min(ready, done + self.max_batch)
+                clips = torch.stack(
+                    [torch.stack([assigned[s] for s in slot[b]]) for b in range(done, stop)]
+                )
+                out[..., done:stop] = self.encode(clips).transpose(1, 2, 0)
+                if progress:
+                    progress(stop, total)
+                done = stop
+                keep_from = slot[done].min() if done < total else len(uniq)
+                for s in [s for s in assigned if s < keep_from]:
+                    del assigned[s]
+
+        for t, frame in iter_video_frames(path):
+            # sample times before the first frame clamp to it; later ones take the previous frame
+            assign_until(t, frame if prev is None else prev)
+            prev = frame
+            flush()
+            if done >= total:
+                break
+        if prev is None:
+            raise InputError(f"{path}: no video frame could be decoded")
+        assign_until(np.inf, prev)
+        flush(final=True)
+        return out
+
+
+class LiveVideo:
+    """A live stream's recent frames, each preprocessed once on arrival, and its bins' features.
+
+    `feed(frames, times)` takes `(N, H, W, 3)` uint8 frames stamped on the stream clock (in order);
+    `extract(bin_ends)` builds each bin's 64-frame clip from them (as `VideoExtractor.extract`) and
+    runs all the bins in one batched forward. Frames older than the clip length are dropped.
+    """
+
+    def __init__(self, extractor: VideoExtractor, keep_seconds: float | None = None):
+        self.ex = extractor
+        self.keep_seconds = keep_seconds or extractor.settings.clip_seconds + 1.0
+        self._times: list[float] = []
+        self._pixels: list[torch.Tensor] = []
+        self.start: float | None = None  # the stream's first frame time: clips clamp to it
+        self.counters = {"frames": 0, "out_of_order_frames": 0}
+
+    def feed(self, frames: np.ndarray, times: Sequence[float] | np.ndarray) -> None:
+        """Add frames (uint8 `(N, H, W, 3)`) with their stream times."""
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or len(frames) != len(times):
+            raise InputError(
+                f"frames must be (N, H, W, 3) with one time each; got {frames.shape}, {len(times)}"
+            )
+        keep = np.ones(len(times), bool)
+        last = self._times[-1] if self._times else -np.inf
+        for i, t in enumerate(times):
+            if t <= last:
+                keep[i] = False
+            else:
+                last = t
+        self.counters["out_of_order_frames"] += int((~keep).sum())
+        if not keep.any():
+            return
+        with torch.inference_mode():
+            pix = preprocess_frames(frames[keep], self.ex.prep, self.ex.device).to(self.ex.dtype)
+        self._pixels.extend(pix.unbind(0))
+        self._times.extend(times[keep].tolist())
+        self.counters["frames"] += int(keep.sum())
+        if self.start is None:
+            self.start = self._times[0]
+        cutoff = self._times[-1] - self.keep_seconds
+        drop = int(np.searchsorted(self._times, cutoff, side="left")) - 1  # keep one frame before
+        if drop > 0:
+            del self._times[:drop], self._pixels[:drop]
+
+    @property
+    def newest(self) -> float:
+        """Stream time of the newest frame held (-inf when none)."""
+        return self._times[-1] if self._times else -np.inf
+
+    def extract(self, bin_ends: Sequence[float] | np.ndarray) -> np.ndarray:
+        """`(n_bins, L, D)` for the bins ending at `bin_ends`, from the frames held."""
+        ends = np.asarray(bin_ends, dtype=np.float64).reshape(-1)
+        if not self._times:
+            raise InputError("no video frame has arrived yet")
+        if ends.size == 0:
+            return np.zeros((0, *self.ex.shape), np.float32)
+        samples = clip_sample_times(
+            ends, self.ex.n_frames, self.ex.settings.clip_seconds, self.start or 0.0
+        )
+        idx = select_frames(samples, self._times)
+        used, inverse = np.unique(idx, return_inverse=True)
+        stack = torch.stack([self._pixels[i] for i in used])
+        return self.ex.encode(
+            stack[torch.as_tensor(inverse.reshape(idx.shape), device=stack.device)]
+        )
