@@ -135,10 +135,14 @@ class AsrWorker:
         return out
 
     def finish(self, timeout: float = 60.0) -> list[Word]:
-        """End of stream: let queued audio through, then flush the last hypothesis."""
+        """End of stream: let queued audio through (up to `timeout`), then flush the last hypothesis."""
         self._in.put(None)
         self._thread.join(timeout)
         words = self.words()
+        if self._thread.is_alive():
+            self.counters["asr_unfinished"] = 1
+            log.warning("speech recognition still busy at the end; its last words are left out")
+            return words
         try:
             words += self.asr.flush()
         except Exception as exc:  # noqa: BLE001
@@ -189,6 +193,9 @@ class Pipeline:
         self.closed_bins = 0  # bins [0, closed_bins) are final
         self.next_second = 0
         self.last_capture = 0.0
+        self._bin_stamps: dict[
+            int, tuple[float, float, float]
+        ] = {}  # bin -> capture, closed, ready
         self.finished = False
         self.words: list[Word] = []
         self.counters: dict[str, float] = {
@@ -273,8 +280,8 @@ class Pipeline:
         for source in self.sources:
             for chunk in source.poll():
                 self._take(chunk)
-        if self._asr is not None:
-            self._add_words(self._asr.finish())
+        if self._asr is not None:  # live: the last words may not hold up the last second long
+            self._add_words(self._asr.finish(timeout=3.0 if self.config.live else 120.0))
         self.finished = True
         self._close_bins(final=True)
         preds = self._predict_ready()
@@ -342,7 +349,12 @@ class Pipeline:
             self.counters["dropped_bins"] += len(dropped)
             log.warning("compute behind: %d bins left empty (oldest first)", len(dropped))
             bins = bins[-self.config.max_pending_bins :]
+        closed_at = self.clock.now()
         self._extract(bins)
+        ready_at = self.clock.now()
+        self._bin_stamps[target - 1] = (self.last_capture, closed_at, ready_at)
+        for old in [b for b in self._bin_stamps if b < target - 400]:
+            del self._bin_stamps[old]
         self.closed_bins = target
         self.counters["bins"] = target
 
@@ -436,13 +448,25 @@ class Pipeline:
             timings={
                 "window_start": w.start * BIN_SECONDS,
                 "window_end": data_end,
-                "capture": self.last_capture,
+                # the newest capture taken when the window's last bin closed, when it closed,
+                # and when its features were ready (stream clock, seconds)
+                **dict(
+                    zip(
+                        ("capture", "bin_closed", "features_ready"),
+                        self._stamps(w.stop - 1),
+                        strict=True,
+                    )
+                ),
                 "model_start": t_start,
                 "model_end": t_done,
                 "model_ms": (t_done - t_start) * 1e3,
             },
             counters=self.all_counters(),
         )
+
+    def _stamps(self, last_bin: int) -> tuple[float, float, float]:
+        later = [b for b in self._bin_stamps if b >= last_bin]
+        return self._bin_stamps[min(later)] if later else (self.last_capture, 0.0, 0.0)
 
     def _publish(self, pred: Prediction) -> None:
         for sink in self.sinks:
