@@ -277,3 +277,38 @@ def test_run_command_on_a_real_microphone(tmp_path, pulse):
     assert "modalities: audio" in r.stdout
     values = np.load(out)
     assert values.shape == (3, N_VERTICES) and np.isfinite(values).all()
+
+
+def test_speech_becomes_words_and_text_features(tmp_path):
+    """espeak-ng speech replayed through the pipeline: live Whisper words land in the text bins."""
+    import shutil
+    import subprocess
+
+    from tribe_stream.extractors.asr import LiveASR, WhisperASR, asr_available
+    from tribe_stream.extractors.demo import load_demo_extractors
+    from tribe_stream.sources.replay import FileReplay
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    if reason := asr_available():
+        pytest.skip(reason)
+    wav = tmp_path / "speech.wav"
+    text = "the quick brown fox jumps over the lazy dog"
+    subprocess.run(["espeak-ng", "-s", "140", "-w", str(wav), text], check=True)
+    ex = load_demo_extractors(modalities=("audio", "text"))
+    clock = StreamClock()
+    pipe = Pipeline(
+        [FileReplay(wav, clock=clock, realtime=False)],
+        make_engine("torch", load_brain_model("demo")),
+        Extractors(audio=ex["audio"], text=ex["text"], asr=LiveASR(WhisperASR())),
+        config=PipelineConfig(live=False),
+        clock=clock,
+    )
+    preds = pipe.run()
+    heard = [w.text.strip(".,").lower() for w in pipe.words]
+    assert sum(w in heard for w in text.split()) >= 7, heard
+    textf = pipe.features("text")
+    for w in pipe.words:
+        assert np.abs(textf[..., round(2 * w.onset)]).sum() > 0  # each word is in its bin
+    assert len(preds) == textf.shape[-1] // 2
+    assert preds[-1].counters["words"] == len(pipe.words)
