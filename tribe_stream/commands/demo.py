@@ -15,6 +15,12 @@ BANNER = (
 
 def add_arguments(p) -> None:
     p.add_argument(
+        "--linger",
+        type=float,
+        default=None,
+        help="with --view: close the viewer this many seconds after the clip (default: stay open)",
+    )
+    p.add_argument(
         "--seconds", type=float, default=10.0, help="length of the generated clip (default 10)"
     )
     p.add_argument(
@@ -52,5 +58,6 @@ def run(args) -> int:
         realtime=not args.fast,
         out=args.out,
         seconds=None,
+        linger=args.linger,
     )
     return run_live(opts)

@@ -38,6 +38,10 @@ class LiveOptions:
     text: bool = True
     out: str | None = None
     seconds: float | None = None
+    linger: float | None = None
+    """With a viewer: seconds it stays open after the stream ends (None: until it is closed)."""
+    publish_args: object | None = None
+    """The `run` command's publishing options (payload dtype, stream id, CURVE keys)."""
 
 
 def _device(opts: LiveOptions) -> tuple[str, str]:
@@ -110,6 +114,18 @@ def _sources(opts: LiveOptions, clock: StreamClock, tmp: Path):
     return sources, want
 
 
+def _close_viewer(viewer: subprocess.Popen, linger: float | None) -> None:
+    if linger is None:
+        print("stream ended; close the viewer window to exit", flush=True)
+    try:
+        viewer.wait(timeout=linger)
+    except subprocess.TimeoutExpired:
+        viewer.terminate()
+        viewer.wait(timeout=10)
+    except KeyboardInterrupt:
+        viewer.terminate()
+
+
 def run_live(opts: LiveOptions) -> int:
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     from engines import make_engine
@@ -130,9 +146,12 @@ def run_live(opts: LiveOptions) -> int:
         )
         url = opts.publish or (DEFAULT_URL if opts.view else None)
         if url:
-            from tribe_stream.publish import Publisher
+            from tribe_stream.publish import Publisher, publisher_from_args
 
-            pub = Publisher(url, model=loaded.identity, clock=clock)
+            if opts.publish_args is not None:
+                pub = publisher_from_args(opts.publish_args, model=loaded.identity, clock=clock)
+            else:
+                pub = Publisher(url, model=loaded.identity, clock=clock)
             sinks.append(pub)
             print(f"publishing on {pub.url}", flush=True)
         if opts.view and url:
@@ -156,7 +175,7 @@ def run_live(opts: LiveOptions) -> int:
             for s in sinks:
                 s.close()
             if viewer is not None:
-                viewer.wait() if opts.view else viewer.terminate()
+                _close_viewer(viewer, opts.linger)
     c = pipe.all_counters()
     print(
         f"done: {int(c['predictions'])} predictions, {int(c['bins'])} bins, dropped {int(c['dropped_bins'])} bins "

@@ -252,6 +252,9 @@ class Pipeline:
         """Step until every source has ended (then flush) or `seconds` of stream time have passed."""
         out: list[Prediction] = []
         self.clock.restart()
+        for sink in self.sinks:  # consumers map stream time to wall time from the new zero
+            if hasattr(sink, "set_metadata"):
+                sink.set_metadata({"t0_wall": self.clock.t0_wall})
         for s in self.sources:
             s.start()
         try:

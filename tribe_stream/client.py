@@ -1,0 +1,348 @@
+"""Subscriber: receive predictions in a few lines, and know exactly what was missed.
+
+    from tribe_stream.client import Subscriber
+
+    for pred in Subscriber("tcp://127.0.0.1:5556"):
+        print(pred.header["second"], pred.values.mean())   # values: (20484,) read-only view
+
+Every message is validated (docs/PROTOCOL.md); malformed or foreign ones are dropped, counted by
+reason and never raise. Sequence numbers give gaps; the heartbeat's `next_seq` even reveals
+trailing losses. ZeroMQ reconnects on its own after a publisher restart (a new `session` in the
+headers), which is counted, not mistaken for a gap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from tribe_stream.errors import InputError
+from tribe_stream.protocol import (
+    DEFAULT_URL,
+    TOPICS,
+    Message,
+    MessageRejected,
+    decode,
+    load_keypair,
+    load_public_key,
+)
+
+log = logging.getLogger(__name__)
+
+_EVENTS = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """`count` predictions of one publisher session, from seq `first_seq`, never arrived."""
+
+    stream_id: str
+    session: str
+    first_seq: int
+    count: int
+    wall: float
+
+
+@dataclass
+class _Stream:
+    session: str
+    expected: int | None = None
+
+
+class Subscriber:
+    """Subscribe to a tribe-stream publisher (or several: `url` may be a list).
+
+    `topics` chooses what `recv` and iteration return ("prediction", "status", "metadata");
+    heartbeats and metadata are always received and kept in `.status` and `.metadata`.
+    `latest_only=True` (viewers) makes `recv` return only the newest waiting prediction;
+    the older ones are counted in `skipped`, not as losses. For CURVE pass the server's public
+    key (`curve_server_key`: Z85 text or `NAME.key` file) and our key pair (`curve_keypair`:
+    `NAME.key_secret` file, Z85 secret, or (public, secret)); without a key pair an ephemeral
+    one is made. Not thread-safe, except `stop()`.
+
+    Counters: `received`, `gaps`, `missed`, `skipped`, `rejected` (with `reject_reasons` and
+    `last_reject`), `restarts`, `connects`, `disconnects`, `auth_failures` (`last_error`).
+    """
+
+    def __init__(
+        self,
+        url: str | Iterable[str] = DEFAULT_URL,
+        *,
+        latest_only: bool = False,
+        topics: Iterable[str] = ("prediction",),
+        curve_server_key: Any = None,
+        curve_keypair: Any = None,
+        hwm: int | None = None,
+        context: zmq.Context | None = None,
+    ):
+        self.urls = [url] if isinstance(url, str) else list(url)
+        self.topics = frozenset(topics)
+        unknown = self.topics - set(TOPICS)
+        if unknown:
+            raise InputError(f"unknown topics {sorted(unknown)}; choose from {sorted(TOPICS)}")
+        self.latest_only = latest_only
+        self.status: dict[str, Any] | None = None
+        self.metadata: dict[str, Any] | None = None
+        self.received = self.gaps = self.missed = self.skipped = 0
+        self.rejected = self.restarts = self.connects = self.disconnects = self.auth_failures = 0
+        self.reject_reasons: Counter[str] = Counter()
+        self.last_reject: str | None = None
+        self.last_error: str | None = None
+        self.last_received: float | None = None
+        self.gap_log: deque[Gap] = deque(maxlen=1000)
+        self._streams: dict[str, _Stream] = {}
+        self._pending_missed = 0
+        self._warned: set[str] = set()
+        self._stopped = threading.Event()
+        self._closed = False
+        self._own_ctx = context is None
+        self._ctx = context if context is not None else zmq.Context()
+        sock = self._ctx.socket(zmq.SUB)
+        self._sock = sock
+        try:
+            sock.setsockopt(zmq.RCVHWM, hwm if hwm is not None else (100 if latest_only else 1000))
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.RECONNECT_IVL, 100)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
+            if curve_server_key is not None or curve_keypair is not None:
+                self._setup_curve(curve_server_key, curve_keypair)
+            for topic in TOPICS.values():
+                sock.setsockopt(zmq.SUBSCRIBE, topic)
+            self._mon = sock.get_monitor_socket(_EVENTS)
+            for u in self.urls:
+                try:
+                    sock.connect(u)
+                except zmq.ZMQError as exc:
+                    raise InputError(
+                        f"cannot subscribe to {u!r}: {exc} (expected e.g. {DEFAULT_URL})"
+                    ) from None
+        except BaseException:
+            self._closed = True
+            if self._own_ctx:
+                self._ctx.destroy(linger=0)  # closes the monitor socket too
+            else:
+                sock.close(linger=0)
+            raise
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self._mon, zmq.POLLIN)
+
+    def _setup_curve(self, server_key: Any, keypair: Any) -> None:
+        if server_key is None:
+            raise InputError("CURVE needs the publisher's public key (curve_server_key)")
+        if keypair is None:
+            public, secret = zmq.curve_keypair()
+        elif isinstance(keypair, tuple):
+            public, secret = (k.encode() if isinstance(k, str) else k for k in keypair)
+        else:
+            public, secret = load_keypair(keypair)
+        self._sock.curve_serverkey = load_public_key(server_key)
+        self._sock.curve_publickey = public
+        self._sock.curve_secretkey = secret
+        self.curve_public_key = public
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def recv(self, timeout: float | None = None) -> Message | None:
+        """The next message of `topics` (newest prediction when latest_only), or None on timeout.
+
+        `timeout=0` is a cheap non-blocking poll; `None` waits until a message or `stop()`.
+        """
+        if self._closed:
+            raise InputError("this Subscriber is closed")
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        latest: Message | None = None
+        while True:
+            while True:
+                try:
+                    frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                msg = self._accept(frames)
+                if msg is None:
+                    continue
+                if not self.latest_only or msg.topic != "prediction":
+                    if latest is None:
+                        return msg
+                    continue  # latest_only: status/metadata were recorded in .status/.metadata
+                if latest is not None:
+                    self.skipped += 1
+                latest = msg
+            if latest is not None:
+                return latest
+            self._drain_monitor()
+            if self._stopped.is_set():
+                return None
+            wait = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if wait <= 0:
+                return None
+            self._poller.poll(wait * 1000)
+
+    def __iter__(self) -> Iterator[Message]:
+        while not self._stopped.is_set() and not self._closed:
+            msg = self.recv(timeout=None)
+            if msg is not None:
+                yield msg
+
+    def stop(self) -> None:
+        """Make a blocking `recv`/iteration return within 0.25 s (safe from any thread)."""
+        self._stopped.set()
+
+    def _accept(self, frames: list[zmq.Frame]) -> Message | None:
+        try:
+            msg = decode(frames)
+        except MessageRejected as exc:
+            self._reject(exc.reason, str(exc))
+            return None
+        msg.received = self.last_received = time.time()
+        if not self._track(msg.header):
+            self._reject("stale-seq", f"seq {msg.header['seq']} arrived after a later one")
+            return None
+        if msg.topic == "prediction":
+            self.received += 1
+            msg.missed_before, self._pending_missed = self._pending_missed, 0
+        elif msg.topic == "status":
+            self.status = msg.header
+        else:
+            self.metadata = msg.header
+        return msg if msg.topic in self.topics else None
+
+    def _track(self, h: dict[str, Any]) -> bool:
+        """Follow each stream's prediction sequence; False for a prediction that went backwards."""
+        sid, session = h["stream_id"], h["session"]
+        st = self._streams.get(sid)
+        if st is None or st.session != session:
+            if st is not None:
+                self.restarts += 1
+                log.info("stream %r restarted (new publisher session %s)", sid, session)
+            st = self._streams[sid] = _Stream(session)
+        if h["kind"] == "prediction":
+            seq = h["seq"]
+            if st.expected is not None:
+                if seq < st.expected:
+                    return False
+                if seq > st.expected:
+                    self._gap(sid, session, st.expected, seq - st.expected)
+            st.expected = seq + 1
+        else:  # heartbeats and metadata tell which prediction seq comes next
+            nxt = h["next_seq"]
+            if st.expected is not None and nxt > st.expected:
+                self._gap(sid, session, st.expected, nxt - st.expected)
+            if st.expected is None or nxt > st.expected:
+                st.expected = nxt
+        return True
+
+    def _gap(self, sid: str, session: str, first: int, count: int) -> None:
+        self.gaps += 1
+        self.missed += count
+        self._pending_missed += count
+        self.gap_log.append(Gap(sid, session, first, count, time.time()))
+        self._note("gap", f"missed {count} prediction(s) of {sid!r} from seq {first}")
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.rejected += 1
+        self.reject_reasons[reason] += 1
+        self.last_reject = detail
+        self._note(f"reject:{reason}", f"rejected a message: {detail}")
+
+    def _note(self, kind: str, message: str) -> None:
+        if kind in self._warned:
+            log.debug(message)
+        else:
+            self._warned.add(kind)
+            log.warning("%s (further ones are counted, see Subscriber.stats)", message)
+
+    def _drain_monitor(self) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(self._mon, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            kind = event["event"]
+            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.connects += 1
+            elif kind == zmq.EVENT_DISCONNECTED:
+                self.disconnects += 1
+            elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self.auth_failures += 1
+                self.last_error = (
+                    "the publisher refused our CURVE key: it is not on the publisher's allow-list "
+                    "(ask for it to be added with --allow-client), or the server key is wrong"
+                )
+                self._note("auth", self.last_error)
+            else:
+                self.last_error = (
+                    "security handshake failed: one side uses CURVE and the other does not, or "
+                    "the server key is wrong"
+                )
+                self._note("handshake", self.last_error)
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """All counters, for display or logging."""
+        return {
+            "received": self.received,
+            "gaps": self.gaps,
+            "missed": self.missed,
+            "skipped": self.skipped,
+            "rejected": self.rejected,
+            "reject_reasons": dict(self.reject_reasons),
+            "restarts": self.restarts,
+            "connects": self.connects,
+            "disconnects": self.disconnects,
+            "auth_failures": self.auth_failures,
+            "last_error": self.last_error,
+        }
+
+    @property
+    def alive(self) -> bool:
+        """True if anything valid (heartbeats come at 1 Hz) arrived in the last 3 seconds."""
+        return self.last_received is not None and time.time() - self.last_received < 3.0
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stopped.set()
+        try:
+            self._sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self._mon.close(linger=0)
+        self._sock.close(linger=0)
+        if self._own_ctx:
+            self._ctx.term()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def subscriber_from_args(args: argparse.Namespace, url: str, **kwargs: Any) -> Subscriber:
+    return Subscriber(
+        url,
+        curve_server_key=args.curve_server_key,
+        curve_keypair=args.curve_keypair,
+        **kwargs,
+    )

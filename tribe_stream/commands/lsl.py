@@ -1,0 +1,58 @@
+"""`tribe-stream lsl URL`: re-publish a prediction stream as a Lab Streaming Layer outlet."""
+
+from __future__ import annotations
+
+import argparse
+
+from tribe_stream.protocol import add_subscriber_arguments
+
+NAME = "lsl"
+HELP = "bridge a prediction stream to Lab Streaming Layer (a channel per vertex, LSL-clock stamps)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", help="publisher endpoint, e.g. tcp://127.0.0.1:5556")
+    parser.add_argument("--name", default="tribe-stream", help="LSL stream name")
+    parser.add_argument("--type", default="fMRI", help="LSL content type (default fMRI)")
+    parser.add_argument("--source-id", help="LSL source id (default tribe-stream:STREAM_ID)")
+    parser.add_argument(
+        "--stamp",
+        choices=("stimulus", "bold", "arrival"),
+        default="stimulus",
+        help="what each sample's LSL time marks: its stimulus second's start (default), the "
+        "predicted-BOLD time, or its arrival here",
+    )
+    parser.add_argument("--no-labels", action="store_true", help="no per-channel description")
+    parser.add_argument("--count", type=int, help="stop after this many predictions")
+    add_subscriber_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from tribe_stream.lsl import run_bridge
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"bridging {args.url} to LSL stream {args.name!r} (Ctrl-C to stop)", flush=True)
+    summary = run_bridge(
+        args.url,
+        stop=stop,
+        count=args.count,
+        bridge_kwargs={
+            "name": args.name,
+            "stype": args.type,
+            "source_id": args.source_id,
+            "stamp": args.stamp,
+            "labels": not args.no_labels,
+        },
+        curve_server_key=args.curve_server_key,
+        curve_keypair=args.curve_keypair,
+    )
+    print(
+        f"pushed {summary['pushed']} samples; missed {summary['missed']}, "
+        f"rejected {summary['rejected']}"
+    )
+    return 0

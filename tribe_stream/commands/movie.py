@@ -1,0 +1,63 @@
+"""`tribe-stream movie`: an MP4 of a recording, optionally beside the stimulus video."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "movie"
+HELP = "render a recording (.h5) as an MP4 of the cortex, optionally beside the stimulus video"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tribe_stream.surface.colors import COLORMAPS
+    from tribe_stream.surface.views import VIEWS
+
+    parser.add_argument("recording", help="recording made by `tribe-stream record` (.h5)")
+    parser.add_argument("--out", required=True, help="output .mp4")
+    parser.add_argument("--size", default="1280x720", help="movie size WIDTHxHEIGHT, even numbers")
+    parser.add_argument(
+        "--fps", type=float, default=1.0, help="frames per second (default 1: one per prediction)"
+    )
+    parser.add_argument(
+        "--interpolate", action="store_true", help="blend between seconds (use with --fps > 1)"
+    )
+    parser.add_argument("--views", nargs="+", default=["both"], choices=list(VIEWS))
+    parser.add_argument("--cmap", default="cold_hot", choices=list(COLORMAPS))
+    parser.add_argument("--threshold-pct", type=float, default=50.0)
+    parser.add_argument("--stimulus", default=None, help="stimulus video to show on the left")
+    parser.add_argument(
+        "--stimulus-offset",
+        type=float,
+        default=0.0,
+        help="stimulus video time at stream time 0, in seconds (default 0)",
+    )
+    parser.add_argument("--codec", default=None, help="encoder (default libx264, else mpeg4)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tribe_stream.viewer.movie import MovieOptions, write_movie
+    from tribe_stream.viewer.render import parse_size
+
+    info = write_movie(
+        args.recording,
+        MovieOptions(
+            out=Path(args.out),
+            size=parse_size(args.size),
+            fps=args.fps,
+            interpolate=args.interpolate,
+            views=tuple(args.views),
+            cmap=args.cmap,
+            threshold_pct=args.threshold_pct,
+            stimulus=Path(args.stimulus) if args.stimulus else None,
+            stimulus_offset_s=args.stimulus_offset,
+            codec=args.codec,
+        ),
+    )
+    w, h = info["size"]
+    print(
+        f"wrote {args.out}: {info['frames']} frames of {w}x{h} ({info['codec']}) "
+        f"from {info['seconds']} predicted seconds"
+    )
+    return 0

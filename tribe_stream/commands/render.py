@@ -1,0 +1,59 @@
+"""`tribe-stream render`: a still picture of one prediction on the cortex."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "render"
+HELP = "draw a prediction (.npy or recording) on the cortex as a PNG, several views, colorbar"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tribe_stream.surface.colors import COLORMAPS
+    from tribe_stream.surface.views import VIEWS
+
+    parser.add_argument("pred", help="(20484,) or (seconds, 20484) .npy file, or a recording (.h5)")
+    parser.add_argument("--out", required=True, help="output PNG path")
+    parser.add_argument(
+        "--views", nargs="+", default=["both"], choices=list(VIEWS), help="views (default: both)"
+    )
+    parser.add_argument("--cmap", default="cold_hot", choices=list(COLORMAPS), help="colormap")
+    parser.add_argument("--size", default="1200x900", help="image size WIDTHxHEIGHT (1200x900)")
+    parser.add_argument("--second", type=int, default=None, help="which row/second to draw")
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="hide |values| at or below this"
+    )
+    parser.add_argument(
+        "--threshold-pct",
+        type=float,
+        default=50.0,
+        help="hide values below this percentile of |values| (default 50; --threshold overrides)",
+    )
+    parser.add_argument("--vmax", type=float, default=None, help="colour limit (default: 98th pct)")
+    parser.add_argument("--title", default=None, help="caption line (default: file and second)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tribe_stream.surface.colors import ColorLimits, get_colormap, robust_limits
+    from tribe_stream.viewer.render import load_map, parse_size, render_image, save_png
+
+    size = parse_size(args.size)
+    values, caption = load_map(args.pred, args.second)
+    cm = get_colormap(args.cmap)
+    limits = robust_limits(
+        values, cm.diverging, threshold_percentile=args.threshold_pct, threshold=args.threshold
+    )
+    if args.vmax is not None:
+        vmin = -args.vmax if cm.diverging else limits.vmin
+        limits = ColorLimits(vmin, args.vmax, min(limits.threshold, args.vmax))
+    image = render_image(
+        values,
+        views=args.views,
+        cmap=args.cmap,
+        size=size,
+        limits=limits,
+        title=caption if args.title is None else args.title,
+    )
+    save_png(args.out, image)
+    print(f"wrote {args.out} ({size[0]}x{size[1]}, views: {' '.join(args.views)})")
+    return 0

@@ -1,0 +1,203 @@
+"""Lab Streaming Layer bridge: predictions from a publisher, re-published as an LSL outlet.
+
+One float32 channel per fsaverage5 vertex (labels `lh.0`..`lh.10241`, `rh.0`..`rh.10241`,
+with hemisphere and vertex index), nominal rate 1 Hz. Each sample is stamped on LSL's clock at
+the time it describes: by default the start of its stimulus second (so it lines up with EEG or
+markers recorded from the same stimulus); `stamp="bold"` uses the predicted-BOLD time instead.
+The mapping goes stream time -> Unix time (the stream's `t0_wall`) -> LSL clock, through
+StreamClock. Without `t0_wall` (e.g. a replay) the sample is stamped when it arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tribe_stream import HEMODYNAMIC_OFFSET_S, N_VERTICES
+from tribe_stream.errors import InputError, SourceError
+from tribe_stream.protocol import FSAVERAGE5, PROTOCOL_VERSION, Message
+from tribe_stream.stream.clock import StreamClock
+
+log = logging.getLogger(__name__)
+
+STAMPS = ("stimulus", "bold", "arrival")
+
+
+def _pylsl():
+    try:
+        import pylsl
+    except (ImportError, RuntimeError) as exc:  # RuntimeError: liblsl not found
+        raise SourceError(
+            f"LSL is not available ({exc}); install it with `pip install pylsl` "
+            "(the wheel bundles liblsl)"
+        ) from None
+    return pylsl
+
+
+def channel_labels(mesh: Mapping[str, Any] | None = None) -> list[tuple[str, str, int]]:
+    """(label, hemisphere, vertex) per channel, in payload order."""
+    hemis = (mesh or FSAVERAGE5).get("hemispheres", FSAVERAGE5["hemispheres"])
+    out: list[tuple[str, str, int]] = []
+    for hemi, short in (("left", "lh"), ("right", "rh")):
+        start, stop = hemis[hemi]
+        out.extend((f"{short}.{i}", hemi, i) for i in range(stop - start))
+    return out
+
+
+def stream_info(
+    metadata: Mapping[str, Any],
+    *,
+    name: str = "tribe-stream",
+    stype: str = "fMRI",
+    source_id: str | None = None,
+    stamp: str = "stimulus",
+    labels: bool = True,
+):
+    """A pylsl.StreamInfo describing the stream: channels, mesh, model, what the stamps mean."""
+    pylsl = _pylsl()
+    stream_id = str(metadata.get("stream_id", "tribe-stream"))
+    info = pylsl.StreamInfo(
+        name, stype, N_VERTICES, 1.0, pylsl.cf_float32, source_id or f"tribe-stream:{stream_id}"
+    )
+    desc = info.desc()
+    acq = desc.append_child("acquisition")
+    acq.append_child_value("manufacturer", "tribe-stream")
+    model = metadata.get("model") or {}
+    acq.append_child_value("model", str(model.get("name", "unknown")))
+    ts = desc.append_child("tribe_stream")
+    ts.append_child_value("protocol_version", str(PROTOCOL_VERSION))
+    ts.append_child_value("stream_id", stream_id)
+    ts.append_child_value("mesh", str((metadata.get("mesh") or FSAVERAGE5).get("name")))
+    ts.append_child_value("units", "predicted BOLD, per-run z-score units")
+    ts.append_child_value(
+        "timestamps",
+        "start of the stimulus second"
+        if stamp == "stimulus"
+        else "predicted-BOLD time"
+        if stamp == "bold"
+        else "arrival at the bridge",
+    )
+    offset = metadata.get("hemodynamic_offset_s", HEMODYNAMIC_OFFSET_S)
+    ts.append_child_value("hemodynamic_offset_s", str(offset))
+    ts.append_child_value("model_json", json.dumps(model))
+    if labels:
+        chans = desc.append_child("channels")
+        for label, hemi, vertex in channel_labels(metadata.get("mesh")):
+            ch = chans.append_child("channel")
+            ch.append_child_value("label", label)
+            ch.append_child_value("hemisphere", hemi)
+            ch.append_child_value("vertex", str(vertex))
+            ch.append_child_value("type", "BOLD")
+            ch.append_child_value("unit", "z")
+    return info
+
+
+def lsl_timestamp(header: Mapping[str, Any], stamp: str = "stimulus") -> float | None:
+    """The LSL-clock time a prediction describes, or None if the stream has no `t0_wall`."""
+    t0_wall = header.get("t0_wall")
+    if stamp == "arrival" or not isinstance(t0_wall, int | float):
+        return None
+    t = float(header["stimulus"][0]) if stamp == "stimulus" else float(header["bold_time"])
+    now_wall, now_mono = time.time(), time.monotonic()
+    # The publisher's stream clock, rebuilt here from its wall-clock origin.
+    clock = StreamClock(t0_monotonic=now_mono - (now_wall - t0_wall), t0_wall=t0_wall)
+    return clock.lsl(t)
+
+
+class LslBridge:
+    """An LSL outlet fed with protocol messages: `push(msg)` per prediction."""
+
+    def __init__(
+        self,
+        metadata: Mapping[str, Any],
+        *,
+        name: str = "tribe-stream",
+        stype: str = "fMRI",
+        source_id: str | None = None,
+        stamp: str = "stimulus",
+        labels: bool = True,
+        max_buffered: int = 360,
+    ):
+        if stamp not in STAMPS:
+            raise InputError(f"stamp {stamp!r} is not one of {STAMPS}")
+        pylsl = _pylsl()
+        self.stamp = stamp
+        self.info = stream_info(
+            metadata, name=name, stype=stype, source_id=source_id, stamp=stamp, labels=labels
+        )
+        self.outlet = pylsl.StreamOutlet(self.info, chunk_size=1, max_buffered=max_buffered)
+        self.pushed = 0
+        self._row = np.empty((1, N_VERTICES), np.float32)
+
+    def push(self, msg: Message) -> float:
+        """Send one prediction; returns the LSL timestamp it carries."""
+        ts = lsl_timestamp(msg.header, self.stamp)
+        if ts is None:
+            ts = _pylsl().local_clock()
+        self._row[0] = msg.values  # float16 -> float32, LSL has no half floats
+        self.outlet.push_chunk(self._row, ts)
+        self.pushed += 1
+        return ts
+
+    def have_consumers(self) -> bool:
+        return bool(self.outlet.have_consumers())
+
+    def close(self) -> None:
+        self.outlet = None
+
+
+def run_bridge(
+    url: str,
+    *,
+    stop: threading.Event | None = None,
+    count: int | None = None,
+    metadata_wait: float = 3.0,
+    linger_s: float = 1.0,
+    bridge_kwargs: Mapping[str, Any] | None = None,
+    **subscriber_kwargs: Any,
+) -> dict[str, Any]:
+    """Subscribe to `url` and feed an LSL outlet until `stop` (or `count` predictions).
+
+    The outlet is made when the stream metadata arrives (or from the first prediction's header
+    if none comes within `metadata_wait` s), since its channel description cannot change later.
+    On the way out the outlet stays up `linger_s` more, so inlets get the last samples.
+    """
+    from tribe_stream.client import Subscriber
+
+    stop = stop or threading.Event()
+    bridge: LslBridge | None = None
+    waiting: list[Message] = []
+    with Subscriber(url, topics=("prediction", "metadata"), **subscriber_kwargs) as sub:
+        while not stop.is_set():
+            msg = sub.recv(timeout=0.2)
+            if msg is not None and msg.topic == "prediction":
+                waiting.append(msg)
+            if bridge is None:
+                meta = sub.metadata
+                if meta is None and waiting and time.time() - waiting[0].received >= metadata_wait:
+                    meta = waiting[0].header
+                if meta is None:
+                    continue
+                bridge = LslBridge(meta, **(bridge_kwargs or {}))
+                log.info(
+                    "LSL outlet %r (type %s, source_id %s) with %d channels",
+                    bridge.info.name(),
+                    bridge.info.type(),
+                    bridge.info.source_id(),
+                    N_VERTICES,
+                )
+            for m in waiting:
+                bridge.push(m)
+            waiting.clear()
+            if count is not None and bridge.pushed >= count:
+                break
+        stats = sub.stats
+    if bridge is not None and bridge.have_consumers():
+        time.sleep(linger_s)  # liblsl drops what is still in flight when the outlet goes
+    return {"pushed": bridge.pushed if bridge else 0, **stats}

@@ -1,0 +1,393 @@
+"""ZeroMQ publisher: a `Sink` that puts predictions on the wire and never blocks the pipeline.
+
+One XPUB socket (PUB plus subscription notices). `send` and `status` are non-blocking: a
+subscriber that falls behind its high-water mark loses messages (ZeroMQ drops them for that
+subscriber only) and sees the gap in the sequence numbers; anything ZeroMQ refuses here is
+counted and published in the heartbeat. A small thread answers each new subscription with the
+stream metadata at once, so a late joiner knows the stream before its first prediction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import zmq
+
+from tribe_stream.errors import InputError
+from tribe_stream.protocol import (
+    DEFAULT_URL,
+    DTYPES,
+    FSAVERAGE5,
+    RESERVED_KEYS,
+    TOPICS,
+    PredictionEncoder,
+    encode_metadata,
+    encode_status,
+    is_local,
+    jsonable,
+    load_allowed_keys,
+    load_keypair,
+    stream_metadata,
+)
+from tribe_stream.stream.clock import StreamClock
+from tribe_stream.types import Prediction, Sink
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTION_POLL_S = 0.05
+"""How often the publisher looks for new subscribers (and greets them with the metadata)."""
+
+
+class _AllowList:
+    """ZAP credentials provider for zmq.auth: a client may connect if its public key is listed."""
+
+    def __init__(self, keys: set[bytes]):
+        self.keys = keys
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key in self.keys
+
+
+def _model_identity(model: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    if model is None:
+        return {}
+    if isinstance(model, str):
+        return {"name": model}
+    try:
+        return jsonable(model)
+    except TypeError as exc:
+        raise InputError(f"model identity must be a name or JSON data: {exc}") from None
+
+
+class Publisher(Sink):
+    """Publish predictions, 1 Hz status heartbeats and stream metadata (docs/PROTOCOL.md).
+
+    `url` defaults to loopback; binding another interface is the caller's explicit choice, and
+    then `curve_secret_key` (a `NAME.key_secret` file or Z85 secret) turns on CURVE encryption
+    and `allowed_client_keys` (keys, `*.key` files or folders of them) limits who may connect;
+    without an allow-list any client that knows the server's public key may connect.
+    `hwm` is the per-subscriber queue (messages) before ZeroMQ drops for that subscriber.
+    `clock` (the pipeline's StreamClock) lets headers carry `t0_wall` and a stream-clock publish
+    time. Thread-safe; meant to be called from the pipeline's compute thread.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        dtype: str = "float16",
+        stream_id: str | None = None,
+        model: str | Mapping[str, Any] | None = None,
+        curve_secret_key: Any = None,
+        allowed_client_keys: Any = None,
+        hwm: int = 1000,
+        linger_s: float = 1.0,
+        clock: StreamClock | None = None,
+    ):
+        if dtype not in DTYPES:
+            raise InputError(f"dtype {dtype!r} is not supported; use one of {sorted(DTYPES)}")
+        if allowed_client_keys is not None and curve_secret_key is None:
+            raise InputError("a client allow-list needs CURVE: pass the server's secret key too")
+        self.dtype = dtype
+        self.stream_id = stream_id or "tribe-stream"
+        self.session = secrets.token_hex(8)
+        self.curve_public_key: bytes | None = None
+        self._clock = clock
+        self._model = _model_identity(model)
+        self._mesh: dict[str, Any] = dict(FSAVERAGE5)
+        self._t0_wall = clock.t0_wall if clock is not None else None
+        self._extra: dict[str, Any] = {}
+        self._metadata = self._build_metadata()
+        self._encoder = self._build_encoder()
+        self._seq = {"prediction": 0, "status": 0, "metadata": 0}
+        self._counts = {"sent": 0, "dropped": 0, "errors": 0, "status_sent": 0, "metadata_sent": 0}
+        self._subscribers = 0
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._ctx = zmq.Context()
+        self._auth = None
+        try:
+            self._sock = self._open(url, hwm, linger_s, curve_secret_key, allowed_client_keys)
+        except BaseException:
+            if self._auth is not None:
+                self._auth.stop()
+            self._ctx.destroy(linger=0)
+            raise
+        self.url = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if not is_local(self.url) and curve_secret_key is None:
+            log.warning(
+                "publishing on %s without CURVE: anyone who can reach it can read the stream "
+                "(make keys with `tribe-stream keys DIR`)",
+                self.url,
+            )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="tribe-publisher", daemon=True)
+        self._thread.start()
+
+    def _open(self, url, hwm, linger_s, curve_secret_key, allowed_client_keys) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.XPUB)
+        sock.setsockopt(zmq.SNDHWM, int(hwm))
+        sock.setsockopt(zmq.LINGER, int(linger_s * 1000))
+        sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # every subscribe and unsubscribe, for counting
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
+        if curve_secret_key is not None:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            public, secret = load_keypair(curve_secret_key)
+            self._auth = ThreadAuthenticator(self._ctx, log=log.getChild("auth"))
+            self._auth.start()
+            if allowed_client_keys is None:
+                self._auth.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
+            else:
+                if isinstance(allowed_client_keys, str | bytes) or not isinstance(
+                    allowed_client_keys, Iterable
+                ):
+                    allowed_client_keys = [allowed_client_keys]
+                keys = load_allowed_keys(allowed_client_keys)
+                self._auth.configure_curve_callback(
+                    domain="*", credentials_provider=_AllowList(keys)
+                )
+            sock.curve_secretkey = secret
+            sock.curve_publickey = public
+            sock.curve_server = True
+            self.curve_public_key = public
+        try:
+            sock.bind(url)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            if exc.errno == zmq.EADDRINUSE:
+                raise InputError(
+                    f"{url} is already in use (another tribe-stream publisher?): stop it or "
+                    "publish on another port, e.g. tcp://127.0.0.1:5557"
+                ) from None
+            raise InputError(f"cannot publish on {url}: {exc}") from None
+        return sock
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    def _build_metadata(self) -> dict[str, Any]:
+        return stream_metadata(
+            stream_id=self.stream_id,
+            dtype=self.dtype,
+            model=self._model,
+            mesh=self._mesh,
+            t0_wall=self._t0_wall,
+            extra=self._extra,
+        )
+
+    def _build_encoder(self) -> PredictionEncoder:
+        return PredictionEncoder(
+            stream_id=self.stream_id,
+            session=self.session,
+            dtype=self.dtype,
+            model=self._model,
+            mesh=self._mesh,
+            t0_wall=self._t0_wall,
+        )
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What late joiners are told (the metadata topic's header, less the per-message fields)."""
+        return dict(self._metadata)
+
+    def set_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Set stream metadata and announce it at once.
+
+        Known keys: `stream_id` (str), `model` (name or dict: identity of the weights and
+        engine), `mesh` (dict), `t0_wall` (Unix time of stream time 0); any other key must be
+        JSON data and is passed on as is.
+        """
+        extra = {}
+        for key, value in metadata.items():
+            if key in ("stream_id", "model", "mesh", "t0_wall"):
+                continue
+            if key in RESERVED_KEYS:
+                raise InputError(f"metadata key {key!r} is set by the publisher itself")
+            try:
+                extra[key] = jsonable(value)
+            except TypeError as exc:
+                raise InputError(f"metadata {key!r} is not JSON data: {exc}") from None
+        with self._lock:
+            if "stream_id" in metadata:
+                self.stream_id = str(metadata["stream_id"])
+            if "model" in metadata:
+                self._model = _model_identity(metadata["model"])
+            if "mesh" in metadata:
+                self._mesh = jsonable(metadata["mesh"])
+            if "t0_wall" in metadata:
+                t0 = metadata["t0_wall"]
+                self._t0_wall = None if t0 is None else float(t0)
+            self._extra.update(extra)
+            self._metadata = self._build_metadata()
+            self._encoder = self._build_encoder()
+            if not self._closed:
+                self._send_metadata(time.time())
+
+    # -- Sink -------------------------------------------------------------------------------
+
+    def send(self, prediction: Prediction) -> None:
+        """Publish one prediction; never blocks, never raises (failures are counted and logged)."""
+        wall = time.time()
+        publish_time = self._clock.now() if self._clock is not None else None
+        with self._lock:
+            if self._closed:
+                self._fail("closed", "send() after close(): prediction dropped")
+                return
+            seq = self._seq["prediction"]
+            self._seq["prediction"] = seq + 1  # a failed send leaves a gap subscribers can see
+            try:
+                frames = self._encoder.encode(
+                    prediction, seq=seq, publish_wall=wall, publish_time=publish_time
+                )
+            except Exception as exc:  # a bad prediction must not stop the stream
+                self._fail("encode", f"prediction for second {prediction.second} not sent: {exc}")
+                return
+            if self._send(frames):
+                self._counts["sent"] += 1
+
+    def status(self, counters: Mapping[str, float]) -> None:
+        """Publish a heartbeat with the pipeline's counters plus ours, then the metadata again."""
+        wall = time.time()
+        stream_time = self._clock.now() if self._clock is not None else None
+        with self._lock:
+            if self._closed:
+                return
+            merged = dict(counters)
+            merged.update({f"publisher.{k}": v for k, v in self._counts.items()})
+            merged["publisher.subscribers"] = self._subscribers
+            try:
+                frames = encode_status(
+                    merged,
+                    stream_id=self.stream_id,
+                    session=self.session,
+                    seq=self._seq["status"],
+                    publish_wall=wall,
+                    next_seq=self._seq["prediction"],
+                    stream_time=stream_time,
+                )
+            except Exception as exc:
+                self._fail("status", f"heartbeat not sent: {exc}")
+                return
+            self._seq["status"] += 1
+            if self._send(frames):
+                self._counts["status_sent"] += 1
+            self._send_metadata(wall)
+
+    def close(self) -> None:
+        """Stop publishing; waits up to `linger_s` for queued messages to leave."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self._sock.close()
+        if self._auth is not None:
+            self._auth.stop()
+        self._ctx.term()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- introspection ----------------------------------------------------------------------
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """sent, dropped (refused by ZeroMQ), errors, status_sent, metadata_sent, subscribers."""
+        with self._lock:
+            return {**self._counts, "subscribers": self._subscribers}
+
+    @property
+    def subscribers(self) -> int:
+        """Subscriptions to the prediction topic that ZeroMQ has told us about."""
+        return self._subscribers
+
+    def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> bool:
+        """Block until `n` subscribers listen for predictions (for tests, replay and tools)."""
+        deadline = time.monotonic() + timeout
+        while self._subscribers < n:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    # -- internals (call with the lock held) ---------------------------------------------------
+
+    def _send(self, frames: list[bytes]) -> bool:
+        try:
+            self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            self._counts["dropped"] += 1
+            return False
+        except zmq.ZMQError as exc:
+            self._fail("zmq", f"ZeroMQ refused a message: {exc}")
+            return False
+
+    def _send_metadata(self, wall: float) -> None:
+        frames = encode_metadata(
+            self._metadata,
+            stream_id=self.stream_id,
+            session=self.session,
+            seq=self._seq["metadata"],
+            publish_wall=wall,
+            next_seq=self._seq["prediction"],
+        )
+        self._seq["metadata"] += 1
+        if self._send(frames):
+            self._counts["metadata_sent"] += 1
+
+    def _fail(self, kind: str, message: str) -> None:
+        self._counts["errors"] += 1
+        if kind in self._warned:
+            log.debug(message)
+        else:
+            self._warned.add(kind)
+            log.warning("%s (further ones are counted in status as publisher.errors)", message)
+
+    def _serve(self) -> None:
+        """Count subscriptions and greet each new metadata subscriber with the metadata."""
+        pred, meta = TOPICS["prediction"], TOPICS["metadata"]
+        while not self._stop.wait(SUBSCRIPTION_POLL_S):
+            with self._lock:
+                if self._closed:
+                    return
+                greet = False
+                while True:
+                    try:
+                        event = self._sock.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    except zmq.ZMQError:
+                        return
+                    if not event or event[0] not in (0, 1):
+                        continue
+                    subscribe, prefix = event[0] == 1, event[1:]
+                    if pred.startswith(prefix):
+                        self._subscribers = max(0, self._subscribers + (1 if subscribe else -1))
+                    greet |= subscribe and meta.startswith(prefix)
+                if greet:
+                    self._send_metadata(time.time())
+
+
+def publisher_from_args(args: argparse.Namespace, **kwargs: Any) -> Publisher:
+    """A Publisher from the options of `add_publisher_arguments`."""
+    return Publisher(
+        args.publish,
+        dtype=args.dtype,
+        stream_id=args.stream_id,
+        curve_secret_key=args.curve_secret,
+        allowed_client_keys=args.allow_client,
+        **kwargs,
+    )

@@ -1,0 +1,436 @@
+"""Recordings: a stream written to HDF5 as it arrives, read back for review, replay and movies.
+
+The file is written in HDF5's single-writer/multiple-reader (SWMR) mode and flushed at least once
+a second, so a recorder that is killed leaves a readable file missing at most the last second,
+and a recording can be read while it grows. Layout (format version 1), N predictions:
+
+- `values` (N, 20484), the wire dtype (float16 by default), left hemisphere first
+- `second`, `seq`, `missed_before`: int64 (N,); `session`: ASCII (N,)
+- `stimulus` (N, 2), `bold_time`, `publish_wall`, `received_wall`: float64
+- `timings`, `header`: UTF-8 JSON strings (N,), the header as received
+- `status`, `status_wall`: every heartbeat (JSON); `events`: JSON (recorder start/stop, metadata)
+- attributes: `format`, `format_version`, `protocol_version`, `metadata` (JSON), `stream_id`,
+  `model` (JSON), `mesh` (JSON), `dtype`, `source_url`, `created_wall`
+
+`read_recording(path)` returns a `Recording` with these as NumPy arrays and parsed dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tribe_stream import N_VERTICES
+from tribe_stream.errors import InputError
+from tribe_stream.protocol import DTYPES, PROTOCOL_VERSION, Message
+from tribe_stream.types import Prediction
+
+log = logging.getLogger(__name__)
+
+FORMAT = "tribe-stream-recording"
+FORMAT_VERSION = 1
+_ROWS = 16  # rows per HDF5 chunk of `values`
+_SCALARS = {
+    "second": "<i8",
+    "seq": "<i8",
+    "missed_before": "<i8",
+    "bold_time": "<f8",
+    "publish_wall": "<f8",
+    "received_wall": "<f8",
+}
+_PER_MESSAGE = ("v", "kind", "seq", "publish_wall", "next_seq")
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class RecordingWriter:
+    """Append predictions, heartbeats and events to a new HDF5 recording (see module doc)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        metadata: Mapping[str, Any],
+        *,
+        source_url: str = "",
+        flush_interval: float = 1.0,
+        overwrite: bool = False,
+    ):
+        import h5py
+
+        self.path = Path(path)
+        _check_output(self.path, overwrite)
+        dtype_name = metadata.get("dtype", "float16")
+        self.dtype = DTYPES.get(dtype_name, DTYPES["float32"])
+        self.flush_interval = flush_interval
+        self.rows = 0
+        self.status_rows = 0
+        self.event_rows = 0
+        self._last_flush = time.monotonic()
+        meta = {k: v for k, v in metadata.items() if k not in _PER_MESSAGE}
+        f = h5py.File(self.path, "w", libver="latest")
+        self._file = f
+        text = h5py.string_dtype()
+
+        def grow(name, shape, dtype, chunk):
+            return f.create_dataset(
+                name, (0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(chunk, *shape)
+            )
+
+        self._values = grow("values", (N_VERTICES,), self.dtype, _ROWS)
+        self._scalars = {name: grow(name, (), dt, 256) for name, dt in _SCALARS.items()}
+        self._stimulus = grow("stimulus", (2,), "<f8", 256)
+        self._session = grow("session", (), "S16", 256)
+        self._timings = grow("timings", (), text, 256)
+        self._header = grow("header", (), text, 256)
+        self._status = grow("status", (), text, 256)
+        self._status_wall = grow("status_wall", (), "<f8", 256)
+        self._events = grow("events", (), text, 64)
+        f.attrs.update(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "protocol_version": PROTOCOL_VERSION,
+                "metadata": _dumps(meta),
+                "stream_id": str(meta.get("stream_id", "")),
+                "model": _dumps(meta.get("model", {})),
+                "mesh": _dumps(meta.get("mesh", {})),
+                "dtype": self.dtype.name,
+                "source_url": source_url,
+                "created_wall": time.time(),
+            }
+        )
+        f.swmr_mode = True  # from here on, the file on disk is always consistent
+        self.add_event("start", source_url=source_url, metadata=meta)
+        self.flush()
+
+    @staticmethod
+    def _append(ds, value) -> None:
+        n = ds.shape[0]
+        ds.resize(n + 1, axis=0)
+        ds[n] = value
+
+    def add_prediction(self, msg: Message) -> None:
+        h = msg.header
+        values = msg.values
+        if values.dtype != self.dtype:
+            values = values.astype(self.dtype)
+        self._append(self._values, values)
+        row = {
+            "second": h["second"],
+            "seq": h["seq"],
+            "missed_before": msg.missed_before,
+            "bold_time": h["bold_time"],
+            "publish_wall": h["publish_wall"],
+            "received_wall": msg.received,
+        }
+        for name, ds in self._scalars.items():
+            self._append(ds, row[name])
+        self._append(self._stimulus, h["stimulus"])
+        self._append(self._session, h["session"].encode("ascii", "replace")[:16])
+        self._append(self._timings, _dumps(h.get("timings", {})))
+        self._append(self._header, _dumps(h))
+        self.rows += 1
+        self.maybe_flush()
+
+    def add_status(self, msg: Message) -> None:
+        self._append(self._status_wall, msg.header["publish_wall"])
+        self._append(self._status, _dumps(msg.header))
+        self.status_rows += 1
+        self.maybe_flush()
+
+    def add_event(self, kind: str, **data: Any) -> None:
+        self._append(self._events, _dumps({"kind": kind, "wall": time.time(), **data}))
+        self.event_rows += 1
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        self._file.flush()
+        self._last_flush = time.monotonic()
+
+    def close(self, **summary: Any) -> None:
+        if self._file.id.valid:
+            self.add_event("stop", rows=self.rows, **summary)
+            self._file.close()
+
+
+def _check_output(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists; pass --overwrite or choose another file")
+    if not path.parent.is_dir():
+        raise InputError(f"folder {path.parent} does not exist; create it first")
+
+
+def _metadata_from_header(h: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("stream_id", "session", "dtype", "shape", "mesh", "model", "t0_wall")
+    return {k: h[k] for k in keys if k in h}
+
+
+def record(
+    url: str,
+    path: str | Path,
+    *,
+    count: int | None = None,
+    duration: float | None = None,
+    overwrite: bool = False,
+    flush_interval: float = 1.0,
+    metadata_wait: float = 2.0,
+    stop: threading.Event | None = None,
+    **subscriber_kwargs: Any,
+) -> dict[str, Any]:
+    """Record `url` into `path` until `count` predictions, `duration` seconds, or `stop` is set.
+
+    The file is created when the stream metadata arrives (a new subscriber gets it at once);
+    if predictions arrive without it for `metadata_wait` s, their headers describe the stream.
+    Returns a summary (rows and the subscriber's counters); raises InputError if nothing came.
+    """
+    from tribe_stream.client import Subscriber
+
+    path = Path(path)
+    _check_output(path, overwrite)
+    stop = stop or threading.Event()
+    writer: RecordingWriter | None = None
+    pending: list[Message] = []
+    first_pending = 0.0
+    session_meta: dict[str, str] = {}
+    t_end = None if duration is None else time.monotonic() + duration
+    sub = Subscriber(url, topics=("prediction", "status", "metadata"), **subscriber_kwargs)
+    try:
+        while not stop.is_set():
+            msg = sub.recv(timeout=0.2)
+            now = time.monotonic()
+            if msg is not None:
+                pending.append(msg)
+                if writer is None and msg.topic == "metadata":
+                    writer = RecordingWriter(
+                        path, msg.header, source_url=url, flush_interval=flush_interval,
+                        overwrite=overwrite,
+                    )  # fmt: skip
+                elif writer is None and msg.topic == "prediction" and not first_pending:
+                    first_pending = now
+            if writer is None and first_pending and now - first_pending >= metadata_wait:
+                first = next(m for m in pending if m.topic == "prediction")
+                writer = RecordingWriter(
+                    path, _metadata_from_header(first.header), source_url=url,
+                    flush_interval=flush_interval, overwrite=overwrite,
+                )  # fmt: skip
+            if writer is not None:
+                for m in pending:
+                    _write(writer, m, session_meta)
+                pending.clear()
+                writer.maybe_flush()
+                if count is not None and writer.rows >= count:
+                    break
+            if t_end is not None and now >= t_end:
+                break
+    finally:
+        stats = sub.stats
+        sub.close()
+        if writer is not None:
+            writer.close(**stats)
+    if writer is None:
+        raise InputError(
+            f"nothing received from {url} (is a publisher running there? CURVE keys right?)"
+        )
+    return {"path": str(path), "rows": writer.rows, "status_rows": writer.status_rows, **stats}
+
+
+def _write(writer: RecordingWriter, msg: Message, session_meta: dict[str, str]) -> None:
+    if msg.topic == "prediction":
+        writer.add_prediction(msg)
+    elif msg.topic == "status":
+        writer.add_status(msg)
+    else:  # log metadata once per publisher session, and whenever it changes
+        meta = {k: v for k, v in msg.header.items() if k not in _PER_MESSAGE}
+        text = _dumps(meta)
+        if session_meta.get(msg.header["session"]) != text:
+            session_meta[msg.header["session"]] = text
+            writer.add_event("metadata", metadata=meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass
+class Recording:
+    """A recording in memory. `values` keeps the stored dtype unless `read_recording(dtype=...)`.
+
+    Row i is the prediction for stimulus second `seconds[i]` ([stimulus[i, 0], stimulus[i, 1])
+    s), the predicted BOLD at `bold_time[i]`; `missed_before[i]` predictions were lost in
+    transport just before it. `metadata` is the stream metadata at the start of the recording.
+    """
+
+    path: Path
+    values: np.ndarray
+    seconds: np.ndarray
+    seq: np.ndarray
+    sessions: list[str]
+    stimulus: np.ndarray
+    bold_time: np.ndarray
+    publish_wall: np.ndarray
+    received_wall: np.ndarray
+    missed_before: np.ndarray
+    headers: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    attrs: dict[str, Any]
+    status: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.seconds)
+
+    @property
+    def timings(self) -> list[dict[str, Any]]:
+        return [h.get("timings", {}) for h in self.headers]
+
+    def prediction(self, i: int) -> Prediction:
+        """Row i as the Prediction that was published (values as float32)."""
+        h = self.headers[i]
+        return Prediction(
+            second=int(self.seconds[i]),
+            values=np.asarray(self.values[i], dtype=np.float32),
+            stimulus=(float(self.stimulus[i, 0]), float(self.stimulus[i, 1])),
+            bold_time=float(self.bold_time[i]),
+            timings={k: v for k, v in h.get("timings", {}).items() if v is not None},
+            counters=dict(h.get("counters", {})),
+        )
+
+    def __iter__(self) -> Iterator[Prediction]:
+        return (self.prediction(i) for i in range(len(self)))
+
+
+def _open_h5(path: Path):
+    import h5py
+
+    if not path.is_file():
+        raise InputError(f"recording {path} does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        pass
+    try:  # still being written, or its recorder was killed: SWMR read access works for both
+        return h5py.File(path, "r", swmr=True)
+    except OSError as exc:
+        raise InputError(f"{path} is not a readable HDF5 recording: {exc}") from None
+
+
+def read_recording(path: str | Path, *, dtype: str | None = None) -> Recording:
+    """Load a recording made by `tribe-stream record` (also one being written, or interrupted).
+
+    Rows are cut to the shortest column, so a recorder killed mid-row leaves no half row.
+    `dtype="float32"` converts `values` (stored as the wire dtype, float16 by default).
+    """
+    path = Path(path)
+    with _open_h5(path) as f:
+        if f.attrs.get("format") != FORMAT:
+            raise InputError(f"{path} is not a tribe-stream recording (no format={FORMAT!r})")
+        if int(f.attrs.get("format_version", 0)) > FORMAT_VERSION:
+            raise InputError(f"{path} is a newer recording format; upgrade tribe-stream")
+        names = ["values", "stimulus", "session", "header", *_SCALARS]
+        n = min(f[name].shape[0] for name in names)
+        values = f["values"][:n]
+        if dtype is not None:
+            values = values.astype(DTYPES[dtype] if dtype in DTYPES else dtype)
+        headers = [json.loads(s) for s in f["header"].asstr()[:n]]
+        n_status = min(f["status"].shape[0], f["status_wall"].shape[0])
+        attrs = {
+            k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
+            for k, v in f.attrs.items()
+        }
+        return Recording(
+            path=path,
+            values=values,
+            seconds=f["second"][:n],
+            seq=f["seq"][:n],
+            sessions=[s.decode("ascii", "replace") for s in f["session"][:n]],
+            stimulus=f["stimulus"][:n],
+            bold_time=f["bold_time"][:n],
+            publish_wall=f["publish_wall"][:n],
+            received_wall=f["received_wall"][:n],
+            missed_before=f["missed_before"][:n],
+            headers=headers,
+            metadata=json.loads(attrs.get("metadata", "{}")),
+            attrs=attrs,
+            status=[json.loads(s) for s in f["status"].asstr()[:n_status]],
+            events=[json.loads(s) for s in f["events"].asstr()[:]],
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Replay
+
+
+def replay(
+    path: str | Path,
+    url: str,
+    *,
+    speed: float = 1.0,
+    loop: bool = False,
+    wait_subscribers: float = 0.0,
+    stop: threading.Event | None = None,
+    **publisher_kwargs: Any,
+) -> int:
+    """Publish a recording again: at the recorded pace (`speed` 1), `speed` times faster, or as
+    fast as possible (`speed` 0). Waits up to `wait_subscribers` s for a first subscriber.
+    Returns how many predictions were sent. Headers keep the recorded timings; `t0_wall` is
+    null (the recording's is in metadata `replay.original_t0_wall`).
+    """
+    from tribe_stream.publish import Publisher
+
+    if speed < 0:
+        raise InputError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
+    rec = read_recording(path)
+    if len(rec) == 0:
+        raise InputError(f"{path} holds no predictions")
+    stop = stop or threading.Event()
+    meta = rec.metadata
+    publisher_kwargs.setdefault("dtype", rec.attrs.get("dtype", "float16"))
+    publisher_kwargs.setdefault("stream_id", meta.get("stream_id"))
+    publisher_kwargs.setdefault("model", meta.get("model"))
+    sent = 0
+    with Publisher(url, **publisher_kwargs) as pub:
+        extra = {k: v for k, v in meta.items() if k not in ("t0_wall", "session")}
+        extra["replay"] = {
+            "file": str(path),
+            "speed": speed,
+            "original_t0_wall": meta.get("t0_wall"),
+        }
+        for key in ("dtype", "shape", "software", "stream_id"):
+            extra.pop(key, None)
+        pub.set_metadata(extra)
+        if wait_subscribers > 0 and not pub.wait_for_subscribers(1, wait_subscribers):
+            log.warning("no subscriber after %.1f s; replaying anyway", wait_subscribers)
+        seconds = rec.seconds.astype(np.float64)
+        last_status = 0.0
+        while not stop.is_set():
+            start = time.monotonic()
+            for i in range(len(rec)):
+                if speed > 0:
+                    target = start + (seconds[i] - seconds[0]) / speed
+                    while not stop.is_set() and (wait := target - time.monotonic()) > 0:
+                        stop.wait(min(wait, 0.1))
+                if stop.is_set():
+                    break
+                pub.send(rec.prediction(i))
+                sent += 1
+                if time.monotonic() - last_status >= 1.0:
+                    last_status = time.monotonic()
+                    pub.status({"replay.sent": sent, "replay.rows": len(rec)})
+            if not loop:
+                break
+            stop.wait(1.0 / speed if speed > 0 else 0.0)  # one second between loops
+        pub.status({"replay.sent": sent, "replay.rows": len(rec)})
+    return sent

@@ -1,0 +1,1 @@
+"""Pictures of the cortex: the live vispy window, offscreen stills and movies."""

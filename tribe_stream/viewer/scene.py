@@ -1,0 +1,367 @@
+"""The picture both the live window and the offscreen renderer draw: panels, colorbar, text.
+
+`BrainScene` owns a vispy SceneCanvas laid out by hand (no constraint solver): an optional
+heads-up line on top, the cortex panels in a grid, a horizontal colorbar at the bottom. With
+`cached=True` (the live window) the cortex is drawn into a texture only when it changes and
+frames cross-fade between such pictures (`compositor.py`); otherwise every frame draws it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from vispy import scene
+from vispy.scene import Node
+from vispy.visuals.transforms import STTransform
+
+from tribe_stream.surface.colors import ColorLimits, Colormap, get_colormap, sulcal_gray
+from tribe_stream.surface.mesh import BrainMesh, load_brain_mesh
+from tribe_stream.surface.views import Panel, fit_camera, grid_shape, panels_for
+from tribe_stream.viewer.brain_visual import Brain, BrainBuffers, lut_texture
+from tribe_stream.viewer.compositor import Compositor
+
+BACKGROUND = (0.07, 0.07, 0.09, 1.0)
+TEXT_COLOR = (0.92, 0.92, 0.92, 1.0)
+DIM_TEXT = (0.65, 0.65, 0.7, 1.0)
+
+
+@dataclass
+class Layout:
+    """Pixel heights of the strips around the panels."""
+
+    hud: int = 0
+    colorbar: int = 64
+    label: bool = True
+
+
+class ColorBar:
+    """Horizontal colorbar: the colormap with the thresholded band in background grey, ticks."""
+
+    def __init__(self, parent, lut_n: int = 256) -> None:
+        self._n = lut_n
+        self.root = parent = Node(parent=parent, name="colorbar")
+        self.image = scene.visuals.Image(
+            np.zeros((1, lut_n, 4), np.float32), parent=parent, interpolation="linear"
+        )
+        self.image.transform = STTransform()
+        self.frame = scene.visuals.Rectangle(
+            center=(0, 0), width=1, height=1, color=None, border_color=DIM_TEXT, parent=parent
+        )
+        self.ticks = [
+            scene.visuals.Text(
+                "",
+                color=TEXT_COLOR,
+                font_size=9,
+                anchor_x="center",
+                anchor_y="bottom",
+                parent=parent,
+            )
+            for _ in range(5)
+        ]
+        self.title = scene.visuals.Text(
+            "", color=DIM_TEXT, font_size=9, anchor_x="right", anchor_y="center", parent=parent
+        )
+        self._key: tuple | None = None
+        self._rect = (0.0, 0.0, 1.0, 1.0)
+
+    def place(self, x: float, y: float, w: float, h: float) -> None:
+        """Put the bar at pixel rect (x, y, w, h), y measured down from the top."""
+        self._rect = (x, y, w, h)
+        self.image.transform.scale = (w / self._n, h, 1)
+        self.image.transform.translate = (x, y, 0)
+        self.frame.center = (x + w / 2, y + h / 2)
+        self.frame.width = max(w, 1)
+        self.frame.height = max(h, 1)
+        self.title.pos = (x - 10, y + h / 2)
+        self._key = None
+
+    def update(self, cmap: Colormap, limits: ColorLimits, gray: float, title: str) -> None:
+        key = (cmap.name, _fmt(limits.vmin), _fmt(limits.vmax), _fmt(limits.threshold), title)
+        if key == self._key:
+            return
+        self._key = key
+        x, y, w, h = self._rect
+        span = max(limits.vmax - limits.vmin, 1e-12)
+        vals = limits.vmin + (np.arange(self._n) + 0.5) / self._n * span
+        rgba = cmap.lut[np.clip(np.rint((vals - limits.vmin) / span * 255), 0, 255).astype(int)]
+        hidden = np.abs(vals) <= limits.threshold if cmap.diverging else vals <= limits.threshold
+        rgba = rgba.copy()
+        rgba[hidden, :3] = gray
+        self.image.set_data(rgba[None].astype(np.float32))
+        if cmap.diverging:
+            marks = [limits.vmin, -limits.threshold, 0.0, limits.threshold, limits.vmax]
+            if limits.threshold <= 0.08 * limits.vmax:
+                marks = [limits.vmin, 0.0, limits.vmax]
+        else:
+            marks = [limits.vmin, limits.vmax]
+        for t, m in zip(self.ticks, marks + [None] * (5 - len(marks)), strict=True):
+            if m is None:
+                t.text = ""
+                continue
+            t.text = _fmt(m)
+            t.pos = (x + (m - limits.vmin) / span * w, y + h + 4)
+        self.title.text = title
+
+
+def _fmt(v: float) -> str:
+    a = abs(v)
+    if a == 0:
+        return "0"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 1:
+        return f"{v:.2g}" if a < 10 else f"{v:.1f}".rstrip("0").rstrip(".")
+    return f"{v:.2g}"
+
+
+class _Canvas(scene.SceneCanvas):
+    """SceneCanvas whose frames can go through a Compositor (see BrainScene `cached`)."""
+
+    owner: BrainScene | None = None
+
+    def _draw_scene(self, bgcolor=None):
+        owner = self.owner
+        if owner is None or owner.compositor is None:
+            return super()._draw_scene(bgcolor)
+        owner.before_draw()
+        bg = self._bgcolor if bgcolor is None else bgcolor
+        owner.compositor.draw(self, bg, owner.layer_steps(), owner.draw_overlay)
+
+
+class BrainScene:
+    """A canvas showing the cortex in one or more views, with colorbar and optional HUD line."""
+
+    def __init__(
+        self,
+        views: list[str] | tuple[str, ...] = ("both",),
+        cmap: str = "cold_hot",
+        size: tuple[int, int] = (1280, 800),
+        show: bool = False,
+        title: str = "tribe-stream",
+        layout: Layout | None = None,
+        inflation: float = 0.5,
+        mesh: BrainMesh | None = None,
+        colorbar_title: str = "z",
+        cached: bool = False,
+    ) -> None:
+        self.mesh = mesh if mesh is not None else load_brain_mesh(inflation)
+        self.gray = sulcal_gray(self.mesh.sulc)
+        self.layout = layout or Layout()
+        self.canvas = _Canvas(
+            size=size, show=show, title=title, bgcolor=BACKGROUND, keys=None, resizable=True
+        )
+        self.canvas.owner = self
+        self.compositor = Compositor() if cached else None
+        self.buffers = BrainBuffers(self.mesh, self.gray)
+        self.colorbar_title = colorbar_title
+        # What changes with the map (panels, labels, colorbar, key help) vs. every frame (text).
+        self.layer_root = Node(parent=self.canvas.scene, name="layer")
+        self.live_root = Node(parent=self.canvas.scene, name="live")
+        self._camera_key: tuple | None = None
+        self.hud = scene.visuals.Text(
+            "",
+            color=TEXT_COLOR,
+            font_size=11,
+            anchor_x="left",
+            anchor_y="center",
+            parent=self.live_root,
+        )
+        self.banner = scene.visuals.Text(
+            "", color=TEXT_COLOR, font_size=20, bold=True, parent=self.live_root
+        )
+        self.footer = scene.visuals.Text(
+            "",
+            color=DIM_TEXT,
+            font_size=8,
+            anchor_x="left",
+            anchor_y="top",
+            parent=self.layer_root,
+        )
+        self.colorbar = ColorBar(self.layer_root)
+        self._boxes: list[tuple[scene.ViewBox, Panel, object, object]] = []
+        self.cmap = get_colormap(cmap)
+        self._lut = lut_texture(self.cmap)
+        self.limits = ColorLimits(-1.0, 1.0, 0.0)
+        self.active = False
+        self.set_views(views)
+        self.canvas.events.resize.connect(lambda event: self.relayout())
+
+    # -- content ------------------------------------------------------------------------------
+
+    def set_views(self, views: list[str] | tuple[str, ...]) -> None:
+        """Replace the panels (keeps data, colormap and limits)."""
+        panels = panels_for(views)
+        for box, _, _, _ in self._boxes:
+            box.parent = None
+        self._boxes = []
+        for panel in panels:
+            box = scene.widgets.ViewBox(parent=self.layer_root, border_color=None)
+            box.camera = scene.TurntableCamera(
+                fov=0, azimuth=panel.azimuth, elevation=panel.elevation, up="+z"
+            )
+            # No per-fragment clipping (a `discard` defeats software GL's early depth test):
+            # each camera is fitted to its box, so nothing spills over.
+            box.scene.clip_children = False
+            box.camera.depth_value = 400.0  # mm: tight depth range, no z-fighting at the rim
+            brain = Brain(self.buffers, panel.hemi, parent=box.scene)
+            brain.set_colors(self.cmap, self._lut)
+            label = scene.visuals.Text(
+                panel.label if self.layout.label else "",
+                color=DIM_TEXT,
+                font_size=9,
+                anchor_x="left",
+                anchor_y="bottom",
+                parent=box,
+            )
+            label.pos = (8, 6)
+            self._boxes.append((box, panel, brain, label))
+        self.views = tuple(views)
+        self.relayout()
+        self.apply_state()
+
+    def set_cmap(self, name: str) -> None:
+        self.cmap = get_colormap(name)
+        self._lut = lut_texture(self.cmap)
+        for _, _, brain, _ in self._boxes:
+            brain.set_colors(self.cmap, self._lut)
+        self.apply_state()
+
+    def show_map(self, values: np.ndarray, limits: ColorLimits, fade: bool = False) -> None:
+        """Show `values` with `limits`; with a compositor, `fade` cross-fades into it."""
+        self.buffers.set_values(values)
+        self.limits = limits
+        self.active = True
+        self.apply_state(fade=fade)
+
+    def set_state(self, limits: ColorLimits | None = None, active: bool | None = None) -> None:
+        if limits is not None:
+            self.limits = limits
+        if active is not None:
+            self.active = active
+        self.apply_state()
+
+    def apply_state(self, fade: bool = False) -> None:
+        for _, _, brain, _ in self._boxes:
+            brain.set_state(self.limits, self.active)
+        if self.layout.colorbar:
+            gray = float(np.median(self.gray))
+            self.colorbar.update(self.cmap, self.limits, gray, self.colorbar_title)
+        self._show_colorbar(bool(self.layout.colorbar) and self.active)
+        if self.compositor is not None:
+            self.compositor.invalidate(fade=fade)
+
+    def set_hud(self, text: str) -> None:
+        self.hud.text = text
+
+    def set_banner(self, text: str) -> None:
+        self.banner.text = text
+
+    def set_footer(self, text: str) -> None:
+        self.footer.text = text
+        if self.compositor is not None:
+            self.compositor.invalidate()
+
+    # -- drawing (cached mode) ----------------------------------------------------------------
+
+    def before_draw(self) -> None:
+        """Redraw the cortex layer if a camera moved (mouse) since the last frame."""
+        key = tuple(
+            (
+                tuple(np.round(box.camera.center, 3)),
+                round(box.camera.scale_factor, 4),
+                box.camera.azimuth,
+                box.camera.elevation,
+                box.camera.roll,
+            )
+            for box, _, _, _ in self._boxes
+        )
+        if key != self._camera_key:
+            self._camera_key = key
+            if self.compositor is not None:
+                self.compositor.invalidate()
+
+    def _draw_subtree(self, node) -> None:
+        """Draw `node` and its visible descendants into the bound framebuffer.
+
+        (SceneCanvas.draw_visual always walks the whole scene; switching nodes' visibility
+        between walks within one frame loses draws, so parts are walked directly instead.)
+        """
+        skip = None
+        for n, start in self.canvas._generate_draw_order(node):
+            if start:
+                if skip is None:
+                    if not n.visible:
+                        skip = n
+                    elif hasattr(n, "draw"):
+                        n.draw()
+            elif n is skip:
+                skip = None
+
+    def layer_steps(self) -> list:
+        """Callables that draw the cached layer one panel at a time (the last one adds the
+        colorbar and key help), for the compositor's progressive drawing."""
+        boxes = [box for box, _, _, _ in self._boxes]
+        decorations = [self.footer, self.colorbar.root]
+
+        def step(i: int) -> None:
+            self._draw_subtree(boxes[i])
+            if i == len(boxes) - 1:
+                for node in decorations:
+                    self._draw_subtree(node)
+
+        return [lambda i=i: step(i) for i in range(len(boxes))]
+
+    def draw_overlay(self) -> None:
+        """The heads-up line and banner, drawn every frame over the cached layer."""
+        self._draw_subtree(self.live_root)
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def relayout(self) -> None:
+        """Place HUD, panels and colorbar for the current canvas size."""
+        w, h = self.canvas.size
+        top = self.layout.hud
+        bottom = self.layout.colorbar
+        rows, cols = grid_shape(len(self._boxes))
+        cell_w = w / cols
+        cell_h = max(h - top - bottom, 1) / rows
+        for i, (box, panel, _, _) in enumerate(self._boxes):
+            r, c = divmod(i, cols)
+            box.pos = (c * cell_w, top + r * cell_h)
+            box.size = (cell_w, cell_h)
+            rows_v = self.mesh.vertices
+            if panel.hemi != "both":
+                rows_v = rows_v[self.mesh.hemi_vertices(panel.hemi)]
+            centre, scale = fit_camera(rows_v, panel, cell_w / cell_h)
+            box.camera.center = centre
+            box.camera.scale_factor = scale
+        self.hud.pos = (12, top / 2)
+        self.banner.pos = (w / 2, top + (h - top - bottom) / 2)
+        self.footer.pos = (10, h - 6)  # anchor "top" in these y-down pixels: grows upward
+        if bottom:
+            bar_w = min(0.5 * w, 520)
+            self.colorbar.place((w - bar_w) / 2, h - bottom + 10, bar_w, 14)
+        self.colorbar._key = None
+        self.apply_state()
+
+    def _show_colorbar(self, visible: bool) -> None:
+        if self.colorbar.root.visible != visible:
+            self.colorbar.root.visible = visible
+
+    # -- output -------------------------------------------------------------------------------
+
+    def render(self) -> np.ndarray:
+        """The canvas as an RGBA uint8 array (H, W, 4), drawn afresh offscreen.
+
+        The cortex is drawn directly (not through the compositor's cached textures), so a
+        screenshot taken mid-fade shows the newest map.
+        """
+        comp, self.compositor = self.compositor, None
+        try:
+            return np.asarray(self.canvas.render(alpha=True))
+        finally:
+            self.compositor = comp
+
+    def close(self) -> None:
+        self.canvas.close()
