@@ -92,6 +92,21 @@ def test_frames_equal_the_models_own_hidden_states(relkey):
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), atol=2e-4)
 
 
+def test_fast_relative_key_attention_equals_the_models_own(relkey, relkey_folder):
+    """The gathered (T, left + right + 1) distance bias against transformers' (T, T, d) table, on a
+    fresh, untouched copy of the model (the extractor routes its own copy's attention)."""
+    fresh = Wav2Vec2BertModel.from_pretrained(relkey_folder).eval()
+    assert not hasattr(fresh.encoder.layers[0].self_attn, "_tribe_forward")
+    assert hasattr(relkey.model.encoder.layers[0].self_attn, "_tribe_forward")
+    x = zscore(speechlike(4.0, seed=5)).numpy()  # 200 frames: distances past both clamps
+    feats = relkey.processor(x, sampling_rate=RATE, return_tensors="pt")["input_features"]
+    with torch.inference_mode():
+        ref = fresh(input_features=feats, output_hidden_states=True).hidden_states
+        ours = relkey.model(input_features=feats, output_hidden_states=True).hidden_states
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
 def test_bins_take_the_nearest_frame_like_interpolate(relkey):
     x = speechlike(5.0, seed=1)
     per_frame = relkey.frames(x)  # (L, T, D)

@@ -73,6 +73,25 @@ def test_encoder_equals_the_models_own_hidden_states(video):
     np.testing.assert_allclose(video.encode(pix), ref.numpy(), atol=1e-5)
 
 
+def test_cached_rotary_tables_equal_the_models_own_attention(video):
+    """The extractor's V-JEPA2 attention (rotary tables made once) against a fresh, untouched copy
+    of the model: every hidden state, and the tables' shape (head 32: 3 segments of 10 + 2 kept)."""
+    from transformers import VJEPA2Model
+
+    fresh = VJEPA2Model.from_pretrained(demo_extractors_path().video).eval()
+    assert not hasattr(fresh.encoder.layer[0].attention, "_tribe_forward")
+    torch.manual_seed(1)
+    pix = torch.randn(1, 64, 3, 32, 32)
+    video.encode(pix)  # makes the tables for this token count
+    cos = video.model.encoder.layer[0].attention._tribe_cos
+    assert cos.shape == (128, 32) and (cos[:, 30:] == 1).all()
+    with torch.inference_mode():
+        ref = fresh(pixel_values_videos=pix, output_hidden_states=True).hidden_states
+        ours = video.model(pixel_values_videos=pix, output_hidden_states=True).hidden_states
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
 def test_extract_picks_frames_and_batches_bins(video):
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (70, 40, 56, 3), dtype=np.uint8)

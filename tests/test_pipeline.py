@@ -311,4 +311,7 @@ def test_speech_becomes_words_and_text_features(tmp_path):
     for w in pipe.words:
         assert np.abs(textf[..., round(2 * w.onset)]).sum() > 0  # each word is in its bin
     assert len(preds) == textf.shape[-1] // 2
-    assert preds[-1].counters["words"] == len(pipe.words)
+    # recognition runs beside the stream: a word may come after its second was predicted, and is
+    # then counted as late, never lost
+    c = pipe.all_counters()
+    assert c["words"] == len(pipe.words) and 0 <= c["late_words"] <= len(pipe.words)

@@ -31,14 +31,11 @@ def add_arguments(p) -> None:
     p.add_argument("--engine", default="torch", help="torch (default), compiled, onnx, tensorrt")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument(
-        "--dtype", default=None, help="float32, float16, bfloat16 (default: float16 on GPU)"
+        "--model-dtype", default=None, help="float32, float16, bfloat16 (default: float16 on GPU)"
     )
-    p.add_argument(
-        "--publish",
-        metavar="URL",
-        default="tcp://127.0.0.1:5556",
-        help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556; `none` to switch off)",
-    )
+    from tribe_stream.protocol import add_publisher_arguments
+
+    add_publisher_arguments(p)  # --publish URL (`none`: off), --dtype, --stream-id, CURVE keys
     p.add_argument("--view", action="store_true", help="open the live cortical viewer too")
     p.add_argument(
         "--no-text", action="store_true", help="switch off speech recognition and text features"

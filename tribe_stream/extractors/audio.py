@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import types
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,6 +48,60 @@ def zscore(samples: np.ndarray | torch.Tensor) -> torch.Tensor:
     if x.numel() < 2:
         return torch.zeros_like(x)
     return (x - x.mean()) / (1e-8 + x.std())
+
+
+def _relative_key_attention(
+    self: nn.Module,
+    hidden_states: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    relative_position_embeddings: torch.Tensor | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """w2v-BERT `relative_key` self-attention with the same numbers as `transformers`' own, cheaper.
+
+    `transformers` adds `q_i . E[clamp(j - i)] / sqrt(d)` to every score by materialising a
+    `(T, T, d)` table of distance embeddings (288 MB a layer for 30 s in fp16) and an einsum over
+    it. The distance is clamped to `[-left, right]`, so each query meets only `left + right + 1`
+    embeddings: multiply by those (`(T, left + right + 1)` per head) and gather them into the
+    `(T, T)` bias, which goes to scaled-dot-product attention as its additive mask.
+    """
+    if attention_mask is not None:  # padded batches: the model's own path
+        return self._tribe_forward(
+            hidden_states,
+            attention_mask=attention_mask,
+            relative_position_embeddings=relative_position_embeddings,
+            **kwargs,
+        )
+    b, t, _ = hidden_states.shape
+    nh, hs = self.num_heads, self.head_size
+    scaling = hs**-0.5
+    q = self.linear_q(hidden_states).view(b, t, nh, hs).transpose(1, 2)
+    k = self.linear_k(hidden_states).view(b, t, nh, hs).transpose(1, 2)
+    v = self.linear_v(hidden_states).view(b, t, nh, hs).transpose(1, 2)
+    left, right = self.left_max_position_embeddings, self.right_max_position_embeddings
+    table = self.distance_embedding.weight.to(q.dtype)  # (left + right + 1, hs)
+    per_distance = q @ table.t()  # (b, nh, t, left + right + 1)
+    pos = torch.arange(t, device=q.device)
+    dist = (pos[None, :] - pos[:, None]).clamp(-left, right) + left  # (t, t)
+    bias = torch.gather(per_distance, 3, dist.expand(b, nh, t, t)) * scaling
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scaling)
+    return self.linear_out(out.transpose(1, 2).reshape(b, t, nh * hs)), None
+
+
+def use_fast_relative_key(model: nn.Module) -> int:
+    """Route each `relative_key` self-attention of a w2v-BERT through `_relative_key_attention`
+    (same weights, same state dict; the original forward stays as `_tribe_forward`). Returns the count."""
+    n = 0
+    for module in model.modules():
+        if (
+            getattr(module, "position_embeddings_type", None) == "relative_key"
+            and hasattr(module, "distance_embedding")
+            and not hasattr(module, "_tribe_forward")
+        ):
+            module._tribe_forward = module.forward
+            module.forward = types.MethodType(_relative_key_attention, module)
+            n += 1
+    return n
 
 
 class GroupedAudioEncoder(nn.Module):
@@ -87,6 +142,7 @@ class AudioExtractor:
         n_states = int(model.config.num_hidden_layers) + 1
         self.groups = settings.groups(n_states)
         self.encoder = GroupedAudioEncoder(model, self.groups).to(device).eval()
+        use_fast_relative_key(model)
         if compile:
             compile_blocks(model.encoder.layers)
         self.attention = tuple(attention) if attention else None

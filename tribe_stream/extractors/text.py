@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from tribe_stream.errors import CheckpointError, InputError
-from tribe_stream.extractors.accel import CudaGraphStep
+from tribe_stream.extractors.accel import CudaGraphStep, compile_blocks
 from tribe_stream.extractors.config import ExtractorConfig, ModalitySettings
 from tribe_stream.extractors.layers import group_weights, needed_states
 from tribe_stream.extractors.loading import (
@@ -38,6 +38,7 @@ from tribe_stream.types import Word
 log = logging.getLogger(__name__)
 
 SENTENCE_END = (".", "!", "?")
+FUSE_DEFAULT = False  # LiveText on CUDA with compile: compile the layers' pieces (`KVDecoder.fuse`)
 CLOSERS = "\"')]}»”’"
 
 
@@ -74,17 +75,76 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+# RMSNorms computing `weight * (x.float() * rsqrt(mean(x^2) + eps)).to(dtype)`, as `transformers`
+# writes them: run as one fused normalisation instead of their chain of small kernels
+PLAIN_RMS_NORMS = ("LlamaRMSNorm", "Qwen3RMSNorm", "Qwen2RMSNorm", "MistralRMSNorm")
+
+
+def _norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if type(norm).__name__ not in PLAIN_RMS_NORMS or not hasattr(norm, "variance_epsilon"):
+        return norm(x)
+    y = torch.nn.functional.rms_norm(x.float(), (x.shape[-1],), eps=norm.variance_epsilon)
+    return norm.weight * y.to(x.dtype)
+
+
+class _PreAttention(nn.Module):
+    """One decoder layer up to attention: norm, q/k/v projections (q/k norms), rotary embedding.
+    A module of its own so that `compile()` fuses it (all layers share one compiled graph)."""
+
+    def __init__(self, layer: nn.Module, n_heads: int, n_kv: int, head_dim: int):
+        super().__init__()
+        self.layer = layer
+        self.n_heads, self.n_kv, self.head_dim = n_heads, n_kv, head_dim
+
+    def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        attn, n = self.layer.self_attn, h.shape[1]
+        x = _norm(self.layer.input_layernorm, h)
+        q = attn.q_proj(x).view(1, n, self.n_heads, self.head_dim)
+        k = attn.k_proj(x).view(1, n, self.n_kv, self.head_dim)
+        v = attn.v_proj(x).view(1, n, self.n_kv, self.head_dim)
+        if hasattr(attn, "q_norm"):
+            q, k = _norm(attn.q_norm, q), _norm(attn.k_norm, k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        # grouped-query attention without copying keys/values: the query heads sharing a kv head
+        # become extra query rows of that head (rows r*n + t)
+        return q.reshape(1, self.n_kv, -1, self.head_dim), k, v
+
+
+class _PostAttention(nn.Module):
+    """One decoder layer after attention: output projection, residual, norm, MLP, residual."""
+
+    def __init__(self, layer: nn.Module, n_heads: int, head_dim: int):
+        super().__init__()
+        self.layer = layer
+        self.n_heads, self.head_dim = n_heads, head_dim
+
+    def forward(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        n = h.shape[1]
+        out = out.reshape(1, self.n_heads, n, self.head_dim).transpose(1, 2).reshape(1, n, -1)
+        h = h + self.layer.self_attn.o_proj(out)
+        return h + self.layer.mlp(_norm(self.layer.post_attention_layernorm, h))
+
+
 class KVDecoder(nn.Module):
     """A decoder-only LM (Llama, Qwen3 as `transformers` builds them) run with its own KV cache.
 
     It calls the model's own modules (embedding, norms, projections, rotary embedding, MLPs) and
     keeps keys/values in preallocated buffers, so a forward can start at any cached position and
-    needs no `transformers` cache API. `forward` returns the token-mean of each needed hidden state
-    over the last `n_mean` fed tokens: `(n_needed, D)` float32. Hidden states follow `transformers`'
-    `output_hidden_states`: 0 = embeddings, i = output of layer i, the last one after the final norm.
+    needs no `transformers` cache API. Hidden states follow `transformers`' `output_hidden_states`:
+    0 = embeddings, i = output of layer i, the last one after the final norm. Layers past the last
+    needed state are never run (nor cached). `forward` returns the layer groups `(L, D)` float32 of
+    a weighted token mean of the fed tokens (`group_weights @ needed states`), all on the device.
     """
 
-    def __init__(self, model: nn.Module, needed: list[int], max_tokens: int = 2048):
+    def __init__(
+        self,
+        model: nn.Module,
+        needed: list[int],
+        group_weights: torch.Tensor,
+        max_tokens: int = 2048,
+    ):
         super().__init__()
         cfg = model.config
         if "sliding_attention" in (getattr(cfg, "layer_types", None) or []):
@@ -93,13 +153,24 @@ class KVDecoder(nn.Module):
             )
         self.model = model
         self.needed = list(needed)
-        self.n_layers = int(cfg.num_hidden_layers)
+        self.n_total = int(cfg.num_hidden_layers)
+        self.n_layers = max(1, max(self.needed))  # layers worth running (and caching)
         attn = model.layers[0].self_attn
         self.head_dim = int(attn.head_dim)
         self.n_heads = int(cfg.num_attention_heads)
         self.n_kv = int(cfg.num_key_value_heads)
         self.scaling = float(attn.scaling)
         self.length = 0  # tokens held in the cache
+        layers = model.layers[: self.n_layers]
+        self.pre = nn.ModuleList(
+            _PreAttention(la, self.n_heads, self.n_kv, self.head_dim) for la in layers
+        )
+        self.post = nn.ModuleList(_PostAttention(la, self.n_heads, self.head_dim) for la in layers)
+        self.fused = False
+        p = next(model.parameters())
+        self.register_buffer(
+            "group_weights", group_weights.to(p.device, torch.float32), persistent=False
+        )
         self._alloc(max_tokens)
 
     def _alloc(self, max_tokens: int) -> None:
@@ -110,6 +181,14 @@ class KVDecoder(nn.Module):
         self.register_buffer("keys", keys, persistent=False)
         self.register_buffer("values", values, persistent=False)
         self.max_tokens = max_tokens
+
+    def fuse(self) -> None:
+        """`torch.compile` the per-layer pieces around attention (regional: every layer shares
+        one graph per token count), used by the static-shape steps only; attention and the
+        cache writes, whose shapes follow the span, stay as they are."""
+        if not self.fused:
+            compile_blocks([*self.pre, *self.post])
+            self.fused = True
 
     def ensure_capacity(self, n_tokens: int) -> bool:
         """Grow the buffers (keeping their contents) when `n_tokens` would not fit; True if grown."""
@@ -125,56 +204,56 @@ class KVDecoder(nn.Module):
         return True
 
     def forward(
-        self, input_ids: torch.Tensor, positions: torch.Tensor, n_mean: int, full: bool
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        weights: torch.Tensor,
+        span: int,
+        fused: bool = False,
     ) -> torch.Tensor:
-        """Feed `input_ids (1, n)` at `positions (n,)`, writing their keys/values into the cache.
-
-        With `full`, attention spans the whole buffer, masked by position (static shapes, for CUDA
-        graphs); otherwise only the filled part.
-        """
+        """Feed `input_ids (1, n)` at `positions (n,)`, writing their keys/values into the cache,
+        attending to the first `span` cached positions (masked by position, so `span` may exceed
+        the filled part: static shapes for CUDA graphs). `weights (n,)` float32: each fed token's
+        weight in the token mean (0 for padding). `fused`: the compiled layer pieces (`fuse`)."""
         m = self.model
+        rep = self.n_heads // self.n_kv
         h = m.embed_tokens(input_ids)
-        pos = positions.view(1, -1)
-        cos, sin = m.rotary_emb(h, pos)
+        cos, sin = m.rotary_emb(h, positions.view(1, -1))
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        span = self.max_tokens if full else int(positions[-1]) + 1
         key_pos = torch.arange(span, device=h.device)
-        mask = key_pos[None, :] <= positions[:, None]  # (n, span) causal by position
+        allowed = key_pos[None, :] <= positions[:, None]  # (n, span) causal by position
+        mask = torch.zeros((rep * allowed.shape[0], span), dtype=h.dtype, device=h.device)
+        mask = mask.masked_fill_(~allowed.repeat(rep, 1), float("-inf"))[None, None]  # additive
+        wts = weights.view(1, -1).float()
         means = []
 
         def keep(i: int, x: torch.Tensor) -> None:
             if i in self.needed:
-                means.append(x[0, -n_mean:].float().mean(dim=0))
+                means.append((wts @ x[0].float())[0])
 
         keep(0, h)
-        n = input_ids.shape[1]
-        for i, layer in enumerate(m.layers[: self.n_layers]):
-            attn = layer.self_attn
-            x = layer.input_layernorm(h)
-            q = attn.q_proj(x).view(1, n, self.n_heads, self.head_dim)
-            k = attn.k_proj(x).view(1, n, self.n_kv, self.head_dim)
-            v = attn.v_proj(x).view(1, n, self.n_kv, self.head_dim)
-            if hasattr(attn, "q_norm"):
-                q, k = attn.q_norm(q), attn.k_norm(k)
-            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+        use = fused and self.fused
+        for i in range(self.n_layers):
+            pre = self.pre[i] if use else self.pre[i].forward
+            post = self.post[i] if use else self.post[i].forward
+            q, k, v = pre(h, cos, sin)
             self.keys[i].index_copy_(2, positions, k)
             self.values[i].index_copy_(2, positions, v)
             keys, values = self.keys[i, :, :, :span], self.values[i, :, :, :span]
-            if self.n_kv != self.n_heads:
-                rep = self.n_heads // self.n_kv
-                keys, values = (
-                    keys.repeat_interleave(rep, dim=1),
-                    values.repeat_interleave(rep, dim=1),
-                )
             out = torch.nn.functional.scaled_dot_product_attention(
-                q, keys, values, attn_mask=mask[None, None], scale=self.scaling
-            )
-            h = h + attn.o_proj(out.transpose(1, 2).reshape(1, n, -1))
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
-            keep(i + 1, m.norm(h) if i + 1 == self.n_layers else h)
-        return torch.stack(means)
+                q, keys, values, attn_mask=mask, scale=self.scaling
+            )  # (1, n_kv, rep * n, head_dim)
+            h = post(h, out)
+            keep(i + 1, _norm(m.norm, h) if i + 1 == self.n_total else h)
+        return self.group_weights @ torch.stack(means)
+
+
+def _bucket(n: int, smallest: int) -> int:
+    """The power of two at least `n` (and at least `smallest`)."""
+    b = smallest
+    while b < n:
+        b *= 2
+    return b
 
 
 class TextExtractor:
@@ -251,9 +330,11 @@ class TextExtractor:
             self._weights = self._weights.to(states.device)
         return (self._weights @ states.float()).cpu().numpy()
 
-    def live(self, overflow: str = "exact", token_steps: bool | None = None) -> LiveText:
+    def live(
+        self, overflow: str = "exact", token_steps: bool | None = None, fuse: bool | None = None
+    ) -> LiveText:
         """A live word-by-word extractor keeping its context in a KV cache (see `LiveText`)."""
-        return LiveText(self, overflow, token_steps)
+        return LiveText(self, overflow, token_steps, fuse)
 
     def word_vectors(self, words: Sequence[Word | str]) -> np.ndarray:
         """`(n_words, L, D)` for a transcript, word by word through the KV-cached path."""
@@ -311,11 +392,21 @@ class LiveText:
     so `overflow="exact"` (the official context) re-runs the whole context for each word. With
     `overflow="rebase"` the oldest half of the context is dropped once, after which words are
     cheap again: contexts then hold between 512 and 1024 words instead of exactly 1024.
-    On CUDA with `compile=True`, short forwards replay a CUDA graph one token at a time.
+
+    Short feeds (up to `STEP_TOKENS` new tokens, a word's usual case) go through a static-shape
+    step: the new tokens padded to a power of two, attention over a power-of-two span of the cache.
+    On CUDA with `compile=True` each (tokens, span) shape is captured once as a CUDA graph and
+    replayed, so a word costs one read of the weights and a handful of copies.
     """
 
+    STEP_TOKENS = 8
+
     def __init__(
-        self, extractor: TextExtractor, overflow: str = "exact", token_steps: bool | None = None
+        self,
+        extractor: TextExtractor,
+        overflow: str = "exact",
+        token_steps: bool | None = None,
+        fuse: bool | None = None,
     ):
         if overflow not in ("exact", "rebase"):
             raise InputError(f"overflow must be 'exact' or 'rebase', got {overflow!r}")
@@ -324,13 +415,17 @@ class LiveText:
         self.max_words = extractor.settings.max_context_words
         self.forms: deque[str] = deque()
         self.sentence_start = True
-        self.cached: list[int] = []
-        self.decoder = KVDecoder(extractor.model, extractor.needed, extractor.max_tokens)
-        self._graph: CudaGraphStep | None = None
-        on_gpu = extractor.compile and str(extractor.device).startswith("cuda")
-        self.token_steps = (
-            on_gpu if token_steps is None else token_steps
-        )  # short feeds, 1 token a step
+        self.cached: list[int] = []  # tokens in the cache = the tokens of `" ".join(self.forms)`
+        weights = torch.as_tensor(extractor._weights).float()
+        self.decoder = KVDecoder(extractor.model, extractor.needed, weights, extractor.max_tokens)
+        self._graphs: dict[tuple[int, int], CudaGraphStep] = {}
+        self.graphs = extractor.compile and str(extractor.device).startswith("cuda")
+        self.token_steps = self.graphs if token_steps is None else token_steps
+        # fuse: the static steps run the layers' pieces around attention compiled (see
+        # `KVDecoder.fuse`); one compile per padded token count, on its first use
+        self.fuse = FUSE_DEFAULT and self.graphs if fuse is None else fuse
+        if self.fuse:
+            self.decoder.fuse()
         self.counters = {"words": 0, "tokens_fed": 0, "recomputes": 0}
 
     def reset(self) -> None:
@@ -340,50 +435,58 @@ class LiveText:
         self.cached = []
         self.decoder.length = 0
 
-    def _token_step(self):
-        """One token through the whole-buffer (static shape) forward: a CUDA graph on the GPU."""
-        if not (self.ex.compile and str(self.ex.device).startswith("cuda")):
-            return lambda ids, pos: self.decoder(ids, pos, 1, True)
-        if self._graph is None:
-            dev, last = self.ex.device, self.decoder.max_tokens - 1
+    def _step(self, n: int, span: int):
+        """The static-shape forward of `n` tokens over `span` positions: a CUDA graph on the GPU."""
+        if not self.graphs:
+            return lambda ids, pos, w: self.decoder(ids, pos, w, span, self.fuse)
+        key = (n, span)
+        if key not in self._graphs:
+            dev = self.ex.device
             example = [
-                torch.zeros((1, 1), dtype=torch.long, device=dev),
-                torch.tensor([last], device=dev),
+                torch.zeros((1, n), dtype=torch.long, device=dev),
+                torch.arange(span - n, span, device=dev),
+                torch.full((n,), 1.0 / n, device=dev),
             ]
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
-            # a one-query attention with a mask: kernels that capture in a graph on every GPU
+            # a few queries with a mask: kernels that capture in a graph on every GPU
             with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
-                self._graph = CudaGraphStep(
-                    lambda ids, pos: self.decoder(ids, pos, 1, True), example
+                self._graphs[key] = CudaGraphStep(
+                    lambda ids, pos, w: self.decoder(ids, pos, w, span, self.fuse), example
                 )
-        return self._graph
+        return self._graphs[key]
 
     @torch.inference_mode()
     def _run(self, ids: list[int], start: int, n_target: int) -> torch.Tensor:
         dec = self.decoder
-        if dec.ensure_capacity(len(ids)):
-            self._graph = None  # the buffers moved: capture again
-        dev = self.ex.device
         new = ids[start:]
-        if self.token_steps and len(new) <= 8:
-            step, acc = self._token_step(), None
-            for j, tok in enumerate(new):
-                ids_t = torch.tensor([[tok]], device=dev)
-                states = step(ids_t, torch.tensor([start + j], device=dev))
-                if j >= len(new) - n_target:
-                    acc = states if acc is None else acc + states
-            return acc / n_target
-        positions = torch.arange(start, len(ids), device=dev)
-        return dec(torch.tensor([new], device=dev), positions, n_target, False)
+        n = len(new)
+        dev = self.ex.device
+        static = self.token_steps and n <= self.STEP_TOKENS
+        nb = _bucket(n, 1) if static else n
+        if dec.ensure_capacity(start + nb):
+            self._graphs.clear()  # the buffers moved: capture again
+        w = [0.0] * (n - n_target) + [1.0 / n_target] * n_target + [0.0] * (nb - n)
+        host = torch.tensor(
+            [new + [0] * (nb - n), list(range(start, start + nb))], dtype=torch.long
+        ).to(dev)
+        weights = torch.tensor(w, dtype=torch.float32).to(dev)
+        if static:
+            span = min(_bucket(start + nb, 256), dec.max_tokens)
+            return self._step(nb, span)(host[:1], host[1], weights)
+        return dec(host[:1], host[1], weights, start + n)
 
-    def _push(self, text: str) -> None:
+    def _push(self, text: str) -> bool:
+        """Append a word's context form; True if older words left the context."""
+        dropped = False
         if len(self.forms) > self.max_words:  # the context is full: it loses its oldest word(s)
             drop = 1 if self.overflow == "exact" else len(self.forms) - self.max_words // 2
             for _ in range(drop):
                 self.forms.popleft()
+            dropped = True
         self.forms.append(text.capitalize() if self.sentence_start else text.lower())
         self.sentence_start = ends_sentence(text)
+        return dropped
 
     @torch.inference_mode()
     def prime(self, words: Sequence[Word | str]) -> None:
@@ -394,10 +497,13 @@ class LiveText:
                 self._push(text)
         ids = self.ex.tokens(" ".join(self.forms))
         if ids:
-            self.decoder.ensure_capacity(len(ids))
-            self._graph = None
-            positions = torch.arange(len(ids), device=self.ex.device)
-            self.decoder(torch.tensor([ids], device=self.ex.device), positions, 1, False)
+            self.decoder.ensure_capacity(len(ids) + self.STEP_TOKENS)
+            self._graphs.clear()
+            dev = self.ex.device
+            weights = torch.zeros(len(ids), device=dev)
+            weights[-1] = 1.0
+            positions = torch.arange(len(ids), device=dev)
+            self.decoder(torch.tensor([ids], device=dev), positions, weights, len(ids))
         self.decoder.length = len(ids)
         self.cached = ids
 
@@ -408,21 +514,24 @@ class LiveText:
             raise InputError(
                 "an empty word has no text features; drop it before the text extractor"
             )
-        self._push(text)
+        cached = self.cached
+        dropped = self._push(text)
         prefix = " ".join(list(self.forms)[:-1])
+        # unless older words left, the context before this word is what the cache holds
+        prefix_ids = self.ex.tokens(prefix) if dropped else cached
         ids = self.ex.tokens(f"{prefix} {self.forms[-1]}" if prefix else self.forms[-1])
-        n_target = max(1, len(ids) - len(self.ex.tokens(prefix)))
-        common = 0
-        for a, b in zip(self.cached, ids, strict=False):
-            if a != b:
-                break
-            common += 1
+        n_target = max(1, len(ids) - len(prefix_ids))
+        n = min(len(cached), len(ids))
+        if ids[:n] == cached[:n]:
+            common = n
+        else:
+            common = next(i for i, (a, b) in enumerate(zip(cached, ids, strict=False)) if a != b)
         start = min(common, len(ids) - n_target)
-        if common < len(self.cached):  # cached tokens no longer match: re-run from the first change
+        if common < len(cached):  # cached tokens no longer match: re-run from the first change
             self.counters["recomputes"] += 1
-        states = self._run(ids, start, n_target)
+        vector = self._run(ids, start, n_target).cpu().numpy()
         self.decoder.length = len(ids)
         self.cached = ids
         self.counters["words"] += 1
         self.counters["tokens_fed"] += len(ids) - start
-        return self.ex.group(states)
+        return vector
