@@ -315,3 +315,46 @@ def test_speech_becomes_words_and_text_features(tmp_path):
     # then counted as late, never lost
     c = pipe.all_counters()
     assert c["words"] == len(pipe.words) and 0 <= c["late_words"] <= len(pipe.words)
+
+
+def test_demo_publishes_every_second_to_a_subscriber(tmp_path):
+    """`tribe-stream demo --publish`: a subscriber gets one message per second, nothing missing."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    from tribe_stream.client import Subscriber
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    got = []
+    with Subscriber(url) as sub:
+
+        def listen():
+            while len(got) < 4:
+                msg = sub.recv(timeout=60)
+                if msg is None:
+                    return
+                got.append((dict(msg.header), np.array(msg.values)))
+
+        t = threading.Thread(target=listen, daemon=True)
+        t.start()
+        r = subprocess.run(
+            [sys.executable, "-m", "tribe_stream.cli", "demo", "--seconds", "4", "--publish", url],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        t.join(30)
+        assert r.returncode == 0, r.stderr
+        assert sub.gaps == 0
+    assert [h["second"] for h, _ in got] == [0, 1, 2, 3]
+    assert [h["seq"] for h, _ in got] == sorted(h["seq"] for h, _ in got)
+    for k, (h, v) in enumerate(got):
+        assert h["stimulus"] == [k, k + 1] and h["bold_time"] == k + 5
+        assert h["model"]["untrained"] is True and h["model"]["n_outputs"] == N_VERTICES
+        assert h["timings"]["model_end"] >= h["timings"]["window_end"] - 1e-3
+        assert v.shape == (N_VERTICES,) and np.isfinite(v).all()
