@@ -38,8 +38,10 @@ from tribe_stream.types import Word
 log = logging.getLogger(__name__)
 
 SENTENCE_END = (".", "!", "?")
-FUSE_DEFAULT = False  # LiveText on CUDA with compile: compile the layers' pieces (`KVDecoder.fuse`)
 CLOSERS = "\"')]}»”’"
+# LiveText on CUDA with compile=True: the static steps run the layers' pieces around attention
+# compiled (`KVDecoder.fuse`): 8.4 ms a word against 9.9 uncompiled on an H100 (bench_extractors)
+FUSE_DEFAULT = True
 
 
 def ends_sentence(text: str) -> bool:
