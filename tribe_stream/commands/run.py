@@ -28,6 +28,12 @@ def add_arguments(p) -> None:
         default=0.0,
         help="seconds of right-hand context (default 0: lowest latency)",
     )
+    p.add_argument(
+        "--audio-context",
+        type=float,
+        default=30.0,
+        help="seconds of trailing audio the audio extractor hears per bin (default 30)",
+    )
     p.add_argument("--engine", default="torch", help="torch (default), compiled, onnx, tensorrt")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument(
@@ -65,6 +71,7 @@ def run(args) -> int:
         dtype=args.model_dtype,
         publish=None if args.publish == "none" else args.publish,
         publish_args=args,
+        audio_context=args.audio_context,
         view=args.view,
         realtime=not args.fast,
         text=not args.no_text,

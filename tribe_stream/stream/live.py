@@ -38,6 +38,7 @@ class LiveOptions:
     text: bool = True
     out: str | None = None
     seconds: float | None = None
+    audio_context: float = 30.0
     linger: float | None = None
     """With a viewer: seconds it stays open after the stream ends (None: until it is closed)."""
     publish_args: object | None = None
@@ -157,7 +158,9 @@ def run_live(opts: LiveOptions) -> int:
         if opts.view and url:
             viewer = subprocess.Popen([sys.executable, "-m", "tribe_stream.cli", "view", url])
             time.sleep(1.0)  # let the viewer connect before the first second
-        config = PipelineConfig(lag=opts.lag, live=opts.realtime)
+        config = PipelineConfig(
+            lag=opts.lag, live=opts.realtime, audio_context_s=opts.audio_context
+        )
         pipe = Pipeline(sources, engine, extractors, sinks=sinks, config=config, clock=clock)
         progress = ProgressLine(total=opts.demo_seconds or opts.seconds)
         values = []
