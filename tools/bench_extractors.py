@@ -171,6 +171,25 @@ def profile(fn, device: str, label: str, n: int = 3, rows: int = 25) -> None:
         print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
 
 
+def fastest_attention(ex, prefs, measure, modality: str, label: str, base: float):
+    """Time `measure()` with `ex.attention` set to each SDPA kernel preference in turn (one that
+    fails is reported and passed over), record each against `base` (`label` formatted with the
+    preference), and leave `ex.attention` at the fastest; returns it and its time."""
+    best, best_t = None, float("inf")
+    for pref in prefs:
+        ex.attention = pref
+        try:
+            t = measure()
+        except Exception as exc:  # noqa: BLE001 - a kernel may not exist on this GPU/torch
+            print(f"  attention {pref}: unavailable ({type(exc).__name__}: {exc})")
+            continue
+        record(modality, label.format(pref or "default"), base, t, f"x{base / t:.2f}")
+        if t < best_t:
+            best, best_t = pref, t
+    ex.attention = best
+    return best, best_t
+
+
 def free() -> None:
     gc.collect()
     if torch.cuda.is_available():
@@ -212,24 +231,14 @@ def bench_video(args, device: str) -> None:
     record("video", "one 64-frame clip, official call (B=1)", base1, None, "REFERENCE: 160 ms")
     record("video", "clip of each bin of a second, official (B=2)", base2 / 2, None, "per bin")
 
-    best, best_t = None, float("inf")
-    for pref in (None, ("flash",), ("cudnn",), ("efficient",)):
-        ex.attention = pref
-        try:
-            t = timed(lambda: ex.encode(clip2), device, max(2, args.iters // 2)) / 2
-        except Exception as exc:  # noqa: BLE001 - a kernel may not exist on this GPU/torch
-            print(f"  attention {pref}: unavailable ({type(exc).__name__}: {exc})")
-            continue
-        record(
-            "video",
-            f"ours eager, attention {pref or 'default'} (B=2)",
-            base2 / 2,
-            t,
-            f"x{base2 / 2 / t:.2f}",
-        )
-        if t < best_t:
-            best, best_t = pref, t
-    ex.attention = best
+    best, _ = fastest_attention(
+        ex,
+        (None, ("flash",), ("cudnn",), ("efficient",)),
+        lambda: timed(lambda: ex.encode(clip2), device, max(2, args.iters // 2)) / 2,
+        "video",
+        "ours eager, attention {} (B=2)",
+        base2 / 2,
+    )
     err = rel_err(ex.encode(clip2), ref)
     print(f"  ours vs official: max relative error {err:.2e} (fp16)")
     if args.compile:
@@ -326,19 +335,14 @@ def bench_audio(args, device: str) -> None:
     record("audio", "official call, relative_key bias gathered", base, fast, f"x{base / fast:.2f}")
     n_bins = int(context * 2)
     bins = [n_bins - 1]
-    best, eager = None, float("inf")
-    for pref in (None, ("cudnn",), ("efficient",)) if device.startswith("cuda") else (None,):
-        ex.attention = pref
-        try:
-            t = timed(lambda: ex.extract(wave, 0.0, bins), device, args.iters)
-        except Exception as exc:  # noqa: BLE001 - a kernel may not exist on this GPU/torch
-            print(f"  attention {pref}: unavailable ({type(exc).__name__}: {exc})")
-            continue
-        record("audio", f"ours eager, one pass per bin, attention {pref or 'default'}", base, t,
-               f"x{base / t:.2f}")  # fmt: skip
-        if t < eager:
-            best, eager = pref, t
-    ex.attention = best
+    best, eager = fastest_attention(
+        ex,
+        (None, ("cudnn",), ("efficient",)) if device.startswith("cuda") else (None,),
+        lambda: timed(lambda: ex.extract(wave, 0.0, bins), device, args.iters),
+        "audio",
+        "ours eager, one pass per bin, attention {}",
+        base,
+    )
     print(
         f"  ours vs official frames: max relative error {rel_err(ex.frames(wave).cpu().numpy(), ref):.2e}"
     )

@@ -28,14 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
+    from tribe_stream.commands import stop_on_signals
     from tribe_stream.lsl import run_bridge
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     print(f"bridging {args.url} to LSL stream {args.name!r} (Ctrl-C to stop)", flush=True)
     summary = run_bridge(
         args.url,

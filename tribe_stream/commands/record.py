@@ -26,14 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
+    from tribe_stream.commands import stop_on_signals
     from tribe_stream.recording import record
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     print(f"recording {args.url} -> {args.out} (Ctrl-C to stop)", flush=True)
     summary = record(
         args.url,

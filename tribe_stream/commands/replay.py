@@ -29,14 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
+    from tribe_stream.commands import stop_on_signals
     from tribe_stream.recording import replay
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     kwargs = {}
     if args.dtype:
         kwargs["dtype"] = args.dtype

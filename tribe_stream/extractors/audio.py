@@ -21,15 +21,11 @@ from torch import nn
 from tribe_stream import BIN_SECONDS
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.accel import compile_blocks, sdpa_context
-from tribe_stream.extractors.config import ExtractorConfig, ModalitySettings
+from tribe_stream.extractors.config import ModalitySettings
 from tribe_stream.extractors.fbank import TorchFbank
-from tribe_stream.extractors.layers import group_weights, needed_states
-from tribe_stream.extractors.loading import (
-    load_pretrained,
-    pick_device,
-    pick_dtype,
-    resolve_model_dir,
-)
+from tribe_stream.extractors.grouped import GroupedExtractor
+from tribe_stream.extractors.layers import needed_group_weights
+from tribe_stream.extractors.loading import load_pretrained, locate, pick_dtype
 from tribe_stream.extractors.timing import (
     chunk_bounds,
     frames_for_bins,
@@ -111,9 +107,8 @@ class GroupedAudioEncoder(nn.Module):
         super().__init__()
         self.model = model
         n_states = int(model.config.num_hidden_layers) + 1
-        self.needed = needed_states(groups)
-        w = torch.from_numpy(group_weights(groups, n_states)[:, self.needed])
-        self.register_buffer("weights", w, persistent=False)
+        self.needed, w = needed_group_weights(groups, n_states)
+        self.register_buffer("weights", torch.from_numpy(w), persistent=False)
 
     def forward(self, input_features: torch.Tensor) -> torch.Tensor:
         states = self.model(input_features=input_features, output_hidden_states=True).hidden_states
@@ -121,7 +116,7 @@ class GroupedAudioEncoder(nn.Module):
         return torch.einsum("ln,ntd->ltd", self.weights, stacked)
 
 
-class AudioExtractor:
+class AudioExtractor(GroupedExtractor):
     """w2v-BERT audio features per 0.5 s bin: `(n_bins, L, D)` float32 from 16 kHz mono samples."""
 
     def __init__(
@@ -134,13 +129,9 @@ class AudioExtractor:
         compile: bool = False,
         attention: Sequence[str] | None = None,
     ):
-        self.model = model.eval()
+        self._setup(model, settings, device)
         self.processor = processor
-        self.settings = settings
-        self.device = device
         self.dtype = next(model.parameters()).dtype
-        n_states = int(model.config.num_hidden_layers) + 1
-        self.groups = settings.groups(n_states)
         self.encoder = GroupedAudioEncoder(model, self.groups).to(device).eval()
         use_fast_relative_key(model)
         if compile:
@@ -166,9 +157,7 @@ class AudioExtractor:
         """Load a `Wav2Vec2BertModel` folder (with its `SeamlessM4TFeatureExtractor`) or cached hub id."""
         from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertModel
 
-        settings = settings or ExtractorConfig.reference().audio
-        folder = resolve_model_dir(name_or_path or settings.model_name, "audio model")
-        dev = pick_device(device)
+        settings, folder, dev = locate(name_or_path, settings, "audio", device)
         model = load_pretrained(
             Wav2Vec2BertModel, folder, "w2v-BERT audio model", dtype=pick_dtype(dev, dtype)
         )
@@ -178,11 +167,6 @@ class AudioExtractor:
         return cls(
             model.to(dev), processor, settings, device=dev, compile=compile, attention=attention
         )
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """`(L, D)` of one bin's features."""
-        return len(self.groups), int(self.model.config.hidden_size)
 
     def n_frames(self, n_samples: int) -> int:
         """Model frames for a span of `n_samples` samples (about 50 per second)."""

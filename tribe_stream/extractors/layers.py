@@ -71,3 +71,12 @@ def group_weights(groups: list[list[int]], n_hidden_states: int) -> np.ndarray:
     for g, idx in enumerate(groups):
         w[g, idx] = 1.0 / len(idx)
     return w
+
+
+def needed_group_weights(
+    groups: list[list[int]], n_hidden_states: int
+) -> tuple[list[int], np.ndarray]:
+    """The needed states (`needed_states`) and the `(L, n_needed)` averaging matrix over just
+    those, so only the needed hidden states are ever kept."""
+    needed = needed_states(groups)
+    return needed, group_weights(groups, n_hidden_states)[:, needed]

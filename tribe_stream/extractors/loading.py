@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tribe_stream.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from tribe_stream.extractors.config import ModalitySettings
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +125,18 @@ def pick_dtype(device: str, dtype: Any = None, half: Any = None) -> Any:
     if device.startswith("cuda"):
         return half or torch.float16
     return torch.float32
+
+
+def locate(
+    name_or_path: str | os.PathLike | None,
+    settings: ModalitySettings | None,
+    modality: str,
+    device: str | None,
+) -> tuple[ModalitySettings, Path, str]:
+    """What an extractor's `from_pretrained` starts from: its settings (default: the reference
+    ones of `modality`), the model folder (default: the settings' model name) and the device."""
+    from tribe_stream.extractors.config import ExtractorConfig
+
+    settings = settings or getattr(ExtractorConfig.reference(), modality)
+    folder = resolve_model_dir(name_or_path or settings.model_name, f"{modality} model")
+    return settings, folder, pick_device(device)

@@ -24,14 +24,10 @@ from torch import nn
 
 from tribe_stream.errors import CheckpointError, InputError
 from tribe_stream.extractors.accel import CudaGraphStep, compile_blocks
-from tribe_stream.extractors.config import ExtractorConfig, ModalitySettings
-from tribe_stream.extractors.layers import group_weights, needed_states
-from tribe_stream.extractors.loading import (
-    load_pretrained,
-    pick_device,
-    pick_dtype,
-    resolve_model_dir,
-)
+from tribe_stream.extractors.config import ModalitySettings
+from tribe_stream.extractors.grouped import GroupedExtractor
+from tribe_stream.extractors.layers import needed_group_weights
+from tribe_stream.extractors.loading import load_pretrained, locate, pick_dtype
 from tribe_stream.extractors.timing import place_words
 from tribe_stream.types import Word
 
@@ -258,7 +254,7 @@ def _bucket(n: int, smallest: int) -> int:
     return b
 
 
-class TextExtractor:
+class TextExtractor(GroupedExtractor):
     """Causal-LM text features: word vectors `(L, D)`, binned into `(L, D, T)`."""
 
     def __init__(
@@ -271,15 +267,11 @@ class TextExtractor:
         compile: bool = False,
         max_tokens: int | None = None,
     ):
-        self.model = model.eval()
+        n_states = self._setup(model, settings, device)
         self.tokenizer = tokenizer
-        self.settings = settings
-        self.device = device
         self.compile = compile
-        n_states = int(model.config.num_hidden_layers) + 1
-        self.groups = settings.groups(n_states)
-        self.needed = needed_states(self.groups)
-        self._weights = torch.from_numpy(group_weights(self.groups, n_states)[:, self.needed])
+        self.needed, w = needed_group_weights(self.groups, n_states)
+        self._weights = torch.from_numpy(w)
         self.max_tokens = max_tokens or (4096 if device.startswith("cuda") else 512)
 
     @classmethod
@@ -296,9 +288,7 @@ class TextExtractor:
         """Load a causal LM folder (LlamaModel/AutoModel, with its tokenizer) or cached hub id."""
         from transformers import AutoModel, AutoTokenizer
 
-        settings = settings or ExtractorConfig.reference().text
-        folder = resolve_model_dir(name_or_path or settings.model_name, "text model")
-        dev = pick_device(device)
+        settings, folder, dev = locate(name_or_path, settings, "text", device)
         model = load_pretrained(
             AutoModel,
             folder,
@@ -316,11 +306,6 @@ class TextExtractor:
         return cls(
             model.to(dev), tokenizer, settings, device=dev, compile=compile, max_tokens=max_tokens
         )
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """`(L, D)` of one word's (and one bin's) features."""
-        return len(self.groups), int(self.model.config.hidden_size)
 
     def tokens(self, text: str) -> list[int]:
         """Token ids without special tokens (no BOS)."""

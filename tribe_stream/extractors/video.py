@@ -23,14 +23,10 @@ from torch import nn
 
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.accel import compile_blocks, sdpa_context
-from tribe_stream.extractors.config import ExtractorConfig, ModalitySettings
-from tribe_stream.extractors.layers import group_weights, needed_states
-from tribe_stream.extractors.loading import (
-    load_pretrained,
-    pick_device,
-    pick_dtype,
-    resolve_model_dir,
-)
+from tribe_stream.extractors.config import ModalitySettings
+from tribe_stream.extractors.grouped import GroupedExtractor
+from tribe_stream.extractors.layers import needed_group_weights
+from tribe_stream.extractors.loading import load_pretrained, locate, pick_dtype
 from tribe_stream.extractors.timing import (
     FRAME_EPS,
     chunk_bounds,
@@ -205,9 +201,8 @@ class GroupedVideoEncoder(nn.Module):
         self.embeddings = model.encoder.embeddings
         self.layers = model.encoder.layer
         n_states = len(self.layers) + 1
-        self.needed = needed_states(groups)
-        w = torch.from_numpy(group_weights(groups, n_states)[:, self.needed])
-        self.register_buffer("weights", w, persistent=False)  # (L, n_needed)
+        self.needed, w = needed_group_weights(groups, n_states)
+        self.register_buffer("weights", torch.from_numpy(w), persistent=False)  # (L, n_needed)
         self.attentions = _rope_attentions(self.layers)
         for attn in self.attentions:
             if not hasattr(attn, "_tribe_forward"):
@@ -241,7 +236,7 @@ class GroupedVideoEncoder(nn.Module):
         return torch.einsum("ln,bnd->bld", self.weights, stacked)
 
 
-class VideoExtractor:
+class VideoExtractor(GroupedExtractor):
     """V-JEPA2 video features per 0.5 s bin: `(n_bins, L, D)` float32 from frames and their times."""
 
     def __init__(
@@ -255,13 +250,9 @@ class VideoExtractor:
         max_batch: int | None = None,
         attention: Sequence[str] | None = None,
     ):
-        self.model = model.eval()
-        self.settings = settings
+        self._setup(model, settings, device)
         self.prep = prep
-        self.device = device
         self.dtype = next(model.parameters()).dtype
-        n_states = int(model.config.num_hidden_layers) + 1
-        self.groups = settings.groups(n_states)
         self.encoder = GroupedVideoEncoder(model, self.groups).to(device).eval()
         if compile:
             compile_blocks(self.encoder.layers)
@@ -284,9 +275,7 @@ class VideoExtractor:
         """Load a `VJEPA2Model` folder / cached hub id (default: the settings' model name)."""
         from transformers import VJEPA2Model
 
-        settings = settings or ExtractorConfig.reference().video
-        folder = resolve_model_dir(name_or_path or settings.model_name, "video model")
-        dev = pick_device(device)
+        settings, folder, dev = locate(name_or_path, settings, "video", device)
         model = load_pretrained(
             VJEPA2Model, folder, "V-JEPA2 video model", dtype=pick_dtype(dev, dtype)
         )
@@ -300,11 +289,6 @@ class VideoExtractor:
             max_batch=max_batch,
             attention=attention,
         )
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """`(L, D)` of one bin's features."""
-        return len(self.groups), int(self.model.config.hidden_size)
 
     # -- core -----------------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import av
 import numpy as np
 
+from tribe_stream.types import Chunk
+
 TARGET_RATE = 16000
 """Sample rate of every audio chunk (what the audio extractor expects)."""
 
@@ -84,4 +86,38 @@ class ArrayResampler:
             return np.zeros(0, np.float32)
         out = _frames_to_mono(self._resampler.resample(None))
         self._resampler = None
+        return out
+
+
+def audio_chunk(samples: np.ndarray, start: float, capture_time: float) -> Chunk:
+    """The chunk of 16 kHz mono `samples` whose first sample is at stream time `start`."""
+    return Chunk(
+        kind="audio",
+        data=np.ascontiguousarray(samples, dtype=np.float32),
+        start=start,
+        end=start + len(samples) / TARGET_RATE,
+        capture_time=capture_time,
+        times=np.array([start]),
+        rate=float(TARGET_RATE),
+    )
+
+
+class PendingSamples:
+    """16 kHz samples waiting to be cut into chunks: `add` appends, `take(n)` removes the oldest
+    `n`; `n` is how many are held."""
+
+    def __init__(self) -> None:
+        self._parts: list[np.ndarray] = []
+        self.n = 0
+
+    def add(self, samples: np.ndarray) -> None:
+        if len(samples):
+            self._parts.append(samples)
+            self.n += len(samples)
+
+    def take(self, n: int) -> np.ndarray:
+        data = np.concatenate(self._parts) if len(self._parts) > 1 else self._parts[0]
+        out, rest = data[:n], data[n:]
+        self._parts = [rest] if len(rest) else []
+        self.n = len(rest)
         return out

@@ -13,10 +13,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal
 
+import av
+import numpy as np
+
 from tribe_stream.errors import SourceError
+from tribe_stream.sources.frames import BadFrame, frame_to_rgb
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.types import Chunk
 
@@ -278,6 +282,52 @@ class Source:
                 return self._stop.is_set()
             if self._stop.wait(min(delay, 0.05)):
                 return True
+
+    def _corrupt(self, message: str) -> None:
+        """Count and log a corrupt frame that was skipped (video sources implement it)."""
+        raise NotImplementedError
+
+    def _frame_rgb(
+        self, frame: av.VideoFrame, max_size: int | None, at: str = ""
+    ) -> np.ndarray | None:
+        """`frame_to_rgb(frame, max_size)`, or None for a frame to skip: counted and logged, NaN
+        frames as `nan_frames` (`at` tells where, in the log), others through `_corrupt`."""
+        try:
+            return frame_to_rgb(frame, max_size)
+        except BadFrame as exc:
+            if exc.reason == "nan":
+                self._count(nan_frames=1)
+                log.warning("%s: skipped a frame%s: %s", self.name, at, exc)
+            else:
+                self._corrupt(str(exc))
+        except (ValueError, av.FFmpegError) as exc:
+            self._corrupt(f"conversion failed: {exc}")
+        return None
+
+    def _retry_open(
+        self, open_input: Callable[[], object], backoff: tuple[float, float], max_tries: int | None
+    ) -> bool:
+        """Call `open_input` until it stops raising `SourceError`, waiting `Backoff(*backoff)`
+        between tries. True once it succeeded; False when stopped or after `max_tries` failures
+        (then `error` says so). Every failure is counted and logged, every success counted."""
+        delays = Backoff(*backoff)
+        failures = 0
+        delay = 0.0
+        while not self._sleep(delay):
+            try:
+                open_input()
+            except SourceError as exc:
+                failures += 1
+                self._count(reconnect_failures=1)
+                log.warning("%s: reopen failed (%d): %s", self.name, failures, exc)
+                if max_tries is not None and failures >= max_tries:
+                    self._error = SourceError(f"{self.name}: gave up after {failures} tries: {exc}")
+                    return False
+                delay = delays.next()
+                continue
+            self._count(reconnects=1)
+            return True
+        return False
 
     def _fail(self, message: str) -> None:
         self._error = SourceError(f"{self.name}: {message}")

@@ -27,13 +27,11 @@ import os
 from dataclasses import dataclass, field
 
 import av
-import numpy as np
 
 from tribe_stream.errors import SourceError
-from tribe_stream.sources.base import Backoff, Source
-from tribe_stream.sources.frames import BadFrame, frame_to_rgb
+from tribe_stream.sources.base import Source
+from tribe_stream.sources.frames import video_chunk
 from tribe_stream.stream.clock import StreamClock
-from tribe_stream.types import Chunk
 
 log = logging.getLogger("tribe_stream.sources")
 
@@ -216,25 +214,13 @@ class CameraSource(Source):
                 return
 
     def _reopen(self) -> bool:
-        backoff = Backoff(*self.backoff)
-        failures = 0
-        delay = 0.0
-        while not self._sleep(delay):
-            try:
-                self._container = self._open_input()
-            except SourceError as exc:
-                failures += 1
-                self._count(reconnect_failures=1)
-                log.warning("%s: reopen failed (%d): %s", self.name, failures, exc)
-                if self.max_reconnects is not None and failures >= self.max_reconnects:
-                    self._error = SourceError(f"{self.name}: gave up after {failures} tries: {exc}")
-                    return False
-                delay = backoff.next()
-                continue
-            self._count(reconnects=1)
-            log.info("%s: reopened", self.name)
-            return True
-        return False
+        def open_input() -> None:
+            self._container = self._open_input()
+
+        if not self._retry_open(open_input, self.backoff, self.max_reconnects):
+            return False
+        log.info("%s: reopened", self.name)
+        return True
 
     def _read(self, container: av.container.InputContainer) -> None:
         stream = container.streams.video[0]
@@ -273,32 +259,13 @@ class CameraSource(Source):
                 if self._same_fps_slot(stamp):
                     self._count(skipped_frames=1)
                     continue
-                try:
-                    rgb = frame_to_rgb(frame, self.max_size)
-                except BadFrame as exc:
-                    if exc.reason == "nan":
-                        self._count(nan_frames=1)
-                        log.warning("%s: skipped a frame: %s", self.name, exc)
-                    else:
-                        self._corrupt(str(exc))
-                    continue
-                except (ValueError, av.FFmpegError) as exc:
-                    self._corrupt(f"conversion failed: {exc}")
+                rgb = self._frame_rgb(frame, self.max_size)
+                if rgb is None:
                     continue
                 if self._paced and self._sleep_until(stamp):
                     return
                 self._last_stamp, self._last_end = stamp, stamp + frame_s
-                self._emit(
-                    Chunk(
-                        kind="video",
-                        data=rgb[None],
-                        start=stamp,
-                        end=stamp + frame_s,
-                        capture_time=self.clock.now(),
-                        times=np.array([stamp]),
-                        rate=rate,
-                    )
-                )
+                self._emit(video_chunk(rgb, stamp, frame_s, rate, self.clock.now()))
 
     def _same_fps_slot(self, stamp: float) -> bool:
         """True if `max_fps` already let a frame through in this 1/max_fps slot."""

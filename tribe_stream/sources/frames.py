@@ -9,6 +9,8 @@ from __future__ import annotations
 import av
 import numpy as np
 
+from tribe_stream.types import Chunk
+
 
 class BadFrame(Exception):
     """A decoded frame that must be skipped; `reason` is "corrupt", "nan" or "empty"."""
@@ -69,3 +71,18 @@ def _float_frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
         values = np.repeat(values[:, :, None], 3, axis=2)
     values = values[:, :, :3]
     return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+
+
+def video_chunk(
+    rgb: np.ndarray, stamp: float, frame_s: float, rate: float | None, capture_time: float
+) -> Chunk:
+    """The chunk of one RGB frame shown from stream time `stamp` for `frame_s` seconds."""
+    return Chunk(
+        kind="video",
+        data=rgb[None],
+        start=stamp,
+        end=stamp + frame_s,
+        capture_time=capture_time,
+        times=np.array([stamp]),
+        rate=rate,
+    )

@@ -22,11 +22,10 @@ from typing import Any
 import numpy as np
 
 from tribe_stream.errors import SourceError
-from tribe_stream.sources.audio import TARGET_RATE, ArrayResampler
-from tribe_stream.sources.base import Backoff, Source
+from tribe_stream.sources.audio import TARGET_RATE, ArrayResampler, PendingSamples, audio_chunk
+from tribe_stream.sources.base import Source
 from tribe_stream.sources.ring import SampleRing
 from tribe_stream.stream.clock import StreamClock
-from tribe_stream.types import Chunk
 
 log = logging.getLogger("tribe_stream.sources")
 
@@ -232,24 +231,9 @@ class MicrophoneSource(Source):
                 return
 
     def _reopen(self) -> bool:
-        backoff = Backoff(*self.backoff)
-        failures = 0
-        delay = 0.0
-        while not self._sleep(delay):
-            try:
-                self._open_stream(self._reopen_target())
-            except SourceError as exc:
-                failures += 1
-                self._count(reconnect_failures=1)
-                log.warning("%s: reopen failed (%d): %s", self.name, failures, exc)
-                if self.max_reconnects is not None and failures >= self.max_reconnects:
-                    self._error = SourceError(f"{self.name}: gave up after {failures} tries: {exc}")
-                    return False
-                delay = backoff.next()
-                continue
-            self._count(reconnects=1)
-            return True
-        return False
+        return self._retry_open(
+            lambda: self._open_stream(self._reopen_target()), self.backoff, self.max_reconnects
+        )
 
     def _reopen_target(self) -> int | str | None:
         """The same device by exact name if it is listed (indices move when devices come and
@@ -313,8 +297,7 @@ class _Timeline:
         self.seg_in0: int | None = None  # input index where the resampler segment starts
         self.seg_in = 0  # input samples pushed in the segment
         self.seg_out = 0  # output samples of the segment already chunked
-        self.pending: list[np.ndarray] = []
-        self.pending_n = 0
+        self.pending = PendingSamples()
 
     def time_of(self, index: float) -> float:
         assert self.anchor is not None
@@ -330,8 +313,8 @@ class _Timeline:
         if self.seg_in0 is None:
             self.seg_in0, self.seg_in, self.seg_out = start, 0, 0
         self.seg_in += len(block)
-        self._add(self.resampler.push(block))
-        while self.pending_n >= self.src.chunk_samples:
+        self.pending.add(self.resampler.push(block))
+        while self.pending.n >= self.src.chunk_samples:
             self._chunk(self.src.chunk_samples)
 
     def _follow_clock(self, ring: SampleRing) -> None:
@@ -354,35 +337,17 @@ class _Timeline:
 
     def finish(self) -> None:
         """Flush the resampler and hand over what is left as a (shorter) chunk."""
-        self._add(self.resampler.flush())
-        while self.pending_n:
-            self._chunk(min(self.pending_n, self.src.chunk_samples))
+        self.pending.add(self.resampler.flush())
+        while self.pending.n:
+            self._chunk(min(self.pending.n, self.src.chunk_samples))
         self.seg_in0 = None
 
-    def _add(self, samples: np.ndarray) -> None:
-        if len(samples):
-            self.pending.append(samples)
-            self.pending_n += len(samples)
-
     def _chunk(self, n: int) -> None:
-        data = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
-        out, rest = data[:n], data[n:]
-        self.pending = [rest] if len(rest) else []
-        self.pending_n = len(rest)
+        out = self.pending.take(n)
         assert self.seg_in0 is not None
         index = self.seg_in0 + self.seg_out * self.rate / TARGET_RATE
         start = max(self.time_of(index), self.src._last_end)
         self.seg_out += n
-        end = start + n / TARGET_RATE
-        self.src._last_end = end
-        self.src._emit(
-            Chunk(
-                kind="audio",
-                data=np.ascontiguousarray(out, dtype=np.float32),
-                start=start,
-                end=end,
-                capture_time=self.src.clock.now(),
-                times=np.array([start]),
-                rate=float(TARGET_RATE),
-            )
-        )
+        chunk = audio_chunk(out, start, self.src.clock.now())
+        self.src._last_end = chunk.end
+        self.src._emit(chunk)

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import numpy as np
 
 from tribe_stream.errors import SourceError
-from tribe_stream.sources.audio import TARGET_RATE, FrameResampler
+from tribe_stream.sources.audio import TARGET_RATE, FrameResampler, PendingSamples, audio_chunk
 from tribe_stream.sources.base import Source
-from tribe_stream.sources.frames import BadFrame, frame_to_rgb
+from tribe_stream.sources.frames import video_chunk
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.types import Chunk
 
@@ -294,8 +293,7 @@ class _Playback:
         self._seg_in = 0  # input samples in the segment
         self._seg_rate = 0
         self._seg_out = 0  # output samples of the segment already chunked
-        self._pending: list[np.ndarray] = []
-        self._pending_n = 0
+        self._pending = PendingSamples()
 
     def horizon(self) -> float:
         """Stream time up to which every replayed stream has been decoded."""
@@ -348,29 +346,11 @@ class _Playback:
         if stamp <= self._last_video:
             src._count(out_of_order_frames=1)
             return
-        try:
-            rgb = frame_to_rgb(frame, src.max_size)
-        except BadFrame as exc:
-            if exc.reason == "nan":
-                src._count(nan_frames=1)
-                log.warning("%s: skipped a frame at %.3f s: %s", src.name, media, exc)
-            else:
-                src._corrupt(str(exc))
-            return
-        except (ValueError, av.FFmpegError) as exc:
-            src._corrupt(f"conversion failed: {exc}")
+        rgb = src._frame_rgb(frame, src.max_size, f" at {media:.3f} s")
+        if rgb is None:
             return
         self._last_video = stamp
-        chunk = Chunk(
-            kind="video",
-            data=rgb[None],
-            start=stamp,
-            end=stamp + frame_s,
-            capture_time=src.clock.now(),
-            times=np.array([stamp]),
-            rate=self.frame_rate,
-        )
-        self._push(stamp, chunk)
+        self._push(stamp, video_chunk(rgb, stamp, frame_s, self.frame_rate, src.clock.now()))
 
     # ----- audio -----
     def _audio(self, frame: av.AudioFrame) -> None:
@@ -393,31 +373,23 @@ class _Playback:
                 self.finish_audio()
                 self._seg_media, self._seg_rate = media, frame.rate
         self._seg_in += frame.samples
-        self._add(self._resampler.push(frame))
+        self._pending.add(self._resampler.push(frame))
         self.audio_horizon = self.base + self._seg_media + self._seg_in / self._seg_rate
-        while self._pending_n >= self.src.chunk_samples:
+        while self._pending.n >= self.src.chunk_samples:
             self._chunk(self.src.chunk_samples)
 
     def finish_audio(self) -> None:
         """Flush the resampler and chunk what is left of the current segment."""
         if self._seg_media is None:
             return
-        self._add(self._resampler.flush())
-        while self._pending_n > 0:
-            self._chunk(min(self._pending_n, self.src.chunk_samples))
+        self._pending.add(self._resampler.flush())
+        while self._pending.n > 0:
+            self._chunk(min(self._pending.n, self.src.chunk_samples))
         self._seg_media, self._seg_in, self._seg_out = None, 0, 0
         self.audio_horizon = math.inf
 
-    def _add(self, samples: np.ndarray) -> None:
-        if len(samples):
-            self._pending.append(samples)
-            self._pending_n += len(samples)
-
     def _chunk(self, n: int) -> None:
-        data = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        out, rest = data[:n], data[n:]
-        self._pending = [rest] if len(rest) else []
-        self._pending_n = len(rest)
+        out = self._pending.take(n)
         assert self._seg_media is not None
         start = self.base + self._seg_media + self._seg_out / TARGET_RATE
         self._seg_out += n
@@ -425,14 +397,5 @@ class _Playback:
             out = out[: max(0, round((self.limit - start) * TARGET_RATE))]
             if not len(out):
                 return
-        end = start + len(out) / TARGET_RATE
-        chunk = Chunk(
-            kind="audio",
-            data=np.ascontiguousarray(out, dtype=np.float32),
-            start=start,
-            end=end,
-            capture_time=self.src.clock.now(),
-            times=np.array([start]),
-            rate=float(TARGET_RATE),
-        )
-        self._push(end, chunk)
+        chunk = audio_chunk(out, start, self.src.clock.now())
+        self._push(chunk.end, chunk)
