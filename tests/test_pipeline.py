@@ -103,16 +103,19 @@ def test_lavfi_camera_runs_as_a_camera(demo):
 
 
 class FailsOnce:
-    """A real extractor that raises on its first call (a fault injector, not a mock)."""
+    """A real extractor whose first forward raises (a fault injector, not a mock)."""
 
     def __init__(self, inner):
-        self.inner, self.shape, self.calls = inner, inner.shape, 0
+        self.inner, self.calls = inner, 0
 
-    def extract(self, *args, **kwargs):
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode(self, *args, **kwargs):
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("simulated CUDA error")
-        return self.inner.extract(*args, **kwargs)
+        return self.inner.encode(*args, **kwargs)
 
 
 def test_an_extractor_that_raises_once_is_counted_and_the_stream_goes_on(clip, demo):

@@ -17,9 +17,14 @@ log = logging.getLogger(__name__)
 SDPA_BACKENDS = ("cudnn", "flash", "efficient", "math")
 
 
-def compile_blocks(blocks: Iterable[nn.Module], mode: str | None = None) -> int:
+def compile_blocks(
+    blocks: Iterable[nn.Module], mode: str | None = None, dynamic: bool | None = False
+) -> int:
     """`torch.compile` each repeated block in place (regional compilation: the identical layers
-    share one compiled graph, so compiling a 40-layer model costs about one layer). Returns the count."""
+    share one compiled graph, so compiling a 40-layer model costs about one layer). Returns the count.
+
+    `dynamic=None` lets a length that changes (a live audio context that grows) become a
+    symbolic size after its first change instead of one recompile per length."""
     # transformers' layers share one checkpointing wrapper: every model and shape counts against
     # the same recompile budget, so give it room (a new shape must not silently fall back to eager)
     dyn = torch._dynamo.config
@@ -28,7 +33,7 @@ def compile_blocks(blocks: Iterable[nn.Module], mode: str | None = None) -> int:
             setattr(dyn, name, max(getattr(dyn, name), 64))
     n = 0
     for block in blocks:
-        block.compile(dynamic=False, mode=mode)
+        block.compile(dynamic=dynamic, mode=mode)
         n += 1
     return n
 

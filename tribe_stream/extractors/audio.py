@@ -135,7 +135,7 @@ class AudioExtractor(GroupedExtractor):
         self.encoder = GroupedAudioEncoder(model, self.groups).to(device).eval()
         use_fast_relative_key(model)
         if compile:
-            compile_blocks(model.encoder.layers)
+            compile_blocks(model.encoder.layers, dynamic=None)
         self.attention = tuple(attention) if attention else None
         self.fbank = TorchFbank(processor, device)
         if int(getattr(processor, "sampling_rate", RATE)) != RATE:

@@ -73,7 +73,12 @@ def load_stream_extractors(
         from tribe_stream.extractors.config import from_experiment
         from tribe_stream.extractors.suite import load_extractors
 
-        found = load_extractors(from_experiment(loaded.experiment), device=device, modalities=mods)
+        found = load_extractors(
+            from_experiment(loaded.experiment),
+            device=device,
+            modalities=mods,
+            compile=device.startswith("cuda"),
+        )
     asr = None
     if "text" in found:
         from tribe_stream.extractors.asr import LiveASR, WhisperASR
@@ -113,6 +118,31 @@ def _sources(opts: LiveOptions, clock: StreamClock, tmp: Path):
         sources.append(MicrophoneSource(device, clock=clock))
         want += ("audio", "text")
     return sources, want
+
+
+def warm_up(extractors: Extractors, engine, audio_context: float) -> None:
+    """Run every model once before the clock starts, so that compiling (seconds on a GPU) is
+    never mistaken for the stream falling behind."""
+    t = time.perf_counter()
+    try:
+        if extractors.video is not None:
+            frames = np.zeros((4, 256, 256, 3), np.uint8)
+            extractors.video.extract([1.0, 1.5], frames, np.arange(4) / 4)
+        if extractors.audio is not None:
+            samples = np.zeros(int(audio_context * 16000), np.float32)
+            extractors.audio.extract(
+                samples, 0.0, [int(audio_context * 2) - 2, int(audio_context * 2) - 1]
+            )
+        window = {
+            m: np.zeros((*engine.config.feature_dims[m], 200), np.float32)
+            for m in extractors.active()
+        }
+        engine.run(window, rows=[99])
+    except Exception as exc:  # noqa: BLE001 - warming up is an optimisation; the stream will say more
+        log.warning(
+            "warm-up failed (%s: %s); the first seconds may be slow", type(exc).__name__, exc
+        )
+    log.info("models warmed up in %.1f s", time.perf_counter() - t)
 
 
 def _close_viewer(viewer: subprocess.Popen, linger: float | None) -> None:
@@ -158,6 +188,7 @@ def run_live(opts: LiveOptions) -> int:
         if opts.view and url:
             viewer = subprocess.Popen([sys.executable, "-m", "tribe_stream.cli", "view", url])
             time.sleep(1.0)  # let the viewer connect before the first second
+        warm_up(extractors, engine, opts.audio_context)
         config = PipelineConfig(
             lag=opts.lag, live=opts.realtime, audio_context_s=opts.audio_context
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,7 +29,6 @@ from tribe_stream.types import MODALITIES, Chunk, Prediction, Sink, Word
 
 log = logging.getLogger("tribe_stream.pipeline")
 
-FRAME_HISTORY_S = 4.5  # the video extractor looks 4 s back from each bin's end
 STALE_S = 1.0  # video older than this before a bin's start counts as a camera dropout
 
 
@@ -57,25 +56,6 @@ class Extractors:
 
     def active(self) -> list[str]:
         return [m for m in MODALITIES if getattr(self, m) is not None]
-
-
-@dataclass
-class _Frames:
-    frames: list[np.ndarray] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-
-    def add(self, frames: np.ndarray, times: np.ndarray) -> None:
-        for f, t in zip(frames, times, strict=True):
-            self.frames.append(f)
-            self.times.append(float(t))
-
-    def trim(self, before: float) -> None:
-        # keep one frame at or before `before` (the frame shown at that instant)
-        i = 0
-        while i + 1 < len(self.times) and self.times[i + 1] <= before:
-            i += 1
-        if i:
-            del self.frames[:i], self.times[:i]
 
 
 class AsrWorker:
@@ -184,7 +164,13 @@ class Pipeline:
             extractors.audio.live(self.config.audio_context_s) if extractors.audio else None
         )
         self.live_text = extractors.text.live() if extractors.text else None
-        self._frames = _Frames()
+        self.live_video = None
+        if extractors.video is not None:
+            from tribe_stream.extractors.video import LiveVideo
+
+            # frames are preprocessed once on arrival (on the extractor's device)
+            self.live_video = LiveVideo(extractors.video)
+        self._frame_times: list[float] = []  # recent frame stamps, for dropout checks
         self._asr = (
             AsrWorker(extractors.asr) if extractors.asr is not None and extractors.text else None
         )
@@ -227,19 +213,14 @@ class Pipeline:
 
     def step(self) -> list[Prediction]:
         """Take new chunks, close and extract bins, predict ready seconds, publish them."""
-        t0 = time.perf_counter()
-        worked = False
         if self._asr is not None:
             self._add_words(self._asr.words())
         for source in self.sources:
             for chunk in source.poll():
-                worked = True
                 self._take(chunk)
                 self._close_bins()
         self._close_bins()
         preds = self._predict_ready()
-        if worked or preds:
-            self.counters["busy_s"] += time.perf_counter() - t0
         self._heartbeat()
         return preds
 
@@ -300,7 +281,9 @@ class Pipeline:
         if chunk.kind == "video" and self.ex.video is not None:
             frames = np.asarray(chunk.data)
             times = np.asarray(chunk.times, dtype=np.float64)
-            self._frames.add(frames, times)
+            self._safe("video frames", lambda: self.live_video.feed(frames, times), None)
+            self._frame_times.extend(times.tolist())
+            del self._frame_times[: max(0, len(self._frame_times) - 256)]
             self._horizon["video"] = max(self._horizon["video"], chunk.end)
             # a video bin ending at t samples the frame shown at t (the official clip times end
             # at t), so it closes once a frame stamped at or after t has arrived
@@ -353,42 +336,46 @@ class Pipeline:
             log.warning("compute behind: %d bins left empty (oldest first)", len(dropped))
             bins = bins[-self.config.max_pending_bins :]
         closed_at = self.clock.now()
-        self._extract(bins)
+        self._extract(bins, stream_end=target if final else None)
         ready_at = self.clock.now()
+        self.counters["busy_s"] += ready_at - closed_at
         self._bin_stamps[target - 1] = (self.last_capture, closed_at, ready_at)
         for old in [b for b in self._bin_stamps if b < target - 400]:
             del self._bin_stamps[old]
         self.closed_bins = target
         self.counters["bins"] = target
 
-    def _extract(self, bins: list[int]) -> None:
+    def _extract(self, bins: list[int], stream_end: int | None = None) -> None:
         ends = [(b + 1) * BIN_SECONDS for b in bins]
-        if self.ex.video is not None:
-            times = np.asarray(self._frames.times)
+        if self.live_video is not None:
+            times = np.asarray(self._frame_times)
+            fresh = []
             for b, end in zip(bins, ends, strict=True):
-                # frames stamped up to the bin's end (the clip's last instant), never later; a
-                # camera that dropped out STALE_S before the bin leaves it empty (counted)
+                # a bin's clip samples frames up to its end (never later); a camera that dropped
+                # out STALE_S before the bin leaves it empty (counted) rather than frozen
                 n = int(np.searchsorted(times, end + 1e-9, side="right"))
                 if not n or times[n - 1] <= end - BIN_SECONDS - STALE_S:
                     self.counters["empty_video_bins"] += 1
-                    continue
-                frames = np.stack(self._frames.frames[:n])
-                feats = self._safe(
-                    "video",
-                    lambda f=frames, t=times[:n], e=end: self.ex.video.extract([e], f, t),
-                    None,
-                )
+                else:
+                    fresh.append(b)
+            if fresh:  # one batched forward for the bins that closed together
+                ends_ok = [(b + 1) * BIN_SECONDS for b in fresh]
+                feats = self._safe("video", lambda: self.live_video.extract(ends_ok), None)
                 if feats is not None:
-                    self.rings["video"].set(b, feats[0])
-            self._frames.trim(ends[-1] - FRAME_HISTORY_S)
+                    for b, v in zip(fresh, feats, strict=True):
+                        self.rings["video"].set(b, v)
         if self.live_audio is not None:
-            covered = [
-                b for b, e in zip(bins, ends, strict=True) if e <= self.live_audio.end_time + 1e-6
-            ]
-            for b in covered:  # one pass per bin, ending at its end: no bin hears its future
-                feats = self._safe("audio", lambda b=b: self.live_audio.extract([b]), None)
+            # one pass per second, ending at the second's end, for both its bins: bin 2k hears
+            # up to k + 1, which its second's window holds anyway (and offline does the same)
+            covered = [b for b in bins if (b + 1) * BIN_SECONDS <= self.live_audio.end_time + 1e-6]
+            for b in covered:
+                if b % 2 == 0 and b + 1 != stream_end:
+                    continue  # waits for its partner
+                pair = [b - 1, b] if b % 2 else [b]
+                feats = self._safe("audio", lambda p=pair: self.live_audio.extract(p), None)
                 if feats is not None:
-                    self.rings["audio"].set(b, feats[0])
+                    for bb, v in zip(pair, feats, strict=True):
+                        self.rings["audio"].set(bb, v)
 
     def _safe(self, what: str, fn, default):
         try:
@@ -438,6 +425,7 @@ class Pipeline:
             )
             return None
         t_done = self.clock.now()
+        self.counters["busy_s"] += t_done - t_start
         data_end = w.stop * BIN_SECONDS
         self.counters["predictions"] += 1
         self.counters["behind_s"] = (
