@@ -171,6 +171,7 @@ class Pipeline:
             # frames are preprocessed once on arrival (on the extractor's device)
             self.live_video = LiveVideo(extractors.video)
         self._frame_times: list[float] = []  # recent frame stamps, for dropout checks
+        self._pending_video: list[tuple[np.ndarray, np.ndarray]] = []
         self._asr = (
             AsrWorker(extractors.asr) if extractors.asr is not None and extractors.text else None
         )
@@ -264,6 +265,7 @@ class Pipeline:
         for source in self.sources:
             for chunk in source.poll():
                 self._take(chunk)
+                self._close_bins()
         if self._asr is not None:  # live: the last words may not hold up the last second long
             self._add_words(self._asr.finish(timeout=3.0 if self.config.live else 120.0))
         self.finished = True
@@ -281,9 +283,11 @@ class Pipeline:
         if chunk.kind == "video" and self.ex.video is not None:
             frames = np.asarray(chunk.data)
             times = np.asarray(chunk.times, dtype=np.float64)
-            self._safe("video frames", lambda: self.live_video.feed(frames, times), None)
+            # frames wait here until their bins close, so the extractor's frame window (which
+            # trails its newest frame) never loses frames a slower medium's bins still need
+            self._pending_video.append((frames, times))
             self._frame_times.extend(times.tolist())
-            del self._frame_times[: max(0, len(self._frame_times) - 256)]
+            del self._frame_times[: max(0, len(self._frame_times) - 1024)]
             self._horizon["video"] = max(self._horizon["video"], chunk.end)
             # a video bin ending at t samples the frame shown at t (the official clip times end
             # at t), so it closes once a frame stamped at or after t has arrived
@@ -358,11 +362,15 @@ class Pipeline:
                     self.counters["empty_video_bins"] += 1
                 else:
                     fresh.append(b)
-            if fresh:  # one batched forward for the bins that closed together
-                ends_ok = [(b + 1) * BIN_SECONDS for b in fresh]
-                feats = self._safe("video", lambda: self.live_video.extract(ends_ok), None)
+            # at most two bins per forward, each group fed only the frames up to its end: the
+            # extractor keeps the last 5 s of frames, so a long backlog never starves old bins
+            for i in range(0, len(fresh), 2):
+                group = fresh[i : i + 2]
+                group_ends = [(b + 1) * BIN_SECONDS for b in group]
+                self._feed_video(until=group_ends[-1] + BIN_SECONDS)
+                feats = self._safe("video", lambda e=group_ends: self.live_video.extract(e), None)
                 if feats is not None:
-                    for b, v in zip(fresh, feats, strict=True):
+                    for b, v in zip(group, feats, strict=True):
                         self.rings["video"].set(b, v)
         if self.live_audio is not None:
             # one pass per second, ending at the second's end, for both its bins: bin 2k hears
@@ -376,6 +384,12 @@ class Pipeline:
                 if feats is not None:
                     for bb, v in zip(pair, feats, strict=True):
                         self.rings["audio"].set(bb, v)
+
+    def _feed_video(self, until: float) -> None:
+        """Hand the extractor the frames stamped up to `until` (preprocessed once, on arrival)."""
+        while self._pending_video and self._pending_video[0][1][0] <= until:
+            frames, times = self._pending_video.pop(0)
+            self._safe("video frames", lambda f=frames, t=times: self.live_video.feed(f, t), None)
 
     def _safe(self, what: str, fn, default):
         try:
