@@ -311,10 +311,11 @@ class Pipeline:
                 continue
             self.words.append(w)
             self.counters["words"] += 1
-            start = round(2 * w.onset)
-            for b in range(start, start + max(1, round(2 * w.duration))):
-                if 2 * self.next_second > b:
-                    self.counters["late_words"] += 1  # its second was already predicted
+            start = round(2 * w.onset)  # the reference's bins: round(2·onset) for
+            n_bins = max(1, round(2 * w.duration))  # max(1, round(2·duration)) bins
+            if start < 2 * self.next_second:
+                self.counters["late_words"] += 1  # its (first) second was already predicted
+            for b in range(start, start + n_bins):
                 self.rings["text"].add(b, vec)
 
     # ----- bins -----
