@@ -137,6 +137,15 @@ def test_extract_command_writes_the_brain_models_input(tmp_path):
         5,
     ]  # empty bins: zeros
     assert feats["video"].std(axis=-1).mean() > 0 and np.isfinite(feats["audio"]).all()
+    # --video-fp8: the same file's video features with FP8 matrix products, close to full precision
+    out8 = tmp_path / "features-fp8.npz"
+    args = ("extract", str(media), "--checkpoint", "demo", "--modalities", "video", "--no-asr")
+    r = cli(*args, "--out", str(out8), "--video-fp8")
+    assert r.returncode == 0, r.stderr
+    with np.load(out8) as z:
+        v8 = z["video"]
+    err = np.abs(v8 - feats["video"]).max() / np.abs(feats["video"]).max()
+    assert 0 < err < 5e-2, err
 
 
 def test_audio_only_file_leaves_video_absent(tmp_path):

@@ -73,23 +73,39 @@ def test_encoder_equals_the_models_own_hidden_states(video):
     np.testing.assert_allclose(video.encode(pix), ref.numpy(), atol=1e-5)
 
 
-def test_cached_rotary_tables_equal_the_models_own_attention(video):
-    """The extractor's V-JEPA2 attention (rotary tables made once) against a fresh, untouched copy
-    of the model: every hidden state, and the tables' shape (head 32: 3 segments of 10 + 2 kept)."""
-    from transformers import VJEPA2Model
-
-    fresh = VJEPA2Model.from_pretrained(demo_extractors_path().video).eval()
-    assert not hasattr(fresh.encoder.layer[0].attention, "_tribe_forward")
+def test_every_layer_of_the_trunk_equals_the_models_own(video):
+    """The readable trunk (tubelet embedding as one product, fused query/key/value, rotary tables
+    made once; head 32: 3 segments of 10 + 2 kept) against the untouched model, state by state."""
+    enc = video.encoder
     torch.manual_seed(1)
     pix = torch.randn(1, 64, 3, 32, 32)
-    video.encode(pix)  # makes the tables for this token count
-    cos = video.model.encoder.layer[0].attention._tribe_cos
-    assert cos.shape == (128, 32) and (cos[:, 30:] == 1).all()
     with torch.inference_mode():
-        ref = fresh(pixel_values_videos=pix, output_hidden_states=True).hidden_states
-        ours = video.model(pixel_values_videos=pix, output_hidden_states=True).hidden_states
+        ref = video.model(pixel_values_videos=pix, output_hidden_states=True).hidden_states
+        h = enc.embed(pix)
+        cos, sin = enc.rope(h.shape[1], h.device)
+        ours = [h]
+        for layer in enc.layers:
+            ours.append(layer(ours[-1], cos, sin))
+    assert cos.shape == (128, 32) and (cos[:, 30:] == 1).all() and (sin[:, 30:] == 0).all()
+    assert len(ours) == len(ref)
     for a, b in zip(ours, ref, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_fp8_products_stay_close_to_full_precision(video):
+    """`fp8=True`: every matrix product of the encoder in e4m3 (per-channel weight scales, per-token
+    activation scales), the rest in bfloat16; the features stay within a few percent."""
+    from tribe_stream.extractors.fp8 import Fp8Linear
+
+    fp8 = VideoExtractor(video.model, video.settings, video.prep, device="cpu", fp8=True)
+    assert isinstance(fp8.encoder.layers[0].fc1, Fp8Linear)
+    assert fp8.encoder.layers[0].fc1.weight.dtype == torch.float8_e4m3fn
+    torch.manual_seed(2)
+    pix = torch.randn(2, 64, 3, 32, 32)
+    ref, got = video.encode(pix), fp8.encode(pix)
+    err = np.abs(got - ref).max() / np.abs(ref).max()
+    assert 1e-4 < err < 5e-2, err  # really quantised, still close
+    assert video.encoder.layers[0].fc1.weight.dtype == torch.float32  # the fp32 extractor untouched
 
 
 def test_extract_picks_frames_and_batches_bins(video):

@@ -202,6 +202,7 @@ def free() -> None:
 def bench_video(args, device: str) -> None:
     from transformers import VJEPA2Config, VJEPA2Model
 
+    from tribe_stream.extractors.fp8 import fp8_supported
     from tribe_stream.extractors.video import LiveVideo, VideoExtractor, VideoPreprocess
 
     cfg = VJEPA2Config(**(TINY["video"] if args.tiny else VJEPA2_VITG))
@@ -279,6 +280,30 @@ def bench_video(args, device: str) -> None:
     print(f"  ours ({tag}) vs official: max relative error {err:.2e}")
     if args.profile:
         profile(lambda: live.extract([5.5, 6.0]), device, f"video {tag}, 2 bins", n=2)
+    if not args.fp8 or fp8_supported(device):
+        return
+    free()
+    t0 = time.perf_counter()
+    ex8 = VideoExtractor(
+        model, settings, ex.prep, device=device, compile=args.compile, attention=best, fp8=True
+    )
+    ex8.encode(clip2)
+    ex8.encode(clip1)
+    print(f"  fp8 trunk build + compile: {time.perf_counter() - t0:.0f} s")
+    live8 = LiveVideo(ex8)
+    live8.feed(frames, np.arange(len(frames)) / 16)
+    f8_2 = timed(lambda: live8.extract([5.5, 6.0]), device, max(2, args.iters // 2)) / 2
+    f8_1 = timed(lambda: live8.extract([6.0]), device, args.iters)
+    record(
+        "video", f"ours {tag} FP8, one forward per bin (B=1)", base1, f8_1, f"x{base1 / f8_1:.2f}"
+    )
+    record(
+        "video", f"ours {tag} FP8, 2 bins per forward (B=2)", base1, f8_2, f"x{base1 / f8_2:.2f}"
+    )
+    err8 = rel_err(ex8.encode(clip2), ref)
+    print(f"  ours FP8 vs official fp16: max relative error {err8:.2e}")
+    if args.profile:
+        profile(lambda: live8.extract([5.5, 6.0]), device, f"video {tag} FP8, 2 bins", n=2)
 
 
 # -- audio ------------------------------------------------------------------------------------------
@@ -535,6 +560,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--words", type=int, default=30, help="timed new words")
     p.add_argument("--profile", action="store_true", help="print the top kernels of each path")
+    p.add_argument(
+        "--no-fp8", dest="fp8", action="store_false", help="skip the FP8 video rows (GPU 8.9+)"
+    )
     p.add_argument("--context-tokens", type=int, default=1024)
     p.add_argument(
         "--audio-context", type=float, default=30.0, help="seconds of trailing audio context"

@@ -34,6 +34,11 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
     p.add_argument("--compile", action="store_true", help="torch.compile the extractors (GPU)")
+    p.add_argument(
+        "--video-fp8",
+        action="store_true",
+        help="video encoder's matrix products in FP8 (H100/Ada: ~15%% faster, features within ~2%%)",
+    )
 
 
 def _config(args):
@@ -92,7 +97,12 @@ def run(args) -> int:
             raise InputError(f"--modalities: unknown {bad}; choose from text, audio, video")
     device = "cpu" if args.checkpoint == "demo" and args.device == "auto" else args.device
     extractors = load_extractors(
-        config, device=device, modalities=modalities, compile=args.compile, dtype=args.dtype
+        config,
+        device=device,
+        modalities=modalities,
+        compile=args.compile,
+        dtype=args.dtype,
+        video_fp8=args.video_fp8,
     )
     words = read_words(args.words) if args.words else None
     asr = None

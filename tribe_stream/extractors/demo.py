@@ -178,13 +178,14 @@ def load_demo_extractors(
     folder: str | os.PathLike | None = None,
     device: str = "cpu",
     modalities: tuple[str, ...] = ("text", "audio", "video"),
+    video_fp8: bool = False,
 ) -> dict:
     """The demo extractors, loaded through the same `from_pretrained` path as real weights."""
     from tribe_stream.extractors.suite import load_extractors
 
     paths = demo_extractors_path(folder)
     config = demo_config().with_models(**{m: paths[m] for m in modalities})
-    return load_extractors(config, device=device, modalities=modalities)
+    return load_extractors(config, device=device, modalities=modalities, video_fp8=video_fp8)
 
 
 def settings_for(modality: str) -> ModalitySettings:

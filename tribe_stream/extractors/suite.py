@@ -13,11 +13,13 @@ def load_extractors(
     modalities: tuple[str, ...] | None = None,
     compile: bool = False,
     dtype: str | None = None,
+    video_fp8: bool = False,
 ) -> dict:
     """`{modality: extractor}` for `modalities` (default: the config's `features_to_use`).
 
     Each extractor is loaded with `from_pretrained` from its settings' model name (a folder, a
-    Hugging Face cache entry or a hub id) and reports its `(L, D)` as `.shape`.
+    Hugging Face cache entry or a hub id) and reports its `(L, D)` as `.shape`. `video_fp8`: the
+    video encoder's matrix products in FP8 (faster on an H100, features within about 2%).
     """
     from tribe_stream.extractors.audio import AudioExtractor
     from tribe_stream.extractors.text import TextExtractor
@@ -28,7 +30,8 @@ def load_extractors(
     out = {}
     for m in MODALITIES:
         if m in wanted:
+            extra = {"fp8": True} if m == "video" and video_fp8 else {}
             out[m] = classes[m].from_pretrained(
-                None, config[m], device=device, dtype=dtype, compile=compile
+                None, config[m], device=device, dtype=dtype, compile=compile, **extra
             )
     return out

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,8 @@ from torch import nn
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.accel import compile_blocks, sdpa_context
 from tribe_stream.extractors.config import ModalitySettings
+from tribe_stream.extractors.fp8 import fp8_supported
 from tribe_stream.extractors.grouped import GroupedExtractor
-from tribe_stream.extractors.layers import needed_group_weights
 from tribe_stream.extractors.loading import load_pretrained, locate, pick_dtype
 from tribe_stream.extractors.timing import (
     FRAME_EPS,
@@ -34,6 +33,7 @@ from tribe_stream.extractors.timing import (
     n_bins_for,
     select_frames,
 )
+from tribe_stream.extractors.video_encoder import VideoTrunk
 
 log = logging.getLogger(__name__)
 
@@ -122,120 +122,6 @@ def preprocess_frames(
     return (x / 255.0 - mean) / std
 
 
-def _swap_pairs(x: torch.Tensor) -> torch.Tensor:
-    """`(x0, x1, x2, x3, ...)` -> `(-x1, x0, -x3, x2, ...)`: V-JEPA2's rotation partner."""
-    y1, y2 = x.unflatten(-1, (-1, 2)).unbind(dim=-1)
-    return torch.stack((-y2, y1), dim=-1).flatten(-2)
-
-
-def rope_tables(attn: nn.Module, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(cos, sin)`, each `(n_tokens, head_dim)`, of a V-JEPA2 attention's 3-D rotary embedding.
-
-    The same operations, in the same dtype, as `transformers`' `rotate_queries_or_keys` per
-    (frame, height, width) segment, laid side by side; dimensions past the three segments keep
-    their value (cos 1, sin 0). They depend only on the token count, so they are made once.
-    """
-    n, dtype, device = hidden_states.shape[1], hidden_states.dtype, hidden_states.device
-    cos, sin = [], []
-    ids = attn.get_position_ids(hidden_states)
-    widths = (attn.d_dim, attn.h_dim, attn.w_dim)
-    for pos, width in zip(ids, widths, strict=True):
-        omega = torch.arange(width // 2, dtype=dtype, device=device)
-        omega /= width / 2.0
-        omega = 1.0 / 10000**omega
-        freq = pos.unsqueeze(-1) * omega  # (n, width / 2)
-        cos.append(freq.cos().repeat(1, 2))
-        sin.append(freq.sin().repeat(1, 2))
-    rest = int(attn.attention_head_size) - sum(widths)
-    if rest > 0:
-        cos.append(torch.ones((n, rest), dtype=dtype, device=device))
-        sin.append(torch.zeros((n, rest), dtype=dtype, device=device))
-    return torch.cat(cos, dim=-1), torch.cat(sin, dim=-1)
-
-
-def _rope_attention(
-    self: nn.Module, hidden_states: torch.Tensor, position_mask: torch.Tensor | None = None, **kw
-):
-    """V-JEPA2 self-attention with its rotary tables made once (`rope_tables`) instead of on every
-    call of every layer (sin/cos of a `(tokens, head_dim)` grid, twice a layer: about a sixth of
-    the encoder's time on an H100). Same numbers; anything unusual goes the model's own way."""
-    cos = getattr(self, "_tribe_cos", None)
-    b, n, _ = hidden_states.shape
-    if (
-        position_mask is not None
-        or kw
-        or cos is None
-        or cos.shape[0] != n
-        or cos.dtype != hidden_states.dtype
-    ):
-        return self._tribe_forward(hidden_states, position_mask, **kw)
-    sin = self._tribe_sin
-    shape = (b, n, -1, self.attention_head_size)
-    q = self.query(hidden_states).view(shape).transpose(1, 2)
-    k = self.key(hidden_states).view(shape).transpose(1, 2)
-    v = self.value(hidden_states).view(shape).transpose(1, 2)
-    k = k * cos + _swap_pairs(k) * sin
-    q = q * cos + _swap_pairs(q) * sin
-    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=self.scaling)
-    return self.proj(out.transpose(1, 2).reshape(b, n, self.all_head_size)), None
-
-
-def _rope_attentions(layers: nn.Module) -> list[nn.Module]:
-    """The V-JEPA2 rotary self-attentions among `layers`' modules."""
-    return [
-        m
-        for m in layers.modules()
-        if all(hasattr(m, a) for a in ("d_dim", "h_dim", "w_dim", "get_position_ids", "proj"))
-    ]
-
-
-class GroupedVideoEncoder(nn.Module):
-    """The V-JEPA2 encoder trunk returning only token-mean layer groups `(B, L, D)` float32.
-
-    Runs the model's own embedding and layer modules; the predictor (which does not change the
-    encoder's hidden states) is skipped, and hidden states no group uses are never kept.
-    """
-
-    def __init__(self, model: nn.Module, groups: list[list[int]]):
-        super().__init__()
-        self.embeddings = model.encoder.embeddings
-        self.layers = model.encoder.layer
-        n_states = len(self.layers) + 1
-        self.needed, w = needed_group_weights(groups, n_states)
-        self.register_buffer("weights", torch.from_numpy(w), persistent=False)  # (L, n_needed)
-        self.attentions = _rope_attentions(self.layers)
-        for attn in self.attentions:
-            if not hasattr(attn, "_tribe_forward"):
-                attn._tribe_forward = attn.forward
-                attn.forward = types.MethodType(_rope_attention, attn)
-
-    def _prepare_rope(self, h: torch.Tensor) -> None:
-        """Make the rotary tables for this token count (once) and hand them to every layer."""
-        if not self.attentions:
-            return
-        have = getattr(self.attentions[0], "_tribe_cos", None)
-        if have is not None and have.shape[0] == h.shape[1] and have.dtype == h.dtype:
-            return
-        cos, sin = rope_tables(self.attentions[0], h)
-        for attn in self.attentions:
-            attn.register_buffer("_tribe_cos", cos, persistent=False)
-            attn.register_buffer("_tribe_sin", sin, persistent=False)
-
-    def forward(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
-        h = self.embeddings(pixel_values_videos).contiguous()  # one layout for every layer
-        self._prepare_rope(h)
-        means = []
-        if 0 in self.needed:
-            means.append(h.float().mean(dim=1))
-        for i, layer in enumerate(self.layers, start=1):
-            out = layer(h, None)
-            h = out[0] if isinstance(out, tuple | list) else out
-            if i in self.needed:
-                means.append(h.float().mean(dim=1))
-        stacked = torch.stack(means, dim=1)  # (B, n_needed, D)
-        return torch.einsum("ln,bnd->bld", self.weights, stacked)
-
-
 class VideoExtractor(GroupedExtractor):
     """V-JEPA2 video features per 0.5 s bin: `(n_bins, L, D)` float32 from frames and their times."""
 
@@ -249,11 +135,16 @@ class VideoExtractor(GroupedExtractor):
         compile: bool = False,
         max_batch: int | None = None,
         attention: Sequence[str] | None = None,
+        fp8: bool = False,
     ):
         self._setup(model, settings, device)
         self.prep = prep
         self.dtype = next(model.parameters()).dtype
-        self.encoder = GroupedVideoEncoder(model, self.groups).to(device).eval()
+        if fp8 and (why := fp8_supported(device)):
+            raise InputError(f"--video-fp8: {why}; run the video model in half precision instead")
+        self.fp8 = fp8
+        with torch.no_grad():
+            self.encoder = VideoTrunk(model.to(device), self.groups, fp8=fp8).to(device).eval()
         if compile:
             compile_blocks(self.encoder.layers)
         self.attention = tuple(attention) if attention else None
@@ -271,8 +162,12 @@ class VideoExtractor(GroupedExtractor):
         compile: bool = False,
         max_batch: int | None = None,
         attention: Sequence[str] | None = None,
+        fp8: bool = False,
     ) -> VideoExtractor:
-        """Load a `VJEPA2Model` folder / cached hub id (default: the settings' model name)."""
+        """Load a `VJEPA2Model` folder / cached hub id (default: the settings' model name).
+
+        `fp8`: the encoder's matrix products in FP8 (`fp8.py`; faster on an H100, features within
+        about 2% of half precision)."""
         from transformers import VJEPA2Model
 
         settings, folder, dev = locate(name_or_path, settings, "video", device)
@@ -288,6 +183,7 @@ class VideoExtractor(GroupedExtractor):
             compile=compile,
             max_batch=max_batch,
             attention=attention,
+            fp8=fp8,
         )
 
     # -- core -----------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ class LiveOptions:
     out: str | None = None
     seconds: float | None = None
     audio_context: float = 30.0
+    video_fp8: bool = False
+    """The video encoder's matrix products in FP8 (GPU: faster, features within about 2%)."""
     linger: float | None = None
     """With a viewer: seconds it stays open after the stream ends (None: until it is closed)."""
     publish_args: object | None = None
@@ -68,7 +70,7 @@ def load_stream_extractors(
     if opts.checkpoint == "demo":
         from tribe_stream.extractors.demo import load_demo_extractors
 
-        found = load_demo_extractors(device=device, modalities=mods)
+        found = load_demo_extractors(device=device, modalities=mods, video_fp8=opts.video_fp8)
     else:
         from tribe_stream.extractors.config import from_experiment
         from tribe_stream.extractors.suite import load_extractors
@@ -78,6 +80,7 @@ def load_stream_extractors(
             device=device,
             modalities=mods,
             compile=device.startswith("cuda"),
+            video_fp8=opts.video_fp8,
         )
     asr = None
     if "text" in found:

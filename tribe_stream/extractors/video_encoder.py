@@ -1,0 +1,171 @@
+"""The V-JEPA2 encoder trunk as one readable forward over the `transformers` model's own weights.
+
+Same arithmetic as `VJEPA2Model`'s encoder, arranged for speed: the tubelet embedding (a conv3d
+whose kernel equals its stride) as one matrix product, query/key/value as one product, the 3-D
+rotary tables made once per token count instead of in every layer, and only the hidden states a
+layer group uses averaged over tokens. Optionally the four matrix products of each layer run in
+FP8 (`fp8.py`). The model object itself is left untouched.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tribe_stream.extractors.fp8 import ACT_DTYPE, Fp8Linear, gelu_quantize_rows, quantize_rows
+from tribe_stream.extractors.layers import needed_group_weights
+
+
+def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
+    """`(x0, x1, x2, x3, ...)` -> `(-x1, x0, -x3, x2, ...)`: V-JEPA2's rotation partner."""
+    y1, y2 = x.unflatten(-1, (-1, 2)).unbind(dim=-1)
+    return torch.stack((-y2, y1), dim=-1).flatten(-2)
+
+
+def rope_tables(attn: nn.Module, n_tokens: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(cos, sin)`, each `(n_tokens, head_dim)`, of a V-JEPA2 attention's 3-D rotary embedding.
+
+    The same operations, in the same dtype, as `transformers`' `rotate_queries_or_keys` per
+    (frame, height, width) segment, laid side by side; dimensions past the three segments keep
+    their value (cos 1, sin 0).
+    """
+    probe = torch.empty((1, n_tokens, 1), dtype=dtype, device=device)
+    cos, sin = [], []
+    ids = attn.get_position_ids(probe)
+    widths = (attn.d_dim, attn.h_dim, attn.w_dim)
+    for pos, width in zip(ids, widths, strict=True):
+        omega = torch.arange(width // 2, dtype=dtype, device=device)
+        omega /= width / 2.0
+        omega = 1.0 / 10000**omega
+        freq = pos.unsqueeze(-1) * omega  # (n, width / 2)
+        cos.append(freq.cos().repeat(1, 2))
+        sin.append(freq.sin().repeat(1, 2))
+    rest = int(attn.attention_head_size) - sum(widths)
+    if rest > 0:
+        cos.append(torch.ones((n_tokens, rest), dtype=dtype, device=device))
+        sin.append(torch.zeros((n_tokens, rest), dtype=dtype, device=device))
+    return torch.cat(cos, dim=-1), torch.cat(sin, dim=-1)
+
+
+class TubeletEmbed(nn.Module):
+    """V-JEPA2's conv3d patch embedding (kernel == stride) as one matrix product over tubelets."""
+
+    def __init__(self, conv: nn.Conv3d):
+        super().__init__()
+        self.t, self.p, _ = conv.kernel_size
+        self.weight = conv.weight  # shared with the model, viewed as (D, C·t·p·p) when used
+        self.bias = conv.bias
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """`(B, F, C, H, W)` -> `(B, F/t · H/p · W/p, D)`, tokens in (time, row, column) order."""
+        t, p = self.t, self.p
+        if clips.shape[1] < t:  # as transformers: too few frames are repeated
+            clips = clips.repeat(1, t, 1, 1, 1)
+        b, f, c, h, w = clips.shape
+        f, h, w = f // t * t, h // p * p, w // p * p  # a conv drops the remainders
+        x = clips[:, :f, :, :h, :w].to(self.weight.dtype)
+        x = x.reshape(b, f // t, t, c, h // p, p, w // p, p).permute(0, 1, 4, 6, 3, 2, 5, 7)
+        x = x.reshape(b * (f // t) * (h // p) * (w // p), c * t * p * p)
+        out = F.linear(x, self.weight.reshape(self.weight.shape[0], -1), self.bias)
+        return out.view(b, -1, self.weight.shape[0])
+
+
+def _fused_qkv(attn: nn.Module) -> nn.Linear:
+    """Query, key and value projections stacked into one `nn.Linear`."""
+    q, k, v = attn.query, attn.key, attn.value
+    qkv = nn.Linear(
+        q.in_features,
+        3 * q.out_features,
+        bias=q.bias is not None,
+        device=q.weight.device,
+        dtype=q.weight.dtype,
+    )
+    with torch.no_grad():
+        qkv.weight.copy_(torch.cat([q.weight, k.weight, v.weight]))
+        if q.bias is not None:
+            qkv.bias.copy_(torch.cat([q.bias, k.bias, v.bias]))
+    return qkv.requires_grad_(False)
+
+
+class EncoderLayer(nn.Module):
+    """One V-JEPA2 block: pre-norm rotary self-attention and a GELU MLP, each with a residual."""
+
+    def __init__(self, layer: nn.Module, fp8: bool = False):
+        super().__init__()
+        attn = layer.attention
+        self.heads, self.head_dim = attn.num_attention_heads, attn.attention_head_size
+        self.scale = attn.scaling
+        self.norm1, self.norm2 = layer.norm1, layer.norm2
+        self.qkv, self.proj = _fused_qkv(attn), attn.proj
+        self.fc1, self.act, self.fc2 = layer.mlp.fc1, layer.mlp.activation, layer.mlp.fc2
+        self.fp8 = fp8
+        if fp8:
+            self.norm1 = _copy_to(layer.norm1, ACT_DTYPE)
+            self.norm2 = _copy_to(layer.norm2, ACT_DTYPE)
+            self.qkv, self.proj = Fp8Linear(self.qkv), Fp8Linear(attn.proj)
+            self.fc1, self.fc2 = Fp8Linear(layer.mlp.fc1), Fp8Linear(layer.mlp.fc2)
+            self.exact_gelu = isinstance(self.act, nn.GELU) or type(self.act).__name__ in (
+                "GELUActivation",
+            )
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fp8:
+            return self.fc2(self.act(self.fc1(x)))
+        h = self.fc1(x).flatten(0, -2)
+        rows = gelu_quantize_rows(h) if self.exact_gelu else quantize_rows(self.act(h))
+        return self.fc2.matmul(*rows).view(*x.shape[:-1], -1)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (b, heads, n, head_dim)
+        q = q * cos + rotate_pairs(q) * sin
+        k = k * cos + rotate_pairs(k) * sin
+        o = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        x = x + self.proj(o.transpose(1, 2).reshape(b, n, d))
+        return x + self.mlp(self.norm2(x))
+
+
+def _copy_to(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(module).to(dtype)
+
+
+class VideoTrunk(nn.Module):
+    """The encoder returning only token-mean layer groups `(B, L, D)` float32.
+
+    Hidden state 0 is the tubelet embedding, state i the output of layer i. The predictor (which
+    does not change the encoder's hidden states) is skipped.
+    """
+
+    def __init__(self, model: nn.Module, groups: list[list[int]], fp8: bool = False):
+        super().__init__()
+        enc = model.encoder
+        self.embed = TubeletEmbed(enc.embeddings.patch_embeddings.proj)
+        self.layers = nn.ModuleList(EncoderLayer(layer, fp8) for layer in enc.layer)
+        self._rope_source = enc.layer[0].attention
+        self.dtype = ACT_DTYPE if fp8 else enc.embeddings.patch_embeddings.proj.weight.dtype
+        self.needed, w = needed_group_weights(groups, len(self.layers) + 1)
+        self.register_buffer("weights", torch.from_numpy(w), persistent=False)  # (L, n_needed)
+        self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def rope(self, n_tokens: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rotary tables for this token count (made once, in the model's dtype)."""
+        if self._rope is None or self._rope[0].shape[0] != n_tokens:
+            dtype = self.embed.weight.dtype
+            cos, sin = rope_tables(self._rope_source, n_tokens, dtype, device)
+            self._rope = (cos.to(self.dtype), sin.to(self.dtype))
+        return self._rope
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """`(B, F, C, H, W)` normalised clips -> `(B, L, D)` float32."""
+        h = self.embed(clips).to(self.dtype)
+        cos, sin = self.rope(h.shape[1], h.device)
+        means = [h.mean(dim=1, dtype=torch.float32)] if 0 in self.needed else []
+        for i, layer in enumerate(self.layers, start=1):
+            h = layer(h, cos, sin)
+            if i in self.needed:
+                means.append(h.mean(dim=1, dtype=torch.float32))
+        return torch.einsum("ln,bnd->bld", self.weights, torch.stack(means, dim=1))
