@@ -9,6 +9,8 @@ FP8 (`fp8.py`). The model object itself is left untouched.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,12 +103,13 @@ class EncoderLayer(nn.Module):
         self.fc1, self.act, self.fc2 = layer.mlp.fc1, layer.mlp.activation, layer.mlp.fc2
         self.fp8 = fp8
         if fp8:
-            self.norm1 = _copy_to(layer.norm1, ACT_DTYPE)
-            self.norm2 = _copy_to(layer.norm2, ACT_DTYPE)
+            self.norm1 = copy.deepcopy(layer.norm1).to(ACT_DTYPE)
+            self.norm2 = copy.deepcopy(layer.norm2).to(ACT_DTYPE)
             self.qkv, self.proj = Fp8Linear(self.qkv), Fp8Linear(attn.proj)
             self.fc1, self.fc2 = Fp8Linear(layer.mlp.fc1), Fp8Linear(layer.mlp.fc2)
-            self.exact_gelu = isinstance(self.act, nn.GELU) or type(self.act).__name__ in (
-                "GELUActivation",
+            # erf GELU (what V-JEPA2 uses) goes through the fused GELU + quantise kernel
+            self.exact_gelu = type(self.act).__name__ in ("GELU", "GELUActivation") and (
+                getattr(self.act, "approximate", "none") == "none"
             )
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,12 +128,6 @@ class EncoderLayer(nn.Module):
         o = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         x = x + self.proj(o.transpose(1, 2).reshape(b, n, d))
         return x + self.mlp(self.norm2(x))
-
-
-def _copy_to(module: nn.Module, dtype: torch.dtype) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(module).to(dtype)
 
 
 class VideoTrunk(nn.Module):
