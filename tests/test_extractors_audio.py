@@ -10,7 +10,8 @@ import torch
 from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel
 
 from tribe_stream.errors import CheckpointError, InputError
-from tribe_stream.extractors.audio import AudioExtractor, zscore
+from tribe_stream.extractors.audio import AudioExtractor, GroupedAudioEncoder, zscore
+from tribe_stream.extractors.audio_encoder import AudioTrunk
 from tribe_stream.extractors.config import ExtractorConfig
 from tribe_stream.extractors.demo import DEMO_SHAPE, demo_config, demo_extractors_path
 from tribe_stream.extractors.fbank import TorchFbank
@@ -92,19 +93,63 @@ def test_frames_equal_the_models_own_hidden_states(relkey):
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), atol=2e-4)
 
 
-def test_fast_relative_key_attention_equals_the_models_own(relkey, relkey_folder):
-    """The gathered (T, left + right + 1) distance bias against transformers' (T, T, d) table, on a
-    fresh, untouched copy of the model (the extractor routes its own copy's attention)."""
+def test_the_trunk_runs_on_an_untouched_model(relkey, relkey_folder, demo_audio):
+    """The relative_key model goes through AudioTrunk (other position types through the model's own
+    call), and the model object keeps its own forward: a fresh copy gives the same hidden states."""
+    assert isinstance(relkey.encoder, AudioTrunk)
+    assert isinstance(demo_audio.encoder, GroupedAudioEncoder)  # the demo's rotary positions
     fresh = Wav2Vec2BertModel.from_pretrained(relkey_folder).eval()
-    assert not hasattr(fresh.encoder.layers[0].self_attn, "_tribe_forward")
-    assert hasattr(relkey.model.encoder.layers[0].self_attn, "_tribe_forward")
     x = zscore(speechlike(4.0, seed=5)).numpy()  # 200 frames: distances past both clamps
     feats = relkey.processor(x, sampling_rate=RATE, return_tensors="pt")["input_features"]
     with torch.inference_mode():
         ref = fresh(input_features=feats, output_hidden_states=True).hidden_states
         ours = relkey.model(input_features=feats, output_hidden_states=True).hidden_states
     for a, b in zip(ours, ref, strict=True):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("extra", [1, 57])
+def test_padded_frames_change_nothing_before_them(relkey, extra):
+    """Frames appended as padding (masked as keys; the depthwise convolution is causal) leave the
+    real frames' features as they were: what lets one CUDA graph serve every live span."""
+    x = speechlike(4.0, seed=6)
+    plain = relkey.frames(x)
+    n = plain.shape[1]
+    relkey.pad_live = True
+    try:
+        padded = relkey.frames(x, pad_to=n + extra)
+        same = relkey.frames(x, pad_to=n - 1)  # too short to pad to: the plain pass
+    finally:
+        relkey.pad_live = False
+    assert padded.shape == plain.shape
+    np.testing.assert_allclose(padded.numpy(), plain.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(same.numpy(), plain.numpy())
+    # and the padding really is attended away: without the key mask the features move
+    t = n + extra
+    feats = relkey.fbank(zscore(x))[None]
+    wide = torch.cat([feats, 5 * torch.randn(1, t - n, feats.shape[2])], dim=1)
+    with torch.inference_mode():
+        unmasked = relkey.encoder(wide)[0, :, :n]
+    moved, kept = (unmasked - plain).abs().max(), (padded - plain).abs().max()
+    assert moved > max(1e-4, 100 * kept)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_live_passes_replay_one_cuda_graph(relkey_folder):
+    ex = AudioExtractor.from_pretrained(
+        relkey_folder, ExtractorConfig.reference().audio, device="cuda", compile=True
+    )
+    assert ex.pad_live and ex.graphs
+    live = ex.live(context_seconds=6.0)
+    x = speechlike(9.0, seed=7)
+    live.feed(x[: 4 * RATE], 0.0)
+    first = live.extract([6, 7])  # a span of 4 s, padded to 6 s
+    live.feed(x[4 * RATE :], 4.0)
+    second = live.extract([16, 17])  # the full 6 s context [3, 9)
+    assert list(ex._steps) == [live.pad_to] and ex.graphs
+    ex.pad_live = False
+    np.testing.assert_allclose(first, ex.extract(x[: 4 * RATE], 0.0, [6, 7]), atol=2e-2)
+    np.testing.assert_allclose(second, ex.extract(x[3 * RATE :], 3.0, [16, 17]), atol=2e-2)
 
 
 def test_bins_take_the_nearest_frame_like_interpolate(relkey):

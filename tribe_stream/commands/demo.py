@@ -34,7 +34,11 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--lag", type=float, default=0.0, help="seconds of right-hand context (multiple of 0.5)"
     )
-    p.add_argument("--engine", default="torch", help="torch (default), compiled, onnx")
+    p.add_argument(
+        "--engine",
+        default=None,
+        help="torch, compiled, onnx (default: compiled on a GPU, torch on a CPU)",
+    )
     p.add_argument(
         "--fast", action="store_true", help="replay as fast as possible instead of in real time"
     )

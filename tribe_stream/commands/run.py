@@ -34,7 +34,11 @@ def add_arguments(p) -> None:
         default=30.0,
         help="seconds of trailing audio the audio extractor hears per bin (default 30)",
     )
-    p.add_argument("--engine", default="torch", help="torch (default), compiled, onnx, tensorrt")
+    p.add_argument(
+        "--engine",
+        default=None,
+        help="torch, compiled, onnx, tensorrt (default: compiled on a GPU, torch on a CPU)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument(
         "--model-dtype", default=None, help="float32, float16, bfloat16 (default: float16 on GPU)"

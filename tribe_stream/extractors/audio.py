@@ -5,13 +5,17 @@ The span is z-scored (mean, unbiased std), turned into 80-mel features (`Seamles
 takes the frame at its start (`F.interpolate(mode="nearest")` over the span, as the official
 extractor). Offline the recording is cut in 30–60 s chunks like the official pipeline; live, each
 pass covers a trailing context of `context_seconds` ending at the newest bin.
+
+The encoder is `AudioTrunk` (`audio_encoder.py`) for the real model's `relative_key` positions,
+the model's own call otherwise. Live on a GPU with `compile=True`, each pass is padded to the
+context's length, so that one CUDA graph, captured once, replays every pass: the pass is ~600
+small kernels, and launching them one by one from Python costs more than running them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import types
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,7 +24,8 @@ from torch import nn
 
 from tribe_stream import BIN_SECONDS
 from tribe_stream.errors import InputError
-from tribe_stream.extractors.accel import compile_blocks, sdpa_context
+from tribe_stream.extractors.accel import CudaGraphStep, compile_blocks, sdpa_context
+from tribe_stream.extractors.audio_encoder import AudioTrunk
 from tribe_stream.extractors.config import ModalitySettings
 from tribe_stream.extractors.fbank import TorchFbank
 from tribe_stream.extractors.grouped import GroupedExtractor
@@ -46,62 +51,9 @@ def zscore(samples: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (x - x.mean()) / (1e-8 + x.std())
 
 
-def _relative_key_attention(
-    self: nn.Module,
-    hidden_states: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    relative_position_embeddings: torch.Tensor | None = None,
-    **kwargs,
-) -> tuple[torch.Tensor, None]:
-    """w2v-BERT `relative_key` self-attention with the same numbers as `transformers`' own, cheaper.
-
-    `transformers` adds `q_i . E[clamp(j - i)] / sqrt(d)` to every score by materialising a
-    `(T, T, d)` table of distance embeddings (288 MB a layer for 30 s in fp16) and an einsum over
-    it. The distance is clamped to `[-left, right]`, so each query meets only `left + right + 1`
-    embeddings: multiply by those (`(T, left + right + 1)` per head) and gather them into the
-    `(T, T)` bias, which goes to scaled-dot-product attention as its additive mask.
-    """
-    if attention_mask is not None:  # padded batches: the model's own path
-        return self._tribe_forward(
-            hidden_states,
-            attention_mask=attention_mask,
-            relative_position_embeddings=relative_position_embeddings,
-            **kwargs,
-        )
-    b, t, _ = hidden_states.shape
-    nh, hs = self.num_heads, self.head_size
-    scaling = hs**-0.5
-    q = self.linear_q(hidden_states).view(b, t, nh, hs).transpose(1, 2)
-    k = self.linear_k(hidden_states).view(b, t, nh, hs).transpose(1, 2)
-    v = self.linear_v(hidden_states).view(b, t, nh, hs).transpose(1, 2)
-    left, right = self.left_max_position_embeddings, self.right_max_position_embeddings
-    table = self.distance_embedding.weight.to(q.dtype)  # (left + right + 1, hs)
-    per_distance = q @ table.t()  # (b, nh, t, left + right + 1)
-    pos = torch.arange(t, device=q.device)
-    dist = (pos[None, :] - pos[:, None]).clamp(-left, right) + left  # (t, t)
-    bias = torch.gather(per_distance, 3, dist.expand(b, nh, t, t)) * scaling
-    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scaling)
-    return self.linear_out(out.transpose(1, 2).reshape(b, t, nh * hs)), None
-
-
-def use_fast_relative_key(model: nn.Module) -> int:
-    """Route each `relative_key` self-attention of a w2v-BERT through `_relative_key_attention`
-    (same weights, same state dict; the original forward stays as `_tribe_forward`). Returns the count."""
-    n = 0
-    for module in model.modules():
-        if (
-            getattr(module, "position_embeddings_type", None) == "relative_key"
-            and hasattr(module, "distance_embedding")
-            and not hasattr(module, "_tribe_forward")
-        ):
-            module._tribe_forward = module.forward
-            module.forward = types.MethodType(_relative_key_attention, module)
-            n += 1
-    return n
-
-
 class GroupedAudioEncoder(nn.Module):
-    """w2v-BERT on input features `(1, T, 160)` -> layer groups per frame `(L, T, D)` float32."""
+    """The model's own call on input features `(B, T, 160)` -> layer groups per frame
+    `(B, L, T, D)` float32: for w2v-BERT variants `AudioTrunk` does not cover."""
 
     def __init__(self, model: nn.Module, groups: list[list[int]]):
         super().__init__()
@@ -112,8 +64,8 @@ class GroupedAudioEncoder(nn.Module):
 
     def forward(self, input_features: torch.Tensor) -> torch.Tensor:
         states = self.model(input_features=input_features, output_hidden_states=True).hidden_states
-        stacked = torch.stack([states[i][0].float() for i in self.needed])  # (n_needed, T, D)
-        return torch.einsum("ln,ntd->ltd", self.weights, stacked)
+        stacked = torch.stack([states[i].float() for i in self.needed], dim=1)  # (B, n, T, D)
+        return torch.einsum("ln,bntd->bltd", self.weights, stacked)
 
 
 class AudioExtractor(GroupedExtractor):
@@ -132,10 +84,18 @@ class AudioExtractor(GroupedExtractor):
         self._setup(model, settings, device)
         self.processor = processor
         self.dtype = next(model.parameters()).dtype
-        self.encoder = GroupedAudioEncoder(model, self.groups).to(device).eval()
-        use_fast_relative_key(model)
+        if AudioTrunk.supports(model):
+            self.encoder: nn.Module = AudioTrunk(model, self.groups).to(device).eval()
+            blocks = self.encoder.layers
+        else:
+            self.encoder = GroupedAudioEncoder(model, self.groups).to(device).eval()
+            blocks = model.encoder.layers
         if compile:
-            compile_blocks(model.encoder.layers, dynamic=None)
+            compile_blocks(blocks, dynamic=None)
+        # live passes padded to the context's length replay one CUDA graph (GPU, compiled trunk)
+        self.pad_live = compile and str(device).startswith("cuda") and AudioTrunk.supports(model)
+        self.graphs = self.pad_live
+        self._steps: dict[int, CudaGraphStep] = {}
         self.attention = tuple(attention) if attention else None
         self.fbank = TorchFbank(processor, device)
         if int(getattr(processor, "sampling_rate", RATE)) != RATE:
@@ -173,28 +133,59 @@ class AudioExtractor(GroupedExtractor):
         return self.fbank.n_frames(n_samples)
 
     @torch.inference_mode()
-    def frames(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Layer-group features of every model frame of the span: `(L, n_frames, D)` float32 on device."""
+    def frames(self, samples: np.ndarray | torch.Tensor, pad_to: int | None = None) -> torch.Tensor:
+        """Layer-group features of every model frame of the span: `(L, n_frames, D)` float32 on device.
+
+        `pad_to` (frames): when `pad_live` is on, run the span padded to this many frames (same
+        features, one static shape: a CUDA graph on the GPU); ignored otherwise or if shorter.
+        """
         x = zscore(torch.as_tensor(np.asarray(samples, dtype=np.float32)).to(self.device))
         if x.numel() < 400:
             raise InputError(f"audio span of {x.numel()} samples is shorter than one 25 ms frame")
         feats = self.fbank(x)[None].to(self.dtype)
+        n = feats.shape[1]
         with sdpa_context(self.attention):
-            return self.encoder(feats)
+            if self.pad_live and pad_to is not None and n <= pad_to:
+                return self._padded(feats, pad_to)[0, :, :n]
+            return self.encoder(feats)[0]
+
+    def _padded(self, feats: torch.Tensor, t: int) -> torch.Tensor:
+        """The trunk over `feats` `(1, n, 160)` padded with frames masked as keys to `t` frames."""
+        n = feats.shape[1]
+        padded = feats.new_zeros((1, t, feats.shape[2]))
+        padded[:, :n] = feats
+        key_bias = torch.full((t,), float("-inf"), dtype=feats.dtype, device=feats.device)
+        key_bias[:n] = 0.0
+        if self.graphs:
+            step = self._steps.get(t)
+            if step is None:
+                try:
+                    step = self._steps[t] = CudaGraphStep(self.encoder, [padded, key_bias])
+                except Exception as exc:  # noqa: BLE001 - the plain pass still works
+                    log.warning("audio: CUDA graph capture failed (%s); running without", exc)
+                    self.graphs = False
+            if step is not None:
+                return step(padded, key_bias)
+        return self.encoder(padded, key_bias)
 
     def extract(
-        self, samples: np.ndarray, t0: float, bins: Sequence[int] | np.ndarray
+        self,
+        samples: np.ndarray,
+        t0: float,
+        bins: Sequence[int] | np.ndarray,
+        pad_to: int | None = None,
     ) -> np.ndarray:
         """Features `(n_bins, L, D)` of `bins`, from samples covering `[t0, t0 + len/16000)` on the stream clock.
 
         One pass over the whole span; each bin takes the frame at its start (nearest sampling).
+        `pad_to`: as in `frames`.
         """
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         b = np.asarray(bins, dtype=np.int64).reshape(-1)
         if b.size == 0:
             return np.zeros((0, *self.shape), np.float32)
         t1 = t0 + len(samples) / RATE
-        per_frame = self.frames(samples)
+        per_frame = self.frames(samples, pad_to)
         idx = frames_for_bins(b, t0, t1, per_frame.shape[1])
         return (
             per_frame[:, torch.as_tensor(idx, device=per_frame.device)]
@@ -258,6 +249,7 @@ class LiveAudio:
         self._buf = np.zeros(0, np.float32)
         self._t0 = 0.0  # stream time of _buf[0]
         self.counters = {"audio_gap_samples": 0, "audio_overlap_samples": 0}
+        self.pad_to = extractor.n_frames(int(round(self.context_seconds * RATE)))
 
     @property
     def end_time(self) -> float:
@@ -302,4 +294,4 @@ class LiveAudio:
             )
         i0 = int(round((t_start - self._t0) * RATE))
         i1 = int(round((t_end - self._t0) * RATE))
-        return self.extractor.extract(self._buf[i0:i1], t_start, b)
+        return self.extractor.extract(self._buf[i0:i1], t_start, b, pad_to=self.pad_to)

@@ -77,6 +77,8 @@ def fp8_supported(device: str | torch.device) -> str | None:
         Fp8Linear(nn.Linear(16, 16, device=device)).matmul(a, torch.ones((16, 1), device=device))
     except (RuntimeError, NotImplementedError) as exc:
         return f"torch {torch.__version__} cannot make FP8 products on {device.type} ({exc})"
+    if device.type == "cuda":
+        _triton_kernel()  # built now, not while torch.compile traces its first use (a graph break)
     return None
 
 
