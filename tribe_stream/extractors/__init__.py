@@ -22,8 +22,9 @@ Audio — `audio.AudioExtractor`
     `extract(samples float32 16 kHz mono, t0, bins) -> (n_bins, L, D)`: one pass over the span
     `[t0, t0 + len/16000)`, each bin the frame at its start (`timing.frames_for_bins`).
     `live(context_seconds=30.0) -> LiveAudio`: `feed(samples, t_start)`, `extract(bins)` over the
-    trailing context ending at the newest bin. `extract_samples(audio) / extract_file(path) -> (L, D, T)`
-    (official 30–60 s chunks).
+    trailing context ending at the newest bin (GPU + `compile=True`: each pass padded to the
+    context, one CUDA graph). `extract_samples(audio) / extract_file(path) -> (L, D, T)`
+    (official 30–60 s chunks). The encoder is `audio_encoder.AudioTrunk` (relative-key models).
 Speech recognition — `asr`
     `WhisperASR(model_path=None).transcribe(audio16k, offset=0.0) -> list[Word]` (offline);
     `LiveASR(asr).feed(samples, t_end) -> list[Word]` returns newly stable words once
