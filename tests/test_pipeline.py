@@ -60,6 +60,14 @@ def _replay(clip, demo, lag, realtime=False, sinks=()):
     return pipe, pipe.run()
 
 
+def test_live_runs_take_the_compiled_engine_on_a_gpu_unless_told():
+    from tribe_stream.stream.live import default_engine
+
+    assert default_engine(None, "cuda") == default_engine(None, "cuda:1") == "compiled"
+    assert default_engine(None, "cpu") == "torch"
+    assert default_engine("onnx", "cuda") == "onnx"
+
+
 def test_window_rule():
     assert window_for(0, 0.0) == window_for(0, 0.0, None)
     w = window_for(150, 2.0)  # e = 306 bins: the last 200 of them

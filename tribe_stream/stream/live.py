@@ -58,6 +58,13 @@ def _device(opts: LiveOptions) -> tuple[str, str]:
     return device, dtype
 
 
+def default_engine(engine: str | None, device: str) -> str:
+    """The brain-model engine a live run uses: the one asked for, else `compiled` on a GPU (a live
+    window's length changes every second for 100 s; eager pays for each new length) and `torch`
+    on a CPU (compiling costs more there than it saves)."""
+    return engine or ("compiled" if device.startswith("cuda") else "torch")
+
+
 def load_stream_extractors(
     opts: LiveOptions, loaded, device: str, want: tuple[str, ...]
 ) -> Extractors:
@@ -175,7 +182,7 @@ def run_live(opts: LiveOptions) -> int:
     with tempfile.TemporaryDirectory(prefix="tribe-stream-") as tmpdir:
         sources, want = _sources(opts, clock, Path(tmpdir))
         loaded = load_brain_model(opts.checkpoint)
-        engine_name = opts.engine or ("compiled" if device.startswith("cuda") else "torch")
+        engine_name = default_engine(opts.engine, device)
         engine = make_engine(engine_name, loaded, device=device, dtype=dtype)
         extractors = load_stream_extractors(opts, loaded, device, want)
         active = extractors.active()
