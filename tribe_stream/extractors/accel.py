@@ -1,4 +1,5 @@
-"""GPU speed-ups shared by the extractors: regional compilation, attention kernel choice, CUDA graphs.
+"""GPU speed-ups shared by the extractors: regional compilation, fused projections, attention
+kernel choice, CUDA graphs.
 
 Each keeps the model's own modules and numbers; only how they are launched changes.
 """
@@ -36,6 +37,23 @@ def compile_blocks(
         block.compile(dynamic=dynamic, mode=mode)
         n += 1
     return n
+
+
+def fused_linear(*linears: nn.Linear) -> nn.Linear:
+    """Several `nn.Linear` of one input stacked into one (e.g. query, key and value: one product)."""
+    first = linears[0]
+    out = nn.Linear(
+        first.in_features,
+        sum(lin.out_features for lin in linears),
+        bias=first.bias is not None,
+        device=first.weight.device,
+        dtype=first.weight.dtype,
+    )
+    with torch.no_grad():
+        out.weight.copy_(torch.cat([lin.weight for lin in linears]))
+        if first.bias is not None:
+            out.bias.copy_(torch.cat([lin.bias for lin in linears]))
+    return out.requires_grad_(False)
 
 
 def sdpa_context(preference: Sequence[str] | None) -> contextlib.AbstractContextManager:

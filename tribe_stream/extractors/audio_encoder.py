@@ -16,24 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tribe_stream.extractors.accel import fused_linear
 from tribe_stream.extractors.layers import needed_group_weights
-
-
-def _fused_linear(*linears: nn.Linear) -> nn.Linear:
-    """Several `nn.Linear` of one input stacked into one."""
-    first = linears[0]
-    out = nn.Linear(
-        first.in_features,
-        sum(lin.out_features for lin in linears),
-        bias=first.bias is not None,
-        device=first.weight.device,
-        dtype=first.weight.dtype,
-    )
-    with torch.no_grad():
-        out.weight.copy_(torch.cat([lin.weight for lin in linears]))
-        if first.bias is not None:
-            out.bias.copy_(torch.cat([lin.bias for lin in linears]))
-    return out.requires_grad_(False)
 
 
 def distance_index(t: int, left: int, right: int, device) -> torch.Tensor:
@@ -53,7 +37,7 @@ class ConformerLayer(nn.Module):
         self.attn_norm = layer.self_attn_layer_norm
         self.heads, self.head_dim = attn.num_heads, attn.head_size
         self.scale = attn.scaling
-        self.qkv = _fused_linear(attn.linear_q, attn.linear_k, attn.linear_v)
+        self.qkv = fused_linear(attn.linear_q, attn.linear_k, attn.linear_v)
         self.attn_out = attn.linear_out
         self.distances = attn.distance_embedding.weight  # (left + right + 1, head_dim)
         self.left, self.right = (

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tribe_stream.extractors.accel import fused_linear
 from tribe_stream.extractors.fp8 import ACT_DTYPE, Fp8Linear, gelu_quantize_rows, quantize_rows
 from tribe_stream.extractors.layers import needed_group_weights
 
@@ -73,23 +74,6 @@ class TubeletEmbed(nn.Module):
         return out.view(b, -1, self.weight.shape[0])
 
 
-def _fused_qkv(attn: nn.Module) -> nn.Linear:
-    """Query, key and value projections stacked into one `nn.Linear`."""
-    q, k, v = attn.query, attn.key, attn.value
-    qkv = nn.Linear(
-        q.in_features,
-        3 * q.out_features,
-        bias=q.bias is not None,
-        device=q.weight.device,
-        dtype=q.weight.dtype,
-    )
-    with torch.no_grad():
-        qkv.weight.copy_(torch.cat([q.weight, k.weight, v.weight]))
-        if q.bias is not None:
-            qkv.bias.copy_(torch.cat([q.bias, k.bias, v.bias]))
-    return qkv.requires_grad_(False)
-
-
 class EncoderLayer(nn.Module):
     """One V-JEPA2 block: pre-norm rotary self-attention and a GELU MLP, each with a residual."""
 
@@ -99,7 +83,7 @@ class EncoderLayer(nn.Module):
         self.heads, self.head_dim = attn.num_attention_heads, attn.attention_head_size
         self.scale = attn.scaling
         self.norm1, self.norm2 = layer.norm1, layer.norm2
-        self.qkv, self.proj = _fused_qkv(attn), attn.proj
+        self.qkv, self.proj = fused_linear(attn.query, attn.key, attn.value), attn.proj
         self.fc1, self.act, self.fc2 = layer.mlp.fc1, layer.mlp.activation, layer.mlp.fc2
         self.fp8 = fp8
         if fp8:
