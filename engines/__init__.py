@@ -8,7 +8,7 @@
 | `tensorrt` | TensorRT engine built from the same ONNX graph (needs the `tensorrt` package) |
 """
 
-from engines.base import Engine, make_engine
+from tribe_stream.engines.base import Engine, make_engine
 
 __all__ = ["Engine", "make_engine", "ENGINES"]
 

@@ -75,19 +75,19 @@ def make_engine(
 ) -> Engine:
     """Build the engine called `name` (see `engines.ENGINES`)."""
     if name == "torch":
-        from engines.torch_engine import TorchEngine
+        from tribe_stream.engines.torch_engine import TorchEngine
 
         return TorchEngine(loaded, device=device, dtype=dtype)
     if name == "compiled":
-        from engines.torch_engine import CompiledEngine
+        from tribe_stream.engines.torch_engine import CompiledEngine
 
         return CompiledEngine(loaded, device=device, dtype=dtype)
     if name == "onnx":
-        from engines.onnx_engine import OnnxEngine
+        from tribe_stream.engines.onnx_engine import OnnxEngine
 
         return OnnxEngine(loaded, dtype=dtype)
     if name == "tensorrt":
-        from engines.tensorrt_engine import TensorRTEngine
+        from tribe_stream.engines.tensorrt_engine import TensorRTEngine
 
         return TensorRTEngine(loaded, dtype=dtype)
     raise TribeStreamError(

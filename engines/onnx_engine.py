@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tribe_stream.engines.base import Engine
+from tribe_stream.engines.static_window import StaticWindow, pack_inputs
 
-from engines.base import Engine
-from engines.static_window import StaticWindow, pack_inputs
-from engines.torch_engine import torch_dtype
+from tribe_stream.devices import torch_dtype
 from tribe_stream.errors import TribeStreamError
 from tribe_stream.model.loading import LoadedModel
 

@@ -6,22 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from tribe_stream.engines.base import Engine
+from tribe_stream.engines.static_window import StaticWindow, pack_inputs
 
-from engines.base import Engine
-from engines.static_window import StaticWindow, pack_inputs
-from tribe_stream.errors import TribeStreamError
+from tribe_stream.devices import torch_dtype
 from tribe_stream.model.loading import LoadedModel
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise TribeStreamError(
-            f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}"
-        ) from None
 
 
 class TorchEngine(Engine):

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_case
-
-from engines import make_engine
-from engines.static_window import StaticWindow, pack_inputs
+from tribe_stream.engines import make_engine
+from tribe_stream.engines.static_window import StaticWindow, pack_inputs
 
 
 @pytest.mark.parametrize("case", ["full_T200", "no_audio_T200"])

@@ -17,7 +17,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from engines.torch_engine import torch_dtype
+    from tribe_stream.devices import torch_dtype
     from tribe_stream.errors import TribeStreamError
     from tribe_stream.model.convert import save_safetensors
     from tribe_stream.model.loading import load_brain_model

@@ -32,7 +32,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from engines import make_engine
+    from tribe_stream.engines import make_engine
     from tribe_stream.model.loading import load_brain_model
     from tribe_stream.offline import predict_windows, read_features
 

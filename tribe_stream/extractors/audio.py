@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from tribe_stream import BIN_SECONDS
+from tribe_stream.devices import pick_dtype
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.accel import CudaGraphStep, compile_blocks, sdpa_context
 from tribe_stream.extractors.audio_encoder import AudioTrunk
@@ -30,7 +31,7 @@ from tribe_stream.extractors.config import ModalitySettings
 from tribe_stream.extractors.fbank import TorchFbank
 from tribe_stream.extractors.grouped import GroupedExtractor
 from tribe_stream.extractors.layers import needed_group_weights
-from tribe_stream.extractors.loading import load_pretrained, locate, pick_dtype
+from tribe_stream.extractors.loading import load_pretrained, locate
 from tribe_stream.extractors.timing import (
     chunk_bounds,
     frames_for_bins,

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tribe_stream.devices import pick_device
 from tribe_stream.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -90,41 +91,6 @@ def load_pretrained(cls: Any, folder: Path, what: str, **kwargs: Any) -> Any:
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-
-
-def pick_device(device: str | None) -> str:
-    """`auto`/None -> cuda when available, else cpu."""
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise CheckpointError(
-            f"device {device!r} asked for, but torch sees no CUDA GPU; use --device cpu"
-        )
-    return str(device)
-
-
-def pick_dtype(device: str, dtype: Any = None, half: Any = None) -> Any:
-    """float32 on CPU; the given half type (default float16) on GPU, unless `dtype` says otherwise."""
-    import torch
-
-    if dtype is not None:
-        if isinstance(dtype, str):
-            try:
-                return {
-                    "float32": torch.float32,
-                    "float16": torch.float16,
-                    "bfloat16": torch.bfloat16,
-                }[dtype]
-            except KeyError:
-                raise CheckpointError(
-                    f"dtype {dtype!r} is not one of float32, float16, bfloat16"
-                ) from None
-        return dtype
-    if device.startswith("cuda"):
-        return half or torch.float16
-    return torch.float32
 
 
 def locate(

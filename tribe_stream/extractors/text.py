@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from tribe_stream.devices import pick_dtype
 from tribe_stream.errors import CheckpointError, InputError
 from tribe_stream.extractors.accel import CudaGraphStep, compile_blocks
 from tribe_stream.extractors.config import ModalitySettings
 from tribe_stream.extractors.grouped import GroupedExtractor
 from tribe_stream.extractors.layers import needed_group_weights
-from tribe_stream.extractors.loading import load_pretrained, locate, pick_dtype
+from tribe_stream.extractors.loading import load_pretrained, locate
 from tribe_stream.extractors.timing import place_words
 from tribe_stream.types import Word
 

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from tribe_stream.devices import pick_dtype
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.accel import compile_blocks, sdpa_context
 from tribe_stream.extractors.config import ModalitySettings
 from tribe_stream.extractors.fp8 import fp8_supported
 from tribe_stream.extractors.grouped import GroupedExtractor
-from tribe_stream.extractors.loading import load_pretrained, locate, pick_dtype
+from tribe_stream.extractors.loading import load_pretrained, locate
 from tribe_stream.extractors.timing import (
     FRAME_EPS,
     chunk_bounds,

@@ -51,11 +51,10 @@ class LiveOptions:
 
 
 def _device(opts: LiveOptions) -> tuple[str, str]:
-    import torch
+    from tribe_stream.devices import dtype_name, pick_device, pick_dtype
 
-    device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = opts.dtype or ("float16" if device.startswith("cuda") else "float32")
-    return device, dtype
+    device = pick_device(opts.device)
+    return device, dtype_name(pick_dtype(device, opts.dtype))
 
 
 def default_engine(engine: str | None, device: str) -> str:
@@ -173,7 +172,7 @@ def _close_viewer(viewer: subprocess.Popen, linger: float | None) -> None:
 
 def run_live(opts: LiveOptions) -> int:
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
-    from engines import make_engine
+    from tribe_stream.engines import make_engine
     from tribe_stream.model.loading import load_brain_model
 
     device, dtype = _device(opts)
