@@ -60,6 +60,21 @@ class Engine(ABC):
             raise InputError(f"a window holds 1 to {MAX_TOKENS} bins, got {T}")
         return T
 
+    @staticmethod
+    def finite(out: np.ndarray, features: dict) -> np.ndarray:
+        """`out` if every value is finite; else an InputError naming the likely cause."""
+        if np.isfinite(out).all():
+            return out
+        peak = max(
+            float(x.abs().max() if isinstance(x, torch.Tensor) else np.abs(x).max())
+            for x in features.values()
+            if x is not None
+        )
+        raise InputError(
+            f"the brain model's output is not finite (NaN or inf) for these features (largest "
+            f"|value| {peak:.3g}): features this large overflow it; check how they were made"
+        )
+
     @abstractmethod
     def run(
         self,

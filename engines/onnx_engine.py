@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
+import io
+import logging
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,8 +15,10 @@ import torch
 from tribe_stream.engines.base import Engine
 from tribe_stream.engines.static_window import StaticWindow, pack_inputs
 
+from tribe_stream import MAX_TOKENS
 from tribe_stream.devices import torch_dtype
 from tribe_stream.errors import TribeStreamError
+from tribe_stream.model.fmri_encoder import copy_model
 from tribe_stream.model.loading import LoadedModel
 
 INPUT_NAMES = ["text", "audio", "video", "present", "valid", "rows"]
@@ -28,7 +33,7 @@ def export_onnx(
     int64 (dynamic R). Output: `pred (R, n_outputs)`. TensorRT builds its engine from this file.
     """
     path = Path(path)
-    model = loaded.model.to(dtype=torch_dtype(dtype)).eval()
+    model = copy_model(loaded.model, "cpu", torch_dtype(dtype))
     window = StaticWindow(model).eval()
     dummy = {m: torch.zeros(1) for m in ("text", "audio", "video")}
     first = next(m for m, d in loaded.config.feature_dims.items() if d)
@@ -36,18 +41,38 @@ def export_onnx(
     dummy[first] = torch.zeros(dims[0], dims[1], 4)
     feats = {m: (dummy[m] if m == first else None) for m in loaded.config.feature_dims}
     inputs = (*pack_inputs(feats, loaded.config, dtype=torch_dtype(dtype)), torch.tensor([0, 1]))
-    with torch.inference_mode(False), torch.no_grad():
-        torch.onnx.export(
+    rows = torch.export.Dim("R", min=1, max=MAX_TOKENS)
+    dynamic = {name: None for name in INPUT_NAMES} | {"rows": {0: rows}}
+    with torch.inference_mode(False), torch.no_grad(), _quiet():
+        program = torch.onnx.export(  # the torch.export-based exporter (dynamo), not TorchScript
             window,
             inputs,
-            str(path),
             input_names=INPUT_NAMES,
             output_names=["pred"],
-            dynamic_axes={"rows": {0: "R"}, "pred": {0: "R"}},
+            dynamic_shapes=dynamic,
             opset_version=opset,
-            dynamo=False,
+            dynamo=True,
+            verbose=False,
         )
+    program.save(str(path))
     return path
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter reports each of its stages on stdout and warns about absent torchvision
+    operators: keep that out of the user's terminal unless debugging."""
+    names = ("torch.onnx", "torch.onnx._internal.exporter._registration")
+    levels = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations
+            yield
+    finally:
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
 
 
 class OnnxEngine(Engine):
@@ -70,17 +95,19 @@ class OnnxEngine(Engine):
                 "the onnx engine needs onnxruntime: pip install 'tribe-stream[onnx]'"
             ) from None
         self.dtype = torch_dtype(dtype)
-        if onnx_path is None:
-            fd, tmp = tempfile.mkstemp(suffix=".onnx")
-            os.close(fd)
-            onnx_path = export_onnx(loaded, tmp, dtype=dtype)
-        self.onnx_path = Path(onnx_path)
         available = ort.get_available_providers()
         providers = list(
             providers
             or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         )
-        self.session = ort.InferenceSession(str(self.onnx_path), providers=providers)
+        if onnx_path is not None:
+            self.onnx_path: Path | None = Path(onnx_path)
+            self.session = ort.InferenceSession(str(self.onnx_path), providers=providers)
+            return
+        self.onnx_path = None  # exported to a temporary file, read once, then deleted
+        with tempfile.TemporaryDirectory(prefix="tribe-onnx-") as tmp:
+            path = export_onnx(loaded, Path(tmp) / "window.onnx", dtype=dtype)
+            self.session = ort.InferenceSession(str(path), providers=providers)
 
     def run(self, features, *, pool: bool = True, rows: Sequence[int] | None = None) -> np.ndarray:
         T = self.check(features)
@@ -100,4 +127,4 @@ class OnnxEngine(Engine):
         )
         feed["present"] = feed["present"].astype(np.float32)
         (out,) = self.session.run(["pred"], feed)
-        return out.astype(np.float32, copy=False)
+        return self.finite(out.astype(np.float32, copy=False), features)

@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from tribe_stream import MAX_TOKENS
-from tribe_stream.model.fmri_encoder import FmriEncoder, pool_pairs
+from tribe_stream.model.fmri_encoder import FmriEncoder
 
 
 class StaticWindow(nn.Module):
-    """forward(text, audio, video, present, valid, rows) → `(R, n_outputs)` pooled rows.
+    """forward(text, audio, video, present, valid, rows) → `(R, n_outputs)` pooled rows: the
+    model's own forward with a validity mask, under the fixed signature engines compile/export.
 
     - each modality: `(1, L, D, 200)`, zeros where absent or padded;
     - `present (3,)`: 1.0 for a present modality, 0.0 for an absent one (zeros after its projector);
@@ -23,19 +24,9 @@ class StaticWindow(nn.Module):
         super().__init__()
         self.model = model
         self.window = window
-        self.modalities = list(model.config.feature_dims)
 
     def forward(self, text, audio, video, present, valid, rows):
-        feats = {"text": text, "audio": audio, "video": video}
-        parts = []
-        for i, m in enumerate(self.modalities):
-            x = feats[m].to(self.model.time_pos_embed.dtype).flatten(1, 2).transpose(1, 2)
-            parts.append(self.model.projectors[m](x) * present[i].to(x.dtype))
-        x = self.model.encode(torch.cat(parts, dim=-1), valid)
-        # pool over real tokens only: a lone last token (odd T) is its own row, as in eager
-        real = (torch.arange(x.shape[1], device=x.device) < valid).to(x.dtype)[None, :, None]
-        x = pool_pairs(x * real) / pool_pairs(real).clamp_min(0.5)
-        return self.model.head(x.index_select(1, rows))[0]
+        return self.model(text, audio, video, pool=True, rows=rows, present=present, valid=valid)[0]
 
 
 def pack_inputs(

@@ -5,7 +5,6 @@ Needs the `tensorrt` Python package (10.x) and a CUDA GPU; the buffers live in t
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,9 +61,9 @@ class TensorRTEngine(Engine):
         if not torch.cuda.is_available():
             raise TribeStreamError("the tensorrt engine needs a CUDA GPU")
         if engine_path is None or not Path(engine_path).exists():
-            fd, tmp = tempfile.mkstemp(suffix=".onnx")
-            os.close(fd)
-            blob = build_engine(export_onnx(loaded, tmp, dtype="float32"), fp16=dtype != "float32")
+            with tempfile.TemporaryDirectory(prefix="tribe-onnx-") as tmp:
+                onnx = export_onnx(loaded, Path(tmp) / "window.onnx", dtype="float32")
+                blob = build_engine(onnx, fp16=dtype != "float32")
             if engine_path is not None:
                 Path(engine_path).write_bytes(blob)
         else:
@@ -94,4 +93,4 @@ class TensorRTEngine(Engine):
         self.context.set_tensor_address("pred", out.data_ptr())
         self.context.execute_async_v3(self.stream.cuda_stream)
         self.stream.synchronize()
-        return out.cpu().numpy()
+        return self.finite(out.cpu().numpy(), features)

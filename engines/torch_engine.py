@@ -10,11 +10,16 @@ from tribe_stream.engines.base import Engine
 from tribe_stream.engines.static_window import StaticWindow, pack_inputs
 
 from tribe_stream.devices import torch_dtype
+from tribe_stream.model.fmri_encoder import copy_model
 from tribe_stream.model.loading import LoadedModel
 
 
 class TorchEngine(Engine):
-    """The model as written, eager, on `device` in `dtype` (weights cast, norms in float32)."""
+    """The model as written, eager, on `device` in `dtype` (weights cast, norms in float32).
+
+    The engine runs its own copy of the weights (`copy_model`): the loaded model it was given is
+    never moved or cast, so engines of different dtypes built from one model all stay exact.
+    """
 
     name = "torch"
 
@@ -22,7 +27,7 @@ class TorchEngine(Engine):
         super().__init__(loaded)
         self.device = torch.device(device)
         self.dtype = torch_dtype(dtype)
-        self.model = loaded.model.to(device=self.device, dtype=self.dtype)
+        self.model = copy_model(loaded.model, self.device, self.dtype)
 
     def _tensors(self, features):
         return {
@@ -39,7 +44,7 @@ class TorchEngine(Engine):
         self.check(features)
         idx = torch.as_tensor(list(rows), device=self.device) if rows is not None else None
         out = self.model(**self._tensors(features), pool=pool, rows=idx)
-        return out[0].float().cpu().numpy()
+        return self.finite(out[0].float().cpu().numpy(), features)
 
 
 class CompiledEngine(TorchEngine):
@@ -68,7 +73,7 @@ class CompiledEngine(TorchEngine):
         )
         idx = torch.as_tensor(rows, device=self.device, dtype=torch.long)
         out = self.compiled(*inputs, idx)
-        return out.float().cpu().numpy()
+        return self.finite(out.float().cpu().numpy(), features)
 
     def _tensors_lt(self, features):
         return {

@@ -73,3 +73,42 @@ def test_compiled_engine_matches_official(small_model):
     feats, _ = load_case("partial_T37_tokens")
     eager = make_engine("torch", small_model).run(feats)
     assert np.abs(engine.run(feats, rows=[18]) - eager[18:]).max() < 1e-4
+
+
+def test_engines_never_change_the_model_they_are_given(small_model):
+    """A bfloat16 engine built after a float32 one used to cast the shared model in place, and the
+    float32 engine's error went from 2e-6 to 3e-2."""
+    feats, expected = load_case("full_T200")
+    weights = small_model.model.time_pos_embed
+    first = make_engine("torch", small_model)
+    assert np.abs(first.run(feats) - expected).max() < 1e-5
+    half = make_engine("torch", small_model, dtype="bfloat16")
+    onnx_half = (
+        make_engine("onnx", small_model, dtype="float16")
+        if importlib.util.find_spec("onnxruntime")
+        else None
+    )
+    assert small_model.model.time_pos_embed is weights
+    assert weights.dtype == torch.float32
+    assert np.abs(first.run(feats) - expected).max() < 1e-5  # still exact
+    for engine in (half, onnx_half):
+        if engine is not None:  # each in its own precision: close, not exact
+            out = engine.run(feats)
+            assert 1e-5 < np.abs(out - expected).max() < 0.1
+
+
+def test_shared_weights_are_not_copied_when_nothing_changes(small_model):
+    engine = make_engine("torch", small_model)  # same device and dtype: no second copy in memory
+    assert engine.model is not small_model.model
+    assert engine.model.time_pos_embed.data_ptr() == small_model.model.time_pos_embed.data_ptr()
+
+
+@pytest.mark.parametrize("name", ["torch", "compiled"])
+def test_non_finite_output_is_refused(name, small_model):
+    """Features of 3e38 are finite but overflow the projectors: all-NaN maps must not pass."""
+    from tribe_stream.errors import InputError
+
+    feats, _ = load_case("full_T200")
+    feats = {m: np.full_like(x, 3e38) for m, x in feats.items()}
+    with pytest.raises(InputError, match="not finite"):
+        make_engine(name, small_model).run(feats)

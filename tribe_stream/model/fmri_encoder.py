@@ -152,22 +152,29 @@ class FmriEncoder(nn.Module):
         self.predictor_weights = nn.Parameter(torch.zeros(c.n_subject_rows, head_in, c.n_outputs))
         self.predictor_bias = nn.Parameter(torch.zeros(c.n_subject_rows, c.n_outputs))
 
-    def embed(self, features: dict[str, torch.Tensor | None]) -> torch.Tensor:
-        """Project each modality to hidden/3 and concat text|audio|video → `(B, T, hidden)`."""
-        present = {m: x for m, x in features.items() if x is not None}
-        if not present:
+    def embed(
+        self, features: dict[str, torch.Tensor | None], present: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Project each modality to hidden/3 and concat text|audio|video → `(B, T, hidden)`.
+
+        An absent modality (None) gives zeros after its projector. `present (n_modalities,)`, for
+        static graphs that always pass every modality: 1.0 keeps a modality's projection, 0.0
+        makes it absent (the same zeros).
+        """
+        given = {m: x for m, x in features.items() if x is not None}
+        if not given:
             raise InputError("no modality given: pass at least one of text, audio, video")
-        unknown = set(present) - set(self.config.feature_dims)
+        unknown = set(given) - set(self.config.feature_dims)
         if unknown:
             raise InputError(
                 f"unknown modalities {sorted(unknown)}; the model takes {list(self.config.feature_dims)}"
             )
-        first = next(iter(present.values()))
+        first = next(iter(given.values()))
         B, T = first.shape[0], first.shape[-1]
         dtype = self.time_pos_embed.dtype
         parts = []
-        for m, dims in self.config.feature_dims.items():
-            x = present.get(m)
+        for i, (m, dims) in enumerate(self.config.feature_dims.items()):
+            x = given.get(m)
             if x is None or m not in self.projectors:  # absent: zeros after the projector
                 parts.append(
                     torch.zeros(B, T, self.config.modality_width, device=first.device, dtype=dtype)
@@ -180,7 +187,8 @@ class FmriEncoder(nn.Module):
                     f"{m} features have shape {tuple(x.shape)}; expected (B={B}, L={dims[0]}, D={dims[1]}, T={T})"
                 )
             x = x.to(dtype).flatten(1, 2).transpose(1, 2)  # b l d t -> b t (l d), layer-major
-            parts.append(self.projectors[m](x))
+            y = self.projectors[m](x)
+            parts.append(y if present is None else y * present[i].to(y.dtype))
         return torch.cat(parts, dim=-1)
 
     def forward(
@@ -190,11 +198,20 @@ class FmriEncoder(nn.Module):
         video: torch.Tensor | None = None,
         pool: bool = True,
         rows: torch.Tensor | slice | None = None,
+        present: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = self.encode(self.embed({"text": text, "audio": audio, "video": video}))
+        """Features → `(B, rows, n_outputs)`. `present` and `valid` serve fixed-shape windows
+        (compiled, ONNX and TensorRT engines): every modality passed, absent ones flagged 0 in
+        `present`; only the first `valid` tokens real, the rest padding that nothing attends to
+        and no pooled row averages in."""
+        x = self.embed({"text": text, "audio": audio, "video": video}, present)
+        x = self.encode(x, valid)
         if pool:
-            x = pool_pairs(x)
-        if rows is not None:
+            x = pool_pairs(x) if valid is None else pool_valid_pairs(x, valid)
+        if isinstance(rows, torch.Tensor):
+            x = x.index_select(1, rows)
+        elif rows is not None:
             x = x[:, rows]
         return self.head(x)
 
@@ -230,3 +247,31 @@ def pool_pairs(x: torch.Tensor) -> torch.Tensor:
         last = x[:, -1:]
         return torch.cat((pool_pairs(x[:, :-1]), last), dim=1) if T > 1 else last
     return x.view(x.shape[0], T // 2, 2, x.shape[2]).mean(dim=2)
+
+
+def pool_valid_pairs(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """`pool_pairs` over the first `valid` tokens only (padding after them is left out): a lone
+    last real token (odd `valid`) is its own row, as in `pool_pairs` of the unpadded window."""
+    real = (torch.arange(x.shape[1], device=x.device)[None, :] < valid[:, None]).to(x.dtype)
+    real = real[:, :, None]
+    return pool_pairs(x * real) / pool_pairs(real).clamp_min(0.5)
+
+
+def copy_model(
+    model: FmriEncoder, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> FmriEncoder:
+    """A new FmriEncoder with `model`'s weights on `device` in `dtype`; `model` is never changed.
+
+    Weights already on that device in that dtype are shared (read-only), not copied; buffers (the
+    rotary frequencies) stay float32. Each engine runs its own copy, so building a bfloat16
+    engine never degrades a float32 one built from the same loaded model.
+    """
+    with torch.device("meta"):
+        new = FmriEncoder(model.config)
+    params = {name for name, _ in model.named_parameters()}
+    state = {
+        k: v.detach().to(device=device, dtype=dtype if k in params else None)
+        for k, v in model.state_dict().items()
+    }
+    new.load_state_dict(state, strict=True, assign=True)
+    return new.requires_grad_(False).eval()
