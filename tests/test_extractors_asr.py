@@ -21,7 +21,7 @@ from tribe_stream.extractors.asr import (
     resolve_whisper_model,
     words_text,
 )
-from tribe_stream.extractors.media import read_audio
+from tribe_stream.media import read_audio
 
 SENTENCE = "The quick brown fox jumps over the lazy dog. Then the dog went home and slept until the morning."
 REASON = asr_available() or (

@@ -9,7 +9,6 @@ import torch
 
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.demo import DEMO_SHAPE, demo_config, demo_extractors_path
-from tribe_stream.extractors.media import iter_video_frames
 from tribe_stream.extractors.timing import clip_sample_times, select_frames
 from tribe_stream.extractors.video import (
     VideoExtractor,
@@ -17,6 +16,7 @@ from tribe_stream.extractors.video import (
     preprocess_frames,
     resized_shape,
 )
+from tribe_stream.media import iter_video_frames
 
 
 @pytest.fixture(scope="module")

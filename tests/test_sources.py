@@ -16,17 +16,17 @@ import numpy as np
 import pytest
 
 from tribe_stream.errors import SourceError
+from tribe_stream.media import BadFrame, frame_to_rgb, target_size
+from tribe_stream.media import probe as probe_file
 from tribe_stream.sources import (
     COUNTER_KEYS,
     FileReplay,
     make_clip,
     open_camera,
     parse_camera_spec,
-    probe_file,
     read_frame_index,
 )
 from tribe_stream.sources.clip import clip_tone_hz
-from tribe_stream.sources.frames import BadFrame, frame_to_rgb, target_size
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.types import Chunk
 

@@ -13,7 +13,7 @@ class InputError(TribeStreamError):
     """Features, media or arguments that do not fit what the model expects."""
 
 
-class SourceError(TribeStreamError):
+class SourceError(InputError):
     """A camera, microphone or file source that cannot be opened or has gone away."""
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tribe_stream import BIN_SECONDS
+from tribe_stream import AUDIO_RATE, BIN_SECONDS
 from tribe_stream.devices import pick_dtype
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.accel import CudaGraphStep, compile_blocks, sdpa_context
@@ -40,8 +40,6 @@ from tribe_stream.extractors.timing import (
 )
 
 log = logging.getLogger(__name__)
-
-RATE = 16000
 
 
 def zscore(samples: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -99,7 +97,7 @@ class AudioExtractor(GroupedExtractor):
         self._steps: dict[int, CudaGraphStep] = {}
         self.attention = tuple(attention) if attention else None
         self.fbank = TorchFbank(processor, device)
-        if int(getattr(processor, "sampling_rate", RATE)) != RATE:
+        if int(getattr(processor, "sampling_rate", AUDIO_RATE)) != AUDIO_RATE:
             raise InputError(
                 f"the audio processor expects {processor.sampling_rate} Hz; tribe-stream feeds 16 kHz"
             )
@@ -185,7 +183,7 @@ class AudioExtractor(GroupedExtractor):
         b = np.asarray(bins, dtype=np.int64).reshape(-1)
         if b.size == 0:
             return np.zeros((0, *self.shape), np.float32)
-        t1 = t0 + len(samples) / RATE
+        t1 = t0 + len(samples) / AUDIO_RATE
         per_frame = self.frames(samples, pad_to)
         idx = frames_for_bins(b, t0, t1, per_frame.shape[1])
         return (
@@ -198,7 +196,7 @@ class AudioExtractor(GroupedExtractor):
     def extract_chunk(self, samples: np.ndarray) -> np.ndarray:
         """One official chunk -> `(L, D, round(2*duration))`, nearest frame per bin."""
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        n_out = n_bins_for(len(samples) / RATE)
+        n_out = n_bins_for(len(samples) / AUDIO_RATE)
         per_frame = self.frames(samples)
         idx = torch.as_tensor(
             nearest_frame_indices(per_frame.shape[1], n_out), device=per_frame.device
@@ -208,13 +206,13 @@ class AudioExtractor(GroupedExtractor):
     def extract_samples(self, samples: np.ndarray, n_bins: int | None = None) -> np.ndarray:
         """A whole recording (16 kHz mono) -> `(L, D, T)`: official 30–60 s chunks, each one pass."""
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        duration = len(samples) / RATE
+        duration = len(samples) / AUDIO_RATE
         total = n_bins if n_bins is not None else n_bins_for(duration)
         out = np.zeros((*self.shape, total), np.float32)
         for c0, c1 in chunk_bounds(
             duration, self.settings.chunk_max_seconds, self.settings.chunk_min_seconds
         ):
-            piece = samples[int(round(c0 * RATE)) : int(round(c1 * RATE))]
+            piece = samples[int(round(c0 * AUDIO_RATE)) : int(round(c1 * AUDIO_RATE))]
             if len(piece) < 400:
                 continue
             feats = self.extract_chunk(piece)
@@ -225,7 +223,7 @@ class AudioExtractor(GroupedExtractor):
 
     def extract_file(self, path: str | os.PathLike, n_bins: int | None = None) -> np.ndarray:
         """A media file's first audio stream -> `(L, D, T)`."""
-        from tribe_stream.extractors.media import read_audio
+        from tribe_stream.media import read_audio
 
         return self.extract_samples(read_audio(path), n_bins)
 
@@ -250,12 +248,12 @@ class LiveAudio:
         self._buf = np.zeros(0, np.float32)
         self._t0 = 0.0  # stream time of _buf[0]
         self.counters = {"audio_gap_samples": 0, "audio_overlap_samples": 0}
-        self.pad_to = extractor.n_frames(int(round(self.context_seconds * RATE)))
+        self.pad_to = extractor.n_frames(int(round(self.context_seconds * AUDIO_RATE)))
 
     @property
     def end_time(self) -> float:
         """Stream time just after the newest sample held."""
-        return self._t0 + len(self._buf) / RATE
+        return self._t0 + len(self._buf) / AUDIO_RATE
 
     def feed(self, samples: np.ndarray, t_start: float) -> None:
         """Append mono 16 kHz samples starting at stream time `t_start`."""
@@ -263,7 +261,7 @@ class LiveAudio:
         if not len(self._buf):
             self._t0 = float(t_start)
         else:
-            gap = int(round((t_start - self.end_time) * RATE))
+            gap = int(round((t_start - self.end_time) * AUDIO_RATE))
             if gap > 0:
                 self.counters["audio_gap_samples"] += gap
                 x = np.concatenate([np.zeros(gap, np.float32), x])
@@ -271,11 +269,11 @@ class LiveAudio:
                 self.counters["audio_overlap_samples"] += min(-gap, len(x))
                 x = x[-gap:]
         self._buf = np.concatenate([self._buf, x])
-        keep = int(round((self.context_seconds + 2.0) * RATE))
+        keep = int(round((self.context_seconds + 2.0) * AUDIO_RATE))
         if len(self._buf) > keep:
             cut = len(self._buf) - keep
             self._buf = self._buf[cut:]
-            self._t0 += cut / RATE
+            self._t0 += cut / AUDIO_RATE
 
     def extract(self, bins: Sequence[int] | np.ndarray) -> np.ndarray:
         """Features `(n, L, D)` of `bins`, from the trailing context ending at the newest bin's end."""
@@ -293,6 +291,6 @@ class LiveAudio:
             raise InputError(
                 f"bin {b.min()} is older than the {self.context_seconds:.0f} s audio context"
             )
-        i0 = int(round((t_start - self._t0) * RATE))
-        i1 = int(round((t_end - self._t0) * RATE))
+        i0 = int(round((t_start - self._t0) * AUDIO_RATE))
+        i1 = int(round((t_end - self._t0) * AUDIO_RATE))
         return self.extractor.extract(self._buf[i0:i1], t_start, b, pad_to=self.pad_to)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tribe_stream import AUDIO_RATE
+
 FRAME_LENGTH = 400
 HOP_LENGTH = 160
 FFT_LENGTH = 512
@@ -41,7 +43,7 @@ class TorchFbank:
     def __init__(self, processor, device: str | torch.device = "cpu"):
         self.stride = int(getattr(processor, "stride", 2))
         self.padding_value = float(getattr(processor, "padding_value", 0.0))
-        self.sampling_rate = int(getattr(processor, "sampling_rate", 16000))
+        self.sampling_rate = int(getattr(processor, "sampling_rate", AUDIO_RATE))
         self.mel = torch.as_tensor(
             np.asarray(processor.mel_filters), dtype=torch.float32, device=device
         )

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tribe_stream import AUDIO_RATE, BIN_SECONDS
 from tribe_stream.errors import InputError
-from tribe_stream.extractors.media import probe, read_audio
 from tribe_stream.extractors.timing import n_bins_for
+from tribe_stream.media import DecodeCounters, NothingDecoded, media_duration, probe, read_audio
 from tribe_stream.types import Word
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FileFeatures:
-    """Features of one file, the words they came from, and why any modality is missing."""
+    """Features of one file, the words they came from, why any modality is missing, and what
+    decoding had to skip (`decoding`: bad packets and frames, silenced samples)."""
 
     features: dict[str, np.ndarray]
     n_bins: int
     duration: float
     words: list[Word] | None = None
     missing: dict[str, str] = field(default_factory=dict)
+    decoding: DecodeCounters = field(default_factory=DecodeCounters)
 
 
 def extract_media(
@@ -44,30 +47,55 @@ def extract_media(
     """Run the given extractors (`{modality: extractor}`) over a media file.
 
     Text needs words: `words` when given, else speech recognised by `asr` from the file's audio.
+    Packets that fail to decode are skipped and counted (`FileFeatures.decoding`); a file with
+    no audio or video stream, or shorter than one 0.5 s bin, is an `InputError`.
     """
     info = probe(path)
     if not (info.has_audio or info.has_video):
-        raise InputError(f"{path} holds neither audio nor video")
-    total = n_bins_for(info.duration)
-    result = FileFeatures({}, total, info.duration, list(words) if words is not None else None)
+        raise InputError(f"{path} holds neither audio nor video (a subtitles or data file?)")
+    counters = DecodeCounters()
+    need_audio = info.has_audio and (
+        "audio" in extractors or ("text" in extractors and words is None)
+    )
+    audio = read_audio(path, counters) if need_audio else None
+    duration = (
+        media_duration(path, info)
+        if audio is None
+        else max(info.duration or 0.0, len(audio) / AUDIO_RATE)
+    )
+    total = n_bins_for(duration)
+    if total == 0:
+        raise InputError(
+            f"{path} lasts {duration:.2f} s: too short for one {BIN_SECONDS} s feature bin; "
+            "give at least 0.25 s of media"
+        )
+    result = FileFeatures({}, total, duration, list(words) if words is not None else None)
+    result.decoding = counters
     if "video" in extractors:
         if info.has_video:
             log.info("video features of %s (%d bins)", path, total)
-            result.features["video"] = extractors["video"].extract_file(path, total)
+            try:
+                result.features["video"] = extractors["video"].extract_file(
+                    path, total, counters=counters
+                )
+            except NothingDecoded:
+                result.missing["video"] = "no video frame could be decoded"
         else:
             result.missing["video"] = "the file has no video stream"
-    need_audio = "audio" in extractors or ("text" in extractors and words is None)
-    audio = read_audio(path) if need_audio and info.has_audio else None
     if "audio" in extractors:
-        if audio is not None:
+        if audio is not None and len(audio):
             log.info("audio features of %s", path)
             result.features["audio"] = extractors["audio"].extract_samples(audio, total)
         else:
-            result.missing["audio"] = "the file has no audio stream"
+            result.missing["audio"] = (
+                "the file has no audio stream"
+                if not info.has_audio
+                else "no audio could be decoded"
+            )
     if "text" in extractors:
         if result.words is None:
-            if audio is None:
-                result.missing["text"] = "the file has no audio stream to recognise words in"
+            if audio is None or not len(audio):
+                result.missing["text"] = "the file has no audio to recognise words in"
             elif asr is None:
                 result.missing["text"] = "no speech recognition (see `tribe-stream extract --help`)"
             else:

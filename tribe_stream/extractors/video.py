@@ -247,26 +247,29 @@ class VideoExtractor(GroupedExtractor):
         path: str | os.PathLike,
         n_bins: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        counters=None,
     ) -> np.ndarray:
-        """A whole video file -> `(L, D, T)` float32, T = number of 2 Hz bins.
+        """A whole video file -> `(L, D, T)` float32, T = number of 2 Hz bins. Packets and
+        frames that fail to decode are skipped (counted in `counters`, a `media.DecodeCounters`).
 
         As the official offline pipeline: the video is cut into 30–60 s chunks and clip sampling is
         clamped at each chunk's start. Frames are decoded once, in order; only those some clip
         shows are preprocessed, and only the last few seconds of them are kept.
         """
-        from tribe_stream.extractors.media import iter_video_frames, probe
+        from tribe_stream.media import NothingDecoded, iter_video_frames, media_duration, probe
 
         info = probe(path)
         if not info.has_video:
             raise InputError(f"{path} has no video stream")
-        total = n_bins if n_bins is not None else n_bins_for(info.duration)
+        duration = media_duration(path, info)
+        total = n_bins if n_bins is not None else n_bins_for(duration)
         out = np.zeros((*self.shape, total), np.float32)
         if total == 0:
             return out
         ends = (np.arange(total) + 1) * 0.5
         starts = np.zeros(total)
         for c0, c1 in chunk_bounds(
-            info.duration, self.settings.chunk_max_seconds, self.settings.chunk_min_seconds
+            duration, self.settings.chunk_max_seconds, self.settings.chunk_min_seconds
         ):
             starts[(ends - 0.5 >= c0 - 1e-9) & (ends - 0.5 < c1 - 1e-9)] = c0
         samples = clip_sample_times(ends, self.n_frames, self.settings.clip_seconds, starts)
@@ -313,7 +316,7 @@ class VideoExtractor(GroupedExtractor):
                 for s in [s for s in assigned if s < keep_from]:
                     del assigned[s]
 
-        for t, frame in iter_video_frames(path):
+        for t, frame in iter_video_frames(path, counters=counters):
             # sample times before the first frame clamp to it; later ones take the previous frame
             assign_until(t, frame if prev is None else prev)
             prev = frame
@@ -321,7 +324,7 @@ class VideoExtractor(GroupedExtractor):
             if done >= total:
                 break
         if prev is None:
-            raise InputError(f"{path}: no video frame could be decoded")
+            raise NothingDecoded(f"{path}: no video frame could be decoded")
         assign_until(np.inf, prev)
         flush(final=True)
         return out

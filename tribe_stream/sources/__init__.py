@@ -51,26 +51,24 @@ Sources:
 - `MicrophoneSource(device, rate=..., channels=...)`: PortAudio via sounddevice; mono mix,
   PyAV resampling to 16 kHz; `list_input_devices()` lists what can record.
 - `FileReplay(path, realtime=True, video=True, audio=True, loop=False)`: a file's video and/or
-  sound; `replay.kinds()` says which chunk kinds it will yield before it starts, and
-  `probe_file(path)` what a file holds (`MediaInfo`).
+  sound; `replay.kinds()` says which chunk kinds it will yield before it starts
+  (`tribe_stream.media.probe(path)` says what a file holds). Every source decodes and
+  resamples through `tribe_stream.media`, as offline extraction does.
 - `make_clip(path, seconds)`: the synthetic demo clip (moving picture, stepped tone), with
   `read_frame_index` and `clip_tone_hz` to check what came out.
 """
 
-from tribe_stream.sources.audio import TARGET_RATE
 from tribe_stream.sources.base import COUNTER_KEYS, Source
 from tribe_stream.sources.camera import CameraSource, CameraSpec, open_camera, parse_camera_spec
 from tribe_stream.sources.clip import clip_tone_hz, make_clip, read_frame_index
 from tribe_stream.sources.microphone import MicrophoneSource, list_input_devices
-from tribe_stream.sources.replay import FileReplay, MediaInfo, probe_file
+from tribe_stream.sources.replay import FileReplay
 
 __all__ = [
     "COUNTER_KEYS",
-    "TARGET_RATE",
     "CameraSource",
     "CameraSpec",
     "FileReplay",
-    "MediaInfo",
     "MicrophoneSource",
     "Source",
     "clip_tone_hz",
@@ -78,6 +76,5 @@ __all__ = [
     "make_clip",
     "open_camera",
     "parse_camera_spec",
-    "probe_file",
     "read_frame_index",
 ]

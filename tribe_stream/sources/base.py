@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from tribe_stream.errors import SourceError
-from tribe_stream.sources.frames import BadFrame, frame_to_rgb
+from tribe_stream.media import BadFrame, frame_to_rgb
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.types import Chunk
 
@@ -41,6 +41,7 @@ COUNTER_KEYS: tuple[str, ...] = (
     "skipped_frames",  # frames left out on purpose by `max_fps` (not a loss)
     "audio_errors",  # audio packets that failed to decode
     "audio_gaps",  # audio discontinuities (lost packets, device stalls): stamps re-anchored
+    "nonfinite_samples",  # audio samples that were NaN or inf (made silent)
     "overflows",  # PortAudio input overflows reported by the device
     "ring_overflow_samples",  # device-rate samples lost because the audio ring buffer was full
     "clock_resyncs",  # hard re-anchors of media/device time onto the stream clock

@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from tribe_stream import AUDIO_RATE
 from tribe_stream.errors import SourceError
-from tribe_stream.sources.audio import TARGET_RATE, ArrayResampler, PendingSamples, audio_chunk
+from tribe_stream.media import ArrayResampler
 from tribe_stream.sources.base import Source
+from tribe_stream.sources.chunks import PendingSamples, audio_chunk
 from tribe_stream.sources.ring import SampleRing
 from tribe_stream.stream.clock import StreamClock
 
@@ -136,7 +138,7 @@ class MicrophoneSource(Source):
         self.device = device
         self.rate = rate
         self.channels = channels
-        self.chunk_samples = max(1, round(chunk_seconds * TARGET_RATE))
+        self.chunk_samples = max(1, round(chunk_seconds * AUDIO_RATE))
         self.blocksize = blocksize
         self.latency = latency
         self.ring_seconds = ring_seconds
@@ -345,7 +347,7 @@ class _Timeline:
     def _chunk(self, n: int) -> None:
         out = self.pending.take(n)
         assert self.seg_in0 is not None
-        index = self.seg_in0 + self.seg_out * self.rate / TARGET_RATE
+        index = self.seg_in0 + self.seg_out * self.rate / AUDIO_RATE
         start = max(self.time_of(index), self.src._last_end)
         self.seg_out += n
         chunk = audio_chunk(out, start, self.src.clock.now())

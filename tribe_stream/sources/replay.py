@@ -19,17 +19,16 @@ import heapq
 import itertools
 import logging
 import math
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
 
+from tribe_stream import AUDIO_RATE
 from tribe_stream.errors import SourceError
-from tribe_stream.sources.audio import TARGET_RATE, FrameResampler, PendingSamples, audio_chunk
+from tribe_stream.media import AudioTimeline, DecodeCounters, duration_limit, open_media, probe
 from tribe_stream.sources.base import Source
-from tribe_stream.sources.frames import video_chunk
+from tribe_stream.sources.chunks import PendingSamples, audio_chunk, video_chunk
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.types import Chunk
 
@@ -37,50 +36,6 @@ log = logging.getLogger("tribe_stream.sources")
 
 MAX_AHEAD_S = 2.0
 """In real-time mode, no stream is decoded more than lookahead + this many seconds ahead."""
-
-GAP_TOLERANCE_S = 0.02
-"""An audio frame this far from where the previous ones end starts a new stamped segment."""
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    """What a media file holds (see `probe_file`)."""
-
-    has_video: bool
-    has_audio: bool
-    duration: float | None
-    fps: float | None
-    width: int | None
-    height: int | None
-    audio_rate: int | None
-    audio_channels: int | None
-
-
-def probe_file(path: str | Path) -> MediaInfo:
-    """Open `path` just long enough to say which streams it has; `SourceError` if it cannot."""
-    path = str(path)
-    if not os.path.exists(path):
-        raise SourceError(f"cannot replay {path!r}: no such file")
-    try:
-        container = av.open(path)
-    except av.FFmpegError as exc:
-        raise SourceError(
-            f"cannot replay {path!r}: {exc}. Give a media file FFmpeg can read "
-            "(mp4, mkv, mov, webm, wav, mp3, flac, ...)"
-        ) from exc
-    with container:
-        video = container.streams.video[0] if container.streams.video else None
-        audio = container.streams.audio[0] if container.streams.audio else None
-        return MediaInfo(
-            has_video=video is not None,
-            has_audio=audio is not None,
-            duration=container.duration / av.time_base if container.duration else None,
-            fps=float(video.average_rate) if video is not None and video.average_rate else None,
-            width=video.codec_context.width if video is not None else None,
-            height=video.codec_context.height if video is not None else None,
-            audio_rate=audio.codec_context.sample_rate if audio is not None else None,
-            audio_channels=audio.codec_context.channels if audio is not None else None,
-        )
 
 
 class FileReplay(Source):
@@ -133,7 +88,7 @@ class FileReplay(Source):
         self.max_size = max_size
         self.offset = offset
         self.loop = loop
-        self.chunk_samples = max(1, round(chunk_seconds * TARGET_RATE))
+        self.chunk_samples = max(1, round(chunk_seconds * AUDIO_RATE))
         self.lookahead = lookahead
         self.has_video = self.has_audio = False
         self.duration: float | None = None
@@ -143,7 +98,7 @@ class FileReplay(Source):
 
     def kinds(self) -> tuple[str, ...]:
         """The chunk kinds this replay will yield ("video", "audio"), without starting it."""
-        info = probe_file(self.path)
+        info = probe(self.path)
         return tuple(
             kind
             for kind, wanted, present in (
@@ -159,15 +114,10 @@ class FileReplay(Source):
         self._base = self.clock.now() if self.offset is None else float(self.offset)
 
     def _open_file(self) -> av.container.InputContainer:
-        if not os.path.exists(self.path):
-            raise SourceError(f"cannot replay {self.path!r}: no such file")
         try:
-            container = av.open(self.path)
-        except av.FFmpegError as exc:
-            raise SourceError(
-                f"cannot replay {self.path!r}: {exc}. Give a media file FFmpeg can read "
-                "(mp4, mkv, mov, webm, wav, mp3, flac, ...)"
-            ) from exc
+            container = open_media(self.path)
+        except SourceError as exc:
+            raise SourceError(f"cannot replay: {exc}") from None
         self.has_video = self.want_video and bool(container.streams.video)
         self.has_audio = self.want_audio and bool(container.streams.audio)
         if not (self.has_video or self.has_audio):
@@ -283,17 +233,14 @@ class _Playback:
         self.heap: list[tuple[float, int, Chunk]] = []
         self._seq = itertools.count()
         self.end = self.base
-        # Audio past the file's duration is encoder padding (AAC): trim it so loops join cleanly.
-        self.limit = self.base + source.duration if source.duration else math.inf
         self.video_horizon = -math.inf if source.has_video else math.inf
         self.audio_horizon = -math.inf if source.has_audio else math.inf
         self._last_video = -math.inf
-        self._resampler = FrameResampler()
-        self._seg_media: float | None = None  # media time of the segment's first sample
-        self._seg_in = 0  # input samples in the segment
-        self._seg_rate = 0
-        self._seg_out = 0  # output samples of the segment already chunked
+        # sound is stamped on the media clock by the one media module (as offline reading is)
+        self._decoded = DecodeCounters()
+        self._timeline = AudioTimeline(origin, duration_limit(container), self._decoded)
         self._pending = PendingSamples()
+        self._pending_start = 0.0  # media time of the first pending sample
 
     def horizon(self) -> float:
         """Stream time up to which every replayed stream has been decoded."""
@@ -354,48 +301,43 @@ class _Playback:
 
     # ----- audio -----
     def _audio(self, frame: av.AudioFrame) -> None:
-        media = None if frame.time is None else frame.time - self.origin
-        if self._seg_media is None:
-            self._seg_media = media if media is not None else 0.0
-            self._seg_rate = frame.rate
-        else:
-            expected = self._seg_media + self._seg_in / self._seg_rate
-            if media is not None and (
-                abs(media - expected) > GAP_TOLERANCE_S or frame.rate != self._seg_rate
-            ):
-                self.src._count(audio_gaps=1)
-                log.warning(
-                    "%s: audio jumps from %.3f s to %.3f s; re-anchoring",
-                    self.src.name,
-                    expected,
-                    media,
-                )
-                self.finish_audio()
-                self._seg_media, self._seg_rate = media, frame.rate
-        self._seg_in += frame.samples
-        self._pending.add(self._resampler.push(frame))
-        self.audio_horizon = self.base + self._seg_media + self._seg_in / self._seg_rate
+        before = (self._decoded.audio_gaps, self._decoded.nonfinite_samples)
+        for t, samples in self._timeline.push(frame):
+            self._add(t, samples)
+        self._count_decoded(before)
+        self.audio_horizon = self.base + self._timeline.horizon
         while self._pending.n >= self.src.chunk_samples:
             self._chunk(self.src.chunk_samples)
 
     def finish_audio(self) -> None:
-        """Flush the resampler and chunk what is left of the current segment."""
-        if self._seg_media is None:
-            return
-        self._pending.add(self._resampler.flush())
+        """End of the file: flush the resampler and chunk what is left."""
+        before = (self._decoded.audio_gaps, self._decoded.nonfinite_samples)
+        for t, samples in self._timeline.finish():
+            self._add(t, samples)
+        self._count_decoded(before)
         while self._pending.n > 0:
             self._chunk(min(self._pending.n, self.src.chunk_samples))
-        self._seg_media, self._seg_in, self._seg_out = None, 0, 0
         self.audio_horizon = math.inf
+
+    def _count_decoded(self, before: tuple[int, int]) -> None:
+        gaps = self._decoded.audio_gaps - before[0]
+        bad = self._decoded.nonfinite_samples - before[1]
+        if gaps or bad:
+            self.src._count(audio_gaps=gaps, nonfinite_samples=bad)
+
+    def _add(self, t: float, samples) -> None:
+        """A stamped piece of sound: contiguous with the pending samples, or a new segment."""
+        expected = self._pending_start + self._pending.n / AUDIO_RATE
+        if self._pending.n and abs(t - expected) > 0.5 / AUDIO_RATE:
+            while self._pending.n > 0:  # a new segment: the old one is chunked first
+                self._chunk(min(self._pending.n, self.src.chunk_samples))
+        if not self._pending.n:
+            self._pending_start = t
+        self._pending.add(samples)
 
     def _chunk(self, n: int) -> None:
         out = self._pending.take(n)
-        assert self._seg_media is not None
-        start = self.base + self._seg_media + self._seg_out / TARGET_RATE
-        self._seg_out += n
-        if start + n / TARGET_RATE > self.limit:
-            out = out[: max(0, round((self.limit - start) * TARGET_RATE))]
-            if not len(out):
-                return
+        start = self.base + self._pending_start
+        self._pending_start += len(out) / AUDIO_RATE
         chunk = audio_chunk(out, start, self.src.clock.now())
         self._push(chunk.end, chunk)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tribe_stream import AUDIO_RATE
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.stream.pipeline import Extractors, Pipeline, PipelineConfig
 from tribe_stream.stream.progress import ProgressLine
@@ -143,7 +144,7 @@ def warm_up(extractors: Extractors, engine, audio_context: float) -> None:
             extractors.video.extract([1.5], frames, np.arange(4) / 4)  # and one, as live bins come
         if extractors.audio is not None:  # through the live path: its CUDA graph is captured here
             live = extractors.audio.live(audio_context)
-            live.feed(np.zeros(int(audio_context * 16000), np.float32), 0.0)
+            live.feed(np.zeros(int(audio_context * AUDIO_RATE), np.float32), 0.0)
             n = int(audio_context * 2)
             live.extract([n - 2, n - 1])
         window = {
