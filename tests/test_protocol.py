@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +14,9 @@ import pytest
 from tribe_stream import N_VERTICES
 from tribe_stream.errors import InputError
 from tribe_stream.protocol import (
+    DTYPES,
     FSAVERAGE5,
+    MAX_DEPTH,
     MAX_HEADER_BYTES,
     PROTOCOL_VERSION,
     TOPICS,
@@ -26,6 +31,7 @@ from tribe_stream.protocol import (
     load_public_key,
     stream_metadata,
 )
+from tribe_stream.protocol import _payload as payload_bytes
 from tribe_stream.types import Prediction
 
 IDS = {"stream_id": "cam0", "session": "0123456789abcdef"}
@@ -183,6 +189,222 @@ def test_bad_header_fields_are_rejected(changes, reason):
     with pytest.raises(MessageRejected) as info:
         decode(_with_header(**changes))
     assert info.value.reason == reason
+
+
+def _status(**changes) -> list[bytes]:
+    f = encode_status({"drops": 0}, **IDS, seq=1, publish_wall=1.0, next_seq=4, stream_time=2.0)
+    h = json.loads(f[1])
+    h.update(changes)
+    return [f[0], json.dumps(h).encode(), b""]
+
+
+def _metadata(**changes) -> list[bytes]:
+    meta = stream_metadata(stream_id="cam0", dtype="float16", model={"name": "m"})
+    f = encode_metadata(meta, **IDS, seq=0, publish_wall=1.0, next_seq=4)
+    h = json.loads(f[1])
+    h.update(changes)
+    return [f[0], json.dumps(h).encode(), b""]
+
+
+def _reason(frames: list[bytes]) -> str:
+    """The rejection reason; any other exception (RecursionError, TypeError...) fails the test."""
+    with pytest.raises(MessageRejected) as info:
+        decode(frames)
+    return info.value.reason
+
+
+def test_deeply_nested_headers_are_rejected_not_a_recursion_error():
+    f = frames()
+    deep_open = b'{"v": 1, "kind": "prediction", "x": ' + b"[" * 60_000  # 60,000 levels
+    deep_closed = b"[" * 30_000 + b"]" * 30_000
+    assert len(deep_open) < MAX_HEADER_BYTES and len(deep_closed) < MAX_HEADER_BYTES
+    assert _reason([f[0], deep_open, f[2]]) == "bad-header"
+    assert _reason([f[0], deep_closed, f[2]]) == "bad-header"
+    h = json.loads(f[1])
+    nest = lambda n: json.loads("[" * n + "]" * n)  # noqa: E731
+    # deep enough to break a recorder's json.dumps, shallow enough for the parser
+    for changes in ({"model": {"x": nest(600)}}, {"extra": nest(MAX_DEPTH)}):
+        assert _reason([f[0], json.dumps({**h, **changes}).encode(), f[2]]) == "bad-header"
+    for meta in (_metadata(extra=nest(700)), _status(counters={}, x=nest(900))):
+        assert _reason(meta) == "bad-header"
+    ok = decode([f[0], json.dumps({**h, "extra": nest(MAX_DEPTH - 1)}).encode(), f[2]])
+    assert ok.header["extra"] == nest(MAX_DEPTH - 1)  # the limit itself is fine
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-2.5E+999"])
+@pytest.mark.parametrize("where", ["bold_time", "timings", "model", "extra"])
+def test_non_finite_numbers_are_rejected(literal, where):
+    f = frames()
+    h = json.loads(f[1])
+    h.update({"bold_time": 0.5, "timings": {"x": 0.5}, "model": {"x": 0.5}, "extra": [0.5]})
+    text = json.dumps(h).encode()
+    marker = {"bold_time": b'"bold_time": 0.5', "timings": b'{"x": 0.5}'}.get(where)
+    if where == "model":
+        text = text.replace(b'"model": {"x": 0.5}', b'"model": {"x": ' + literal + b"}")
+    elif where == "extra":
+        text = text.replace(b'"extra": [0.5]', b'"extra": [' + literal + b"]")
+    else:
+        text = text.replace(marker, marker.replace(b"0.5", literal))
+    assert literal in text
+    assert _reason([f[0], text, f[2]]) == "non-finite"
+
+
+_FIELD_CASES = [
+    ({"second": 2**70}, "bad-field"),  # OverflowError in the recorder's int64 column
+    ({"second": -(2**63) - 1}, "bad-field"),
+    ({"seq": 2**63}, "bad-field"),
+    ({"bold_time": 10**400}, "bad-field"),  # a JSON int too large for float64
+    ({"publish_wall": -(10**309)}, "bad-field"),
+    ({"stimulus": [1, 10**400]}, "bad-field"),
+    ({"stimulus": [1, "2"]}, "bad-field"),
+    ({"stimulus": [True, 2]}, "bad-field"),
+    ({"counters": "oops"}, "bad-field"),
+    ({"counters": {"drops": "1"}}, "bad-field"),
+    ({"counters": {"drops": True}}, "bad-field"),
+    ({"counters": {"drops": [1]}}, "bad-field"),
+    ({"counters": {"drops": 10**400}}, "bad-field"),
+    ({"timings": {"capture": {"t": 1}}}, "bad-field"),
+    ({"timings": []}, "bad-field"),
+    ({"t0_wall": "yesterday"}, "bad-field"),
+    ({"stream_id": 7}, "bad-field"),
+    ({"stream_id": "\ud800"}, "bad-field"),  # a lone surrogate: not storable text
+    ({"session": ["s"]}, "bad-field"),
+    ({"dtype": []}, "dtype"),  # was a TypeError (unhashable) out of decode
+    ({"dtype": {"a": 1}, "shape": [1]}, "dtype"),
+    ({"shape": [20484.0]}, "shape"),
+    ({"v": 1.0}, "version"),
+    ({"v": True}, "version"),
+]
+
+
+@pytest.mark.parametrize(
+    "changes,reason", _FIELD_CASES, ids=[ascii(c)[1:-1][:40] for c, _ in _FIELD_CASES]
+)
+def test_every_prediction_field_is_type_checked(changes, reason):
+    f = frames()
+    h = json.loads(f[1])
+    h.update(changes)
+    text = json.dumps(h).encode()  # ensure_ascii: a lone surrogate goes as its \ud800 escape
+    assert _reason([f[0], text, f[2]]) == reason
+
+
+_STATUS_META_CASES = {
+    "status next_seq 2**63": lambda: _status(next_seq=2**63),
+    "status next_seq -1": lambda: _status(next_seq=-1),
+    "status seq 2**64": lambda: _status(seq=2**64),
+    "status counters oops": lambda: _status(counters="oops"),
+    "status counter str": lambda: _status(counters={"a": None, "b": "x"}),
+    "status stream_time str": lambda: _status(stream_time="soon"),
+    "status publish_wall 10**400": lambda: _status(publish_wall=10**400),
+    "metadata next_seq 2**64": lambda: _metadata(next_seq=2**64),
+    "metadata dtype list": lambda: _metadata(dtype=[]),  # the recorder looked it up in a dict
+    "metadata model str": lambda: _metadata(model="m"),
+    "metadata t0_wall list": lambda: _metadata(t0_wall=[1]),
+    "metadata offset str": lambda: _metadata(hemodynamic_offset_s="5"),
+}
+
+
+@pytest.mark.parametrize("case", list(_STATUS_META_CASES))
+def test_status_and_metadata_fields_are_type_checked(case):
+    assert _reason(_STATUS_META_CASES[case]()) == "bad-field"
+
+
+def test_well_formed_edge_values_are_accepted():
+    f = frames()
+    h = json.loads(f[1])
+    h.update(
+        second=-(2**63),
+        seq=2**63 - 1,
+        bold_time=10**300,  # an int float64 holds
+        counters={"a": None, "b": -5, "c": 1.5},
+        timings={},
+        t0_wall=None,
+        model={"name": "é", "deep": [[{"ok": 1e300}]]},
+    )
+    msg = decode([f[0], json.dumps(h).encode(), f[2]])
+    assert msg.second == -(2**63) and msg.seq == 2**63 - 1 and msg.header["model"]["name"] == "é"
+    assert decode(_status(stream_time=None, counters={})).header["next_seq"] == 4
+    assert decode([f[0], b" \n" + f[1] + b"\t", f[2]]).seq == 3  # JSON whitespace around it
+
+
+def test_encoders_refuse_what_decoders_reject():
+    p = prediction()
+    p.second = 2**70
+    with pytest.raises(InputError, match="64-bit"):
+        encode_prediction(p, **IDS, seq=0, publish_wall=0.0)
+    deep: list = []
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    with pytest.raises(InputError, match="deeper"):
+        encode_prediction(prediction(), **IDS, seq=0, publish_wall=0.0, model={"x": deep})
+    with pytest.raises(InputError, match="deeper"):
+        encode_metadata({"x": deep}, **IDS, seq=0, publish_wall=0.0, next_seq=0)
+    with pytest.raises(InputError, match="bytes"):
+        encode_metadata({"x": "y" * MAX_HEADER_BYTES}, **IDS, seq=0, publish_wall=0.0, next_seq=0)
+    # counters the protocol cannot carry as numbers are made carriable, not sent broken
+    p = prediction()
+    p.counters = {"flag": True, "huge": 10**400, "nan": float("nan")}
+    h = decode(encode_prediction(p, **IDS, seq=0, publish_wall=0.0)).header
+    assert h["counters"] == {"flag": 1, "huge": None, "nan": None}
+
+
+_EDGES = np.array(
+    [0.0, -0.0, 1.0, -1.0, 65504.0, -65504.0, 65519.9, 65520.0, -65520.0, 7e4, -7e4, 1e38,
+     -1e38, np.inf, -np.inf, np.nan, -np.nan, 6.0e-8, 2.9e-8, -6.0e-8, 6.1e-5, 1e-7, 0.5],
+    dtype=np.float32,
+)  # fmt: skip
+
+
+def _edge_values() -> np.ndarray:
+    rng = np.random.default_rng(5)
+    values = (rng.standard_normal(N_VERTICES) * 3e4).astype(np.float32)  # many beyond +-65504
+    values[: len(_EDGES)] = _EDGES
+    values[100:1100] *= 1e-9  # float16 subnormals and underflow to zero
+    return values
+
+
+_NUMPY_BRANCH = """
+import hashlib, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+from tests.test_protocol import _edge_values
+from tribe_stream.protocol import DTYPES, _payload
+assert "torch" not in sys.modules
+data = _payload(_edge_values(), DTYPES["float16"])
+assert "torch" not in sys.modules
+print(hashlib.sha256(data).hexdigest(), len(data))
+"""
+
+
+def test_float16_numpy_branch_gives_the_bits_of_the_torch_branch():
+    values = _edge_values()
+    f16 = DTYPES["float16"]
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = values.astype("<f2").tobytes()
+    # NumPy's branch for certain: a process that never imported torch
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", _NUMPY_BRANCH.format(root=root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    assert out == [hashlib.sha256(expected).hexdigest(), str(2 * N_VERTICES)]
+    # here, arrays torch cannot wrap as they are take NumPy's branch too: same bits
+    read_only = values.copy()
+    read_only.flags.writeable = False
+    strided = np.repeat(values, 2)[::2]
+    assert not strided.flags.c_contiguous
+    assert payload_bytes(read_only, f16) == expected
+    assert payload_bytes(strided, f16) == expected
+    torch = pytest.importorskip("torch")
+    assert torch is not None  # loaded: a writable contiguous float32 array takes torch's cast
+    torch_bytes = payload_bytes(values.copy(), f16)
+    assert torch_bytes == expected
+    got = np.frombuffer(torch_bytes, "<f2")
+    assert np.isposinf(got[[7, 9, 13]]).all() and np.isneginf(got[[8, 10, 14]]).all()
+    assert got[6] == 65504.0 and np.isnan(got[15])
 
 
 def test_random_frames_never_crash_the_decoder():

@@ -8,7 +8,9 @@
 Every message is validated (docs/PROTOCOL.md); malformed or foreign ones are dropped, counted by
 reason and never raise. Sequence numbers give gaps; the heartbeat's `next_seq` even reveals
 trailing losses. ZeroMQ reconnects on its own after a publisher restart (a new `session` in the
-headers), which is counted, not mistaken for a gap.
+headers), which is counted, not mistaken for a gap. A single forged or corrupt sequence number
+cannot shut a session out: a jump ahead stays tentative until the stream confirms it (see
+`Subscriber`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
@@ -58,10 +60,28 @@ class Gap:
     wall: float
 
 
+CONFIRM_AFTER = 4
+"""In-order predictions that confirm a jump ahead; also the run of backward ones that resyncs."""
+_MAX_JUMPS = 16
+
+
+@dataclass
+class _Jump:
+    """A tentative move of the expected seq from `start` to `end` (a gap, or a session start)."""
+
+    start: int
+    end: int
+    gap: Gap | None  # None: the first message of a session (joining late is not a loss)
+
+
 @dataclass
 class _Stream:
     session: str
     expected: int | None = None
+    jumps: list[_Jump] = field(default_factory=list)  # oldest first; empty once confirmed
+    confirm_left: int = 0
+    stale_run: int = 0
+    stale_next: int = -1
 
 
 class Subscriber:
@@ -76,7 +96,19 @@ class Subscriber:
     one is made. Not thread-safe, except `stop()`.
 
     Counters: `received`, `gaps`, `missed`, `skipped`, `rejected` (with `reject_reasons` and
-    `last_reject`), `restarts`, `connects`, `disconnects`, `auth_failures` (`last_error`).
+    `last_reject`), `restarts`, `resyncs`, `connects`, `disconnects`, `auth_failures`
+    (`last_error`).
+
+    Sequence tracking (docs/PROTOCOL.md, "Sequence numbers"): a prediction whose `seq` is ahead of
+    the next expected one (or a heartbeat/metadata whose `next_seq` is) is a gap, counted at once.
+    The jump stays tentative until `CONFIRM_AFTER` (4) predictions in a row continue it, as they
+    do after real losses. Until then a message that continues the sequence from before the jump
+    shows the jump was spurious (a forged or corrupt message): the tracker resynchronises to it
+    and withdraws the gaps the jump counted (`resyncs`; the spurious message itself was already
+    delivered). Otherwise a prediction behind the expected seq is a stale duplicate and rejected
+    (`stale-seq`), unless `CONFIRM_AFTER` of them in a row continue each other: then the stream
+    has evidently moved back (a run of forged messages had been confirmed) and the last of the run
+    resynchronises the tracker (the ones before it stay rejected).
     """
 
     def __init__(
@@ -100,6 +132,7 @@ class Subscriber:
         self.metadata: dict[str, Any] | None = None
         self.received = self.gaps = self.missed = self.skipped = 0
         self.rejected = self.restarts = self.connects = self.disconnects = self.auth_failures = 0
+        self.resyncs = 0
         self.reject_reasons: Counter[str] = Counter()
         self.last_reject: str | None = None
         self.last_error: str | None = None
@@ -225,7 +258,7 @@ class Subscriber:
         return msg if msg.topic in self.topics else None
 
     def _track(self, h: dict[str, Any]) -> bool:
-        """Follow each stream's prediction sequence; False for a prediction that went backwards."""
+        """Follow each stream's prediction sequence; False for a stale prediction (see class doc)."""
         sid, session = h["stream_id"], h["session"]
         st = self._streams.get(sid)
         if st is None or st.session != session:
@@ -233,28 +266,93 @@ class Subscriber:
                 self.restarts += 1
                 log.info("stream %r restarted (new publisher session %s)", sid, session)
             st = self._streams[sid] = _Stream(session)
-        if h["kind"] == "prediction":
-            seq = h["seq"]
-            if st.expected is not None:
-                if seq < st.expected:
-                    return False
-                if seq > st.expected:
-                    self._gap(sid, session, st.expected, seq - st.expected)
-            st.expected = seq + 1
-        else:  # heartbeats and metadata tell which prediction seq comes next
-            nxt = h["next_seq"]
-            if st.expected is not None and nxt > st.expected:
-                self._gap(sid, session, st.expected, nxt - st.expected)
-            if st.expected is None or nxt > st.expected:
+        prediction = h["kind"] == "prediction"
+        # a prediction `seq` moves the expected seq to seq + 1; heartbeats and metadata tell it
+        pos = h["seq"] if prediction else h["next_seq"]
+        nxt = pos + 1 if prediction else pos
+        if st.expected is None:  # the first message of a session: joining late is not a loss
+            self._jumped(st, _Jump(0, pos, None), nxt)
+            return True
+        if pos >= st.expected:
+            if pos > st.expected:
+                gap = self._gap(sid, session, st.expected, pos - st.expected)
+                self._jumped(st, _Jump(st.expected, pos, gap), nxt)
+            else:
                 st.expected = nxt
-        return True
+                if prediction and st.jumps:
+                    st.confirm_left -= 1
+                    if st.confirm_left <= 0:
+                        st.jumps.clear()  # the jump was real
+            st.stale_run = 0
+            return True
+        # behind the expected seq: does it continue the sequence from before a tentative jump?
+        for i in range(len(st.jumps) - 1, -1, -1):
+            jump = st.jumps[i]
+            if jump.start <= pos < jump.end:
+                self._resync(st, sid, session, i, pos, nxt)
+                return True
+        if not prediction:
+            return True  # a heartbeat that lags (or is forged): nothing to follow, kept as is
+        st.stale_run = st.stale_run + 1 if pos == st.stale_next else 1
+        st.stale_next = pos + 1
+        if st.stale_run >= CONFIRM_AFTER:
+            self._resync(st, sid, session, None, pos, nxt)
+            return True
+        return False
 
-    def _gap(self, sid: str, session: str, first: int, count: int) -> None:
+    def _jumped(self, st: _Stream, jump: _Jump, nxt: int) -> None:
+        if len(st.jumps) >= _MAX_JUMPS:
+            del st.jumps[1]  # keep the oldest: it holds the sequence from before the first jump
+        st.jumps.append(jump)
+        st.confirm_left = CONFIRM_AFTER
+        st.expected = nxt
+        st.stale_run = 0
+
+    def _resync(
+        self, st: _Stream, sid: str, session: str, index: int | None, pos: int, nxt: int
+    ) -> None:
+        """Follow the sequence at `pos` again. `index`: the tentative jump whose start `pos`
+        continues; the gaps of it and of later jumps are withdrawn, and what was lost between its
+        start and `pos` is counted. None: a backward run, after a jump that had been confirmed."""
+        undone = st.jumps[index:] if index is not None else []
+        withdrawn = 0
+        for jump in undone:
+            if jump.gap is not None:
+                self.gaps -= 1
+                self.missed -= jump.gap.count
+                withdrawn += jump.gap.count
+                try:
+                    self.gap_log.remove(jump.gap)
+                except ValueError:
+                    pass  # already rotated out of the log
+        self._pending_missed = max(0, self._pending_missed - withdrawn)
+        was = st.expected
+        if index is not None:
+            del st.jumps[index:]
+            first = undone[0]
+            if first.gap is not None and pos > first.start:  # lost from there until this one
+                gap = self._gap(sid, session, first.start, pos - first.start)
+                self._jumped(st, _Jump(first.start, pos, gap), nxt)
+        else:
+            st.jumps.clear()
+        st.expected = nxt
+        st.confirm_left = CONFIRM_AFTER
+        st.stale_run = 0
+        self.resyncs += 1
+        self._note(
+            "resync",
+            f"stream {sid!r}: the sequence was at {was} and goes on from {pos}; took the jump "
+            "as spurious (a forged or corrupt message?) and resynchronised",
+        )
+
+    def _gap(self, sid: str, session: str, first: int, count: int) -> Gap:
         self.gaps += 1
         self.missed += count
         self._pending_missed += count
-        self.gap_log.append(Gap(sid, session, first, count, time.time()))
+        gap = Gap(sid, session, first, count, time.time())
+        self.gap_log.append(gap)
         self._note("gap", f"missed {count} prediction(s) of {sid!r} from seq {first}")
+        return gap
 
     def _reject(self, reason: str, detail: str) -> None:
         self.rejected += 1
@@ -307,6 +405,7 @@ class Subscriber:
             "rejected": self.rejected,
             "reject_reasons": dict(self.reject_reasons),
             "restarts": self.restarts,
+            "resyncs": self.resyncs,
             "connects": self.connects,
             "disconnects": self.disconnects,
             "auth_failures": self.auth_failures,

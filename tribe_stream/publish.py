@@ -4,7 +4,9 @@ One XPUB socket (PUB plus subscription notices). `send` and `status` are non-blo
 subscriber that falls behind its high-water mark loses messages (ZeroMQ drops them for that
 subscriber only) and sees the gap in the sequence numbers; anything ZeroMQ refuses here is
 counted and published in the heartbeat. A small thread answers each new subscription with the
-stream metadata at once, so a late joiner knows the stream before its first prediction.
+stream metadata at once, so a late joiner knows the stream before its first prediction, and
+counts subscribers per connection (a socket monitor tells connections apart), so that no client
+can inflate or deflate the count by repeating subscribe or unsubscribe frames.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from tribe_stream.errors import InputError
 from tribe_stream.protocol import (
@@ -108,6 +111,10 @@ class Publisher(Sink):
         self._seq = {"prediction": 0, "status": 0, "metadata": 0}
         self._counts = {"sent": 0, "dropped": 0, "errors": 0, "status_sent": 0, "metadata_sent": 0}
         self._subscribers = 0
+        self._peers: dict[
+            int, set[bytes]
+        ] = {}  # connection fd -> its prefixes covering predictions
+        self._mon: zmq.Socket | None = None
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -118,7 +125,7 @@ class Publisher(Sink):
         except BaseException:
             if self._auth is not None:
                 self._auth.stop()
-            self._ctx.destroy(linger=0)
+            self._ctx.destroy(linger=0)  # closes the monitor socket too
             raise
         self.url = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         if not is_local(self.url) and curve_secret_key is None:
@@ -138,6 +145,14 @@ class Publisher(Sink):
         sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # every subscribe and unsubscribe, for counting
         sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
+        # Connections come and go on the monitor (the value is the connection's fd, which each
+        # subscription notice also carries as ZMQ_SRCFD). Unbounded queue: no event is dropped.
+        addr = f"inproc://tribe-publisher-monitor-{secrets.token_hex(8)}"
+        sock.monitor(addr, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        self._mon = self._ctx.socket(zmq.PAIR)
+        self._mon.setsockopt(zmq.RCVHWM, 0)
+        self._mon.setsockopt(zmq.LINGER, 0)
+        self._mon.connect(addr)
         if curve_secret_key is not None:
             from zmq.auth.thread import ThreadAuthenticator
 
@@ -216,18 +231,33 @@ class Publisher(Sink):
             except TypeError as exc:
                 raise InputError(f"metadata {key!r} is not JSON data: {exc}") from None
         with self._lock:
-            if "stream_id" in metadata:
-                self.stream_id = str(metadata["stream_id"])
-            if "model" in metadata:
-                self._model = _model_identity(metadata["model"])
-            if "mesh" in metadata:
-                self._mesh = jsonable(metadata["mesh"])
-            if "t0_wall" in metadata:
-                t0 = metadata["t0_wall"]
-                self._t0_wall = None if t0 is None else float(t0)
-            self._extra.update(extra)
-            self._metadata = self._build_metadata()
-            self._encoder = self._build_encoder()
+            saved = (self.stream_id, self._model, self._mesh, self._t0_wall, dict(self._extra))
+            try:
+                if "stream_id" in metadata:
+                    self.stream_id = str(metadata["stream_id"])
+                if "model" in metadata:
+                    self._model = _model_identity(metadata["model"])
+                if "mesh" in metadata:
+                    self._mesh = jsonable(metadata["mesh"])
+                if "t0_wall" in metadata:
+                    t0 = metadata["t0_wall"]
+                    try:
+                        self._t0_wall = None if t0 is None else float(t0)
+                    except (TypeError, ValueError):
+                        raise InputError(f"t0_wall must be a Unix time, got {t0!r:.40}") from None
+                self._extra.update(extra)
+                new_metadata = self._build_metadata()
+                new_encoder = self._build_encoder()
+                # what subscribers would reject (too deep, too big) is refused here, not sent
+                big = 2**63 - 1
+                encode_metadata(
+                    new_metadata, stream_id=self.stream_id, session=self.session, seq=big,
+                    publish_wall=time.time(), next_seq=big,
+                )  # fmt: skip
+            except BaseException:
+                self.stream_id, self._model, self._mesh, self._t0_wall, self._extra = saved
+                raise
+            self._metadata, self._encoder = new_metadata, new_encoder
             if not self._closed:
                 self._send_metadata(time.time())
 
@@ -289,6 +319,12 @@ class Publisher(Sink):
             self._closed = True
         self._stop.set()
         self._thread.join(timeout=2.0)
+        try:
+            self._sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        if self._mon is not None:
+            self._mon.close(linger=0)
         self._sock.close()
         if self._auth is not None:
             self._auth.stop()
@@ -310,7 +346,8 @@ class Publisher(Sink):
 
     @property
     def subscribers(self) -> int:
-        """Subscriptions to the prediction topic that ZeroMQ has told us about."""
+        """Connections (TCP or IPC) subscribed to the prediction topic, each counted once however
+        many subscribe frames it sends; updated every SUBSCRIPTION_POLL_S."""
         return self._subscribers
 
     def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> bool:
@@ -336,14 +373,18 @@ class Publisher(Sink):
             return False
 
     def _send_metadata(self, wall: float) -> None:
-        frames = encode_metadata(
-            self._metadata,
-            stream_id=self.stream_id,
-            session=self.session,
-            seq=self._seq["metadata"],
-            publish_wall=wall,
-            next_seq=self._seq["prediction"],
-        )
+        try:
+            frames = encode_metadata(
+                self._metadata,
+                stream_id=self.stream_id,
+                session=self.session,
+                seq=self._seq["metadata"],
+                publish_wall=wall,
+                next_seq=self._seq["prediction"],
+            )
+        except InputError as exc:  # set_metadata checks first: should not happen
+            self._fail("metadata", f"metadata not sent: {exc}")
+            return
         self._seq["metadata"] += 1
         if self._send(frames):
             self._counts["metadata_sent"] += 1
@@ -357,28 +398,66 @@ class Publisher(Sink):
             log.warning("%s (further ones are counted in status as publisher.errors)", message)
 
     def _serve(self) -> None:
-        """Count subscriptions and greet each new metadata subscriber with the metadata."""
-        pred, meta = TOPICS["prediction"], TOPICS["metadata"]
+        """Count subscribers and greet each new metadata subscriber with the metadata."""
+        meta = TOPICS["metadata"]
         while not self._stop.wait(SUBSCRIPTION_POLL_S):
             with self._lock:
                 if self._closed:
                     return
                 greet = False
+                seen: list[tuple[int, bool, bytes]] = []
                 while True:
                     try:
-                        event = self._sock.recv(zmq.NOBLOCK)
+                        frame = self._sock.recv(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
                     except zmq.ZMQError:
                         return
+                    event = frame.bytes
                     if not event or event[0] not in (0, 1):
                         continue
                     subscribe, prefix = event[0] == 1, event[1:]
-                    if pred.startswith(prefix):
-                        self._subscribers = max(0, self._subscribers + (1 if subscribe else -1))
                     greet |= subscribe and meta.startswith(prefix)
+                    try:
+                        fd = frame.get(zmq.SRCFD)
+                    except zmq.ZMQError:  # ZeroMQ's own notice for a closed peer (or inproc)
+                        continue
+                    seen.append((fd, subscribe, prefix))
+                    self._subscription(fd, subscribe, prefix)
+                self._connections(seen)
+                self._subscribers = sum(1 for prefixes in self._peers.values() if prefixes)
                 if greet:
                     self._send_metadata(time.time())
+
+    def _subscription(self, fd: int, subscribe: bool, prefix: bytes) -> None:
+        if not TOPICS["prediction"].startswith(prefix):
+            return
+        prefixes = self._peers.setdefault(fd, set())
+        if subscribe:
+            prefixes.add(prefix)
+        else:
+            prefixes.discard(prefix)
+
+    def _connections(self, seen: list[tuple[int, bool, bytes]]) -> None:
+        """Apply the monitor's connection events, read after the notices in `seen`. A notice
+        follows its connection's ACCEPTED event, so one from an fd accepted in this batch belongs
+        to the new connection: apply it again after the reset (a notice sent by an old
+        connection on that fd just before it closed is the one, rare, case this miscounts)."""
+        while True:
+            try:
+                event = recv_monitor_message(self._mon, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:
+                return
+            fd = int(event["value"])
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self._peers[fd] = set()
+                for sfd, subscribe, prefix in seen:
+                    if sfd == fd:
+                        self._subscription(fd, subscribe, prefix)
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self._peers.pop(fd, None)
 
 
 def publisher_from_args(args: argparse.Namespace, **kwargs: Any) -> Publisher:

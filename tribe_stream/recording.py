@@ -53,8 +53,18 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+def _text(value: Any) -> str:
+    """`value` as a string HDF5 can store (UTF-8: no lone surrogates)."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
 class RecordingWriter:
-    """Append predictions, heartbeats and events to a new HDF5 recording (see module doc)."""
+    """Append predictions, heartbeats and events to a new HDF5 recording (see module doc).
+
+    Takes what `protocol.decode` accepts (its fields are type-checked there). A row is converted
+    whole before anything is written, and a write that fails is undone, so a bad row raises
+    without leaving the columns out of step; `record()` counts such rows (`write_errors`).
+    """
 
     def __init__(
         self,
@@ -70,11 +80,14 @@ class RecordingWriter:
         self.path = Path(path)
         _check_output(self.path, overwrite)
         dtype_name = metadata.get("dtype", "float16")
-        self.dtype = DTYPES.get(dtype_name, DTYPES["float32"])
+        self.dtype = DTYPES.get(
+            dtype_name if isinstance(dtype_name, str) else "", DTYPES["float32"]
+        )
         self.flush_interval = flush_interval
         self.rows = 0
         self.status_rows = 0
         self.event_rows = 0
+        self._session_meta: dict[str, str] = {}
         self._last_flush = time.monotonic()
         meta = {k: v for k, v in metadata.items() if k not in _PER_MESSAGE}
         f = h5py.File(self.path, "w", libver="latest")
@@ -101,11 +114,11 @@ class RecordingWriter:
                 "format_version": FORMAT_VERSION,
                 "protocol_version": PROTOCOL_VERSION,
                 "metadata": _dumps(meta),
-                "stream_id": str(meta.get("stream_id", "")),
+                "stream_id": _text(meta.get("stream_id", "")),
                 "model": _dumps(meta.get("model", {})),
                 "mesh": _dumps(meta.get("mesh", {})),
                 "dtype": self.dtype.name,
-                "source_url": source_url,
+                "source_url": _text(source_url),
                 "created_wall": time.time(),
             }
         )
@@ -113,43 +126,75 @@ class RecordingWriter:
         self.add_event("start", source_url=source_url, metadata=meta)
         self.flush()
 
-    @staticmethod
-    def _append(ds, value) -> None:
-        n = ds.shape[0]
-        ds.resize(n + 1, axis=0)
-        ds[n] = value
+    def _append_row(self, n: int, columns: list[tuple[Any, Any]]) -> None:
+        """Write row `n` of each (dataset, value); on failure cut them all back to `n` rows."""
+        try:
+            for ds, value in columns:
+                ds.resize(n + 1, axis=0)
+                ds[n] = value
+        except BaseException:
+            for ds, _ in columns:
+                if ds.shape[0] > n:
+                    ds.resize(n, axis=0)
+            raise
+
+    def add_message(self, msg: Message) -> None:
+        """A decoded message of any topic; metadata is logged (as an event) once per publisher
+        session, and again whenever it changes."""
+        if msg.topic == "prediction":
+            self.add_prediction(msg)
+        elif msg.topic == "status":
+            self.add_status(msg)
+        else:
+            meta = {k: v for k, v in msg.header.items() if k not in _PER_MESSAGE}
+            text = _dumps(meta)
+            session = msg.header["session"]
+            if self._session_meta.get(session) != text:
+                self.add_event("metadata", metadata=meta)
+                self._session_meta[session] = text
 
     def add_prediction(self, msg: Message) -> None:
         h = msg.header
-        values = msg.values
+        values = np.asarray(msg.values)
+        if values.shape != (N_VERTICES,):
+            raise InputError(f"prediction values have shape {values.shape}, not ({N_VERTICES},)")
         if values.dtype != self.dtype:
             values = values.astype(self.dtype)
-        self._append(self._values, values)
-        row = {
-            "second": h["second"],
-            "seq": h["seq"],
-            "missed_before": msg.missed_before,
-            "bold_time": h["bold_time"],
-            "publish_wall": h["publish_wall"],
-            "received_wall": msg.received,
+        stimulus = np.array(h["stimulus"], dtype="<f8")
+        if stimulus.shape != (2,):
+            raise InputError(f"stimulus {h['stimulus']!r:.40} is not [start, end]")
+        row = {  # converted here, so a value that does not fit raises before anything is written
+            "second": np.int64(h["second"]),
+            "seq": np.int64(h["seq"]),
+            "missed_before": np.int64(msg.missed_before),
+            "bold_time": np.float64(h["bold_time"]),
+            "publish_wall": np.float64(h["publish_wall"]),
+            "received_wall": np.float64(msg.received),
         }
-        for name, ds in self._scalars.items():
-            self._append(ds, row[name])
-        self._append(self._stimulus, h["stimulus"])
-        self._append(self._session, h["session"].encode("ascii", "replace")[:16])
-        self._append(self._timings, _dumps(h.get("timings", {})))
-        self._append(self._header, _dumps(h))
+        columns = [
+            (self._values, values),
+            *((ds, row[name]) for name, ds in self._scalars.items()),
+            (self._stimulus, stimulus),
+            (self._session, str(h["session"]).encode("ascii", "replace")[:16]),
+            (self._timings, _dumps(h.get("timings", {}))),
+            (self._header, _dumps(h)),
+        ]
+        self._append_row(self.rows, columns)
         self.rows += 1
         self.maybe_flush()
 
     def add_status(self, msg: Message) -> None:
-        self._append(self._status_wall, msg.header["publish_wall"])
-        self._append(self._status, _dumps(msg.header))
+        columns = [
+            (self._status_wall, np.float64(msg.header["publish_wall"])),
+            (self._status, _dumps(msg.header)),
+        ]
+        self._append_row(self.status_rows, columns)
         self.status_rows += 1
         self.maybe_flush()
 
     def add_event(self, kind: str, **data: Any) -> None:
-        self._append(self._events, _dumps({"kind": kind, "wall": time.time(), **data}))
+        event = _dumps({"kind": kind, "wall": time.time(), **data})
+        self._append_row(self.event_rows, [(self._events, event)])
         self.event_rows += 1
 
     def maybe_flush(self) -> None:
@@ -194,7 +239,8 @@ def record(
 
     The file is created when the stream metadata arrives (a new subscriber gets it at once);
     if predictions arrive without it for `metadata_wait` s, their headers describe the stream.
-    Returns a summary (rows and the subscriber's counters); raises InputError if nothing came.
+    Returns a summary (rows, the subscriber's counters, `write_errors`: messages that could not be
+    written, counted and skipped); raises InputError if nothing came.
     """
     from tribe_stream.client import Subscriber
 
@@ -204,7 +250,7 @@ def record(
     writer: RecordingWriter | None = None
     pending: list[Message] = []
     first_pending = 0.0
-    session_meta: dict[str, str] = {}
+    write_errors = 0
     t_end = None if duration is None else time.monotonic() + duration
     sub = Subscriber(url, topics=("prediction", "status", "metadata"), **subscriber_kwargs)
     try:
@@ -228,15 +274,23 @@ def record(
                 )  # fmt: skip
             if writer is not None:
                 for m in pending:
-                    _write(writer, m, session_meta)
+                    try:
+                        writer.add_message(m)
+                    except Exception as exc:  # defence: count it and keep recording
+                        write_errors += 1
+                        _note_write_error(write_errors, f"{m.topic} seq {m.seq} not written: {exc}")
                 pending.clear()
-                writer.maybe_flush()
+                try:
+                    writer.maybe_flush()
+                except Exception as exc:
+                    write_errors += 1
+                    _note_write_error(write_errors, f"flush to {path} failed: {exc}")
                 if count is not None and writer.rows >= count:
                     break
             if t_end is not None and now >= t_end:
                 break
     finally:
-        stats = sub.stats
+        stats = {**sub.stats, "write_errors": write_errors}
         sub.close()
         if writer is not None:
             writer.close(**stats)
@@ -247,17 +301,11 @@ def record(
     return {"path": str(path), "rows": writer.rows, "status_rows": writer.status_rows, **stats}
 
 
-def _write(writer: RecordingWriter, msg: Message, session_meta: dict[str, str]) -> None:
-    if msg.topic == "prediction":
-        writer.add_prediction(msg)
-    elif msg.topic == "status":
-        writer.add_status(msg)
-    else:  # log metadata once per publisher session, and whenever it changes
-        meta = {k: v for k, v in msg.header.items() if k not in _PER_MESSAGE}
-        text = _dumps(meta)
-        if session_meta.get(msg.header["session"]) != text:
-            session_meta[msg.header["session"]] = text
-            writer.add_event("metadata", metadata=meta)
+def _note_write_error(n: int, message: str) -> None:
+    if n == 1:
+        log.warning("%s (further ones are counted: write_errors)", message)
+    else:
+        log.debug(message)
 
 
 # ---------------------------------------------------------------------------------------------
