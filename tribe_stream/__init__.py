@@ -1,4 +1,11 @@
-"""tribe-stream: TRIBE v2 brain encoding, live."""
+"""tribe-stream: TRIBE v2 brain encoding, live.
+
+    from tribe_stream import Stream
+    for pred in Stream.from_file("clip.mp4", checkpoint="demo").publish("tcp://127.0.0.1:5556"):
+        print(pred.second, pred.values.shape)
+
+Importing the package is light (constants only); `Stream` and its options load on first use.
+"""
 
 __version__ = "0.1.0"
 
@@ -13,3 +20,19 @@ AUDIO_RATE = 16000
 """Sample rate (Hz) of all audio inside tribe-stream: mono float32, what w2v-BERT and Whisper hear."""
 HEMODYNAMIC_OFFSET_S = 5.0
 """A prediction for stimulus second k is the predicted BOLD at k + 5 s."""
+
+
+_LAZY = {
+    "Stream": "tribe_stream.stream.producer",
+    "StreamOptions": "tribe_stream.stream.producer",
+    "PublishOptions": "tribe_stream.stream.producer",
+    "Prediction": "tribe_stream.types",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tribe_stream' has no attribute {name!r}")

@@ -48,20 +48,15 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from tribe_stream.stream.live import LiveOptions, run_live
+    from tribe_stream.stream.live import run_stream
+    from tribe_stream.stream.producer import Stream
 
     print(BANNER, flush=True)
-    opts = LiveOptions(
-        checkpoint="demo",
-        file=None,
-        demo_seconds=args.seconds,
-        lag=args.lag,
-        engine=args.engine,
-        publish=args.publish,
-        view=args.view,
-        realtime=not args.fast,
-        out=args.out,
-        seconds=None,
-        linger=args.linger,
+    stream = Stream.demo(
+        seconds=args.seconds, lag=args.lag, engine=args.engine, realtime=not args.fast
     )
-    return run_live(opts)
+    if args.publish:
+        stream.publish(args.publish)
+    if args.view:
+        stream.view(linger=args.linger)
+    return run_stream(stream, out=args.out, total=args.seconds)

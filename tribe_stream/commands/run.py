@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tribe_stream.stream.producer import PublishOptions
+
 NAME = "run"
 HELP = "run the live pipeline on a camera, a microphone or a file"
 
@@ -53,39 +58,58 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--view", action="store_true", help="open the live cortical viewer too")
     p.add_argument(
+        "--linger",
+        type=float,
+        default=None,
+        help="with --view: close the viewer this many seconds after the stream (default: stay open)",
+    )
+    p.add_argument(
         "--no-text", action="store_true", help="switch off speech recognition and text features"
     )
     p.add_argument("--seconds", type=float, help="stop after this many seconds")
     p.add_argument(
         "--out", metavar="NPY", help="also save the predictions, (seconds, n_outputs) float32"
     )
+    p.add_argument("--record", metavar="H5", help="also write a recording (HDF5, as `record`)")
+
+
+def publish_options(args) -> PublishOptions | None:
+    """The `--publish` group of options as data; None for `--publish none`."""
+    from tribe_stream.stream.producer import PublishOptions
+
+    if args.publish in (None, "none"):
+        return None
+    return PublishOptions(
+        url=args.publish,
+        dtype=args.dtype,
+        stream_id=args.stream_id,
+        curve_secret=args.curve_secret,
+        allow_clients=tuple(args.allow_client) if args.allow_client else None,
+    )
 
 
 def run(args) -> int:
-    from tribe_stream.errors import InputError
-    from tribe_stream.stream.live import LiveOptions, run_live
+    from tribe_stream.stream.live import run_stream
+    from tribe_stream.stream.producer import Media, Stream, StreamOptions
 
-    if not (args.camera or args.mic or args.file):
-        raise InputError("nothing to listen to: pass --camera DEV, --mic DEV, or --file FILE")
-    if args.file and (args.camera or args.mic):
-        raise InputError("--file replays a recording; use it without --camera/--mic")
-    opts = LiveOptions(
+    options = StreamOptions(
         checkpoint=args.checkpoint,
-        file=args.file,
-        camera=args.camera,
-        mic=args.mic,
         lag=args.lag,
         engine=args.engine,
         device=args.device,
         dtype=args.model_dtype,
-        publish=None if args.publish == "none" else args.publish,
-        publish_args=args,
+        text=not args.no_text,
         audio_context=args.audio_context,
         video_fp8=args.video_fp8,
-        view=args.view,
         realtime=not args.fast,
-        text=not args.no_text,
-        out=args.out,
         seconds=args.seconds,
     )
-    return run_live(opts)
+    stream = Stream(Media(file=args.file, camera=args.camera, mic=args.mic), options)
+    publish = publish_options(args)
+    if publish is not None:
+        stream.publish(publish)
+    if args.record:
+        stream.record(args.record)
+    if args.view:
+        stream.view(linger=args.linger)
+    return run_stream(stream, out=args.out, total=args.seconds)

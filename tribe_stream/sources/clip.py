@@ -83,6 +83,32 @@ def clip_audio(n_samples: int, rate: int) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * phase) + noise).astype(np.float32)
 
 
+SPEECH_FILE = Path(__file__).resolve().parent.parent / "data" / "demo-speech.flac"
+"""A sentence spoken by espeak-ng (16 kHz mono FLAC, kept in the package)."""
+SPEECH_TEXT = "The quick brown fox jumps over the lazy dog. Every second, the model predicts the brain."
+SPEECH_START_S = 1.0
+SPEECH_EVERY_S = 9.0
+
+
+def speech_track(n_samples: int, rate: int) -> np.ndarray:
+    """The demo sentence at `rate` Hz from `SPEECH_START_S`, repeated every `SPEECH_EVERY_S`."""
+    from tribe_stream import AUDIO_RATE
+    from tribe_stream.media import read_audio
+
+    voice = read_audio(SPEECH_FILE)
+    if rate != AUDIO_RATE:  # linear interpolation is plenty for a spoken sentence
+        t = np.arange(round(len(voice) * rate / AUDIO_RATE)) * (AUDIO_RATE / rate)
+        voice = np.interp(t, np.arange(len(voice)), voice).astype(np.float32)
+    out = np.zeros(n_samples, np.float32)
+    start = SPEECH_START_S
+    while round(start * rate) < n_samples:
+        i = round(start * rate)
+        piece = voice[: n_samples - i]
+        out[i : i + len(piece)] += piece
+        start += SPEECH_EVERY_S
+    return out
+
+
 def make_clip(
     path: str | Path,
     seconds: float = 8.0,
@@ -93,11 +119,14 @@ def make_clip(
     audio_rate: int = 44100,
     channels: int = 2,
     video_codec: str | None = None,
+    speech: bool = False,
 ) -> Path:
     """Write the clip as an mp4 (H.264 or MPEG-4 video, AAC audio) and return its path.
 
-    About 0.1 s of work per second of 320x240 clip on one core; the result depends only on the
-    arguments (and the FFmpeg build).
+    `speech=True` (the demo's clip) lays a spoken sentence over the tone, from 1 s and again
+    every `SPEECH_EVERY_S` (`speech_words` says which words, when): so speech recognition and
+    the text features have something to hear. About 0.1 s of work per second of 320x240 clip
+    on one core; the result depends only on the arguments (and the FFmpeg build).
     """
     if seconds <= 0 or fps <= 0 or width < 32 or height < 32:
         raise InputError(
@@ -134,6 +163,8 @@ def make_clip(
             frame.pts = i
             out.mux(video.encode(frame))
         sound = clip_audio(n_samples, audio_rate)
+        if speech:
+            sound = 0.4 * sound + speech_track(n_samples, audio_rate)
         block = 1024
         for start in range(0, n_samples, block):
             part = sound[start : start + block]

@@ -15,9 +15,11 @@ newest prediction trails real time.
 from __future__ import annotations
 
 import logging
+import queue
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,9 +75,6 @@ class AsrWorker:
     """
 
     def __init__(self, live_asr, max_queue: int = 600):
-        import queue
-        import threading
-
         self.asr = live_asr
         self._in: queue.Queue = queue.Queue(maxsize=max_queue)
         self._out: queue.Queue = queue.Queue()
@@ -85,8 +84,6 @@ class AsrWorker:
         self._thread.start()
 
     def feed(self, samples: np.ndarray, t_end: float) -> None:
-        import queue
-
         while True:
             try:
                 self._in.put_nowait((samples, t_end))
@@ -99,8 +96,6 @@ class AsrWorker:
                     pass
 
     def _loop(self) -> None:
-        import queue
-
         while not self._stop.is_set():
             try:
                 item = self._in.get(timeout=0.1)
@@ -137,8 +132,17 @@ class AsrWorker:
             log.warning("speech recognition flush failed (%s)", exc)
         return words
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
+        """End the thread: it finishes the pass it is in (if any) and exits; waits up to
+        `timeout`. A recogniser thread left running at exit aborts the process (CTranslate2)."""
         self._stop.set()
+        try:
+            self._in.put_nowait(None)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("speech recognition did not stop within %.0f s", timeout)
 
 
 class Pipeline:
@@ -237,9 +241,28 @@ class Pipeline:
         seconds: float | None = None,
         on_prediction: Callable[[Prediction], None] | None = None,
         idle_sleep: float = 0.01,
+        stop: threading.Event | None = None,
     ) -> list[Prediction]:
-        """Step until every source has ended (then flush) or `seconds` of stream time have passed."""
-        out: list[Prediction] = []
+        """Step until every source has ended (then flush), `seconds` of stream time have passed
+        or `stop` is set; returns every prediction (each also passed to `on_prediction`)."""
+        out = []
+        for p in self.predictions(seconds, idle_sleep=idle_sleep, stop=stop):
+            if on_prediction:
+                on_prediction(p)
+            out.append(p)
+        return out
+
+    def predictions(
+        self,
+        seconds: float | None = None,
+        *,
+        idle_sleep: float = 0.01,
+        stop: threading.Event | None = None,
+    ) -> Iterator[Prediction]:
+        """The stream's predictions as they are made: starts the sources, steps until they all
+        end (then flushes the last seconds), `seconds` of stream time have passed, or `stop` is
+        set (then the stream ends at once, without the flush). Closing the iterator early stops
+        the sources and the speech recogniser too."""
         interval = sys.getswitchinterval()
         if self.config.switch_interval_s is not None:
             sys.setswitchinterval(self.config.switch_interval_s)
@@ -247,19 +270,16 @@ class Pipeline:
         for sink in self.sinks:  # consumers map stream time to wall time from the new zero
             if hasattr(sink, "set_metadata"):
                 sink.set_metadata({"t0_wall": self.clock.t0_wall})
-        for s in self.sources:
-            s.start()
         try:
-            while True:
+            for s in self.sources:
+                s.start()
+            while stop is None or not stop.is_set():
                 preds = self.step()
-                for p in preds:
-                    if on_prediction:
-                        on_prediction(p)
-                out.extend(preds)
+                yield from preds
                 if seconds is not None and self.next_second >= seconds:
                     break
                 if all(s.ended for s in self.sources):
-                    out.extend(self.finish(on_prediction))
+                    yield from self.finish()
                     break
                 if not preds:
                     time.sleep(idle_sleep)
@@ -269,7 +289,6 @@ class Pipeline:
                 s.stop()
             if self._asr is not None:
                 self._asr.stop()
-        return out
 
     def finish(self, on_prediction=None) -> list[Prediction]:
         """The sources ended: close the last bins and predict the remaining whole seconds."""

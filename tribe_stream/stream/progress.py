@@ -37,7 +37,8 @@ class ProgressLine:
         return (
             f"{self.label}second {seconds}{of}  stream/wall {seconds / max(wall, 1e-9):.2f}x  "
             f"compute {load:.2f} s per s  latency {c.get('behind_s', 0.0):.2f} s  "
-            f"model {p.timings.get('model_ms', 0.0):.1f} ms  drops {drops}  errors "
+            f"model {p.timings.get('model_ms', 0.0):.1f} ms  words {int(c.get('words', 0))}  "
+            f"drops {drops}  errors "
             f"{int(c.get('extractor_errors', 0) + c.get('engine_errors', 0))}"
         )
 

@@ -1,0 +1,519 @@
+"""The producer side in a few lines: a `Stream` of predictions from a file, devices or the demo.
+
+    from tribe_stream import Stream
+
+    stream = Stream.from_file("clip.mp4", checkpoint="demo").publish("tcp://127.0.0.1:5556")
+    for pred in stream:                   # one Prediction per second of media
+        print(pred.second, pred.values.shape)
+
+`Stream.from_devices(camera=..., mic=...)` and `Stream.demo(seconds=10)` are the other sources;
+`.publish(url)`, `.record(path)` and `.view()` add where predictions go and return the stream, so
+they chain. Options are dataclasses (`StreamOptions`, `PublishOptions`), checked when the stream
+is made, before any model loads; the `run` and `demo` commands only parse arguments into them.
+Iterating opens the stream (models, sources, sinks), runs it until its media ends (or
+`seconds`, or `stop()` from any thread or a signal handler) and closes everything, also when
+the loop is left early.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from tribe_stream import AUDIO_RATE, MAX_TOKENS
+from tribe_stream.errors import InputError, TribeStreamError
+from tribe_stream.protocol import DEFAULT_URL
+from tribe_stream.types import Prediction, Sink
+
+log = logging.getLogger("tribe_stream.stream")
+
+DEMO_INSTALL = "pip install 'tribe-stream[demo]'"
+
+
+def _finite_positive(name: str, value: float | None, minimum: float = 0.0) -> None:
+    if value is None:
+        return
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not math.isfinite(v) or v <= minimum:
+        raise InputError(
+            f"{name} must be a finite number of seconds above {minimum:g}, not {value}"
+        )
+
+
+@dataclass
+class StreamOptions:
+    """How a live stream runs. Checked by `validate()` (a `Stream` does it when made)."""
+
+    checkpoint: str = "demo"
+    """Brain model: a folder, a .ckpt/.safetensors file, a hub id, or `demo` (untrained)."""
+    lag: float = 0.0
+    """Seconds of right-hand context (a multiple of 0.5): second k waits for bins up to k+1+lag."""
+    engine: str | None = None
+    """torch, compiled, onnx, tensorrt; None: `compiled` on a GPU, `torch` on a CPU."""
+    device: str | None = None
+    """cpu, cuda, cuda:N; None: a GPU when there is one."""
+    dtype: str | None = None
+    """Brain-model precision: float32, float16, bfloat16; None: float16 on a GPU, else float32."""
+    text: bool = True
+    """Speech recognition and text features (when the media has sound)."""
+    audio_context: float = 30.0
+    """Seconds of trailing audio the audio extractor hears per bin."""
+    video_fp8: bool = False
+    """The video encoder's matrix products in FP8 (Ada/Hopper GPUs: faster, within about 2%)."""
+    realtime: bool = True
+    """Files: replay at their pace (True) or as fast as possible (False)."""
+    seconds: float | None = None
+    """Stop after this many seconds of stream time (None: when the media ends)."""
+
+    def validate(self) -> StreamOptions:
+        from tribe_stream.devices import DTYPE_NAMES, pick_device
+
+        if not isinstance(self.checkpoint, str) or not self.checkpoint:
+            raise InputError("a stream needs a checkpoint: a model folder, hub id or `demo`")
+        try:
+            lag = float(self.lag)
+        except (TypeError, ValueError):
+            raise InputError(f"--lag must be a number of seconds, not {self.lag!r}") from None
+        if not math.isfinite(lag) or lag < 0 or abs(round(lag * 2) - lag * 2) > 1e-9:
+            raise InputError(
+                f"--lag must be a non-negative multiple of 0.5 s (0, 0.5, 1, ...), not {self.lag}"
+            )
+        if lag * 2 + 2 > MAX_TOKENS:
+            raise InputError(f"--lag {lag:g} s is longer than the model's 100 s window")
+        _finite_positive("--seconds", self.seconds)
+        _finite_positive("--audio-context", self.audio_context, minimum=0.999)
+        from tribe_stream.engines import ENGINES
+
+        if self.engine is not None and self.engine not in ENGINES:
+            raise InputError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if self.dtype is not None and self.dtype not in DTYPE_NAMES:
+            raise InputError(
+                f"unknown model dtype {self.dtype!r}; choose one of {', '.join(DTYPE_NAMES)}"
+            )
+        pick_device(self.device)  # `cuda` without a GPU fails here, before any model loads
+        return self
+
+
+def check_endpoint(url: str, *, bind: bool = True) -> str:
+    """A ZeroMQ endpoint we can bind (tcp://HOST:PORT with PORT 1-65535 or *, ipc://, inproc://)."""
+    parts = urlsplit(str(url))
+    if parts.scheme in ("ipc", "inproc") and (parts.netloc or parts.path):
+        return url
+    if parts.scheme != "tcp" or not parts.hostname:
+        raise InputError(f"cannot publish on {url!r}: use tcp://HOST:PORT, e.g. {DEFAULT_URL}")
+    port = parts.netloc.rsplit(":", 1)[-1] if ":" in parts.netloc else ""
+    if port == "*" and bind:
+        return url
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InputError(f"{url!r}: the port must be a number from 1 to 65535 (or * for any)")
+    return url
+
+
+@dataclass
+class PublishOptions:
+    """Where and how predictions are published over ZeroMQ (docs/PROTOCOL.md)."""
+
+    url: str = DEFAULT_URL
+    """Endpoint to bind; loopback by default, another interface only when asked for."""
+    dtype: str = "float16"
+    """Payload dtype: float16 or float32."""
+    stream_id: str | None = None
+    curve_secret: str | None = None
+    """Server secret key (NAME.key_secret from `tribe-stream keys`): encrypt with CURVE."""
+    allow_clients: tuple[str, ...] | None = None
+    """Client public keys, key files or folders of them (needs `curve_secret`)."""
+
+    def validate(self) -> PublishOptions:
+        check_endpoint(self.url)
+        if self.dtype not in ("float16", "float32"):
+            raise InputError(f"payload dtype {self.dtype!r}: use float16 or float32")
+        if self.allow_clients and not self.curve_secret:
+            raise InputError("--allow-client needs CURVE: pass --curve-secret too")
+        return self
+
+    def publisher(self, **kwargs: Any):
+        from tribe_stream.publish import Publisher
+
+        return Publisher(
+            self.url,
+            dtype=self.dtype,
+            stream_id=self.stream_id,
+            curve_secret_key=self.curve_secret,
+            allowed_client_keys=list(self.allow_clients) if self.allow_clients else None,
+            **kwargs,
+        )
+
+
+@dataclass
+class Media:
+    """What feeds a stream: a file, a camera and/or a microphone, or the generated demo clip."""
+
+    file: str | None = None
+    camera: str | None = None
+    mic: str | None = None
+    demo_seconds: float | None = None
+
+    def validate(self) -> Media:
+        if self.file and (self.camera or self.mic):
+            raise InputError("a file replays a recording; use it without a camera or microphone")
+        if self.demo_seconds is not None:
+            _finite_positive("--seconds", self.demo_seconds)
+        elif not (self.file or self.camera or self.mic):
+            raise InputError("nothing to listen to: pass --camera DEV, --mic DEV, or --file FILE")
+        if self.file:
+            from tribe_stream.media import probe
+
+            info = probe(self.file)  # a missing or unreadable file fails here, before models load
+            if not (info.has_video or info.has_audio):
+                raise InputError(
+                    f"{self.file} has neither a video nor an audio stream (subtitles or data "
+                    "only?); give a file with pictures or sound"
+                )
+        return self
+
+
+def default_engine(engine: str | None, device: str) -> str:
+    """The brain-model engine a live run uses: the one asked for, else `compiled` on a GPU (a live
+    window's length changes every second for 100 s; eager pays for each new length) and `torch`
+    on a CPU (compiling costs more there than it saves)."""
+    return engine or ("compiled" if device.startswith("cuda") else "torch")
+
+
+def require_transformers() -> None:
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise TribeStreamError(
+            f"the feature extractors need the `transformers` package: {DEMO_INSTALL} "
+            "(or `pip install 'tribe-stream[extractors]'`)"
+        ) from None
+
+
+class Stream:
+    """A live stream of predictions (see the module docs). Not thread-safe, except `stop()`."""
+
+    def __init__(self, media: Media, options: StreamOptions | None = None, **overrides: Any):
+        self.media = media.validate()
+        self.options = replace(options or StreamOptions(), **overrides).validate()
+        self._publish: PublishOptions | None = None
+        self._record: Path | None = None
+        self._view: dict | None = None
+        self._extra_sinks: list[Sink] = []
+        self._stop = threading.Event()
+        self.pipeline = None
+        self.publisher = None
+        self.notes: list[str] = []
+        """What the stream decided while opening (modalities, engine, publishing), to show."""
+        self.words = 0
+
+    # ----- making one -----
+
+    @classmethod
+    def from_file(
+        cls, path: str | Path, checkpoint: str = "demo", *, realtime: bool = True, **options: Any
+    ) -> Stream:
+        """Replay a media file (its pictures and sound) through the live pipeline."""
+        return cls(
+            Media(file=str(path)),
+            StreamOptions(checkpoint=checkpoint, realtime=realtime, **options),
+        )
+
+    @classmethod
+    def from_devices(
+        cls,
+        camera: str | int | None = None,
+        mic: str | int | None = None,
+        checkpoint: str = "demo",
+        **options: Any,
+    ) -> Stream:
+        """A camera (`/dev/video0`, `0`, a URL, `lavfi:SPEC`) and/or a microphone (`default`, an
+        index or a name)."""
+        return cls(
+            Media(
+                camera=None if camera is None else str(camera),
+                mic=None if mic is None else str(mic),
+            ),
+            StreamOptions(checkpoint=checkpoint, **options),
+        )
+
+    @classmethod
+    def demo(cls, seconds: float = 10.0, **options: Any) -> Stream:
+        """The generated demo clip (moving picture, tones and a spoken sentence) through the
+        whole pipeline with small UNTRAINED weights: no downloads, no GPU."""
+        options.setdefault("checkpoint", "demo")
+        return cls(Media(demo_seconds=seconds), StreamOptions(**options))
+
+    # ----- where predictions go -----
+
+    def publish(self, url: str | PublishOptions = DEFAULT_URL, **options: Any) -> Stream:
+        """Publish over ZeroMQ (`PublishOptions` fields as keywords); returns the stream."""
+        opts = url if isinstance(url, PublishOptions) else PublishOptions(url=url, **options)
+        self._publish = opts.validate()
+        return self
+
+    def record(self, path: str | Path, overwrite: bool = False) -> Stream:
+        """Also write every prediction to an HDF5 recording (the recorder's layout)."""
+        from tribe_stream.outputs import check_output
+
+        p = check_output(path, (".h5", ".hdf5"), what="recording")
+        if p.exists() and not overwrite:
+            raise InputError(f"{p} exists; choose another file (or pass overwrite=True)")
+        self._record = p
+        return self
+
+    def view(self, linger: float | None = None) -> Stream:
+        """Open the live cortical viewer (a window; publishes on loopback if not publishing).
+        `linger`: seconds it stays open after the stream ends (None: until closed)."""
+        self._view = {"linger": linger}
+        return self
+
+    def add_sink(self, sink: Sink) -> Stream:
+        self._extra_sinks.append(sink)
+        return self
+
+    # ----- running -----
+
+    def stop(self) -> None:
+        """End the stream soon (after the step in progress); safe from any thread or signal."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def open(self) -> _Session:
+        """Load the models, open the sources and sinks: a context manager to iterate over, for
+        callers that want to show `notes` before the first second (iterating does this too)."""
+        return _Session(self)
+
+    def __iter__(self) -> Iterator[Prediction]:
+        with self.open() as session:
+            yield from session
+
+    def run(self, on_prediction: Callable[[Prediction], None] | None = None) -> list[Prediction]:
+        """Run to the end; every prediction is also passed to `on_prediction`."""
+        out = []
+        for p in self:
+            if on_prediction is not None:
+                on_prediction(p)
+            out.append(p)
+        return out
+
+    @property
+    def counters(self) -> dict[str, float]:
+        """The pipeline's running counts (predictions, bins, drops, errors, words, ...)."""
+        return self.pipeline.all_counters() if self.pipeline is not None else {}
+
+
+class _Session:
+    """One run of a Stream: what it opened, closed again in reverse order."""
+
+    def __init__(self, stream: Stream):
+        self.s = stream
+        self.tmp: tempfile.TemporaryDirectory | None = None
+        self.sinks: list[Sink] = []
+        self.viewer: subprocess.Popen | None = None
+
+    def __enter__(self) -> _Session:
+        try:
+            self._open()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _open(self) -> None:
+        from tribe_stream.devices import dtype_name, pick_device, pick_dtype
+        from tribe_stream.engines import make_engine
+        from tribe_stream.model.loading import load_brain_model
+        from tribe_stream.stream.clock import StreamClock
+        from tribe_stream.stream.pipeline import Pipeline, PipelineConfig
+
+        s, o = self.s, self.s.options
+        s.notes = []
+        device = pick_device(o.device)
+        dtype = dtype_name(pick_dtype(device, o.dtype))
+        clock = StreamClock()
+        sources, want = self._sources(clock)
+        loaded = load_brain_model(o.checkpoint)
+        engine_name = default_engine(o.engine, device)
+        engine = make_engine(engine_name, loaded, device=device, dtype=dtype)
+        extractors = load_stream_extractors(o, loaded, device, want, s.notes)
+        active = extractors.active()
+        s.notes.append(
+            f"modalities: {', '.join(active) or 'none'}; engine {engine_name} on {device} "
+            f"({dtype}); lag {o.lag:g} s"
+        )
+        publish = s._publish
+        if publish is None and s._view is not None:
+            publish = PublishOptions()
+        if publish is not None:
+            s.publisher = publish.publisher(model=loaded.identity, clock=clock)
+            self.sinks.append(s.publisher)
+            s.notes.append(f"publishing on {s.publisher.url}")
+        if s._record is not None:
+            from tribe_stream.stream.sinks import RecorderSink
+
+            self.sinks.append(RecorderSink(s._record, model=loaded.identity, clock=clock))
+            s.notes.append(f"recording to {s._record}")
+        self.sinks += s._extra_sinks
+        if s._view is not None:
+            self.viewer = subprocess.Popen(
+                [sys.executable, "-m", "tribe_stream.cli", "view", s.publisher.url]
+            )
+            time.sleep(1.0)  # let the viewer connect before the first second
+        warm_up(extractors, engine, o.audio_context)
+        config = PipelineConfig(lag=o.lag, live=o.realtime, audio_context_s=o.audio_context)
+        s.pipeline = Pipeline(
+            sources, engine, extractors, sinks=self.sinks, config=config, clock=clock
+        )
+
+    def _sources(self, clock) -> tuple[list, tuple[str, ...]]:
+        m, o = self.s.media, self.s.options
+        if m.demo_seconds is not None:
+            from tribe_stream.sources.clip import make_clip
+
+            self.tmp = tempfile.TemporaryDirectory(prefix="tribe-stream-demo-")
+            path = make_clip(Path(self.tmp.name) / "demo-clip.mp4", m.demo_seconds, speech=True)
+            m = Media(file=str(path))
+        if m.file:
+            from tribe_stream.sources.replay import FileReplay
+
+            src = FileReplay(m.file, clock=clock, realtime=o.realtime, max_size=292)
+            kinds = src.kinds()
+            want = (("video",) if "video" in kinds else ()) + (
+                ("audio", "text") if "audio" in kinds else ()
+            )
+            return [src], want
+        sources, want = [], ()
+        if m.camera:
+            from tribe_stream.sources.camera import open_camera
+
+            sources.append(open_camera(m.camera, clock=clock, max_size=292))
+            want += ("video",)
+        if m.mic:
+            from tribe_stream.sources.microphone import MicrophoneSource
+
+            device = None if m.mic == "default" else (int(m.mic) if m.mic.isdigit() else m.mic)
+            sources.append(MicrophoneSource(device, clock=clock))
+            want += ("audio", "text")
+        return sources, want
+
+    def __iter__(self) -> Iterator[Prediction]:
+        s = self.s
+        for p in s.pipeline.predictions(s.options.seconds, stop=s._stop):
+            s.words = int(p.counters.get("words", 0))
+            yield p
+
+    def __exit__(self, *exc: object) -> None:
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as e:  # noqa: BLE001 - closing one sink must not lose the others
+                log.warning("closing %s failed: %s", type(sink).__name__, e)
+        if self.viewer is not None:
+            _close_viewer(self.viewer, self.s._view.get("linger") if self.s._view else None)
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+
+def load_stream_extractors(
+    opts: StreamOptions, loaded, device: str, want: tuple[str, ...], notes: list[str]
+):
+    """The extractors the checkpoint's config names (or the demo's), for the media at hand."""
+    from tribe_stream.extractors.asr import asr_available
+    from tribe_stream.stream.pipeline import Extractors
+
+    require_transformers()
+    text_ok = opts.text and "text" in want
+    reason = asr_available() if text_ok else None
+    if text_ok and reason:
+        notes.append(f"text features off: speech recognition unavailable ({reason})")
+        text_ok = False
+    mods = tuple(m for m in ("audio", "video") if m in want) + (("text",) if text_ok else ())
+    if opts.checkpoint == "demo":
+        from tribe_stream.extractors.demo import load_demo_extractors
+
+        found = load_demo_extractors(device=device, modalities=mods, video_fp8=opts.video_fp8)
+    else:
+        from tribe_stream.extractors.config import from_experiment
+        from tribe_stream.extractors.suite import load_extractors
+
+        found = load_extractors(
+            from_experiment(loaded.experiment),
+            device=device,
+            modalities=mods,
+            compile=device.startswith("cuda"),
+            video_fp8=opts.video_fp8,
+        )
+    asr = None
+    if "text" in found:
+        from tribe_stream.extractors.asr import LiveASR, WhisperASR
+
+        asr = LiveASR(WhisperASR())
+    return Extractors(
+        video=found.get("video"), audio=found.get("audio"), text=found.get("text"), asr=asr
+    )
+
+
+def warm_up(extractors, engine, audio_context: float) -> None:
+    """Run every model once before the clock starts, so that compiling (seconds on a GPU) is
+    never mistaken for the stream falling behind."""
+    t = time.perf_counter()
+    try:
+        if extractors.video is not None:
+            frames = np.zeros((4, 256, 256, 3), np.uint8)
+            extractors.video.extract([1.0, 1.5], frames, np.arange(4) / 4)  # two bins a pass
+            extractors.video.extract([1.5], frames, np.arange(4) / 4)  # and one, as live bins come
+        if extractors.audio is not None:  # through the live path: its CUDA graph is captured here
+            live = extractors.audio.live(audio_context)
+            live.feed(np.zeros(int(audio_context * AUDIO_RATE), np.float32), 0.0)
+            n = int(audio_context * 2)
+            live.extract([n - 2, n - 1])
+        window = {
+            m: np.zeros((*engine.config.feature_dims[m], MAX_TOKENS), np.float32)
+            for m in extractors.active()
+        }
+        engine.run(window, rows=[MAX_TOKENS // 2 - 1])
+    except Exception as exc:  # noqa: BLE001 - warming up is an optimisation; the stream will say more
+        log.warning(
+            "warm-up failed (%s: %s); the first seconds may be slow", type(exc).__name__, exc
+        )
+    log.info("models warmed up in %.1f s", time.perf_counter() - t)
+
+
+def _close_viewer(viewer: subprocess.Popen, linger: float | None) -> None:
+    if linger is None:
+        print("stream ended; close the viewer window to exit", flush=True)
+    try:
+        viewer.wait(timeout=linger)
+    except subprocess.TimeoutExpired:
+        viewer.terminate()
+        viewer.wait(timeout=10)
+    except KeyboardInterrupt:
+        viewer.terminate()
+
+
+__all__ = [
+    "Media",
+    "PublishOptions",
+    "Stream",
+    "StreamOptions",
+    "check_endpoint",
+    "default_engine",
+]
