@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -17,8 +19,14 @@ import zmq
 from tribe_stream import N_VERTICES
 from tribe_stream.client import Subscriber
 from tribe_stream.errors import InputError
-from tribe_stream.protocol import TOPICS, encode_prediction
-from tribe_stream.publish import Publisher
+from tribe_stream.protocol import (
+    TOPICS,
+    encode_metadata,
+    encode_prediction,
+    encode_status,
+    stream_metadata,
+)
+from tribe_stream.publish import SUBSCRIPTION_POLL_S, Publisher
 from tribe_stream.types import Prediction
 
 ANY_PORT = "tcp://127.0.0.1:*"
@@ -379,3 +387,202 @@ def test_status_without_subscribers_and_metadata_updates_never_block():
             pub.set_metadata({"seq": 1})
         with pytest.raises(InputError, match="JSON"):
             pub.set_metadata({"thing": object()})
+
+
+# -- hostile input on real sockets ----------------------------------------------------------------
+
+
+class _RawStream:
+    """A hand-driven publisher (raw XPUB) and a Subscriber, to send anything at all."""
+
+    def __init__(self, topics=("prediction", "status", "metadata")):
+        self.ctx, self.raw = _raw_publisher()
+        self.sub = Subscriber(self.raw.getsockopt_string(zmq.LAST_ENDPOINT), topics=topics)
+        _wait_subscribed(self.raw, self.sub)
+        self.ids = dict(stream_id="raw", session="s1")
+
+    def pred(self, seq: int, **header) -> None:
+        frames = encode_prediction(pred(seq % 1000), **self.ids, seq=seq, publish_wall=1.0)
+        if header:
+            h = json.loads(frames[1])
+            h.update(header)
+            frames[1] = json.dumps(h).encode()
+        self.raw.send_multipart(frames)
+
+    def status(self, next_seq: int) -> None:
+        self.raw.send_multipart(
+            encode_status({}, **self.ids, seq=0, publish_wall=1.0, next_seq=next_seq)
+        )
+
+    def metadata(self, next_seq: int) -> None:
+        meta = stream_metadata(stream_id="raw", dtype="float16", model={})
+        frames = encode_metadata(meta, **self.ids, seq=0, publish_wall=1.0, next_seq=next_seq)
+        self.raw.send_multipart(frames)
+
+    def drain(self, timeout: float = 1.0) -> list:
+        """Every message that arrives until `timeout` s of silence."""
+        got = []
+        while (msg := self.sub.recv(timeout=timeout)) is not None:
+            got.append(msg)
+            timeout = min(timeout, 0.3)
+        return got
+
+    def seqs(self, timeout: float = 1.0) -> list[tuple[int, int]]:
+        return [(m.seq, m.missed_before) for m in self.drain(timeout) if m.topic == "prediction"]
+
+    def close(self) -> None:
+        self.sub.close()
+        self.raw.close(linger=0)
+        self.ctx.term()
+
+
+@pytest.fixture
+def raw_stream():
+    stream = _RawStream()
+    yield stream
+    stream.close()
+
+
+def test_a_deeply_nested_header_is_rejected_and_recv_goes_on(raw_stream):
+    good = encode_prediction(pred(0), **raw_stream.ids, seq=0, publish_wall=1.0)
+    deep = b'{"v": 1, "kind": "prediction", "x": ' + b"[" * 60_000  # RecursionError in json
+    raw_stream.raw.send_multipart([good[0], deep, good[2]])
+    raw_stream.raw.send_multipart([good[0], b"[" * 30_000 + b"]" * 30_000, good[2]])
+    raw_stream.pred(0, bold_time=float("nan"))  # json.dumps writes NaN: not JSON
+    raw_stream.pred(0)
+    assert raw_stream.seqs() == [(0, 0)]  # recv() did not raise; the good message came through
+    sub = raw_stream.sub
+    assert sub.reject_reasons == {"bad-header": 2, "non-finite": 1} and sub.rejected == 3
+
+
+def test_one_far_ahead_seq_does_not_shut_the_session_out(raw_stream):
+    for k in range(5):
+        raw_stream.pred(k)
+    raw_stream.pred(10**15)  # forged or corrupt: used to make every later message stale
+    for k in range(5, 10):
+        raw_stream.pred(k)
+    got = raw_stream.seqs()
+    sub = raw_stream.sub
+    assert [s for s, _ in got] == [0, 1, 2, 3, 4, 10**15, 5, 6, 7, 8, 9]
+    assert got[6] == (5, 0)  # nothing was lost before 5
+    assert sub.reject_reasons.get("stale-seq", 0) == 0
+    assert (sub.resyncs, sub.gaps, sub.missed) == (1, 0, 0)  # the spurious gap is withdrawn
+    assert list(sub.gap_log) == []
+
+
+@pytest.mark.parametrize("kind", ["status", "metadata"])
+def test_one_far_ahead_next_seq_does_not_shut_the_session_out(raw_stream, kind):
+    for k in range(3):
+        raw_stream.pred(k)
+    getattr(raw_stream, kind)(next_seq=2**62)
+    for k in range(3, 8):
+        raw_stream.pred(k)
+    raw_stream.status(next_seq=8)  # the real heartbeat agrees with the real predictions
+    got = raw_stream.seqs()
+    sub = raw_stream.sub
+    assert got == [(k, 0) for k in range(8)]
+    assert (sub.resyncs, sub.gaps, sub.missed, sub.rejected) == (1, 0, 0, 0)
+
+
+def test_a_confirmed_run_of_forged_seqs_is_left_after_a_short_backward_run(raw_stream):
+    for k in range(3):
+        raw_stream.pred(k)
+    for k in range(5):  # a jump, then in-order messages that confirm it
+        raw_stream.pred(10**12 + k)
+    for k in range(3, 10):
+        raw_stream.pred(k)
+    got = [s for s, _ in raw_stream.seqs()]
+    sub = raw_stream.sub
+    # the real stream goes on from 3: 3, 4, 5 are stale-looking, 6 makes four in a row
+    assert got == [0, 1, 2, *(10**12 + k for k in range(5)), 6, 7, 8, 9]
+    assert sub.reject_reasons["stale-seq"] == 3 and sub.resyncs == 1
+
+
+def test_a_forged_first_message_does_not_shut_the_session_out(raw_stream):
+    raw_stream.pred(2**63 - 1)
+    for k in range(4):
+        raw_stream.pred(k)
+    got = [s for s, _ in raw_stream.seqs()]
+    assert got == [2**63 - 1, 0, 1, 2, 3]
+    assert raw_stream.sub.resyncs == 1 and raw_stream.sub.missed == 0
+
+
+def test_real_gaps_are_still_counted_and_stale_duplicates_still_rejected(raw_stream):
+    for k in (0, 1, 2, 3, 4, 10, 10, 11, 12, 13, 14, 12, 13, 14, 15):
+        raw_stream.pred(k)  # 5..9 lost; 10 again, and 12..14 again, are duplicates
+    raw_stream.status(next_seq=20)  # 16..19 lost after the last prediction
+    raw_stream.pred(20)
+    got = raw_stream.seqs()
+    sub = raw_stream.sub
+    assert got == [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (10, 5)] + [
+        (k, 0) for k in range(11, 16)
+    ] + [(20, 4)]
+    assert (sub.gaps, sub.missed, sub.resyncs) == (2, 9, 0)
+    assert sub.reject_reasons["stale-seq"] == 4
+    assert [(g.first_seq, g.count) for g in sub.gap_log] == [(5, 5), (16, 4)]
+
+
+def _zmtp_peer(url: str) -> socket.socket:
+    """A bare ZMTP 3.0 peer (NULL security, SUB) on a TCP socket: it sends whatever frames we
+    like, where a ZeroMQ XSUB would drop unsubscriptions it has no subscription for."""
+    host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
+    peer = socket.create_connection((host, int(port)), timeout=5)
+    greeting = b"\xff" + b"\0" * 8 + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\0") + b"\0" * 32
+    ready = b"\x05READY\x0bSocket-Type" + struct.pack(">I", 3) + b"SUB"
+    peer.sendall(greeting + bytes([0x04, len(ready)]) + ready)
+    reply = b""
+    while len(reply) < 66 or len(reply) < 66 + reply[65]:  # its greeting and READY command
+        reply += peer.recv(4096)
+    assert reply[66:72] == b"\x05READY"
+    return peer
+
+
+def _frame(peer: socket.socket, body: bytes) -> None:
+    peer.sendall(bytes([0x00, len(body)]) + body)
+
+
+def _until(check, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    time.sleep(3 * SUBSCRIPTION_POLL_S)  # and it stays so
+    return check()
+
+
+def test_repeated_subscribe_frames_from_one_client_count_once():
+    sub_frame, unsub_frame = b"\x01" + TOPICS["prediction"], b"\x00" + TOPICS["prediction"]
+    with Publisher(ANY_PORT) as pub:
+        ctx = zmq.Context()
+        hostile = ctx.socket(zmq.XSUB)
+        deflater = _zmtp_peer(pub.url)
+        try:
+            hostile.connect(pub.url)
+            time.sleep(0.2)
+            for _ in range(1000):  # each one reaches the publisher (XSUB forwards them all)
+                hostile.send(sub_frame)
+            assert _until(lambda: pub.subscribers == 1), f"{pub.subscribers} subscribers"
+            with Subscriber(pub.url) as sub:
+                assert _until(lambda: pub.subscribers == 2)
+                for _ in range(1000):  # unsubscriptions from a client that never subscribed
+                    _frame(deflater, unsub_frame)
+                _frame(deflater, b"\x01tribe.status")  # not the prediction topic
+                assert _until(lambda: pub.subscribers == 2), f"{pub.subscribers} subscribers"
+                pub.status({})
+                assert pub.counters["subscribers"] == 2
+                _frame(deflater, b"\x01tribe.")  # a prefix that covers predictions: counts
+                assert _until(lambda: pub.subscribers == 3)
+                for _ in range(3):
+                    _frame(deflater, unsub_frame)  # not the prefix it subscribed with
+                assert _until(lambda: pub.subscribers == 3)
+                _frame(deflater, b"\x00tribe.")
+                assert _until(lambda: pub.subscribers == 2)
+                assert sub.recv(timeout=0) is None
+            assert _until(lambda: pub.subscribers == 1)  # the Subscriber's connection is gone
+            hostile.close(linger=0)
+            assert _until(lambda: pub.subscribers == 0)
+        finally:
+            deflater.close()
+            hostile.close(linger=0)
+            ctx.term()
