@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -13,10 +14,19 @@ import time
 import h5py
 import numpy as np
 import pytest
+import zmq
 
 from tribe_stream import N_VERTICES
 from tribe_stream.client import Subscriber
 from tribe_stream.errors import InputError
+from tribe_stream.protocol import (
+    Message,
+    decode,
+    encode_metadata,
+    encode_prediction,
+    encode_status,
+    stream_metadata,
+)
 from tribe_stream.publish import Publisher
 from tribe_stream.recording import RecordingWriter, read_recording, record, replay
 from tribe_stream.stream.clock import StreamClock
@@ -195,3 +205,76 @@ def test_clear_errors(tmp_path):
     proc = start_cli("record", "tcp://127.0.0.1:1", str(tmp_path / "other.h5"))
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "--overwrite" in stderr and "Traceback" not in stderr
+
+
+def test_recorder_survives_what_the_subscriber_used_to_let_through(tmp_path):
+    """Headers that decoded but crashed the recorder: now rejected by decode, counted, skipped."""
+    out = tmp_path / "hostile.h5"
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.XPUB)
+    raw.bind("tcp://127.0.0.1:*")
+    url = raw.getsockopt_string(zmq.LAST_ENDPOINT)
+    ids = dict(stream_id="raw", session="s1", publish_wall=1.0)
+    result: dict = {}
+    th = threading.Thread(
+        target=lambda: result.update(summary=record(url, out, count=4, duration=30))
+    )
+    th.start()
+    try:
+        assert raw.poll(10_000), "the recorder never subscribed"
+        time.sleep(0.3)  # its other subscriptions
+        meta = stream_metadata(stream_id="raw", dtype="float16", model={})
+        raw.send_multipart(encode_metadata(meta, **ids, seq=0, next_seq=0))
+
+        def send(k: int, **bad) -> None:
+            frames = encode_prediction(pred(k), **ids, seq=k)
+            text = frames[1].decode()
+            for key, value in bad.items():  # JSON text as a hostile publisher would write it
+                h = json.loads(text)
+                h[key] = None
+                text = json.dumps(h).replace(f'"{key}": null', f'"{key}": {value}')
+            raw.send_multipart([frames[0], text.encode(), frames[2]])
+
+        send(0)
+        send(1, second=2**70)  # OverflowError into int64
+        send(2, bold_time="1" + "0" * 400)  # a JSON int too large for float64
+        send(3, counters='"oops"')
+        send(4, timings='{"capture": [1]}')
+        status = encode_status({}, **ids, seq=0, next_seq=5)
+        raw.send_multipart([status[0], status[1].replace(b'"counters":{}', b'"counters":7'), b""])
+        for k in (5, 6, 7):
+            send(k)
+        th.join(30)
+    finally:
+        raw.close(linger=0)
+        ctx.term()
+    assert not th.is_alive() and "summary" in result, "the recorder died"
+    summary = result["summary"]
+    assert summary["rows"] == 4 and summary["write_errors"] == 0
+    assert summary["reject_reasons"] == {"bad-field": 5} and summary["missed"] == 4
+    rec = read_recording(out)
+    assert rec.seconds.tolist() == [0, 5, 6, 7] and rec.missed_before.tolist() == [0, 4, 0, 0]
+    assert all(isinstance(v, float) for h in rec.headers for v in h["timings"].values())
+
+
+def test_writer_converts_a_row_whole_and_undoes_a_failed_write(tmp_path):
+    """The defence behind decode: a row that cannot be stored raises, and leaves no half row."""
+    out = tmp_path / "rows.h5"
+    writer = RecordingWriter(out, {"stream_id": "s", "dtype": "float16"})
+
+    def message(k: int, **header) -> Message:
+        msg = decode(encode_prediction(pred(k), stream_id="s", session="x", seq=k, publish_wall=1))
+        msg.header.update(header)  # what decode would refuse, handed over directly
+        return msg
+
+    writer.add_prediction(message(0))
+    for bad in ({"second": 2**70}, {"bold_time": 10**400}, {"stimulus": [1.0]}):
+        with pytest.raises((OverflowError, InputError)):
+            writer.add_prediction(message(1, **bad))
+    sizes = {name: writer._file[name].shape[0] for name in ("values", "second", "seq", "header")}
+    assert set(sizes.values()) == {1}, sizes  # the columns stay in step
+    writer.add_prediction(message(2))
+    writer.close()
+    rec = read_recording(out)
+    assert rec.seconds.tolist() == [0, 2] and rec.seq.tolist() == [0, 2]
+    assert np.array_equal(rec.values[1], POOL[2].astype(np.float16))
