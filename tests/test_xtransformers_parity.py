@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from importlib.metadata import version
+
 import pytest
 import torch
 
@@ -9,9 +12,40 @@ from tribe_stream.model.config import BrainConfig
 from tribe_stream.model.fmri_encoder import Encoder
 from tribe_stream.model.loading import official_to_ours
 
+ORACLE = "1.27.20"  # the version the official TRIBE v2 checkpoint was trained with
 x_transformers = pytest.importorskip(
-    "x_transformers", reason="test-only oracle: pip install x_transformers==1.27.20"
+    "x_transformers", reason=f"test-only oracle: pip install x_transformers=={ORACLE}"
 )
+if version("x_transformers") != ORACLE:
+    pytest.skip(
+        f"the oracle is x_transformers {ORACLE}, this is {version('x_transformers')} "
+        f"(pip install x_transformers=={ORACLE})",
+        allow_module_level=True,
+    )
+
+TOL = 1e-5
+
+
+def _wrong_variants(ours: Encoder):
+    """Copies of `ours`, each with one plausible mistake; none may match the oracle."""
+
+    def no_rotary(m):
+        m.inv_freq.zero_()  # cos 1, sin 0: positions ignored
+
+    def one_weight(m):
+        m.layers[0].fn.to_q.weight[0, 0] += 0.05  # one entry of one projection
+
+    def lost_skip_scale(m):
+        m.layers[-1].residual_scale.fill_(1.0)  # the last block's learned skip scale lost
+
+    def final_gain(m):
+        m.final_norm.g.mul_(1.001)
+
+    for mistake in (no_rotary, one_weight, lost_skip_scale, final_gain):
+        wrong = copy.deepcopy(ours)
+        with torch.no_grad():
+            mistake(wrong)
+        yield mistake.__name__, wrong
 
 
 @pytest.mark.parametrize(
@@ -24,7 +58,6 @@ x_transformers = pytest.importorskip(
     ],
 )
 def test_encoder_matches_x_transformers(dim, heads, depth, T):
-    assert x_transformers.__version__ if hasattr(x_transformers, "__version__") else True
     torch.manual_seed(dim + T)
     ref = x_transformers.Encoder(
         dim=dim,
@@ -45,6 +78,7 @@ def test_encoder_matches_x_transformers(dim, heads, depth, T):
     config = BrainConfig(hidden=dim, heads=heads, depth=depth)
     ours = Encoder(config).eval()
     assert ours.inv_freq.shape == ref.rotary_pos_emb.inv_freq.shape
+    torch.testing.assert_close(ours.inv_freq, ref.rotary_pos_emb.inv_freq, rtol=0, atol=0)
     state = {
         official_to_ours("encoder." + k).removeprefix("encoder."): v
         for k, v in ref.state_dict().items()
@@ -54,4 +88,10 @@ def test_encoder_matches_x_transformers(dim, heads, depth, T):
     with torch.no_grad():
         want = ref(x)
         got = ours(x)
-    assert (got - want).abs().max().item() < 1e-5
+        # A real output, not a constant the two could share by accident.
+        assert want.std() > 0.5 and (want[:, 1:] - want[:, :1]).abs().amax() > 0.5
+        assert (got - want).abs().max().item() < TOL
+        # The comparison is sharp enough to see a single mistake anywhere in the encoder.
+        for name, wrong in _wrong_variants(ours):
+            err = (wrong(x) - want).abs().max().item()
+            assert err > 10 * TOL, f"{name}: a wrong encoder still matched ({err:.2e})"
