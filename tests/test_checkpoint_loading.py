@@ -44,16 +44,47 @@ def _predict_args(ckpt, tmp_path):
 
 
 def test_key_names_round_trip():
-    with np.load(FIXTURE / "cases.npz"):
-        pass
-    keys = [line.split("\t")[0] for line in (FIXTURE / "keys.txt").read_text().splitlines()]
-    for k in keys:
-        bare = k.removeprefix("model.")
-        assert ours_to_official(official_to_ours(bare)) == bare
+    """Official keys map to different names of ours and back, and the mapping covers every key
+    of the released model (an identity mapping fails: our modules are named differently)."""
+    from pathlib import Path
+
+    from tribe_stream.model.config import BrainConfig
+    from tribe_stream.model.fmri_encoder import FmriEncoder
+
+    expected = {
+        "encoder.layers.0.0.0.g": "encoder.layers.0.norm.g",
+        "encoder.layers.0.1.to_q.weight": "encoder.layers.0.fn.to_q.weight",
+        "encoder.layers.14.1.to_out.weight": "encoder.layers.14.fn.to_out.weight",
+        "encoder.layers.1.1.ff.0.0.weight": "encoder.layers.1.fn.up.weight",
+        "encoder.layers.1.1.ff.0.0.bias": "encoder.layers.1.fn.up.bias",
+        "encoder.layers.15.1.ff.2.weight": "encoder.layers.15.fn.down.weight",
+        "encoder.layers.15.1.ff.2.bias": "encoder.layers.15.fn.down.bias",
+        "encoder.layers.2.2.residual_scale": "encoder.layers.2.residual_scale",
+        "encoder.rotary_pos_emb.inv_freq": "encoder.inv_freq",
+        "predictor.weights": "predictor_weights",
+        "predictor.bias": "predictor_bias",
+    }
+    for official, ours in expected.items():
+        assert official_to_ours(official) == ours
+        assert ours_to_official(ours) == official
+    listing = Path(__file__).parent / "fixtures" / "tribev2-full-keys.txt"
+    full = [line.split("\t")[0].removeprefix("model.") for line in listing.read_text().splitlines()]
+    with torch.device("meta"):
+        names = set(FmriEncoder(BrainConfig()).state_dict())
+    mapped = [official_to_ours(k) for k in full]
+    assert sorted(mapped) == sorted(names)  # every released key lands on one of ours, one to one
+    assert [ours_to_official(k) for k in mapped] == full
+    same = [k for k, m in zip(full, mapped, strict=True) if k == m]
+    assert sorted(same) == sorted(
+        ["time_pos_embed", "low_rank_head.weight", "encoder.final_norm.g"]
+        + [f"projectors.{m}.{w}" for m in ("text", "audio", "video") for w in ("weight", "bias")]
+    )  # only the names both implementations share stay as they are
+    small = [line.split("\t")[0] for line in (FIXTURE / "keys.txt").read_text().splitlines()]
+    assert all(ours_to_official(official_to_ours(k[6:])) == k[6:] for k in small)
 
 
 def test_full_size_architecture_matches_released_keys():
-    """The released checkpoint's keys and shapes (shared/fixtures/tribev2-full-keys.txt)."""
+    """The released checkpoint's keys and shapes (tests/fixtures/tribev2-full-keys.txt)."""
     from pathlib import Path
 
     from tribe_stream.model.config import BrainConfig

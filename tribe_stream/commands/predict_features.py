@@ -13,7 +13,11 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--features", required=True, help="input .npz with text/audio/video arrays (L, D, T)"
     )
-    p.add_argument("--out", required=True, help="output .npy, float32 (T_out, n_outputs)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output .npy (its folder must exist), float32 (T_out, n_outputs)",
+    )
     p.add_argument(
         "--tokens", action="store_true", help="one row per 2 Hz bin instead of one per second"
     )
@@ -28,19 +32,22 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from tribe_stream.outputs import check_output, save_npy
 
-    import numpy as np
+    out = check_output(args.out, (".npy",), what="--out")  # before anything is loaded
 
-    from tribe_stream.engines import make_engine
-    from tribe_stream.model.loading import load_brain_model
     from tribe_stream.offline import predict_windows, read_features
 
     features = read_features(args.features)
+
+    from tribe_stream.devices import pick_device
+    from tribe_stream.engines import make_engine
+    from tribe_stream.model.loading import load_brain_model
+
+    device = pick_device(args.device)
     loaded = load_brain_model(args.checkpoint)
-    engine = make_engine(args.engine, loaded, device=args.device, dtype=args.dtype)
-    out = predict_windows(engine, features, tokens=args.tokens, pad_last=args.pad_last)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    np.save(args.out, out)
-    print(f"wrote {args.out}: {out.shape[0]} rows x {out.shape[1]} outputs")
+    engine = make_engine(args.engine, loaded, device=device, dtype=args.dtype)
+    pred = predict_windows(engine, features, tokens=args.tokens, pad_last=args.pad_last)
+    written = save_npy(out, pred)
+    print(f"wrote {written}: {pred.shape[0]} rows x {pred.shape[1]} outputs")
     return 0

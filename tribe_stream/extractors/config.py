@@ -97,13 +97,16 @@ class ExtractorConfig:
         return from_experiment({"data": data})
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _fractions(value: Any, where: str) -> tuple[float, ...]:
-    if isinstance(value, int | float):
-        return (float(value),)
-    if isinstance(value, list | tuple) and value and all(isinstance(v, int | float) for v in value):
-        return tuple(float(v) for v in value)
+    values = value if isinstance(value, list | tuple) else [value]
+    if values and all(_is_number(v) and 0.0 <= v <= 1.0 for v in values):
+        return tuple(float(v) for v in values)
     raise CheckpointError(
-        f"{where} must be a fraction or a list of fractions in [0, 1], got {value!r}"
+        f"config.yaml: {where} must be a fraction or a list of fractions in [0, 1], got {value!r}"
     )
 
 
@@ -116,18 +119,47 @@ def _cache_n(section: dict, default: int | None, where: str) -> int | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
         return value
-    raise CheckpointError(f"{where} must be an integer >= 2 or null, got {value!r}")
+    raise CheckpointError(f"config.yaml: {where} must be an integer >= 2 or null, got {value!r}")
+
+
+def _positive(value: Any, default: float, where: str, integer: bool = False) -> Any:
+    """A positive number from the config (`default` when absent or null)."""
+    if value is None:
+        return default
+    ok = isinstance(value, int) if integer else _is_number(value)
+    if ok and not isinstance(value, bool) and value > 0:
+        return int(value) if integer else float(value)
+    kind = "a positive integer" if integer else "a positive number"
+    raise CheckpointError(f"config.yaml: {where} must be {kind}, got {value!r}")
+
+
+def _section(data: dict, key: str, where: str) -> dict:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckpointError(
+            f"config.yaml: {where}.{key} must be a mapping, got {type(value).__name__}"
+        )
+    return value
 
 
 def from_experiment(experiment: dict[str, Any] | None) -> ExtractorConfig:
     """Settings from a parsed `config.yaml` (the whole file, or `{}` for the reference)."""
     exp = experiment or {}
+    if not isinstance(exp, dict):
+        raise CheckpointError("config.yaml must hold a mapping")
     data = exp.get("data") or {}
     if not isinstance(data, dict):
         raise CheckpointError("config.yaml: `data` must be a mapping")
     override = None
     if data.get("n_layers_to_use") is not None:
-        override = tuple(float(x) for x in np.linspace(0, 1, int(data["n_layers_to_use"])))
+        n = data["n_layers_to_use"]
+        if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1000):
+            raise CheckpointError(
+                f"config.yaml: data.n_layers_to_use must be an integer from 1 to 1000, got {n!r}"
+            )
+        override = tuple(float(x) for x in np.linspace(0, 1, n))
     elif data.get("layers_to_use") is not None:
         override = _fractions(data["layers_to_use"], "data.layers_to_use")
     elif "layers_to_use" not in data and "n_layers_to_use" not in data:
@@ -137,16 +169,20 @@ def from_experiment(experiment: dict[str, Any] | None) -> ExtractorConfig:
         raise CheckpointError(
             f"config.yaml: data.layer_aggregation {aggregation!r} is not supported"
         )
-    features = tuple(data.get("features_to_use") or MODALITIES)
+    features = data.get("features_to_use") or list(MODALITIES)
+    if isinstance(features, str):
+        features = [features]
+    if not isinstance(features, list | tuple):
+        raise CheckpointError(
+            f"config.yaml: data.features_to_use must be a list of modalities, got {features!r}"
+        )
     unknown = [m for m in features if m not in MODALITIES]
     if unknown:
         raise CheckpointError(f"config.yaml: data.features_to_use has unsupported {unknown}")
     settings = {}
     for modality in MODALITIES:
-        section = data.get(f"{modality}_feature") or {}
-        inner = section.get("image") or {} if modality == "video" else section
-        if not isinstance(section, dict) or not isinstance(inner, dict):
-            raise CheckpointError(f"config.yaml: data.{modality}_feature must be a mapping")
+        section = _section(data, f"{modality}_feature", "data")
+        inner = _section(section, "image", "data.video_feature") if modality == "video" else section
         where = f"data.{modality}_feature" + (".image" if modality == "video" else "")
         if override is not None:
             fractions = override
@@ -154,41 +190,50 @@ def from_experiment(experiment: dict[str, Any] | None) -> ExtractorConfig:
             fractions = _fractions(inner["layers"], f"{where}.layers")
         else:
             fractions = (2 / 3,)
-        frequency = float(data.get("frequency") or section.get("frequency") or 2.0)
+        frequency = _positive(
+            data.get("frequency") or section.get("frequency"), 2.0, "feature frequency"
+        )
         if frequency != 2.0:
             raise CheckpointError(
                 f"config.yaml: feature frequency {frequency} Hz; tribe-stream bins at 2 Hz"
             )
+        model_name = inner.get("model_name") or REFERENCE_MODELS[modality]
+        if not isinstance(model_name, str):
+            raise CheckpointError(
+                f"config.yaml: {where}.model_name must be a folder or hub id, got {model_name!r}"
+            )
+        video = modality == "video"
         settings[modality] = ModalitySettings(
             modality=modality,
-            model_name=str(inner.get("model_name") or REFERENCE_MODELS[modality]),
+            model_name=model_name,
             fractions=fractions,
             aggregation=aggregation,
             cache_n_layers=_cache_n(
-                inner,
-                REFERENCE_CACHE_N_LAYERS[modality],
-                f"{where}.cache_n_layers",
+                inner, REFERENCE_CACHE_N_LAYERS[modality], f"{where}.cache_n_layers"
             ),
             frequency=frequency,
-            clip_seconds=float(section.get("clip_duration") or 4.0) if modality == "video" else 4.0,
-            num_frames=int(section.get("num_frames") or 64) if modality == "video" else 64,
+            clip_seconds=_positive(
+                section.get("clip_duration"), 4.0, "data.video_feature.clip_duration"
+            )
+            if video
+            else 4.0,
+            num_frames=_positive(
+                section.get("num_frames"), 64, "data.video_feature.num_frames", True
+            )
+            if video
+            else 64,
         )
-    return ExtractorConfig(**settings, features_to_use=features)
+    return ExtractorConfig(**settings, features_to_use=tuple(features))
 
 
 def from_yaml(path: str | os.PathLike) -> ExtractorConfig:
-    """Settings from a `config.yaml` file or a checkpoint folder holding one."""
-    import yaml
+    """Settings from a `config.yaml` file or a checkpoint folder holding one, read by the one
+    reader of config.yaml (`tribe_stream.model.config.read_yaml`: Python tags as plain data)."""
+    from tribe_stream.model.config import read_yaml
 
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / "config.yaml"
     if not p.is_file():
         raise CheckpointError(f"{p} does not exist; pass the checkpoint folder or its config.yaml")
-    try:
-        exp = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise CheckpointError(f"{p} is not valid YAML: {exc}") from None
-    if not isinstance(exp, dict):
-        raise CheckpointError(f"{p} does not hold a mapping")
-    return from_experiment(exp)
+    return from_experiment(read_yaml(p))

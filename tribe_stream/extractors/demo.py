@@ -164,8 +164,9 @@ def build_demo_extractors(folder: str | os.PathLike, seed: int = 0) -> DemoPaths
 def demo_extractors_path(folder: str | os.PathLike | None = None) -> DemoPaths:
     """Build (once) and return the demo models' folders, under the tribe-stream cache by default."""
     if folder is None:
-        cache = Path(os.environ.get("TRIBE_STREAM_CACHE", Path.home() / ".cache" / "tribe-stream"))
-        folder = cache / f"demo-extractors-v{DEMO_VERSION}"
+        from tribe_stream.paths import cache_dir
+
+        folder = cache_dir(f"demo-extractors-v{DEMO_VERSION}")
     root = Path(folder).expanduser()
     paths = DemoPaths(root, root / "text", root / "audio", root / "video")
     marker = root / "DEMO.json"

@@ -7,7 +7,6 @@ whole fsaverage5 cortex (20,484 vertices). Everything that carries them is label
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ import torch
 from tribe_stream import N_VERTICES
 from tribe_stream.model.config import BrainConfig
 from tribe_stream.model.fmri_encoder import FmriEncoder
+from tribe_stream.paths import cache_dir
 
 DEMO_VERSION = 1
 DEMO_FEATURE_DIMS = {"text": (2, 64), "audio": (2, 64), "video": (2, 64)}
@@ -69,27 +69,25 @@ def build_demo_model(feature_dims: dict | None = None, seed: int = 0) -> FmriEnc
     return model.eval()
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("TRIBE_STREAM_CACHE", Path.home() / ".cache" / "tribe-stream"))
-
-
 def demo_model_path(folder: Path | None = None) -> Path:
     """Build (once) and return the demo model folder: `config.yaml` + `model.safetensors`."""
     from tribe_stream.model.convert import save_safetensors
+    from tribe_stream.outputs import atomic_write
 
-    folder = Path(folder or default_cache_dir() / f"demo-brain-v{DEMO_VERSION}")
+    if folder is None:
+        folder = cache_dir(f"demo-brain-v{DEMO_VERSION}", create=True)
+    folder = Path(folder)
     weights = folder / "model.safetensors"
     if weights.exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     model = build_demo_model()
     experiment = {"untrained": True, "note": "tribe-stream demo: random weights, not a brain model"}
-    tmp = folder / f".model.{os.getpid()}.safetensors"
-    save_safetensors(model, tmp, experiment=experiment)
-    (folder / "config.yaml").write_text(
+    text = (
         "# tribe-stream demo brain model: UNTRAINED random weights\n"
         + json.dumps({"untrained": True, "brain_model_config": {"name": "FmriEncoder"}})
         + "\n"
     )
-    os.replace(tmp, weights)
+    atomic_write(folder / "config.yaml", lambda tmp: tmp.write_text(text))
+    save_safetensors(model, weights, experiment=experiment)  # last: its presence marks it done
     return folder
