@@ -63,6 +63,16 @@ FSAVERAGE5 = {
 """The mesh of every v1 prediction: left hemisphere rows [0, 10242), right [10242, 20484)."""
 
 
+REJECT_REASONS = frozenset(
+    (
+        "frame-count foreign-topic oversized bad-header non-finite version kind-mismatch "
+        "missing-field bad-field dtype shape payload-size"
+    ).split()
+)
+"""Every `MessageRejected.reason` of `decode` (docs/PROTOCOL.md, "Validation"; the Subscriber
+adds `stale-seq`)."""
+
+
 class MessageRejected(ProtocolError):
     """A message that breaks docs/PROTOCOL.md; `reason` is a short code for counting."""
 
