@@ -53,7 +53,9 @@ MAX_DEPTH = 32
 """Deepest nesting of arrays and objects in a header (a flat object is 1; ours reach 4)."""
 
 _I64 = 2**63
-_F64_MAX = sys.float_info.max
+_F64_MAX = int(
+    sys.float_info.max
+)  # exactly float64's largest, as an int: int-int compares are fast
 
 FSAVERAGE5 = {
     "name": "fsaverage5",
@@ -450,7 +452,10 @@ def _is_i64(x: Any) -> bool:
 
 def _is_num(x: Any) -> bool:
     """A finite number that float64 holds (bools are not numbers)."""
-    return (type(x) is float and x - x == 0.0) or (type(x) is int and -_F64_MAX <= x <= _F64_MAX)
+    kind = type(x)
+    if kind is float:
+        return x - x == 0.0  # inf - inf and NaN - NaN are NaN
+    return kind is int and -_F64_MAX <= x <= _F64_MAX
 
 
 def _is_opt_num(x: Any) -> bool:
@@ -462,11 +467,14 @@ def _is_numbers(x: Any) -> bool:
     if type(x) is not dict:
         return False
     for v in x.values():
-        if not (
-            v is None
-            or (type(v) is float and v - v == 0.0)
-            or (type(v) is int and -_F64_MAX <= v <= _F64_MAX)
-        ):
+        kind = type(v)
+        if kind is float:
+            if v - v != 0.0:
+                return False
+        elif kind is int:
+            if not -_F64_MAX <= v <= _F64_MAX:
+                return False
+        elif v is not None:
             return False
     return True
 
@@ -505,25 +513,28 @@ def _prediction_ok(h: dict, payload_bytes: int) -> bool:
     """All of a prediction header's checks at once (the common case); False means look closer.
 
     Only fields it knows are allowed here (each is checked flat, except `mesh` and `model`, which
-    are walked unless `mesh` is fsaverage5's), so nothing deep or non-finite can hide.
+    are walked unless `mesh` is fsaverage5's), so nothing deep or non-finite can hide. The usual
+    types are tested inline first (this runs for every message a subscriber receives).
     """
     try:
         dtype = DTYPES.get(h["dtype"])
-        stim = h["stimulus"]
+        sid, session, seq, second = h["stream_id"], h["session"], h["seq"], h["second"]
+        wall, bold, stim, model = h["publish_wall"], h["bold_time"], h["stimulus"], h["model"]
         mesh = h["mesh"]
-        model = h["model"]
         return (
             dtype is not None
             and payload_bytes == N_VERTICES * dtype.itemsize
-            and h.keys() <= _PREDICTION_FIELDS
+            and _PREDICTION_FIELDS.issuperset(h)
             and h["shape"] == [N_VERTICES]
             and type(h["shape"][0]) is int
-            and _is_text(h["stream_id"])
-            and _is_text(h["session"])
-            and _is_seq(h["seq"])
-            and _is_i64(h["second"])
-            and _is_num(h["publish_wall"])
-            and _is_num(h["bold_time"])
+            and ((type(sid) is str and sid.isascii()) or _is_text(sid))
+            and ((type(session) is str and session.isascii()) or _is_text(session))
+            and type(seq) is int
+            and 0 <= seq < _I64
+            and type(second) is int
+            and -_I64 <= second < _I64
+            and ((type(wall) is float and wall - wall == 0.0) or _is_num(wall))
+            and ((type(bold) is float and bold - bold == 0.0) or _is_num(bold))
             and type(stim) is list
             and len(stim) == 2
             and _is_num(stim[0])
@@ -534,10 +545,19 @@ def _prediction_ok(h: dict, payload_bytes: int) -> bool:
             and type(mesh) is dict
             and (mesh == FSAVERAGE5 or _tree_problem(mesh, MAX_DEPTH - 1) is None)
             and type(model) is dict
-            and _tree_problem(model, MAX_DEPTH - 1) is None
+            and (_is_flat(model) or _tree_problem(model, MAX_DEPTH - 1) is None)
         )
     except (KeyError, TypeError):  # a missing key, or an unhashable dtype
         return False
+
+
+def _is_flat(d: dict) -> bool:
+    """No arrays, objects or non-finite numbers among `d`'s values (a model identity, usually)."""
+    for v in d.values():
+        kind = type(v)
+        if kind is dict or kind is list or (kind is float and v - v != 0.0):
+            return False
+    return True
 
 
 def _require(header: dict, key: str, check, what: str) -> None:
