@@ -10,6 +10,7 @@ job.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ def _all_finite(v: torch.Tensor) -> bool:
     """One reduction: a sum is finite only if every term is (NaN and inf propagate); only when the
     sum is not (a real NaN, or an overflow of large finite values) is each element looked at."""
     acc = torch.float64 if v.dtype == torch.float64 else torch.float32
-    if bool(torch.isfinite(v.sum(dtype=acc))):
+    if math.isfinite(float(v.sum(dtype=acc))):
         return True
     return bool(torch.isfinite(v).all())
 
