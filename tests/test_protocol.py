@@ -272,6 +272,10 @@ _FIELD_CASES = [
     ({"dtype": []}, "dtype"),  # was a TypeError (unhashable) out of decode
     ({"dtype": {"a": 1}, "shape": [1]}, "dtype"),
     ({"shape": [20484.0]}, "shape"),
+    ({"mesh": {"hemispheres": "x"}}, "bad-field"),  # the LSL bridge labels channels by it
+    ({"mesh": {"hemispheres": {"left": [0, 10242]}}}, "bad-field"),
+    ({"mesh": {"hemispheres": {"left": [0, 10242], "right": [10242, 1e9]}}}, "bad-field"),
+    ({"mesh": {**FSAVERAGE5, "name": None}}, "bad-field"),
     ({"v": 1.0}, "version"),
     ({"v": True}, "version"),
 ]
@@ -301,6 +305,7 @@ _STATUS_META_CASES = {
     "metadata model str": lambda: _metadata(model="m"),
     "metadata t0_wall list": lambda: _metadata(t0_wall=[1]),
     "metadata offset str": lambda: _metadata(hemodynamic_offset_s="5"),
+    "metadata mesh rows": lambda: _metadata(mesh={"hemispheres": {"left": [0], "right": [0, 1]}}),
 }
 
 
@@ -320,6 +325,7 @@ def test_well_formed_edge_values_are_accepted():
         timings={},
         t0_wall=None,
         model={"name": "é", "deep": [[{"ok": 1e300}]]},
+        mesh={"name": "fsaverage5", "hemispheres": {"left": [0, 10], "right": [10, 20484]}},
     )
     msg = decode([f[0], json.dumps(h).encode(), f[2]])
     assert msg.second == -(2**63) and msg.seq == 2**63 - 1 and msg.header["model"]["name"] == "é"
@@ -339,6 +345,8 @@ def test_encoders_refuse_what_decoders_reject():
         encode_prediction(prediction(), **IDS, seq=0, publish_wall=0.0, model={"x": deep})
     with pytest.raises(InputError, match="deeper"):
         encode_metadata({"x": deep}, **IDS, seq=0, publish_wall=0.0, next_seq=0)
+    with pytest.raises(InputError, match="mesh"):
+        encode_prediction(prediction(), **IDS, seq=0, publish_wall=0.0, mesh={"hemispheres": 1})
     with pytest.raises(InputError, match="bytes"):
         encode_metadata({"x": "y" * MAX_HEADER_BYTES}, **IDS, seq=0, publish_wall=0.0, next_seq=0)
     # counters the protocol cannot carry as numbers are made carriable, not sent broken

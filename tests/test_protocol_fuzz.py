@@ -311,6 +311,28 @@ def _int_in(lo: int, hi: int):
     return lambda x: isinstance(x, int) and not isinstance(x, bool) and lo <= x < hi
 
 
+def _mesh(x: Any) -> bool:
+    if not isinstance(x, dict):
+        return False
+    hemis = x.get("hemispheres", {"left": [0, 1], "right": [1, 2]})
+
+    def rows(r: Any) -> bool:
+        return (
+            isinstance(r, list)
+            and len(r) == 2
+            and all(type(i) is int for i in r)
+            and 0 <= r[0] <= r[1] <= N_VERTICES
+        )
+
+    return (
+        isinstance(x.get("name", ""), str)
+        and type(x.get("n_vertices", 0)) is int
+        and isinstance(hemis, dict)
+        and rows(hemis.get("left"))
+        and rows(hemis.get("right"))
+    )
+
+
 def _numbers_obj(x: Any) -> bool:
     return isinstance(x, dict) and all(v is None or _num(v) for v in x.values())
 
@@ -330,7 +352,7 @@ SPEC = {  # field: (required, accepted values), written from docs/PROTOCOL.md
         "timings": (True, _numbers_obj),
         "counters": (False, _numbers_obj),
         "t0_wall": (False, lambda x: x is None or _num(x)),
-        "mesh": (True, lambda x: isinstance(x, dict)),
+        "mesh": (True, _mesh),
         "model": (True, lambda x: isinstance(x, dict)),
         "dtype": (True, lambda x: x == "float16"),  # the payload is float16
         "shape": (True, lambda x: x == [N_VERTICES] and type(x[0]) is int),
@@ -347,7 +369,7 @@ SPEC = {  # field: (required, accepted values), written from docs/PROTOCOL.md
         "next_seq": (True, _int_in(0, I64)),
         "dtype": (False, lambda x: isinstance(x, str)),
         "shape": (False, lambda x: isinstance(x, list)),
-        "mesh": (False, lambda x: isinstance(x, dict)),
+        "mesh": (False, _mesh),
         "model": (False, lambda x: isinstance(x, dict)),
         "software": (False, lambda x: isinstance(x, dict)),
         "t0_wall": (False, lambda x: x is None or _num(x)),
@@ -373,7 +395,9 @@ field_values = st.one_of(
     st.sampled_from(
         [I64 - 1, I64, -I64 - 1, 2**70, -1, 0, 10**309, 1.5, -0.0, True, None, "7", [], {},
          [1, 2], [1.0, 2**1100], {"a": 1}, {"a": "x"}, {"a": None, "b": 1e300}, [N_VERTICES],
-         "float16", "float32", 1]
+         "float16", "float32", 1, FSAVERAGE5, {"hemispheres": {"left": [0, 9], "right": [9, 20]}},
+         {"name": 5}, {"hemispheres": {"left": [0, 10242]}}, {"hemispheres": [[0, 1], [1, 2]]},
+         {"hemispheres": {"left": [5, 1], "right": [0, 1]}}, {"n_vertices": "20484"}]
     ),
 )  # fmt: skip
 

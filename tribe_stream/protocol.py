@@ -236,6 +236,8 @@ class PredictionEncoder:
             "model": jsonable(model or {}),
         }
         _check_tree(fixed, "the stream's mesh or model identity")
+        if not _is_mesh(fixed["mesh"]):
+            raise InputError(f"mesh {fixed['mesh']!r:.80} is not {_MESH}")
         self._fixed = b"," + _dumps(fixed)[1:]  # `,"v":1,...}`: appended to the per-message part
 
     def encode(
@@ -500,6 +502,36 @@ def _is_object(x: Any) -> bool:
     return type(x) is dict
 
 
+def _is_rows(x: Any) -> bool:
+    return (
+        type(x) is list
+        and len(x) == 2
+        and type(x[0]) is int
+        and type(x[1]) is int
+        and 0 <= x[0] <= x[1] <= N_VERTICES
+    )
+
+
+def _is_mesh(x: Any) -> bool:
+    """An object; where present, `name` a str, `n_vertices` an int, `hemispheres` an object with
+    `left` and `right` as [start, stop) rows of the payload (what the LSL bridge labels)."""
+    if type(x) is not dict:
+        return False
+    if x == FSAVERAGE5:
+        return True
+    hemispheres = x.get("hemispheres", FSAVERAGE5["hemispheres"])
+    return (
+        type(x.get("name", "")) is str
+        and type(x.get("n_vertices", 0)) is int
+        and type(hemispheres) is dict
+        and _is_rows(hemispheres.get("left"))
+        and _is_rows(hemispheres.get("right"))
+    )
+
+
+_MESH = "an object (name: str, n_vertices: int, hemispheres: {left, right: [start, stop)})"
+
+
 _NO_COUNTERS: dict[str, Any] = {}
 _PREDICTION_FIELDS = frozenset(
     (
@@ -543,7 +575,10 @@ def _prediction_ok(h: dict, payload_bytes: int) -> bool:
             and _is_numbers(h.get("counters", _NO_COUNTERS))
             and _is_opt_num(h.get("t0_wall"))
             and type(mesh) is dict
-            and (mesh == FSAVERAGE5 or _tree_problem(mesh, MAX_DEPTH - 1) is None)
+            and (
+                mesh == FSAVERAGE5
+                or (_is_mesh(mesh) and _tree_problem(mesh, MAX_DEPTH - 1) is None)
+            )
             and type(model) is dict
             and (_is_flat(model) or _tree_problem(model, MAX_DEPTH - 1) is None)
         )
@@ -605,7 +640,7 @@ def _validate(topic: str, header: dict, payload_bytes: int) -> None:
         else:  # metadata: the fields a consumer may build on, where present
             _optional(header, "dtype", lambda x: type(x) is str, "a string")
             _optional(header, "shape", lambda x: type(x) is list, "a list")
-            _optional(header, "mesh", _is_object, "an object")
+            _optional(header, "mesh", _is_mesh, _MESH)
             _optional(header, "model", _is_object, "an object")
             _optional(header, "software", _is_object, "an object")
             _optional(header, "t0_wall", _is_opt_num, _OPT_NUM)
@@ -617,7 +652,7 @@ def _validate(topic: str, header: dict, payload_bytes: int) -> None:
     _require(header, "timings", _is_numbers, _NUMBERS)
     _optional(header, "counters", _is_numbers, _NUMBERS)
     _optional(header, "t0_wall", _is_opt_num, _OPT_NUM)
-    _require(header, "mesh", _is_object, "an object")
+    _require(header, "mesh", _is_mesh, _MESH)
     _require(header, "model", _is_object, "an object")
     name = header.get("dtype")
     dtype = DTYPES.get(name) if type(name) is str else None
