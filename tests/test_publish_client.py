@@ -389,6 +389,30 @@ def test_status_without_subscribers_and_metadata_updates_never_block():
             pub.set_metadata({"thing": object()})
 
 
+def test_set_metadata_refuses_what_subscribers_would_reject():
+    with Publisher(ANY_PORT, model="m") as pub, Subscriber(pub.url, topics=("metadata",)) as sub:
+        before = pub.metadata
+        deep: list = []
+        for _ in range(40):
+            deep = [deep]
+        for bad, match in (
+            ({"mesh": {"hemispheres": "both"}}, "mesh"),
+            ({"extra": deep}, "deeper"),
+            ({"notes": "x" * 70_000}, "bytes"),
+            ({"t0_wall": "noon"}, "t0_wall"),
+        ):
+            with pytest.raises(InputError, match=match):
+                pub.set_metadata({"stream_id": "changed", **bad})
+            assert pub.metadata == before and pub.stream_id == "tribe-stream"  # unchanged
+        assert pub.wait_for_subscribers(1, timeout=5)
+        pub.set_metadata({"source": "ok"})
+        deadline = time.monotonic() + 5
+        while (sub.metadata or {}).get("source") != "ok" and time.monotonic() < deadline:
+            sub.recv(timeout=0.1)
+        assert sub.metadata["source"] == "ok" and sub.rejected == 0
+        assert pub.counters["errors"] == 0
+
+
 # -- hostile input on real sockets ----------------------------------------------------------------
 
 

@@ -111,9 +111,8 @@ class Publisher(Sink):
         self._seq = {"prediction": 0, "status": 0, "metadata": 0}
         self._counts = {"sent": 0, "dropped": 0, "errors": 0, "status_sent": 0, "metadata_sent": 0}
         self._subscribers = 0
-        self._peers: dict[
-            int, set[bytes]
-        ] = {}  # connection fd -> its prefixes covering predictions
+        # connection fd -> the prefixes it subscribed to that cover the prediction topic
+        self._peers: dict[int, set[bytes]] = {}
         self._mon: zmq.Socket | None = None
         self._warned: set[str] = set()
         self._lock = threading.Lock()
