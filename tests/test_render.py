@@ -115,17 +115,19 @@ def test_robust_limits_ignore_outliers_and_nan():
 
 
 def test_map_colors_threshold_background_and_nan():
-    gray = np.full(6, 0.5, np.float32)
-    values = np.array([-3.0, -0.5, 0.0, 0.5, 3.0, np.nan])
+    gray = np.full(8, 0.5, np.float32)
+    values = np.array([-3.0, -0.5, 0.0, 0.5, 3.0, np.nan, -1.5, 1.5])
     cm = get_colormap("cold_hot")
     rgba = map_colors(values, gray, ColorLimits(-3, 3, 1.0), cm)
     background = [1, 2, 3, 5]  # inside the threshold, and NaN
     assert np.allclose(rgba[background, :3], 0.5)
     assert np.allclose(rgba[0], cm.lut[0]) and np.allclose(rgba[4], cm.lut[-1])
-    assert rgba[4, 0] > rgba[4, 2] and rgba[0, 2] > rgba[0, 0]  # hot is red, cold is blue
+    assert np.array_equal(rgba[[6, 7]], cm.lut[[64, 191]])  # (v - vmin) / span of 255 steps
+    assert rgba[7, 0] > rgba[7, 2] + 0.5 and rgba[6, 2] > rgba[6, 0] + 0.5  # hot red, cold blue
     hot = get_colormap("hot")
     seq = map_colors(values, gray, ColorLimits(1.0, 3.0, 1.0), hot)
-    assert np.allclose(seq[[0, 1, 2, 3, 5], :3], 0.5) and not np.allclose(seq[4, :3], 0.5)
+    assert np.allclose(seq[[0, 1, 2, 3, 5, 6], :3], 0.5) and not np.allclose(seq[4, :3], 0.5)
+    assert np.array_equal(seq[7], hot.lut[64])
 
 
 # -- pictures -----------------------------------------------------------------------------------

@@ -11,42 +11,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tribe_stream.errors import InputError
+from tribe_stream.errors import InputError, TribeStreamError
 
 LUT_SIZE = 256
 
-# Control points (position 0..1, r, g, b) of the colormaps defined here; others come from vispy.
-_POINTS: dict[str, list[tuple[float, float, float, float]]] = {
-    # Diverging, dark near zero (where the threshold hides it anyway), bright at the extremes.
-    "cold_hot": [
-        (0.0, 0.55, 1.0, 1.0),
-        (0.2, 0.0, 0.75, 1.0),
-        (0.42, 0.05, 0.2, 0.85),
-        (0.5, 0.25, 0.25, 0.35),
-        (0.58, 0.85, 0.1, 0.05),
-        (0.8, 1.0, 0.6, 0.0),
-        (1.0, 1.0, 1.0, 0.55),
-    ],
-    # Diverging blue-white-red (RdBu reversed).
-    "coolwarm": [
-        (0.0, 0.02, 0.19, 0.38),
-        (0.25, 0.26, 0.58, 0.76),
-        (0.5, 0.97, 0.97, 0.97),
-        (0.75, 0.84, 0.38, 0.30),
-        (1.0, 0.40, 0.0, 0.12),
-    ],
-    # Sequential black-red-yellow-white.
-    "hot": [
-        (0.0, 0.35, 0.0, 0.0),
-        (0.35, 0.9, 0.1, 0.0),
-        (0.7, 1.0, 0.8, 0.0),
-        (1.0, 1.0, 1.0, 0.9),
-    ],
-}
-_VISPY = {"viridis": "viridis", "fire": "fire"}
-_DIVERGING = {"cold_hot": True, "coolwarm": True, "hot": False, "viridis": False, "fire": False}
 COLORMAPS: tuple[str, ...] = ("cold_hot", "coolwarm", "hot", "viridis", "fire")
 """Colormap names, in the order the viewer's `c` key cycles through them."""
+_DIVERGING = {"cold_hot": True, "coolwarm": True, "hot": False, "viridis": False, "fire": False}
+_MATPLOTLIB = {"coolwarm": "coolwarm", "hot": "hot", "viridis": "viridis"}
+"""Our name -> matplotlib's. cold_hot is nilearn's (from matplotlib's hot); fire is vispy's."""
+MATPLOTLIB_HINT = (
+    "the colormaps come from matplotlib, which is not installed: `pip install matplotlib` "
+    "(included in `pip install 'tribe-stream[viewer]'`)"
+)
+
+
+class ColormapError(TribeStreamError):
+    """A colormap that cannot be built here (its library is missing)."""
 
 
 @dataclass(frozen=True)
@@ -58,21 +39,42 @@ class Colormap:
     diverging: bool
 
 
+def _matplotlib_colormap(name: str):
+    try:
+        import matplotlib
+    except ImportError:
+        raise ColormapError(MATPLOTLIB_HINT) from None
+    return matplotlib.colormaps[name]
+
+
+def _lut(name: str) -> np.ndarray:
+    """The colormap sampled at LUT_SIZE even steps over [0, 1], as float RGBA."""
+    x = np.linspace(0.0, 1.0, LUT_SIZE)
+    if name == "cold_hot":
+        # nilearn's cold_hot (nilearn.plotting.cm), made the way nilearn makes it: matplotlib's hot
+        # above the middle, mirrored below with red and blue swapped (white-cyan-blue-black-red-
+        # yellow-white); equal to nilearn's to the last bit (tests/test_viewer_pure.py). Importing
+        # nilearn.plotting for it would add over a second to every start (tools/bench_colormap.py).
+        rgba = _matplotlib_colormap("hot")(np.abs(2.0 * x - 1.0))
+        cold = x < 0.5
+        rgba[cold, :3] = rgba[cold, 2::-1]
+    elif name in _MATPLOTLIB:
+        # A 256-entry matplotlib map sampled at i / 255 returns exactly its own table.
+        rgba = _matplotlib_colormap(_MATPLOTLIB[name])(x)
+    else:
+        from vispy.color import get_colormap as vispy_colormap
+
+        rgba = vispy_colormap(name).map(x[:, None])  # (N, 1): what every vispy colormap takes
+    lut = np.array(rgba, dtype=np.float32)
+    lut[:, 3] = 1.0
+    return lut
+
+
 def get_colormap(name: str) -> Colormap:
     """The colormap called `name` (one of COLORMAPS)."""
     if name not in COLORMAPS:
         raise InputError(f"unknown colormap {name!r}; choose one of: {', '.join(COLORMAPS)}")
-    x = np.linspace(0.0, 1.0, LUT_SIZE)
-    if name in _POINTS:
-        pts = np.asarray(_POINTS[name], dtype=np.float64)
-        rgb = np.stack([np.interp(x, pts[:, 0], pts[:, c]) for c in (1, 2, 3)], axis=1)
-        lut = np.concatenate([rgb, np.ones((LUT_SIZE, 1))], axis=1)
-    else:
-        from vispy.color import get_colormap as vispy_colormap
-
-        lut = np.asarray(vispy_colormap(_VISPY[name]).map(x), dtype=np.float64)
-        lut[:, 3] = 1.0
-    return Colormap(name=name, lut=lut.astype(np.float32), diverging=_DIVERGING[name])
+    return Colormap(name=name, lut=_lut(name), diverging=_DIVERGING[name])
 
 
 @dataclass(frozen=True)
