@@ -102,7 +102,8 @@ class Subscriber:
     Sequence tracking (docs/PROTOCOL.md, "Sequence numbers"): a prediction whose `seq` is ahead of
     the next expected one (or a heartbeat/metadata whose `next_seq` is) is a gap, counted at once.
     The jump stays tentative until `CONFIRM_AFTER` (4) predictions in a row continue it, as they
-    do after real losses. Until then a message that continues the sequence from before the jump
+    do after real losses (the first message of a session is tentative the same way, a jump from
+    nowhere). Until then a message that continues the sequence from before the jump
     shows the jump was spurious (a forged or corrupt message): the tracker resynchronises to it
     and withdraws the gaps the jump counted (`resyncs`; the spurious message itself was already
     delivered). Otherwise a prediction behind the expected seq is a stale duplicate and rejected

@@ -80,9 +80,9 @@ class RecordingWriter:
         self.path = Path(path)
         _check_output(self.path, overwrite)
         dtype_name = metadata.get("dtype", "float16")
-        self.dtype = DTYPES.get(
-            dtype_name if isinstance(dtype_name, str) else "", DTYPES["float32"]
-        )
+        if not isinstance(dtype_name, str):
+            dtype_name = ""  # float32 holds either wire dtype
+        self.dtype = DTYPES.get(dtype_name, DTYPES["float32"])
         self.flush_interval = flush_interval
         self.rows = 0
         self.status_rows = 0
@@ -159,7 +159,8 @@ class RecordingWriter:
         if values.shape != (N_VERTICES,):
             raise InputError(f"prediction values have shape {values.shape}, not ({N_VERTICES},)")
         if values.dtype != self.dtype:
-            values = values.astype(self.dtype)
+            with np.errstate(over="ignore"):  # float32 beyond float16's range: +-inf, as sent
+                values = values.astype(self.dtype)
         stimulus = np.array(h["stimulus"], dtype="<f8")
         if stimulus.shape != (2,):
             raise InputError(f"stimulus {h['stimulus']!r:.40} is not [start, end]")
