@@ -26,7 +26,7 @@ from tribe_stream.extractors.timing import (
 FIXTURE_CONFIG = Path(__file__).parent / "fixtures" / "tribev2-small" / "config.yaml"
 
 
-# -- layer groups (REFERENCE.md §3 table) ---------------------------------------------------------
+# -- layer groups (docs/MODEL.md §3 table) ------------------------------------------------------
 
 
 def test_group_layers_match_the_reference_table():

@@ -1,4 +1,4 @@
-"""Feature-extractor cost per 0.5 s bin of one stream: the eager baseline (REFERENCE.md §4) against
+"""Feature-extractor cost per 0.5 s bin of one stream: the eager baseline (docs/MODEL.md §4) against
 tribe-stream's path, side by side, with the ratio.
 
 Full-size models with random weights, built from their configs (values written below, nothing
@@ -230,7 +230,7 @@ def bench_video(args, device: str) -> None:
     base1 = timed(lambda: official(clip1), device, args.iters)
     base2 = timed(lambda: official(clip2), device, max(2, args.iters // 2))
     ref = official(clip2).cpu().numpy()
-    record("video", "one 64-frame clip, official call (B=1)", base1, None, "REFERENCE: 160 ms")
+    record("video", "one 64-frame clip, official call (B=1)", base1, None, "MODEL.md §4: 160 ms")
     record("video", "clip of each bin of a second, official (B=2)", base2 / 2, None, "per bin")
 
     best, _ = fastest_attention(
@@ -343,7 +343,7 @@ def bench_audio(args, device: str) -> None:
         f"forward over {context:.0f} s, official call",
         base,
         None,
-        "REFERENCE: 53 ms (30 s)",
+        "MODEL.md §4: 53 ms (30 s)",
     )
     record("audio", "  + feature extraction on the CPU (numpy)", cpu_fe, None, "once per pass")
     with torch.inference_mode():
@@ -433,7 +433,7 @@ def bench_text(args, device: str, tokenizer_folder: Path) -> None:
         f"one new word, official: full forward of {n_ctx} tokens",
         base,
         None,
-        "REFERENCE: 39 ms",
+        "MODEL.md §4: 39 ms",
     )
 
     words = CORPUS.split()
