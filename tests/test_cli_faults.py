@@ -193,3 +193,31 @@ def test_record_from_run(tmp_path):
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(read_recording(rec, dtype="float32").values, np.load(out))
     assert Path(rec).stat().st_size > 0
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_record_stops_on_a_signal_with_its_file_closed(tmp_path, sig, code):
+    """`record` handled signals but exited 0; now the shell's code, after closing the file."""
+    from tribe_stream.publish import Publisher
+    from tribe_stream.recording import read_recording
+    from tribe_stream.types import Prediction
+
+    out = tmp_path / "rec.h5"
+    with Publisher("tcp://127.0.0.1:*") as pub:
+        proc = start("record", pub.url, str(out))
+        try:
+            assert pub.wait_for_subscribers(1, timeout=30)
+            for k in range(5):
+                values = np.full(N_VERTICES, k, np.float32)
+                pub.send(Prediction(k, values, (k, k + 1), k + 5.0))
+                time.sleep(0.1)
+            time.sleep(1.5)
+            proc.send_signal(sig)
+            output, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == code, output
+    rec = read_recording(out)
+    assert rec.seconds.tolist() == [0, 1, 2, 3, 4]
+    assert rec.events[-1]["kind"] == "stop"  # closed properly, not killed

@@ -48,7 +48,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from tribe_stream.stream.live import run_stream
+    from tribe_stream.commands.run import run_stream
     from tribe_stream.stream.producer import Stream
 
     print(BANNER, flush=True)

@@ -49,20 +49,25 @@ def _config(args):
 
 def run(args) -> int:
     import logging
-    from pathlib import Path
 
-    import numpy as np
-
+    from tribe_stream.devices import pick_device
     from tribe_stream.errors import InputError
-    from tribe_stream.extractors.media import probe
     from tribe_stream.extractors.offline import extract_media, read_words, write_words
     from tribe_stream.extractors.suite import load_extractors
+    from tribe_stream.media import probe
+    from tribe_stream.outputs import check_output, save_npz
     from tribe_stream.types import MODALITIES
 
     log = logging.getLogger("tribe_stream.extract")
-    info = probe(args.file)  # a bad file fails before any model loads
+    # everything a user can get wrong fails here, before any model loads
+    out = check_output(args.out, (".npz",))
+    words_out = check_output(args.save_words, (".tsv",)) if args.save_words else None
+    info = probe(args.file)
     if not (info.has_audio or info.has_video):
-        raise InputError(f"{args.file} holds neither audio nor video")
+        raise InputError(f"{args.file} holds neither audio nor video (a subtitles or data file?)")
+    if args.device != "auto":
+        pick_device(args.device)
+    words = read_words(args.words) if args.words else None
     config = _config(args).with_models(
         text=args.text_model, audio=args.audio_model, video=args.video_model
     )
@@ -81,7 +86,6 @@ def run(args) -> int:
         dtype=args.dtype,
         video_fp8=args.video_fp8,
     )
-    words = read_words(args.words) if args.words else None
     asr = None
     if "text" in modalities and words is None and not args.no_asr:
         from tribe_stream.extractors.asr import WhisperASR, asr_available
@@ -94,11 +98,23 @@ def run(args) -> int:
     result = extract_media(args.file, extractors, asr=asr, words=words)
     for m, why in result.missing.items():
         log.warning("%s features absent: %s", m, why)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **result.features)
-    if args.save_words and result.words is not None:
-        write_words(args.save_words, result.words)
+    if result.decoding.total or result.decoding.nonfinite_samples:
+        d = result.decoding
+        log.warning(
+            "decoding skipped %d bad packets, %d bad frames, %d read errors; %d NaN/inf audio "
+            "samples made silent",
+            d.bad_packets,
+            d.bad_frames,
+            d.read_errors,
+            d.nonfinite_samples,
+        )
+    if not result.features:
+        raise InputError(
+            f"{args.file}: no features could be made ({'; '.join(result.missing.values())})"
+        )
+    save_npz(out, **result.features)
+    if words_out is not None and result.words is not None:
+        write_words(words_out, result.words)
     shapes = ", ".join(f"{m} {tuple(v.shape)}" for m, v in result.features.items()) or "nothing"
     print(f"wrote {out}: {shapes} ({result.n_bins} bins of 0.5 s, {result.duration:.1f} s)")
     return 0

@@ -51,4 +51,4 @@ def run(args: argparse.Namespace) -> int:
         f"pushed {summary['pushed']} samples; missed {summary['missed']}, "
         f"rejected {summary['rejected']}"
     )
-    return 0
+    return stop.code or 0

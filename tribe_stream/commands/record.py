@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{summary['path']}: {summary['rows']} predictions, {summary['status_rows']} heartbeats; "
         f"missed {summary['missed']} in {summary['gaps']} gaps, rejected {summary['rejected']}, "
-        f"publisher restarts {summary['restarts']}"
+        f"publisher restarts {summary['restarts']}, resyncs {summary.get('resyncs', 0)}, "
+        f"rows not written {summary.get('write_errors', 0)}"
     )
-    return 0
+    return stop.code or 0

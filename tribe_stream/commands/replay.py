@@ -51,4 +51,4 @@ def run(args: argparse.Namespace) -> int:
         **kwargs,
     )
     print(f"sent {sent} predictions")
-    return 0
+    return stop.code or 0

@@ -1,11 +1,17 @@
-"""`tribe-stream run`: camera and/or microphone (or a file) in, one prediction per second out."""
+"""`tribe-stream run`: camera and/or microphone (or a file) in, one prediction per second out.
+
+`run_stream` is the shell `run` and `demo` share around a `tribe_stream.Stream`: the progress
+line, the summary line and `--out`. Ctrl-C (SIGINT) or SIGTERM ends the stream after the step in
+progress; what was predicted is still written, and the command exits 130 or 143 (0 at the
+media's normal end). A second Ctrl-C interrupts at once.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tribe_stream.stream.producer import PublishOptions
+    from tribe_stream.stream.producer import PublishOptions, Stream
 
 NAME = "run"
 HELP = "run the live pipeline on a camera, a microphone or a file"
@@ -89,7 +95,6 @@ def publish_options(args) -> PublishOptions | None:
 
 
 def run(args) -> int:
-    from tribe_stream.stream.live import run_stream
     from tribe_stream.stream.producer import Media, Stream, StreamOptions
 
     options = StreamOptions(
@@ -113,3 +118,69 @@ def run(args) -> int:
     if args.view:
         stream.view(linger=args.linger)
     return run_stream(stream, out=args.out, total=args.seconds)
+
+
+def run_stream(stream: Stream, *, out: str | None = None, total: float | None = None) -> int:
+    """Run `stream` with a progress line; write `out` (.npy, (seconds, n_outputs) float32) at
+    the end, also after a signal. Returns the exit code."""
+    import logging
+    import signal
+
+    import numpy as np
+
+    from tribe_stream.commands import stop_on_signals
+    from tribe_stream.errors import InputError
+    from tribe_stream.outputs import check_output, save_npy
+    from tribe_stream.stream.progress import ProgressLine
+
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    out_path = check_output(out, (".npy",)) if out else None  # before any model loads
+    values: list = []
+    signals = stop_on_signals(on_stop=stream.stop)
+    try:
+        with stream.open() as running:
+            for note in stream.notes:
+                print(note, flush=True)
+            progress = ProgressLine(total=total)
+            try:
+                for p in running:
+                    values.append(p.values)
+                    progress.update(p)
+            finally:
+                progress.close()
+    except KeyboardInterrupt:  # a second Ctrl-C
+        signals.signal = signal.SIGINT
+    c = stream.counters
+    if signals.signal is not None:
+        print(f"\nstopped by {signals.signal.name}", flush=True)
+    if c:
+        print(
+            f"done: {int(c['predictions'])} predictions, {int(c['bins'])} bins, "
+            f"{int(c.get('words', 0))} words, dropped {int(c['dropped_bins'])} bins and "
+            f"{int(c['dropped_seconds'])} seconds, "
+            f"{int(c['extractor_errors'] + c['engine_errors'])} errors",
+            flush=True,
+        )
+    if out_path is not None and values:
+        written = save_npy(out_path, np.stack(values).astype(np.float32))
+        print(f"wrote {written}: {len(values)} seconds", flush=True)
+    if signals.signal is not None:
+        return signals.code
+    if not values:
+        raise InputError(_why_nothing(stream, c))
+    return 0
+
+
+def _why_nothing(stream: Stream, counters: dict) -> str:
+    """The one line a run that predicted nothing ends with."""
+    what = stream.media.file or stream.media.camera or stream.media.mic or "the demo clip"
+    bad = {k: v for k, v in counters.items() if v and k.startswith("source") and "error" in k}
+    bad |= {k: v for k, v in counters.items() if v and k.endswith("corrupt_frames")}
+    if bad:
+        detail = ", ".join(f"{k.split('.', 1)[-1]} {int(v)}" for k, v in bad.items())
+        return f"no prediction was made: nothing in {what} could be decoded ({detail})"
+    seconds = counters.get("bins", 0) / 2
+    return (
+        f"no prediction was made: {what} gave {seconds:g} s of media, less than one whole "
+        "second to predict"
+    )

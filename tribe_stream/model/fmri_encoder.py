@@ -1,7 +1,7 @@
 """TRIBE v2's brain model (FmriEncoder) in plain PyTorch, read top to bottom.
 
 Matches the official model (neuraltrain 0.0.2 + x_transformers 1.27.20 `Encoder`) to float32
-rounding: see docs/REFERENCE.md §1 of the shared docs. Inputs are per-modality features
+rounding: see docs/MODEL.md §1. Inputs are per-modality features
 `(B, L, D, T)` at 2 Hz; the output is time-major `(B, T_out, n_outputs)`.
 """
 
