@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import FIXTURE, load_case, run_cli
-from tribe_stream.engines import make_engine
 
+from tribe_stream.engines import make_engine
 from tribe_stream.model.config import read_yaml
 from tribe_stream.model.loading import load_brain_model, official_to_ours, ours_to_official
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_case
+
 from tribe_stream.engines import make_engine
 from tribe_stream.engines.static_window import StaticWindow, pack_inputs
 

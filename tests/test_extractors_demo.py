@@ -16,9 +16,9 @@ import pytest
 from tribe_stream.errors import CheckpointError
 from tribe_stream.extractors.asr import asr_available
 from tribe_stream.extractors.demo import DEMO_SHAPE, build_demo_extractors, load_demo_extractors
-from tribe_stream.resolve import model_dir as resolve_model_dir
 from tribe_stream.extractors.offline import read_words, write_words
 from tribe_stream.extractors.video import VideoExtractor
+from tribe_stream.resolve import model_dir as resolve_model_dir
 from tribe_stream.types import Word
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import CASES, FIXTURE, load_case, run_cli
-from tribe_stream.engines import make_engine
 
+from tribe_stream.engines import make_engine
 from tribe_stream.errors import InputError
 from tribe_stream.model.loading import load_brain_model
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import run_cli
 from pulse_device import play_tone
-from tribe_stream.engines import make_engine
 
 from tribe_stream import N_VERTICES
+from tribe_stream.engines import make_engine
 from tribe_stream.model.loading import load_brain_model
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.stream.pipeline import Extractors, Pipeline, PipelineConfig

@@ -18,6 +18,7 @@ from tribe_stream.resolve import model_dir
 if TYPE_CHECKING:
     from tribe_stream.extractors.config import ModalitySettings
 
+
 def load_pretrained(cls: Any, folder: Path, what: str, **kwargs: Any) -> Any:
     """`cls.from_pretrained(folder)` offline, with a clear error when the folder does not fit."""
     from transformers.utils import logging as hf_logging

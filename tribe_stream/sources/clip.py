@@ -85,7 +85,9 @@ def clip_audio(n_samples: int, rate: int) -> np.ndarray:
 
 SPEECH_FILE = Path(__file__).resolve().parent.parent / "data" / "demo-speech.flac"
 """A sentence spoken by espeak-ng (16 kHz mono FLAC, kept in the package)."""
-SPEECH_TEXT = "The quick brown fox jumps over the lazy dog. Every second, the model predicts the brain."
+SPEECH_TEXT = (
+    "The quick brown fox jumps over the lazy dog. Every second, the model predicts the brain."
+)
 SPEECH_START_S = 1.0
 SPEECH_EVERY_S = 9.0
 
