@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from tribe_stream.devices import torch_dtype
 from tribe_stream.engines.base import Engine
 from tribe_stream.engines.onnx_engine import INPUT_NAMES, export_onnx
 from tribe_stream.engines.static_window import pack_inputs
-
-from tribe_stream.devices import torch_dtype
 from tribe_stream.errors import TribeStreamError
 from tribe_stream.model.loading import LoadedModel
 

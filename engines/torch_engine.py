@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tribe_stream.engines.base import Engine
-from tribe_stream.engines.static_window import StaticWindow, pack_inputs
 
 from tribe_stream.devices import torch_dtype
+from tribe_stream.engines.base import Engine
+from tribe_stream.engines.static_window import StaticWindow, pack_inputs
 from tribe_stream.model.fmri_encoder import copy_model
 from tribe_stream.model.loading import LoadedModel
 

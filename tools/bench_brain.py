@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 import torch
-from tribe_stream.engines import make_engine
 
+from tribe_stream.engines import make_engine
 from tribe_stream.model.config import BrainConfig
 from tribe_stream.model.fmri_encoder import FmriEncoder
 from tribe_stream.model.loading import LoadedModel
