@@ -221,3 +221,34 @@ def test_record_stops_on_a_signal_with_its_file_closed(tmp_path, sig, code):
     rec = read_recording(out)
     assert rec.seconds.tolist() == [0, 1, 2, 3, 4]
     assert rec.events[-1]["kind"] == "stop"  # closed properly, not killed
+
+
+def test_run_reads_a_released_style_tagged_config(tmp_path):
+    """The released config.yaml carries Python tags (`!!python/object:...`): `run` reads its
+    extractor settings through the one safe reader, as `extract` does."""
+    import shutil as sh
+
+    from test_resolve import RELEASED_STYLE
+
+    from tribe_stream.extractors.demo import demo_extractors_path
+    from tribe_stream.model.loading import load_brain_model
+    from tribe_stream.resolve import checkpoint_path
+    from tribe_stream.sources.clip import make_clip
+
+    demo = demo_extractors_path()
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    sh.copy(checkpoint_path("demo") / "model.safetensors", ckpt / "model.safetensors")
+    (ckpt / "config.yaml").write_text(
+        RELEASED_STYLE.format(text=demo.text, audio=demo.audio, video=demo.video)
+    )
+    assert load_brain_model(ckpt).experiment["data"]["text_feature"]["model_name"] == str(demo.text)
+    clip = make_clip(tmp_path / "clip.mp4", 3.0, width=96, height=64)
+    out = tmp_path / "run.npy"
+    r = run_cli(
+        "run", "--checkpoint", str(ckpt), "--file", str(clip), "--fast", "--no-text",
+        "--publish", "none", "--out", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "modalities: audio, video" in r.stdout
+    assert np.load(out).shape == (3, N_VERTICES)
