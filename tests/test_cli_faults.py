@@ -91,6 +91,14 @@ def test_demo_with_speech_recognition_ends_cleanly(tmp_path):
         (["demo", "--out", "/nonexistent-folder/x.npy"], "does not exist"),
         (["demo", "--out", "/tmp"], "is a folder"),
         (["demo", "--out", "demo.txt"], "must end in .npy"),
+        (["record", "tcp://127.0.0.1:5999", "r.h5", "--duration", "-1"], "must be above 0"),
+        (["record", "tcp://127.0.0.1:5999", "r.h5", "--count", "0"], "at least 1"),
+        (["record", "tcp://127.0.0.1:99999", "r.h5"], "1 to 65535"),
+        (["lsl", "tcp://127.0.0.1:99999"], "1 to 65535"),
+        (["view", "--max-fps", "0"], "must be above 0"),
+        (["replay", "x.h5", "--speed", "nan"], "not a finite number"),
+        (["movie", "x.h5", "--out", "x.mp4", "--threshold-pct", "101"], "at most 100"),
+        (["keys", "/proc/nope/keys"], "No such file or directory"),
     ],
 )
 def test_bad_options_are_one_line_before_any_model_loads(args, message):

@@ -372,8 +372,12 @@ def test_user_errors_are_clear():
         Publisher(ANY_PORT, allowed_client_keys=["x"])
     with pytest.raises(InputError, match="topics"):
         Subscriber(ANY_PORT, topics=("predictions",))
-    with pytest.raises(InputError, match="cannot subscribe"):
+    with pytest.raises(InputError, match="not a ZeroMQ endpoint"):
         Subscriber("not a url")
+    with pytest.raises(InputError, match="1 to 65535"):  # used to connect nowhere, silently
+        Subscriber("tcp://127.0.0.1:99999")
+    with pytest.raises(InputError, match="1 to 65535"):  # used to bind some other port
+        Publisher("tcp://127.0.0.1:99999")
 
 
 def test_status_without_subscribers_and_metadata_updates_never_block():

@@ -301,7 +301,7 @@ def test_demo_with_view_shows_a_live_cortex(display, tmp_path):
             "--publish",
             f"tcp://127.0.0.1:{port}",
             "--linger",
-            "1",
+            "10",
         ],
         env=env,
         stdout=subprocess.PIPE,

@@ -12,14 +12,21 @@ from tribe_stream import __version__
 from tribe_stream.errors import TribeStreamError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (the problem and where to look), not the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tribe-stream",
         description="TRIBE v2 brain encoding, live: media in, fsaverage5 predictions out.",
     )
     parser.add_argument("--version", action="version", version=f"tribe-stream {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     import tribe_stream.commands as commands
 
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -48,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tribe-stream {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file or folder the command could not use: one line, no traceback
+        if args.verbose:
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"tribe-stream {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from tribe_stream.protocol import (
     TOPICS,
     Message,
     MessageRejected,
+    check_endpoint,
     decode,
     load_keypair,
     load_public_key,
@@ -161,6 +162,7 @@ class Subscriber:
                 sock.setsockopt(zmq.SUBSCRIBE, topic)
             self._mon = sock.get_monitor_socket(_EVENTS)
             for u in self.urls:
+                check_endpoint(u, bind=False)  # a port out of range fails here, not silently
                 try:
                     sock.connect(u)
                 except zmq.ZMQError as exc:

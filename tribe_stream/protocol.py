@@ -791,6 +791,24 @@ def load_allowed_keys(specs: Iterable[str | bytes | os.PathLike]) -> set[bytes]:
     return keys
 
 
+def check_endpoint(url: str, *, bind: bool = True) -> str:
+    """`url` if it is a ZeroMQ endpoint we can use: tcp://HOST:PORT (PORT 1-65535, or * to bind
+    any free port), ipc://PATH or inproc://NAME; else one InputError line naming the fix."""
+    parts = urlsplit(str(url))
+    if parts.scheme in ("ipc", "inproc") and (parts.netloc or parts.path):
+        return url
+    if parts.scheme != "tcp" or not parts.hostname:
+        raise InputError(
+            f"{url!r} is not a ZeroMQ endpoint: use tcp://HOST:PORT, e.g. {DEFAULT_URL}"
+        )
+    port = parts.netloc.rsplit(":", 1)[-1] if ":" in parts.netloc else ""
+    if port == "*" and bind:
+        return url
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InputError(f"{url!r}: the port must be a number from 1 to 65535 (or * for any)")
+    return url
+
+
 def is_local(url: str) -> bool:
     """True for endpoints only this machine can reach (loopback TCP, ipc, inproc)."""
     parts = urlsplit(url)

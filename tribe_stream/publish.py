@@ -30,6 +30,7 @@ from tribe_stream.protocol import (
     RESERVED_KEYS,
     TOPICS,
     PredictionEncoder,
+    check_endpoint,
     encode_metadata,
     encode_status,
     is_local,
@@ -138,6 +139,7 @@ class Publisher(Sink):
         self._thread.start()
 
     def _open(self, url, hwm, linger_s, curve_secret_key, allowed_client_keys) -> zmq.Socket:
+        check_endpoint(url)  # tcp://127.0.0.1:99999 would bind some other port
         sock = self._ctx.socket(zmq.XPUB)
         sock.setsockopt(zmq.SNDHWM, int(hwm))
         sock.setsockopt(zmq.LINGER, int(linger_s * 1000))

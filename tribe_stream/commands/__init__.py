@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import signal
 import threading
 from collections.abc import Callable
@@ -43,3 +45,34 @@ def stop_on_signals(on_stop: Callable[[], None] | None = None) -> SignalStop:
         for sig in EXIT_CODES:
             signal.signal(sig, stop._handle)
     return stop
+
+
+def number(
+    kind: type = float,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+) -> Callable[[str], float]:
+    """An argparse `type` that takes finite numbers in a range (`above`: strictly greater), so a
+    bad option is refused with one line before anything starts."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a{'n integer' if kind is int else ' number'}"
+            ) from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+        if above is not None and value <= above:
+            raise argparse.ArgumentTypeError(f"{text}: must be above {above:g}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"{text}: must be at least {minimum:g}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{text}: must be at most {maximum:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse

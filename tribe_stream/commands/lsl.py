@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tribe_stream.commands import number
 from tribe_stream.protocol import add_subscriber_arguments
 
 NAME = "lsl"
@@ -23,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "predicted-BOLD time, or its arrival here",
     )
     parser.add_argument("--no-labels", action="store_true", help="no per-channel description")
-    parser.add_argument("--count", type=int, help="stop after this many predictions")
+    parser.add_argument(
+        "--count", type=number(int, minimum=1), help="stop after this many predictions"
+    )
     add_subscriber_arguments(parser)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tribe_stream.commands import number
+
 NAME = "movie"
 HELP = "render a recording (.h5) as an MP4 of the cortex, optionally beside the stimulus video"
 
@@ -16,14 +18,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output .mp4")
     parser.add_argument("--size", default="1280x720", help="movie size WIDTHxHEIGHT, even numbers")
     parser.add_argument(
-        "--fps", type=float, default=1.0, help="frames per second (default 1: one per prediction)"
+        "--fps",
+        type=number(above=0, maximum=240),
+        default=1.0,
+        help="frames per second (default 1: one per prediction)",
     )
     parser.add_argument(
         "--interpolate", action="store_true", help="blend between seconds (use with --fps > 1)"
     )
     parser.add_argument("--views", nargs="+", default=["both"], choices=list(VIEWS))
     parser.add_argument("--cmap", default="cold_hot", choices=list(COLORMAPS))
-    parser.add_argument("--threshold-pct", type=float, default=50.0)
+    parser.add_argument("--threshold-pct", type=number(minimum=0, maximum=100), default=50.0)
     parser.add_argument("--stimulus", default=None, help="stimulus video to show on the left")
     parser.add_argument(
         "--stimulus-offset",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tribe_stream.commands import number
 from tribe_stream.protocol import add_subscriber_arguments
 
 NAME = "record"
@@ -13,12 +14,14 @@ HELP = "record a prediction stream to HDF5 (crash-safe: a killed recorder loses 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="publisher endpoint, e.g. tcp://127.0.0.1:5556")
     parser.add_argument("out", help="output file (.h5)")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.add_argument("--count", type=int, help="stop after this many predictions")
+    parser.add_argument("--duration", type=number(above=0), help="stop after this many seconds")
+    parser.add_argument(
+        "--count", type=number(int, minimum=1), help="stop after this many predictions"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument(
         "--flush-interval",
-        type=float,
+        type=number(above=0),
         default=1.0,
         help="seconds between flushes to disk: the most a crash can lose (default 1)",
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tribe_stream.commands import number
+
 NAME = "render"
 HELP = "draw a prediction (.npy or recording) on the cortex as a PNG, several views, colorbar"
 
@@ -25,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threshold-pct",
-        type=float,
+        type=number(minimum=0, maximum=100),
         default=50.0,
         help="hide values below this percentile of |values| (default 50; --threshold overrides)",
     )

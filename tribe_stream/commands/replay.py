@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tribe_stream.commands import number
 from tribe_stream.protocol import add_publisher_arguments
 
 NAME = "replay"
@@ -13,13 +14,16 @@ HELP = "publish a recording again, at its pace or faster, to test consumers with
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="a recording made by `tribe-stream record`")
     parser.add_argument(
-        "--speed", type=float, default=1.0, help="pace: 1 real time, 10 ten times faster, 0 no wait"
+        "--speed",
+        type=number(minimum=0),
+        default=1.0,
+        help="pace: 1 real time, 10 ten times faster, 0 no wait",
     )
     parser.add_argument("--fast", action="store_true", help="as fast as possible (--speed 0)")
     parser.add_argument("--loop", action="store_true", help="start again at the end, until Ctrl-C")
     parser.add_argument(
         "--wait-subscribers",
-        type=float,
+        type=number(minimum=0),
         default=0.0,
         metavar="S",
         help="wait up to S seconds for a first subscriber before starting",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tribe_stream.commands import number
+
 NAME = "view"
 HELP = "live window: the cortex lighting up as predictions arrive (latest-only subscriber)"
 
@@ -19,16 +21,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view", default="both", choices=list(VIEWS), help="starting view")
     parser.add_argument("--cmap", default="cold_hot", choices=list(COLORMAPS), help="colormap")
     parser.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT")
-    parser.add_argument("--max-fps", type=float, default=60.0, help="frame-rate cap (default 60)")
     parser.add_argument(
-        "--transition", type=float, default=0.5, help="cross-fade seconds between predictions"
+        "--max-fps", type=number(above=0), default=60.0, help="frame-rate cap (default 60)"
     )
     parser.add_argument(
-        "--threshold-pct", type=float, default=50.0, help="hide |values| below this percentile"
+        "--transition",
+        type=number(minimum=0),
+        default=0.5,
+        help="cross-fade seconds between predictions",
+    )
+    parser.add_argument(
+        "--threshold-pct",
+        type=number(minimum=0, maximum=100),
+        default=50.0,
+        help="hide |values| below this percentile",
     )
     parser.add_argument("--vmax", type=float, default=None, help="fixed colour limit")
     parser.add_argument(
-        "--duration", type=float, default=None, help="close after this many seconds"
+        "--duration", type=number(above=0), default=None, help="close after this many seconds"
     )
     parser.add_argument(
         "--backend", default="glfw", help="vispy window backend (glfw; pyqt6/pyside6 if installed)"

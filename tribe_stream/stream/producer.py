@@ -28,13 +28,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from tribe_stream import AUDIO_RATE, MAX_TOKENS
 from tribe_stream.errors import InputError, TribeStreamError
-from tribe_stream.protocol import DEFAULT_URL
+from tribe_stream.protocol import DEFAULT_URL, check_endpoint
 from tribe_stream.types import Prediction, Sink
 
 log = logging.getLogger("tribe_stream.stream")
@@ -107,21 +106,6 @@ class StreamOptions:
             )
         pick_device(self.device)  # `cuda` without a GPU fails here, before any model loads
         return self
-
-
-def check_endpoint(url: str, *, bind: bool = True) -> str:
-    """A ZeroMQ endpoint we can bind (tcp://HOST:PORT with PORT 1-65535 or *, ipc://, inproc://)."""
-    parts = urlsplit(str(url))
-    if parts.scheme in ("ipc", "inproc") and (parts.netloc or parts.path):
-        return url
-    if parts.scheme != "tcp" or not parts.hostname:
-        raise InputError(f"cannot publish on {url!r}: use tcp://HOST:PORT, e.g. {DEFAULT_URL}")
-    port = parts.netloc.rsplit(":", 1)[-1] if ":" in parts.netloc else ""
-    if port == "*" and bind:
-        return url
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise InputError(f"{url!r}: the port must be a number from 1 to 65535 (or * for any)")
-    return url
 
 
 @dataclass
@@ -376,7 +360,9 @@ class _Session:
             self.viewer = subprocess.Popen(
                 [sys.executable, "-m", "tribe_stream.cli", "view", s.publisher.url]
             )
-            time.sleep(1.0)  # let the viewer connect before the first second
+            # the viewer subscribes once its window is up: start the stream after that
+            if not s.publisher.wait_for_subscribers(1, timeout=20.0):
+                log.warning("the viewer has not connected after 20 s; starting anyway")
         warm_up(extractors, engine, o.audio_context)
         config = PipelineConfig(lag=o.lag, live=o.realtime, audio_context_s=o.audio_context)
         s.pipeline = Pipeline(
@@ -514,6 +500,5 @@ __all__ = [
     "PublishOptions",
     "Stream",
     "StreamOptions",
-    "check_endpoint",
     "default_engine",
 ]
