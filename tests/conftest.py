@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,52 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def copy_fixture(tmp_path: Path) -> Path:
+    """A writable copy of the official-layout fixture checkpoint, to break on purpose."""
+    import shutil
+
+    d = tmp_path / "ckpt"
+    shutil.copytree(FIXTURE, d)
+    for p in d.iterdir():
+        p.chmod(0o644)
+    return d
+
+
+def measured_call(code: str, path: Path) -> tuple[list[str], float, int]:
+    """Run `code` (which reads sys.argv[1] and prints lines, its last one `SECONDS MAXRSS_KIB`) in
+    a fresh interpreter on `path`: its other lines, its seconds and its peak memory (KiB)."""
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    *lines, last = r.stdout.strip().splitlines()
+    seconds, kib = last.split()
+    return lines, float(seconds), int(kib)
+
+
+@contextlib.contextmanager
+def collecting(url: str, n: int, timeout: float = 60.0):
+    """A real Subscriber on `url` that collects the first `n` predictions in its own thread:
+    yields `(subscriber, got)`, `got` filling with `(header, float32 values)`; on leaving, waits
+    for the thread (up to 30 s)."""
+    from tribe_stream.client import Subscriber
+
+    got: list[tuple[dict, np.ndarray]] = []
+    with Subscriber(url) as sub:
+
+        def listen():
+            while len(got) < n:
+                msg = sub.recv(timeout=timeout)
+                if msg is None:
+                    return
+                got.append((dict(msg.header), np.array(msg.values, dtype=np.float32)))
+
+        t = threading.Thread(target=listen, daemon=True)
+        t.start()
+        yield sub, got
+        t.join(30)
 
 
 @pytest.fixture(scope="session")

@@ -4,16 +4,13 @@ traceback, and fails before anything expensive happens."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 import time
 import zipfile
 
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURE, load_case, run_cli
+from conftest import FIXTURE, copy_fixture, load_case, measured_call, run_cli
 
 from tribe_stream.errors import CheckpointError, InputError
 from tribe_stream.model.config import MAX_YAML_BYTES, read_yaml
@@ -32,14 +29,6 @@ def _one_line_error(*args: str, env: dict | None = None, timeout: float = 300) -
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, r.stderr
     return lines[0]
-
-
-def _copy_fixture(tmp_path):
-    d = tmp_path / "ckpt"
-    shutil.copytree(FIXTURE, d)
-    for p in d.iterdir():
-        p.chmod(0o644)
-    return d
 
 
 def _features(tmp_path, **arrays) -> str:
@@ -192,18 +181,9 @@ def test_huge_header_is_refused_before_allocating(tmp_path):
         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
 
-    def measure(path):
-        r = subprocess.run(
-            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
-        )
-        assert r.returncode == 0, r.stderr
-        said, last = r.stdout.strip().splitlines()
-        seconds, kib = last.split()
-        return said, float(seconds), int(kib)
-
-    said, seconds, kib = measure(huge)
+    (said,), seconds, kib = measured_call(code, huge)
     assert said.startswith("refused:") and "claims shape (2, 48, 20000000000)" in said
-    _, _, baseline = measure(small)
+    _, _, baseline = measured_call(code, small)
     assert seconds < 2.0 and kib - baseline < 20_000, (seconds, kib, baseline)
 
 
@@ -281,7 +261,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_nan_weights_are_refused_by_predict_and_convert(tmp_path):
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     ckpt = torch.load(d / "best.ckpt", weights_only=True)
     ckpt["state_dict"][Q_WEIGHT][3, 5] = float("nan")
     torch.save(ckpt, d / "best.ckpt")
@@ -307,7 +287,7 @@ def test_inf_in_a_safetensors_file_is_refused(tmp_path):
 
 
 def test_convert_to_float16_refuses_weights_that_overflow(tmp_path):
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     ckpt = torch.load(d / "best.ckpt", weights_only=True)
     ckpt["state_dict"][Q_WEIGHT][0, 0] = 1e6
     torch.save(ckpt, d / "best.ckpt")
@@ -452,7 +432,7 @@ CKPT_CASES = {
 @pytest.mark.parametrize("case", sorted(CKPT_CASES))
 def test_bad_checkpoint_is_one_line(tmp_path, case):
     make, message = CKPT_CASES[case]
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     make(d)
     err = _one_line_error(*_predict(d, _features(tmp_path), tmp_path / "o.npy"))
     assert message in err, err
@@ -462,7 +442,7 @@ def test_binary_or_malformed_config_breaks_extract_cleanly(tmp_path):
     from tribe_stream.sources.clip import make_clip
 
     clip = make_clip(tmp_path / "clip.mp4", 1.0, width=64, height=48)
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     (d / "config.yaml").write_bytes(b"data:\n  \xff\xfe\x00 broken")
     args = ["extract", str(clip), "--out", str(tmp_path / "f.npz"), "--checkpoint", str(d)]
     assert "is not a text file (byte 8 is not UTF-8)" in _one_line_error(*args)
@@ -500,23 +480,14 @@ def test_alias_bomb_is_refused_fast_and_small(tmp_path):
         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
 
-    def measure(path):
-        r = subprocess.run(
-            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
-        )
-        assert r.returncode == 0, r.stderr
-        *lines, last = r.stdout.strip().splitlines()
-        seconds, kib = last.split()
-        return lines[0], float(seconds), int(kib)
-
-    said, seconds, kib = measure(bomb)
-    assert said.startswith("refused:") and "alias bomb" in said
-    _, _, baseline = measure(normal)
+    lines, seconds, kib = measured_call(code, bomb)
+    assert lines[0].startswith("refused:") and "alias bomb" in lines[0]
+    _, _, baseline = measured_call(code, normal)
     assert seconds < 2.0 and kib - baseline < 50_000, (seconds, kib, baseline)
 
 
 def test_alias_bomb_in_a_checkpoint_config_stops_convert(tmp_path):
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     (d / "config.yaml").write_text((d / "config.yaml").read_text() + BOMB)
     t0 = time.perf_counter()
     err = _one_line_error("convert", str(d), str(tmp_path / "m.safetensors"), timeout=120)
@@ -524,7 +495,7 @@ def test_alias_bomb_in_a_checkpoint_config_stops_convert(tmp_path):
 
 
 def test_a_config_with_a_few_anchors_still_loads(tmp_path):
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     text = (d / "config.yaml").read_text()
     text = text.replace(
         "data:\n  frequency: 2", "defaults: &feat {frequency: 2}\ndata:\n  frequency: 2"

@@ -7,19 +7,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURE, load_case, run_cli
+from conftest import FIXTURE, copy_fixture, load_case, run_cli
 
 from tribe_stream.engines import make_engine
 from tribe_stream.model.config import read_yaml
 from tribe_stream.model.loading import load_brain_model, official_to_ours, ours_to_official
-
-
-def _copy_fixture(tmp_path):
-    d = tmp_path / "ckpt"
-    shutil.copytree(FIXTURE, d)
-    for p in d.iterdir():
-        p.chmod(0o644)
-    return d
 
 
 def _cli_error(*args) -> str:
@@ -115,14 +107,14 @@ def test_wrong_folder(tmp_path):
 
 
 def test_missing_config(tmp_path):
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     (d / "config.yaml").unlink()
     err = _cli_error(*_predict_args(d, tmp_path))
     assert "config.yaml is missing" in err
 
 
 def test_corrupt_and_truncated_ckpt(tmp_path):
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     data = (d / "best.ckpt").read_bytes()
     (d / "best.ckpt").write_bytes(data[: len(data) // 2])
     assert "corrupt, truncated" in _cli_error(*_predict_args(d, tmp_path))
@@ -131,7 +123,7 @@ def test_corrupt_and_truncated_ckpt(tmp_path):
 
 
 def test_missing_unexpected_and_mismatched_keys(tmp_path):
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     ckpt = torch.load(d / "best.ckpt", weights_only=True)
     sd = ckpt["state_dict"]
     del sd["model.encoder.layers.1.1.ff.2.bias"]
@@ -145,14 +137,14 @@ def test_missing_unexpected_and_mismatched_keys(tmp_path):
 
 
 def test_not_a_tribe_checkpoint(tmp_path):
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     torch.save({"weights": torch.zeros(3)}, d / "best.ckpt")
     assert "not a TRIBE v2 checkpoint" in _cli_error(*_predict_args(d, tmp_path))
 
 
 def test_unsafe_pickle_is_refused(tmp_path):
     """weights_only=True: a checkpoint that would run code on load is rejected, not executed."""
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     marker = tmp_path / "pwned"
 
     class Evil:
@@ -167,7 +159,7 @@ def test_unsafe_pickle_is_refused(tmp_path):
 
 
 def test_config_with_python_tags_is_read_without_executing(tmp_path):
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     marker = tmp_path / "yaml-pwned"
     text = (d / "config.yaml").read_text()
     text = text.replace(
@@ -184,7 +176,7 @@ def test_config_with_python_tags_is_read_without_executing(tmp_path):
 
 
 def test_unsupported_architecture_setting(tmp_path):
-    d = _copy_fixture(tmp_path)
+    d = copy_fixture(tmp_path)
     text = (d / "config.yaml").read_text().replace("combiner: null", "combiner: {name: Mlp}")
     (d / "config.yaml").write_text(text)
     assert "unsupported brain model settings: combiner" in _cli_error(*_predict_args(d, tmp_path))

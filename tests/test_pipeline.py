@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import collecting, run_cli
 from pulse_device import play_tone
 
 from tribe_stream import N_VERTICES
@@ -351,35 +351,20 @@ def test_demo_publishes_every_second_to_a_subscriber(tmp_path):
     import socket
     import subprocess
     import sys
-    import threading
-
-    from tribe_stream.client import Subscriber
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"tcp://127.0.0.1:{port}"
-    got = []
-    with Subscriber(url) as sub:
-
-        def listen():
-            while len(got) < 4:
-                msg = sub.recv(timeout=60)
-                if msg is None:
-                    return
-                got.append((dict(msg.header), np.array(msg.values)))
-
-        t = threading.Thread(target=listen, daemon=True)
-        t.start()
+    with collecting(url, 4) as (sub, got):
         r = subprocess.run(
             [sys.executable, "-m", "tribe_stream.cli", "demo", "--seconds", "4", "--publish", url],
             capture_output=True,
             text=True,
             timeout=240,
         )
-        t.join(30)
-        assert r.returncode == 0, r.stderr
-        assert sub.gaps == 0
+    assert r.returncode == 0, r.stderr
+    assert sub.gaps == 0
     assert [h["second"] for h, _ in got] == [0, 1, 2, 3]
     first = got[0][0]["seq"]  # contiguous: every second published, none lost or repeated
     assert [h["seq"] for h, _ in got] == list(range(first, first + 4))
