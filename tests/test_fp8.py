@@ -46,6 +46,12 @@ def quant_error(v: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return torch.maximum(U8 * v.abs(), SUB8 * scale)
 
 
+CPU_FP8 = fp8_supported("cpu")
+NEEDS_CPU_FP8 = pytest.mark.skipif(
+    CPU_FP8 is not None, reason=f"row-scaled FP8 products on the CPU: {CPU_FP8}"
+)
+
+
 def test_grid_is_e4m3():
     assert GRID.numel() == 253  # 256 codes less two NaNs, +0 and -0 as one
     assert GRID.max() == FP8_MAX and GRID[GRID > 0].min() == 2.0**-9
@@ -84,6 +90,7 @@ def layer_and_input(seed: int) -> tuple[torch.nn.Linear, torch.Tensor]:
     return lin, x.to(torch.bfloat16)
 
 
+@NEEDS_CPU_FP8
 def test_fp8_linear_quantises_weights_per_output_channel():
     lin, _ = layer_and_input(1)
     q = Fp8Linear(lin)
@@ -97,6 +104,7 @@ def test_fp8_linear_quantises_weights_per_output_channel():
     torch.testing.assert_close(q.scale, ref_scale.view(1, -1), rtol=2e-7, atol=0)
 
 
+@NEEDS_CPU_FP8
 def test_fp8_linear_is_the_product_of_the_dequantised_operands():
     lin, x = layer_and_input(1)
     q = Fp8Linear(lin)
@@ -116,6 +124,7 @@ def test_fp8_linear_is_the_product_of_the_dequantised_operands():
     assert (got == ref.to(torch.bfloat16).double()).float().mean() > 0.98
 
 
+@NEEDS_CPU_FP8
 def test_fp8_linear_stays_within_the_fp8_error_of_the_float_layer():
     lin, x = layer_and_input(2)
     y = Fp8Linear(lin)(x).reshape(-1, 96).double()
@@ -133,6 +142,7 @@ def test_fp8_linear_stays_within_the_fp8_error_of_the_float_layer():
     assert rel.max() < 0.1  # a few percent per token, whatever its size
 
 
+@NEEDS_CPU_FP8
 def test_fp8_linear_scales_each_token_on_its_own():
     lin, x = layer_and_input(3)
     q = Fp8Linear(lin)
@@ -179,8 +189,11 @@ def test_gelu_then_quantise_matches_exact_gelu_quantised():
     assert gelu_error_exceeded(t8, ts, h)[:4].float().mean() > 0.1
 
 
-def test_fp8_is_supported_on_this_cpu_torch():
-    assert fp8_supported("cpu") is None
+def test_fp8_support_is_probed_without_raising():
+    """torch 2.13 makes row-scaled FP8 products on the CPU; torch 2.11's CPU kernel takes only
+    per-tensor scales: either way the probe answers (None, or the reason), never raises."""
+    reason = fp8_supported("cpu")
+    assert reason is None or "cannot make FP8 products on cpu" in reason
 
 
 @pytest.mark.skipif(
