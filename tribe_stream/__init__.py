@@ -4,7 +4,14 @@
     for pred in Stream.from_file("clip.mp4", checkpoint="demo").publish("tcp://127.0.0.1:5556"):
         print(pred.second, pred.values.shape)
 
-Importing the package is light (constants only); `Stream` and its options load on first use.
+Offline, a whole file with the official semantics:
+
+    from tribe_stream import predict
+    preds = predict("clip.mp4", checkpoint="facebook/tribev2")   # preds.values (T, 20484)
+    preds.save("clip.func.gii")
+
+Importing the package is light (constants only); `Stream`, `predict` and their options load on
+first use.
 """
 
 __version__ = "0.1.0"
@@ -27,6 +34,10 @@ _LAZY = {
     "StreamOptions": "tribe_stream.stream.producer",
     "PublishOptions": "tribe_stream.stream.producer",
     "Prediction": "tribe_stream.types",
+    "predict": "tribe_stream.prediction",
+    "Predictor": "tribe_stream.prediction",
+    "Predictions": "tribe_stream.prediction",
+    "PredictOptions": "tribe_stream.prediction",
 }
 
 

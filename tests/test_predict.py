@@ -1,0 +1,198 @@
+"""`tribe-stream predict` and `tribe_stream.predict`: whole files with the official semantics, every
+output format read back, the feature cache, and batches where one bad file costs nothing else."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import av
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from tribe_stream import N_VERTICES, N_VERTICES_HEMI, predict
+from tribe_stream.offline_outputs import read_predictions
+from tribe_stream.prediction import Predictor
+
+
+def write_wav(path, seconds: float, kind: str = "tone", rate: int = 16000) -> None:
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.3 * np.sin(2 * np.pi * (220 + 40 * np.floor(t)) * t) if kind == "tone" else 0 * t
+    pcm = (x * 32767).astype(np.int16)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        for i in range(0, len(pcm), 4096):
+            f = av.AudioFrame.from_ndarray(pcm[None, i : i + 4096], format="s16", layout="mono")
+            f.rate, f.pts = rate, i
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from tribe_stream.sources.clip import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", 5.0, width=96, height=64)
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    return Predictor(checkpoint="demo", asr=False, cache=str(tmp_path_factory.mktemp("cache")))
+
+
+def test_rows_follow_the_official_windows(tmp_path, predictor):
+    """130 s of sound: two windows (200 bins, then 60 padded to 200); one row per second, row i
+    the stimulus [i, i+1) and the predicted BOLD at i + 5 s."""
+    wav = tmp_path / "long.wav"
+    write_wav(wav, 130.0)
+    preds = predictor.predict(wav)
+    assert preds.values.shape == (130, N_VERTICES) and preds.values.dtype == np.float32
+    assert preds.seconds.tolist() == list(range(130))
+    assert preds.bold_times.tolist() == [k + 5.0 for k in range(130)]
+    assert preds.metadata["modalities"] == ["audio"]  # an audio file: no video, no words
+    assert np.isfinite(preds.values).all()
+    # the second window is zero-padded as the official code pads it, not run short
+    from tribe_stream.offline import predict_windows
+
+    short = predict_windows(predictor.engine, predictor.features(wav)[0], pad_last=False)
+    assert np.abs(short[:100] - preds.values[:100]).max() < 1e-5  # first window: the same
+    assert np.abs(short[100:] - preds.values[100:]).max() > 1e-3  # padding matters
+
+
+def test_predict_equals_extract_then_predict_features(tmp_path, clip):
+    feats, out_a, out_b = tmp_path / "f.npz", tmp_path / "a.npy", tmp_path / "b.npy"
+    r = run_cli("extract", str(clip), "--out", str(feats), "--checkpoint", "demo", "--no-asr")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("predict-features", "--checkpoint", "demo", "--features", str(feats),
+                "--out", str(out_a), "--pad-last")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = run_cli("predict", str(clip), "--out", str(out_b), "--no-asr", "--no-cache")
+    assert r.returncode == 0, r.stderr
+    a, b = np.load(out_a), np.load(out_b)
+    assert b.shape == (5, N_VERTICES)
+    np.testing.assert_allclose(b, a, atol=1e-5)
+    meta = json.loads((tmp_path / "b.json").read_text())
+    assert meta["tr_s"] == 1.0 and meta["hemodynamic_offset_s"] == 5.0
+    assert meta["stimulus"] == str(clip) and meta["model"]["untrained"] is True
+
+
+@pytest.mark.parametrize("name", ["out.npy", "out.h5", "out.func.gii", "out.mgz", "out.mgh"])
+def test_every_format_reads_back_equal(tmp_path, clip, predictor, name):
+    import h5py
+    import nibabel as nib
+
+    preds = predictor.predict(clip)
+    written = preds.save(tmp_path / name)
+    values, meta = read_predictions(tmp_path / name)
+    np.testing.assert_array_equal(values, preds.values)
+    assert meta["tr_s"] == 1.0 and meta["hemodynamic_offset_s"] == 5.0
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]  # atomic: no leftovers
+    if name.endswith(".h5"):
+        from tribe_stream.recording import read_recording
+
+        rec = read_recording(written[0])
+        assert rec.seconds.tolist() == list(range(5)) and rec.bold_time.tolist()[0] == 5.0
+        with h5py.File(written[0]) as f:
+            assert f["values"].shape == (5, N_VERTICES) and f["values"].dtype == np.float32
+    elif name.endswith(".func.gii"):
+        lh = nib.load(str(written[0]))
+        assert [p.name for p in written] == ["out.lh.func.gii", "out.rh.func.gii"]
+        assert len(lh.darrays) == 5 and lh.darrays[0].data.shape == (N_VERTICES_HEMI,)
+        assert lh.darrays[0].meta["TimeStep"] == "1000.000000"
+        assert lh.meta["AnatomicalStructurePrimary"] == "CortexLeft"
+        assert json.loads(lh.meta["model"])["untrained"] is True
+        np.testing.assert_array_equal(lh.darrays[3].data, preds.values[3, :N_VERTICES_HEMI])
+    elif name.endswith((".mgz", ".mgh")):
+        rh = nib.load(str(written[1]))
+        assert rh.shape == (N_VERTICES_HEMI, 1, 1, 5) and rh.header["tr"] == 1000.0
+        np.testing.assert_array_equal(rh.get_fdata()[:, 0, 0, 2], preds.values[2, N_VERTICES_HEMI:])
+
+
+def test_a_second_run_with_another_checkpoint_extracts_nothing(tmp_path, clip):
+    from test_resolve import RELEASED_STYLE
+
+    from tribe_stream.extractors.demo import demo_extractors_path
+    from tribe_stream.model.convert import save_safetensors
+    from tribe_stream.model.demo import build_demo_model
+
+    cache = tmp_path / "cache"
+    first = Predictor(checkpoint="demo", asr=False, cache=str(cache))
+    a = first.predict(clip)
+    assert a.timings["cached"] == 0.0 and len(list(cache.glob("*.npz"))) == 1
+    other = tmp_path / "other"  # another brain model (other weights), the same extractors
+    other.mkdir()
+    save_safetensors(build_demo_model(seed=1), other / "model.safetensors")
+    demo = demo_extractors_path()
+    (other / "config.yaml").write_text(
+        RELEASED_STYLE.format(text=demo.text, audio=demo.audio, video=demo.video)
+    )
+    second = Predictor(checkpoint=str(other), asr=False, cache=str(cache))
+    b = second.predict(clip)
+    assert b.timings["cached"] == 1.0
+    assert second._extractors is None  # no extractor was even loaded
+    assert np.abs(a.values - b.values).max() > 1e-3  # another model: another answer
+    c = Predictor(checkpoint="demo", asr=False, cache=str(cache)).predict(clip)
+    np.testing.assert_array_equal(c.values, a.values)  # from the cache: the same features
+
+
+def test_silent_and_imageless_files_work(tmp_path, predictor):
+    """The official plotting crashed on silent clips; a silent recording predicts like any."""
+    wav = tmp_path / "silence.wav"
+    write_wav(wav, 4.0, kind="silence")
+    preds = predictor.predict(wav)
+    assert preds.values.shape == (4, N_VERTICES) and np.isfinite(preds.values).all()
+
+
+def test_python_api_in_a_few_lines(tmp_path, clip):
+    preds = predict(clip, checkpoint="demo", asr=False, use_cache=False)
+    files = preds.save(tmp_path / "clip.npy")
+    assert np.load(files[0]).shape == (5, N_VERTICES)
+
+
+def test_a_batch_with_a_bad_file_writes_every_other_output(tmp_path, clip):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(clip, inputs / "a.mp4")
+    write_wav(inputs / "b.wav", 3.0)
+    (inputs / "c.mp4").write_bytes(b"\x00 not a video " * 100)
+    (inputs / "notes.md").write_text("ignored: not media")
+    out = tmp_path / "out"
+    r = run_cli("predict", str(inputs), "--out", str(out), "--format", "h5", "--no-asr",
+                "--cache", str(tmp_path / "cache"))  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "c.mp4" in r.stderr and "cannot read" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.h5", "b.h5"]
+    assert read_predictions(out / "a.h5")[0].shape == (5, N_VERTICES)
+    assert read_predictions(out / "b.h5")[0].shape == (3, N_VERTICES)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["missing.mp4", "--out", "x.npy"], "does not exist"),
+        (["{clip}", "--out", "x.txt"], "unknown format"),
+        (["{clip}", "--out", "/nonexistent-folder/x.npy"], "does not exist"),
+        (["{clip}", "--out", "x.npy", "--modalities", "smell"], "choose from"),
+        (["{clip}", "--out", "x.npy", "--device", "tpu"], "unknown device"),
+        (["{weird}", "--out", "x.npy"], "unknown kind of file"),
+        (["{subs}", "--out", "x.npy"], "neither audio nor video"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, clip, args, message):
+    weird = tmp_path / "clip.xyz"
+    weird.write_bytes(clip.read_bytes())
+    subs = tmp_path / "subs.mkv"
+    if "{subs}" in args:
+        if shutil.which("ffmpeg") is None:
+            pytest.skip("ffmpeg makes the subtitles-only file")
+        srt = tmp_path / "s.srt"
+        srt.write_text("1\n00:00:00,000 --> 00:00:02,000\nhello\n")
+        subprocess.run(
+            ["ffmpeg", "-y", "-loglevel", "error", "-i", str(srt), str(subs)], check=True
+        )
+    args = [a.format(clip=clip, weird=weird, subs=subs) for a in args]
+    r = run_cli("predict", *args, "--no-cache")
+    assert r.returncode in (1, 2), r.stdout + r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -1,0 +1,152 @@
+"""`tribe-stream predict MEDIA... --checkpoint SRC --out OUT`: whole files in, fMRI predictions out.
+
+One input: OUT is the output file (its extension picks the format). Several inputs or a folder:
+OUT is a folder and each input gives `OUT/NAME.<format>`. A bad input is reported and the others
+are still predicted; the command then exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "predict"
+HELP = "predict fMRI for whole media files (video, audio, .txt) with the official windows"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("media", nargs="+", help="video, audio or .txt files, or folders of them")
+    p.add_argument(
+        "--checkpoint", default="demo", help="model folder, .safetensors, hub id, or demo"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output file (.npy, .h5, .func.gii, .mgh/.mgz) for one input; a folder for several",
+    )
+    p.add_argument(
+        "--format",
+        default="npy",
+        choices=["npy", "h5", "gii", "mgh", "mgz"],
+        help="with several inputs: the format of each output (default npy)",
+    )
+    p.add_argument(
+        "--transcript", help="words with times (.tsv ours or official, .srt, .vtt) for one input"
+    )
+    p.add_argument("--no-asr", action="store_true", help="no speech recognition (text absent)")
+    p.add_argument("--modalities", help="comma-separated subset of text,audio,video")
+    p.add_argument("--cache", help="feature cache folder (default: the tribe-stream cache)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    p.add_argument("--engine", default="torch", help="torch (default), compiled, onnx, tensorrt")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+
+
+def plan(args) -> list[tuple]:
+    """(input, output) pairs, every output checked before any model loads."""
+    from pathlib import Path
+
+    from tribe_stream.errors import InputError
+    from tribe_stream.offline_outputs import FORMATS, output_files
+    from tribe_stream.prediction import collect_media
+
+    files = collect_media(args.media)
+    out = Path(args.out).expanduser()
+    single = len(files) == 1 and not Path(args.media[0]).is_dir()
+    if single and not out.is_dir():
+        pairs = [(files[0], out)]
+    else:
+        if out.exists() and not out.is_dir():
+            raise InputError(f"--out {out}: several inputs need a folder for their outputs")
+        if not out.is_dir():
+            if not out.parent.is_dir():
+                raise InputError(f"--out folder {out.parent} does not exist; create it first")
+            out.mkdir()
+        names = [f.stem for f in files]
+        twice = {n for n in names if names.count(n) > 1}
+        if twice:
+            raise InputError(
+                f"several inputs are called {sorted(twice)}: their outputs would clash"
+            )
+        pairs = [(f, out / (f.stem + FORMATS[args.format])) for f in files]
+    if args.transcript and len(pairs) > 1:
+        raise InputError("--transcript gives the words of one input; predict that file alone")
+    for _, target in pairs:
+        for f in output_files(target):
+            if f.exists() and not args.overwrite:
+                raise InputError(f"{f} exists; pass --overwrite to replace it")
+    return pairs
+
+
+def run(args) -> int:
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from tribe_stream.commands import stop_on_signals
+    from tribe_stream.errors import TribeStreamError
+    from tribe_stream.prediction import PredictOptions, Predictor
+
+    modalities = None
+    if args.modalities:
+        modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
+    options = PredictOptions(
+        checkpoint=args.checkpoint,
+        engine=args.engine,
+        device=args.device,
+        dtype=args.dtype,
+        modalities=modalities,
+        transcript=args.transcript,
+        asr=not args.no_asr,
+        cache=args.cache,
+        use_cache=not args.no_cache,
+    ).validate()
+    pairs = plan(args)  # every input and output checked before any model loads
+    console = Console(stderr=True)
+    stop = stop_on_signals()
+    predictor = Predictor(options)
+    if predictor.loaded.identity.get("untrained"):
+        console.print("[yellow]UNTRAINED demo weights: the maps mean nothing about the brain[/]")
+    rows, failed = [], 0
+    t_all = time.perf_counter()
+    with console.status("") as status:
+        for i, (media, target) in enumerate(pairs, 1):
+            if stop.is_set():
+                break
+
+            def note(stage: str, i=i, media=media) -> None:
+                status.update(f"[{i}/{len(pairs)}] {media.name}: {stage}")
+
+            note("starting")
+            t0 = time.perf_counter()
+            try:
+                preds = predictor.predict(media, progress=note)
+                written = preds.save(target)
+            except TribeStreamError as exc:
+                failed += 1
+                console.print(f"{media}: {exc}", style="red", markup=False, soft_wrap=True)
+                rows.append((media.name, "failed", "", "", ""))
+                continue
+            cached = "yes" if preds.timings.get("cached") else "no"
+            console.print(
+                f"{media} -> {', '.join(str(w) for w in written)}", markup=False, soft_wrap=True
+            )
+            rows.append(
+                (
+                    media.name,
+                    str(len(preds)),
+                    f"{preds.timings.get('extract_s', 0.0):.1f}",
+                    f"{time.perf_counter() - t0:.1f}",
+                    cached,
+                )
+            )
+    table = Table(title=f"tribe-stream predict ({time.perf_counter() - t_all:.1f} s)")
+    for col in ("input", "seconds", "extract s", "total s", "cached"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    if stop.code is not None:
+        return stop.code
+    return 1 if failed else 0

@@ -1,0 +1,205 @@
+"""Writing offline predictions in the formats researchers read, by the output's extension.
+
+| extension | what is written |
+|---|---|
+| `.npy` | `(T, 20484)` float32, and `NAME.json` beside it (metadata) |
+| `.h5` / `.hdf5` | a recording in the recorder's layout (float32), so `render`, `movie` and `read_recording` read it; metadata in its attributes |
+| `.func.gii` | one GIfTI time series per hemisphere: `NAME.lh.func.gii`, `NAME.rh.func.gii` (one data array per second, `TimeStep` 1000 ms), metadata in the file |
+| `.mgh` / `.mgz` | one FreeSurfer volume per hemisphere, `(10242, 1, 1, T)`, TR 1000 ms in the header: `NAME.lh.mgz`, `NAME.rh.mgz`, and `NAME.json` (metadata) |
+
+Every file records TR 1 s, the 5 s hemodynamic offset, the model and the stimulus, and is written
+atomically (a temporary name in the same folder, then a rename): no half-written file is ever
+left under its final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tribe_stream import N_VERTICES, N_VERTICES_HEMI
+from tribe_stream.errors import InputError
+from tribe_stream.outputs import atomic_write, check_output
+
+if TYPE_CHECKING:
+    from tribe_stream.prediction import Predictions
+
+FORMATS = {"npy": ".npy", "h5": ".h5", "gii": ".func.gii", "mgh": ".mgh", "mgz": ".mgz"}
+"""`--format` names for a folder of outputs, and the extension each gives."""
+SUFFIXES = (".npy", ".h5", ".hdf5", ".func.gii", ".mgh", ".mgz")
+HEMIS = (
+    ("lh", "CortexLeft", slice(0, N_VERTICES_HEMI)),
+    ("rh", "CortexRight", slice(N_VERTICES_HEMI, N_VERTICES)),
+)
+
+
+def output_suffix(path: str | os.PathLike) -> str:
+    """The format an output path asks for (one line when it asks for none we write)."""
+    name = str(path).lower()
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    raise InputError(
+        f"output {path}: unknown format; name a .npy, .h5, .func.gii, .mgh or .mgz file"
+    )
+
+
+def output_stem(path: Path) -> Path:
+    """`out/clip.func.gii` -> `out/clip` (the name hemisphere files and sidecars build on)."""
+    suffix = output_suffix(path)
+    return path.with_name(path.name[: -len(suffix)])
+
+
+def output_files(path: str | os.PathLike) -> list[Path]:
+    """Every file `save_predictions(preds, path)` writes, checked as outputs (before any work)."""
+    p = Path(path).expanduser()
+    suffix = output_suffix(p)
+    stem = output_stem(p)
+    if suffix == ".func.gii":
+        files = [stem.with_name(f"{stem.name}.{h}.func.gii") for h, _, _ in HEMIS]
+    elif suffix in (".mgh", ".mgz"):
+        files = [stem.with_name(f"{stem.name}.{h}{suffix}") for h, _, _ in HEMIS]
+        files.append(stem.with_name(stem.name + ".json"))
+    elif suffix == ".npy":
+        files = [p, stem.with_name(stem.name + ".json")]
+    else:
+        files = [p]
+    for f in files:
+        check_output(f, (f.suffix,) if not f.name.endswith(".func.gii") else (".gii",))
+    return files
+
+
+def _metadata(preds: Predictions) -> dict:
+    meta = dict(preds.metadata)
+    meta.setdefault("tr_s", 1.0)
+    meta.setdefault("hemodynamic_offset_s", 5.0)
+    meta["n_seconds"] = len(preds)
+    meta["first_second"] = int(preds.seconds[0]) if len(preds) else 0
+    return meta
+
+
+def _json(preds: Predictions) -> str:
+    return json.dumps(_metadata(preds), indent=2, default=str) + "\n"
+
+
+def save_predictions(preds: Predictions, path: str | os.PathLike) -> list[Path]:
+    """Write `preds` in the format `path`'s extension names; returns the files written."""
+    files = output_files(path)
+    suffix = output_suffix(path)
+    values = np.ascontiguousarray(preds.values, dtype=np.float32)
+    if values.ndim != 2 or values.shape[1] != N_VERTICES:
+        raise InputError(f"predictions of shape {values.shape}; expected (T, {N_VERTICES})")
+    if suffix == ".npy":
+        atomic_write(files[0], lambda tmp: np.save(tmp, values))
+        atomic_write(files[1], lambda tmp: tmp.write_text(_json(preds)))
+    elif suffix in (".h5", ".hdf5"):
+        atomic_write(files[0], lambda tmp: _write_h5(tmp, preds, values))
+    elif suffix == ".func.gii":
+        for f, (_, structure, rows) in zip(files, HEMIS, strict=True):
+            atomic_write(
+                f, lambda tmp, s=structure, r=rows: _write_gifti(tmp, preds, values[:, r], s)
+            )
+    else:
+        for f, (_, _, rows) in zip(files[:2], HEMIS, strict=True):
+            atomic_write(f, lambda tmp, r=rows: _write_mgh(tmp, values[:, r]))
+        atomic_write(files[2], lambda tmp: tmp.write_text(_json(preds)))
+    return files
+
+
+def _write_h5(tmp: Path, preds: Predictions, values: np.ndarray) -> None:
+    import time
+
+    from tribe_stream.protocol import PredictionEncoder, decode, stream_metadata
+    from tribe_stream.recording import RecordingWriter
+    from tribe_stream.types import Prediction
+
+    tmp.unlink()  # the writer refuses an existing file
+    meta = _metadata(preds)
+    stream_id = Path(str(meta.get("stimulus", "offline"))).name or "offline"
+    model = meta.get("model") or {}
+    header = stream_metadata(
+        stream_id=stream_id, dtype="float32", model=model, extra={"offline": meta}
+    )
+    encoder = PredictionEncoder(
+        stream_id=stream_id, session="offline", dtype="float32", model=model
+    )
+    writer = RecordingWriter(tmp, header, source_url="offline")
+    try:
+        for i, k in enumerate(preds.seconds.tolist()):
+            p = Prediction(int(k), values[i], (float(k), float(k + 1)), float(k) + 5.0)
+            msg = decode(encoder.encode(p, seq=i, publish_wall=time.time()))
+            msg.received = time.time()
+            writer.add_prediction(msg)
+    finally:
+        writer.close()
+
+
+def _write_gifti(tmp: Path, preds: Predictions, rows: np.ndarray, structure: str) -> None:
+    import nibabel as nib
+    from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiMetaData
+
+    meta = {
+        k: (v if isinstance(v, str) else json.dumps(v, default=str))
+        for k, v in _metadata(preds).items()
+    }
+    meta["AnatomicalStructurePrimary"] = structure
+    darrays = [
+        GiftiDataArray(
+            row.astype(np.float32),
+            intent="NIFTI_INTENT_TIME_SERIES",
+            datatype="NIFTI_TYPE_FLOAT32",
+            meta=GiftiMetaData({"TimeStep": "1000.000000"}),
+        )
+        for row in rows
+    ]
+    img = GiftiImage(meta=GiftiMetaData(meta), darrays=darrays)
+    nib.save(img, str(tmp))
+
+
+def _write_mgh(tmp: Path, rows: np.ndarray) -> None:
+    import nibabel as nib
+
+    data = np.ascontiguousarray(rows.T, dtype=np.float32)[:, None, None, :]  # (10242, 1, 1, T)
+    img = nib.MGHImage(data, np.eye(4))
+    img.header["tr"] = 1000.0  # milliseconds
+    nib.save(img, str(tmp))
+
+
+def _parse(text: str):
+    """GIfTI metadata are strings: numbers and structures were written as JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """Read back what `save_predictions` wrote: `(values (T, 20484) float32, metadata)`."""
+    p = Path(path)
+    suffix = output_suffix(p)
+    stem = output_stem(p)
+    if suffix == ".npy":
+        return np.load(p), json.loads(stem.with_name(stem.name + ".json").read_text())
+    if suffix in (".h5", ".hdf5"):
+        from tribe_stream.recording import read_recording
+
+        rec = read_recording(p, dtype="float32")
+        return rec.values, rec.metadata.get("offline", {})
+    import nibabel as nib
+
+    parts, meta = [], {}
+    for h, _, _ in HEMIS:
+        if suffix == ".func.gii":
+            img = nib.load(str(stem.with_name(f"{stem.name}.{h}.func.gii")))
+            parts.append(np.stack([d.data for d in img.darrays]))
+            meta = {k: _parse(v) for k, v in dict(img.meta).items()}
+        else:
+            img = nib.load(str(stem.with_name(f"{stem.name}.{h}{suffix}")))
+            parts.append(np.asarray(img.dataobj)[:, 0, 0, :].T)
+    if suffix != ".func.gii":
+        meta = json.loads(stem.with_name(stem.name + ".json").read_text())
+    return np.concatenate(parts, axis=1).astype(np.float32), meta

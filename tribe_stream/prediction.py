@@ -1,0 +1,361 @@
+"""Offline prediction of whole media files, with the official TRIBE v2 semantics.
+
+    from tribe_stream import predict
+    preds = predict("clip.mp4", checkpoint="facebook/tribev2")
+    preds.values          # (T, 20484) float32: row i = stimulus [i, i+1) s = predicted BOLD at i + 5 s
+    preds.save("clip.func.gii")          # or .npy, .h5, .mgh/.mgz
+
+The file's pictures, sound and words (speech recognition, or a given transcript) become 2 Hz
+features (`tribe_stream.extractors.offline.extract_media`); those are cut into non-overlapping
+100 s windows from the start, the last one zero-padded to 100 s, each run on its own (the
+official `predict`); the rows of the padding are dropped, so there is one row per second of
+stimulus. A `Predictor` keeps the models loaded for many files; features are cached per file
+(content hash + extractor identity), so predicting again with another brain model skips
+extraction. Outputs: `tribe_stream.offline_outputs`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tribe_stream import BIN_SECONDS, HEMODYNAMIC_OFFSET_S, __version__
+from tribe_stream.errors import InputError
+from tribe_stream.types import MODALITIES, Word
+
+log = logging.getLogger("tribe_stream.predict")
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
+AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a")
+TEXT_SUFFIXES = (".txt",)
+MEDIA_SUFFIXES = VIDEO_SUFFIXES + AUDIO_SUFFIXES + TEXT_SUFFIXES
+
+
+@dataclass
+class PredictOptions:
+    """How files are predicted (the `predict` command's options, as data)."""
+
+    checkpoint: str = "demo"
+    """Brain model: a folder, a .ckpt/.safetensors file, a hub id, or `demo` (untrained)."""
+    engine: str = "torch"
+    device: str | None = None
+    """cpu, cuda, cuda:N; None: a GPU when there is one."""
+    dtype: str | None = None
+    """Brain-model precision; None: float16 on a GPU, else float32."""
+    modalities: tuple[str, ...] | None = None
+    """Which of text, audio, video to use (default: all the checkpoint's config names)."""
+    transcript: str | None = None
+    """Words with their times (.tsv ours or official, .srt, .vtt) instead of speech recognition."""
+    asr: bool = True
+    """Recognise speech for the text features when no transcript is given."""
+    cache: str | None = None
+    """Feature cache folder (default: the tribe-stream cache); see `no_cache`."""
+    use_cache: bool = True
+
+    def validate(self) -> PredictOptions:
+        from tribe_stream.devices import DTYPE_NAMES, pick_device
+        from tribe_stream.engines import ENGINES
+
+        if self.engine not in ENGINES:
+            raise InputError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if self.dtype is not None and self.dtype not in DTYPE_NAMES:
+            raise InputError(
+                f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPE_NAMES)}"
+            )
+        pick_device(self.device)
+        if self.modalities is not None:
+            bad = [m for m in self.modalities if m not in MODALITIES]
+            if bad or not self.modalities:
+                raise InputError(
+                    f"modalities {list(self.modalities)}: choose from text, audio, video"
+                )
+        if self.transcript is not None and not Path(self.transcript).is_file():
+            raise InputError(f"transcript {self.transcript} does not exist")
+        return self
+
+
+@dataclass
+class Predictions:
+    """Predicted fMRI for one stimulus: `values (T, n_outputs)` float32, row i the stimulus
+    second `seconds[i]` (`[i, i+1)` s), predicted BOLD at `bold_times[i]` (+5 s), per-run
+    z-score units; `metadata` says which model, stimulus and features made them."""
+
+    values: np.ndarray
+    seconds: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+    words: list[Word] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def bold_times(self) -> np.ndarray:
+        return self.seconds.astype(np.float64) + HEMODYNAMIC_OFFSET_S
+
+    def __len__(self) -> int:
+        return len(self.seconds)
+
+    def save(self, path: str | os.PathLike) -> list[Path]:
+        """Write by extension (.npy, .h5, .func.gii, .mgh/.mgz); returns the files written."""
+        from tribe_stream.offline_outputs import save_predictions
+
+        return save_predictions(self, path)
+
+
+def media_kind(path: Path) -> str:
+    """video, audio or text, from the file's extension (one line if it is none of them)."""
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    if suffix in AUDIO_SUFFIXES:
+        return "audio"
+    if suffix in TEXT_SUFFIXES:
+        return "text"
+    raise InputError(
+        f"{path}: unknown kind of file {suffix or '(no extension)'!r}; give a video "
+        f"({' '.join(VIDEO_SUFFIXES)}), an audio file ({' '.join(AUDIO_SUFFIXES)}) or a text (.txt)"
+    )
+
+
+def window_rows(n_bins: int) -> list[tuple[int, int]]:
+    """The official windows over `n_bins` bins: `[(start, stop), ...]` of at most 200 bins."""
+    from tribe_stream import MAX_TOKENS
+
+    return [(s, min(s + MAX_TOKENS, n_bins)) for s in range(0, n_bins, MAX_TOKENS)]
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of the file's bytes (read in 1 MiB pieces)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Predictor:
+    """The models, loaded once, for predicting many files (`predict(path)` each)."""
+
+    def __init__(self, options: PredictOptions | None = None, **overrides: Any):
+        from dataclasses import replace
+
+        from tribe_stream.devices import dtype_name, pick_device, pick_dtype
+        from tribe_stream.engines import make_engine
+        from tribe_stream.model.loading import load_brain_model
+        from tribe_stream.resolve import extractor_config
+
+        self.options = o = replace(options or PredictOptions(), **overrides).validate()
+        self.device = pick_device(o.device)
+        self.dtype = dtype_name(pick_dtype(self.device, o.dtype))
+        self.loaded = load_brain_model(o.checkpoint)
+        self.engine = make_engine(o.engine, self.loaded, device=self.device, dtype=self.dtype)
+        self.config = extractor_config(o.checkpoint)
+        usable = [m for m in self.config.features_to_use if self.loaded.config.feature_dims.get(m)]
+        self.modalities = tuple(m for m in MODALITIES if m in (o.modalities or usable))
+        self._extractors: dict | None = None
+        self._asr = None
+        self.cache_dir = None
+        if o.use_cache:
+            from tribe_stream.paths import cache_dir
+
+            self.cache_dir = Path(o.cache).expanduser() if o.cache else cache_dir("features")
+        self.words = None
+        if o.transcript is not None:
+            from tribe_stream.extractors.offline import read_words
+
+            self.words = read_words(o.transcript)
+
+    # ----- models, loaded when first needed (a cached run needs none) -----
+
+    @property
+    def extractors(self) -> dict:
+        if self._extractors is None:
+            from tribe_stream.extractors.suite import load_extractors
+            from tribe_stream.stream.producer import require_transformers
+
+            require_transformers()
+            self._extractors = load_extractors(
+                self.config,
+                device=self.device,
+                modalities=self.modalities,
+                compile=self.device.startswith("cuda"),
+            )
+        return self._extractors
+
+    def _speech_recogniser(self):
+        if self._asr is None and self.options.asr and "text" in self.modalities:
+            from tribe_stream.extractors.asr import WhisperASR, asr_available
+
+            reason = asr_available()
+            if reason:
+                log.warning("text features off: %s", reason)
+                self.options.asr = False
+                return None
+            self._asr = WhisperASR(device=self.device)
+        return self._asr
+
+    def extractor_identity(self) -> dict[str, Any]:
+        """What the features depend on besides the file: settings and each model's weights."""
+        ident: dict[str, Any] = {"tribe_stream": __version__, "modalities": list(self.modalities)}
+        for m in self.modalities:
+            s = self.config[m]
+            weights = Path(s.model_name) / "model.safetensors"
+            stamp = (
+                [weights.stat().st_size, int(weights.stat().st_mtime)]
+                if weights.is_file()
+                else None
+            )
+            ident[m] = {**asdict(s), "weights": stamp}
+        ident["words"] = (
+            {"transcript": file_digest(Path(self.options.transcript))}
+            if self.options.transcript
+            else {"asr": "whisper-base" if self.options.asr else None}
+        )
+        return ident
+
+    # ----- one file -----
+
+    def features(
+        self, path: str | os.PathLike, progress: Callable[[str], None] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The file's features `{modality: (L, D, T)}` (from the cache when there) and what was
+        done: `{"cached": bool, "n_bins", "duration", "missing", "words", "seconds": {...}}`."""
+        path = Path(path)
+        kind = media_kind(path)
+        if not path.is_file():
+            raise InputError(
+                f"{path} does not exist" if not path.exists() else f"{path} is not a file"
+            )
+        key = None
+        if self.cache_dir is not None:
+            ident = json.dumps(self.extractor_identity(), sort_keys=True, default=str)
+            key = hashlib.sha256((file_digest(path) + ident).encode()).hexdigest()[:32]
+            hit = self._cache_read(key)
+            if hit is not None:
+                return hit[0], {**hit[1], "cached": True, "extract_s": 0.0}
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="tribe-predict-") as tmp:
+            media = path
+            if kind == "text":
+                from tribe_stream.speech import speak_text
+
+                media = speak_text(path, Path(tmp) / f"{path.stem}.wav")
+            from tribe_stream.extractors.offline import extract_media
+
+            if progress:
+                progress("extracting features")
+            result = extract_media(
+                media,
+                self.extractors,
+                asr=None if self.words is not None else self._speech_recogniser(),
+                words=self.words,
+            )
+        if not result.features:
+            raise InputError(
+                f"{path}: no features could be made ({'; '.join(result.missing.values())})"
+            )
+        info = {
+            "cached": False,
+            "n_bins": result.n_bins,
+            "duration": result.duration,
+            "missing": result.missing,
+            "words": [[w.text, w.onset, w.duration] for w in result.words or []],
+            "decode_errors": result.decoding.total,
+            "extract_s": time.perf_counter() - t0,
+        }
+        if key is not None:
+            self._cache_write(key, result.features, info)
+        return result.features, info
+
+    def _cache_read(self, key: str):
+        npz, meta = self.cache_dir / f"{key}.npz", self.cache_dir / f"{key}.json"
+        if not (npz.is_file() and meta.is_file()):
+            return None
+        try:
+            with np.load(npz, allow_pickle=False) as z:
+                feats = {k: np.asarray(z[k]) for k in z.files}
+            return feats, json.loads(meta.read_text())
+        except (OSError, ValueError) as exc:  # a damaged entry is recomputed, never trusted
+            log.warning("feature cache entry %s unreadable (%s); extracting again", key, exc)
+            return None
+
+    def _cache_write(self, key: str, feats: dict[str, np.ndarray], info: dict) -> None:
+        from tribe_stream.outputs import atomic_write, save_npz
+
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            save_npz(self.cache_dir / f"{key}.npz", **feats)
+            atomic_write(
+                self.cache_dir / f"{key}.json",
+                lambda tmp: tmp.write_text(json.dumps(info, default=str)),
+            )
+        except (OSError, InputError) as exc:  # a cache that cannot be written costs a rerun only
+            log.warning("could not write the feature cache in %s (%s)", self.cache_dir, exc)
+
+    def predict(
+        self, path: str | os.PathLike, progress: Callable[[str], None] | None = None
+    ) -> Predictions:
+        """One file -> `Predictions` (official windows, padding rows dropped)."""
+        from tribe_stream.offline import predict_windows
+
+        path = Path(path)
+        feats, info = self.features(path, progress)
+        if progress:
+            progress("predicting")
+        t0 = time.perf_counter()
+        values = predict_windows(self.engine, feats, pad_last=True)
+        info["predict_s"] = time.perf_counter() - t0
+        seconds = np.arange(len(values), dtype=np.int64)
+        words = [Word(t, float(o), float(d)) for t, o, d in info.get("words", [])]
+        meta = {
+            "stimulus": str(path),
+            "stimulus_sha256": file_digest(path),
+            "model": self.loaded.identity,
+            "modalities": sorted(feats),
+            "missing": info.get("missing", {}),
+            "tr_s": 2 * BIN_SECONDS,
+            "hemodynamic_offset_s": HEMODYNAMIC_OFFSET_S,
+            "windows_s": 100,
+            "duration_s": info.get("duration"),
+            "software": {"tribe_stream": __version__},
+            "rows": "row i = stimulus [i, i+1) s = predicted BOLD at i + 5 s",
+        }
+        timings = {k: float(info[k]) for k in ("extract_s", "predict_s") if k in info}
+        timings["cached"] = float(bool(info.get("cached")))
+        return Predictions(
+            values=values, seconds=seconds, metadata=meta, words=words, timings=timings
+        )
+
+
+def predict(media: str | os.PathLike, checkpoint: str = "demo", **options: Any) -> Predictions:
+    """Predict one media file (video, audio or .txt) with the official semantics; options are
+    `PredictOptions` fields (engine, device, transcript, cache, ...)."""
+    return Predictor(PredictOptions(checkpoint=checkpoint, **options)).predict(media)
+
+
+def collect_media(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files to predict: each input file, and the media files (by extension) inside each folder,
+    sorted; a missing input is one line."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = sorted(
+                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES
+            )
+            if not found:
+                raise InputError(f"{p} holds no media files ({' '.join(MEDIA_SUFFIXES)})")
+            files += found
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError(f"{p} does not exist")
+    return files
