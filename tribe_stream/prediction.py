@@ -224,7 +224,7 @@ class Predictor:
     # ----- one file -----
 
     def features(
-        self, path: str | os.PathLike, progress: Callable[[str], None] | None = None
+        self, path: str | os.PathLike, progress: Callable[[str, int, int], None] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The file's features `{modality: (L, D, T)}` (from the cache when there) and what was
         done: `{"cached": bool, "n_bins", "duration", "missing", "words", "seconds": {...}}`."""
@@ -251,13 +251,10 @@ class Predictor:
             from tribe_stream.extractors.offline import extract_media
 
             if progress:
-                progress("extracting features")
-            result = extract_media(
-                media,
-                self.extractors,
-                asr=None if self.words is not None else self._speech_recogniser(),
-                words=self.words,
-            )
+                progress("loading models", 0, 1)
+            extractors = self.extractors
+            asr = None if self.words is not None else self._speech_recogniser()
+            result = extract_media(media, extractors, asr=asr, words=self.words, progress=progress)
         if not result.features:
             raise InputError(
                 f"{path}: no features could be made ({'; '.join(result.missing.values())})"
@@ -301,17 +298,18 @@ class Predictor:
             log.warning("could not write the feature cache in %s (%s)", self.cache_dir, exc)
 
     def predict(
-        self, path: str | os.PathLike, progress: Callable[[str], None] | None = None
+        self, path: str | os.PathLike, progress: Callable[[str, int, int], None] | None = None
     ) -> Predictions:
-        """One file -> `Predictions` (official windows, padding rows dropped)."""
+        """One file -> `Predictions`; `progress(stage, done, total)` hears each stage."""
         from tribe_stream.offline import predict_windows
 
         path = Path(path)
         feats, info = self.features(path, progress)
         if progress:
-            progress("predicting")
+            progress("brain model", 0, 1)
         t0 = time.perf_counter()
         values = predict_windows(self.engine, feats, pad_last=True)
+        info["windows"] = len(window_rows(next(iter(feats.values())).shape[-1]))
         info["predict_s"] = time.perf_counter() - t0
         seconds = np.arange(len(values), dtype=np.int64)
         words = [Word(t, float(o), float(d)) for t, o, d in info.get("words", [])]
@@ -328,7 +326,7 @@ class Predictor:
             "software": {"tribe_stream": __version__},
             "rows": "row i = stimulus [i, i+1) s = predicted BOLD at i + 5 s",
         }
-        timings = {k: float(info[k]) for k in ("extract_s", "predict_s") if k in info}
+        timings = {k: float(info[k]) for k in ("extract_s", "predict_s", "windows") if k in info}
         timings["cached"] = float(bool(info.get("cached")))
         return Predictions(
             values=values, seconds=seconds, metadata=meta, words=words, timings=timings

@@ -82,6 +82,14 @@ def run(args) -> int:
     import time
 
     from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.table import Table
 
     from tribe_stream.commands import stop_on_signals
@@ -107,28 +115,45 @@ def run(args) -> int:
     stop = stop_on_signals()
     predictor = Predictor(options)
     if predictor.loaded.identity.get("untrained"):
-        console.print("[yellow]UNTRAINED demo weights: the maps mean nothing about the brain[/]")
+        console.print(
+            "UNTRAINED demo weights: the maps mean nothing about the brain", style="yellow"
+        )
     rows, failed = [], 0
+    totals = {"seconds": 0, "windows": 0, "extract_s": 0.0, "predict_s": 0.0, "cached": 0}
     t_all = time.perf_counter()
-    with console.status("") as status:
-        for i, (media, target) in enumerate(pairs, 1):
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bars:
+        files = bars.add_task("files", total=len(pairs))
+        current = bars.add_task("", total=1)
+        for media, target in pairs:
             if stop.is_set():
                 break
 
-            def note(stage: str, i=i, media=media) -> None:
-                status.update(f"[{i}/{len(pairs)}] {media.name}: {stage}")
+            def note(stage: str, done: int, total: int, media=media) -> None:
+                bars.update(
+                    current, description=f"{media.name}: {stage}", completed=done, total=total
+                )
 
-            note("starting")
-            t0 = time.perf_counter()
             try:
                 preds = predictor.predict(media, progress=note)
                 written = preds.save(target)
             except TribeStreamError as exc:
                 failed += 1
                 console.print(f"{media}: {exc}", style="red", markup=False, soft_wrap=True)
-                rows.append((media.name, "failed", "", "", ""))
+                rows.append((media.name, "failed", "", "", "", ""))
+                bars.advance(files)
                 continue
-            cached = "yes" if preds.timings.get("cached") else "no"
+            t = preds.timings
+            for key in ("extract_s", "predict_s", "windows"):
+                totals[key] += t.get(key, 0)
+            totals["seconds"] += len(preds)
+            totals["cached"] += int(t.get("cached", 0))
             console.print(
                 f"{media} -> {', '.join(str(w) for w in written)}", markup=False, soft_wrap=True
             )
@@ -136,17 +161,34 @@ def run(args) -> int:
                 (
                     media.name,
                     str(len(preds)),
-                    f"{preds.timings.get('extract_s', 0.0):.1f}",
-                    f"{time.perf_counter() - t0:.1f}",
-                    cached,
+                    str(int(t.get("windows", 0))),
+                    f"{t.get('extract_s', 0.0):.1f}",
+                    f"{t.get('predict_s', 0.0):.2f}",
+                    "hit" if t.get("cached") else "miss",
                 )
             )
-    table = Table(title=f"tribe-stream predict ({time.perf_counter() - t_all:.1f} s)")
-    for col in ("input", "seconds", "extract s", "total s", "cached"):
-        table.add_column(col)
+            bars.advance(files)
+    wall = time.perf_counter() - t_all
+    table = Table(title=f"tribe-stream predict: {len(rows) - failed} of {len(pairs)} files")
+    for col in ("input", "seconds", "windows", "features s", "brain model s", "cache"):
+        table.add_column(col, justify="left" if col in ("input", "cache") else "right")
     for r in rows:
         table.add_row(*r)
+    table.add_row(
+        "total",
+        str(totals["seconds"]),
+        str(int(totals["windows"])),
+        f"{totals['extract_s']:.1f}",
+        f"{totals['predict_s']:.2f}",
+        f"{totals['cached']} hits",
+        end_section=True,
+    )
     console.print(table)
+    console.print(
+        f"{totals['seconds']} s of stimulus in {wall:.1f} s "
+        f"({totals['seconds'] / max(wall, 1e-9):.1f}x real time); {failed} failed",
+        markup=False,
+    )
     if stop.code is not None:
         return stop.code
     return 1 if failed else 0
