@@ -6,12 +6,10 @@ out, which the brain model treats as absent (zeros after its projector). The rea
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +17,8 @@ from tribe_stream import AUDIO_RATE, BIN_SECONDS
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.timing import n_bins_for
 from tribe_stream.media import DecodeCounters, NothingDecoded, media_duration, probe, read_audio
+from tribe_stream.transcripts import read_transcript as read_words  # noqa: F401  (re-exported)
+from tribe_stream.transcripts import write_transcript as write_words  # noqa: F401
 from tribe_stream.types import Word
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,13 @@ def extract_media(
     *,
     asr=None,
     words: Sequence[Word] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> FileFeatures:
     """Run the given extractors (`{modality: extractor}`) over a media file.
 
     Text needs words: `words` when given, else speech recognised by `asr` from the file's audio.
+    `progress(stage, done, total)` hears each stage (decoding, video, audio, speech, text) and,
+    for video, each batch of bins.
     Packets that fail to decode are skipped and counted (`FileFeatures.decoding`); a file with
     no audio or video stream, or shorter than one 0.5 s bin, is an `InputError`.
     """
@@ -54,9 +57,15 @@ def extract_media(
     if not (info.has_audio or info.has_video):
         raise InputError(f"{path} holds neither audio nor video (a subtitles or data file?)")
     counters = DecodeCounters()
+
+    def stage(name: str, done: int = 0, of: int = 1) -> None:
+        if progress is not None:
+            progress(name, done, of)
+
     need_audio = info.has_audio and (
         "audio" in extractors or ("text" in extractors and words is None)
     )
+    stage("decoding sound")
     audio = read_audio(path, counters) if need_audio else None
     duration = (
         media_duration(path, info)
@@ -74,9 +83,10 @@ def extract_media(
     if "video" in extractors:
         if info.has_video:
             log.info("video features of %s (%d bins)", path, total)
+            stage("video", 0, total)
             try:
                 result.features["video"] = extractors["video"].extract_file(
-                    path, total, counters=counters
+                    path, total, counters=counters, progress=lambda d, n: stage("video", d, n)
                 )
             except NothingDecoded:
                 result.missing["video"] = "no video frame could be decoded"
@@ -85,6 +95,7 @@ def extract_media(
     if "audio" in extractors:
         if audio is not None and len(audio):
             log.info("audio features of %s", path)
+            stage("audio")
             result.features["audio"] = extractors["audio"].extract_samples(audio, total)
         else:
             result.missing["audio"] = (
@@ -100,48 +111,13 @@ def extract_media(
                 result.missing["text"] = "no speech recognition (see `tribe-stream extract --help`)"
             else:
                 log.info("recognising speech in %s", path)
+                stage("speech recognition")
                 result.words = asr.transcribe(audio)
         if result.words is not None and "text" not in result.missing:
             kept = [w for w in result.words if w.text.strip()]
             if kept:
+                stage("text", 0, len(kept))
                 result.features["text"] = extractors["text"].extract(kept, total)
             else:
                 result.missing["text"] = "no word was recognised"
     return result
-
-
-def write_words(path: str | os.PathLike, words: Sequence[Word]) -> None:
-    """Words as a tab-separated file: onset, duration, text (written atomically)."""
-    from tribe_stream.outputs import atomic_write
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(["onset", "duration", "text"])
-            for word in words:
-                w.writerow([f"{word.onset:.3f}", f"{word.duration:.3f}", word.text])
-
-    atomic_write(path, write)
-
-
-def read_words(path: str | os.PathLike) -> list[Word]:
-    """Words from a tab-separated file with columns onset, duration, text (a header row)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p} does not exist; pass a .tsv with columns onset, duration, text")
-    words = []
-    with open(p, newline="") as f:
-        rows = csv.DictReader(f, delimiter="\t")
-        if not rows.fieldnames or not {"onset", "duration", "text"} <= set(rows.fieldnames):
-            raise InputError(f"{p} needs a header row with onset, duration and text columns")
-        for i, row in enumerate(rows, start=2):
-            try:
-                words.append(
-                    Word(
-                        text=row["text"], onset=float(row["onset"]), duration=float(row["duration"])
-                    )
-                )
-            except (TypeError, ValueError):
-                raise InputError(f"{p} line {i}: onset and duration must be numbers") from None
-    words.sort(key=lambda w: w.onset)
-    return words

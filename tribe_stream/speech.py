@@ -1,0 +1,128 @@
+"""Text to speech, offline: a story as text becomes a WAV file that the model can hear.
+
+`tribe-stream predict story.txt` needs speech: the official code sends the text to a network
+text-to-speech service; here espeak-ng (a local program, `apt-get install espeak-ng` or
+`brew install espeak-ng`) speaks it. The text goes to espeak-ng as a file (`-f`), so a text of any
+length works; line breaks inside a paragraph are read as spaces. The WAV (espeak-ng's 22.05 kHz
+mono) is written atomically. The words and their times then come from speech recognition of that
+WAV, as for any recording.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tribe_stream.errors import InputError
+
+ESPEAK = "espeak-ng"
+INSTALL_HINT = "install espeak-ng (apt-get install espeak-ng, or brew install espeak-ng)"
+TEXT_SUFFIXES = (".txt", ".text")
+MAX_TEXT_BYTES = 16 << 20
+
+
+def speech_available() -> str | None:
+    """None when text can be spoken here, else the reason it cannot (and the fix)."""
+    return None if shutil.which(ESPEAK) else f"{ESPEAK} is not installed; {INSTALL_HINT}"
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A text file's content (UTF-8); missing, binary, non-UTF-8 and empty files refused."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise InputError(f"{p} is a folder; pass a text file (.txt) to speak")
+    if not p.exists():
+        raise InputError(f"{p} does not exist; pass a text file (.txt) to speak")
+    try:
+        size = p.stat().st_size
+        if size > MAX_TEXT_BYTES:
+            raise InputError(
+                f"{p} is {size:,} bytes, too large for a text to speak (at most "
+                f"{MAX_TEXT_BYTES:,}); split it into smaller files"
+            )
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if b"\0" in raw[:8192]:
+        raise InputError(f"{p} is a binary file, not text; pass a UTF-8 .txt file to speak")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{p} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8, e.g. "
+            f"iconv -f cp1252 -t utf-8 {p.name} > fixed.txt"
+        ) from None
+    if not text.strip():
+        raise InputError(f"{p} is empty: there is no text to speak; write the story in it")
+    return text
+
+
+def _is_path(text_or_path: str | os.PathLike) -> bool:
+    if isinstance(text_or_path, os.PathLike):
+        return True
+    s = str(text_or_path)
+    if "\n" in s or len(s) > 4096:
+        return False
+    return s.lower().endswith(TEXT_SUFFIXES) or Path(s).expanduser().is_file()
+
+
+def speak_text(
+    text_or_path: str | os.PathLike,
+    out_wav: str | os.PathLike,
+    *,
+    voice: str | None = None,
+    words_per_minute: int = 160,
+) -> Path:
+    """Speak a text (a `.txt` file, or the text itself) with espeak-ng into `out_wav`; its path.
+
+    A `Path`, or a string that names an existing file or ends in `.txt`, is read as a UTF-8 file;
+    any other string is the text. `voice` is an espeak-ng voice (`espeak-ng --voices`; default its
+    own), `words_per_minute` its speaking rate (80 to 450).
+    """
+    from tribe_stream.outputs import atomic_write
+
+    if _is_path(text_or_path):
+        text = read_text(text_or_path)
+        what = str(text_or_path)
+    else:
+        text = str(text_or_path)
+        what = "the text"
+        if not text.strip():
+            raise InputError("the text to speak is empty; pass a .txt file or some words")
+    out = Path(out_wav).expanduser()
+    if out.suffix.lower() != ".wav":
+        raise InputError(
+            f"speech is written as .wav, not {out.name}: use {out.with_suffix('.wav')}"
+        )
+    if not 80 <= int(words_per_minute) <= 450:
+        raise InputError(f"words_per_minute {words_per_minute} is outside 80..450; use e.g. 160")
+    exe = shutil.which(ESPEAK)
+    if exe is None:
+        raise InputError(f"speaking {what} needs {ESPEAK}, which is not installed; {INSTALL_HINT}")
+
+    def write(tmp: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="tribe-speak-") as folder:
+            source = Path(folder) / "text.txt"
+            source.write_text(text, encoding="utf-8")
+            cmd = [exe, "-b", "1", "-s", str(int(words_per_minute)), "-w", str(tmp)]
+            cmd += ["-v", voice] if voice else []
+            cmd += ["-f", str(source)]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+            except OSError as exc:
+                raise InputError(
+                    f"cannot run {exe}: {exc.strerror or exc}; {INSTALL_HINT}"
+                ) from None
+        said = " ".join((done.stderr or "").split())[-300:]
+        if done.returncode != 0:
+            raise InputError(
+                f"{ESPEAK} failed on {what} (exit {done.returncode}: {said or 'no message'}); "
+                + ("check the voice name (espeak-ng --voices)" if voice else INSTALL_HINT)
+            )
+        if tmp.stat().st_size <= 44:  # a WAV header and no sound
+            raise InputError(f"{ESPEAK} made no sound from {what} ({said or 'no message'})")
+
+    return atomic_write(out, write)
