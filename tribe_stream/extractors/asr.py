@@ -190,12 +190,12 @@ class WhisperASR:
         speech = speech_regions(x)
         if not speech:
             return []
-        chunks = pad_regions(
+        padded = pad_regions(
             merge_regions(speech, VAD_MIN_SILENCE_S), VAD_PAD_S, len(x) / AUDIO_RATE
         )
-        joined = np.concatenate(
-            [x[round(a * AUDIO_RATE) : round(b * AUDIO_RATE)] for a, b in chunks]
-        )
+        cuts = [(round(a * AUDIO_RATE), round(b * AUDIO_RATE)) for a, b in padded]
+        chunks = [(a / AUDIO_RATE, b / AUDIO_RATE) for a, b in cuts]  # on samples: an exact clock
+        joined = np.concatenate([x[a:b] for a, b in cuts])
         words = place_words(self._decode(joined, beam, prompt), chunks, speech)
         return [Word(text, offset + start, end - start) for text, start, end in words]
 
