@@ -58,11 +58,11 @@ def copy_fixture(tmp_path: Path) -> Path:
     return d
 
 
-def measured_call(code: str, path: Path) -> tuple[list[str], float, int]:
+def measured_call(code: str, path: Path, timeout: float = 60) -> tuple[list[str], float, int]:
     """Run `code` (which reads sys.argv[1] and prints lines, its last one `SECONDS MAXRSS_KIB`) in
     a fresh interpreter on `path`: its other lines, its seconds and its peak memory (KiB)."""
     r = subprocess.run(
-        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=timeout
     )
     assert r.returncode == 0, r.stderr
     *lines, last = r.stdout.strip().splitlines()

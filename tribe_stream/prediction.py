@@ -169,9 +169,9 @@ class Predictor:
             self.cache_dir = Path(o.cache).expanduser() if o.cache else cache_dir("features")
         self.words = None
         if o.transcript is not None:
-            from tribe_stream.extractors.offline import read_words
+            from tribe_stream.transcripts import read_transcript
 
-            self.words = read_words(o.transcript)
+            self.words = read_transcript(o.transcript)
 
     # ----- models, loaded when first needed (a cached run needs none) -----
 

@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
         p.add_argument(f"--{m}-model", help=f"{m} model folder or hub id (overrides config.yaml)")
     p.add_argument(
         "--words",
-        help="use these words (.tsv: onset, duration, text) instead of speech recognition",
+        help="use these words (.tsv ours or official, .srt, .vtt) instead of speech recognition",
     )
     p.add_argument("--save-words", help="write the words used for text features to this .tsv")
     p.add_argument(
