@@ -220,3 +220,28 @@ def test_memory_does_not_grow_with_the_length_of_the_file(tmp_path):
         peaks[minutes] = kib / 1024
         clip.unlink()
     assert peaks[10] - peaks[1] < 300, peaks
+
+
+def test_given_transcripts_and_spoken_texts_make_text_features(tmp_path, clip):
+    from tribe_stream.extractors.asr import asr_available
+
+    srt = tmp_path / "words.srt"
+    srt.write_text("1\n00:00:00,500 --> 00:00:02,000\nHello there, <i>brain</i>.\n")
+    p = Predictor(checkpoint="demo", transcript=str(srt), cache=str(tmp_path / "c"))
+    preds = p.predict(clip)
+    assert preds.metadata["modalities"] == ["audio", "text", "video"]
+    assert [w.text for w in preds.words] == ["Hello", "there,", "brain."]
+    no_text = Predictor(checkpoint="demo", asr=False, use_cache=False).predict(clip)
+    assert np.abs(preds.values - no_text.values).max() > 1e-3  # the words change the answer
+    empty = tmp_path / "empty.vtt"
+    empty.write_text("WEBVTT\n")
+    r = run_cli("predict", str(clip), "--out", str(tmp_path / "x.npy"), "--transcript", str(empty))
+    assert r.returncode == 2 and "no words" in r.stderr and "Traceback" not in r.stderr
+    if shutil.which("espeak-ng") is None or asr_available():
+        pytest.skip("speaking a .txt needs espeak-ng and speech recognition")
+    story = tmp_path / "story.txt"
+    story.write_text("The quick brown fox jumps over the lazy dog. Then it sleeps.")
+    spoken = Predictor(checkpoint="demo", cache=str(tmp_path / "c")).predict(story)
+    assert spoken.metadata["modalities"] == ["audio", "text"]
+    heard = " ".join(w.text.lower() for w in spoken.words)
+    assert "fox" in heard and "dog" in heard and len(spoken) >= 3
