@@ -1,0 +1,159 @@
+"""A whole clip end to end: `tribe_stream.predict`'s path against the official-style sequential one,
+in one run, with the ratio and seconds of media per second of wall time.
+
+- official-style: each model called as the official code calls it, one after the other: video,
+  one 64-frame clip per bin through `VJEPA2Model(pixel_values_videos, output_hidden_states=True)`
+  (B = 1, predictor included); audio, `SeamlessM4TFeatureExtractor` on the CPU then
+  `Wav2Vec2BertModel(output_hidden_states=True)` per 30-60 s chunk; text, per word, the whole
+  context through the LM; then the brain model eager in float32 over the official windows.
+- ours: `Predictor.predict` (no cache): our extractors (compiled trunks, batched clips, KV cache
+  for text on a GPU), the engine named.
+
+Both start from the same loaded models and the same decoded media, and the ratio compares their
+wall times for the same clip. `--checkpoint DIR` takes a full-size random-weight folder from
+`tools/make_random_model.py` (no text: its Llama is not built), `demo` the small untrained models.
+
+    python tools/bench_predict.py --seconds 600 [--checkpoint DIR] [--engine compiled]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tribe_stream import AUDIO_RATE, BIN_SECONDS  # noqa: E402
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@torch.inference_mode()
+def official_video(ex, path: Path, n_bins: int) -> np.ndarray:
+    """One clip per bin through the model's own forward, frames as the clip times choose them."""
+    from tribe_stream.extractors.timing import chunk_bounds, clip_sample_times, select_frames
+    from tribe_stream.extractors.video import preprocess_frames
+    from tribe_stream.media import iter_video_frames
+
+    frames, times = [], []
+    for t, rgb in iter_video_frames(path):
+        frames.append(rgb)
+        times.append(t)
+    times = np.asarray(times)
+    ends = (np.arange(n_bins) + 1) * BIN_SECONDS
+    starts = np.zeros(n_bins)  # clips are clamped at the start of their 30-60 s chunk
+    s = ex.settings
+    for c0, c1 in chunk_bounds(n_bins * BIN_SECONDS, s.chunk_max_seconds, s.chunk_min_seconds):
+        starts[(ends - BIN_SECONDS >= c0 - 1e-9) & (ends - BIN_SECONDS < c1 - 1e-9)] = c0
+    samples = clip_sample_times(ends, ex.n_frames, s.clip_seconds, starts)
+    out = np.zeros((n_bins, *ex.shape), np.float32)
+    for b in range(n_bins):
+        idx = select_frames(samples[b], times)
+        clip = preprocess_frames(np.stack([frames[i] for i in idx]), ex.prep, ex.device)
+        clip = clip.to(ex.dtype)[None]
+        states = ex.model(pixel_values_videos=clip, output_hidden_states=True).hidden_states
+        out[b] = (
+            torch.stack(
+                [torch.stack([states[i] for i in g]).mean(0).float().mean(1)[0] for g in ex.groups]
+            )
+            .cpu()
+            .numpy()
+        )
+    return out.transpose(1, 2, 0)
+
+
+@torch.inference_mode()
+def official_audio(ex, audio: np.ndarray, n_bins: int) -> np.ndarray:
+    """The processor on the CPU, then the model over each 30-60 s chunk, all hidden states."""
+    from tribe_stream.extractors.audio import zscore
+    from tribe_stream.extractors.timing import chunk_bounds, frames_for_bins
+
+    duration = len(audio) / AUDIO_RATE
+    out = np.zeros((*ex.shape, n_bins), np.float32)
+    s = ex.settings
+    for c0, c1 in chunk_bounds(duration, s.chunk_max_seconds, s.chunk_min_seconds):
+        piece = audio[int(round(c0 * AUDIO_RATE)) : int(round(c1 * AUDIO_RATE))]
+        feats = ex.processor(zscore(piece).numpy(), sampling_rate=AUDIO_RATE, return_tensors="pt")
+        x = feats["input_features"].to(ex.device, ex.dtype)
+        states = ex.model(input_features=x, output_hidden_states=True).hidden_states
+        groups = torch.stack([torch.stack([states[i][0] for i in g]).mean(0) for g in ex.groups])
+        bins = [b for b in range(n_bins) if c0 <= b * BIN_SECONDS < c1]
+        idx = frames_for_bins(np.asarray(bins), c0, c1, groups.shape[1])
+        out[..., bins] = groups[:, idx].float().cpu().numpy().transpose(0, 2, 1)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default="demo")
+    ap.add_argument("--seconds", type=float, default=600.0, help="length of the generated clip")
+    ap.add_argument(
+        "--engine", default=None, help="ours: torch, compiled (default: compiled on a GPU)"
+    )
+    ap.add_argument("--size", default="320x240", help="clip size WIDTHxHEIGHT")
+    args = ap.parse_args()
+
+    from tribe_stream.engines import make_engine
+    from tribe_stream.media import read_audio
+    from tribe_stream.offline import predict_windows
+    from tribe_stream.prediction import Predictor
+    from tribe_stream.sources.clip import make_clip
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    engine = args.engine or ("compiled" if device == "cuda" else "torch")
+    w, h = (int(v) for v in args.size.split("x"))
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"device: {name}, torch {torch.__version__}; checkpoint {args.checkpoint}")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        clip = make_clip(Path(tmp) / "clip.mp4", args.seconds, width=w, height=h, speech=True)
+        print(f"clip: {args.seconds:.0f} s, {w}x{h}, made in {time.perf_counter() - t0:.0f} s")
+        ours = Predictor(checkpoint=args.checkpoint, engine=engine, use_cache=False, asr=False)
+        ex = ours.extractors  # loaded once, shared by both paths
+        warm = make_clip(Path(tmp) / "warm.mp4", 4.0, width=w, height=h)
+        ours.predict(warm)  # compile and capture outside the timing
+        sync(device)
+        t0 = time.perf_counter()
+        preds = ours.predict(clip)
+        sync(device)
+        t_ours = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        n_bins = 2 * len(preds) - (1 if round(args.seconds * 2) % 2 else 0)
+        feats = {}
+        if "video" in ex:
+            feats["video"] = official_video(ex["video"], clip, n_bins)
+        t_video = time.perf_counter() - t0
+        if "audio" in ex:
+            feats["audio"] = official_audio(ex["audio"], read_audio(clip), n_bins)
+        t_audio = time.perf_counter() - t0 - t_video
+        eager = make_engine("torch", ours.loaded, device=device, dtype="float32")
+        base = predict_windows(eager, feats, pad_last=True)
+        sync(device)
+        t_base = time.perf_counter() - t0
+    diff = np.abs(base - preds.values).max() / (np.abs(base).max() + 1e-12)
+    print(f"  official-style: video {t_video:.1f} s, audio {t_audio:.1f} s, total {t_base:.1f} s")
+    print(
+        f"  ours (engine {engine}): {t_ours:.1f} s; predictions' max relative difference {diff:.1e}"
+    )
+    print("\n| path | wall s | media s per wall s | ratio |")
+    print("|---|---:|---:|---:|")
+    print(f"| official-style sequential | {t_base:.1f} | {args.seconds / t_base:.1f} | 1.0x |")
+    print(
+        f"| ours (`predict`) | {t_ours:.1f} | {args.seconds / t_ours:.1f} | {t_base / t_ours:.1f}x |"
+    )
+    print(f"modalities: {', '.join(sorted(feats))} (text off: no speech recogniser in either path)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
