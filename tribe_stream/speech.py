@@ -31,30 +31,16 @@ def speech_available() -> str | None:
 
 def read_text(path: str | os.PathLike) -> str:
     """A text file's content (UTF-8); missing, binary, non-UTF-8 and empty files refused."""
+    from tribe_stream.transcripts import read_text_file
+
     p = Path(path).expanduser()
-    if p.is_dir():
-        raise InputError(f"{p} is a folder; pass a text file (.txt) to speak")
-    if not p.exists():
-        raise InputError(f"{p} does not exist; pass a text file (.txt) to speak")
-    try:
-        size = p.stat().st_size
-        if size > MAX_TEXT_BYTES:
-            raise InputError(
-                f"{p} is {size:,} bytes, too large for a text to speak (at most "
-                f"{MAX_TEXT_BYTES:,}); split it into smaller files"
-            )
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
-    if b"\0" in raw[:8192]:
-        raise InputError(f"{p} is a binary file, not text; pass a UTF-8 .txt file to speak")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{p} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8, e.g. "
-            f"iconv -f cp1252 -t utf-8 {p.name} > fixed.txt"
-        ) from None
+    text = read_text_file(
+        p,
+        what="text",
+        accepted="a UTF-8 text file (.txt) to speak",
+        max_bytes=MAX_TEXT_BYTES,
+        too_large="split it into smaller files",
+    )
     if not text.strip():
         raise InputError(f"{p} is empty: there is no text to speak; write the story in it")
     return text

@@ -133,17 +133,22 @@ def _fix(suffix: str) -> str:
     return "write one word a row under the header onset, duration, text"
 
 
-def _read_text(p: Path) -> str:
+def read_text_file(
+    path: str | os.PathLike, *, what: str, accepted: str, max_bytes: int, too_large: str
+) -> str:
+    """A user's text file as a string (UTF-8, or UTF-16 with its byte-order mark): a folder, a
+    missing, oversized (`too_large` says what to do), binary or non-UTF-8 file is one line.
+    `what` names the file's role ("a transcript"), `accepted` what to pass instead."""
+    p = Path(path).expanduser()
     if p.is_dir():
-        raise InputError(f"{p} is a folder; pass a transcript file ({FORMATS})")
+        raise InputError(f"{p} is a folder; pass {accepted}")
     if not p.exists():
-        raise InputError(f"{p} does not exist; pass a transcript: {FORMATS}")
+        raise InputError(f"{p} does not exist; pass {accepted}")
     try:
         size = p.stat().st_size
-        if size > MAX_TRANSCRIPT_BYTES:
+        if size > max_bytes:
             raise InputError(
-                f"{p} is {size:,} bytes, too large for a transcript (at most "
-                f"{MAX_TRANSCRIPT_BYTES:,}); is it a media file? pass it as the media instead"
+                f"{p} is {size:,} bytes, too large for {what} (at most {max_bytes:,}); {too_large}"
             )
         raw = p.read_bytes()
     except OSError as exc:
@@ -154,7 +159,7 @@ def _read_text(p: Path) -> str:
         except UnicodeDecodeError:
             pass
     if b"\0" in raw[:8192]:
-        raise InputError(f"{p} is a binary file, not a transcript; pass {FORMATS}")
+        raise InputError(f"{p} is a binary file, not {what}; pass {accepted}")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -162,6 +167,16 @@ def _read_text(p: Path) -> str:
             f"{p} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8, e.g. "
             f"iconv -f cp1252 -t utf-8 {p.name} > fixed{p.suffix}"
         ) from None
+
+
+def _read_text(p: Path) -> str:
+    return read_text_file(
+        p,
+        what="a transcript",
+        accepted=f"a transcript file ({FORMATS})" if p.is_dir() else f"a transcript: {FORMATS}",
+        max_bytes=MAX_TRANSCRIPT_BYTES,
+        too_large="is it a media file? pass it as the media instead",
+    )
 
 
 def _time(p: Path, line: int, name: str, value: str) -> float:
