@@ -183,7 +183,8 @@ def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     suffix = output_suffix(p)
     stem = output_stem(p)
     if suffix == ".npy":
-        return np.load(p), json.loads(stem.with_name(stem.name + ".json").read_text())
+        sidecar = stem.with_name(stem.name + ".json")
+        return np.load(p), json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     if suffix in (".h5", ".hdf5"):
         from tribe_stream.recording import read_recording
 
@@ -203,3 +204,42 @@ def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     if suffix != ".func.gii":
         meta = json.loads(stem.with_name(stem.name + ".json").read_text())
     return np.concatenate(parts, axis=1).astype(np.float32), meta
+
+
+def load_prediction_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Any prediction file we write, or a recording: `(values (T, 20484) float32, seconds (T,))`.
+
+    `.npy` (`(T, 20484)` or one `(20484,)` map), `.h5` (a recording or `predict`'s output),
+    a GIfTI or MGH pair named by either hemisphere's file or by their common name
+    (`clip.func.gii`, `clip.lh.func.gii`). One line for anything else."""
+    p = Path(path).expanduser()
+    name = p.name
+    for h, _, _ in HEMIS:  # `clip.lh.func.gii` -> the pair `clip.func.gii`
+        for suffix in (".func.gii", ".mgh", ".mgz"):
+            if name.endswith(f".{h}{suffix}"):
+                p = p.with_name(name[: -len(f".{h}{suffix}")] + suffix)
+    suffix = output_suffix(p)
+    try:
+        if suffix in (".h5", ".hdf5"):
+            from tribe_stream.recording import read_recording
+
+            rec = read_recording(p, dtype="float32")
+            return np.asarray(rec.values, np.float32), np.asarray(rec.seconds)
+        if suffix == ".npy":
+            if not p.is_file():
+                raise InputError(f"{p} does not exist")
+            values = np.load(p, allow_pickle=False)
+            meta = {}
+        else:
+            values, meta = read_predictions(p)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot read predictions from {path}: {exc}") from None
+    values = np.asarray(values, np.float32)
+    if values.ndim == 1:
+        values = values[None]
+    if values.ndim != 2 or values.shape[1] != N_VERTICES:
+        raise InputError(
+            f"{path} holds an array of shape {values.shape}; expected (T, {N_VERTICES})"
+        )
+    first = int(meta.get("first_second", 0)) if isinstance(meta, dict) else 0
+    return values, np.arange(first, first + len(values))

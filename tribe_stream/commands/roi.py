@@ -1,0 +1,103 @@
+"""`tribe-stream roi PRED --annot LH RH`: one mean per cortical region per second.
+
+PRED is any prediction file tribe-stream writes (.npy, .h5, a GIfTI or MGH pair) or a recording.
+Writes a wide CSV (`second`, then one column per region, hemisphere-prefixed), with `--top K`
+also `NAME.top.csv` (second, rank, region, mean: the K most active regions of each second, as
+the official top-k ROIs), and prints the most active regions overall.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tribe_stream.commands import number
+
+NAME = "roi"
+HELP = "region means per second of a prediction file (FreeSurfer .annot or label GIfTI atlas)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pred", help="prediction file (.npy, .h5, .func.gii, .mgh/.mgz) or recording")
+    p.add_argument(
+        "--annot",
+        nargs=2,
+        required=True,
+        metavar=("LH", "RH"),
+        help="left and right annotations (.annot or .label.gii) on fsaverage5 (or fsaverage)",
+    )
+    p.add_argument("--out", help="wide CSV of region means (second, then one column per region)")
+    p.add_argument(
+        "--top", type=number(int, minimum=1), default=None, help="also the K most active regions"
+    )
+    p.add_argument("--show", type=number(int, minimum=1), default=10, help="regions to print")
+
+
+def write_csv(path, header: list[str], rows) -> None:
+    import csv
+
+    from tribe_stream.outputs import atomic_write
+
+    def write(tmp) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tribe_stream.offline_outputs import load_prediction_file
+    from tribe_stream.outputs import check_output
+    from tribe_stream.regions import load_atlas
+
+    out = check_output(args.out, (".csv",)) if args.out else None
+    top_out = out.with_name(out.stem + ".top.csv") if out is not None and args.top else None
+    if top_out is not None:
+        check_output(top_out, (".csv",))
+    atlas = load_atlas(*args.annot)
+    values, seconds = load_prediction_file(args.pred)
+    means = atlas.means(values)
+    console = Console(stderr=True)
+    for note in atlas.notes:
+        console.print(note, markup=False)
+    if out is not None:
+        write_csv(
+            out,
+            ["second", *atlas.names],
+            ([int(s), *(f"{m:.6g}" for m in row)] for s, row in zip(seconds, means, strict=True)),
+        )
+        console.print(f"wrote {out}: {len(seconds)} seconds x {len(atlas.names)} regions")
+    if args.top:
+        top = atlas.top(means, args.top)
+        if top_out is not None:
+            write_csv(
+                top_out,
+                ["second", "rank", "region", "mean"],
+                (
+                    [int(s), r + 1, atlas.names[i], f"{means[t, i]:.6g}"]
+                    for t, s in enumerate(seconds)
+                    for r, i in enumerate(top[t])
+                ),
+            )
+            console.print(f"wrote {top_out}: the {top.shape[1]} most active regions per second")
+    overall = means.mean(axis=0)
+    order = overall.argsort()[::-1][: args.show]
+    table = Table(title=f"most active regions over {len(seconds)} s ({len(atlas.names)} regions)")
+    for col in ("region", "mean", "peak", "peak second", "vertices"):
+        table.add_column(col, justify="left" if col == "region" else "right")
+    sizes = atlas.sizes
+    for i in order:
+        k = int(means[:, i].argmax())
+        table.add_row(
+            atlas.names[i],
+            f"{overall[i]:.3f}",
+            f"{means[k, i]:.3f}",
+            str(int(seconds[k])),
+            str(int(sizes[i])),
+        )
+    Console().print(table)
+    return 0
