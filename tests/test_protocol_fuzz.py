@@ -37,6 +37,7 @@ from tribe_stream.protocol import (
     decode,
     encode_metadata,
     encode_prediction,
+    encode_roi,
     encode_status,
     stream_metadata,
 )
@@ -186,13 +187,19 @@ def base_frames(kind: str, seq: int) -> list[bytes]:
         )
     if kind == "status":
         return encode_status({"lag_s": 0.1}, **IDS, seq=seq, publish_wall=1.7e9, next_seq=seq)
+    if kind == "roi":
+        p = Prediction(seq, RNG_VALUES, (seq, seq + 1.0), seq + 5.0)
+        means = RNG_VALUES[:9].astype(np.float32)
+        return encode_roi(
+            means, p, atlas="a", **IDS, seq=seq, publish_wall=1.7e9, prediction_seq=seq
+        )
     meta = stream_metadata(stream_id="fuzz", dtype="float16", model={"name": "m"}, extra={"a": 1})
     return encode_metadata(meta, **IDS, seq=seq, publish_wall=1.7e9, next_seq=seq)
 
 
 @st.composite
 def near_valid(draw, changes=mutation) -> list[bytes]:
-    kind = draw(st.sampled_from(["prediction", "prediction", "status", "metadata"]))
+    kind = draw(st.sampled_from(["prediction", "prediction", "status", "metadata", "roi"]))
     frames = base_frames(kind, draw(st.integers(0, 1000)))
     header = json.loads(frames[1])
     own_field = st.tuples(st.just("set"), st.tuples(st.sampled_from(sorted(header))), edges)
@@ -233,6 +240,11 @@ def checked_decode(frames: list) -> Any:
         assert msg.values.shape == (N_VERTICES,) and msg.values.dtype == DTYPES[h["dtype"]]
         assert not msg.values.flags.writeable
         msg.to_prediction()
+    elif msg.topic == "roi":
+        assert type(h["second"]) is int and -I64 <= h["second"] < I64
+        assert math.isfinite(float(h["bold_time"])) and isinstance(h["atlas"], str)
+        assert msg.values.shape == (h["n_regions"],) and msg.values.dtype == np.float32
+        assert 1 <= h["n_regions"] <= N_VERTICES and not msg.values.flags.writeable
     else:
         assert msg.values is None and type(h["next_seq"]) is int and 0 <= h["next_seq"] < I64
         if msg.topic == "status":

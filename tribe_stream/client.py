@@ -88,7 +88,8 @@ class _Stream:
 class Subscriber:
     """Subscribe to a tribe-stream publisher (or several: `url` may be a list).
 
-    `topics` chooses what `recv` and iteration return ("prediction", "status", "metadata");
+    `topics` chooses what `recv` and iteration return ("prediction", "status", "metadata",
+    "roi": one prediction's region means, `values (R,)`, named by `.metadata["regions"]`);
     heartbeats and metadata are always received and kept in `.status` and `.metadata`.
     `latest_only=True` (viewers) makes `recv` return only the newest waiting prediction;
     the older ones are counted in `skipped`, not as losses. For CURVE pass the server's public
@@ -132,7 +133,7 @@ class Subscriber:
         self.latest_only = latest_only
         self.status: dict[str, Any] | None = None
         self.metadata: dict[str, Any] | None = None
-        self.received = self.gaps = self.missed = self.skipped = 0
+        self.received = self.gaps = self.missed = self.skipped = self.roi_received = 0
         self.rejected = self.restarts = self.connects = self.disconnects = self.auth_failures = 0
         self.resyncs = 0
         self.reject_reasons: Counter[str] = Counter()
@@ -158,8 +159,9 @@ class Subscriber:
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
             if curve_server_key is not None or curve_keypair is not None:
                 self._setup_curve(curve_server_key, curve_keypair)
-            for topic in TOPICS.values():
-                sock.setsockopt(zmq.SUBSCRIBE, topic)
+            for name, topic in TOPICS.items():  # region means only when asked for
+                if name != "roi" or "roi" in self.topics:
+                    sock.setsockopt(zmq.SUBSCRIBE, topic)
             self._mon = sock.get_monitor_socket(_EVENTS)
             for u in self.urls:
                 check_endpoint(u, bind=False)  # a port out of range fails here, not silently
@@ -248,6 +250,9 @@ class Subscriber:
             self._reject(exc.reason, str(exc))
             return None
         msg.received = self.last_received = time.time()
+        if msg.topic == "roi":  # region means ride along their prediction: no sequence of their own
+            self.roi_received += 1
+            return msg if "roi" in self.topics else None
         if not self._track(msg.header):
             self._reject("stale-seq", f"seq {msg.header['seq']} arrived after a later one")
             return None
@@ -402,6 +407,7 @@ class Subscriber:
         """All counters, for display or logging."""
         return {
             "received": self.received,
+            "roi_received": self.roi_received,
             "gaps": self.gaps,
             "missed": self.missed,
             "skipped": self.skipped,

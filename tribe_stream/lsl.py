@@ -58,12 +58,24 @@ def stream_info(
     source_id: str | None = None,
     stamp: str = "stimulus",
     labels: bool = True,
+    regions: bool = False,
 ):
-    """A pylsl.StreamInfo describing the stream: channels, mesh, model, what the stamps mean."""
+    """A pylsl.StreamInfo describing the stream: channels, mesh, model, what the stamps mean.
+
+    `regions=True`: one channel per region of the metadata's `regions` (the `tribe.roi` topic),
+    labelled with the region names, instead of one per vertex."""
     pylsl = _pylsl()
     stream_id = str(metadata.get("stream_id", "tribe-stream"))
+    names = region_names(metadata) if regions else None
+    n_channels = len(names) if names is not None else N_VERTICES
+    suffix = ":roi" if regions else ""
     info = pylsl.StreamInfo(
-        name, stype, N_VERTICES, 1.0, pylsl.cf_float32, source_id or f"tribe-stream:{stream_id}"
+        name,
+        stype,
+        n_channels,
+        1.0,
+        pylsl.cf_float32,
+        source_id or f"tribe-stream:{stream_id}{suffix}",
     )
     desc = info.desc()
     acq = desc.append_child("acquisition")
@@ -74,7 +86,14 @@ def stream_info(
     ts.append_child_value("protocol_version", str(PROTOCOL_VERSION))
     ts.append_child_value("stream_id", stream_id)
     ts.append_child_value("mesh", str((metadata.get("mesh") or FSAVERAGE5).get("name")))
-    ts.append_child_value("units", "predicted BOLD, per-run z-score units")
+    ts.append_child_value(
+        "units",
+        metadata["regions"].get("units", "predicted BOLD")
+        if names is not None
+        else "predicted BOLD, per-run z-score units",
+    )
+    if names is not None:
+        ts.append_child_value("atlas", str(metadata["regions"].get("atlas", "")))
     ts.append_child_value(
         "timestamps",
         "start of the stimulus second"
@@ -86,7 +105,15 @@ def stream_info(
     offset = metadata.get("hemodynamic_offset_s", HEMODYNAMIC_OFFSET_S)
     ts.append_child_value("hemodynamic_offset_s", str(offset))
     ts.append_child_value("model_json", json.dumps(model))
-    if labels:
+    if labels and names is not None:
+        chans = desc.append_child("channels")
+        for label in names:
+            ch = chans.append_child("channel")
+            ch.append_child_value("label", label)
+            ch.append_child_value("hemisphere", "left" if label.startswith("lh.") else "right")
+            ch.append_child_value("type", "BOLD")
+            ch.append_child_value("unit", "z")
+    elif labels:
         chans = desc.append_child("channels")
         for label, hemi, vertex in channel_labels(metadata.get("mesh")):
             ch = chans.append_child("channel")
@@ -96,6 +123,16 @@ def stream_info(
             ch.append_child_value("type", "BOLD")
             ch.append_child_value("unit", "z")
     return info
+
+
+def region_names(metadata: Mapping[str, Any]) -> list[str]:
+    """The region names a stream's metadata announces (its `regions`), in payload order."""
+    regions = metadata.get("regions")
+    if not isinstance(regions, Mapping) or not regions.get("names"):
+        raise InputError(
+            "the stream publishes no region means: start it with --roi LH RH (annotations)"
+        )
+    return [str(n) for n in regions["names"]]
 
 
 def lsl_timestamp(header: Mapping[str, Any], stamp: str = "stimulus") -> float | None:
@@ -122,6 +159,7 @@ class LslBridge:
         source_id: str | None = None,
         stamp: str = "stimulus",
         labels: bool = True,
+        regions: bool = False,
         max_buffered: int = 360,
     ):
         if stamp not in STAMPS:
@@ -129,14 +167,25 @@ class LslBridge:
         pylsl = _pylsl()
         self.stamp = stamp
         self.info = stream_info(
-            metadata, name=name, stype=stype, source_id=source_id, stamp=stamp, labels=labels
+            metadata,
+            name=name,
+            stype=stype,
+            source_id=source_id,
+            stamp=stamp,
+            labels=labels,
+            regions=regions,
         )
         self.outlet = pylsl.StreamOutlet(self.info, chunk_size=1, max_buffered=max_buffered)
         self.pushed = 0
-        self._row = np.empty((1, N_VERTICES), np.float32)
+        self.topic = "roi" if regions else "prediction"
+        self._row = np.empty((1, self.info.channel_count()), np.float32)
 
     def push(self, msg: Message) -> float:
-        """Send one prediction; returns the LSL timestamp it carries."""
+        """Send one prediction (or its region means); returns the LSL timestamp it carries."""
+        if len(msg.values) != self._row.shape[1]:
+            raise InputError(
+                f"a message of {len(msg.values)} values for an outlet of {self._row.shape[1]}"
+            )
         ts = lsl_timestamp(msg.header, self.stamp)
         if ts is None:
             ts = _pylsl().local_clock()
@@ -173,14 +222,21 @@ def run_bridge(
     stop = stop or threading.Event()
     bridge: LslBridge | None = None
     waiting: list[Message] = []
-    with Subscriber(url, topics=("prediction", "metadata"), **subscriber_kwargs) as sub:
+    regions = bool((bridge_kwargs or {}).get("regions"))
+    topic = "roi" if regions else "prediction"
+    with Subscriber(url, topics=(topic, "metadata"), **subscriber_kwargs) as sub:
         while not stop.is_set():
             msg = sub.recv(timeout=0.2)
-            if msg is not None and msg.topic == "prediction":
+            if msg is not None and msg.topic == topic:
                 waiting.append(msg)
             if bridge is None:
                 meta = sub.metadata
-                if meta is None and waiting and time.time() - waiting[0].received >= metadata_wait:
+                if (
+                    meta is None
+                    and not regions  # region names come only in the metadata
+                    and waiting
+                    and time.time() - waiting[0].received >= metadata_wait
+                ):
                     meta = waiting[0].header
                 if meta is None:
                     continue
@@ -190,7 +246,7 @@ def run_bridge(
                     bridge.info.name(),
                     bridge.info.type(),
                     bridge.info.source_id(),
-                    N_VERTICES,
+                    bridge.info.channel_count(),
                 )
             for m in waiting:
                 bridge.push(m)

@@ -38,6 +38,7 @@ TOPICS: dict[str, bytes] = {
     "prediction": b"tribe.prediction",
     "status": b"tribe.status",
     "metadata": b"tribe.metadata",
+    "roi": b"tribe.roi",
 }
 """Short name -> topic frame. ZeroMQ filters on prefixes, so no topic is a prefix of another."""
 _TOPIC_NAMES = {v: k for k, v in TOPICS.items()}
@@ -308,6 +309,40 @@ def encode_status(
     header = _base("status", stream_id, session, seq, publish_wall)
     header.update(next_seq=next_seq, stream_time=stream_time, counters=_numbers(counters))
     return [TOPICS["status"], _dumps(header), b""]
+
+
+def encode_roi(
+    means: np.ndarray,
+    prediction: Prediction,
+    *,
+    atlas: str,
+    stream_id: str,
+    session: str,
+    seq: int,
+    publish_wall: float,
+    prediction_seq: int,
+) -> list[bytes]:
+    """Frames for one prediction's region means (`(R,)`, float32 on the wire): the `tribe.roi`
+    topic. Region names are in the stream metadata (`regions`), in payload order."""
+    values = np.ascontiguousarray(means, dtype=DTYPES["float32"])
+    if values.ndim != 1 or not 1 <= len(values) <= N_VERTICES:
+        raise InputError(
+            f"region means of shape {values.shape}; expected (R,), 1 <= R <= {N_VERTICES}"
+        )
+    header = _base("roi", stream_id, session, seq, publish_wall)
+    header.update(
+        second=int(prediction.second),
+        stimulus=[float(prediction.stimulus[0]), float(prediction.stimulus[1])],
+        bold_time=float(prediction.bold_time),
+        atlas=str(atlas),
+        n_regions=len(values),
+        dtype="float32",
+        prediction_seq=int(prediction_seq),
+    )
+    for key in ("bold_time",):
+        if not math.isfinite(header[key]):
+            raise InputError(f"{key} {header[key]} is not finite")
+    return [TOPICS["roi"], _dumps(header), values.tobytes()]
 
 
 def encode_metadata(
@@ -613,6 +648,15 @@ def _field(header: dict, key: str, check, what: str) -> None:
         raise MessageRejected("bad-field", f"header field {key!r} must be {what}, got {shown:.80}")
 
 
+def _is_regions(x: Any) -> bool:
+    """The metadata's `regions`: {atlas: str, names: [str, ...], units: str}."""
+    if type(x) is not dict or not _is_text(x.get("atlas")) or not _is_text(x.get("units", "")):
+        return False
+    names = x.get("names")
+    return type(names) is list and 0 < len(names) <= N_VERTICES and all(map(_is_text, names))
+
+
+_REGIONS = "an object {atlas: str, names: [str, ...], units: str}"
 _TEXT = "a string (valid Unicode)"
 _SEQ = "an integer in [0, 2**63)"
 _NUM = "a number (float64)"
@@ -630,6 +674,29 @@ def _validate(topic: str, header: dict, payload_bytes: int) -> None:
     _require(header, "session", _is_text, _TEXT)
     _require(header, "seq", _is_seq, _SEQ)
     _require(header, "publish_wall", _is_num, _NUM)
+    if topic == "roi":
+        _require(header, "second", _is_i64, "an integer in [-2**63, 2**63)")
+        _require(header, "stimulus", _is_stimulus, "[start, end], two numbers (float64)")
+        _require(header, "bold_time", _is_num, _NUM)
+        _require(header, "atlas", _is_text, _TEXT)
+        _require(header, "prediction_seq", _is_seq, _SEQ)
+        _require(
+            header,
+            "n_regions",
+            lambda x: type(x) is int and 1 <= x <= N_VERTICES,
+            f"an integer in [1, {N_VERTICES}]",
+        )
+        if header.get("dtype") != "float32":
+            raise MessageRejected(
+                "dtype", f"dtype {json.dumps(header.get('dtype')):.40}; region means are float32"
+            )
+        if payload_bytes != 4 * header["n_regions"]:
+            raise MessageRejected(
+                "payload-size",
+                f"payload of {payload_bytes} bytes; {header['n_regions']} regions x float32 is "
+                f"{4 * header['n_regions']}",
+            )
+        return
     if topic != "prediction":
         if payload_bytes:
             raise MessageRejected("payload-size", f"{topic} payload must be empty")
@@ -645,6 +712,7 @@ def _validate(topic: str, header: dict, payload_bytes: int) -> None:
             _optional(header, "software", _is_object, "an object")
             _optional(header, "t0_wall", _is_opt_num, _OPT_NUM)
             _optional(header, "hemodynamic_offset_s", _is_num, _NUM)
+            _optional(header, "regions", _is_regions, _REGIONS)
         return
     _require(header, "second", _is_i64, "an integer in [-2**63, 2**63)")
     _require(header, "stimulus", _is_stimulus, "[start, end], two numbers (float64)")
@@ -713,6 +781,10 @@ def decode(frames: Sequence[Any]) -> Message:
         values.flags.writeable = False
         return Message(topic, header, values)
     _validate(topic, header, payload_mv.nbytes)
+    if topic == "roi":
+        values = np.frombuffer(payload_mv, dtype=DTYPES["float32"])
+        values.flags.writeable = False
+        return Message(topic, header, values)
     return Message(topic, header)
 
 

@@ -32,6 +32,7 @@ from tribe_stream.protocol import (
     PredictionEncoder,
     check_endpoint,
     encode_metadata,
+    encode_roi,
     encode_status,
     is_local,
     jsonable,
@@ -69,6 +70,20 @@ def _model_identity(model: str | Mapping[str, Any] | None) -> dict[str, Any]:
         raise InputError(f"model identity must be a name or JSON data: {exc}") from None
 
 
+def region_metadata(atlas: Any) -> dict[str, Any]:
+    """The metadata's `regions` entry for an atlas: its id (a digest of the names), the names in
+    payload order, and what the numbers are."""
+    import hashlib
+
+    names = list(atlas.names)
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    return {
+        "atlas": digest,
+        "names": names,
+        "units": "predicted BOLD, per-run z-score units: the mean over each region's vertices",
+    }
+
+
 class Publisher(Sink):
     """Publish predictions, 1 Hz status heartbeats and stream metadata (docs/PROTOCOL.md).
 
@@ -93,6 +108,7 @@ class Publisher(Sink):
         hwm: int = 1000,
         linger_s: float = 1.0,
         clock: StreamClock | None = None,
+        atlas: Any = None,
     ):
         if dtype not in DTYPES:
             raise InputError(f"dtype {dtype!r} is not supported; use one of {sorted(DTYPES)}")
@@ -107,9 +123,12 @@ class Publisher(Sink):
         self._mesh: dict[str, Any] = dict(FSAVERAGE5)
         self._t0_wall = clock.t0_wall if clock is not None else None
         self._extra: dict[str, Any] = {}
+        self.atlas = atlas  # a tribe_stream.regions.Atlas: each prediction's region means too
+        if atlas is not None:
+            self._extra["regions"] = region_metadata(atlas)
         self._metadata = self._build_metadata()
         self._encoder = self._build_encoder()
-        self._seq = {"prediction": 0, "status": 0, "metadata": 0}
+        self._seq = {"prediction": 0, "status": 0, "metadata": 0, "roi": 0}
         self._counts = {"sent": 0, "dropped": 0, "errors": 0, "status_sent": 0, "metadata_sent": 0}
         self._subscribers = 0
         # connection fd -> the prefixes it subscribed to that cover the prediction topic
@@ -283,6 +302,28 @@ class Publisher(Sink):
                 return
             if self._send(frames):
                 self._counts["sent"] += 1
+            if self.atlas is not None:
+                self._send_roi(prediction, wall, seq)
+
+    def _send_roi(self, prediction: Prediction, wall: float, prediction_seq: int) -> None:
+        """The region means of a prediction just sent, on `tribe.roi` (call with the lock)."""
+        try:
+            frames = encode_roi(
+                self.atlas.means(prediction.values),
+                prediction,
+                atlas=self._extra["regions"]["atlas"],
+                stream_id=self.stream_id,
+                session=self.session,
+                seq=self._seq["roi"],
+                publish_wall=wall,
+                prediction_seq=prediction_seq,
+            )
+        except Exception as exc:  # noqa: BLE001 - the prediction went out; its means did not
+            self._fail("roi", f"region means of second {prediction.second} not sent: {exc}")
+            return
+        self._seq["roi"] += 1
+        if self._send(frames):
+            self._counts["roi_sent"] = self._counts.get("roi_sent", 0) + 1
 
     def status(self, counters: Mapping[str, float]) -> None:
         """Publish a heartbeat with the pipeline's counters plus ours, then the metadata again."""

@@ -14,6 +14,9 @@ BANNER = (
 
 
 def add_arguments(p) -> None:
+    from tribe_stream.commands.run import add_roi_argument
+
+    add_roi_argument(p)
     p.add_argument(
         "--linger",
         type=float,
@@ -56,7 +59,11 @@ def run(args) -> int:
         seconds=args.seconds, lag=args.lag, engine=args.engine, realtime=not args.fast
     )
     if args.publish:
-        stream.publish(args.publish)
+        stream.publish(args.publish, roi=tuple(args.roi) if args.roi else None)
+    elif args.roi:
+        from tribe_stream.errors import InputError
+
+        raise InputError("--roi publishes region means: add --publish URL")
     if args.view:
         stream.view(linger=args.linger)
     return run_stream(stream, out=args.out, total=args.seconds)

@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-labels", action="store_true", help="no per-channel description")
     parser.add_argument(
+        "--roi",
+        action="store_true",
+        help="one named channel per region (the stream's tribe.roi topic; start it with --roi)",
+    )
+    parser.add_argument(
         "--count", type=number(int, minimum=1), help="stop after this many predictions"
     )
     add_subscriber_arguments(parser)
@@ -46,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             "source_id": args.source_id,
             "stamp": args.stamp,
             "labels": not args.no_labels,
+            "regions": args.roi,
         },
         curve_server_key=args.curve_server_key,
         curve_keypair=args.curve_keypair,

@@ -77,6 +77,17 @@ def add_arguments(p) -> None:
         "--out", metavar="NPY", help="also save the predictions, (seconds, n_outputs) float32"
     )
     p.add_argument("--record", metavar="H5", help="also write a recording (HDF5, as `record`)")
+    add_roi_argument(p)
+
+
+def add_roi_argument(p) -> None:
+    p.add_argument(
+        "--roi",
+        nargs=2,
+        metavar=("LH", "RH"),
+        help="left and right annotations (.annot or .label.gii): also publish each second's "
+        "region means on the tribe.roi topic",
+    )
 
 
 def publish_options(args) -> PublishOptions | None:
@@ -84,6 +95,10 @@ def publish_options(args) -> PublishOptions | None:
     from tribe_stream.stream.producer import PublishOptions
 
     if args.publish in (None, "none"):
+        if getattr(args, "roi", None):
+            from tribe_stream.errors import InputError
+
+            raise InputError("--roi publishes region means: it needs --publish URL, not none")
         return None
     return PublishOptions(
         url=args.publish,
@@ -91,6 +106,7 @@ def publish_options(args) -> PublishOptions | None:
         stream_id=args.stream_id,
         curve_secret=args.curve_secret,
         allow_clients=tuple(args.allow_client) if args.allow_client else None,
+        roi=tuple(args.roi) if args.roi else None,
     )
 
 

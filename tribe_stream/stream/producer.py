@@ -121,9 +121,17 @@ class PublishOptions:
     """Server secret key (NAME.key_secret from `tribe-stream keys`): encrypt with CURVE."""
     allow_clients: tuple[str, ...] | None = None
     """Client public keys, key files or folders of them (needs `curve_secret`)."""
+    roi: tuple[str, str] | None = None
+    """Left and right annotations: also publish each second's region means (`tribe.roi`)."""
 
     def validate(self) -> PublishOptions:
         check_endpoint(self.url)
+        if self.roi is not None:
+            from tribe_stream.regions import load_atlas
+
+            if len(self.roi) != 2:
+                raise InputError("--roi takes two annotations: the left, then the right hemisphere")
+            self._atlas = load_atlas(*self.roi)  # a bad annotation fails here, before models load
         if self.dtype not in ("float16", "float32"):
             raise InputError(f"payload dtype {self.dtype!r}: use float16 or float32")
         if self.allow_clients and not self.curve_secret:
@@ -139,6 +147,7 @@ class PublishOptions:
             stream_id=self.stream_id,
             curve_secret_key=self.curve_secret,
             allowed_client_keys=list(self.allow_clients) if self.allow_clients else None,
+            atlas=getattr(self, "_atlas", None),
             **kwargs,
         )
 

@@ -1,0 +1,136 @@
+"""Region means live: `--roi LH RH` adds the `tribe.roi` topic (one message per prediction, the
+same second, the full map's region means), the Subscriber yields them, and `tribe-stream lsl
+--roi` makes an LSL outlet with one named channel per region."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from test_regions import write_annot
+
+from tribe_stream import N_VERTICES, N_VERTICES_HEMI
+from tribe_stream.errors import InputError
+from tribe_stream.protocol import MessageRejected, decode, encode_roi
+from tribe_stream.publish import Publisher
+from tribe_stream.regions import load_atlas
+from tribe_stream.types import Prediction
+
+
+@pytest.fixture()
+def annots(tmp_path):
+    lh, rh = tmp_path / "lh.t.annot", tmp_path / "rh.t.annot"
+    write_annot(lh, N_VERTICES_HEMI, 5, 10)
+    write_annot(rh, N_VERTICES_HEMI, 4, 11)
+    return lh, rh
+
+
+def free_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_roi_messages_are_validated_like_every_other():
+    p = Prediction(3, np.zeros(N_VERTICES, np.float32), (3.0, 4.0), 8.0)
+    frames = encode_roi(np.arange(7, dtype=np.float32), p, atlas="a1", stream_id="s",
+                        session="x", seq=0, publish_wall=1.0, prediction_seq=3)  # fmt: skip
+    msg = decode(frames)
+    assert (
+        msg.topic == "roi" and msg.header["second"] == 3 and msg.values.tolist() == list(range(7))
+    )
+    with pytest.raises(MessageRejected, match="payload-size"):
+        decode([frames[0], frames[1], frames[2][:-4]])
+    bad = frames[1].replace(b'"n_regions":7', b'"n_regions":0')
+    with pytest.raises(MessageRejected, match="n_regions"):
+        decode([frames[0], bad, b""])
+    with pytest.raises(InputError):
+        encode_roi(np.zeros((2, 2)), p, atlas="a", stream_id="s", session="x", seq=0,
+                   publish_wall=1.0, prediction_seq=0)  # fmt: skip
+
+
+def test_demo_with_roi_publishes_one_region_message_per_prediction(annots):
+    from tribe_stream.client import Subscriber
+
+    atlas = load_atlas(*annots)
+    url = free_url()
+    preds, rois = {}, {}
+    with Subscriber(url, topics=("prediction", "roi")) as sub:
+
+        def listen():
+            deadline = time.monotonic() + 240
+            while (len(preds) < 4 or len(rois) < 4) and time.monotonic() < deadline:
+                msg = sub.recv(timeout=1)
+                if msg is None:
+                    continue
+                target = preds if msg.topic == "prediction" else rois
+                target[msg.header["second"]] = np.array(msg.values, np.float32)
+
+        t = threading.Thread(target=listen, daemon=True)
+        t.start()
+        r = run_cli("demo", "--seconds", "4", "--publish", url, "--roi", *map(str, annots))
+        t.join(30)
+        meta = sub.metadata
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(rois) == sorted(preds) == [0, 1, 2, 3]
+    assert meta["regions"]["names"] == list(atlas.names)
+    for k, values in preds.items():  # the wire's float16 map against float32 means
+        np.testing.assert_allclose(rois[k], atlas.means(values), rtol=2e-3, atol=2e-3)
+
+
+def test_roi_options_fail_before_anything_loads(annots, tmp_path):
+    r = run_cli("demo", "--roi", *map(str, annots))
+    assert r.returncode == 2 and "add --publish URL" in r.stderr
+    r = run_cli(
+        "demo", "--publish", free_url(), "--roi", str(annots[0]), str(tmp_path / "no.annot")
+    )
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_lsl_bridge_names_one_channel_per_region(annots):
+    pylsl = pytest.importorskip("pylsl")
+    atlas = load_atlas(*annots)
+    source_id = f"roi-{uuid.uuid4().hex[:8]}"
+    values = np.random.default_rng(3).standard_normal((2, N_VERTICES)).astype(np.float32)
+    with Publisher("tcp://127.0.0.1:*", stream_id="cam1", atlas=atlas) as pub:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tribe_stream.cli", "lsl", pub.url, "--roi",
+             "--source-id", source_id, "--count", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
+        )  # fmt: skip
+        try:
+            found = pylsl.resolve_byprop("source_id", source_id, timeout=20)
+            assert found, proc.stderr.read() if proc.poll() is not None else "no outlet"
+            inlet = pylsl.StreamInlet(found[0], max_buflen=60)
+            info = inlet.info(timeout=10)
+            inlet.open_stream(timeout=10)
+            time.sleep(0.3)
+            for k in range(2):
+                pub.send(Prediction(k, values[k], (k, k + 1.0), k + 5.0))
+            got = []
+            deadline = time.monotonic() + 15
+            while len(got) < 2 and time.monotonic() < deadline:
+                sample, _ = inlet.pull_sample(timeout=1.0)
+                if sample is not None:
+                    got.append(np.asarray(sample, np.float32))
+            out, err = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert info.channel_count() == len(atlas.names)
+    ch = info.desc().child("channels").child("channel")
+    labels = []
+    while not ch.empty():
+        labels.append(ch.child_value("label"))
+        ch = ch.next_sibling()
+    assert labels == list(atlas.names)
+    assert "mean over each region" in info.desc().child("tribe_stream").child_value("units")
+    np.testing.assert_allclose(np.stack(got), atlas.means(values), rtol=1e-5, atol=1e-6)
