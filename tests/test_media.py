@@ -180,3 +180,44 @@ def test_files_that_give_nothing_are_one_clear_line(tmp_path):
     junk.write_bytes(b"\x00not a media file" * 100)
     with pytest.raises(SourceError, match="cannot read"):
         probe(junk)
+
+
+def test_read_ahead_keeps_order_raises_where_it_failed_and_stops_when_closed(tmp_path):
+    """Frames decoded in a background thread come out in order, all of them; a decoding error
+    reaches the consumer after the items before it; leaving early stops the producer thread."""
+    import threading
+
+    from tribe_stream.media import read_ahead
+
+    path = tmp_path / "clip.mp4"
+    write_audio(path, stereo(2.0), "aac", "fltp", video=True)
+    direct = list(iter_video_frames(path))
+    ahead = list(read_ahead(iter_video_frames(path), depth=3))
+    assert [t for t, _ in ahead] == [t for t, _ in direct]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(ahead, direct, strict=True))
+
+    def failing():
+        yield 1
+        yield 2
+        raise SourceError("disk gone")
+
+    got = []
+    with pytest.raises(SourceError, match="disk gone"):
+        for x in read_ahead(failing()):
+            got.append(x)
+    assert got == [1, 2]
+
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    it = read_ahead(endless(), depth=2)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()
+    assert not any(t.name == "tribe-read-ahead" for t in threading.enumerate())
+    assert len(produced) <= 3 + 2 + 2  # stopped within its read-ahead depth

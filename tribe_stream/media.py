@@ -22,7 +22,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -245,6 +247,56 @@ def iter_video_frames(
                 continue
             last = t
             yield t, rgb
+
+
+def read_ahead(items: Iterable, depth: int = 8) -> Iterator:
+    """`items`, produced by a background thread up to `depth` ahead of the consumer.
+
+    Decoding releases the interpreter lock, so a file's next frames are decoded while the caller
+    works on (or waits for the GPU with) the previous ones. An exception in the producer is
+    raised in the consumer at the point it happened; closing the iterator stops the producer.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                if not put((None, item)):
+                    break
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((exc, None))
+            return
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+        put((None, done))
+
+    worker = threading.Thread(target=produce, name="tribe-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            exc, item = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=10)
 
 
 # ----- sound ---------------------------------------------------------------------------------

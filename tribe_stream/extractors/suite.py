@@ -14,12 +14,14 @@ def load_extractors(
     compile: bool = False,
     dtype: str | None = None,
     video_fp8: bool = False,
+    video_batch: int | None = None,
 ) -> dict:
     """`{modality: extractor}` for `modalities` (default: the config's `features_to_use`).
 
     Each extractor is loaded with `from_pretrained` from its settings' model name (a folder, a
     Hugging Face cache entry or a hub id) and reports its `(L, D)` as `.shape`. `video_fp8`: the
-    video encoder's matrix products in FP8 (faster on an H100, features within about 2%).
+    video encoder's matrix products in FP8 (faster on an H100, features within about 2%);
+    `video_batch`: clips per V-JEPA2 forward (default: 4 on a GPU, 2 on the CPU).
     """
     from tribe_stream.extractors.audio import AudioExtractor
     from tribe_stream.extractors.text import TextExtractor
@@ -30,7 +32,7 @@ def load_extractors(
     out = {}
     for m in MODALITIES:
         if m in wanted:
-            extra = {"fp8": True} if m == "video" and video_fp8 else {}
+            extra = {"fp8": video_fp8, "max_batch": video_batch} if m == "video" else {}
             out[m] = classes[m].from_pretrained(
                 None, config[m], device=device, dtype=dtype, compile=compile, **extra
             )

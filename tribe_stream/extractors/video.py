@@ -190,13 +190,18 @@ class VideoExtractor(GroupedExtractor):
     # -- core -----------------------------------------------------------------------------------
 
     @torch.inference_mode()
+    def encode_on_device(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised clips `(B, n_frames, 3, crop, crop)`, B <= `max_batch` -> `(B, L, D)`
+        float32 on the model's device, without waiting for the GPU to finish."""
+        with sdpa_context(self.attention):
+            return self.encoder(pixels.to(self.device, self.dtype)).float()
+
     def encode(self, pixels: torch.Tensor) -> np.ndarray:
         """Normalised clips `(B, n_frames, 3, crop, crop)` -> `(B, L, D)` float32, batched."""
-        outs = []
-        for i in range(0, pixels.shape[0], self.max_batch):
-            batch = pixels[i : i + self.max_batch].to(self.device, self.dtype)
-            with sdpa_context(self.attention):
-                outs.append(self.encoder(batch).float().cpu())
+        outs = [
+            self.encode_on_device(pixels[i : i + self.max_batch]).cpu()
+            for i in range(0, pixels.shape[0], self.max_batch)
+        ]
         if not outs:
             return np.zeros((0, *self.shape), np.float32)
         return torch.cat(outs).numpy()
@@ -254,9 +259,17 @@ class VideoExtractor(GroupedExtractor):
 
         As the official offline pipeline: the video is cut into 30–60 s chunks and clip sampling is
         clamped at each chunk's start. Frames are decoded once, in order; only those some clip
-        shows are preprocessed, and only the last few seconds of them are kept.
+        shows are preprocessed, and only the last few seconds of them are kept. Decoding runs a
+        few frames ahead in its own thread (`media.read_ahead`) and batches are queued on the GPU
+        without waiting for each result, so decoding, preprocessing and the model overlap.
         """
-        from tribe_stream.media import NothingDecoded, iter_video_frames, media_duration, probe
+        from tribe_stream.media import (
+            NothingDecoded,
+            iter_video_frames,
+            media_duration,
+            probe,
+            read_ahead,
+        )
 
         info = probe(path)
         if not info.has_video:
@@ -280,6 +293,7 @@ class VideoExtractor(GroupedExtractor):
         k, done = 0, 0
         prev: np.ndarray | None = None
         cache: list = [None, None]  # (frame, its preprocessed pixels): each frame preprocessed once
+        pending: list[tuple[int, int, torch.Tensor]] = []  # batches queued on the device
 
         def assign_until(limit: float, frame: np.ndarray) -> None:
             """`frame` is the one shown at every remaining sample time before `limit`."""
@@ -296,6 +310,14 @@ class VideoExtractor(GroupedExtractor):
                 assigned[k] = cache[1]
                 k += 1
 
+        def drain(keep: int = 0) -> None:
+            """Copy finished batches to `out` until at most `keep` are still queued."""
+            while len(pending) > keep:
+                lo, hi, feats = pending.pop(0)
+                out[..., lo:hi] = feats.cpu().numpy().transpose(1, 2, 0)
+                if progress:
+                    progress(hi, total)
+
         def flush(final: bool = False) -> None:
             nonlocal done
             while done < total:
@@ -308,15 +330,14 @@ class VideoExtractor(GroupedExtractor):
                 clips = torch.stack(
                     [torch.stack([assigned[s] for s in slot[b]]) for b in range(done, stop)]
                 )
-                out[..., done:stop] = self.encode(clips).transpose(1, 2, 0)
-                if progress:
-                    progress(stop, total)
+                pending.append((done, stop, self.encode_on_device(clips)))
+                drain(keep=2)  # wait only for an older batch: the GPU stays busy
                 done = stop
                 keep_from = slot[done].min() if done < total else len(uniq)
                 for s in [s for s in assigned if s < keep_from]:
                     del assigned[s]
 
-        for t, frame in iter_video_frames(path, counters=counters):
+        for t, frame in read_ahead(iter_video_frames(path, counters=counters)):
             # sample times before the first frame clamp to it; later ones take the previous frame
             assign_until(t, frame if prev is None else prev)
             prev = frame
@@ -327,6 +348,7 @@ class VideoExtractor(GroupedExtractor):
             raise NothingDecoded(f"{path}: no video frame could be decoded")
         assign_until(np.inf, prev)
         flush(final=True)
+        drain()
         return out
 
 
@@ -383,17 +405,64 @@ class LiveVideo:
 
     def extract(self, bin_ends: Sequence[float] | np.ndarray) -> np.ndarray:
         """`(n_bins, L, D)` for the bins ending at `bin_ends`, from the frames held."""
+        out = encode_clips(self.ex, [self.clips(bin_ends)])[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def clips(self, bin_ends: Sequence[float] | np.ndarray) -> VideoClips:
+        """The clips of the bins ending at `bin_ends`, as references to the frames held now (so
+        frames dropped later do not matter): encoded later, with other streams' clips."""
         ends = np.asarray(bin_ends, dtype=np.float64).reshape(-1)
         if not self._times:
             raise InputError("no video frame has arrived yet")
         if ends.size == 0:
-            return np.zeros((0, *self.ex.shape), np.float32)
+            return VideoClips([], np.zeros((0, self.ex.n_frames), np.int64))
         samples = clip_sample_times(
             ends, self.ex.n_frames, self.ex.settings.clip_seconds, self.start or 0.0
         )
         idx = select_frames(samples, self._times)
         used, inverse = np.unique(idx, return_inverse=True)
-        stack = torch.stack([self._pixels[i] for i in used])
-        return self.ex.encode(
-            stack[torch.as_tensor(inverse.reshape(idx.shape), device=stack.device)]
-        )
+        return VideoClips([self._pixels[i] for i in used], inverse.reshape(idx.shape))
+
+
+@dataclass
+class VideoClips:
+    """Some bins' 64-frame clips: clip i shows `frames[idx[i, j]]` at its j-th sample time.
+    Frames are the stream's preprocessed ones, shared between overlapping clips (not copied)."""
+
+    frames: list[torch.Tensor]
+    idx: np.ndarray  # (n_bins, n_frames) int
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def clip(self, i: int) -> torch.Tensor:
+        return torch.stack([self.frames[j] for j in self.idx[i]])
+
+
+def encode_clips(extractor: VideoExtractor, sets: Sequence[VideoClips]) -> list[np.ndarray]:
+    """`(n_bins, L, D)` for each set of clips: all clips, whichever stream they come from, go
+    through V-JEPA2 together, `max_batch` per forward (a clip's features do not depend on the
+    others in its batch). A set whose batch failed gets the exception in its place."""
+    refs = [(s, i) for s, c in enumerate(sets) for i in range(len(c))]
+    out: list = [np.zeros((len(c), *extractor.shape), np.float32) for c in sets]
+    for lo in range(0, len(refs), extractor.max_batch):
+        batch = [
+            (s, i)
+            for s, i in refs[lo : lo + extractor.max_batch]
+            if isinstance(out[s], np.ndarray)
+        ]
+        if not batch:
+            continue
+        try:
+            with torch.inference_mode():
+                pixels = torch.stack([sets[s].clip(i) for s, i in batch])
+            feats = extractor.encode(pixels)
+        except Exception as exc:  # noqa: BLE001 - the caller counts it for each stream hit
+            for s, _ in batch:
+                out[s] = exc
+            continue
+        for (s, i), f in zip(batch, feats, strict=True):
+            out[s][i] = f
+    return out
