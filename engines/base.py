@@ -84,6 +84,47 @@ class Engine(ABC):
         rows: Sequence[int] | None = None,
     ) -> np.ndarray: ...
 
+    def run_batch(
+        self, windows: Sequence[dict[str, np.ndarray | None]], rows: Sequence[int]
+    ) -> list[np.ndarray | Exception]:
+        """One pooled row of each of several windows (several streams' seconds): `(n_outputs,)`
+        float32 per window, or the exception that window raised (a bad window costs only its
+        own row). Engines that can batch windows in one call override `_run_group`."""
+        out: list = [None] * len(windows)
+        groups: dict[tuple, list[int]] = {}
+        for i, w in enumerate(windows):
+            try:
+                T = self.check(w)
+            except Exception as exc:  # noqa: BLE001 - this window's stream counts it
+                out[i] = exc
+                continue
+            present = tuple(m for m in self.config.feature_dims if w.get(m) is not None)
+            groups.setdefault((present, self.batch_key(T)), []).append(i)
+        for members in groups.values():
+            try:
+                if len(members) == 1:
+                    i = members[0]
+                    values = [self.run(windows[i], rows=[rows[i]])[0]]
+                else:
+                    values = self._run_group(
+                        [windows[i] for i in members], [rows[i] for i in members]
+                    )
+            except Exception as exc:  # noqa: BLE001
+                for i in members:
+                    out[i] = exc
+                continue
+            for i, v in zip(members, values, strict=True):
+                out[i] = v
+        return out
+
+    def batch_key(self, T: int) -> int:
+        """Windows that may share one call: by default only those of one length."""
+        return T
+
+    def _run_group(self, windows: list[dict], rows: list[int]) -> list[np.ndarray]:
+        """Windows of one length and one set of modalities; by default one call each."""
+        return [self.run(w, rows=[r])[0] for w, r in zip(windows, rows, strict=True)]
+
 
 def make_engine(
     name: str, loaded: LoadedModel, *, device: str = "cpu", dtype: str = "float32"

@@ -63,6 +63,8 @@ class Prediction:
     bold_time: float
     timings: dict[str, float] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    stream_id: str | None = None
+    """Which stream made it, when one process serves several (`tribe-stream serve`)."""
 
 
 class Sink:

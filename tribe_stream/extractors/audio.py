@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -65,6 +66,16 @@ class GroupedAudioEncoder(nn.Module):
         states = self.model(input_features=input_features, output_hidden_states=True).hidden_states
         stacked = torch.stack([states[i].float() for i in self.needed], dim=1)  # (B, n, T, D)
         return torch.einsum("ln,bntd->bltd", self.weights, stacked)
+
+
+@dataclass
+class AudioPass:
+    """One w2v-BERT pass to run: samples covering `[t0, t0 + len/16000)` and the bins it fills."""
+
+    samples: np.ndarray
+    t0: float
+    bins: np.ndarray | Sequence[int]
+    pad_to: int | None = None
 
 
 class AudioExtractor(GroupedExtractor):
@@ -138,28 +149,51 @@ class AudioExtractor(GroupedExtractor):
         `pad_to` (frames): when `pad_live` is on, run the span padded to this many frames (same
         features, one static shape: a CUDA graph on the GPU); ignored otherwise or if shorter.
         """
-        x = zscore(torch.as_tensor(np.asarray(samples, dtype=np.float32)).to(self.device))
-        if x.numel() < 400:
-            raise InputError(f"audio span of {x.numel()} samples is shorter than one 25 ms frame")
-        feats = self.fbank(x)[None].to(self.dtype)
-        n = feats.shape[1]
-        with sdpa_context(self.attention):
-            if self.pad_live and pad_to is not None and n <= pad_to:
-                return self._padded(feats, pad_to)[0, :, :n]
-            return self.encoder(feats)[0]
+        return self.frames_batch([(samples, pad_to)])[0]
 
-    def _padded(self, feats: torch.Tensor, t: int) -> torch.Tensor:
-        """The trunk over `feats` `(1, n, 160)` padded with frames masked as keys to `t` frames."""
-        n = feats.shape[1]
-        padded = feats.new_zeros((1, t, feats.shape[2]))
-        padded[:, :n] = feats
-        key_bias = torch.full((t,), float("-inf"), dtype=feats.dtype, device=feats.device)
-        key_bias[:n] = 0.0
+    @torch.inference_mode()
+    def frames_batch(
+        self, spans: Sequence[tuple[np.ndarray | torch.Tensor, int | None]]
+    ) -> list[torch.Tensor]:
+        """`frames` of several `(samples, pad_to)` spans (other streams' passes) in as few
+        forwards as their shapes allow: spans padded to one length, or of one length, run as one
+        batch (a span's frames do not depend on the others in its batch)."""
+        feats, groups = [], {}
+        for i, (samples, pad_to) in enumerate(spans):
+            x = zscore(torch.as_tensor(np.asarray(samples, dtype=np.float32)).to(self.device))
+            if x.numel() < 400:
+                raise InputError(
+                    f"audio span of {x.numel()} samples is shorter than one 25 ms frame"
+                )
+            f = self.fbank(x).to(self.dtype)  # (n, 160)
+            n = f.shape[0]
+            padded = self.pad_live and pad_to is not None and n <= pad_to
+            groups.setdefault(("pad", pad_to) if padded else ("len", n), []).append(i)
+            feats.append(f)
+        out: list = [None] * len(feats)
+        with sdpa_context(self.attention):
+            for (kind, t), members in groups.items():
+                if kind == "pad":
+                    res = self._padded([feats[i] for i in members], t)
+                else:
+                    res = self.encoder(torch.stack([feats[i] for i in members]))
+                for j, i in enumerate(members):
+                    out[i] = res[j, :, : feats[i].shape[0]]
+        return out
+
+    def _padded(self, feats: list[torch.Tensor], t: int) -> torch.Tensor:
+        """The trunk over spans `(n_i, 160)`, each padded with frames masked as keys to `t`."""
+        b = len(feats)
+        padded = feats[0].new_zeros((b, t, feats[0].shape[1]))
+        key_bias = torch.full((b, 1, 1, t), float("-inf"), dtype=padded.dtype, device=padded.device)
+        for i, f in enumerate(feats):
+            padded[i, : f.shape[0]] = f
+            key_bias[i, ..., : f.shape[0]] = 0.0
         if self.graphs:
-            step = self._steps.get(t)
+            step = self._steps.get((b, t))
             if step is None:
                 try:
-                    step = self._steps[t] = CudaGraphStep(self.encoder, [padded, key_bias])
+                    step = self._steps[(b, t)] = CudaGraphStep(self.encoder, [padded, key_bias])
                 except Exception as exc:  # noqa: BLE001 - the plain pass still works
                     log.warning("audio: CUDA graph capture failed (%s); running without", exc)
                     self.graphs = False
@@ -179,19 +213,41 @@ class AudioExtractor(GroupedExtractor):
         One pass over the whole span; each bin takes the frame at its start (nearest sampling).
         `pad_to`: as in `frames`.
         """
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        b = np.asarray(bins, dtype=np.int64).reshape(-1)
-        if b.size == 0:
-            return np.zeros((0, *self.shape), np.float32)
-        t1 = t0 + len(samples) / AUDIO_RATE
-        per_frame = self.frames(samples, pad_to)
-        idx = frames_for_bins(b, t0, t1, per_frame.shape[1])
-        return (
-            per_frame[:, torch.as_tensor(idx, device=per_frame.device)]
-            .permute(1, 0, 2)
-            .cpu()
-            .numpy()
-        )
+        out = self.extract_passes([AudioPass(samples, t0, bins, pad_to)])[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def extract_passes(self, passes: Sequence[AudioPass]) -> list:
+        """`extract` of several passes (several streams' seconds) batched by `frames_batch`;
+        a pass that cannot run (or whose batch failed) gets the exception in its place."""
+        out: list = [None] * len(passes)
+        todo = []
+        for i, p in enumerate(passes):
+            p.samples = np.asarray(p.samples, dtype=np.float32).reshape(-1)
+            p.bins = np.asarray(p.bins, dtype=np.int64).reshape(-1)
+            if p.bins.size == 0:
+                out[i] = np.zeros((0, *self.shape), np.float32)
+            elif len(p.samples) < 400:
+                out[i] = InputError(
+                    f"audio span of {len(p.samples)} samples is shorter than one 25 ms frame"
+                )
+            else:
+                todo.append(i)
+        try:
+            per_frame = self.frames_batch([(passes[i].samples, passes[i].pad_to) for i in todo])
+        except Exception as exc:  # noqa: BLE001 - the caller counts it for each stream hit
+            for i in todo:
+                out[i] = exc
+            return out
+        for i, frames in zip(todo, per_frame, strict=True):
+            p = passes[i]
+            t1 = p.t0 + len(p.samples) / AUDIO_RATE
+            idx = frames_for_bins(p.bins, p.t0, t1, frames.shape[1])
+            out[i] = (
+                frames[:, torch.as_tensor(idx, device=frames.device)].permute(1, 0, 2).cpu().numpy()
+            )
+        return out
 
     def extract_chunk(self, samples: np.ndarray) -> np.ndarray:
         """One official chunk -> `(L, D, round(2*duration))`, nearest frame per bin."""
@@ -280,6 +336,14 @@ class LiveAudio:
         b = np.asarray(bins, dtype=np.int64).reshape(-1)
         if b.size == 0:
             return np.zeros((0, *self.extractor.shape), np.float32)
+        out = self.extractor.extract_passes([self.plan(b)])[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def plan(self, bins: Sequence[int] | np.ndarray) -> AudioPass:
+        """The pass that `extract(bins)` runs, its samples taken now (run later, batched)."""
+        b = np.asarray(bins, dtype=np.int64).reshape(-1)
         t_end = (b.max() + 1) * BIN_SECONDS
         if t_end > self.end_time + 1e-6:
             raise InputError(
@@ -293,4 +357,4 @@ class LiveAudio:
             )
         i0 = int(round((t_start - self._t0) * AUDIO_RATE))
         i1 = int(round((t_end - self._t0) * AUDIO_RATE))
-        return self.extractor.extract(self._buf[i0:i1], t_start, b, pad_to=self.pad_to)
+        return AudioPass(self._buf[i0:i1], t_start, b, self.pad_to)

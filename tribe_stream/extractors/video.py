@@ -449,9 +449,7 @@ def encode_clips(extractor: VideoExtractor, sets: Sequence[VideoClips]) -> list[
     out: list = [np.zeros((len(c), *extractor.shape), np.float32) for c in sets]
     for lo in range(0, len(refs), extractor.max_batch):
         batch = [
-            (s, i)
-            for s, i in refs[lo : lo + extractor.max_batch]
-            if isinstance(out[s], np.ndarray)
+            (s, i) for s, i in refs[lo : lo + extractor.max_batch] if isinstance(out[s], np.ndarray)
         ]
         if not batch:
             continue

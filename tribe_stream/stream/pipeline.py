@@ -1,9 +1,12 @@
-"""The live pipeline: sources → 0.5 s bins → extractors → feature rings → brain model → sinks.
+"""The live pipeline of one stream: sources → 0.5 s bins → extractors → feature rings → brain
+model → sinks.
 
-One compute loop (`Pipeline.step`) owns the extractors and the engine; sources capture in their
-own threads and never wait for it. Every step: take the chunks that arrived, feed them to the
-media windows, close each bin that every active modality has covered, extract its features,
-then predict each second whose window has closed. Nothing after the newest closed bin is used.
+One compute loop owns the extractors and the engine (`stream/serve.py`'s `Server`, which runs
+one stream or many); sources capture in their own threads and never wait for it. Every turn:
+take the chunks that arrived, feed them to the media windows, close each bin that every active
+modality has covered, extract its features (batched with the other streams' bins), then
+predict each second whose window has closed (one engine call for every stream's due seconds).
+Nothing after the newest closed bin is used.
 
 Backpressure (stated policy): when compute falls behind, the oldest work is dropped first.
 More than `max_pending_bins` bins awaiting extraction → the oldest are left empty (zeros) and
@@ -16,9 +19,7 @@ from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ import numpy as np
 from tribe_stream import BIN_SECONDS, HEMODYNAMIC_OFFSET_S
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.stream.ring import FeatureRing
-from tribe_stream.stream.schedule import lag_bins, ready, window_for
+from tribe_stream.stream.schedule import Window, lag_bins, ready, window_for
 from tribe_stream.types import MODALITIES, Chunk, Prediction, Sink, Word
 
 log = logging.getLogger("tribe_stream.pipeline")
@@ -65,6 +66,28 @@ class Extractors:
 
     def active(self) -> list[str]:
         return [m for m in MODALITIES if getattr(self, m) is not None]
+
+    def for_stream(self, modalities: Iterable[str] | None = None) -> Extractors:
+        """The same models for another stream (its own speech-recognition state, the recogniser
+        shared), limited to `modalities` (None: all of these)."""
+        keep = set(self.active() if modalities is None else modalities)
+        asr = self.asr
+        if asr is not None and "text" in keep:
+            asr = type(asr)(
+                asr.asr,
+                step_s=asr.step_s,
+                max_lag_s=asr.max_lag_s,
+                max_buffer_s=asr.max_buffer_s,
+                beam_size=asr.beam_size,
+                prompt_chars=asr.prompt_chars,
+                vad=asr.vad,
+            )
+        return Extractors(
+            video=self.video if "video" in keep else None,
+            audio=self.audio if "audio" in keep else None,
+            text=self.text if "text" in keep else None,
+            asr=asr if "text" in keep else None,
+        )
 
 
 class AsrWorker:
@@ -145,8 +168,35 @@ class AsrWorker:
             log.warning("speech recognition did not stop within %.0f s", timeout)
 
 
+@dataclass
+class _Close:
+    """Bins closed in one go, waiting for their features (see `Pipeline.commit_bins`)."""
+
+    target: int  # bins [0, target) are final once applied
+    capture: float  # the newest capture time when they closed
+    closed_at: float  # stream clock
+
+
+@dataclass
+class WindowJob:
+    """A second whose window closed: the brain model's input for it (see `Pipeline.plan_seconds`)."""
+
+    second: int
+    window: Window
+    features: dict
+
+
 class Pipeline:
-    """Runs the whole live chain; `step()` once per loop turn, or `run()` until the sources end."""
+    """One live stream: `step()` once per loop turn, or `run()` until its sources end.
+
+    The work of a turn is split so that a `Server` (stream/serve.py) can batch it across streams:
+    `intake()` takes new media and plans the features of bins that closed (video clips, audio
+    passes; words go straight into the text ring), the server runs every stream's clips and
+    passes together and hands them back (`apply_video`, `apply_audio`, `commit_bins`),
+    `plan_seconds()` says which seconds are due, the server runs their windows in one engine
+    call and `apply_prediction` turns each row into a published `Prediction`. A Pipeline run on
+    its own (`step`, `run`, `predictions`) is a server with one stream: the same code path.
+    """
 
     def __init__(
         self,
@@ -156,6 +206,7 @@ class Pipeline:
         sinks: Iterable[Sink] = (),
         config: PipelineConfig | None = None,
         clock: StreamClock | None = None,
+        stream_id: str | None = None,
     ):
         self.sources = list(sources)
         self.engine = engine
@@ -163,6 +214,7 @@ class Pipeline:
         self.sinks = list(sinks)
         self.config = config or PipelineConfig()
         self.clock = clock or StreamClock()
+        self.stream_id = stream_id
         lag_bins(self.config.lag)  # validate
         self.modalities = extractors.active()
         if not self.modalities:
@@ -189,6 +241,10 @@ class Pipeline:
         self._horizon = dict.fromkeys(self._covering(), 0.0)
         self._last_frame = -1.0
         self.closed_bins = 0  # bins [0, closed_bins) are final
+        self._planned_bins = 0  # bins [0, _planned_bins) have their features planned
+        self.video_jobs: list[tuple[list[int], object]] = []  # (bins, VideoClips) to encode
+        self.audio_jobs: list[tuple[list[int], object]] = []  # (bins, AudioPass) to run
+        self._closes: list[_Close] = []
         self.next_second = 0
         self.last_capture = 0.0
         self._bin_stamps: dict[
@@ -211,6 +267,7 @@ class Pipeline:
             "busy_s": 0.0,
         }
         self._last_status = -1.0
+        self._server = None
 
     def _covering(self) -> list[str]:
         """Media kinds whose arrival closes bins."""
@@ -221,20 +278,18 @@ class Pipeline:
             kinds.append("audio")
         return kinds
 
-    # ----- the loop -----
+    # ----- the loop (a server of one stream) -----
+
+    def _one(self):
+        if self._server is None:
+            from tribe_stream.stream.serve import Server
+
+            self._server = Server([self], clock=self.clock, config=self.config)
+        return self._server
 
     def step(self) -> list[Prediction]:
         """Take new chunks, close and extract bins, predict ready seconds, publish them."""
-        if self._asr is not None:
-            self._add_words(self._asr.words())
-        for source in self.sources:
-            for chunk in source.poll():
-                self._take(chunk)
-                self._close_bins()
-        self._close_bins()
-        preds = self._predict_ready()
-        self._heartbeat()
-        return preds
+        return [p for _, p in self._one().step()]
 
     def run(
         self,
@@ -263,48 +318,160 @@ class Pipeline:
         end (then flushes the last seconds), `seconds` of stream time have passed, or `stop` is
         set (then the stream ends at once, without the flush). Closing the iterator early stops
         the sources and the speech recogniser too."""
-        interval = sys.getswitchinterval()
-        if self.config.switch_interval_s is not None:
-            sys.setswitchinterval(self.config.switch_interval_s)
-        self.clock.restart()
-        for sink in self.sinks:  # consumers map stream time to wall time from the new zero
-            if hasattr(sink, "set_metadata"):
-                sink.set_metadata({"t0_wall": self.clock.t0_wall})
-        try:
-            for s in self.sources:
-                s.start()
-            while stop is None or not stop.is_set():
-                preds = self.step()
-                yield from preds
-                if seconds is not None and self.next_second >= seconds:
-                    break
-                if all(s.ended for s in self.sources):
-                    yield from self.finish()
-                    break
-                if not preds:
-                    time.sleep(idle_sleep)
-        finally:
-            sys.setswitchinterval(interval)
-            for s in self.sources:
-                s.stop()
-            if self._asr is not None:
-                self._asr.stop()
+        for _, p in self._one().predictions(seconds, idle_sleep=idle_sleep, stop=stop):
+            yield p
 
     def finish(self, on_prediction=None) -> list[Prediction]:
         """The sources ended: close the last bins and predict the remaining whole seconds."""
-        for source in self.sources:
-            for chunk in source.poll():
-                self._take(chunk)
-                self._close_bins()
-        if self._asr is not None:  # live: the last words may not hold up the last second long
-            self._add_words(self._asr.finish(timeout=3.0 if self.config.live else 120.0))
-        self.finished = True
-        self._close_bins(final=True)
-        preds = self._predict_ready()
+        preds = [p for _, p in self._one().step(final={id(self)})]
         for p in preds:
             if on_prediction:
                 on_prediction(p)
         return preds
+
+    def start(self) -> None:
+        for s in self.sources:
+            s.start()
+
+    def stop(self) -> None:
+        """Stop the sources and the speech recogniser (the stream is over)."""
+        for s in self.sources:
+            try:
+                s.stop()
+            except Exception as exc:  # noqa: BLE001 - stopping one must not keep others running
+                log.warning("stopping source %s failed: %s", getattr(s, "name", s), exc)
+        if self._asr is not None:
+            self._asr.stop()
+
+    @property
+    def ended(self) -> bool:
+        """Every source has ended (end of input, a fatal error, or stopped)."""
+        return all(s.ended for s in self.sources)
+
+    # ----- a turn, in the order a server runs it -----
+
+    def intake(self, final: bool = False) -> None:
+        """Words from speech recognition and chunks from the sources in; bins that closed get
+        their features planned (`video_jobs`, `audio_jobs`). `final`: the sources ended, so the
+        last bins close too (after the recogniser's last words)."""
+        if self._asr is not None and not final:
+            self._add_words(self._asr.words())
+        for source in self.sources:
+            for chunk in source.poll():
+                self._take(chunk)
+                self._close_bins()
+        if final:
+            if self._asr is not None:  # live: the last words may not hold up the last second long
+                self._add_words(self._asr.finish(timeout=3.0 if self.config.live else 120.0))
+            self.finished = True
+            self._close_bins(final=True)
+        else:
+            self._close_bins()
+
+    def apply_video(self, results: list) -> None:
+        """Features (or the exception) of each of `video_jobs`, in order."""
+        for (bins, _), feats in zip(self.video_jobs, results, strict=True):
+            if isinstance(feats, Exception):
+                self._failed("video", feats)
+                continue
+            for b, v in zip(bins, feats, strict=True):
+                self.rings["video"].set(b, v)
+        self.video_jobs = []
+
+    def apply_audio(self, results: list) -> None:
+        """Features (or the exception) of each of `audio_jobs`, in order."""
+        for (bins, _), feats in zip(self.audio_jobs, results, strict=True):
+            if isinstance(feats, Exception):
+                self._failed("audio", feats)
+                continue
+            for b, v in zip(bins, feats, strict=True):
+                self.rings["audio"].set(b, v)
+        self.audio_jobs = []
+
+    def commit_bins(self) -> None:
+        """The planned bins' features are in: they are final (and stamped)."""
+        if not self._closes:
+            return
+        ready_at = self.clock.now()
+        self.counters["busy_s"] += ready_at - self._closes[0].closed_at
+        for c in self._closes:
+            self._bin_stamps[c.target - 1] = (c.capture, c.closed_at, ready_at)
+            self.closed_bins = max(self.closed_bins, c.target)
+        for old in [b for b in self._bin_stamps if b < self.closed_bins - 400]:
+            del self._bin_stamps[old]
+        self.counters["bins"] = self.closed_bins
+        self._closes = []
+
+    def plan_seconds(self) -> list[WindowJob]:
+        """The seconds whose windows have closed (oldest dropped beyond `max_pending_seconds`)."""
+        total = self.closed_bins if self.finished else None
+        due = []
+        k = self.next_second
+        while (self.finished and 2 * k + 2 <= self.closed_bins) or (
+            not self.finished and ready(k, self.config.lag, self.closed_bins)
+        ):
+            due.append(k)
+            k += 1
+        if len(due) > self.config.max_pending_seconds and self.config.live and not self.finished:
+            skipped = due[: -self.config.max_pending_seconds]
+            self.counters["dropped_seconds"] += len(skipped)
+            log.warning("compute behind: seconds %s skipped (oldest first)", skipped)
+            due = due[-self.config.max_pending_seconds :]
+        jobs = []
+        for k in due:
+            self.next_second = k + 1
+            w = window_for(k, self.config.lag, total)
+            features = {m: self.rings[m].window(w.start, w.stop) for m in self.modalities}
+            jobs.append(WindowJob(k, w, features))
+        return jobs
+
+    def apply_prediction(
+        self, job: WindowJob, values, t_start: float, t_done: float
+    ) -> Prediction | None:
+        """The engine's row for `job` (or its exception) -> the published Prediction."""
+        k, w = job.second, job.window
+        if isinstance(values, Exception):
+            self.counters["engine_errors"] += 1
+            log.warning(
+                "brain model failed on second %d (%s: %s); going on",
+                k,
+                type(values).__name__,
+                values,
+            )
+            return None
+        self.counters["busy_s"] += t_done - t_start
+        data_end = w.stop * BIN_SECONDS
+        self.counters["predictions"] += 1
+        self.counters["behind_s"] = (
+            round(max(0.0, t_done - data_end), 3) if self.config.live else 0.0
+        )
+        pred = Prediction(
+            second=k,
+            values=np.asarray(values, dtype=np.float32),
+            stimulus=(float(k), float(k + 1)),
+            bold_time=k + HEMODYNAMIC_OFFSET_S,
+            timings={
+                "window_start": w.start * BIN_SECONDS,
+                "window_end": data_end,
+                # the newest capture taken when the window's last bin closed, when it closed,
+                # and when its features were ready (stream clock, seconds)
+                **dict(
+                    zip(
+                        ("capture", "bin_closed", "features_ready"),
+                        self._stamps(w.stop - 1),
+                        strict=True,
+                    )
+                ),
+                "model_start": t_start,
+                "model_end": t_done,
+                "model_ms": (t_done - t_start) * 1e3,
+            },
+            counters=self.all_counters(),
+        )
+        if self.stream_id is not None:
+            pred.stream_id = self.stream_id
+        self._publish(pred)
+        return pred
 
     # ----- media in -----
 
@@ -362,25 +529,20 @@ class Pipeline:
             if self.config.live and not any(s.ended for s in self.sources):
                 horizon = max(horizon, self.clock.now() - self.config.grace_s)
             target = int(np.floor(horizon / BIN_SECONDS + 1e-6))
-        if target <= self.closed_bins:
+        if target <= self._planned_bins:
             return
-        bins = list(range(self.closed_bins, target))
+        bins = list(range(self._planned_bins, target))
         if len(bins) > self.config.max_pending_bins and not final and self.config.live:
             dropped = bins[: -self.config.max_pending_bins]
             self.counters["dropped_bins"] += len(dropped)
             log.warning("compute behind: %d bins left empty (oldest first)", len(dropped))
             bins = bins[-self.config.max_pending_bins :]
-        closed_at = self.clock.now()
-        self._extract(bins, stream_end=target if final else None)
-        ready_at = self.clock.now()
-        self.counters["busy_s"] += ready_at - closed_at
-        self._bin_stamps[target - 1] = (self.last_capture, closed_at, ready_at)
-        for old in [b for b in self._bin_stamps if b < target - 400]:
-            del self._bin_stamps[old]
-        self.closed_bins = target
-        self.counters["bins"] = target
+        self._closes.append(_Close(target, self.last_capture, self.clock.now()))
+        self._plan(bins, stream_end=target if final else None)
+        self._planned_bins = target
 
-    def _extract(self, bins: list[int], stream_end: int | None = None) -> None:
+    def _plan(self, bins: list[int], stream_end: int | None = None) -> None:
+        """What the bins' features need, with the media they need taken now."""
         ends = [(b + 1) * BIN_SECONDS for b in bins]
         if self.live_video is not None:
             times = np.asarray(self._frame_times)
@@ -393,16 +555,15 @@ class Pipeline:
                     self.counters["empty_video_bins"] += 1
                 else:
                     fresh.append(b)
-            # at most two bins per forward, each group fed only the frames up to its end: the
+            # two bins at a time, each pair's clips taken from the frames up to its end: the
             # extractor keeps the last 5 s of frames, so a long backlog never starves old bins
             for i in range(0, len(fresh), 2):
                 group = fresh[i : i + 2]
                 group_ends = [(b + 1) * BIN_SECONDS for b in group]
                 self._feed_video(until=group_ends[-1] + BIN_SECONDS)
-                feats = self._safe("video", lambda e=group_ends: self.live_video.extract(e), None)
-                if feats is not None:
-                    for b, v in zip(group, feats, strict=True):
-                        self.rings["video"].set(b, v)
+                clips = self._safe("video", lambda e=group_ends: self.live_video.clips(e), None)
+                if clips is not None:
+                    self.video_jobs.append((group, clips))
         if self.live_audio is not None:
             # one pass per second, ending at the second's end, for both its bins: bin 2k hears
             # up to k + 1, which its second's window holds anyway (and offline does the same)
@@ -411,10 +572,9 @@ class Pipeline:
                 if b % 2 == 0 and b + 1 != stream_end:
                     continue  # waits for its partner
                 pair = [b - 1, b] if b % 2 else [b]
-                feats = self._safe("audio", lambda p=pair: self.live_audio.extract(p), None)
-                if feats is not None:
-                    for bb, v in zip(pair, feats, strict=True):
-                        self.rings["audio"].set(bb, v)
+                job = self._safe("audio", lambda p=pair: self.live_audio.plan(p), None)
+                if job is not None:
+                    self.audio_jobs.append((pair, job))
 
     def _feed_video(self, until: float) -> None:
         """Hand the extractor the frames stamped up to `until` (preprocessed once, on arrival)."""
@@ -426,79 +586,16 @@ class Pipeline:
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - one bad chunk never kills the stream
-            self.counters["extractor_errors"] += 1
-            log.warning(
-                "%s extractor failed on this bin (%s: %s); going on", what, type(exc).__name__, exc
-            )
+            self._failed(what, exc)
             return default
 
-    # ----- predictions -----
-
-    def _predict_ready(self) -> list[Prediction]:
-        total = self.closed_bins if self.finished else None
-        due = []
-        k = self.next_second
-        while (self.finished and 2 * k + 2 <= self.closed_bins) or (
-            not self.finished and ready(k, self.config.lag, self.closed_bins)
-        ):
-            due.append(k)
-            k += 1
-        if len(due) > self.config.max_pending_seconds and self.config.live and not self.finished:
-            skipped = due[: -self.config.max_pending_seconds]
-            self.counters["dropped_seconds"] += len(skipped)
-            log.warning("compute behind: seconds %s skipped (oldest first)", skipped)
-            due = due[-self.config.max_pending_seconds :]
-        preds = []
-        for k in due:
-            self.next_second = k + 1
-            pred = self._predict(k, total)
-            if pred is not None:
-                preds.append(pred)
-                self._publish(pred)
-        return preds
-
-    def _predict(self, k: int, total: int | None) -> Prediction | None:
-        w = window_for(k, self.config.lag, total)
-        t_start = self.clock.now()
-        features = {m: self.rings[m].window(w.start, w.stop) for m in self.modalities}
-        try:
-            values = self.engine.run(features, rows=[w.row])[0]
-        except Exception as exc:  # noqa: BLE001 - count, say, go on
-            self.counters["engine_errors"] += 1
-            log.warning(
-                "brain model failed on second %d (%s: %s); going on", k, type(exc).__name__, exc
-            )
-            return None
-        t_done = self.clock.now()
-        self.counters["busy_s"] += t_done - t_start
-        data_end = w.stop * BIN_SECONDS
-        self.counters["predictions"] += 1
-        self.counters["behind_s"] = (
-            round(max(0.0, t_done - data_end), 3) if self.config.live else 0.0
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.counters["extractor_errors"] += 1
+        log.warning(
+            "%s extractor failed on this bin (%s: %s); going on", what, type(exc).__name__, exc
         )
-        return Prediction(
-            second=k,
-            values=np.asarray(values, dtype=np.float32),
-            stimulus=(float(k), float(k + 1)),
-            bold_time=k + HEMODYNAMIC_OFFSET_S,
-            timings={
-                "window_start": w.start * BIN_SECONDS,
-                "window_end": data_end,
-                # the newest capture taken when the window's last bin closed, when it closed,
-                # and when its features were ready (stream clock, seconds)
-                **dict(
-                    zip(
-                        ("capture", "bin_closed", "features_ready"),
-                        self._stamps(w.stop - 1),
-                        strict=True,
-                    )
-                ),
-                "model_start": t_start,
-                "model_end": t_done,
-                "model_ms": (t_done - t_start) * 1e3,
-            },
-            counters=self.all_counters(),
-        )
+
+    # ----- predictions out -----
 
     def _stamps(self, last_bin: int) -> tuple[float, float, float]:
         later = [b for b in self._bin_stamps if b >= last_bin]
@@ -512,7 +609,8 @@ class Pipeline:
                 self.counters["sink_errors"] += 1
                 log.warning("sink %s failed (%s); going on", type(sink).__name__, exc)
 
-    def _heartbeat(self) -> None:
+    def heartbeat(self) -> None:
+        """Each sink's 1 Hz status with the counters."""
         now = self.clock.now()
         if now - self._last_status < 1.0:
             return
