@@ -7,6 +7,10 @@
 | `.func.gii` | one GIfTI time series per hemisphere: `NAME.lh.func.gii`, `NAME.rh.func.gii` (one data array per second, `TimeStep` 1000 ms), metadata in the file |
 | `.mgh` / `.mgz` | one FreeSurfer volume per hemisphere, `(10242, 1, 1, T)`, TR 1000 ms in the header: `NAME.lh.mgz`, `NAME.rh.mgz`, and `NAME.json` (metadata) |
 
+Contributions (`predict --contributions`: each modality alone) go beside the main output in its
+format, the modality before the extension: `clip.text.npy`, `clip.audio.lh.func.gii`, ...; their
+metadata say which modality (`contribution`).
+
 Every file records TR 1 s, the 5 s hemodynamic offset, the model and the stimulus, and is written
 atomically (a temporary name in the same folder, then a rename): no half-written file is ever
 left under its final name.
@@ -56,6 +60,14 @@ def output_stem(path: Path) -> Path:
 
 def output_files(path: str | os.PathLike) -> list[Path]:
     """Every file `save_predictions(preds, path)` writes, checked as outputs (before any work)."""
+    files = file_names(path)
+    for f in files:
+        check_output(f, (f.suffix,) if not f.name.endswith(".func.gii") else (".gii",))
+    return files
+
+
+def file_names(path: str | os.PathLike) -> list[Path]:
+    """The files one prediction output `path` consists of (hemisphere files, sidecars)."""
     p = Path(path).expanduser()
     suffix = output_suffix(p)
     stem = output_stem(p)
@@ -68,9 +80,48 @@ def output_files(path: str | os.PathLike) -> list[Path]:
         files = [p, stem.with_name(stem.name + ".json")]
     else:
         files = [p]
-    for f in files:
-        check_output(f, (f.suffix,) if not f.name.endswith(".func.gii") else (".gii",))
     return files
+
+
+def pair_name(path: str | os.PathLike) -> Path:
+    """Either hemisphere's file of a pair -> the pair's common name (`clip.lh.func.gii` ->
+    `clip.func.gii`); any other name as it is."""
+    p = Path(path).expanduser()
+    for h, _, _ in HEMIS:
+        for suffix in (".func.gii", ".mgh", ".mgz"):
+            if p.name.endswith(f".{h}{suffix}"):
+                return p.with_name(p.name[: -len(f".{h}{suffix}")] + suffix)
+    return p
+
+
+def contribution_path(path: str | os.PathLike, modality: str) -> Path:
+    """Where `modality`'s contribution to the output `path` goes: `out/clip.h5` ->
+    `out/clip.audio.h5` (the same format; hemisphere files and sidecars build on it)."""
+    p = Path(path).expanduser()
+    suffix = output_suffix(p)
+    return p.with_name(output_stem(p).name + f".{modality}" + p.name[-len(suffix) :])
+
+
+def contribution_files(path: str | os.PathLike) -> list[Path]:
+    """Every file the contributions of each modality to `path` could take (checked before work)."""
+    from tribe_stream.types import MODALITIES
+
+    return [f for m in MODALITIES for f in output_files(contribution_path(path, m))]
+
+
+def find_contributions(path: str | os.PathLike) -> dict[str, Path]:
+    """The contribution files written beside the output `path` (or beside the output one of
+    them belongs to), `{modality: path}`; absent modalities have none."""
+    from tribe_stream.types import MODALITIES
+
+    p = pair_name(path)
+    suffix = output_suffix(p)
+    stem = output_stem(p)
+    for m in MODALITIES:  # given a contribution: its siblings are those of the main output
+        if stem.name.endswith(f".{m}"):
+            p = p.with_name(stem.name[: -len(m) - 1] + p.name[-len(suffix) :])
+    found = {m: contribution_path(p, m) for m in MODALITIES}
+    return {m: f for m, f in found.items() if all(x.is_file() for x in file_names(f))}
 
 
 def _metadata(preds: Predictions) -> dict:
@@ -87,7 +138,8 @@ def _json(preds: Predictions) -> str:
 
 
 def save_predictions(preds: Predictions, path: str | os.PathLike) -> list[Path]:
-    """Write `preds` in the format `path`'s extension names; returns the files written."""
+    """Write `preds` in the format `path`'s extension names, and its contributions beside it
+    (`contribution_path`); returns the files written."""
     files = output_files(path)
     suffix = output_suffix(path)
     values = np.ascontiguousarray(preds.values, dtype=np.float32)
@@ -107,6 +159,8 @@ def save_predictions(preds: Predictions, path: str | os.PathLike) -> list[Path]:
         for f, (_, _, rows) in zip(files[:2], HEMIS, strict=True):
             atomic_write(f, lambda tmp, r=rows: _write_mgh(tmp, values[:, r]))
         atomic_write(files[2], lambda tmp: tmp.write_text(_json(preds)))
+    for m, part in preds.contributions.items():
+        files = files + save_predictions(part, contribution_path(path, m))
     return files
 
 
@@ -212,24 +266,27 @@ def load_prediction_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
     `.npy` (`(T, 20484)` or one `(20484,)` map), `.h5` (a recording or `predict`'s output),
     a GIfTI or MGH pair named by either hemisphere's file or by their common name
     (`clip.func.gii`, `clip.lh.func.gii`). One line for anything else."""
-    p = Path(path).expanduser()
-    name = p.name
-    for h, _, _ in HEMIS:  # `clip.lh.func.gii` -> the pair `clip.func.gii`
-        for suffix in (".func.gii", ".mgh", ".mgz"):
-            if name.endswith(f".{h}{suffix}"):
-                p = p.with_name(name[: -len(f".{h}{suffix}")] + suffix)
+    values, seconds, _ = read_prediction_file(path)
+    return values, seconds
+
+
+def read_prediction_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
+    """`load_prediction_file` with the file's metadata: `(values, seconds, metadata)`
+    (`{}` where there are none, as for a bare `.npy` or a live recording)."""
+    p = pair_name(path)
     suffix = output_suffix(p)
     try:
         if suffix in (".h5", ".hdf5"):
             from tribe_stream.recording import read_recording
 
             rec = read_recording(p, dtype="float32")
-            return np.asarray(rec.values, np.float32), np.asarray(rec.seconds)
+            meta = rec.metadata.get("offline", {})
+            return np.asarray(rec.values, np.float32), np.asarray(rec.seconds), meta
         if suffix == ".npy":
             if not p.is_file():
                 raise InputError(f"{p} does not exist")
             values = np.load(p, allow_pickle=False)
-            meta = {}
+            meta = _sidecar(output_stem(p).with_name(output_stem(p).name + ".json"))
         else:
             values, meta = read_predictions(p)
     except (OSError, ValueError, KeyError) as exc:
@@ -241,5 +298,16 @@ def load_prediction_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
         raise InputError(
             f"{path} holds an array of shape {values.shape}; expected (T, {N_VERTICES})"
         )
-    first = int(meta.get("first_second", 0)) if isinstance(meta, dict) else 0
-    return values, np.arange(first, first + len(values))
+    meta = meta if isinstance(meta, dict) else {}
+    first = meta.get("first_second", 0)
+    first = first if isinstance(first, int) and not isinstance(first, bool) else 0
+    return values, np.arange(first, first + len(values)), meta
+
+
+def _sidecar(path: Path) -> dict:
+    """A `.npy`'s JSON metadata beside it; {} when there is none or it is not ours."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}

@@ -61,6 +61,8 @@ class PredictOptions:
     cache: str | None = None
     """Feature cache folder (default: the tribe-stream cache); see `no_cache`."""
     use_cache: bool = True
+    contributions: bool = False
+    """Also predict each present modality alone (the others absent), on the same features."""
 
     def validate(self) -> PredictOptions:
         from tribe_stream.devices import DTYPE_NAMES, pick_device
@@ -95,6 +97,9 @@ class Predictions:
     metadata: dict[str, Any] = field(default_factory=dict)
     words: list[Word] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    contributions: dict[str, Predictions] = field(default_factory=dict)
+    """With `contributions=True`: `{modality: Predictions}` of each present modality alone (the
+    others absent, as the model treats absence); an absent modality has no entry."""
 
     @property
     def bold_times(self) -> np.ndarray:
@@ -104,7 +109,8 @@ class Predictions:
         return len(self.seconds)
 
     def save(self, path: str | os.PathLike) -> list[Path]:
-        """Write by extension (.npy, .h5, .func.gii, .mgh/.mgz); returns the files written."""
+        """Write by extension (.npy, .h5, .func.gii, .mgh/.mgz); returns the files written.
+        Contributions go beside it, in the same format: `clip.text.npy`, `clip.audio.npy`, ..."""
         from tribe_stream.offline_outputs import save_predictions
 
         return save_predictions(self, path)
@@ -328,9 +334,39 @@ class Predictor:
         }
         timings = {k: float(info[k]) for k in ("extract_s", "predict_s", "windows") if k in info}
         timings["cached"] = float(bool(info.get("cached")))
-        return Predictions(
+        preds = Predictions(
             values=values, seconds=seconds, metadata=meta, words=words, timings=timings
         )
+        if self.options.contributions:
+            self._add_contributions(preds, feats)
+        return preds
+
+    def _add_contributions(self, preds: Predictions, feats: dict[str, np.ndarray]) -> None:
+        """Each present modality alone, on the same features and windows as `preds` (the others
+        absent: zeros after their projectors, exactly as the model treats a missing modality).
+        A modality absent from the stimulus gets no entry, only its reason in the metadata."""
+        from tribe_stream.offline import predict_windows
+
+        t0 = time.perf_counter()
+        for m in [m for m in MODALITIES if m in feats]:
+            meta = {
+                **preds.metadata,
+                "contribution": m,
+                "modalities": [m],
+                "contribution_of": f"the prediction with {m} alone (the other modalities absent)",
+            }
+            preds.contributions[m] = Predictions(
+                values=predict_windows(self.engine, {m: feats[m]}, pad_last=True),
+                seconds=preds.seconds,
+                metadata=meta,
+                words=preds.words,
+            )
+        missing = preds.metadata.get("missing", {})
+        preds.metadata["contributions"] = {
+            m: "present" if m in feats else f"absent: {missing.get(m, 'not asked for')}"
+            for m in MODALITIES
+        }
+        preds.timings["contributions_s"] = time.perf_counter() - t0
 
 
 def predict(media: str | os.PathLike, checkpoint: str = "demo", **options: Any) -> Predictions:

@@ -37,6 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", help="feature cache folder (default: the tribe-stream cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    p.add_argument(
+        "--contributions",
+        action="store_true",
+        help="also each modality alone (others absent), beside OUT: NAME.text.EXT, NAME.audio.EXT, ...",
+    )
     p.add_argument("--engine", default="torch", help="torch (default), compiled, onnx, tensorrt")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
@@ -47,7 +52,7 @@ def plan(args) -> list[tuple]:
     from pathlib import Path
 
     from tribe_stream.errors import InputError
-    from tribe_stream.offline_outputs import FORMATS, output_files
+    from tribe_stream.offline_outputs import FORMATS, contribution_files, output_files
     from tribe_stream.prediction import collect_media
 
     files = collect_media(args.media)
@@ -72,10 +77,22 @@ def plan(args) -> list[tuple]:
     if args.transcript and len(pairs) > 1:
         raise InputError("--transcript gives the words of one input; predict that file alone")
     for _, target in pairs:
-        for f in output_files(target):
+        extra = contribution_files(target) if args.contributions else []
+        for f in output_files(target) + extra:
             if f.exists() and not args.overwrite:
                 raise InputError(f"{f} exists; pass --overwrite to replace it")
     return pairs
+
+
+def contributions_line(media, preds) -> str:
+    """What `--contributions` made for one input: each modality alone, or why it has no file."""
+    states = preds.metadata["contributions"]
+    made = [m for m, st in states.items() if st == "present"]
+    absent = [f"{m} absent ({st.removeprefix('absent: ')})" for m, st in states.items()
+              if st != "present"]  # fmt: skip
+    line = f"{media}: contributions of {', '.join(made)} alone"
+    line += f" ({preds.timings.get('contributions_s', 0.0):.2f} s)"
+    return line + (f"; no file: {'; '.join(absent)}" if absent else "")
 
 
 def run(args) -> int:
@@ -109,6 +126,7 @@ def run(args) -> int:
         asr=not args.no_asr,
         cache=args.cache,
         use_cache=not args.no_cache,
+        contributions=args.contributions,
     ).validate()
     pairs = plan(args)  # every input and output checked before any model loads
     console = Console(stderr=True)
@@ -157,6 +175,8 @@ def run(args) -> int:
             console.print(
                 f"{media} -> {', '.join(str(w) for w in written)}", markup=False, soft_wrap=True
             )
+            if preds.metadata.get("contributions"):
+                console.print(contributions_line(media, preds), markup=False, soft_wrap=True)
             rows.append(
                 (
                     media.name,
