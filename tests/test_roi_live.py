@@ -134,3 +134,39 @@ def test_lsl_bridge_names_one_channel_per_region(annots):
     assert labels == list(atlas.names)
     assert "mean over each region" in info.desc().child("tribe_stream").child_value("units")
     np.testing.assert_allclose(np.stack(got), atlas.means(values), rtol=1e-5, atol=1e-6)
+
+
+def test_mne_lsl_stream_sees_one_named_channel_per_region(annots):
+    """mne-lsl's `StreamLSL` (its own liblsl) reads the region outlet: the channel names are the
+    atlas's regions, in order, and the samples are the region means."""
+    pytest.importorskip("mne_lsl", reason="mne-lsl is in the test extra: pip install mne-lsl")
+    from mne_lsl.stream import StreamLSL
+
+    atlas = load_atlas(*annots)
+    source_id = f"roi-mne-{uuid.uuid4().hex[:8]}"
+    values = np.random.default_rng(4).standard_normal((2, N_VERTICES)).astype(np.float32)
+    with Publisher("tcp://127.0.0.1:*", stream_id="cam1", atlas=atlas) as pub:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tribe_stream.cli", "lsl", pub.url, "--roi",
+             "--source-id", source_id, "--count", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
+        )  # fmt: skip
+        stream = StreamLSL(bufsize=10, source_id=source_id)
+        try:
+            stream.connect(acquisition_delay=0.05, timeout=20)
+            names, units = list(stream.ch_names), stream.get_channel_units()
+            time.sleep(0.3)
+            for k in range(2):
+                pub.send(Prediction(k, values[k], (k, k + 1.0), k + 5.0))
+            deadline = time.monotonic() + 15
+            while stream.n_new_samples < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            data, _ = stream.get_data(winsize=2)  # (channels, samples), seconds at 1 Hz
+            out, err = proc.communicate(timeout=20)
+        finally:
+            if stream.connected:
+                stream.disconnect()
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert names == list(atlas.names) and len(units) == len(atlas.names)
+    np.testing.assert_allclose(data.T, atlas.means(values), rtol=1e-5, atol=1e-6)

@@ -1,4 +1,6 @@
-"""`tribe-stream render`: a still picture of one prediction on the cortex."""
+"""`tribe-stream render`: a still picture of one prediction on the cortex, or (`--rgb`) of the
+modalities' contributions as one map: text red, audio green, video blue (`predict --contributions`
+writes them)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tribe_stream.surface.colors import COLORMAPS
     from tribe_stream.surface.views import VIEWS
 
-    parser.add_argument("pred", help="(20484,) or (seconds, 20484) .npy file, or a recording (.h5)")
+    parser.add_argument(
+        "pred",
+        nargs="+",
+        help="(20484,) or (seconds, 20484) .npy file, or a recording (.h5); with --rgb: a "
+        "prediction file with its contributions beside it, or the contribution files",
+    )
     parser.add_argument("--out", required=True, help="output PNG path")
     parser.add_argument(
         "--views", nargs="+", default=["both"], choices=list(VIEWS), help="views (default: both)"
@@ -33,14 +40,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--vmax", type=float, default=None, help="colour limit (default: 98th pct)")
     parser.add_argument("--title", default=None, help="caption line (default: file and second)")
+    parser.add_argument(
+        "--rgb",
+        action="store_true",
+        help="the contributions as one map: text red, audio green, video blue (the mean over "
+        "time unless --second)",
+    )
+    parser.add_argument(
+        "--percentile",
+        type=number(minimum=1, maximum=100),
+        default=95.0,
+        help="--rgb: the three maps' common scale tops out at this percentile (official: 95)",
+    )
+    parser.add_argument(
+        "--background",
+        type=number(minimum=0, maximum=1),
+        default=0.0,
+        help="--rgb: mix this much sulcal grey into the colours (official default 0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from tribe_stream.errors import InputError
+    from tribe_stream.outputs import check_output
     from tribe_stream.surface.colors import ColorLimits, get_colormap, robust_limits
     from tribe_stream.viewer.render import load_map, parse_size, render_image, save_png
 
     size = parse_size(args.size)
-    values, caption = load_map(args.pred, args.second)
+    check_output(args.out, (".png",))
+    if args.rgb:
+        return run_rgb(args, size)
+    if len(args.pred) != 1:
+        raise InputError(
+            f"give one prediction file, not {len(args.pred)} (several only with --rgb)"
+        )
+    values, caption = load_map(args.pred[0], args.second)
     cm = get_colormap(args.cmap)
     limits = robust_limits(
         values, cm.diverging, threshold_percentile=args.threshold_pct, threshold=args.threshold
@@ -58,4 +92,23 @@ def run(args: argparse.Namespace) -> int:
     )
     save_png(args.out, image)
     print(f"wrote {args.out} ({size[0]}x{size[1]}, views: {' '.join(args.views)})")
+    return 0
+
+
+def run_rgb(args: argparse.Namespace, size: tuple[int, int]) -> int:
+    from tribe_stream.viewer.render import load_contributions, render_rgb_image, save_png
+
+    channels, caption, found = load_contributions(args.pred, args.second)
+    image = render_rgb_image(
+        channels,
+        views=args.views,
+        size=size,
+        percentile=args.percentile,
+        background=args.background,
+        title=caption if args.title is None else args.title,
+    )
+    save_png(args.out, image)
+    absent = [m for m in ("text", "audio", "video") if m not in found]
+    note = f"; no {', '.join(absent)} contribution (its channel is black)" if absent else ""
+    print(f"wrote {args.out} ({size[0]}x{size[1]}, RGB of {', '.join(found)}{note})")
     return 0

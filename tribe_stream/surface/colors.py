@@ -158,3 +158,49 @@ def map_colors(
     out[:, 3] = 1.0
     out[shown] = cmap.lut[idx[shown]]
     return out
+
+
+RGB_PERCENTILE = 95.0
+"""The official `plot_surf_rgb`'s default `norm_percentile`."""
+
+
+def rgb_colors(
+    channels: np.ndarray,
+    percentile: float = RGB_PERCENTILE,
+    gray: np.ndarray | None = None,
+    background: float = 0.0,
+) -> np.ndarray:
+    """Per-vertex RGB float32 (N, 3) in [0, 1] from three maps `channels (N, 3)` (red, green,
+    blue: text, audio, video), normalised as the official TRIBE v2 `plot_surf_rgb` does.
+
+    One common scale for the three channels (so a modality that drives a vertex twice as hard
+    is twice as bright): `(x - lo) / (hi - lo)` clipped to [0, 1], `lo` the smallest value of
+    all three maps, `hi` their `percentile`-th percentile taken together (official:
+    `robust_normalize(colors, percentile=95, two_sided=False)`). NaN and inf are left out of
+    `lo` and `hi` and shown as 0: a channel all NaN is an absent modality (black; the official
+    code fills it with zeros, which a signed map's `lo < 0` would turn into colour). Where the
+    percentile equals `lo` (a map that is `lo` almost everywhere) the maximum is the scale (the
+    official divides by zero there). `background` mixes the sulcal `gray` in (`alpha_bg` there;
+    0, the official default, shows the colours alone). A map with no spread gives black.
+    """
+    c = np.asarray(channels, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] != 3:
+        raise InputError(f"RGB channels have shape {c.shape}; expected (n_vertices, 3)")
+    if not 0 < percentile <= 100:
+        raise InputError(f"percentile {percentile}: give a number in (0, 100]")
+    finite = np.isfinite(c)
+    if not finite.any():
+        return np.zeros(c.shape, np.float32)
+    lo = float(c[finite].min())
+    hi = float(np.percentile(c[finite], percentile))
+    if hi <= lo:  # the percentile sits at the minimum: fall back to the maximum, as a scale
+        hi = float(c[finite].max())
+    out = (
+        np.zeros(c.shape) if hi <= lo else np.clip((np.where(finite, c, lo) - lo) / (hi - lo), 0, 1)
+    )
+    if background:
+        if gray is None or np.shape(gray) != (c.shape[0],):
+            raise InputError("an RGB background needs the sulcal grey of every vertex")
+        a = float(np.clip(background, 0.0, 1.0))
+        out = out * (1 - a) + np.asarray(gray, np.float64)[:, None] * a
+    return out.astype(np.float32)

@@ -1,7 +1,8 @@
 """The cortex as a vispy visual: colour mapping, threshold and lighting run in the shader.
 
 All panels share one set of GPU buffers (`BrainBuffers`): a new prediction uploads 20,484 floats
-once. The fragment shader mirrors `tribe_stream.surface.colors.map_colors`.
+once. The fragment shader mirrors `tribe_stream.surface.colors.map_colors`; in RGB mode it shows
+per-vertex colours made on the CPU instead (`tribe_stream.surface.colors.rgb_colors`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ attribute vec3 a_position;
 attribute vec3 a_normal;
 attribute float a_gray;
 attribute float a_value;
+attribute vec3 a_rgb;
 uniform vec3 u_light;
 uniform vec3 u_eye;
 varying float v_gray;
 varying float v_value;
+varying vec3 v_rgb;
 varying float v_shade;
 varying float v_specular;
 
@@ -38,6 +41,7 @@ void main() {
     v_specular = pow(max(dot(n, h), 0.0), 32.0) * 0.12;
     v_gray = a_gray;
     v_value = a_value;
+    v_rgb = a_rgb;
     gl_Position = $transform(vec4(a_position, 1.0));
 }
 """
@@ -49,17 +53,21 @@ uniform float u_vmax;
 uniform float u_threshold;
 uniform float u_diverging;
 uniform float u_active;
+uniform float u_rgb;
 varying float v_gray;
 varying float v_value;
+varying vec3 v_rgb;
 varying float v_shade;
 varying float v_specular;
 
 void main() {
     vec3 base = vec3(v_gray);
     float v = v_value;
-    bool shown = u_active > 0.5
+    bool shown = u_active > 0.5 && u_rgb < 0.5
         && ((u_diverging > 0.5) ? (abs(v) > u_threshold) : (v > u_threshold));
-    if (shown) {
+    if (u_active > 0.5 && u_rgb > 0.5) {
+        base = v_rgb;
+    } else if (shown) {
         float f = clamp((v - u_vmin) / max(u_vmax - u_vmin, 1e-12), 0.0, 1.0);
         base = texture2D(u_lut, vec2(f * (255.0 / 256.0) + 0.5 / 256.0, 0.5)).rgb;
     }
@@ -77,6 +85,7 @@ class BrainBuffers:
         self.normal = gloo.VertexBuffer(mesh.normals.astype(np.float32))
         self.gray = gloo.VertexBuffer(np.asarray(gray, dtype=np.float32).reshape(-1, 1))
         self.value = gloo.VertexBuffer(np.zeros((mesh.n_vertices, 1), dtype=np.float32))
+        self.rgb = gloo.VertexBuffer(np.zeros((mesh.n_vertices, 3), dtype=np.float32))
         self.index = {
             hemi: gloo.IndexBuffer(np.ascontiguousarray(mesh.faces[rows]))
             for hemi, rows in mesh.hemi_faces.items()
@@ -86,6 +95,11 @@ class BrainBuffers:
         """Upload a map (NaN and inf become 0, which the strict threshold test hides)."""
         v = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         self.value.set_data(v.reshape(-1, 1))
+
+    def set_rgb(self, colors: np.ndarray) -> None:
+        """Upload per-vertex colours `(N, 3)` in [0, 1] (shown in RGB mode)."""
+        c = np.clip(np.nan_to_num(np.asarray(colors, dtype=np.float32)), 0.0, 1.0)
+        self.rgb.set_data(np.ascontiguousarray(c.reshape(-1, 3)))
 
 
 class BrainVisual(Visual):
@@ -100,7 +114,9 @@ class BrainVisual(Visual):
         prog["a_normal"] = buffers.normal
         prog["a_gray"] = buffers.gray
         prog["a_value"] = buffers.value
+        prog["a_rgb"] = buffers.rgb
         prog["u_active"] = 0.0
+        prog["u_rgb"] = 0.0
         prog["u_light"] = (0.0, 0.0, 1.0)
         prog["u_eye"] = (0.0, 0.0, 1.0)
         self._index_buffer = buffers.index[hemi]
@@ -112,9 +128,11 @@ class BrainVisual(Visual):
         self.shared_program["u_lut"] = lut_texture
         self.shared_program["u_diverging"] = 1.0 if cmap.diverging else 0.0
 
-    def set_state(self, limits: ColorLimits, active: bool) -> None:
-        """Colour limits, and whether data is shown (else the sulcal background only)."""
+    def set_state(self, limits: ColorLimits, active: bool, rgb: bool = False) -> None:
+        """Colour limits, whether data is shown (else the sulcal background only), and whether
+        as the per-vertex colours (`BrainBuffers.set_rgb`) rather than through the colormap."""
         prog = self.shared_program
+        prog["u_rgb"] = 1.0 if rgb else 0.0
         prog["u_vmin"] = float(limits.vmin)
         prog["u_vmax"] = float(limits.vmax)
         prog["u_threshold"] = float(limits.threshold)

@@ -1,4 +1,5 @@
-"""Offscreen still pictures of cortical maps: several views in one image, with a colorbar."""
+"""Offscreen still pictures of cortical maps: several views in one image, with a colorbar; or
+the three modalities' contributions as one RGB map (text red, audio green, video blue)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 
 from tribe_stream import N_VERTICES
 from tribe_stream.errors import InputError
-from tribe_stream.surface.colors import ColorLimits, get_colormap, robust_limits
+from tribe_stream.surface.colors import RGB_PERCENTILE, ColorLimits, get_colormap, robust_limits
+from tribe_stream.types import MODALITIES
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -104,9 +106,126 @@ def render_image(
         sc.close()
 
 
+def load_contributions(
+    paths: list[str | Path], second: int | None = None
+) -> tuple[np.ndarray, str, list[str]]:
+    """The modalities' contributions as RGB channels `(20484, 3)` (text, audio, video; an
+    absent modality's channel is NaN: black, and left out of the scale), a caption, and the
+    modalities found.
+
+    `paths`: one prediction file (its contribution files beside it are read: `clip.text.npy`,
+    ...), or contribution files themselves (each says its modality in its metadata or name).
+    `second`: that stimulus second of each; None: the mean over all seconds."""
+    from tribe_stream.offline_outputs import (
+        find_contributions,
+        output_stem,
+        pair_name,
+        read_prediction_file,
+    )
+
+    if len(paths) == 1:
+        files = find_contributions(paths[0])
+        if not files:
+            raise InputError(
+                f"no contribution files beside {paths[0]}; make them with `tribe-stream predict "
+                "... --contributions` (or name the .text/.audio/.video files)"
+            )
+    else:
+        files = {}
+        for f in paths:
+            meta = read_prediction_file(f)[2]
+            stem = output_stem(pair_name(f)).name
+            m = meta.get("contribution") or next(
+                (m for m in MODALITIES if stem.endswith(f".{m}")), None
+            )
+            if m not in MODALITIES:
+                raise InputError(
+                    f"{f}: which modality is it? Not in its metadata nor its name "
+                    "(NAME.text.EXT, NAME.audio.EXT, NAME.video.EXT)"
+                )
+            if m in files:
+                raise InputError(f"{files[m]} and {f} are both the {m} contribution; give one")
+            files[m] = Path(f)
+    channels = np.full((N_VERTICES, 3), np.nan, np.float32)
+    shapes, origins = {}, {}
+    for m, f in files.items():
+        values, seconds, meta = read_prediction_file(f)
+        shapes[m] = seconds.tolist()
+        origins[m] = (meta.get("stimulus_sha256"), json_key(meta.get("model")))
+        if second is None:
+            row = values.mean(axis=0)
+        elif second in shapes[m]:
+            row = values[shapes[m].index(second)]
+        else:
+            raise InputError(
+                f"{f} has seconds {seconds[0]}..{seconds[-1]}; --second {second} is not there"
+            )
+        channels[:, MODALITIES.index(m)] = check_values(row, str(f))
+    if len({tuple(s) for s in shapes.values()}) > 1 or len(set(origins.values())) > 1:
+        each = ", ".join(f"{m}: {len(s)} s" for m, s in shapes.items())
+        raise InputError(
+            f"the contribution files do not belong together ({each}; stimulus or model differ); "
+            "give the files of one `predict --contributions` run"
+        )
+    found = [m for m in MODALITIES if m in files]
+    name = pair_label(next(iter(files.values())))
+    when = "mean over time" if second is None else f"second {second}"
+    return channels, f"{name}  {'/'.join(found)}  {when}", found
+
+
+def json_key(value) -> str:
+    """A hashable stand-in for metadata values (dicts compare by content)."""
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def pair_label(path: Path) -> str:
+    """A file's name for captions, without the hemisphere and modality parts."""
+    from tribe_stream.offline_outputs import output_stem, pair_name
+
+    stem = output_stem(pair_name(path)).name
+    for m in MODALITIES:
+        stem = stem.removesuffix(f".{m}")
+    return stem
+
+
+def render_rgb_image(
+    channels: np.ndarray,
+    views: list[str] | tuple[str, ...] = ("both",),
+    size: tuple[int, int] = (1200, 900),
+    percentile: float = RGB_PERCENTILE,
+    background: float = 0.0,
+    title: str = "",
+) -> np.ndarray:
+    """RGBA uint8 (H, W, 4) picture of three maps `(20484, 3)` as one RGB map (text red,
+    audio green, video blue), normalised as the official `plot_surf_rgb` (`rgb_colors`); a
+    channel all NaN is an absent modality (black, marked absent in the legend)."""
+    from tribe_stream.viewer.backend import use_offscreen_backend
+
+    use_offscreen_backend()
+    from tribe_stream.surface.colors import rgb_colors
+    from tribe_stream.viewer.scene import BrainScene, Layout
+
+    channels = np.asarray(channels, np.float32)
+    if channels.shape != (N_VERTICES, 3):
+        raise InputError(f"RGB channels of shape {channels.shape}; expected ({N_VERTICES}, 3)")
+    absent = np.isnan(channels).all(axis=0)
+    sc = BrainScene(views=views, size=size, layout=Layout(hud=36 if title else 0, colorbar=64))
+    try:
+        colors = rgb_colors(channels, percentile, gray=sc.gray, background=background)
+        sc.show_rgb(colors, absent=[m for i, m in enumerate(MODALITIES) if absent[i]])
+        sc.set_hud(title)
+        return sc.render()
+    finally:
+        sc.close()
+
+
 def save_png(path: str | Path, image: np.ndarray) -> None:
-    """Write an RGBA/RGB uint8 image as PNG."""
+    """Write an RGBA/RGB uint8 image as PNG, atomically (never half a picture under its name)."""
     from vispy.io import write_png
 
+    from tribe_stream.outputs import atomic_write
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_png(str(path), np.ascontiguousarray(image))
+    atomic_write(path, lambda tmp: write_png(str(tmp), np.ascontiguousarray(image)))

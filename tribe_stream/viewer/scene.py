@@ -104,6 +104,48 @@ class ColorBar:
         self.title.text = title
 
 
+class RGBLegend:
+    """Which channel is which modality, in the colorbar's place: a swatch and a name each."""
+
+    COLORS = ((1.0, 0.0, 0.0, 1.0), (0.0, 1.0, 0.0, 1.0), (0.0, 0.0, 1.0, 1.0))
+
+    def __init__(self, parent, names: tuple[str, ...] = ("text", "audio", "video")) -> None:
+        self.root = Node(parent=parent, name="rgb-legend")
+        self.swatches = [
+            scene.visuals.Rectangle(
+                center=(0, 0), width=1, height=1, color=c, border_color=DIM_TEXT, parent=self.root
+            )
+            for c in self.COLORS
+        ]
+        self.names = names
+        self.labels = [
+            scene.visuals.Text(
+                n,
+                color=TEXT_COLOR,
+                font_size=10,
+                anchor_x="left",
+                anchor_y="center",
+                parent=self.root,
+            )
+            for n in names
+        ]
+
+    def mark_absent(self, absent) -> None:
+        """Dim the names of the modalities that have no map, saying so."""
+        for name, label in zip(self.names, self.labels, strict=True):
+            label.text = f"{name} (absent)" if name in absent else name
+            label.color = DIM_TEXT if name in absent else TEXT_COLOR
+
+    def place(self, x: float, y: float, w: float, h: float) -> None:
+        """Spread the three entries over the pixel rect (x, y, w, h), y down from the top."""
+        step = w / len(self.swatches)
+        for i, (box, label) in enumerate(zip(self.swatches, self.labels, strict=True)):
+            left = x + i * step + step / 4
+            box.center = (left + h / 2, y + h / 2)
+            box.width = box.height = max(h, 1)
+            label.pos = (left + h + 8, y + h / 2)
+
+
 def _fmt(v: float) -> str:
     a = abs(v)
     if a == 0:
@@ -179,6 +221,9 @@ class BrainScene:
             parent=self.layer_root,
         )
         self.colorbar = ColorBar(self.layer_root)
+        self.legend = RGBLegend(self.layer_root)
+        self.legend.root.visible = False
+        self.rgb = False
         self._boxes: list[tuple[scene.ViewBox, Panel, object, object]] = []
         self.cmap = get_colormap(cmap)
         self._lut = lut_texture(self.cmap)
@@ -232,6 +277,17 @@ class BrainScene:
         self.buffers.set_values(values)
         self.limits = limits
         self.active = True
+        self.rgb = False
+        self.apply_state(fade=fade)
+
+    def show_rgb(self, colors: np.ndarray, absent=(), fade: bool = False) -> None:
+        """Show per-vertex colours `(N, 3)` in [0, 1] (`surface.colors.rgb_colors`) instead of
+        a colormapped map; a legend of the three channels (those `absent` marked so) replaces
+        the colorbar."""
+        self.buffers.set_rgb(colors)
+        self.legend.mark_absent(absent)
+        self.active = True
+        self.rgb = True
         self.apply_state(fade=fade)
 
     def set_state(self, limits: ColorLimits | None = None, active: bool | None = None) -> None:
@@ -243,11 +299,14 @@ class BrainScene:
 
     def apply_state(self, fade: bool = False) -> None:
         for _, _, brain, _ in self._boxes:
-            brain.set_state(self.limits, self.active)
+            brain.set_state(self.limits, self.active, self.rgb)
         if self.layout.colorbar:
             gray = float(np.median(self.gray))
             self.colorbar.update(self.cmap, self.limits, gray, self.colorbar_title)
-        self._show_colorbar(bool(self.layout.colorbar) and self.active)
+        self._show_colorbar(bool(self.layout.colorbar) and self.active and not self.rgb)
+        legend = bool(self.layout.colorbar) and self.active and self.rgb
+        if self.legend.root.visible != legend:
+            self.legend.root.visible = legend
         if self.compositor is not None:
             self.compositor.invalidate(fade=fade)
 
@@ -302,7 +361,7 @@ class BrainScene:
         """Callables that draw the cached layer one panel at a time (the last one adds the
         colorbar and key help), for the compositor's progressive drawing."""
         boxes = [box for box, _, _, _ in self._boxes]
-        decorations = [self.footer, self.colorbar.root]
+        decorations = [self.footer, self.colorbar.root, self.legend.root]
 
         def step(i: int) -> None:
             self._draw_subtree(boxes[i])
@@ -342,6 +401,7 @@ class BrainScene:
         if bottom:
             bar_w = min(0.5 * w, 520)
             self.colorbar.place((w - bar_w) / 2, h - bottom + 10, bar_w, 14)
+            self.legend.place((w - bar_w) / 2, h - bottom + 10, bar_w, 14)
         self.colorbar._key = None
         self.apply_state()
 
