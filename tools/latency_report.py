@@ -18,26 +18,7 @@ import time
 
 import numpy as np
 
-STAGES = [
-    ("window_end", "bin_closed", "waiting for the window's last bin to close"),
-    ("bin_closed", "features_ready", "feature extraction"),
-    ("features_ready", "model_start", "queue before the brain model"),
-    ("model_start", "model_end", "brain model"),
-    ("model_end", "publish", "to the publisher"),
-    ("publish", "received", "transport and decoding"),
-    ("window_end", "received", "end to end (data → here)"),
-]
-
-
-def stage_delays(header: dict, received_stream_time: float) -> dict[str, float]:
-    """Milliseconds per stage for one prediction header (stages with a missing stamp are left out)."""
-    t = dict(header.get("timings") or {})
-    t["received"] = received_stream_time
-    out = {}
-    for a, b, label in STAGES:
-        if t.get(a) is not None and t.get(b) is not None:
-            out[label] = (t[b] - t[a]) * 1e3
-    return out
+from tribe_stream.stream.latency import STAGES, stage_delays  # noqa: E402, F401
 
 
 def main() -> None:

@@ -131,6 +131,7 @@ class Publisher(Sink):
         self._seq = {"prediction": 0, "status": 0, "metadata": 0, "roi": 0}
         self._counts = {"sent": 0, "dropped": 0, "errors": 0, "status_sent": 0, "metadata_sent": 0}
         self._subscribers = 0
+        self._channels: list[Publisher] = []  # more streams on this socket (`channel`)
         # connection fd -> the prefixes it subscribed to that cover the prediction topic
         self._peers: dict[int, set[bytes]] = {}
         self._mon: zmq.Socket | None = None
@@ -372,6 +373,15 @@ class Publisher(Sink):
             self._auth.stop()
         self._ctx.term()
 
+    def channel(self, stream_id: str) -> Publisher:
+        """Another stream on this publisher's socket (`tribe-stream serve`): its own `stream_id`,
+        prediction `seq` (contiguous per stream), metadata and heartbeats; closed with this
+        publisher (its own `close` does nothing)."""
+        ch = _Channel(self, str(stream_id))
+        with self._lock:
+            self._channels.append(ch)
+        return ch
+
     def __enter__(self) -> Publisher:
         return self
 
@@ -470,6 +480,8 @@ class Publisher(Sink):
                 self._subscribers = sum(1 for prefixes in self._peers.values() if prefixes)
                 if greet:
                     self._send_metadata(time.time())
+                    for ch in self._channels:
+                        ch._send_metadata(time.time())
 
     def _subscription(self, fd: int, subscribe: bool, prefix: bytes) -> None:
         if not TOPICS["prediction"].startswith(prefix):
@@ -500,6 +512,39 @@ class Publisher(Sink):
                         self._subscription(fd, subscribe, prefix)
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self._peers.pop(fd, None)
+
+
+class _Channel(Publisher):
+    """A stream sharing a Publisher's socket, lock and subscriber count (see `channel`)."""
+
+    def __init__(self, parent: Publisher, stream_id: str):  # noqa: D107 - no socket of its own
+        self._parent = parent
+        self.dtype, self.stream_id, self.session = parent.dtype, stream_id, parent.session
+        self.curve_public_key, self.url, self.atlas = (
+            parent.curve_public_key,
+            parent.url,
+            parent.atlas,
+        )
+        self._clock, self._model, self._mesh = parent._clock, parent._model, dict(parent._mesh)
+        self._t0_wall, self._extra = parent._t0_wall, dict(parent._extra)
+        self._metadata = self._build_metadata()
+        self._encoder = self._build_encoder()
+        self._seq = {"prediction": 0, "status": 0, "metadata": 0, "roi": 0}
+        self._counts = {"sent": 0, "dropped": 0, "errors": 0, "status_sent": 0, "metadata_sent": 0}
+        self._channels = []
+        self._warned = set()
+        self._lock, self._sock = parent._lock, parent._sock
+
+    @property
+    def _subscribers(self) -> int:  # type: ignore[override]
+        return self._parent._subscribers
+
+    @property
+    def _closed(self) -> bool:  # type: ignore[override]
+        return self._parent._closed
+
+    def close(self) -> None:
+        """Nothing: the socket is the parent's."""
 
 
 def publisher_from_args(args: argparse.Namespace, **kwargs: Any) -> Publisher:

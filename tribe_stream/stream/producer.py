@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,8 @@ class Media:
     camera: str | None = None
     mic: str | None = None
     demo_seconds: float | None = None
+    stream_id: str | None = None
+    """Its name in the headers when one Stream serves several media (default: `ID-i`)."""
 
     def validate(self) -> Media:
         if self.file and (self.camera or self.mic):
@@ -200,8 +202,16 @@ def require_transformers() -> None:
 class Stream:
     """A live stream of predictions (see the module docs). Not thread-safe, except `stop()`."""
 
-    def __init__(self, media: Media, options: StreamOptions | None = None, **overrides: Any):
-        self.media = media.validate()
+    def __init__(
+        self, media: Media | Sequence[Media], options: StreamOptions | None = None, **overrides: Any
+    ):
+        self.medias = [media] if isinstance(media, Media) else list(media)
+        if not self.medias:
+            raise InputError("nothing to listen to: give at least one file, camera or microphone")
+        for m in self.medias:
+            m.validate()
+        self.media = self.medias[0]
+        """The first (or only) stream's media; `medias` holds all of them."""
         self.options = replace(options or StreamOptions(), **overrides).validate()
         self._publish: PublishOptions | None = None
         self._record: Path | None = None
@@ -209,6 +219,9 @@ class Stream:
         self._extra_sinks: list[Sink] = []
         self._stop = threading.Event()
         self.pipeline = None
+        self.pipelines: list = []
+        """One per media (`pipeline` is the first); run together by `server`."""
+        self.server = None
         self.publisher = None
         self.notes: list[str] = []
         """What the stream decided while opening (modalities, engine, publishing), to show."""
@@ -223,6 +236,22 @@ class Stream:
         """Replay a media file (its pictures and sound) through the live pipeline."""
         return cls(
             Media(file=str(path)),
+            StreamOptions(checkpoint=checkpoint, realtime=realtime, **options),
+        )
+
+    @classmethod
+    def from_files(
+        cls,
+        paths: Sequence[str | Path],
+        checkpoint: str = "demo",
+        *,
+        realtime: bool = True,
+        **options: Any,
+    ) -> Stream:
+        """Several files replayed at once, one stream each (ids `tribe-stream-0`, ...), on one
+        copy of the models: iterating yields every stream's predictions (`pred.stream_id`)."""
+        return cls(
+            [Media(file=str(p)) for p in paths],
             StreamOptions(checkpoint=checkpoint, realtime=realtime, **options),
         )
 
@@ -263,6 +292,8 @@ class Stream:
         """Also write every prediction to an HDF5 recording (the recorder's layout)."""
         from tribe_stream.outputs import check_output
 
+        if len(self.medias) > 1:
+            raise InputError("a recording holds one stream; record each with `tribe-stream record`")
         p = check_output(path, (".h5", ".hdf5"), what="recording")
         if p.exists() and not overwrite:
             raise InputError(f"{p} exists; choose another file (or pass overwrite=True)")
@@ -342,7 +373,8 @@ class _Session:
         device = pick_device(o.device)
         dtype = dtype_name(pick_dtype(device, o.dtype))
         clock = StreamClock()
-        sources, want = self._sources(clock)
+        opened = [self._sources(clock, m) for m in s.medias]
+        want = tuple(dict.fromkeys(k for _, kinds in opened for k in kinds))
         loaded = load_brain_model(o.checkpoint)
         engine_name = default_engine(o.engine, device)
         engine = make_engine(engine_name, loaded, device=device, dtype=dtype)
@@ -355,7 +387,13 @@ class _Session:
         publish = s._publish
         if publish is None and s._view is not None:
             publish = PublishOptions()
+        ids = [m.stream_id for m in s.medias]
+        if len(ids) > 1:
+            base = (publish.stream_id if publish is not None else None) or "tribe-stream"
+            ids = [sid or f"{base}-{i}" for i, sid in enumerate(ids)]
         if publish is not None:
+            if ids[0] is not None:
+                publish = replace(publish, stream_id=ids[0])
             s.publisher = publish.publisher(model=loaded.identity, clock=clock)
             self.sinks.append(s.publisher)
             s.notes.append(f"publishing on {s.publisher.url}")
@@ -372,14 +410,28 @@ class _Session:
             # the viewer subscribes once its window is up: start the stream after that
             if not s.publisher.wait_for_subscribers(1, timeout=20.0):
                 log.warning("the viewer has not connected after 20 s; starting anyway")
-        warm_up(extractors, engine, o.audio_context)
+        warm_up(extractors, engine, o.audio_context, streams=len(opened))
         config = PipelineConfig(lag=o.lag, live=o.realtime, audio_context_s=o.audio_context)
-        s.pipeline = Pipeline(
-            sources, engine, extractors, sinks=self.sinks, config=config, clock=clock
-        )
+        from tribe_stream.stream.serve import Server
 
-    def _sources(self, clock) -> tuple[list, tuple[str, ...]]:
-        m, o = self.s.media, self.s.options
+        s.pipelines = []
+        for i, ((sources, kinds), sid) in enumerate(zip(opened, ids, strict=True)):
+            ex = extractors  # the first stream's, or the same models for the next one
+            if i or not set(ex.active()) <= set(kinds):
+                ex = extractors.for_stream([m for m in extractors.active() if m in kinds])
+            sinks = self.sinks
+            if i:
+                sinks = ([s.publisher.channel(sid)] if s.publisher else []) + s._extra_sinks
+            s.pipelines.append(
+                Pipeline(
+                    sources, engine, ex, sinks=sinks, config=config, clock=clock, stream_id=sid
+                )
+            )
+        s.pipeline = s.pipelines[0]
+        s.server = Server(s.pipelines, clock=clock, config=config)
+
+    def _sources(self, clock, media: Media | None = None) -> tuple[list, tuple[str, ...]]:
+        m, o = media or self.s.media, self.s.options
         if m.demo_seconds is not None:
             from tribe_stream.sources.clip import make_clip
 
@@ -411,7 +463,7 @@ class _Session:
 
     def __iter__(self) -> Iterator[Prediction]:
         s = self.s
-        for p in s.pipeline.predictions(s.options.seconds, stop=s._stop):
+        for _, p in s.server.predictions(s.options.seconds, stop=s._stop):
             s.words = int(p.counters.get("words", 0))
             yield p
 
@@ -466,11 +518,14 @@ def load_stream_extractors(
     )
 
 
-def warm_up(extractors, engine, audio_context: float) -> None:
+def warm_up(extractors, engine, audio_context: float, streams: int = 1) -> None:
     """Run every model once before the clock starts, so that compiling (seconds on a GPU) is
-    never mistaken for the stream falling behind."""
+    never mistaken for the stream falling behind; with several `streams`, at every batch size
+    their turns can make (clips per forward, audio passes, engine windows)."""
     t = time.perf_counter()
     try:
+        if streams > 1:
+            warm_up_batches(extractors, engine, audio_context, streams)
         if extractors.video is not None:
             frames = np.zeros((4, 256, 256, 3), np.uint8)
             extractors.video.extract([1.0, 1.5], frames, np.arange(4) / 4)  # two bins a pass
@@ -490,6 +545,33 @@ def warm_up(extractors, engine, audio_context: float) -> None:
             "warm-up failed (%s: %s); the first seconds may be slow", type(exc).__name__, exc
         )
     log.info("models warmed up in %.1f s", time.perf_counter() - t)
+
+
+def warm_up_batches(extractors, engine, audio_context: float, streams: int) -> None:
+    """The batched calls of a server of `streams` streams, once at each size."""
+    import torch
+
+    video = extractors.video
+    if video is not None:
+        crop = video.prep.crop
+        for b in range(1, min(streams * 2, video.max_batch) + 1):
+            video.encode(torch.zeros((b, video.n_frames, 3, crop, crop)))
+    if extractors.audio is not None:
+        from tribe_stream.extractors.audio import AudioPass
+
+        n = int(audio_context * 2)
+        span = np.zeros(int(audio_context * AUDIO_RATE), np.float32)
+        pad_to = extractors.audio.live(audio_context).pad_to
+        for b in range(1, streams + 1):
+            extractors.audio.extract_passes(
+                [AudioPass(span, 0.0, [n - 2, n - 1], pad_to) for _ in range(b)]
+            )
+    window = {
+        m: np.zeros((*engine.config.feature_dims[m], MAX_TOKENS), np.float32)
+        for m in extractors.active()
+    }
+    for b in range(2, streams + 1):
+        engine.run_batch([window] * b, [MAX_TOKENS // 2 - 1] * b)
 
 
 def _close_viewer(viewer: subprocess.Popen, linger: float | None) -> None:

@@ -1,0 +1,47 @@
+"""`tribe-stream bench` end to end on the CPU with the demo models: one stream, two streams and
+the sequential baseline in one run, a JSON report and a PNG."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_cli
+
+from tribe_stream.transcripts import write_transcript
+from tribe_stream.types import Word
+
+
+def test_bench_runs_end_to_end_on_the_cpu(tmp_path):
+    words = "the quick brown fox jumps over the lazy dog once more".split()
+    tsv = write_transcript(
+        tmp_path / "words.tsv", [Word(w, 0.3 * i, 0.25) for i, w in enumerate(words)]
+    )
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    r = run_cli(
+        "bench", "--checkpoint", "demo", "--streams", "2", "--seconds", "4", "--warmup", "0.5",
+        "--baseline-seconds", "2", "--transcript", str(tsv), "--device", "cpu",
+        "--out", str(out), "--plot", str(png),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert report["text"].startswith(f"words from {tsv}")
+    one, (two,) = report["one_stream"], report["runs"]
+    assert one["streams"] == 1 and two["streams"] == 2
+    assert one["predictions"] == 4 and two["predictions"] + two["dropped_after_warmup"] >= 8
+    assert one["words"] > 0 and two["words"] > one["words"]  # Llama ran live on each stream
+    stages = one["latency_ms"]
+    for stage in ("feature extraction", "brain model", "end to end (data → here)"):
+        assert set(stages[stage]) == {"p50", "p95", "p99", "p100"}
+        assert 0 <= stages[stage]["p50"] <= stages[stage]["p100"]
+    assert stages["end to end (data → here)"]["p50"] >= stages["brain model"]["p50"]
+    assert len(report["baseline"]["per_second_ms"]) == 2
+    assert report["ratios"]["latency_p50_baseline_over_ours"] > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "ratio latency_p50_baseline_over_ours" in r.stdout
+
+
+def test_bench_refuses_a_run_shorter_than_its_warm_up(tmp_path):
+    r = run_cli("bench", "--checkpoint", "demo", "--seconds", "2", "--warmup", "5",
+                "--out", str(tmp_path / "b.json"))  # fmt: skip
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "warm-up" in r.stderr
