@@ -169,10 +169,37 @@ def demo_extractors_path(folder: str | os.PathLike | None = None) -> DemoPaths:
         folder = cache_dir(f"demo-extractors-v{DEMO_VERSION}")
     root = Path(folder).expanduser()
     paths = DemoPaths(root, root / "text", root / "audio", root / "video")
-    marker = root / "DEMO.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("version") == DEMO_VERSION:
+    if _built(root):
         return paths
-    return build_demo_extractors(root)
+    # Built in a private folder, then renamed into place: two processes starting at once (two
+    # first `demo` runs, parallel tests) never see each other's half-written models.
+    import shutil
+    import tempfile
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        build_demo_extractors(tmp)
+        if not _built(root):
+            if root.exists():
+                shutil.rmtree(root, ignore_errors=True)  # an older version or an interrupted build
+            try:
+                os.replace(tmp, root)
+            except OSError:  # another process put its complete build there first
+                if not _built(root):
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return paths
+
+
+def _built(root: Path) -> bool:
+    """Whether `root` holds a complete demo build of this version (its marker is written last)."""
+    marker = root / "DEMO.json"
+    try:
+        return json.loads(marker.read_text()).get("version") == DEMO_VERSION
+    except (OSError, ValueError):
+        return False
 
 
 def load_demo_extractors(
