@@ -139,12 +139,18 @@ def _json(preds: Predictions) -> str:
 
 def save_predictions(preds: Predictions, path: str | os.PathLike) -> list[Path]:
     """Write `preds` in the format `path`'s extension names, and its contributions beside it
-    (`contribution_path`); returns the files written."""
+    (`contribution_path`); returns the files written. The contributions are written first, so
+    the main output's files, renamed into place last, mark the whole set finished (a batch's
+    `--resume` skips an input only when they are all there)."""
     files = output_files(path)
     suffix = output_suffix(path)
     values = np.ascontiguousarray(preds.values, dtype=np.float32)
     if values.ndim != 2 or values.shape[1] != N_VERTICES:
         raise InputError(f"predictions of shape {values.shape}; expected (T, {N_VERTICES})")
+    parts = [
+        save_predictions(part, contribution_path(path, m))
+        for m, part in preds.contributions.items()
+    ]
     if suffix == ".npy":
         atomic_write(files[0], lambda tmp: np.save(tmp, values))
         atomic_write(files[1], lambda tmp: tmp.write_text(_json(preds)))
@@ -159,9 +165,7 @@ def save_predictions(preds: Predictions, path: str | os.PathLike) -> list[Path]:
         for f, (_, _, rows) in zip(files[:2], HEMIS, strict=True):
             atomic_write(f, lambda tmp, r=rows: _write_mgh(tmp, values[:, r]))
         atomic_write(files[2], lambda tmp: tmp.write_text(_json(preds)))
-    for m, part in preds.contributions.items():
-        files = files + save_predictions(part, contribution_path(path, m))
-    return files
+    return files + [f for written in parts for f in written]
 
 
 def _write_h5(tmp: Path, preds: Predictions, values: np.ndarray) -> None:
