@@ -162,13 +162,16 @@ class Media:
     demo_seconds: float | None = None
     stream_id: str | None = None
     """Its name in the headers when one Stream serves several media (default: `ID-i`)."""
+    source: Any = None
+    """A ready source object (e.g. `sources.browser.BrowserSource`) with `kinds()`, used alone;
+    the stream gives it its clock before starting it."""
 
     def validate(self) -> Media:
         if self.file and (self.camera or self.mic):
             raise InputError("a file replays a recording; use it without a camera or microphone")
         if self.demo_seconds is not None:
             _finite_positive("--seconds", self.demo_seconds)
-        elif not (self.file or self.camera or self.mic):
+        elif not (self.file or self.camera or self.mic or self.source is not None):
             raise InputError("nothing to listen to: pass --camera DEV, --mic DEV, or --file FILE")
         if self.file:
             from tribe_stream.media import probe
@@ -226,6 +229,7 @@ class Stream:
         self.notes: list[str] = []
         """What the stream decided while opening (modalities, engine, publishing), to show."""
         self.words = 0
+        self._models: tuple | None = None
 
     # ----- making one -----
 
@@ -306,6 +310,13 @@ class Stream:
         self._view = {"linger": linger}
         return self
 
+    def use_models(self, loaded, engine, extractors) -> Stream:
+        """Run on models already loaded (a `LoadedModel`, its engine, `Extractors` for this
+        stream's media, with its own speech-recognition state) instead of loading them, so that
+        several runs, or a run and a `Predictor`, share one copy of the weights."""
+        self._models = (loaded, engine, extractors)
+        return self
+
     def add_sink(self, sink: Sink) -> Stream:
         self._extra_sinks.append(sink)
         return self
@@ -375,10 +386,14 @@ class _Session:
         clock = StreamClock()
         opened = [self._sources(clock, m) for m in s.medias]
         want = tuple(dict.fromkeys(k for _, kinds in opened for k in kinds))
-        loaded = load_brain_model(o.checkpoint)
-        engine_name = default_engine(o.engine, device)
-        engine = make_engine(engine_name, loaded, device=device, dtype=dtype)
-        extractors = load_stream_extractors(o, loaded, device, want, s.notes)
+        if s._models is not None:  # shared with the caller (`use_models`)
+            loaded, engine, extractors = s._models
+            engine_name = engine.name
+        else:
+            loaded = load_brain_model(o.checkpoint)
+            engine_name = default_engine(o.engine, device)
+            engine = make_engine(engine_name, loaded, device=device, dtype=dtype)
+            extractors = load_stream_extractors(o, loaded, device, want, s.notes)
         active = extractors.active()
         s.notes.append(
             f"modalities: {', '.join(active) or 'none'}; engine {engine_name} on {device} "
@@ -432,6 +447,12 @@ class _Session:
 
     def _sources(self, clock, media: Media | None = None) -> tuple[list, tuple[str, ...]]:
         m, o = media or self.s.media, self.s.options
+        if m.source is not None:
+            m.source.clock = clock
+            kinds = m.source.kinds()
+            return [m.source], (("video",) if "video" in kinds else ()) + (
+                ("audio", "text") if "audio" in kinds else ()
+            )
         if m.demo_seconds is not None:
             from tribe_stream.sources.clip import make_clip
 

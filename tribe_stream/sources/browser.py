@@ -1,0 +1,222 @@
+"""Browser capture source: camera frames and sound a web page sends (getUserMedia), as `Chunk`s.
+
+The web server (`tribe_stream.web`) parses each WebSocket message into a `CapturePacket` and
+hands it to `offer`, which never blocks: packets wait in a small inbox (when it is full the
+oldest is dropped and counted, as every live source does) and the source's own thread decodes
+them, so JPEG decoding never stalls the server's event loop.
+
+- Video: one JPEG per packet, decoded with PyAV (FFmpeg's mjpeg decoder, at most
+  `MAX_PIXELS`; anything that fails is skipped and counted in `corrupt_frames`), the shortest
+  edge downscaled to `max_size` as the camera does. A frame whose stamp does not advance is
+  skipped (`out_of_order_frames`).
+- Audio: mono float32 samples at the page's rate, resampled to 16 kHz by `media.ArrayResampler`
+  (NaN/inf made silent and counted). Chunks are stamped by counting samples from the first
+  packet, so consecutive chunks are contiguous; a packet more than `GAP_S` away from where the
+  sound ended starts again at its own stamp (`audio_gaps`), never overlapping what was sent,
+  and sound that would run more than `GAP_S` ahead of the clock is dropped (`dropped_samples`).
+- Stamps: the page stamps every packet with its own monotonic clock (`performance.now()`).
+  The source maps that clock onto the stream clock with the smallest arrival delay seen so far
+  (so no stamp is ever in the future), and re-anchors (`clock_resyncs`) when a new page starts
+  capturing or the two clocks disagree by more than `resync_s`. What was captured before the
+  stream began (stamped before 0) is left out (`skipped_frames`, `dropped_samples`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import av
+import numpy as np
+
+from tribe_stream import AUDIO_RATE
+from tribe_stream.media import ArrayResampler, DecodeCounters
+from tribe_stream.sources.base import Source
+from tribe_stream.sources.chunks import audio_chunk, video_chunk
+from tribe_stream.stream.clock import StreamClock
+
+log = logging.getLogger("tribe_stream.sources")
+
+MAX_PIXELS = 3840 * 2160
+"""Largest picture decoded (a bigger JPEG is refused by the decoder before it allocates)."""
+GAP_S = 0.25
+"""Audio packets further than this from where the sound ended start a new run (a gap)."""
+DEFAULT_FRAME_S = 1 / 15
+"""How long the first frame of a run is shown (later ones: until the next frame)."""
+
+
+@dataclass(frozen=True)
+class CapturePacket:
+    """One message of a capturing page: a JPEG frame, or a run of mono samples.
+
+    `t` is the page's clock (seconds) when the frame was captured or the first sample recorded;
+    `session` names the capturing page (a new one re-anchors the clock).
+    """
+
+    kind: Literal["video", "audio"]
+    t: float
+    data: bytes | np.ndarray
+    rate: int = AUDIO_RATE
+    session: str = ""
+
+
+class BrowserSource(Source):
+    """Video and audio chunks from a capturing web page (see the module docs)."""
+
+    kind = "media"
+
+    def __init__(
+        self,
+        *,
+        clock: StreamClock | None = None,
+        max_size: int | None = 292,
+        inbox_size: int = 32,
+        resync_s: float = 2.0,
+        queue_size: int = 64,
+        name: str = "browser",
+    ) -> None:
+        super().__init__(clock=clock, queue_size=queue_size, name=name)
+        self.max_size = max_size
+        self.resync_s = resync_s
+        self._inbox: deque[CapturePacket] = deque()
+        self._inbox_size = inbox_size
+        self._cond = threading.Condition()
+        self._decoder: av.CodecContext | None = None
+        self._session: str | None = None
+        self._offset: float | None = None  # stream time minus page time
+        self._last_frame: float | None = None
+        self._audio_next: float | None = None
+        self._audio_rate: int | None = None
+        self._resampler: ArrayResampler | None = None
+        self._decode = DecodeCounters()
+        self._corrupt_logged = 0
+
+    def kinds(self) -> tuple[str, ...]:
+        """The chunk kinds a page sends: video and audio."""
+        return ("video", "audio")
+
+    def offer(self, packet: CapturePacket) -> None:
+        """Queue a packet for decoding (any thread; never blocks; the oldest goes when full)."""
+        with self._cond:
+            if len(self._inbox) >= self._inbox_size:
+                old = self._inbox.popleft()
+                audio = old.kind == "audio"
+                self._count(
+                    dropped_chunks=1,
+                    dropped_frames=0 if audio else 1,
+                    dropped_samples=len(old.data) if audio else 0,
+                )
+            self._inbox.append(packet)
+            self._cond.notify()
+
+    # ----- the capture thread -----
+
+    def _open(self) -> None:
+        self._decoder = self._new_decoder()
+
+    @staticmethod
+    def _new_decoder() -> av.CodecContext:
+        decoder = av.CodecContext.create("mjpeg", "r")
+        decoder.options = {"max_pixels": str(MAX_PIXELS)}
+        return decoder
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                if not self._inbox:
+                    self._cond.wait(0.1)
+                packet = self._inbox.popleft() if self._inbox else None
+            if packet is None:
+                continue
+            try:
+                if packet.kind == "video":
+                    self._video(packet)
+                else:
+                    self._audio(packet)
+            except Exception as exc:  # noqa: BLE001 - one bad packet never ends the capture
+                self._count(errors=1)
+                log.warning("%s: skipped a packet: %s: %s", self.name, type(exc).__name__, exc)
+
+    def _stamp(self, packet: CapturePacket) -> float:
+        """The packet's page time on the stream clock (see the module docs)."""
+        now = self.clock.now()
+        delay = now - packet.t
+        if packet.session != self._session:
+            if self._session is not None:
+                self._count(clock_resyncs=1)
+            self._session, self._offset = packet.session, delay
+        elif self._offset is None or delay < self._offset:
+            self._offset = delay  # a quicker arrival: a better estimate of the clocks' offset
+        elif delay - self._offset > self.resync_s:
+            self._count(clock_resyncs=1)
+            log.warning("%s: the page's clock moved %.1f s; re-anchored", self.name, delay)
+            self._offset = delay
+        return packet.t + self._offset
+
+    def _video(self, packet: CapturePacket) -> None:
+        assert self._decoder is not None
+        stamp = self._stamp(packet)
+        if stamp < 0:
+            self._count(skipped_frames=1)
+            return
+        try:
+            frames = self._decoder.decode(av.Packet(bytes(packet.data)))
+        except (av.FFmpegError, ValueError) as exc:
+            self._decoder = self._new_decoder()  # start clean after a broken picture
+            self._corrupt(f"JPEG failed to decode: {exc}")
+            return
+        for frame in frames:
+            rgb = self._frame_rgb(frame, self.max_size, " from the page")
+            if rgb is None:
+                continue
+            last = self._last_frame
+            if last is not None and stamp <= last:
+                self._count(out_of_order_frames=1)
+                continue
+            frame_s = DEFAULT_FRAME_S if last is None else min(max(stamp - last, 1e-3), 0.5)
+            self._last_frame = stamp
+            self._emit(video_chunk(rgb, stamp, frame_s, None, self.clock.now()))
+
+    def _audio(self, packet: CapturePacket) -> None:
+        stamp = self._stamp(packet)
+        if stamp < 0:
+            self._count(dropped_samples=len(packet.data))
+            return
+        if self._resampler is None or packet.rate != self._audio_rate:
+            self._resampler = ArrayResampler(packet.rate, counters=self._decode)
+            self._audio_rate = packet.rate
+        before = self._decode.nonfinite_samples
+        samples = self._resampler.push(np.asarray(packet.data, dtype=np.float32))
+        self._count(nonfinite_samples=self._decode.nonfinite_samples - before)
+        if not len(samples):
+            return
+        start = stamp
+        if self._audio_next is not None:
+            if abs(stamp - self._audio_next) <= GAP_S:
+                start = self._audio_next  # contiguous: count samples
+            else:
+                self._count(audio_gaps=1)
+                start = max(stamp, self._audio_next)  # never overlap what was sent
+        now = self.clock.now()
+        if start > now + GAP_S:  # sound faster than real time (a burst): never run ahead
+            self._count(dropped_samples=len(samples))
+            return
+        chunk = audio_chunk(samples, start, now)
+        self._audio_next = chunk.end
+        self._emit(chunk)
+
+    def _corrupt(self, message: str) -> None:
+        self._count(corrupt_frames=1)
+        self._corrupt_logged += 1
+        if self._corrupt_logged <= 5 or self._corrupt_logged % 100 == 0:
+            log.warning(
+                "%s: skipped a frame (%d so far): %s", self.name, self._corrupt_logged, message
+            )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._cond.notify_all()
+        super().stop(timeout)
