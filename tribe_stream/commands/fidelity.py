@@ -1,0 +1,152 @@
+"""`tribe-stream fidelity MEDIA --checkpoint SRC [--lags 0,2,5,10] [--out DIR]`: how closely the
+live stream follows the offline prediction, at each lag (tribe_stream/fidelity.py).
+
+Writes DIR/fidelity.csv (a row per lag, every statistic), fidelity_seconds.csv (r by second
+since the start), r_by_vertex.npy (lags x vertices), fidelity.png (r against lag, r against
+seconds) and fidelity_r_map.png (one lag's per-vertex r on the cortex); prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tribe_stream.commands import number
+
+NAME = "fidelity"
+HELP = "measure the live stream against the offline prediction, per lag and per vertex"
+
+
+def lags(text: str) -> tuple[float, ...]:
+    """argparse type for --lags: one line for a bad list."""
+    from tribe_stream.errors import InputError
+    from tribe_stream.fidelity import check_lags, parse_lags
+
+    try:
+        return check_lags(parse_lags(text))
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("media", help="a video or audio file (anything FFmpeg reads)")
+    p.add_argument(
+        "--checkpoint", default="demo", help="model folder, .safetensors, hub id, or demo"
+    )
+    p.add_argument(
+        "--lags", type=lags, default=(0.0, 2.0, 5.0, 10.0), help="seconds, e.g. 0,2,5,10"
+    )
+    p.add_argument("--out", default="fidelity", help="report folder (default ./fidelity)")
+    p.add_argument(
+        "--map-lag", type=float, default=None, help="lag of the r map (default: the smallest)"
+    )
+    p.add_argument("--no-text", action="store_true", help="no speech recognition, no text")
+    p.add_argument(
+        "--audio-context",
+        type=number(minimum=1),
+        default=30.0,
+        help="seconds of trailing audio the live audio extractor hears (default 30)",
+    )
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="replay at the file's pace (speech recognition then lags as live); default: fast",
+    )
+    p.add_argument("--no-map", action="store_true", help="skip the cortex picture (no OpenGL)")
+    p.add_argument("--engine", default=None, help="torch, compiled, onnx (default: as `run`)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--cache", help="offline feature cache folder (default: tribe-stream's)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--overwrite", action="store_true", help="replace report files that exist")
+
+
+def _fmt(v) -> str:
+    return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def tables(report, media: str) -> list:
+    """Two rich tables: the predictions' agreement per lag, then the features' and words'."""
+    from rich.table import Table
+
+    rows = report.rows()
+    preds = Table(title=f"live vs offline predictions: {media}, {report.offline_seconds} s")
+    for h in ("lag s", "r mean", "median", "p5", "MAD", "max |d|", "context", "features"):
+        preds.add_column(h, justify="right")
+    for row in rows:
+        keys = ("r_mean", "r_median", "r_p05", "mad", "max_abs_diff")
+        preds.add_row(
+            f"{row['lag_s']:g}",
+            *(_fmt(row[k]) for k in keys),
+            _fmt(row["r_context_mean"]),
+            _fmt(row["r_features_mean"]),
+        )
+    feats = Table(title="live vs offline features (r / relative error) and words")
+    mods = [m for m in ("text", "audio", "video") if any(m in x.modalities for x in report.lags)]
+    for h in ["lag s", *mods, "words live", "late", "offline"]:
+        feats.add_column(h, justify="right")
+    for row in rows:
+        cells = []
+        for m in mods:
+            r, e = row[f"{m}_feature_r"], row[f"{m}_feature_rel_error"]
+            cells.append("absent" if r is None else f"{r:.3f} / {e:.3f}")
+        words = (row["words_live"], row["late_words"], row["words_offline"])
+        feats.add_row(f"{row['lag_s']:g}", *cells, *(str(w) for w in words))
+    return [preds, feats]
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from tribe_stream.fidelity import FidelityOptions, check_media, check_outputs, measure
+
+    check_media(Path(args.media))  # the cheap checks first, then the options, then the outputs
+    options = FidelityOptions(
+        checkpoint=args.checkpoint,
+        lags=args.lags,
+        engine=args.engine,
+        device=args.device,
+        dtype=args.dtype,
+        text=not args.no_text,
+        audio_context=args.audio_context,
+        realtime=args.realtime,
+        cache=args.cache,
+        use_cache=not args.no_cache,
+        map_lag=args.map_lag,
+    ).validate()
+    check_outputs(args.out, args.overwrite)  # before any model loads
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True) as bars:
+        task = bars.add_task("", total=1)
+
+        def note(stage: str, done: int, total: int) -> None:
+            bars.update(task, description=stage, completed=done, total=max(total, 1))
+
+        result = measure(args.media, options, progress=note)
+    report = result.report
+    out = Console()
+    for table in tables(report, args.media):
+        out.print(table)
+    out.print(
+        "r: Pearson r over time per vertex, live against offline; context: live against the "
+        "offline windows run on the live features (the brain model's missing right-hand "
+        "context); features: those against offline (what the live extractors change)",
+        style="dim",
+    )
+    if report.untrained:
+        out.print(
+            "UNTRAINED demo weights: these numbers describe the pipeline, not the real model; "
+            "run with --checkpoint facebook/tribev2 for that",
+            style="yellow",
+        )
+    for line in report.notes:
+        out.print(line, markup=False, soft_wrap=True)
+    written, problems = result.write(args.out, overwrite=args.overwrite, map_image=not args.no_map)
+    for p in written:
+        out.print(f"wrote {p}", markup=False, soft_wrap=True)
+    for line in problems:
+        console.print(line, style="red", markup=False)
+    return 1 if problems else 0

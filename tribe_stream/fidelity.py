@@ -1,0 +1,705 @@
+"""How faithful the live stream is: its predictions at each lag against the offline prediction.
+
+    from tribe_stream.fidelity import FidelityOptions, measure
+    result = measure("clip.mp4", FidelityOptions(checkpoint="facebook/tribev2", lags=(0, 2, 5)))
+    result.report.rows()                  # one dict per lag: every statistic (the CSV's rows)
+    result.write("fidelity/")             # fidelity.csv, fidelity_seconds.csv, PNGs, r maps
+
+The offline prediction (`Predictor.predict`: whole-file features, the official 100 s windows,
+the last zero-padded) sees up to 100 s on both sides of a second; a live stream sees no future:
+its second k is predicted from the window ending `lag` s after it (stream/schedule.py), and its
+audio extractor hears only a trailing context. `measure` replays the file through the live
+pipeline at each lag (`Stream.from_file`, the live code path, as fast as possible unless
+`realtime`) and compares, per second and per vertex:
+
+- `total`: live against offline. Pearson r over time per vertex (mean, median, 5th percentile),
+  mean and largest absolute difference, and the spatial r of each second (`r_second`: early
+  seconds have short windows).
+- The loss split in two, through the offline windows run on the live features
+  (`offline.predict_windows`): `context` = live against that (the same features: what the brain
+  model's missing right-hand context costs, plus words that came after their second was
+  predicted); `features` = that against offline (the same windows: what the live extractors
+  cost: the audio's trailing context, live speech recognition).
+- Per modality, the live features against the offline ones: r and relative error.
+
+The comparison itself is plain functions of arrays (`pearson`, `agreement`, `feature_agreement`,
+`lag_report`), testable without media. Models are loaded once: the streams run on the
+Predictor's brain model, engine and extractors (`Stream.use_models`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tribe_stream import MAX_TOKENS, N_VERTICES
+from tribe_stream.errors import InputError
+from tribe_stream.types import MODALITIES
+
+DEFAULT_LAGS = (0.0, 2.0, 5.0, 10.0)
+
+OUTPUT_FILES = {
+    "csv": "fidelity.csv",
+    "seconds": "fidelity_seconds.csv",
+    "plot": "fidelity.png",
+    "map": "fidelity_r_map.png",
+    "r": "r_by_vertex.npy",
+}
+"""What `FidelityResult.write` puts in the output folder (the r map only when it can render)."""
+
+CSV_COLUMNS = (
+    ["lag_s", "seconds", "r_mean", "r_median", "r_p05", "mad", "max_abs_diff", "r_second_mean"]
+    + ["undefined_vertices", "r_context_mean", "mad_context", "r_features_mean", "mad_features"]
+    + [f"{m}_{k}" for m in MODALITIES for k in ("feature_r", "feature_rel_error")]
+    + ["words_live", "late_words", "words_offline", "dropped_seconds", "dropped_bins"]
+    + ["extractor_errors", "engine_errors", "wall_s"]
+)
+"""The columns of `fidelity.csv`, one row per lag (empty where a modality is absent)."""
+
+
+def parse_lags(text: str) -> tuple[float, ...]:
+    """'0,2,5,10' -> (0.0, 2.0, 5.0, 10.0); one InputError line for anything else."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    try:
+        lags = tuple(float(p) for p in parts)
+    except ValueError:
+        raise InputError(
+            f"--lags {text!r}: give seconds separated by commas, e.g. --lags 0,2,5,10"
+        ) from None
+    if not lags:
+        raise InputError("--lags is empty: give seconds separated by commas, e.g. 0,2,5,10")
+    return lags
+
+
+def check_lags(lags: Sequence[float]) -> tuple[float, ...]:
+    """Sorted distinct lags, each a non-negative multiple of 0.5 s that fits the 100 s window."""
+    out = []
+    for lag in lags:
+        v = float(lag)
+        if not math.isfinite(v) or v < 0 or abs(round(v * 2) - v * 2) > 1e-9:
+            raise InputError(f"lag {lag}: each lag must be a non-negative multiple of 0.5 s")
+        if v * 2 + 2 > MAX_TOKENS:
+            raise InputError(f"lag {lag:g} s is longer than the model's 100 s window (at most 99)")
+        out.append(round(v * 2) / 2)
+    if not out:
+        raise InputError("no lag given: pass at least one, e.g. --lags 0,2,5,10")
+    return tuple(sorted(set(out)))
+
+
+@dataclass
+class FidelityOptions:
+    """What `measure` compares and on what (checked by `validate`, before any model loads)."""
+
+    checkpoint: str = "demo"
+    """Brain model: a folder, a .ckpt/.safetensors file, a hub id, or `demo` (untrained)."""
+    lags: tuple[float, ...] = DEFAULT_LAGS
+    """Live lags to replay the file at (seconds, multiples of 0.5)."""
+    engine: str | None = None
+    """One engine for both sides; None: the live default (`compiled` on a GPU, else `torch`)."""
+    device: str | None = None
+    dtype: str | None = None
+    text: bool = True
+    """Speech recognition and text features on both sides."""
+    audio_context: float = 30.0
+    """Seconds of trailing audio the live audio extractor hears per bin."""
+    realtime: bool = False
+    """Replay at the file's pace (live speech recognition then lags as it would live)."""
+    cache: str | None = None
+    use_cache: bool = True
+    """The offline feature cache (`Predictor`); off: a temporary one for this run only."""
+    map_lag: float | None = None
+    """The lag whose per-vertex r map is drawn (None: the smallest)."""
+
+    def validate(self) -> FidelityOptions:
+        self.lags = check_lags(self.lags)
+        if self.map_lag is not None:
+            (self.map_lag,) = check_lags([self.map_lag])
+            if self.map_lag not in self.lags:
+                raise InputError(
+                    f"--map-lag {self.map_lag:g} is not one of the lags "
+                    f"({', '.join(f'{x:g}' for x in self.lags)})"
+                )
+        self.stream_options(self.lags[-1]).validate()
+        self.predict_options().validate()
+        return self
+
+    @property
+    def drawn_lag(self) -> float:
+        return self.lags[0] if self.map_lag is None else self.map_lag
+
+    def stream_options(self, lag: float):
+        from tribe_stream.stream.producer import StreamOptions
+
+        return StreamOptions(
+            checkpoint=self.checkpoint,
+            lag=lag,
+            engine=self.engine,
+            device=self.device,
+            dtype=self.dtype,
+            text=self.text,
+            audio_context=self.audio_context,
+            realtime=self.realtime,
+        )
+
+    def predict_options(self, cache: str | None = None):
+        from tribe_stream.devices import pick_device
+        from tribe_stream.prediction import PredictOptions
+        from tribe_stream.stream.producer import default_engine
+
+        return PredictOptions(
+            checkpoint=self.checkpoint,
+            engine=default_engine(self.engine, pick_device(self.device)),
+            device=self.device,
+            dtype=self.dtype,
+            asr=self.text,
+            cache=cache or self.cache,
+            use_cache=self.use_cache or cache is not None,
+        )
+
+
+# ----- statistics on arrays ------------------------------------------------------------------
+
+
+def pearson(a: np.ndarray, b: np.ndarray, block: int = 2048) -> np.ndarray:
+    """Pearson r between the columns of `a` and `b` (both `(N, M)`) over their N rows: `(M,)`
+    float64, NaN where a column is constant on either side (r is undefined there). Computed in
+    float64, `block` columns at a time, so long recordings need little memory."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"pearson needs two arrays of one (N, M) shape, got {a.shape}, {b.shape}")
+    out = np.full(a.shape[1], np.nan)
+    if a.shape[0] < 2:
+        return out
+    for lo in range(0, a.shape[1], block):
+        cols = []
+        for m in (a, b):
+            x = m[:, lo : lo + block].astype(np.float64)
+            # a constant column (to rounding) has no r: its spread is below 1e-10 of its size
+            floor = 1e-10 * np.abs(x).max(axis=0) * math.sqrt(len(x))
+            x -= x.mean(axis=0)
+            spread = np.sqrt((x * x).sum(axis=0))
+            cols.append((x, spread, spread > floor))
+        (x, sx, okx), (y, sy, oky) = cols
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (x * y).sum(axis=0) / (sx * sy)
+        out[lo : lo + block] = np.where(okx & oky, np.clip(r, -1.0, 1.0), np.nan)
+    return out
+
+
+@dataclass
+class Agreement:
+    """How closely one prediction `(T, V)` follows another on the same seconds."""
+
+    n_seconds: int
+    r_mean: float
+    """Pearson r over time per vertex, then its mean over the vertices where it is defined."""
+    r_median: float
+    r_p05: float
+    """The 5th percentile of the per-vertex r: the worst-followed vertices."""
+    mad: float
+    """Mean absolute difference over every second and vertex (the predictions' units)."""
+    max_abs: float
+    undefined: int
+    """Vertices whose time course is constant on a side (r undefined there, left out)."""
+    r_vertex: np.ndarray = field(repr=False)
+    """`(V,)` the per-vertex r."""
+    r_second: np.ndarray = field(repr=False)
+    """`(T,)` the spatial r of each second (over vertices): how well each map is reproduced."""
+    mad_second: np.ndarray = field(repr=False)
+    """`(T,)` the mean absolute difference of each second."""
+
+    @property
+    def r_second_mean(self) -> float:
+        return _nanstat(np.nanmean, self.r_second)
+
+
+def _nanstat(fn, x: np.ndarray, *args) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    return float(fn(x[np.isfinite(x)], *args)) if np.isfinite(x).any() else float("nan")
+
+
+def agreement(live: np.ndarray, reference: np.ndarray) -> Agreement:
+    """Compare two predictions of the same seconds, `(T, V)` each (row k = second k)."""
+    live, reference = np.asarray(live), np.asarray(reference)
+    if live.shape != reference.shape or live.ndim != 2:
+        raise ValueError(f"compare (T, V) arrays of one shape, got {live.shape}, {reference.shape}")
+    if live.shape[0] == 0:
+        raise InputError("nothing to compare: the live stream and the offline run share no second")
+    r_vertex = pearson(live, reference)
+    diff = np.abs(live.astype(np.float64) - reference.astype(np.float64))
+    return Agreement(
+        n_seconds=int(live.shape[0]),
+        r_mean=_nanstat(np.mean, r_vertex),
+        r_median=_nanstat(np.median, r_vertex),
+        r_p05=_nanstat(np.percentile, r_vertex, 5),
+        mad=float(diff.mean()),
+        max_abs=float(diff.max()),
+        undefined=int(np.isnan(r_vertex).sum()),
+        r_vertex=r_vertex.astype(np.float32),
+        r_second=pearson(live.T, reference.T).astype(np.float32),
+        mad_second=diff.mean(axis=1).astype(np.float32),
+    )
+
+
+@dataclass
+class FeatureAgreement:
+    """One modality's live features against its offline features, over the bins both have."""
+
+    modality: str
+    state: str
+    """`compared`, or why not: `live only`, `offline only`."""
+    n_bins: int = 0
+    r: float = float("nan")
+    """Pearson r over every value (layer group, dimension, bin)."""
+    rel_error: float = float("nan")
+    """‖live − offline‖ / ‖offline‖ (Frobenius), over the same bins."""
+
+
+def feature_agreement(
+    modality: str, live: np.ndarray | None, offline: np.ndarray | None
+) -> FeatureAgreement:
+    """Compare `(L, D, T)` features of one modality (None: absent on that side)."""
+    if live is None or offline is None:
+        state = "offline only" if live is None else "live only"
+        return FeatureAgreement(modality, "absent" if live is offline else state)
+    live, offline = np.asarray(live), np.asarray(offline)
+    if live.shape[:2] != offline.shape[:2]:
+        raise ValueError(f"{modality} features {live.shape} and {offline.shape} differ in (L, D)")
+    n = min(live.shape[-1], offline.shape[-1])
+    a = live[..., :n].astype(np.float64).reshape(-1, 1)
+    b = offline[..., :n].astype(np.float64).reshape(-1, 1)
+    norm = float(np.linalg.norm(b))
+    rel = float(np.linalg.norm(a - b)) / norm if norm > 0 else float("nan")
+    return FeatureAgreement(modality, "compared", n, float(pearson(a, b)[0]), rel)
+
+
+@dataclass
+class LagReport:
+    """Everything measured for one lag."""
+
+    lag: float
+    total: Agreement
+    """Live against offline."""
+    context: Agreement | None
+    """Live against the offline windows on the live features: the brain model's context."""
+    features: Agreement | None
+    """The offline windows on the live features against offline: the extractors."""
+    modalities: dict[str, FeatureAgreement]
+    counters: dict[str, float] = field(default_factory=dict)
+    words_offline: int = 0
+    wall_s: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        """This lag's row of `fidelity.csv` (keys: CSV_COLUMNS)."""
+        t, c, f = self.total, self.context, self.features
+        row: dict[str, Any] = {
+            "lag_s": self.lag,
+            "seconds": t.n_seconds,
+            "r_mean": t.r_mean,
+            "r_median": t.r_median,
+            "r_p05": t.r_p05,
+            "mad": t.mad,
+            "max_abs_diff": t.max_abs,
+            "r_second_mean": t.r_second_mean,
+            "undefined_vertices": t.undefined,
+            "r_context_mean": c.r_mean if c else None,
+            "mad_context": c.mad if c else None,
+            "r_features_mean": f.r_mean if f else None,
+            "mad_features": f.mad if f else None,
+        }
+        for m in MODALITIES:
+            fa = self.modalities.get(m)
+            ok = fa is not None and fa.state == "compared"
+            row[f"{m}_feature_r"] = fa.r if ok else None
+            row[f"{m}_feature_rel_error"] = fa.rel_error if ok else None
+        k = self.counters
+        row.update(
+            words_live=int(k.get("words", 0)),
+            late_words=int(k.get("late_words", 0)),
+            words_offline=self.words_offline,
+            dropped_seconds=int(k.get("dropped_seconds", 0)),
+            dropped_bins=int(k.get("dropped_bins", 0)),
+            extractor_errors=int(k.get("extractor_errors", 0)),
+            engine_errors=int(k.get("engine_errors", 0)),
+            wall_s=round(self.wall_s, 3),
+        )
+        return row
+
+
+def common_seconds(live_seconds: Sequence[int], n_offline: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into the live predictions and the offline rows of the seconds both have (a live
+    stream may skip seconds when behind; offline has one row per second from 0)."""
+    s = np.asarray(live_seconds, dtype=np.int64)
+    keep = np.nonzero((s >= 0) & (s < n_offline))[0]
+    return keep, s[keep]
+
+
+def lag_report(
+    lag: float,
+    live_values: np.ndarray,
+    live_seconds: Sequence[int],
+    offline_values: np.ndarray,
+    live_features: dict[str, np.ndarray],
+    offline_features: dict[str, np.ndarray],
+    offline_on_live: np.ndarray | None = None,
+    counters: dict[str, float] | None = None,
+    words_offline: int = 0,
+    wall_s: float = 0.0,
+) -> LagReport:
+    """One lag's statistics from arrays: live predictions `(n, V)` for `live_seconds`, offline
+    rows `(R, V)` (row i = second i), both sides' features `{modality: (L, D, T)}`, and
+    optionally the offline windows run on the live features (`(R', V)`, row i = second i)."""
+    li, oi = common_seconds(live_seconds, len(offline_values))
+    live = np.asarray(live_values)[li]
+    total = agreement(live, np.asarray(offline_values)[oi])
+    context = features = None
+    if offline_on_live is not None:
+        both = oi < len(offline_on_live)
+        ref = np.asarray(offline_on_live)[oi[both]]
+        context = agreement(live[both], ref)
+        features = agreement(ref, np.asarray(offline_values)[oi[both]])
+    mods = {
+        m: feature_agreement(m, live_features.get(m), offline_features.get(m))
+        for m in MODALITIES
+        if m in live_features or m in offline_features
+    }
+    return LagReport(
+        float(lag), total, context, features, mods, dict(counters or {}), words_offline, wall_s
+    )
+
+
+@dataclass
+class FidelityReport:
+    """Every lag's statistics, for one media file and one model."""
+
+    media: str
+    model: dict
+    lags: list[LagReport]
+    offline_seconds: int
+    offline_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [lag.row() for lag in self.lags]
+
+    def csv(self) -> str:
+        """`fidelity.csv`: a row per lag, every statistic (CSV_COLUMNS; empty = absent)."""
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for row in self.rows():
+            w.writerow({k: _cell(v) for k, v in row.items()})
+        return buf.getvalue()
+
+    def seconds_csv(self) -> str:
+        """`fidelity_seconds.csv`: the spatial r of each second since the start, a column a lag."""
+        n = max(lag.total.n_seconds for lag in self.lags)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["second", *(f"r_lag_{lag.lag:g}" for lag in self.lags)])
+        for k in range(n):
+            w.writerow([k, *(_cell(_at(lag.total.r_second, k)) for lag in self.lags)])
+        return buf.getvalue()
+
+    def lag(self, lag: float) -> LagReport:
+        for item in self.lags:
+            if abs(item.lag - lag) < 1e-9:
+                return item
+        raise InputError(f"lag {lag:g} was not measured ({', '.join(self.lag_names())})")
+
+    def lag_names(self) -> list[str]:
+        return [f"{lag.lag:g}" for lag in self.lags]
+
+    @property
+    def untrained(self) -> bool:
+        return bool(self.model.get("untrained"))
+
+
+def _at(x: np.ndarray, k: int) -> float | None:
+    return float(x[k]) if k < len(x) else None
+
+
+def _cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return v
+
+
+# ----- running both sides --------------------------------------------------------------------
+
+
+@dataclass
+class FidelityResult:
+    """A report and what the pictures are drawn from."""
+
+    report: FidelityReport
+    options: FidelityOptions
+
+    def write(self, folder: str | Path, *, overwrite: bool = False, map_image: bool = True):
+        """Write the CSVs, `r_by_vertex.npy` (lags × vertices), the plot and (with
+        `map_image`) the r map into `folder`; returns `(written, problems)`: a picture that
+        cannot be drawn here is a problem line, the other files are still written."""
+        return write_outputs(self.report, folder, self.options.drawn_lag, overwrite, map_image)
+
+
+def live_extractors(shared: dict, modalities: Sequence[str], asr=None):
+    """`Extractors` for one live run on the Predictor's loaded extractor models (`shared`:
+    modality -> extractor), limited to `modalities`; `asr`: a WhisperASR, given its own live
+    state here (each stream needs a fresh one)."""
+    from tribe_stream.stream.pipeline import Extractors
+
+    live_asr = None
+    if "text" in modalities and asr is not None:
+        from tribe_stream.extractors.asr import LiveASR
+
+        live_asr = LiveASR(asr)
+    return Extractors(
+        video=shared.get("video") if "video" in modalities else None,
+        audio=shared.get("audio") if "audio" in modalities else None,
+        text=shared.get("text") if live_asr is not None else None,
+        asr=live_asr,
+    )
+
+
+def measure(
+    media: str | Path,
+    options: FidelityOptions | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    **overrides: Any,
+) -> FidelityResult:
+    """Predict `media` offline, replay it live at each lag, and compare (see the module docs).
+    `progress(stage, done, total)` hears the offline stages and each lag's seconds."""
+    from tribe_stream import Stream
+    from tribe_stream.offline import predict_windows
+    from tribe_stream.prediction import Predictor
+
+    o = replace(options or FidelityOptions(), **overrides).validate()
+    media = Path(media)
+    source = check_media(media)
+    tmp = None if o.use_cache else tempfile.TemporaryDirectory(prefix="tribe-fidelity-")
+    try:
+        t0 = time.perf_counter()
+        predictor = Predictor(o.predict_options(cache=tmp.name if tmp else None))
+        if not o.text:  # no words on either side: the text model is not even loaded
+            predictor.modalities = tuple(m for m in predictor.modalities if m != "text")
+        offline = predictor.predict(media, progress=progress)
+        off_feats, info = predictor.features(media)  # the cache entry predict() just wrote
+        offline_s = time.perf_counter() - t0
+        mods = list(off_feats)
+        notes = [f"{m} absent on both sides: {why}" for m, why in info.get("missing", {}).items()]
+        asr = predictor._speech_recogniser() if "text" in mods else None
+        reports = []
+        for lag in o.lags:
+            stage = f"live, lag {lag:g} s"
+            t1 = time.perf_counter()
+            stream = Stream(source, o.stream_options(lag))
+            stream.use_models(
+                predictor.loaded, predictor.engine, live_extractors(predictor.extractors, mods, asr)
+            )
+            done = [0]
+
+            def tick(_p, stage=stage, done=done) -> None:
+                done[0] += 1
+                if progress:
+                    progress(stage, done[0], len(offline))
+
+            preds = stream.run(on_prediction=tick)
+            if not preds:
+                raise InputError(
+                    f"{media}: the live stream predicted nothing at lag {lag:g} s "
+                    "(shorter than one second?); give a longer file"
+                )
+            pipe = stream.pipeline
+            live_feats = {m: pipe.features(m) for m in pipe.modalities}
+            on_live = predict_windows(predictor.engine, live_feats, pad_last=True)
+            reports.append(
+                lag_report(
+                    lag,
+                    np.stack([p.values for p in preds]),
+                    [p.second for p in preds],
+                    offline.values,
+                    live_feats,
+                    off_feats,
+                    offline_on_live=on_live,
+                    counters=stream.counters,
+                    words_offline=len(offline.words or []),
+                    wall_s=time.perf_counter() - t1,
+                )
+            )
+        report = FidelityReport(
+            media=str(media),
+            model=predictor.loaded.identity,
+            lags=reports,
+            offline_seconds=len(offline),
+            offline_s=offline_s,
+            notes=notes,
+        )
+        return FidelityResult(report, o)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def check_media(media: Path):
+    """The file as a stream's `Media`, checked (it exists, FFmpeg reads pictures or sound)
+    before any model loads; a text is refused: there is nothing to replay."""
+    from tribe_stream.prediction import media_kind
+    from tribe_stream.stream.producer import Media
+
+    if not media.exists():
+        raise InputError(f"{media} does not exist")
+    if media.is_file() and media_kind(media) == "text":
+        raise InputError(
+            f"{media} is a text: a live stream replays sound or pictures; speak it first "
+            "(espeak-ng -f story.txt -w story.wav) and measure the .wav"
+        )
+    return Media(file=str(media)).validate()
+
+
+# ----- outputs -------------------------------------------------------------------------------
+
+
+def output_paths(folder: str | Path) -> dict[str, Path]:
+    return {k: Path(folder).expanduser() / name for k, name in OUTPUT_FILES.items()}
+
+
+def check_outputs(folder: str | Path, overwrite: bool = False) -> dict[str, Path]:
+    """The output files, checked before any work: the folder is made if its parent exists;
+    a file that exists is refused unless `overwrite`."""
+    from tribe_stream.outputs import check_output
+
+    d = Path(folder).expanduser()
+    if d.exists() and not d.is_dir():
+        raise InputError(f"--out {d} is a file; name a folder for the report")
+    if not d.exists():
+        if not d.parent.is_dir():
+            raise InputError(f"--out {d}: its parent folder {d.parent} does not exist")
+        d.mkdir()
+    paths = output_paths(d)
+    for p in paths.values():
+        check_output(p, (p.suffix,), what="report file")
+        if p.exists() and not overwrite:
+            raise InputError(f"{p} exists; pass --overwrite to replace it (or another --out)")
+    return paths
+
+
+def write_outputs(
+    report: FidelityReport,
+    folder: str | Path,
+    map_lag: float,
+    overwrite: bool = False,
+    map_image: bool = True,
+) -> tuple[list[Path], list[str]]:
+    """Write every output (atomically); returns the files written and one line per picture
+    that could not be drawn (the other files are written all the same)."""
+    from tribe_stream.errors import TribeStreamError
+    from tribe_stream.outputs import atomic_write
+
+    paths = check_outputs(folder, overwrite)
+    written, problems = [], []
+    for key, text in (("csv", report.csv()), ("seconds", report.seconds_csv())):
+        written.append(atomic_write(paths[key], lambda tmp, t=text: tmp.write_text(t)))
+    maps = np.stack([lag.total.r_vertex for lag in report.lags]).astype(np.float32)
+
+    def save_r(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, maps, allow_pickle=False)
+
+    written.append(atomic_write(paths["r"], save_r))
+    pictures = [("plot", lambda p: plot_report(report, p))]
+    if map_image:
+        pictures.append(("map", lambda p: render_r_map(report, map_lag, p)))
+    for key, draw in pictures:
+        try:
+            written.append(atomic_write(paths[key], draw))
+        except TribeStreamError as exc:
+            problems.append(f"{paths[key].name} not drawn: {exc}")
+    return written, problems
+
+
+def plot_report(report: FidelityReport, path: str | Path) -> None:
+    """Two panels: r against lag (mean, median, 5th percentile; and the brain model's share),
+    and the spatial r of each second against seconds since the stream's start, a line a lag."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError(
+            "the plot needs matplotlib: pip install matplotlib (or 'tribe-stream[viewer]')"
+        ) from None
+    lags = [lag.lag for lag in report.lags]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
+    a.plot(lags, [x.total.r_mean for x in report.lags], "o-", label="mean r (live vs offline)")
+    a.plot(lags, [x.total.r_median for x in report.lags], "s--", label="median")
+    a.plot(lags, [x.total.r_p05 for x in report.lags], "v:", label="5th percentile")
+    if all(x.context is not None for x in report.lags):
+        a.plot(
+            lags,
+            [x.context.r_mean for x in report.lags],
+            "x-",
+            alpha=0.6,
+            label="same features (brain model's context only)",
+        )
+    a.set_xlabel("lag (s)")
+    a.set_ylabel("per-vertex r over time")
+    a.set_title("live vs offline, by lag")
+    a.grid(alpha=0.3)
+    a.legend(fontsize=7)
+    for x in report.lags:
+        b.plot(np.arange(len(x.total.r_second)), x.total.r_second, lw=1, label=f"lag {x.lag:g} s")
+    b.set_xlabel("seconds since stream start")
+    b.set_ylabel("spatial r of each second's map")
+    b.set_title("by second")
+    b.grid(alpha=0.3)
+    b.legend(fontsize=7)
+    who = "UNTRAINED demo weights" if report.untrained else str(report.model.get("source", ""))
+    fig.suptitle(f"{Path(report.media).name}: {who}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(str(path), format="png")
+    plt.close(fig)
+
+
+def render_r_map(
+    report: FidelityReport, lag: float, path: str | Path, size: tuple[int, int] = (1000, 720)
+) -> None:
+    """The per-vertex r of one lag on the cortex (our offscreen renderer), 0..1 unless lower."""
+    from tribe_stream.surface.colors import ColorLimits
+    from tribe_stream.viewer.render import render_image
+
+    r = np.asarray(report.lag(lag).total.r_vertex, dtype=np.float32)
+    if r.shape != (N_VERTICES,):
+        raise InputError(f"the r map has {r.shape[0]} values, not fsaverage5's {N_VERTICES}")
+    finite = r[np.isfinite(r)]
+    vmin = min(0.0, float(np.percentile(finite, 2))) if finite.size else 0.0
+    vmin = round(vmin, 2) if vmin < 0 else 0.0
+    who = "untrained demo weights" if report.untrained else str(report.model.get("source", ""))
+    image = render_image(
+        np.nan_to_num(r, nan=vmin),
+        views=("both",),
+        cmap="viridis",
+        size=size,
+        limits=ColorLimits(vmin=vmin, vmax=1.0, threshold=vmin - 1.0),
+        title=f"live (lag {lag:g} s) vs offline: r over time per vertex; {who}",
+        colorbar_title="r",
+    )
+    try:
+        from PIL import Image
+    except ImportError:
+        raise InputError("the r map needs Pillow: pip install pillow") from None
+    # 256 colours: a smooth map loses nothing visible and the file is a seventh of the size
+    Image.fromarray(np.ascontiguousarray(image[..., :3])).quantize(256).save(
+        str(path), format="PNG", optimize=True
+    )
