@@ -14,6 +14,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -47,6 +48,25 @@ def jpeg(width: int, height: int, rgb=(200, 40, 40)) -> bytes:
 
 def packet(tag: bytes, t_ms: float, payload: bytes, rate: int = 0) -> bytes:
     return HEAD.pack(tag, rate, t_ms) + payload
+
+
+def in_thread(fn, *args):
+    """`fn(*args)` in a thread of its own (Playwright's sync API holds this thread's event loop,
+    so asyncio.run and the CLI's server cannot run here once a browser is open)."""
+    out: dict = {}
+
+    def call():
+        try:
+            out["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            out["error"] = exc
+
+    t = threading.Thread(target=call)
+    t.start()
+    t.join(120)
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,6 +210,7 @@ def start_web(*args: str, timeout: float = 120.0) -> tuple[subprocess.Popen, str
         lines.append(line)
         m = re.search(r"web viewer on (\S+)", line)
         if m:
+            proc.startup = "".join(lines)
             return proc, m.group(1)
     proc.kill()
     raise AssertionError("the web server did not start:\n" + "".join(lines))
@@ -474,7 +495,7 @@ def test_bad_websocket_messages_are_counted_and_dropped(stream):
                     pass
             return header
 
-    header = asyncio.run(talk())
+    header = in_thread(asyncio.run, talk())
     assert header["relay"]["limits"]["vmax"] > 0
     rejected = json.loads(get(url + "stats")[1])["rejected"]
     # the JPEG and the 1-byte packet (capture is off), and the capture request
@@ -495,7 +516,7 @@ def test_loopback_only_and_the_token_beyond_it(stream):
                 await s.ws_connect(url + "ws", origin="http://evil.example")
             return exc.value.status
 
-    assert asyncio.run(cross_site()) == 403
+    assert in_thread(asyncio.run, cross_site()) == 403
     # beyond loopback: a token is made and printed; without it nothing answers
     proc, remote = start_web(pub.url, "--host", "0.0.0.0")
     try:
@@ -517,8 +538,8 @@ def test_loopback_only_and_the_token_beyond_it(stream):
                 except aiohttp.WSServerHandshakeError as exc:
                     return exc.status
 
-        assert asyncio.run(ws_status("")) == 403
-        assert asyncio.run(ws_status("?token=" + token)) == 101
+        assert in_thread(asyncio.run, ws_status("")) == 403
+        assert in_thread(asyncio.run, ws_status("?token=" + token)) == 101
     finally:
         stop_web(proc)
 
@@ -536,7 +557,7 @@ def test_web_command_errors_are_one_line(stream, capsys):
         ([pub.url, "--cert", "/nonexistent.pem", "--key", "/nonexistent.key"], "no such file"),
         (["tcp://127.0.0.1:99999"], "port must be a number from 1 to 65535"),
     ]:
-        assert main(["web", *args]) == 2, args
+        assert in_thread(main, ["web", *args]) == 2, args
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0], (args, lines)
 
@@ -560,6 +581,7 @@ def test_capture_from_the_browser_camera_and_microphone_end_to_end(browser):
             "tribe.header.counters['source0.samples'] > 16000 && tribe.drawn >= 3",
             timeout=90_000,
         )
+        panels(page, "6-capture")  # the cortex is drawn with the captured stream's map
         h = page.evaluate("tribe.header")
         cap = page.evaluate("tribe.capture")
         stats = json.loads(get(page_url + "stats")[1])
@@ -570,4 +592,5 @@ def test_capture_from_the_browser_camera_and_microphone_end_to_end(browser):
     assert src["corrupt_frames"] == 0 and src["frames"] > 20 and src["samples"] > 16000
     assert h["counters"]["empty_video_bins"] < h["counters"]["bins"]  # bins had the camera
     assert h["model"] and h["second"] >= 2 and stats["rejected"] == {}
-    assert "modalities: audio, video" in out, out
+    assert "modalities: audio, video; engine torch on cpu" in proc.startup, proc.startup
+    assert "Traceback" not in out

@@ -74,6 +74,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     import asyncio
+    import threading
 
     from tribe_stream.commands import EXIT_CODES
     from tribe_stream.errors import InputError
@@ -112,8 +113,9 @@ def run(args) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in EXIT_CODES:
-            loop.add_signal_handler(sig, lambda s=sig: (got.append(s), stop.set()))
+        if threading.current_thread() is threading.main_thread():
+            for sig in EXIT_CODES:
+                loop.add_signal_handler(sig, lambda s=sig: (got.append(s), stop.set()))
 
         def ready(url: str) -> None:
             print(f"web viewer on {url}  (stream {options.url})", flush=True)

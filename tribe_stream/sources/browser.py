@@ -7,8 +7,8 @@ them, so JPEG decoding never stalls the server's event loop.
 
 - Video: one JPEG per packet, decoded with PyAV (FFmpeg's mjpeg decoder, at most
   `MAX_PIXELS`; anything that fails is skipped and counted in `corrupt_frames`), the shortest
-  edge downscaled to `max_size` as the camera does. A frame whose stamp does not advance is
-  skipped (`out_of_order_frames`).
+  edge downscaled to `max_size` as the camera does. A frame whose page time does not advance is
+  skipped (`out_of_order_frames`); stamps always advance.
 - Audio: mono float32 samples at the page's rate, resampled to 16 kHz by `media.ArrayResampler`
   (NaN/inf made silent and counted). Chunks are stamped by counting samples from the first
   packet, so consecutive chunks are contiguous; a packet more than `GAP_S` away from where the
@@ -62,6 +62,11 @@ class CapturePacket:
     rate: int = AUDIO_RATE
     session: str = ""
 
+    @property
+    def t_end(self) -> float:
+        """Page time when the packet was complete (its last sample): it cannot arrive earlier."""
+        return self.t + len(self.data) / self.rate if self.kind == "audio" else self.t
+
 
 class BrowserSource(Source):
     """Video and audio chunks from a capturing web page (see the module docs)."""
@@ -87,7 +92,7 @@ class BrowserSource(Source):
         self._decoder: av.CodecContext | None = None
         self._session: str | None = None
         self._offset: float | None = None  # stream time minus page time
-        self._last_frame: float | None = None
+        self._last_frame: tuple[str, float, float] | None = None  # session, page time, stamp
         self._audio_next: float | None = None
         self._audio_rate: int | None = None
         self._resampler: ArrayResampler | None = None
@@ -143,7 +148,7 @@ class BrowserSource(Source):
     def _stamp(self, packet: CapturePacket) -> float:
         """The packet's page time on the stream clock (see the module docs)."""
         now = self.clock.now()
-        delay = now - packet.t
+        delay = now - packet.t_end
         if packet.session != self._session:
             if self._session is not None:
                 self._count(clock_resyncs=1)
@@ -173,11 +178,13 @@ class BrowserSource(Source):
             if rgb is None:
                 continue
             last = self._last_frame
-            if last is not None and stamp <= last:
-                self._count(out_of_order_frames=1)
+            if last is not None and packet.session == last[0] and packet.t <= last[1]:
+                self._count(out_of_order_frames=1)  # the page's own clock went back
                 continue
-            frame_s = DEFAULT_FRAME_S if last is None else min(max(stamp - last, 1e-3), 0.5)
-            self._last_frame = stamp
+            if last is not None:  # a better clock estimate must not reorder frames
+                stamp = max(stamp, last[2] + 1e-3)
+            frame_s = DEFAULT_FRAME_S if last is None else min(max(stamp - last[2], 1e-3), 0.5)
+            self._last_frame = (packet.session, packet.t, stamp)
             self._emit(video_chunk(rgb, stamp, frame_s, None, self.clock.now()))
 
     def _audio(self, packet: CapturePacket) -> None:

@@ -3,8 +3,8 @@
 A `tribe_stream.Stream` over one `BrowserSource`, publishing on the page's ZeroMQ URL, so the
 page (through the relay) and any other subscriber (record, lsl, the desktop viewer) see its
 predictions. The models load when the server starts (a bad checkpoint is one line before
-anything serves); the stream's clock starts with the first page that captures, and it runs
-until the server stops. Only one page captures at a time (`claim`).
+anything serves); the stream's clock starts with the first packet a page sends, and it runs
+until the server stops (a page that stops capturing leaves empty bins, counted). Only one page captures at a time (`claim`).
 """
 
 from __future__ import annotations
@@ -45,9 +45,6 @@ class CaptureEngine:
         if self.owner is not None and self.owner is not page:
             return "another page is capturing; close it first"
         self.owner = page
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="tribe-web-capture", daemon=True)
-            self._thread.start()
         return None
 
     def release(self, page: Any) -> None:
@@ -59,6 +56,9 @@ class CaptureEngine:
         if self.owner is not page:
             return False
         self.source.offer(packet)
+        if self._thread is None:  # the stream's clock starts with the first picture or sound
+            self._thread = threading.Thread(target=self._run, name="tribe-web-capture", daemon=True)
+            self._thread.start()
         return True
 
     def _run(self) -> None:

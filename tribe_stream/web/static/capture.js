@@ -1,7 +1,7 @@
 // The browser's camera and microphone to the server (`tribe-stream web --capture`, docs/WEB.md):
 // JPEG frames (shortest edge 292 px, FPS a second) and 100 ms runs of float32 samples, each with
-// a 16-byte head: tag, sample rate, page time (performance.now(), ms). A frame is skipped, and
-// counted, while the socket still has a backlog (latest-only, as every live source).
+// a 16-byte head: tag, sample rate, page time (performance.now(), ms; sound on the audio clock,
+// anchored to it once). A frame is skipped, and counted, while the socket still has a backlog.
 
 const FPS = 15, SIZE = 292, AUDIO_RATE = 16000, PACKET_S = 0.1, BACKLOG = 1 << 20;
 
@@ -44,6 +44,7 @@ export function setupCapture({ socket, state }) {
     await el.play();
     const canvas = document.createElement("canvas");
     const ctx = canvas.getContext("2d");
+    let lastSent = -1;
     setInterval(() => {
       if (!el.videoWidth) return;
       const scale = SIZE / Math.min(el.videoWidth, el.videoHeight);
@@ -55,7 +56,9 @@ export function setupCapture({ socket, state }) {
       canvas.toBlob(async (blob) => {
         const jpeg = new Uint8Array(await blob.arrayBuffer());
         const ws = sendable();
-        if (!ws) { cap.skipped += 1; return; }
+        // encodings can finish out of order on a busy page: a frame older than one sent is stale
+        if (!ws || t <= lastSent) { cap.skipped += 1; return; }
+        lastSent = t;
         const buf = head("JPEG", 0, t, jpeg.length);
         new Uint8Array(buf, 16).set(jpeg);
         ws.send(buf);
@@ -73,18 +76,19 @@ export function setupCapture({ socket, state }) {
     ctx.createMediaStreamSource(stream).connect(node).connect(silent).connect(ctx.destination);
     const rate = ctx.sampleRate, size = Math.round(rate * PACKET_S);
     const run = new Float32Array(size);
-    let n = 0;
+    let n = 0, runFrame = 0, origin = null;  // origin: page time (ms) of audio frame 0
     node.port.onmessage = (e) => {
-      const x = e.data;
-      for (let i = 0; i < x.length;) {
-        const k = Math.min(size - n, x.length - i);
-        run.set(x.subarray(i, i + k), n);
+      const { frame, samples } = e.data;
+      if (origin === null) origin = performance.now() - (1000 * (frame + samples.length)) / rate;
+      for (let i = 0; i < samples.length;) {
+        if (n === 0) runFrame = frame + i;
+        const k = Math.min(size - n, samples.length - i);
+        run.set(samples.subarray(i, i + k), n);
         n += k; i += k;
         if (n < size) continue;
-        const t = performance.now() - (1000 * size) / rate;  // the run's first sample
         const ws = sendable();
         if (ws) {
-          const buf = head("PCMF", rate, t, 4 * size);
+          const buf = head("PCMF", rate, origin + (1000 * runFrame) / rate, 4 * size);
           new Float32Array(buf, 16).set(run);
           ws.send(buf);
           cap.samples += size;
