@@ -537,6 +537,7 @@ def measure(
                     wall_s=time.perf_counter() - t1,
                 )
             )
+        notes += recognition_notes(reports, o.realtime)
         report = FidelityReport(
             media=str(media),
             model=predictor.loaded.identity,
@@ -549,6 +550,25 @@ def measure(
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def recognition_notes(reports: Sequence[LagReport], realtime: bool) -> list[str]:
+    """What live speech recognition did that the numbers depend on: words that came after their
+    second was predicted (their text is missing from those predictions), a recogniser still busy
+    when the stream ended."""
+    notes = []
+    for r in reports:
+        words, late = int(r.counters.get("words", 0)), int(r.counters.get("late_words", 0))
+        if words and late:
+            line = f"lag {r.lag:g} s: {late} of {words} live words came after their second was "
+            line += "predicted (their text is missing there)"
+            if not realtime and late > words / 2:
+                line += "; the recogniser is slower than this fast replay: --realtime measures "
+                line += "what a live stream gets"
+            notes.append(line)
+        if r.counters.get("asr_unfinished"):
+            notes.append(f"lag {r.lag:g} s: speech recognition was still busy at the end")
+    return notes
 
 
 def check_media(media: Path):
