@@ -27,6 +27,12 @@ def test_bench_runs_end_to_end_on_the_cpu(tmp_path):
     assert report["text"].startswith(f"words from {tsv}")
     one, (two,) = report["one_stream"], report["runs"]
     assert one["streams"] == 1 and two["streams"] == 2
+    # independent sources by default: the second stream starts half a bin after the first
+    assert two["starts"] == "staggered" and two["start_offsets_s"] == [0.0, 0.25]
+    assert report["starts"].startswith("staggered") and "2 streams (staggered starts)" in r.stdout
+    assert two["compiles_after_warmup"] == 0  # nothing compiles on the CPU
+    # a second is live or after its source ended (a CPU this slow may reach the clip's end), never both
+    assert two["received"] + len(two["after_end_ms"]) <= two["predictions"]
     assert one["predictions"] == 4 and two["predictions"] + two["dropped_after_warmup"] >= 8
     assert one["words"] > 0 and two["words"] > one["words"]  # Llama ran live on each stream
     stages = one["latency_ms"]

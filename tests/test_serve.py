@@ -86,15 +86,18 @@ class DiesAfter:
         return out
 
 
-def _serve(clip, models, n, wrap_last=None):
+def _serve(clip, models, n, wrap_last=None, starts=None):
+    """`n` streams on one publisher; with `starts`, each stream on its own clock from its own
+    start (independent sources), else all on one clock."""
     from tribe_stream.publish import Publisher
 
     loaded = models[0]
     clock, url = StreamClock(), _url()
+    clocks = [StreamClock() if starts else clock for _ in range(n)]
     pub = Publisher(url, stream_id="s0", model=loaded.identity, clock=clock)
     pipes = [
         _pipeline(
-            clip, models, clock, i, [pub if i == 0 else pub.channel(f"s{i}")],
+            clip, models, clocks[i], i, [pub if i == 0 else pub.channel(f"s{i}")],
             wrap=wrap_last if i == n - 1 else None,
         )
         for i in range(n)
@@ -103,7 +106,7 @@ def _serve(clip, models, n, wrap_last=None):
     expected = SECONDS * n if wrap_last is None else SECONDS * (n - 1)
     with collecting(url, expected, timeout=20.0) as (sub, got):
         assert pub.wait_for_subscribers(1, timeout=10.0)
-        made = list(server.predictions())
+        made = list(server.predictions(starts=starts))
         deadline = time.monotonic() + 10
         while len(got) < len(made) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -121,6 +124,10 @@ def test_three_streams_in_one_server_each_get_what_they_get_alone(clip, models, 
     assert c["engine_windows"] > c["engine_calls"] and c["audio_passes"] > c["audio_calls"]
     assert c["video_forwards"] < c["video_clips"]
     assert c["stream_failures"] == 0
+    assert c["compiles_after_warmup"] == c["captures_after_warmup"] == 0
+    assert 0 < c["work_s"]
+    # the files ended: what the end-of-input flush predicted is marked (not live seconds)
+    assert all(p.flushed_from is not None and p.flushed_from <= SECONDS for p in pipes)
     for pipe in pipes:
         preds = [p for sid, p in made if sid == pipe.stream_id]
         assert [p.second for p in preds] == list(range(SECONDS))  # same seconds
@@ -150,8 +157,14 @@ def test_three_streams_in_one_server_each_get_what_they_get_alone(clip, models, 
 
 
 def test_a_stream_whose_source_dies_leaves_the_others_whole(clip, models, alone):
+    """Here the streams start apart, each on its own clock (the bench's staggered starts): the
+    earliest-deadline order across clocks still gives each what it gets alone."""
     _, ref = alone
-    server, pipes, made, got, sub = _serve(clip, models, 3, wrap_last=lambda s: DiesAfter(s, 20))
+    server, pipes, made, got, sub = _serve(
+        clip, models, 3, wrap_last=lambda s: DiesAfter(s, 20), starts=[0.0, 0.15, 0.3]
+    )
+    t0 = [p.clock.t0_monotonic for p in pipes]
+    assert t0[1] - t0[0] == pytest.approx(0.15) and t0[2] - t0[0] == pytest.approx(0.3)
     assert server.counters["stream_failures"] == 1
     dead = pipes[-1]
     assert dead.counters["stream_failed"] == 1 and dead.counters["predictions"] < SECONDS

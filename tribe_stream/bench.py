@@ -60,6 +60,9 @@ class BenchOptions:
     transcript: str | None = None
     device: str | None = None
     video_fp8: bool = False
+    aligned: bool = False
+    """All streams start at one instant (every bin of every stream closes together: the worst
+    case); default: starts spread evenly over one 0.5 s bin, as independent sources would."""
     text: bool = True
     lag: float = 0.0
     out: str = "bench.json"
@@ -286,10 +289,20 @@ def _gpu_memory(device: str) -> tuple[float, float]:
     return torch.cuda.memory_allocated() / 2**30, torch.cuda.max_memory_allocated() / 2**30
 
 
+def start_offsets(n: int, aligned: bool) -> list[float]:
+    """Each stream's start (s): all at once, or spread evenly over one bin."""
+    return [0.0 if aligned else i * BIN_SECONDS / n for i in range(n)]
+
+
 def run_streams(
     models: Models, clip: Path, n: int, o: BenchOptions, words: list[Word]
 ) -> dict[str, Any]:
-    """`n` copies of `clip` in real time through one server for `o.seconds`; the figures."""
+    """`n` copies of `clip` in real time through one server for `o.seconds`; the figures.
+
+    Each stream has its own clock (zero at its own start, `start_offsets`) and its own
+    publisher, so its stamps are its own; one subscriber hears them all. Seconds predicted after
+    a stream's sources ended (the end-of-input flush) are reported apart (`after_end_ms`) and
+    left out of the live figures: a camera never ends."""
     from tribe_stream.client import Subscriber
     from tribe_stream.publish import Publisher
     from tribe_stream.sources.replay import FileReplay
@@ -298,14 +311,18 @@ def run_streams(
     from tribe_stream.stream.pipeline import Pipeline, PipelineConfig
     from tribe_stream.stream.serve import Server
 
-    clock = StreamClock()
     config = PipelineConfig(lag=o.lag, live=True)
-    url = _free_url()
     ids = [f"bench-{i}" for i in range(n)]
-    pub = Publisher(url, stream_id=ids[0], model=models.loaded.identity, clock=clock)
+    clocks = [StreamClock() for _ in ids]
+    urls = [_free_url() for _ in ids]
+    pubs = [
+        Publisher(u, stream_id=sid, model=models.loaded.identity, clock=c)
+        for u, sid, c in zip(urls, ids, clocks, strict=True)
+    ]
+    starts = start_offsets(n, o.aligned)
     got: list[tuple[dict, float]] = []
     stop = threading.Event()
-    with Subscriber(url) as sub:
+    with Subscriber(urls) as sub:
 
         def listen():
             while not stop.is_set():
@@ -315,25 +332,27 @@ def run_streams(
 
         thread = threading.Thread(target=listen, daemon=True)
         thread.start()
-        pub.wait_for_subscribers(1, timeout=10.0)
+        for pub in pubs:
+            pub.wait_for_subscribers(1, timeout=10.0)
         pipelines = []
-        for i, sid in enumerate(ids):
+        for i, (sid, clock, pub) in enumerate(zip(ids, clocks, pubs, strict=True)):
             sources: list = [FileReplay(clip, clock=clock, realtime=True, max_size=292)]
             if words and models.extractors.text is not None:
                 sources.append(TranscriptSource(words, clock))
             ex = models.extractors if i == 0 else models.extractors.for_stream()
-            sink = pub if i == 0 else pub.channel(sid)
             pipelines.append(
-                Pipeline(sources, models.engine, ex, [sink], config, clock, stream_id=sid)
+                Pipeline(sources, models.engine, ex, [pub], config, clock, stream_id=sid)
             )
-        server = Server(pipelines, clock=clock, config=config)
+        for p in pipelines:  # each stream's own text steps, before the wall clock starts
+            p.warm_up()
+        server = Server(pipelines, clock=StreamClock(), config=config)
         mem_before, _ = _gpu_memory(models.device)
         if models.device.startswith("cuda"):
             import torch
 
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        made = sum(1 for _ in server.predictions(o.seconds))
+        made = sum(1 for _ in server.predictions(o.seconds, starts=starts))
         wall = time.perf_counter() - t0
         mem_after, peak = _gpu_memory(models.device)
         deadline = time.monotonic() + 5.0
@@ -341,15 +360,19 @@ def run_streams(
             time.sleep(0.02)
         stop.set()
         thread.join(2.0)
-    pub.close()
-    rows, per_stream, last, first = [], {}, {}, {}
+    for pub in pubs:
+        pub.close()
+    flushed = {p.stream_id: p.flushed_from for p in server.done}
+    rows, after_end, per_stream, last, first = [], [], {}, {}, {}
     for h, arrived in got:
         if h.get("kind") != "prediction" or h.get("t0_wall") is None:
             continue
         sid, k = h["stream_id"], h["second"]
         per_stream.setdefault(sid, []).append(h["seq"])
         last[sid] = h["counters"]
-        if k >= o.warmup_s:
+        if flushed.get(sid) is not None and k >= flushed[sid]:
+            after_end.append(stage_delays(h, arrived - h["t0_wall"]).get(END_TO_END))
+        elif k >= o.warmup_s:
             first.setdefault(sid, h["counters"])
             rows.append(stage_delays(h, arrived - h["t0_wall"]))
 
@@ -360,14 +383,19 @@ def run_streams(
     contiguous = all(ks == list(range(ks[0], ks[0] + len(ks))) for ks in per_stream.values())
     stats = percentiles(rows)
     e2e = stats.get(END_TO_END, {})
-    busy = sum(p.counters["busy_s"] for p in server.done)
+    c = server.counters
     return {
         "streams": n,
+        "starts": "aligned" if o.aligned else "staggered",
+        "start_offsets_s": [round(s, 4) for s in starts],
         "predictions": made,
         "received": len(rows),
         "wall_s": round(wall, 2),
         "realtime_factor": round(made / n / wall, 3) if wall else None,
-        "compute_s_per_stream_second": round(busy / max(made, 1), 4),
+        # the server's time in turns that ran a model (host work included) per stream-second
+        "compute_s_per_stream_second": round(c["work_s"] / max(made, 1), 4),
+        "compiles_after_warmup": c["compiles_after_warmup"],
+        "captures_after_warmup": c["captures_after_warmup"],
         "words": int(sum(p.counters["words"] for p in server.done)),
         "dropped_after_warmup": dropped,
         "seq_contiguous": contiguous,
@@ -378,6 +406,11 @@ def run_streams(
         "gpu_gib": {"before": mem_before, "after": mem_after, "peak": peak},
         "server": dict(server.counters),
         "end_to_end_ms": [r[END_TO_END] for r in rows if END_TO_END in r],
+        "live_seconds": (
+            f"seconds {o.warmup_s:g} s and later of each stream, up to its sources' end; "
+            "seconds predicted after a stream's sources ended are in after_end_ms"
+        ),
+        "after_end_ms": [v for v in after_end if v is not None],
     }
 
 
@@ -544,6 +577,11 @@ def run_bench(o: BenchOptions, say=print) -> dict:
         "build_s": round(models.build_s, 1),
         "text": how,
         "device": _device_name(models.device),
+        "starts": (
+            "aligned: every stream starts at one instant (its bins close with the others')"
+            if o.aligned
+            else "staggered: stream i of N starts i/N of a 0.5 s bin after the first"
+        ),
     }
     one = run_streams(models, clip, 1, o, words)
     report["one_stream"] = one
@@ -606,10 +644,15 @@ def run_bench(o: BenchOptions, say=print) -> dict:
 def _line(label: str, r: dict) -> str:
     e2e = r["latency_ms"].get("end to end (data → here)", {})
     stats = ", ".join(f"{k} {v:.1f}" for k, v in e2e.items()) or "no predictions after warm-up"
+    end = (
+        f"; {len(r['after_end_ms'])} after the source ended (left out)" if r["after_end_ms"] else ""
+    )
     return (
-        f"{label}: end to end ms {stats}; dropped after warm-up {r['dropped_after_warmup']:g}; "
-        f"seq contiguous {r['seq_contiguous']}; GPU peak {r['gpu_gib']['peak']:.1f} GiB; "
-        f"{'real time' if r['real_time'] else 'NOT real time'}"
+        f"{label} ({r['starts']} starts): end to end ms {stats}{end}; dropped after warm-up "
+        f"{r['dropped_after_warmup']:g}; seq contiguous {r['seq_contiguous']}; compiled/captured "
+        f"after warm-up {r['compiles_after_warmup']}/{r['captures_after_warmup']}; compute "
+        f"{r['compute_s_per_stream_second']:.3f} s per stream-second; GPU peak "
+        f"{r['gpu_gib']['peak']:.1f} GiB; {'real time' if r['real_time'] else 'NOT real time'}"
     )
 
 
@@ -643,7 +686,8 @@ def _plot(report: dict, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("latency after each second's data ends (ms)")
     ax.set_ylabel("fraction of seconds")
-    ax.set_title(report["device"], fontsize=9)
+    starts = "aligned starts" if report["options"]["aligned"] else "staggered starts"
+    ax.set_title(f"{report['device']}; {starts}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))

@@ -43,6 +43,21 @@ def add_arguments(p) -> None:
     p.add_argument("--transcript", help="words with times (TSV, SRT, VTT) fed at their times")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--video-fp8", action="store_true", help="V-JEPA2 matrix products in FP8")
+    starts = p.add_mutually_exclusive_group()
+    starts.add_argument(
+        "--stagger",
+        dest="aligned",
+        action="store_false",
+        help="streams start at phases spread evenly over one 0.5 s bin, as independent sources "
+        "would (default)",
+    )
+    starts.add_argument(
+        "--aligned",
+        dest="aligned",
+        action="store_true",
+        help="every stream starts at one instant, so all their bins close together (worst case)",
+    )
+    p.set_defaults(aligned=False)
     p.add_argument("--no-text", action="store_true", help="leave the text model out")
     p.add_argument("--lag", type=float, default=0.0, help="seconds of right-hand context")
     p.add_argument("--out", default="bench.json", help="JSON report (default bench.json)")
@@ -66,6 +81,7 @@ def run(args) -> int:
             transcript=args.transcript,
             device=args.device,
             video_fp8=args.video_fp8,
+            aligned=args.aligned,
             text=not args.no_text,
             lag=args.lag,
             out=args.out,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -16,6 +17,20 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 SDPA_BACKENDS = ("cudnn", "flash", "efficient", "math")
+
+_captures = 0  # CudaGraphStep captures made in this process
+
+
+def compile_events() -> dict[str, int]:
+    """How many graphs `torch.compile` has compiled and CUDA graphs `CudaGraphStep` has captured
+    in this process so far: a change while a stream runs means a shape the warm-up missed
+    (seconds of compiling, or tens of ms of capture, inside a live second)."""
+    compiles = 0
+    if "torch._dynamo" in sys.modules:  # never imported: nothing was compiled
+        from torch._dynamo.utils import counters
+
+        compiles = int(counters["stats"]["unique_graphs"])
+    return {"compiles": compiles, "graph_captures": _captures}
 
 
 def compile_blocks(
@@ -91,6 +106,8 @@ class CudaGraphStep:
     def __init__(
         self, fn: Callable[..., torch.Tensor], example: Sequence[torch.Tensor], warmup: int = 2
     ):
+        global _captures
+        _captures += 1
         self.inputs = [x.clone() for x in example]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())

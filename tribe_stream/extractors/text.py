@@ -423,6 +423,26 @@ class LiveText:
         self.cached = []
         self.decoder.length = 0
 
+    def warm(self) -> int:
+        """Compile and capture every static step a stream can meet (each padded token count at
+        each cache span up to `max_tokens`) before the stream starts, so no word pays for it
+        live; the context is left empty. Returns the number of steps made (0 off the GPU)."""
+        if not (self.graphs and self.token_steps):
+            return 0
+        n, made = 1, 0
+        while n <= self.STEP_TOKENS:
+            span = 256
+            while True:
+                span = min(span, self.decoder.max_tokens)
+                made += (n, span) not in self._graphs
+                self._step(n, span)
+                if span >= self.decoder.max_tokens:
+                    break
+                span *= 2
+            n *= 2
+        self.reset()
+        return made
+
     def _step(self, n: int, span: int):
         """The static-shape forward of `n` tokens over `span` positions: a CUDA graph on the GPU."""
         if not self.graphs:

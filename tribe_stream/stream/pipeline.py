@@ -251,6 +251,9 @@ class Pipeline:
             int, tuple[float, float, float]
         ] = {}  # bin -> capture, closed, ready
         self.finished = False
+        self.flushed_from: int | None = None
+        """The first second predicted after the sources ended (the end-of-input flush): not a
+        live second (a camera never ends), so the bench reports those apart."""
         self.words: list[Word] = []
         self.counters: dict[str, float] = {
             "predictions": 0,
@@ -333,6 +336,12 @@ class Pipeline:
         for s in self.sources:
             s.start()
 
+    def warm_up(self) -> None:
+        """Before the clock starts: this stream's own static steps (its text model's CUDA graphs
+        over its own KV cache, `LiveText.warm`) made now, so that no live word pays for them."""
+        if self.live_text is not None:
+            self.live_text.warm()
+
     def stop(self) -> None:
         """Stop the sources and the speech recogniser (the stream is over)."""
         for s in self.sources:
@@ -361,6 +370,8 @@ class Pipeline:
                 self._take(chunk)
                 self._close_bins()
         if final:
+            if self.flushed_from is None:
+                self.flushed_from = self.next_second
             if self._asr is not None:  # live: the last words may not hold up the last second long
                 self._add_words(self._asr.finish(timeout=3.0 if self.config.live else 120.0))
             self.finished = True
@@ -369,38 +380,69 @@ class Pipeline:
             self._close_bins()
 
     def apply_video(self, results: list) -> None:
-        """Features (or the exception) of each of `video_jobs`, in order."""
-        for (bins, _), feats in zip(self.video_jobs, results, strict=True):
+        """Features (or the exception) of the first `len(results)` of `video_jobs`, in order
+        (a server may run a stream's oldest clips now and the rest in a later batch)."""
+        done, self.video_jobs = self.video_jobs[: len(results)], self.video_jobs[len(results) :]
+        for (bins, _), feats in zip(done, results, strict=True):
             if isinstance(feats, Exception):
                 self._failed("video", feats)
                 continue
             for b, v in zip(bins, feats, strict=True):
                 self.rings["video"].set(b, v)
-        self.video_jobs = []
 
     def apply_audio(self, results: list) -> None:
-        """Features (or the exception) of each of `audio_jobs`, in order."""
-        for (bins, _), feats in zip(self.audio_jobs, results, strict=True):
+        """Features (or the exception) of the first `len(results)` of `audio_jobs`, in order."""
+        done, self.audio_jobs = self.audio_jobs[: len(results)], self.audio_jobs[len(results) :]
+        for (bins, _), feats in zip(done, results, strict=True):
             if isinstance(feats, Exception):
                 self._failed("audio", feats)
                 continue
             for b, v in zip(bins, feats, strict=True):
                 self.rings["audio"].set(b, v)
-        self.audio_jobs = []
 
-    def commit_bins(self) -> None:
-        """The planned bins' features are in: they are final (and stamped)."""
-        if not self._closes:
-            return
+    def first_pending_bin(self) -> float:
+        """The oldest bin whose features are still to run (inf when none)."""
+        return min(
+            (min(bins) for bins, _ in self.video_jobs + self.audio_jobs if bins),
+            default=float("inf"),
+        )
+
+    def audio_ready(self) -> int:
+        """How many of `audio_jobs` (oldest first) may run now: those whose bins' clips are in
+        (a second goes out only when all its features are, so its pass need not run earlier)."""
+        video = min((min(b) for b, _ in self.video_jobs if b), default=float("inf"))
+        n = 0
+        while n < len(self.audio_jobs) and max(self.audio_jobs[n][0]) < video:
+            n += 1
+        return n
+
+    def deadline(self, bins: list[int]) -> float:
+        """When `bins`' data ended, on the monotonic clock all streams share (earliest first)."""
+        return self.clock.t0_monotonic + (max(bins) + 1) * BIN_SECONDS
+
+    def commit_bins(self) -> bool:
+        """Closes whose bins' features are all in become final (and stamped); True if any did."""
+        pending = self.first_pending_bin()
+        n = 0
+        while n < len(self._closes) and self._closes[n].target <= pending:
+            n += 1
+        if not n:
+            return False
         ready_at = self.clock.now()
         self.counters["busy_s"] += ready_at - self._closes[0].closed_at
-        for c in self._closes:
+        for c in self._closes[:n]:
             self._bin_stamps[c.target - 1] = (c.capture, c.closed_at, ready_at)
             self.closed_bins = max(self.closed_bins, c.target)
         for old in [b for b in self._bin_stamps if b < self.closed_bins - 400]:
             del self._bin_stamps[old]
         self.counters["bins"] = self.closed_bins
-        self._closes = []
+        del self._closes[:n]
+        return True
+
+    @property
+    def has_work(self) -> bool:
+        """Features planned and not yet final."""
+        return bool(self._closes or self.video_jobs or self.audio_jobs)
 
     def plan_seconds(self) -> list[WindowJob]:
         """The seconds whose windows have closed (oldest dropped beyond `max_pending_seconds`)."""

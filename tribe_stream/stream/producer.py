@@ -542,7 +542,9 @@ def load_stream_extractors(
 def warm_up(extractors, engine, audio_context: float, streams: int = 1) -> None:
     """Run every model once before the clock starts, so that compiling (seconds on a GPU) is
     never mistaken for the stream falling behind; with several `streams`, at every batch size
-    their turns can make (clips per forward, audio passes, engine windows)."""
+    their turns can make (clips per forward, audio passes, engine windows: `serve.batch_limits`).
+    Each brain-model shape runs three times: in CUDA-graph mode its graph is recorded on a
+    later call than the first. Each stream's text steps are made by `Pipeline.warm_up`."""
     t = time.perf_counter()
     try:
         if streams > 1:
@@ -560,7 +562,8 @@ def warm_up(extractors, engine, audio_context: float, streams: int = 1) -> None:
             m: np.zeros((*engine.config.feature_dims[m], MAX_TOKENS), np.float32)
             for m in extractors.active()
         }
-        engine.run(window, rows=[MAX_TOKENS // 2 - 1])
+        for _ in range(3):
+            engine.run(window, rows=[MAX_TOKENS // 2 - 1])
     except Exception as exc:  # noqa: BLE001 - warming up is an optimisation; the stream will say more
         log.warning(
             "warm-up failed (%s: %s); the first seconds may be slow", type(exc).__name__, exc
@@ -572,10 +575,12 @@ def warm_up_batches(extractors, engine, audio_context: float, streams: int) -> N
     """The batched calls of a server of `streams` streams, once at each size."""
     import torch
 
+    from tribe_stream.stream.serve import batch_limits
+
     video = extractors.video
     if video is not None:
         crop = video.prep.crop
-        for b in range(1, min(streams * 2, video.max_batch) + 1):
+        for b in range(1, batch_limits(streams, video.max_batch)["video"] + 1):
             video.encode(torch.zeros((b, video.n_frames, 3, crop, crop)))
     if extractors.audio is not None:
         from tribe_stream.extractors.audio import AudioPass
@@ -591,8 +596,9 @@ def warm_up_batches(extractors, engine, audio_context: float, streams: int) -> N
         m: np.zeros((*engine.config.feature_dims[m], MAX_TOKENS), np.float32)
         for m in extractors.active()
     }
-    for b in range(2, streams + 1):
-        engine.run_batch([window] * b, [MAX_TOKENS // 2 - 1] * b)
+    for b in range(2, batch_limits(streams, 1)["engine"] + 1):
+        for _ in range(3):
+            engine.run_batch([window] * b, [MAX_TOKENS // 2 - 1] * b)
 
 
 def _close_viewer(viewer: subprocess.Popen, linger: float | None) -> None:

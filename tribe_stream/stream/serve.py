@@ -1,12 +1,21 @@
 """Several live streams in one process, on one copy of every model: the `Server`.
 
 Every turn (`step`) each stream takes its new media and plans the features of the bins that
-closed (`Pipeline.intake`); then the clips of every stream go through V-JEPA2 together
-(`extractors.video.encode_clips`), every audio pass through w2v-BERT together
-(`AudioExtractor.extract_passes`), and every stream whose second closed gets its row from one
-brain-model call (`Engine.run_batch`). Words reach the text model as they arrive, one stream
-after another (each stream keeps its own KV cache). A single `Pipeline` runs as a server of one
-stream, so one stream and many take the same path.
+closed (`Pipeline.intake`). Then, earliest deadline first: the clips whose bins' data ended
+first, whichever stream they come from, go through V-JEPA2 in one forward
+(`extractors.video.encode_clips`; a batch takes the clips that are due now and never waits to
+fill, the rest go in the next turn, after the next intake, so a bin that closed meanwhile
+competes on its deadline); the audio passes whose clips are in run together
+(`AudioExtractor.extract_passes`); every stream whose second is complete gets its row from one
+brain-model call (`Engine.run_batch`). Ties (streams on one clock, their bins closing at the
+same instant) go round-robin, so no stream is always last. Words reach the text model as they
+arrive, one stream after another (each stream keeps its own KV cache). A single `Pipeline` runs
+as a server of one stream, so one stream and many take the same path.
+
+Batch sizes stay within what `producer.warm_up(streams=N)` compiled and captured for the
+streams served (`batch_limits`); a compile or CUDA-graph capture after the warm-up (a shape it
+missed) is logged and counted in `counters["compiles_after_warmup"]` /
+`["captures_after_warmup"]`.
 
 Fairness: each stream's work is bounded by its own queues (`PipelineConfig.max_pending_bins`,
 `max_pending_seconds`): one that falls behind leaves its own oldest bins empty and skips its own
@@ -20,7 +29,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.stream.pipeline import Pipeline, PipelineConfig, WindowJob
@@ -47,6 +56,19 @@ def run_windows(engine, windows: list[dict], rows: list[int]) -> list:
     return out
 
 
+def batch_limits(streams: int, video_max_batch: int) -> dict[str, int]:
+    """The largest batch of each kind a server of `streams` streams runs, and so the sizes
+    `producer.warm_up` prepares: clips per V-JEPA2 forward (two bins per stream at most),
+    audio passes and brain-model windows per call (one per stream)."""
+    n = max(1, streams)
+    return {"video": max(1, min(video_max_batch, 2 * n)), "audio": n, "engine": n}
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for lo in range(0, len(items), max(1, size)):
+        yield items[lo : lo + max(1, size)]
+
+
 def _groups(items: Iterable, key) -> dict[int, tuple[object, list]]:
     """Items grouped by the identity of `key(item)` (the shared model object), in order."""
     out: dict[int, tuple[object, list]] = {}
@@ -68,6 +90,7 @@ class Server:
     ):
         self.streams: list[Pipeline] = list(pipelines)
         self.done: list[Pipeline] = []
+        self.waiting: list[tuple[float, Pipeline]] = []  # (start time, stream) not started yet
         self.clock = clock or (self.streams[0].clock if self.streams else StreamClock())
         self.config = config or (self.streams[0].config if self.streams else PipelineConfig())
         self.counters = {
@@ -79,80 +102,149 @@ class Server:
             "engine_calls": 0,
             "engine_windows": 0,
             "stream_failures": 0,
+            "work_s": 0.0,
+            "compiles_after_warmup": 0,
+            "captures_after_warmup": 0,
         }
+        self._rr = 0  # round-robin offset for ties
+        self._events: dict[str, int] | None = None  # compile counts when the clock started
 
     def add(self, pipeline: Pipeline) -> Pipeline:
         self.streams.append(pipeline)
         return pipeline
 
+    @property
+    def width(self) -> int:
+        """Streams this server serves (the batch sizes follow it, `batch_limits`)."""
+        return max(1, len(self.streams) + len(self.done) + len(self.waiting))
+
     # ----- one turn -----
 
-    def step(self, final: set[int] | None = None) -> list[tuple[str | None, Prediction]]:
-        """One turn for every stream; streams whose `id` is in `final` close their last bins."""
+    def step(
+        self, final: set[int] | None = None, drain: bool = True
+    ) -> list[tuple[str | None, Prediction]]:
+        """One turn for every stream; streams whose `id` is in `final` close their last bins.
+        `drain`: run every planned clip before returning (else the most urgent batch only)."""
         self.counters["turns"] += 1
         for p in list(self.streams):
             try:
                 p.intake(final=final is not None and id(p) in final)
             except Exception as exc:  # noqa: BLE001 - a failing source ends its stream only
                 self._fail(p, exc)
+        out: list[tuple[str | None, Prediction]] = []
         active = list(self.streams)
-        self._video(active)
-        self._audio(active)
-        for p in active:
-            p.commit_bins()
-        out = self._predict(active)
-        for p in active:
-            p.heartbeat()
+        if final is None and not any(p.has_work for p in active):  # nothing new to run
+            self._heartbeats(active)
+            return out
+        t0 = time.perf_counter()
+        while True:
+            ran = self._video(active)
+            self._audio(active)
+            for p in active:
+                p.commit_bins()
+            out += self._predict(active)
+            if not ran or not drain:
+                break
+        self.counters["work_s"] += time.perf_counter() - t0
+        self._check_compiles()
+        self._heartbeats(active)
         return out
 
-    def _video(self, active: list[Pipeline]) -> None:
+    def _heartbeats(self, active: list[Pipeline]) -> None:
+        for p in active:
+            p.heartbeat()
+
+    def _order(self, items: list[tuple[float, Pipeline, object]]) -> list:
+        """Earliest deadline first; ties in a rotating stream order."""
+        index = {id(p): i for i, p in enumerate(self.streams)}
+        n = len(self.streams) or 1
+        return sorted(items, key=lambda it: (it[0], (index.get(id(it[1]), 0) - self._rr) % n))
+
+    def _video(self, active: list[Pipeline]) -> bool:
+        """One V-JEPA2 forward of the most urgent clips; False if no clip was waiting."""
         todo = [p for p in active if p.video_jobs]
+        ran = False
         for extractor, members in _groups(todo, lambda p: p.ex.video).values():
             from tribe_stream.extractors.video import encode_clips
 
-            sets = [clips for p in members for _, clips in p.video_jobs]
+            limit = batch_limits(self.width, extractor.max_batch)["video"]
+            jobs = [(p.deadline(bins), p, clips) for p in members for bins, clips in p.video_jobs]
+            taken: dict[int, tuple[Pipeline, list]] = {}
+            n = 0
+            for _, p, clips in self._order(jobs):
+                if n and n + len(clips) > limit:
+                    break  # oldest first: a stream's jobs are taken in order, never skipped
+                taken.setdefault(id(p), (p, []))[1].append(clips)
+                n += len(clips)
+            sets = [c for _, cs in taken.values() for c in cs]
             results = encode_clips(extractor, sets)
-            n = sum(len(c) for c in sets)
             self.counters["video_clips"] += n
             self.counters["video_forwards"] += -(-n // max(1, extractor.max_batch))
             i = 0
-            for p in members:
-                k = len(p.video_jobs)
-                p.apply_video(results[i : i + k])
-                i += k
+            for p, cs in taken.values():
+                p.apply_video(results[i : i + len(cs)])
+                i += len(cs)
+            ran = True
+        self._rr += 1
+        return ran
 
     def _audio(self, active: list[Pipeline]) -> None:
-        todo = [p for p in active if p.audio_jobs]
-        for extractor, members in _groups(todo, lambda p: p.live_audio.extractor).values():
-            passes = [job for p in members for _, job in p.audio_jobs]
-            results = extractor.extract_passes(passes)
-            self.counters["audio_calls"] += 1
-            self.counters["audio_passes"] += len(passes)
-            i = 0
-            for p in members:
-                k = len(p.audio_jobs)
-                p.apply_audio(results[i : i + k])
-                i += k
+        """The audio passes whose clips are in, every stream's together."""
+        todo = [(p, p.audio_ready()) for p in active if p.audio_jobs]
+        todo = [(p, k) for p, k in todo if k]
+        for extractor, members in _groups(todo, lambda pk: pk[0].live_audio.extractor).values():
+            jobs = [
+                (p.deadline(bins), p, job) for p, k in members for bins, job in p.audio_jobs[:k]
+            ]
+            for part in _chunks(self._order(jobs), batch_limits(self.width, 1)["audio"]):
+                results = extractor.extract_passes([job for _, _, job in part])
+                self.counters["audio_calls"] += 1
+                self.counters["audio_passes"] += len(part)
+                by: dict[int, tuple[Pipeline, list]] = {}
+                for (_, p, _), r in zip(part, results, strict=True):
+                    by.setdefault(id(p), (p, []))[1].append(r)
+                for p, rs in by.values():
+                    p.apply_audio(rs)
 
     def _predict(self, active: list[Pipeline]) -> list[tuple[str | None, Prediction]]:
         jobs: list[tuple[Pipeline, WindowJob]] = [(p, j) for p in active for j in p.plan_seconds()]
         out = []
         for engine, members in _groups(jobs, lambda pj: pj[0].engine).values():
-            t_start = self.clock.now()
-            results = run_windows(
-                engine, [j.features for _, j in members], [j.window.row for _, j in members]
-            )
-            t_done = self.clock.now()
-            self.counters["engine_calls"] += 1
-            self.counters["engine_windows"] += len(members)
-            for (p, j), values in zip(members, results, strict=True):
-                pred = p.apply_prediction(j, values, t_start, t_done)
-                if pred is not None:
-                    out.append((p.stream_id, pred))
+            for part in _chunks(members, batch_limits(self.width, 1)["engine"]):
+                t_start = self.clock.now()
+                results = run_windows(
+                    engine, [j.features for _, j in part], [j.window.row for _, j in part]
+                )
+                t_done = self.clock.now()
+                self.counters["engine_calls"] += 1
+                self.counters["engine_windows"] += len(part)
+                for (p, j), values in zip(part, results, strict=True):
+                    shift = p.clock.t0_monotonic - self.clock.t0_monotonic  # its own clock
+                    pred = p.apply_prediction(j, values, t_start - shift, t_done - shift)
+                    if pred is not None:
+                        out.append((p.stream_id, pred))
         return out
 
+    def _check_compiles(self) -> None:
+        if self._events is None:
+            return
+        from tribe_stream.extractors.accel import compile_events
+
+        now = compile_events()
+        if now != self._events:
+            new = {k: now[k] - self._events[k] for k in now}
+            self.counters["compiles_after_warmup"] += new["compiles"]
+            self.counters["captures_after_warmup"] += new["graph_captures"]
+            log.warning(
+                "after the warm-up: %d graph(s) compiled, %d CUDA graph(s) captured (a shape the "
+                "warm-up missed; that second was slow)",
+                new["compiles"],
+                new["graph_captures"],
+            )
+            self._events = now
+
     def _fail(self, p: Pipeline, exc: Exception) -> None:
-        if len(self.streams) + len(self.done) == 1:
+        if len(self.streams) + len(self.done) + len(self.waiting) == 1:
             raise exc  # the only stream: its caller hears why
         self.counters["stream_failures"] += 1
         p.counters["stream_failed"] = 1
@@ -178,26 +270,37 @@ class Server:
         *,
         idle_sleep: float = 0.01,
         stop=None,
+        starts: Sequence[float] | None = None,
     ) -> Iterator[tuple[str | None, Prediction]]:
         """`(stream_id, prediction)` as they are made: starts every stream's sources, turns until
         each stream's sources end (then flushes its last seconds), it has `seconds` of stream
-        time, or `stop` (a threading.Event) is set. Leaving early stops every source."""
+        time, or `stop` (a threading.Event) is set. Leaving early stops every source.
+
+        `starts`: each stream's start, seconds after the first (independent sources start at
+        unrelated times); a stream starting later needs its own clock, zero at its start."""
+        starts = list(starts) if starts is not None else [0.0] * len(self.streams)
+        if len(starts) != len(self.streams) or min(starts, default=0.0) < 0:
+            raise ValueError("starts: one offset of 0 s or more per stream")
+        for p, s in zip(self.streams, starts, strict=True):
+            if s > 0 and p.clock is self.clock:
+                raise ValueError("a stream starting later needs a clock of its own")
         interval = sys.getswitchinterval()
         if self.config.switch_interval_s is not None:
             sys.setswitchinterval(self.config.switch_interval_s)
-        self.clock.restart()
         for p in self.streams:
-            for sink in p.sinks:  # consumers map stream time to wall time from the new zero
-                if hasattr(sink, "set_metadata"):
-                    sink.set_metadata({"t0_wall": self.clock.t0_wall})
+            p.warm_up()
+        from tribe_stream.extractors.accel import compile_events
+
+        self._events = compile_events()
+        self.clock.restart()
+        self.waiting = sorted(
+            zip(starts, self.streams, strict=True), key=lambda sp: sp[0]
+        )  # fmt: skip
+        self.streams = []
         try:
-            for p in list(self.streams):
-                try:
-                    p.start()
-                except Exception as exc:  # noqa: BLE001 - the only stream re-raises
-                    self._fail(p, exc)
-            while self.streams and (stop is None or not stop.is_set()):
-                preds = self.step()
+            while (self.streams or self.waiting) and (stop is None or not stop.is_set()):
+                self._start_due()
+                preds = self.step(drain=False)
                 yield from preds
                 if seconds is not None:
                     for p in [p for p in self.streams if p.next_second >= seconds]:
@@ -207,12 +310,38 @@ class Server:
                     yield from self.step(final=ended)
                     for p in [p for p in self.streams if id(p) in ended]:
                         self._retire(p)
-                if not preds:
-                    time.sleep(idle_sleep)
+                if not preds and not any(p.has_work for p in self.streams):
+                    time.sleep(self._idle(idle_sleep))
         finally:
             sys.setswitchinterval(interval)
+            self.streams += [p for _, p in self.waiting]
+            self.waiting = []
             for p in list(self.streams):
                 self._retire(p)
+            self._events = None
+
+    def _idle(self, idle_sleep: float) -> float:
+        """Sleep until the next stream is due to start, at most `idle_sleep`."""
+        if not self.waiting:
+            return idle_sleep
+        due = self.clock.t0_monotonic + self.waiting[0][0] - time.monotonic()
+        return max(0.0, min(idle_sleep, due))
+
+    def _start_due(self) -> None:
+        """Start the streams whose time has come (each clock zero at its own start)."""
+        base, base_wall = self.clock.t0_monotonic, self.clock.t0_wall
+        while self.waiting and base + self.waiting[0][0] <= time.monotonic():
+            offset, p = self.waiting.pop(0)
+            if p.clock is not self.clock:
+                p.clock.t0_monotonic, p.clock.t0_wall = base + offset, base_wall + offset
+            for sink in p.sinks:  # consumers map stream time to wall time from the new zero
+                if hasattr(sink, "set_metadata"):
+                    sink.set_metadata({"t0_wall": p.clock.t0_wall})
+            self.streams.append(p)
+            try:
+                p.start()
+            except Exception as exc:  # noqa: BLE001 - the only stream re-raises
+                self._fail(p, exc)
 
     def all_counters(self) -> dict[str, dict[str, float]]:
         """Each stream's counters, by stream id."""
