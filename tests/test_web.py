@@ -168,7 +168,7 @@ def test_browser_source_decodes_frames_and_counts_sound_on_the_stream_clock():
 
 
 def test_browser_source_reanchors_for_a_new_page_and_drops_the_oldest_when_behind():
-    src = BrowserSource(inbox_size=4)
+    src = BrowserSource(clock=StreamClock(t0_monotonic=time.monotonic() - 10), inbox_size=4)
     for i in range(10):  # not started: the inbox fills, the oldest go
         src.offer(CapturePacket("audio", 5.0 + 0.05 * i, np.zeros(800, np.float32), session="a"))
     assert src.counters["dropped_chunks"] == 6 and src.counters["dropped_samples"] == 6 * 800

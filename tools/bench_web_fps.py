@@ -76,7 +76,9 @@ def cpu_seconds(marker: str) -> float:
     return total
 
 
-SAMPLE = "({frames: tribe.frameCount, draws: tribe.draws, shown: tribe.drawn, t: performance.now()})"
+SAMPLE = (
+    "({frames: tribe.frameCount, draws: tribe.draws, shown: tribe.drawn, t: performance.now()})"
+)
 
 
 def measure(ctx, url: str, query: str, seconds: float, marker: str) -> dict[str, float]:
@@ -156,7 +158,9 @@ def main() -> int:
     except (OSError, AttributeError):
         pass
     print(f"device: {cpu}, {os.cpu_count()} cores; WebGL: {results['ours']['renderer']}")
-    print(f"page {width}x{height}, view {args.view}, {args.rate:g} predictions/s, {args.seconds:g} s")
+    print(
+        f"page {width}x{height}, view {args.view}, {args.rate:g} predictions/s, {args.seconds:g} s"
+    )
     print(f"{'mode':10s} {'page fps':>9s} {'draws/s':>8s} {'shown/s':>8s} {'browser CPU s/s':>16s}")
     for mode, r in results.items():
         print(f"{mode:10s} {r['fps']:9.1f} {r['draws']:8.1f} {r['shown']:8.2f} {r['cpu']:16.2f}")

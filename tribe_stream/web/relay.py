@@ -1,7 +1,7 @@
 """The ZeroMQ stream to every open page, latest-only.
 
-One `Subscriber` (latest-only, with the region-means topic) runs in a thread and hands each
-message to the server's event loop. Every page (`Page`) holds at most one prediction waiting
+One `Subscriber` (with the region-means topic) runs in a thread and hands each message to the
+server's event loop. Every page (`Page`) holds at most one prediction waiting
 to be sent: a newer one replaces it and the older is counted as skipped, so a slow page (or a
 slow network) only ever shows the newest map and never holds up the stream or the other pages.
 A page that joins late gets the newest prediction, metadata, region means and status at once.
@@ -121,9 +121,9 @@ class Relay:
         from tribe_stream.client import Subscriber
 
         self._loop = loop
-        self._sub = Subscriber(
-            self.url, latest_only=True, topics=("prediction", "roi"), **self.subscriber_kwargs
-        )
+        # every message, not latest_only: that mode drops a region message that arrives in the
+        # same read as its prediction; the pages are latest-only instead (cheap at 1-10 Hz)
+        self._sub = Subscriber(self.url, topics=("prediction", "roi"), **self.subscriber_kwargs)
         self._thread = threading.Thread(target=self._listen, name="tribe-web-relay", daemon=True)
         self._thread.start()
 

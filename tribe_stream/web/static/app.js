@@ -61,7 +61,7 @@ const luts = {};      // colormap name -> {texture, rgba}
 let pending = null;   // newest prediction not yet on screen
 let shown = null;     // {values, limits, cmap} now on screen
 let pictures = [];    // two [framebuffer, texture] targets: the picture fading out, the new one
-let fadeStart = 0, fading = false, dirty = true;
+let fadeStart = 0, fading = false, dirty = true, transition = 0, intervals = [];
 
 const settings = {
   view: params.get("view"), cmap: params.get("cmap"),
@@ -258,14 +258,19 @@ function frame(now) {
   if (arrived) {
     pictures.reverse();  // the picture on screen fades out; the new one is drawn over the other
     renderCortex(pictures[1]);
+    // fades never outlast 0.8 x the interval between predictions (as the desktop viewer)
+    if (state.lastShown) intervals = [...intervals.slice(-9), (now - state.lastShown) / 1000];
+    state.lastShown = now;
+    const gap = intervals.length ? [...intervals].sort((a, b) => a - b)[intervals.length >> 1] : Infinity;
+    transition = Math.min(scene.transition_s, 0.8 * gap);
     fadeStart = now;
-    fading = scene.transition_s > 0 && state.drawn > 0;
+    fading = transition > 0.02 && state.drawn > 0;
   } else if (dirty || state.continuous) {
     renderCortex(pictures[1]);  // a change of view or size shows at once (continuous: baseline)
     if (dirty) fading = false;
   }
   if (arrived || dirty || fading || state.continuous) {
-    const fade = fading ? Math.min(1, (now - fadeStart) / 1000 / scene.transition_s) : 1;
+    const fade = fading ? Math.min(1, (now - fadeStart) / 1000 / transition) : 1;
     present(fade);
     fading = fade < 1;
     dirty = false;
