@@ -376,12 +376,17 @@ def predict(media: str | os.PathLike, checkpoint: str = "demo", **options: Any) 
 
 
 def collect_media(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files to predict: each input file, and the media files (by extension) inside each folder,
-    sorted; a missing input is one line."""
+    """Files to predict: each input file, the media files (by extension) inside each folder,
+    sorted, and the files each manifest (`.csv`, `.list`: `tribe_stream.cluster.manifest`)
+    names; a missing input is one line."""
+    from tribe_stream.cluster.manifest import is_manifest, read_manifest
+
     files: list[Path] = []
     for item in inputs:
         p = Path(item).expanduser()
-        if p.is_dir():
+        if is_manifest(p) and not p.is_dir():
+            files += read_manifest(p)
+        elif p.is_dir():
             found = sorted(
                 f for f in p.iterdir() if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES
             )

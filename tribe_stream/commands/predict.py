@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from tribe_stream.commands import number
+
 NAME = "predict"
 HELP = "predict fMRI for whole media files (video, audio, .txt) with the official windows"
 
@@ -38,6 +40,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs whose outputs are finished (all their files there); redo partial ones",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="spread the files over Ray workers (after the inputs; docs/CLUSTER.md): no address "
+        "starts a local cluster, `auto` joins the running one, HOST:PORT or ray://HOST:PORT",
+    )
+    p.add_argument(
+        "--workers",
+        type=number(int, minimum=1),
+        help="with --ray: how many (default: one per GPU, else one per --cpus-per-worker CPUs)",
+    )
+    p.add_argument(
+        "--cpus-per-worker", type=number(int, minimum=1), default=1, help="with --ray (default 1)"
+    )
+    p.add_argument(
+        "--tries",
+        type=number(int, minimum=1),
+        default=3,
+        help="with --ray: tries per file when its worker dies (default 3)",
+    )
+    p.add_argument(
         "--contributions",
         action="store_true",
         help="also each modality alone (others absent), beside OUT: NAME.text.EXT, NAME.audio.EXT, ...",
@@ -47,41 +76,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
 
 
-def plan(args) -> list[tuple]:
-    """(input, output) pairs, every output checked before any model loads."""
+def plan(args) -> tuple[list[tuple], list]:
+    """(input, output) pairs to do, every output checked before any model loads, and the jobs
+    whose outputs are finished (with --resume); `tribe_stream.cluster.batch.plan_jobs`."""
     from pathlib import Path
 
-    from tribe_stream.errors import InputError
-    from tribe_stream.offline_outputs import FORMATS, contribution_files, output_files
-    from tribe_stream.prediction import collect_media
+    from tribe_stream.cluster.batch import plan_jobs
 
-    files = collect_media(args.media)
-    out = Path(args.out).expanduser()
-    single = len(files) == 1 and not Path(args.media[0]).is_dir()
-    if single and not out.is_dir():
-        pairs = [(files[0], out)]
-    else:
-        if out.exists() and not out.is_dir():
-            raise InputError(f"--out {out}: several inputs need a folder for their outputs")
-        if not out.is_dir():
-            if not out.parent.is_dir():
-                raise InputError(f"--out folder {out.parent} does not exist; create it first")
-            out.mkdir()
-        names = [f.stem for f in files]
-        twice = {n for n in names if names.count(n) > 1}
-        if twice:
-            raise InputError(
-                f"several inputs are called {sorted(twice)}: their outputs would clash"
-            )
-        pairs = [(f, out / (f.stem + FORMATS[args.format])) for f in files]
-    if args.transcript and len(pairs) > 1:
-        raise InputError("--transcript gives the words of one input; predict that file alone")
-    for _, target in pairs:
-        extra = contribution_files(target) if args.contributions else []
-        for f in output_files(target) + extra:
-            if f.exists() and not args.overwrite:
-                raise InputError(f"{f} exists; pass --overwrite to replace it")
-    return pairs
+    todo, finished = plan_jobs(
+        args.media,
+        args.out,
+        format=args.format,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        transcript=args.transcript,
+        contributions=args.contributions,
+    )
+    return [(Path(j.media), Path(j.target)) for j in todo], finished
 
 
 def contributions_line(media, preds) -> str:
@@ -128,9 +139,22 @@ def run(args) -> int:
         use_cache=not args.no_cache,
         contributions=args.contributions,
     ).validate()
-    pairs = plan(args)  # every input and output checked before any model loads
+    pairs, finished = plan(args)  # every input and output checked before any model loads
     console = Console(stderr=True)
     stop = stop_on_signals()
+    if args.ray is not None:
+        from tribe_stream.cluster.batch import Job, output_folder
+        from tribe_stream.cluster.report import run_command
+
+        jobs = [Job(str(m), str(t)) for m, t in pairs]
+        return run_command(console, options, jobs, finished, cluster=args.ray,
+                           out=output_folder(args.out) if len(pairs) + len(finished) > 1 else None,
+                           workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                           tries=args.tries, stop=stop)  # fmt: skip
+    if finished:
+        console.print(f"{len(finished)} finished outputs skipped (--resume)", markup=False)
+    if not pairs:
+        return 0
     predictor = Predictor(options)
     if predictor.loaded.identity.get("untrained"):
         console.print(
