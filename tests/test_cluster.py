@@ -80,7 +80,9 @@ def test_resume_skips_finished_outputs_and_redoes_partial_ones(tmp_path):
     (out / "q.npy").write_bytes(b"x")  # q partial: its writer died before the .json
     (out / ".q.4242.0123abcd.tmp.json").write_text("half")  # what the dead writer left
     (out / ".other.1.0123abcd.tmp.npy").write_text("not ours")
-    with pytest.raises(InputError, match="p.npy exists; pass --resume"):
+    with pytest.raises(
+        InputError, match=r"p.npy exists; pass --overwrite to replace it \(or --resume"
+    ):
         plan_jobs([src], out)
     todo, done = plan_jobs([src], out, resume=True)
     assert [Path(j.target).name for j in todo] == ["q.npy", "r.npy"]

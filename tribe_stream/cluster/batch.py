@@ -179,8 +179,8 @@ def plan_jobs(
         present = [f for f in outputs if f.exists()]
         if present and not (overwrite or resume):
             raise InputError(
-                f"{present[0]} exists; pass --resume to skip finished outputs "
-                "or --overwrite to replace them"
+                f"{present[0]} exists; pass --overwrite to replace it "
+                "(or --resume to skip finished outputs)"
             )
         todo.append(job)
     return todo, done
