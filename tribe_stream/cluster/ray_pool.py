@@ -52,7 +52,8 @@ def connect(address: str | None) -> bool:
     common: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     try:
         if address in (None, "local"):
-            os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's default for local, said once
+            # Ray turns token authentication on for a local cluster and warns that it did
+            logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
             ray.init(address="local", include_dashboard=False, **common)
         else:
             ray.init(address=address, **common)
