@@ -9,6 +9,11 @@ import sys
 import threading
 from pathlib import Path
 
+# Parallel test workers (pytest-xdist) each get their own default stream port, set before
+# tribe_stream is imported here or in any CLI run, so two `run`s never fight over 5556.
+if (worker := os.environ.get("PYTEST_XDIST_WORKER", "")).startswith("gw"):
+    os.environ["TRIBE_STREAM_URL"] = f"tcp://127.0.0.1:{15556 + int(worker[2:])}"
+
 import numpy as np
 import pytest
 from pulse_device import pulse  # noqa: F401 - a real PortAudio device, for any test that asks

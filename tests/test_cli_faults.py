@@ -184,7 +184,9 @@ def test_run_publish_none_with_view_shows_the_stream(tmp_path):
             env={"DISPLAY": display},
         )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "publishing on tcp://127.0.0.1:5556" in r.stdout
+    from tribe_stream.protocol import DEFAULT_URL
+
+    assert f"publishing on {DEFAULT_URL}" in r.stdout
     assert "done: 3 predictions" in r.stdout
 
 

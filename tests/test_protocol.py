@@ -474,3 +474,18 @@ def test_keys_from_text_files_and_folders(tmp_path):
 )
 def test_is_local(url, local):
     assert is_local(url) is local
+
+
+def test_default_url_follows_the_environment():
+    """`$TRIBE_STREAM_URL` sets where streams publish and viewers subscribe by default."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from tribe_stream.protocol import DEFAULT_URL; print(DEFAULT_URL)"
+    env = {k: v for k, v in os.environ.items() if k != "TRIBE_STREAM_URL"}
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert plain.stdout.strip() == "tcp://127.0.0.1:5556"
+    env["TRIBE_STREAM_URL"] = "tcp://127.0.0.1:6107"
+    moved = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert moved.stdout.strip() == "tcp://127.0.0.1:6107"

@@ -32,7 +32,9 @@ from tribe_stream.types import Prediction
 PROTOCOL_VERSION = 1
 """Bumped only for an incompatible change; new header fields do not bump it (ignore unknown keys)."""
 
-DEFAULT_URL = "tcp://127.0.0.1:5556"
+DEFAULT_URL = os.environ.get("TRIBE_STREAM_URL") or "tcp://127.0.0.1:5556"
+"""Where streams publish and viewers subscribe unless told otherwise: `$TRIBE_STREAM_URL` (one
+setting for a lab's machines, or a port per parallel test worker), else loopback port 5556."""
 
 TOPICS: dict[str, bytes] = {
     "prediction": b"tribe.prediction",
