@@ -244,8 +244,10 @@ def test_a_worker_killed_mid_file_is_retried_elsewhere(library, cluster, referen
     def watch(progress) -> None:
         for media, pid in progress.running.values():
             if media == long_clip and pid and not killed:
-                killed.append(pid)  # SIGKILL it 0.5 s into the file (9 s of clip: ~2 s of work)
-                threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+                # the file was just handed out (9 s of clip: about a second of work): SIGKILL
+                # its worker 0.2 s later, while the file is surely still in flight
+                killed.append(pid)
+                threading.Timer(0.2, os.kill, (pid, signal.SIGKILL)).start()
 
     out = tmp_path / "out"
     report = predict_files(manifest, out, cluster=cluster, workers=2, asr=False, on_progress=watch)
