@@ -245,3 +245,24 @@ def test_given_transcripts_and_spoken_texts_make_text_features(tmp_path, clip):
     assert spoken.metadata["modalities"] == ["audio", "text"]
     heard = " ".join(w.text.lower() for w in spoken.words)
     assert "fox" in heard and "dog" in heard and len(spoken) >= 3
+
+
+def test_video_batch_and_fp8_options_are_checked_and_change_the_cache_identity():
+    """A bad --video-batch is refused before anything loads; FP8 video products change the
+    features, so they must not share cache entries with half precision ones."""
+    from tribe_stream.errors import InputError
+    from tribe_stream.prediction import PredictOptions, Predictor
+
+    for bad in (0, 65, 2.5, True):
+        with pytest.raises(InputError, match="video_batch"):
+            PredictOptions(video_batch=bad).validate()
+    r = run_cli("predict", "x.mp4", "--out", "x.npy", "--video-batch", "0")
+    assert r.returncode == 2 and "at least 1" in r.stderr and "Traceback" not in r.stderr
+    plain = Predictor(checkpoint="demo", device="cpu", modalities=("video",)).extractor_identity()
+    batched = Predictor(
+        checkpoint="demo", device="cpu", modalities=("video",), video_batch=3
+    ).extractor_identity()
+    assert plain == batched  # batching does not change what a clip's features are
+    p = Predictor(checkpoint="demo", device="cpu", modalities=("video",), video_fp8=True)
+    assert p.extractor_identity()["video"].get("fp8") is True
+    assert p.extractor_identity() != plain

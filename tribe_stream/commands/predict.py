@@ -74,6 +74,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="torch", help="torch (default), compiled, onnx, tensorrt")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    p.add_argument(
+        "--video-fp8",
+        action="store_true",
+        help="the video encoder's matrix products in FP8 (Hopper/Ada GPUs; features within ~2%%)",
+    )
+    p.add_argument(
+        "--video-batch",
+        type=number(int, minimum=1, maximum=64),
+        default=None,
+        help="clips per V-JEPA2 forward (default: 4 on a GPU, 2 on the CPU)",
+    )
 
 
 def plan(args) -> tuple[list[tuple], list]:
@@ -138,6 +149,8 @@ def run(args) -> int:
         cache=args.cache,
         use_cache=not args.no_cache,
         contributions=args.contributions,
+        video_fp8=args.video_fp8,
+        video_batch=args.video_batch,
     ).validate()
     pairs, finished = plan(args)  # every input and output checked before any model loads
     console = Console(stderr=True)
