@@ -171,7 +171,7 @@ def test_a_larger_lag_moves_the_live_answer_to_the_offline_one(exact):
     for lag in LAGS:
         x = exact.lag(lag)
         exact_from = int(99 - lag)
-        assert np.all(x.total.mad_second[exact_from:] < 1e-6), lag
+        assert np.all(x.total.mad_second[exact_from:] < 1e-5), lag  # float32 noise
         assert np.all(x.total.mad_second[:exact_from] > 1e-4), lag
         assert np.all(x.total.r_second[exact_from:] > 1 - 1e-6), lag
         assert x.features.max_abs < 1e-5  # the extractors lose nothing here
