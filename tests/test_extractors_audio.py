@@ -193,6 +193,20 @@ def test_live_trailing_context(demo_audio):
     assert live.counters["audio_gap_samples"] == 800 and live.extract([9]).shape == (1, *DEMO_SHAPE)
 
 
+def test_live_sound_that_starts_between_bin_edges_still_gives_its_first_bin(demo_audio):
+    """Before: a microphone whose first sample was stamped at 0.1 s lost bin 0 ("older than the
+    audio context") and counted an extractor error. Now the first bin is led in with silence:
+    the same as offline features of the sound with 0.1 s of silence before it."""
+    live = demo_audio.live(context_seconds=3.0)
+    x = speechlike(2.0, seed=5)
+    lead = int(0.1 * RATE)
+    live.feed(x[: RATE - lead], t_start=0.1)
+    live.feed(x[RATE - lead : 2 * RATE - lead], t_start=1.0)
+    out = live.extract([0, 1, 2, 3])
+    padded = np.concatenate([np.zeros(lead, np.float32), x[: 2 * RATE - lead]])
+    np.testing.assert_allclose(out, demo_audio.extract(padded, 0.0, [0, 1, 2, 3]), atol=1e-5)
+
+
 def test_a_folder_without_weights_is_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match="w2v-BERT"):

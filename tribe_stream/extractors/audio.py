@@ -315,7 +315,13 @@ class LiveAudio:
         """Append mono 16 kHz samples starting at stream time `t_start`."""
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
         if not len(self._buf):
-            self._t0 = float(t_start)
+            # Sound that begins between bin edges (a microphone or a browser opening late) is
+            # led in with silence from its bin's start, so that bin has its pass like any other.
+            start = np.floor(float(t_start) / BIN_SECONDS + 1e-9) * BIN_SECONDS
+            lead = int(round((float(t_start) - start) * AUDIO_RATE))
+            if lead > 0:
+                x = np.concatenate([np.zeros(lead, np.float32), x])
+            self._t0 = float(start) if lead > 0 else float(t_start)
         else:
             gap = int(round((t_start - self.end_time) * AUDIO_RATE))
             if gap > 0:
