@@ -110,10 +110,11 @@ def publish_options(args) -> PublishOptions | None:
     )
 
 
-def run(args) -> int:
-    from tribe_stream.stream.producer import Media, Stream, StreamOptions
+def stream_options(args):
+    """The `StreamOptions` of `run`'s and `serve`'s shared stream arguments."""
+    from tribe_stream.stream.producer import StreamOptions
 
-    options = StreamOptions(
+    return StreamOptions(
         checkpoint=args.checkpoint,
         lag=args.lag,
         engine=args.engine,
@@ -125,6 +126,12 @@ def run(args) -> int:
         realtime=not args.fast,
         seconds=args.seconds,
     )
+
+
+def run(args) -> int:
+    from tribe_stream.stream.producer import Media, Stream
+
+    options = stream_options(args)
     stream = Stream(Media(file=args.file, camera=args.camera, mic=args.mic), options)
     publish = publish_options(args)
     if publish is not None:

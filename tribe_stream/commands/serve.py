@@ -63,24 +63,12 @@ def run(args) -> int:
     import numpy as np
 
     from tribe_stream.commands import stop_on_signals
-    from tribe_stream.commands.run import publish_options
+    from tribe_stream.commands.run import publish_options, stream_options
     from tribe_stream.errors import InputError
     from tribe_stream.outputs import save_npy
-    from tribe_stream.stream.producer import Stream, StreamOptions
+    from tribe_stream.stream.producer import Stream
 
-    options = StreamOptions(
-        checkpoint=args.checkpoint,
-        lag=args.lag,
-        engine=args.engine,
-        device=args.device,
-        dtype=args.model_dtype,
-        text=not args.no_text,
-        audio_context=args.audio_context,
-        video_fp8=args.video_fp8,
-        realtime=not args.fast,
-        seconds=args.seconds,
-    )
-    stream = Stream(media_list(args), options)
+    stream = Stream(media_list(args), stream_options(args))
     publish = publish_options(args)
     if publish is not None:
         stream.publish(publish)
