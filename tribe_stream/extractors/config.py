@@ -1,5 +1,5 @@
 """Extractor settings read out of a checkpoint's `config.yaml` (the `data` section), with the
-reference values (REFERENCE.md §3) wherever the file is silent.
+reference values (docs/MODEL.md §3) wherever the file is silent.
 
 The official experiment resolves the settings the same way: `data.layers_to_use` (or
 `n_layers_to_use`) overrides each extractor's own `layers`, and `data.layer_aggregation` overrides
@@ -81,7 +81,7 @@ class ExtractorConfig:
 
     @classmethod
     def reference(cls) -> ExtractorConfig:
-        """The full TRIBE v2 settings (REFERENCE.md §3)."""
+        """The full TRIBE v2 settings (docs/MODEL.md §3)."""
         return from_experiment({})
 
     @classmethod
