@@ -266,3 +266,9 @@ def test_video_batch_and_fp8_options_are_checked_and_change_the_cache_identity()
     p = Predictor(checkpoint="demo", device="cpu", modalities=("video",), video_fp8=True)
     assert p.extractor_identity()["video"].get("fp8") is True
     assert p.extractor_identity() != plain
+
+
+def test_workers_without_ray_is_one_line():
+    """Before: `--workers 2` without `--ray` was silently ignored and ran in one process."""
+    r = run_cli("predict", "x.mp4", "--out", "x.npy", "--workers", "2")
+    assert r.returncode == 2 and "add --ray" in r.stderr and "Traceback" not in r.stderr

@@ -135,6 +135,10 @@ def run(args) -> int:
     from tribe_stream.errors import TribeStreamError
     from tribe_stream.prediction import PredictOptions, Predictor
 
+    if args.ray is None and args.workers is not None:
+        from tribe_stream.errors import InputError
+
+        raise InputError("--workers spreads files over Ray workers: add --ray (docs/CLUSTER.md)")
     modalities = None
     if args.modalities:
         modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
