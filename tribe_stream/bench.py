@@ -345,34 +345,36 @@ def run_streams(
 
         thread = threading.Thread(target=listen, daemon=True)
         thread.start()
-        for pub in pubs:
-            pub.wait_for_subscribers(1, timeout=10.0)
-        pipelines = []
-        for i, (sid, clock, pub) in enumerate(zip(ids, clocks, pubs, strict=True)):
-            sources: list = [FileReplay(clip, clock=clock, realtime=True, max_size=292)]
-            if words and models.extractors.text is not None:
-                sources.append(TranscriptSource(words, clock))
-            ex = models.extractors if i == 0 else models.extractors.for_stream()
-            pipelines.append(
-                Pipeline(sources, models.engine, ex, [pub], config, clock, stream_id=sid)
-            )
-        for p in pipelines:  # each stream's own text steps, before the wall clock starts
-            p.warm_up()
-        server = Server(pipelines, clock=StreamClock(), config=config)
-        mem_before, _ = _gpu_memory(models.device)
-        if models.device.startswith("cuda"):
-            import torch
+        try:  # the listener stops before its socket closes, even on Ctrl-C
+            for pub in pubs:
+                pub.wait_for_subscribers(1, timeout=10.0)
+            pipelines = []
+            for i, (sid, clock, pub) in enumerate(zip(ids, clocks, pubs, strict=True)):
+                sources: list = [FileReplay(clip, clock=clock, realtime=True, max_size=292)]
+                if words and models.extractors.text is not None:
+                    sources.append(TranscriptSource(words, clock))
+                ex = models.extractors if i == 0 else models.extractors.for_stream()
+                pipelines.append(
+                    Pipeline(sources, models.engine, ex, [pub], config, clock, stream_id=sid)
+                )
+            for p in pipelines:  # each stream's own text steps, before the wall clock starts
+                p.warm_up()
+            server = Server(pipelines, clock=StreamClock(), config=config)
+            mem_before, _ = _gpu_memory(models.device)
+            if models.device.startswith("cuda"):
+                import torch
 
-            torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        made = sum(1 for _ in server.predictions(o.seconds, starts=starts))
-        wall = time.perf_counter() - t0
-        mem_after, peak = _gpu_memory(models.device)
-        deadline = time.monotonic() + 5.0
-        while len(got) < made and time.monotonic() < deadline:
-            time.sleep(0.02)
-        stop.set()
-        thread.join(2.0)
+                torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            made = sum(1 for _ in server.predictions(o.seconds, starts=starts))
+            wall = time.perf_counter() - t0
+            mem_after, peak = _gpu_memory(models.device)
+            deadline = time.monotonic() + 5.0
+            while len(got) < made and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            stop.set()
+            thread.join(2.0)
     for pub in pubs:
         pub.close()
     del pipelines
