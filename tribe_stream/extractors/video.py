@@ -25,7 +25,6 @@ from tribe_stream.errors import InputError
 from tribe_stream.extractors.accel import compile_blocks, sdpa_context
 from tribe_stream.extractors.config import ModalitySettings
 from tribe_stream.extractors.fp8 import fp8_supported
-from tribe_stream.extractors.fp8_attention import fp8_attention_supported
 from tribe_stream.extractors.grouped import GroupedExtractor
 from tribe_stream.extractors.loading import load_pretrained, locate
 from tribe_stream.extractors.timing import (
@@ -138,20 +137,15 @@ class VideoExtractor(GroupedExtractor):
         max_batch: int | None = None,
         attention: Sequence[str] | None = None,
         fp8: bool = False,
-        fp8_attention: bool = False,
     ):
         self._setup(model, settings, device)
         self.prep = prep
         self.dtype = next(model.parameters()).dtype
         if fp8 and (why := fp8_supported(device)):
             raise InputError(f"--video-fp8: {why}; run the video model in half precision instead")
-        if fp8_attention and (why := fp8_attention_supported(device)):
-            raise InputError(f"--video-fp8-attention: {why}; leave attention in half precision")
         self.fp8 = fp8
-        self.fp8_attention = fp8_attention
         with torch.no_grad():
-            trunk = VideoTrunk(model.to(device), self.groups, fp8=fp8, fp8_attention=fp8_attention)
-            self.encoder = trunk.to(device).eval()
+            self.encoder = VideoTrunk(model.to(device), self.groups, fp8=fp8).to(device).eval()
         if compile:
             compile_blocks(self.encoder.layers)
         self.attention = tuple(attention) if attention else None

@@ -4,7 +4,7 @@ Same arithmetic as `VJEPA2Model`'s encoder, arranged for speed: the tubelet embe
 whose kernel equals its stride) as one matrix product, query/key/value as one product, the 3-D
 rotary tables made once per token count instead of in every layer, and only the hidden states a
 layer group uses averaged over tokens. Optionally the four matrix products of each layer run in
-FP8 (`fp8.py`), and attention too (`fp8_attention.py`). The model object itself is left untouched.
+FP8 (`fp8.py`). The model object itself is left untouched.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from torch import nn
 
 from tribe_stream.extractors.accel import fused_linear
 from tribe_stream.extractors.fp8 import ACT_DTYPE, Fp8Linear, gelu_quantize_rows, quantize_rows
-from tribe_stream.extractors.fp8_attention import fp8_attention
 from tribe_stream.extractors.layers import needed_group_weights
 
 
@@ -78,10 +77,9 @@ class TubeletEmbed(nn.Module):
 class EncoderLayer(nn.Module):
     """One V-JEPA2 block: pre-norm rotary self-attention and a GELU MLP, each with a residual."""
 
-    def __init__(self, layer: nn.Module, fp8: bool = False, fp8_attention: bool = False):
+    def __init__(self, layer: nn.Module, fp8: bool = False):
         super().__init__()
         attn = layer.attention
-        self.fp8_attention = fp8_attention
         self.heads, self.head_dim = attn.num_attention_heads, attn.attention_head_size
         self.scale = attn.scaling
         self.norm1, self.norm2 = layer.norm1, layer.norm2
@@ -111,12 +109,8 @@ class EncoderLayer(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (b, heads, n, head_dim)
         q = q * cos + rotate_pairs(q) * sin
         k = k * cos + rotate_pairs(k) * sin
-        if self.fp8_attention:
-            o = fp8_attention(q, k, v, self.scale)  # already (b, n, d)
-        else:
-            o = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-            o = o.transpose(1, 2).reshape(b, n, d)
-        x = x + self.proj(o)
+        o = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        x = x + self.proj(o.transpose(1, 2).reshape(b, n, d))
         return x + self.mlp(self.norm2(x))
 
 
@@ -127,17 +121,11 @@ class VideoTrunk(nn.Module):
     does not change the encoder's hidden states) is skipped.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        groups: list[list[int]],
-        fp8: bool = False,
-        fp8_attention: bool = False,
-    ):
+    def __init__(self, model: nn.Module, groups: list[list[int]], fp8: bool = False):
         super().__init__()
         enc = model.encoder
         self.embed = TubeletEmbed(enc.embeddings.patch_embeddings.proj)
-        self.layers = nn.ModuleList(EncoderLayer(lay, fp8, fp8_attention) for lay in enc.layer)
+        self.layers = nn.ModuleList(EncoderLayer(layer, fp8) for layer in enc.layer)
         self._rope_source = enc.layer[0].attention
         self.dtype = ACT_DTYPE if fp8 else enc.embeddings.patch_embeddings.proj.weight.dtype
         self.needed, w = needed_group_weights(groups, len(self.layers) + 1)
