@@ -170,3 +170,29 @@ def test_mne_lsl_stream_sees_one_named_channel_per_region(annots):
     assert proc.returncode == 0, err
     assert names == list(atlas.names) and len(units) == len(atlas.names)
     np.testing.assert_allclose(data.T, atlas.means(values), rtol=1e-5, atol=1e-6)
+
+
+def test_latest_only_keeps_the_newest_predictions_region_means(annots):
+    """A viewer that reads latest-only gets the newest prediction and then its own region means
+    (read in the same drain, they used to be dropped); the skipped predictions' means are not
+    returned, and means that arrive after their prediction was returned still come."""
+    from tribe_stream.client import Subscriber
+
+    atlas = load_atlas(*annots)
+    with Publisher("tcp://127.0.0.1:*", atlas=atlas) as pub:
+        with Subscriber(pub.url, latest_only=True, topics=("prediction", "roi")) as sub:
+            assert pub.wait_for_subscribers(1, timeout=5)
+            maps = np.random.default_rng(1).standard_normal((6, N_VERTICES)).astype(np.float32)
+            for k in range(6):
+                pub.send(Prediction(k, maps[k], (k, k + 1.0), k + 5.0))
+            time.sleep(0.5)  # all twelve messages wait: one drain reads them
+            first = sub.recv(timeout=2)
+            roi = sub.recv(timeout=2)
+            assert first.topic == "prediction" and first.second == 5 and sub.skipped == 5
+            assert roi is not None and roi.topic == "roi" and roi.header["second"] == 5
+            assert roi.header["prediction_seq"] == first.seq
+            np.testing.assert_allclose(roi.values, atlas.means(first.values), atol=2e-3)
+            assert sub.recv(timeout=0.3) is None  # nothing of the skipped seconds follows
+            pub.send(Prediction(6, maps[0], (6, 7.0), 11.0))
+            got = [sub.recv(timeout=2), sub.recv(timeout=2)]
+            assert [(m.topic, m.header["second"]) for m in got] == [("prediction", 6), ("roi", 6)]

@@ -85,6 +85,16 @@ class _Stream:
     stale_next: int = -1
 
 
+def _belongs(roi: Message, prediction: Message) -> bool:
+    """Whether region means `roi` are those of `prediction` (same stream, session and seq)."""
+    r, p = roi.header, prediction.header
+    return (r.get("stream_id"), r.get("session"), r.get("prediction_seq")) == (
+        p.get("stream_id"),
+        p.get("session"),
+        p.get("seq"),
+    )
+
+
 class Subscriber:
     """Subscribe to a tribe-stream publisher (or several: `url` may be a list).
 
@@ -92,7 +102,8 @@ class Subscriber:
     "roi": one prediction's region means, `values (R,)`, named by `.metadata["regions"]`);
     heartbeats and metadata are always received and kept in `.status` and `.metadata`.
     `latest_only=True` (viewers) makes `recv` return only the newest waiting prediction;
-    the older ones are counted in `skipped`, not as losses. For CURVE pass the server's public
+    the older ones are counted in `skipped`, not as losses; with "roi" in `topics` the newest
+    prediction's region means follow it (the next `recv`), the skipped ones' are dropped. For CURVE pass the server's public
     key (`curve_server_key`: Z85 text or `NAME.key` file) and our key pair (`curve_keypair`:
     `NAME.key_secret` file, Z85 secret, or (public, secret)); without a key pair an ephemeral
     one is made. Not thread-safe, except `stop()`.
@@ -131,6 +142,7 @@ class Subscriber:
         if unknown:
             raise InputError(f"unknown topics {sorted(unknown)}; choose from {sorted(TOPICS)}")
         self.latest_only = latest_only
+        self._held: list[Message] = []  # latest_only: a region message read with its prediction
         self.status: dict[str, Any] | None = None
         self.metadata: dict[str, Any] | None = None
         self.received = self.gaps = self.missed = self.skipped = self.roi_received = 0
@@ -205,8 +217,11 @@ class Subscriber:
         """
         if self._closed:
             raise InputError("this Subscriber is closed")
+        if self._held:  # latest_only: the region means read with the prediction just returned
+            return self._held.pop()
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         latest: Message | None = None
+        latest_roi: Message | None = None
         while True:
             while True:
                 try:
@@ -216,14 +231,20 @@ class Subscriber:
                 msg = self._accept(frames)
                 if msg is None:
                     continue
+                if self.latest_only and latest is not None and msg.topic == "roi":
+                    if _belongs(msg, latest):  # kept for the next call, in order
+                        latest_roi = msg
+                    continue  # an older (skipped) prediction's region means
                 if not self.latest_only or msg.topic != "prediction":
                     if latest is None:
                         return msg
                     continue  # latest_only: status/metadata were recorded in .status/.metadata
                 if latest is not None:
                     self.skipped += 1
-                latest = msg
+                latest, latest_roi = msg, None
             if latest is not None:
+                if latest_roi is not None:
+                    self._held.append(latest_roi)
                 return latest
             self._drain_monitor()
             if self._stopped.is_set():

@@ -121,8 +121,7 @@ class Relay:
         from tribe_stream.client import Subscriber
 
         self._loop = loop
-        # every message, not latest_only: that mode drops a region message that arrives in the
-        # same read as its prediction; the pages are latest-only instead (cheap at 1-10 Hz)
+        # every message, not latest_only: each page keeps only what it draws (cheap at 1-10 Hz)
         self._sub = Subscriber(self.url, topics=("prediction", "roi"), **self.subscriber_kwargs)
         self._thread = threading.Thread(target=self._listen, name="tribe-web-relay", daemon=True)
         self._thread.start()
