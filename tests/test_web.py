@@ -167,6 +167,26 @@ def test_browser_source_decodes_frames_and_counts_sound_on_the_stream_clock():
     assert audio[0].start - video[0].start == pytest.approx(1.0, abs=1e-6)  # the page's times
 
 
+def test_sound_captured_before_the_stream_began_is_skipped_not_dropped():
+    """A page that opens its microphone as the stream starts sends sound from before clock
+    zero: that part is left out (`skipped_samples`, not a loss), the rest kept from zero on."""
+    clock = StreamClock(t0_monotonic=time.monotonic() - 0.1)  # a stream 0.1 s old
+    src = BrowserSource(clock=clock).start()
+    try:  # 0.3 s of sound ending now: its first ~0.2 s predate the stream
+        src.offer(CapturePacket("audio", 7.0, np.full(14400, 0.25, np.float32), rate=48000))
+        src.offer(CapturePacket("audio", 6.0, np.zeros(4800, np.float32), rate=48000))  # all before
+        (chunk,) = _drain(src, 1)
+        time.sleep(0.2)
+        c = src.counters
+    finally:
+        src.stop()
+    assert c["dropped_samples"] == 0 and c["dropped_chunks"] == 0
+    kept = len(chunk.data)
+    assert 0 <= chunk.start < 0.05 and 1000 < kept <= 1900  # ~0.1 s at 16 kHz from zero on
+    assert c["skipped_samples"] + kept == pytest.approx(4800 + 1600, abs=40)  # nothing lost
+    assert np.allclose(chunk.data[100:-100], 0.25, atol=1e-3)
+
+
 def test_browser_source_reanchors_for_a_new_page_and_drops_the_oldest_when_behind():
     src = BrowserSource(clock=StreamClock(t0_monotonic=time.monotonic() - 10), inbox_size=4)
     for i in range(10):  # not started: the inbox fills, the oldest go

@@ -38,7 +38,8 @@ COUNTER_KEYS: tuple[str, ...] = (
     "corrupt_frames",  # video packets/frames that failed to decode or came out flagged corrupt
     "nan_frames",  # float video frames with NaN/inf values (skipped)
     "out_of_order_frames",  # frames whose stamp did not advance (skipped)
-    "skipped_frames",  # frames left out on purpose by `max_fps` (not a loss)
+    "skipped_frames",  # frames left out on purpose: `max_fps`, or before the stream began
+    "skipped_samples",  # 16 kHz-equivalent samples captured before the stream began (not a loss)
     "audio_errors",  # audio packets that failed to decode
     "audio_gaps",  # audio discontinuities (lost packets, device stalls): stamps re-anchored
     "nonfinite_samples",  # audio samples that were NaN or inf (made silent)

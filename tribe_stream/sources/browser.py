@@ -18,12 +18,14 @@ them, so JPEG decoding never stalls the server's event loop.
   The source maps that clock onto the stream clock with the smallest arrival delay seen so far
   (so no stamp is ever in the future), and re-anchors (`clock_resyncs`) when a new page starts
   capturing or the two clocks disagree by more than `resync_s`. What was captured before the
-  stream began (stamped before 0) is left out (`skipped_frames`, `dropped_samples`).
+  stream began (stamped before 0) is left out on purpose, not counted as a loss
+  (`skipped_frames`, `skipped_samples`; a packet that straddles 0 keeps its part after it).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -189,14 +191,18 @@ class BrowserSource(Source):
 
     def _audio(self, packet: CapturePacket) -> None:
         stamp = self._stamp(packet)
-        if stamp < 0:
-            self._count(dropped_samples=len(packet.data))
-            return
+        data = np.asarray(packet.data, dtype=np.float32)
+        if stamp < 0:  # captured before the stream began: left out on purpose, not a loss
+            cut = min(len(data), math.ceil(-stamp * packet.rate - 1e-9))
+            self._count(skipped_samples=round(cut * AUDIO_RATE / packet.rate))
+            data, stamp = data[cut:], stamp + cut / packet.rate
+            if not len(data):
+                return
         if self._resampler is None or packet.rate != self._audio_rate:
             self._resampler = ArrayResampler(packet.rate, counters=self._decode)
             self._audio_rate = packet.rate
         before = self._decode.nonfinite_samples
-        samples = self._resampler.push(np.asarray(packet.data, dtype=np.float32))
+        samples = self._resampler.push(data)
         self._count(nonfinite_samples=self._decode.nonfinite_samples - before)
         if not len(samples):
             return
