@@ -134,5 +134,19 @@ def main() -> int:
     return 0
 
 
+def cli() -> int:
+    """`main` with a bad input or Ctrl-C as one line (exit 2 / 130), never a traceback."""
+    from tribe_stream.errors import TribeStreamError
+
+    try:
+        return main()
+    except TribeStreamError as exc:
+        print(f"{Path(__file__).name}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{Path(__file__).name}: interrupted", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

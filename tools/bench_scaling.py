@@ -91,7 +91,7 @@ def bench_predict(args) -> int:
     from tribe_stream.sources.clip import make_clip
 
     gpus = torch.cuda.device_count()
-    counts = [int(n) for n in args.workers.split(",")] if args.workers else [1, max(1, gpus)]
+    counts = args.workers or [1, max(1, gpus)]
     w, h = (int(v) for v in args.size.split("x"))
     n_clips = max(1, round(args.minutes * 60 / args.clip_seconds))
     print(f"device: {gpus} GPU(s) {torch.cuda.get_device_name() if gpus else 'CPU'}, "
@@ -150,6 +150,9 @@ def bench_predict(args) -> int:
                   f"{media_s / r['steady_s']:.1f} | {speed:.2f}x | "
                   f"{speed / (r['workers'] / base['workers']):.0%} | {same} of {total} | "
                   f"{len(r['failed'])} |")  # fmt: skip
+        for r in rows:
+            for media, error in r["failed"]:
+                print(f"failed ({r['workers']} worker(s)): {Path(media).name}: {error}")
         kills = [r for r in rows if r.get("kill")]
         if kills:
             plain = next(
@@ -157,7 +160,7 @@ def bench_predict(args) -> int:
             )
             print(f"the kill cost {kills[0]['wall_s'] - plain['wall_s']:.1f} s of wall time "
                   f"(worker pid {kills[0]['killed_pid']}, files retried {kills[0]['retried']})")  # fmt: skip
-    return 0
+    return 1 if any(r["failed"] for r in rows) else 0
 
 
 def bench_serve(args) -> int:
@@ -190,6 +193,16 @@ def bench_serve(args) -> int:
     return 0
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(n) for n in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: worker counts like 1,2,4")
+    return counts
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="demo")
@@ -197,14 +210,34 @@ def main() -> int:
     ap.add_argument("--clip-seconds", type=float, default=120.0)
     ap.add_argument("--size", default="320x240")
     ap.add_argument("--engine", default=None)
-    ap.add_argument("--workers", default=None, help="worker counts, e.g. 1,2,4 (default 1,GPUs)")
+    ap.add_argument("--workers", default=None, type=_counts,
+                    help="worker counts, e.g. 1,2,4 (default 1,GPUs)")  # fmt: skip
     ap.add_argument("--kill", action="store_true", help="also the largest count with a SIGKILL")
     ap.add_argument("--kill-after", type=float, default=2.0, help="s into the victim file")
     ap.add_argument("--serve", type=int, default=0, metavar="N", help="bench serve on N GPUs")
     ap.add_argument("bench_args", nargs="*", help="after --: options for tribe-stream bench")
     args = ap.parse_args()
+    if not args.serve:
+        from tribe_stream.resolve import checkpoint_path
+
+        if args.checkpoint != "demo":
+            checkpoint_path(args.checkpoint)  # a bad one: one line before any clip is made
     return bench_serve(args) if args.serve else bench_predict(args)
 
 
+def cli() -> int:
+    """`main` with a bad input or Ctrl-C as one line (exit 2 / 130), never a traceback."""
+    from tribe_stream.errors import TribeStreamError
+
+    try:
+        return main()
+    except TribeStreamError as exc:
+        print(f"{Path(__file__).name}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{Path(__file__).name}: interrupted", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
