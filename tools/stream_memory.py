@@ -36,33 +36,31 @@ def allocated_gib() -> float:
     return torch.cuda.memory_allocated() / 2**30
 
 
-def survivors(snapshot: dict, before: set[int]) -> list[tuple[int, str, tuple]]:
-    """(bytes, pool, stack) of each allocated block that was not allocated in `before`."""
-    out = []
+def allocated_blocks(snapshot: dict):
+    """(address, size, pool, frames) of every allocated block in a `_snapshot()`."""
     for seg in snapshot["segments"]:
         pool = str(tuple(seg.get("segment_pool_id", (0, 0))))
         addr = seg["address"]
         for block in seg["blocks"]:
-            if block["state"] == "active_allocated" and addr not in before:
-                frames = tuple(
-                    (f["filename"], f"{Path(f['filename']).name}:{f['line']} {f['name']}")
-                    for f in block.get("frames", [])
-                    if f["filename"].endswith(".py")
-                )
-                out.append((block["size"], pool, frames))
+            if block["state"] == "active_allocated":
+                yield addr, block["size"], pool, block.get("frames", [])
             addr += block["size"]
-    return out
+
+
+def survivors(snapshot: dict, before: set[int]) -> list[tuple[int, str, tuple]]:
+    """(bytes, pool, stack) of each allocated block that was not allocated in `before`."""
+    return [
+        (size, pool, tuple(
+            (f["filename"], f"{Path(f['filename']).name}:{f['line']} {f['name']}")
+            for f in frames if f["filename"].endswith(".py")
+        ))
+        for addr, size, pool, frames in allocated_blocks(snapshot)
+        if addr not in before
+    ]  # fmt: skip
 
 
 def allocated_addresses(snapshot: dict) -> set[int]:
-    found = set()
-    for seg in snapshot["segments"]:
-        addr = seg["address"]
-        for block in seg["blocks"]:
-            if block["state"] == "active_allocated":
-                found.add(addr)
-            addr += block["size"]
-    return found
+    return {addr for addr, *_ in allocated_blocks(snapshot)}
 
 
 def main() -> int:
@@ -127,14 +125,7 @@ def main() -> int:
 
 def left_ranges(snapshot: dict, before: set[int]) -> list[tuple[int, int]]:
     """(start, end) of each allocated block not allocated in `before`."""
-    out = []
-    for seg in snapshot["segments"]:
-        addr = seg["address"]
-        for block in seg["blocks"]:
-            if block["state"] == "active_allocated" and addr not in before:
-                out.append((addr, addr + block["size"]))
-            addr += block["size"]
-    return sorted(out)
+    return sorted((a, a + size) for a, size, _, _ in allocated_blocks(snapshot) if a not in before)
 
 
 def holders(ranges: list[tuple[int, int]], show: int = 5) -> None:

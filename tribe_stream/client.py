@@ -103,7 +103,8 @@ class Subscriber:
     heartbeats and metadata are always received and kept in `.status` and `.metadata`.
     `latest_only=True` (viewers) makes `recv` return only the newest waiting prediction;
     the older ones are counted in `skipped`, not as losses; with "roi" in `topics` the newest
-    prediction's region means follow it (the next `recv`), the skipped ones' are dropped. For CURVE pass the server's public
+    prediction's region means follow it (the next `recv`), the skipped ones' are dropped.
+    For CURVE pass the server's public
     key (`curve_server_key`: Z85 text or `NAME.key` file) and our key pair (`curve_keypair`:
     `NAME.key_secret` file, Z85 secret, or (public, secret)); without a key pair an ephemeral
     one is made. Not thread-safe, except `stop()`.
@@ -142,7 +143,7 @@ class Subscriber:
         if unknown:
             raise InputError(f"unknown topics {sorted(unknown)}; choose from {sorted(TOPICS)}")
         self.latest_only = latest_only
-        self._held: list[Message] = []  # latest_only: a region message read with its prediction
+        self._held: Message | None = None  # latest_only: region means read with their prediction
         self.status: dict[str, Any] | None = None
         self.metadata: dict[str, Any] | None = None
         self.received = self.gaps = self.missed = self.skipped = self.roi_received = 0
@@ -217,8 +218,9 @@ class Subscriber:
         """
         if self._closed:
             raise InputError("this Subscriber is closed")
-        if self._held:  # latest_only: the region means read with the prediction just returned
-            return self._held.pop()
+        if self._held is not None:  # latest_only: the region means of the prediction just returned
+            held, self._held = self._held, None
+            return held
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         latest: Message | None = None
         latest_roi: Message | None = None
@@ -243,8 +245,7 @@ class Subscriber:
                     self.skipped += 1
                 latest, latest_roi = msg, None
             if latest is not None:
-                if latest_roi is not None:
-                    self._held.append(latest_roi)
+                self._held = latest_roi
                 return latest
             self._drain_monitor()
             if self._stopped.is_set():
