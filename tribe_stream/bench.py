@@ -59,7 +59,7 @@ class BenchOptions:
     clip: str | None = None
     transcript: str | None = None
     device: str | None = None
-    video_fp8: bool = False
+    video_fp8: bool | str = False  # True: FP8 products; "all": attention too
     aligned: bool = False
     """All streams start at one instant (every bin of every stream closes together: the worst
     case); default: starts spread evenly over one 0.5 s bin, as independent sources would."""

@@ -63,8 +63,9 @@ class PredictOptions:
     use_cache: bool = True
     contributions: bool = False
     """Also predict each present modality alone (the others absent), on the same features."""
-    video_fp8: bool = False
-    """The video encoder's matrix products in FP8 (Hopper/Ada GPUs: faster, features within ~2%)."""
+    video_fp8: bool | str = False
+    """The video encoder's matrix products in FP8 (Hopper/Ada GPUs: faster, features within ~2%);
+    `"all"`: its attention too (Hopper and cuDNN's frontend; faster again, less exact)."""
     video_batch: int | None = None
     """Clips per V-JEPA2 forward (default: 4 on a GPU, 2 on the CPU)."""
 
@@ -93,6 +94,8 @@ class PredictOptions:
                 )
         if self.transcript is not None and not Path(self.transcript).is_file():
             raise InputError(f"transcript {self.transcript} does not exist")
+        if self.video_fp8 not in (False, True, "all"):
+            raise InputError(f"video_fp8 {self.video_fp8!r}: give False, True (products) or 'all'")
         return self
 
 
@@ -176,6 +179,11 @@ class Predictor:
         self.config = extractor_config(o.checkpoint)
         usable = [m for m in self.config.features_to_use if self.loaded.config.feature_dims.get(m)]
         self.modalities = tuple(m for m in MODALITIES if m in (o.modalities or usable))
+        if "video" in self.modalities and o.video_fp8:  # refused before any file, not for each
+            from tribe_stream.extractors.video import fp8_refusal
+
+            if why := fp8_refusal(o.video_fp8, self.device):
+                raise InputError(why)
         self._extractors: dict | None = None
         self._asr = None
         self.cache_dir = None
@@ -233,7 +241,8 @@ class Predictor:
             )
             ident[m] = {**asdict(s), "weights": stamp}
             if m == "video" and self.options.video_fp8:
-                ident[m]["fp8"] = True  # FP8 products change the features (within ~2%)
+                # FP8 products (True) or products and attention ("all") change the features
+                ident[m]["fp8"] = self.options.video_fp8
         ident["words"] = (
             {"transcript": file_digest(Path(self.options.transcript))}
             if self.options.transcript

@@ -76,3 +76,26 @@ def number(
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def add_video_fp8_arguments(p: argparse.ArgumentParser) -> None:
+    """`--video-fp8` (V-JEPA2's matrix products in FP8) and `--video-fp8-attention` (its
+    attention too), the same in every command that runs the video model."""
+    p.add_argument(
+        "--video-fp8",
+        action="store_true",
+        help="the video encoder's matrix products in FP8 (Hopper/Ada GPUs: faster, features "
+        "within ~2%%)",
+    )
+    p.add_argument(
+        "--video-fp8-attention",
+        action="store_true",
+        help="its attention in FP8 too, through cuDNN (Hopper GPUs, pip install "
+        "nvidia-cudnn-frontend: faster again, features about twice as far from half precision); "
+        "implies --video-fp8",
+    )
+
+
+def video_fp8(args: argparse.Namespace) -> bool | str:
+    """The extractors' `video_fp8` from those options: False, True (products) or "all"."""
+    return "all" if getattr(args, "video_fp8_attention", False) else bool(args.video_fp8)

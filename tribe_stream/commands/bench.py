@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tribe_stream.commands import number
+from tribe_stream.commands import add_video_fp8_arguments, number, video_fp8
 
 NAME = "bench"
 HELP = "measure the live pipeline end to end (latency per stage, streams per GPU) against the sequential baseline"
@@ -42,7 +42,7 @@ def add_arguments(p) -> None:
     p.add_argument("--clip", help="media file to replay (default: a generated clip with speech)")
     p.add_argument("--transcript", help="words with times (TSV, SRT, VTT) fed at their times")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--video-fp8", action="store_true", help="V-JEPA2 matrix products in FP8")
+    add_video_fp8_arguments(p)
     starts = p.add_mutually_exclusive_group()
     starts.add_argument(
         "--stagger",
@@ -80,7 +80,7 @@ def run(args) -> int:
             clip=args.clip,
             transcript=args.transcript,
             device=args.device,
-            video_fp8=args.video_fp8,
+            video_fp8=video_fp8(args),
             aligned=args.aligned,
             text=not args.no_text,
             lag=args.lag,

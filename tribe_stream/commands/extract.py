@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tribe_stream.commands import add_video_fp8_arguments, video_fp8
+
 NAME = "extract"
 HELP = "extract text/audio/video features (L, D, T) at 2 Hz from a media file into an .npz"
 
@@ -34,11 +36,7 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
     p.add_argument("--compile", action="store_true", help="torch.compile the extractors (GPU)")
-    p.add_argument(
-        "--video-fp8",
-        action="store_true",
-        help="video encoder's matrix products in FP8 (H100/Ada: ~15%% faster, features within ~2%%)",
-    )
+    add_video_fp8_arguments(p)
 
 
 def _config(args):
@@ -84,7 +82,7 @@ def run(args) -> int:
         modalities=modalities,
         compile=args.compile,
         dtype=args.dtype,
-        video_fp8=args.video_fp8,
+        video_fp8=video_fp8(args),
     )
     asr = None
     if "text" in modalities and words is None and not args.no_asr:

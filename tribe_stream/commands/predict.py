@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from tribe_stream.commands import number
+from tribe_stream.commands import add_video_fp8_arguments, number, video_fp8
 
 NAME = "predict"
 HELP = "predict fMRI for whole media files (video, audio, .txt) with the official windows"
@@ -74,11 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="torch", help="torch (default), compiled, onnx, tensorrt")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
-    p.add_argument(
-        "--video-fp8",
-        action="store_true",
-        help="the video encoder's matrix products in FP8 (Hopper/Ada GPUs; features within ~2%%)",
-    )
+    add_video_fp8_arguments(p)
     p.add_argument(
         "--video-batch",
         type=number(int, minimum=1, maximum=64),
@@ -153,7 +149,7 @@ def run(args) -> int:
         cache=args.cache,
         use_cache=not args.no_cache,
         contributions=args.contributions,
-        video_fp8=args.video_fp8,
+        video_fp8=video_fp8(args),
         video_batch=args.video_batch,
     ).validate()
     pairs, finished = plan(args)  # every input and output checked before any model loads

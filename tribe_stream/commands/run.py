@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tribe_stream.commands import add_video_fp8_arguments, video_fp8
+
 if TYPE_CHECKING:
     from tribe_stream.stream.producer import PublishOptions, Stream
 
@@ -57,11 +59,7 @@ def add_arguments(p) -> None:
     from tribe_stream.protocol import add_publisher_arguments
 
     add_publisher_arguments(p)  # --publish URL (`none`: off), --dtype, --stream-id, CURVE keys
-    p.add_argument(
-        "--video-fp8",
-        action="store_true",
-        help="video encoder's matrix products in FP8 (H100/Ada: ~15%% faster, features within ~2%%)",
-    )
+    add_video_fp8_arguments(p)
     p.add_argument("--view", action="store_true", help="open the live cortical viewer too")
     p.add_argument(
         "--linger",
@@ -122,7 +120,7 @@ def stream_options(args):
         dtype=args.model_dtype,
         text=not args.no_text,
         audio_context=args.audio_context,
-        video_fp8=args.video_fp8,
+        video_fp8=video_fp8(args),
         realtime=not args.fast,
         seconds=args.seconds,
     )

@@ -7,7 +7,7 @@ one publisher; every header carries its stream's `stream_id` and `seq` counts pe
 
 from __future__ import annotations
 
-from tribe_stream.commands import number
+from tribe_stream.commands import add_video_fp8_arguments, number
 
 NAME = "serve"
 HELP = "run several live streams (cameras, microphones, files) on one set of models"
@@ -35,7 +35,7 @@ def add_arguments(p) -> None:
     p.add_argument("--engine", default=None, help="torch, compiled, onnx, tensorrt")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--model-dtype", default=None, help="float32, float16, bfloat16")
-    p.add_argument("--video-fp8", action="store_true", help="V-JEPA2 matrix products in FP8")
+    add_video_fp8_arguments(p)
     p.add_argument("--no-text", action="store_true", help="no speech recognition or text")
     p.add_argument("--seconds", type=number(above=0), help="stop after this many seconds")
     p.add_argument("--out", metavar="DIR", help="also save each stream's predictions, ID.npy")

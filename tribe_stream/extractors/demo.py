@@ -206,7 +206,7 @@ def load_demo_extractors(
     folder: str | os.PathLike | None = None,
     device: str = "cpu",
     modalities: tuple[str, ...] = ("text", "audio", "video"),
-    video_fp8: bool = False,
+    video_fp8: bool | str = False,
 ) -> dict:
     """The demo extractors, loaded through the same `from_pretrained` path as real weights."""
     from tribe_stream.extractors.suite import load_extractors

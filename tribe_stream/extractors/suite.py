@@ -13,7 +13,7 @@ def load_extractors(
     modalities: tuple[str, ...] | None = None,
     compile: bool = False,
     dtype: str | None = None,
-    video_fp8: bool = False,
+    video_fp8: bool | str = False,
     video_batch: int | None = None,
 ) -> dict:
     """`{modality: extractor}` for `modalities` (default: the config's `features_to_use`).

@@ -9,10 +9,12 @@ sizes come from the model folder so the tiny demo model can use small images.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from tribe_stream.errors import InputError
 from tribe_stream.extractors.accel import compile_blocks, sdpa_context
 from tribe_stream.extractors.config import ModalitySettings
 from tribe_stream.extractors.fp8 import fp8_supported
+from tribe_stream.extractors.fp8_attention import fp8_attention_supported
 from tribe_stream.extractors.grouped import GroupedExtractor
 from tribe_stream.extractors.loading import load_pretrained, locate
 from tribe_stream.extractors.timing import (
@@ -118,9 +121,29 @@ def preprocess_frames(
         raise InputError(f"frames resized to {nh}x{nw} are smaller than the {prep.crop} px crop")
     top, left = int(round((nh - prep.crop) / 2.0)), int(round((nw - prep.crop) / 2.0))
     x = x[:, :, top : top + prep.crop, left : left + prep.crop]
-    mean = torch.tensor(prep.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(prep.std, device=x.device).view(1, 3, 1, 1)
+    mean, std = _normalisation(prep, x.device)
     return (x / 255.0 - mean) / std
+
+
+@functools.cache
+def _normalisation(
+    prep: VideoPreprocess, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std `(1, 3, 1, 1)` on `device`, made once (not copied per frame)."""
+    mean = torch.tensor(prep.mean, device=device).view(1, 3, 1, 1)
+    return mean, torch.tensor(prep.std, device=device).view(1, 3, 1, 1)
+
+
+def fp8_refusal(fp8: bool | str, device: str) -> str | None:
+    """Why the video encoder cannot run with `fp8` (False, True: FP8 products, "all": attention
+    too) on `device`, as one line with the fix; None when it can."""
+    if fp8 not in (False, True, "all"):
+        return f"video FP8 is off (False), on (True: products) or 'all', not {fp8!r}"
+    if fp8 and (why := fp8_supported(device)):
+        return f"--video-fp8: {why}; run the video model in half precision instead"
+    if fp8 == "all" and (why := fp8_attention_supported(device)):
+        return f"--video-fp8-attention: {why}; or --video-fp8 alone (FP8 products only)"
+    return None
 
 
 class VideoExtractor(GroupedExtractor):
@@ -136,16 +159,19 @@ class VideoExtractor(GroupedExtractor):
         compile: bool = False,
         max_batch: int | None = None,
         attention: Sequence[str] | None = None,
-        fp8: bool = False,
+        fp8: bool | str = False,
     ):
         self._setup(model, settings, device)
         self.prep = prep
         self.dtype = next(model.parameters()).dtype
-        if fp8 and (why := fp8_supported(device)):
-            raise InputError(f"--video-fp8: {why}; run the video model in half precision instead")
+        if why := fp8_refusal(fp8, device):
+            raise InputError(why)
         self.fp8 = fp8
         with torch.no_grad():
-            self.encoder = VideoTrunk(model.to(device), self.groups, fp8=fp8).to(device).eval()
+            self.encoder = VideoTrunk(
+                model.to(device), self.groups, fp8=bool(fp8), fp8_attention=fp8 == "all"
+            )
+            self.encoder = self.encoder.to(device).eval()
         if compile:
             compile_blocks(self.encoder.layers)
         self.attention = tuple(attention) if attention else None
@@ -163,12 +189,12 @@ class VideoExtractor(GroupedExtractor):
         compile: bool = False,
         max_batch: int | None = None,
         attention: Sequence[str] | None = None,
-        fp8: bool = False,
+        fp8: bool | str = False,
     ) -> VideoExtractor:
         """Load a `VJEPA2Model` folder / cached hub id (default: the settings' model name).
 
         `fp8`: the encoder's matrix products in FP8 (`fp8.py`; faster on an H100, features within
-        about 2% of half precision)."""
+        about 2% of half precision); `"all"`: its attention too (`fp8_attention.py`, cuDNN)."""
         from transformers import VJEPA2Model
 
         settings, folder, dev = locate(name_or_path, settings, "video", device)
@@ -293,28 +319,50 @@ class VideoExtractor(GroupedExtractor):
         k, done = 0, 0
         prev: np.ndarray | None = None
         cache: list = [None, None]  # (frame, its preprocessed pixels): each frame preprocessed once
-        pending: list[tuple[int, int, torch.Tensor]] = []  # batches queued on the device
+        pending: list[tuple] = []  # (first bin, end bin, features, copied event)
+
+        # Frames are preprocessed on a CUDA stream of their own: a copy from pageable memory
+        # may wait for all work queued before it on its stream, and on the encoder's stream that
+        # is whole batches, during which decoding would stall and the GPU then starve.
+        cuda = torch.device(self.device).type == "cuda"
+        side = torch.cuda.Stream(self.device) if cuda else None
+
+        def preprocess(frame: np.ndarray) -> torch.Tensor:
+            with torch.inference_mode(), torch.cuda.stream(side) if cuda else nullcontext():
+                pix = preprocess_frames(frame[None], self.prep, self.device)[0].to(self.dtype)
+            if cuda:  # read later on the encoder's stream: not reused before that
+                pix.record_stream(torch.cuda.current_stream(self.device))
+            return pix
 
         def assign_until(limit: float, frame: np.ndarray) -> None:
             """`frame` is the one shown at every remaining sample time before `limit`."""
             nonlocal k
             while k < len(uniq) and uniq[k] + FRAME_EPS < limit:
                 if cache[0] is not frame:
-                    with torch.inference_mode():
-                        cache[:] = [
-                            frame,
-                            preprocess_frames(frame[None], self.prep, self.device)[0].to(
-                                self.dtype
-                            ),
-                        ]
+                    cache[:] = [frame, preprocess(frame)]
                 assigned[k] = cache[1]
                 k += 1
+
+        def launch(clips: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+            """Queue one batch and the copy of its features to the host, right behind it (a
+            plain `.cpu()` later would wait for every batch queued since, emptying the GPU's
+            queue while the next batch's frames are decoded). Returns the features and an
+            event to wait for (None on the CPU: already there)."""
+            feats = self.encode_on_device(clips)
+            if not cuda:
+                return feats, None
+            host = feats.to("cpu", non_blocking=True)  # into pinned memory, asynchronously
+            copied = torch.cuda.Event()
+            copied.record(torch.cuda.current_stream(self.device))
+            return host, copied
 
         def drain(keep: int = 0) -> None:
             """Copy finished batches to `out` until at most `keep` are still queued."""
             while len(pending) > keep:
-                lo, hi, feats = pending.pop(0)
-                out[..., lo:hi] = feats.cpu().numpy().transpose(1, 2, 0)
+                lo, hi, feats, copied = pending.pop(0)
+                if copied is not None:
+                    copied.synchronize()
+                out[..., lo:hi] = feats.numpy().transpose(1, 2, 0)
                 if progress:
                     progress(hi, total)
 
@@ -327,10 +375,12 @@ class VideoExtractor(GroupedExtractor):
                 if ready == done or (ready - done < self.max_batch and not final):
                     return  # wait for a full batch (or the end)
                 stop = min(ready, done + self.max_batch)
+                if cuda:  # the clips' frames are preprocessed on the side stream
+                    torch.cuda.current_stream(self.device).wait_stream(side)
                 clips = torch.stack(
                     [torch.stack([assigned[s] for s in slot[b]]) for b in range(done, stop)]
                 )
-                pending.append((done, stop, self.encode_on_device(clips)))
+                pending.append((done, stop, *launch(clips)))
                 drain(keep=2)  # wait only for an older batch: the GPU stays busy
                 done = stop
                 keep_from = slot[done].min() if done < total else len(uniq)

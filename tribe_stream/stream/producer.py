@@ -72,7 +72,7 @@ class StreamOptions:
     """Speech recognition and text features (when the media has sound)."""
     audio_context: float = 30.0
     """Seconds of trailing audio the audio extractor hears per bin."""
-    video_fp8: bool = False
+    video_fp8: bool | str = False  # True: FP8 products; "all": attention too
     """The video encoder's matrix products in FP8 (Ada/Hopper GPUs: faster, within about 2%)."""
     realtime: bool = True
     """Files: replay at their pace (True) or as fast as possible (False)."""

@@ -1,0 +1,159 @@
+"""FP8 attention (`--video-fp8-attention`): per-clip quantisation, the op's reference arithmetic,
+the encoder's FP8-attention path on the demo V-JEPA2, and the one-line refusal where it cannot run.
+
+On the CPU the op runs its reference body (the arithmetic cuDNN's kernel does); on a Hopper GPU
+with NVIDIA's cuDNN frontend the last test checks cuDNN's kernel against that reference.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tribe_stream.extractors.fp8 import fp8_supported
+from tribe_stream.extractors.fp8_attention import (
+    FP8,
+    FP8_MAX,
+    OUT_HEADROOM,
+    attend_fp8,
+    dequantize,
+    fp8_attention_supported,
+    quantize_per_clip,
+)
+
+CPU_FP8 = fp8_supported("cpu")
+NEEDS_CPU_FP8 = pytest.mark.skipif(
+    CPU_FP8 is not None, reason=f"the encoder's FP8 products on the CPU: {CPU_FP8}"
+)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def sdpa_bnhd(q, k, v, scale):
+    """float32 attention of `(B, N, H, D)` tensors, the same layout back."""
+    q, k, v = (t.float().transpose(1, 2) for t in (q, k, v))
+    return F.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2)
+
+
+def test_each_clip_is_quantised_on_its_own_scale():
+    """A clip's e4m3 bytes and scale do not depend on the other clips of its batch (so batching
+    never changes a clip's features), and the scale maps its largest entry to 448."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 16, 2, 8)
+    x[1] *= 50.0  # a loud clip must not coarsen the quiet ones
+    x8, descale = quantize_per_clip(x)
+    assert x8.dtype == FP8 and descale.shape == (3,)
+    torch.testing.assert_close(descale, x.abs().amax(dim=(1, 2, 3)) / FP8_MAX)
+    for i in range(3):
+        alone8, alone = quantize_per_clip(x[i : i + 1])
+        assert torch.equal(alone8.view(torch.uint8), x8[i : i + 1].view(torch.uint8))
+        assert alone.item() == descale[i].item()
+    back = dequantize(x8, descale, torch.float32)
+    # e4m3: 3 mantissa bits, round to nearest -> at most 1/16 relative for normal values
+    normal = x.abs() >= 2.0**-6 * descale.view(-1, 1, 1, 1)
+    assert ((back - x).abs() <= x.abs() / 16 + 1e-12)[normal].all()
+
+
+def test_reference_op_is_attention_within_fp8_error():
+    """The op's reference body against float32 attention: close, and a layout slip (heads and
+    tokens swapped) would be far off."""
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(2, 64, 3, 16) for _ in range(3))
+    scale = 16**-0.5
+    o8, do = attend_fp8(q, k, v, scale)
+    assert o8.shape == q.shape and o8.dtype == FP8 and do.shape == (2,)
+    got = dequantize(o8, do, torch.float32)
+    ref = sdpa_bnhd(q, k, v, scale)
+    assert rel(got, ref) < 0.08
+    wrong = sdpa_bnhd(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale)
+    assert rel(got, wrong.transpose(1, 2)) > 0.5
+
+
+def test_output_scale_cannot_overflow():
+    """Attention that copies the value row holding the largest entry: the output's e4m3 value
+    stays at 448 / OUT_HEADROOM, never saturated (each output row is a weighted mean of values)."""
+    n, d = 32, 16
+    q = torch.zeros(1, n, 1, d)
+    k = torch.zeros(1, n, 1, d)
+    q[..., 0] = 30.0
+    k[0, 5, 0, 0] = 30.0  # every query attends to token 5 only
+    v = torch.randn(1, n, 1, d)
+    v[0, 5, 0, 3] = 100.0  # the largest value entry
+    o8, do = attend_fp8(q, k, v, 1.0)
+    peak = o8.float().abs().max().item()
+    assert peak == pytest.approx(FP8_MAX / OUT_HEADROOM, rel=1 / 16)
+    got = dequantize(o8, do, torch.float32)
+    torch.testing.assert_close(got[0, :, 0, 3], torch.full((n,), 100.0), rtol=1 / 16, atol=0)
+
+
+@NEEDS_CPU_FP8
+def test_encoder_with_fp8_attention_matches_and_keeps_clips_apart():
+    """The demo V-JEPA2 with FP8 products and FP8 attention: features close to FP8 products with
+    16-bit attention, and a clip's features the same alone as in a batch."""
+    from tribe_stream.extractors.demo import demo_config, demo_extractors_path
+    from tribe_stream.extractors.video import VideoExtractor
+    from tribe_stream.extractors.video_encoder import VideoTrunk
+
+    video = VideoExtractor.from_pretrained(
+        demo_extractors_path().video, demo_config().video, device="cpu"
+    )
+    torch.manual_seed(2)
+    pix = torch.randn(2, 64, 3, 32, 32)
+    with torch.inference_mode():
+        half = VideoTrunk(video.model, video.groups).eval()(pix)
+        prods = VideoTrunk(video.model, video.groups, fp8=True).eval()(pix)
+        trunk = VideoTrunk(video.model, video.groups, fp8=True, fp8_attention=True).eval()
+        both = trunk(pix)
+        first = trunk(pix[:1])
+        dq = VideoTrunk(video.model, video.groups, fp8_attention=True).eval()(pix)
+    assert trunk.layers[0].fp8_attention
+    err_both, err_prods = rel(both, half), rel(prods, half)
+    assert 0 < err_both < 0.1, err_both  # really changed, still close
+    assert err_both != err_prods
+    torch.testing.assert_close(first, both[:1], rtol=1e-5, atol=1e-6)
+    assert 0 < rel(dq, half) < 0.1  # FP8 attention alone (16-bit products): dequantised output
+
+
+def test_refused_in_one_line_where_it_cannot_run(tmp_path):
+    """On this machine (no Hopper GPU with cuDNN) the option is refused before any file, in one
+    line that names the flag and the fix."""
+    from tests.test_predict import run_cli
+    from tribe_stream.errors import InputError
+    from tribe_stream.extractors.video import fp8_refusal
+    from tribe_stream.prediction import PredictOptions, Predictor
+
+    if fp8_attention_supported("cuda" if torch.cuda.is_available() else "cpu") is None:
+        pytest.skip("FP8 attention runs here")
+    why = fp8_refusal("all", "cpu")
+    assert why.startswith("--video-fp8-attention:") and "--video-fp8 alone" in why
+    with pytest.raises(InputError, match="--video-fp8-attention"):
+        Predictor(checkpoint="demo", device="cpu", modalities=("video",), video_fp8="all")
+    with pytest.raises(InputError, match="video_fp8"):
+        PredictOptions(video_fp8="fast").validate()
+    clip = tmp_path / "c.mp4"
+    clip.write_bytes(b"")  # never opened: the option is refused first
+    r = run_cli("predict", str(clip), "--out", str(tmp_path / "o.npy"), "--video-fp8-attention")
+    assert r.returncode == 2, r.stderr
+    assert "--video-fp8-attention:" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.npy").exists()
+
+
+@pytest.mark.skipif(
+    fp8_attention_supported("cuda") is not None,
+    reason=f"cuDNN's FP8 attention: {fp8_attention_supported('cuda')}",
+)
+def test_cudnn_kernel_agrees_with_the_reference():
+    """cuDNN's kernel (GPU) against the op's reference body (run on the CPU), at a small
+    V-JEPA2-like shape, and against float32 attention."""
+    torch.manual_seed(3)
+    q, k, v = (torch.randn(2, 512, 4, 64, device="cuda") for _ in range(3))
+    (q8, dq), (k8, dk), (v8, dv) = (quantize_per_clip(t) for t in (q, k, v))
+    so = 1.0 / (dv * OUT_HEADROOM)
+    gpu = torch.ops.tribe_stream.fp8_sdpa(q8, k8, v8, dq, dk, dv, so, 0.125)
+    cpu = torch.ops.tribe_stream.fp8_sdpa(*(t.cpu() for t in (q8, k8, v8, dq, dk, dv, so)), 0.125)
+    assert rel(gpu.float().cpu(), cpu.float()) < 0.05
+    got = dequantize(gpu, dv * OUT_HEADROOM, torch.float32)
+    assert rel(got, sdpa_bnhd(q, k, v, 0.125)) < 0.08
