@@ -120,7 +120,8 @@ def test_encoder_with_fp8_attention_matches_and_keeps_clips_apart():
 def test_refused_in_one_line_where_it_cannot_run(tmp_path):
     """On this machine (no Hopper GPU with cuDNN) the option is refused before any file, in one
     line that names the flag and the fix."""
-    from tests.test_predict import run_cli
+    from conftest import run_cli
+
     from tribe_stream.errors import InputError
     from tribe_stream.extractors.video import fp8_refusal
     from tribe_stream.prediction import PredictOptions, Predictor

@@ -61,6 +61,33 @@ def test_rows_follow_the_official_windows(tmp_path, predictor):
     assert np.abs(short[100:] - preds.values[100:]).max() > 1e-3  # padding matters
 
 
+def test_sound_decoded_beside_the_video_changes_nothing(clip, predictor, monkeypatch):
+    """The sound is decoded in a thread while the video runs (the header gives the bin count):
+    the features equal each extractor run alone; and when the sound outlasts what the header
+    says, the video is redone for the sound's bins instead of falling short."""
+    import dataclasses
+
+    from tribe_stream.extractors import offline
+    from tribe_stream.extractors.timing import n_bins_for
+    from tribe_stream.media import probe, read_audio
+
+    ex = {m: predictor.extractors[m] for m in ("video", "audio")}
+    sound = read_audio(clip)
+    got = offline.extract_media(clip, ex)
+    n = got.n_bins
+    np.testing.assert_array_equal(got.features["video"], ex["video"].extract_file(clip, n))
+    np.testing.assert_array_equal(got.features["audio"], ex["audio"].extract_samples(sound, n))
+    real = probe(clip)
+    monkeypatch.setattr(
+        offline, "probe", lambda path: dataclasses.replace(real, duration=real.duration - 2.0)
+    )
+    short = offline.extract_media(clip, ex)
+    want = n_bins_for(max(real.duration - 2.0, len(sound) / 16000))
+    assert want > n_bins_for(real.duration - 2.0)  # the sound really is longer than the header
+    assert short.n_bins == want and short.features["video"].shape[-1] == want
+    np.testing.assert_array_equal(short.features["video"], ex["video"].extract_file(clip, want))
+
+
 def test_predict_equals_extract_then_predict_features(tmp_path, clip):
     feats, out_a, out_b = tmp_path / "f.npz", tmp_path / "a.npy", tmp_path / "b.npy"
     r = run_cli("extract", str(clip), "--out", str(feats), "--checkpoint", "demo", "--no-asr")

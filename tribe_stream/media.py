@@ -129,6 +129,12 @@ class DecodeCounters:
     def total(self) -> int:
         return self.bad_packets + self.bad_frames + self.read_errors
 
+    def merge(self, other: DecodeCounters) -> None:
+        """Add another decoder's counts and messages (a stream decoded in another thread)."""
+        for name in ("bad_packets", "bad_frames", "nonfinite_samples", "audio_gaps", "read_errors"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.messages = (self.messages + other.messages)[-20:]
+
 
 def decoded_frames(
     container: av.container.InputContainer, stream: av.stream.Stream, counters: DecodeCounters

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,18 @@ class FileFeatures:
     words: list[Word] | None = None
     missing: dict[str, str] = field(default_factory=dict)
     decoding: DecodeCounters = field(default_factory=DecodeCounters)
+
+
+def _video_features(path, video, total: int, counters: DecodeCounters, stage) -> np.ndarray | None:
+    """The video's `(L, D, total)` features, or None when no frame decodes."""
+    log.info("video features of %s (%d bins)", path, total)
+    stage("video", 0, total)
+    try:
+        return video.extract_file(
+            path, total, counters=counters, progress=lambda d, n: stage("video", d, n)
+        )
+    except NothingDecoded:
+        return None
 
 
 def extract_media(
@@ -65,33 +78,61 @@ def extract_media(
     need_audio = info.has_audio and (
         "audio" in extractors or ("text" in extractors and words is None)
     )
+    video = extractors.get("video") if info.has_video else None
     stage("decoding sound")
-    audio = read_audio(path, counters) if need_audio else None
-    duration = (
-        media_duration(path, info)
-        if audio is None
-        else max(info.duration or 0.0, len(audio) / AUDIO_RATE)
+    # The sound is decoded in a thread while the video runs when the header gives the length
+    # (the bin count the video needs); it can only lengthen the file, then the video is redone.
+    overlap = (
+        need_audio
+        and video is not None
+        and info.duration is not None
+        and n_bins_for(info.duration) > 0
     )
-    total = n_bins_for(duration)
-    if total == 0:
-        raise InputError(
-            f"{path} lasts {duration:.2f} s: too short for one {BIN_SECONDS} s feature bin; "
-            "give at least 0.25 s of media"
+    pending_audio = None
+    if overlap:
+        sound_counters = DecodeCounters()
+        pending_audio = ThreadPoolExecutor(1, thread_name_prefix="sound")
+        audio_future = pending_audio.submit(read_audio, path, sound_counters)
+        audio = None
+    else:
+        audio = read_audio(path, counters) if need_audio else None
+    try:
+        duration = (
+            (info.duration if overlap else media_duration(path, info))
+            if audio is None
+            else max(info.duration or 0.0, len(audio) / AUDIO_RATE)
         )
-    result = FileFeatures({}, total, duration, list(words) if words is not None else None)
-    result.decoding = counters
-    if "video" in extractors:
-        if info.has_video:
-            log.info("video features of %s (%d bins)", path, total)
-            stage("video", 0, total)
-            try:
-                result.features["video"] = extractors["video"].extract_file(
-                    path, total, counters=counters, progress=lambda d, n: stage("video", d, n)
-                )
-            except NothingDecoded:
-                result.missing["video"] = "no video frame could be decoded"
-        else:
+        total = n_bins_for(duration)
+        if total == 0:
+            raise InputError(
+                f"{path} lasts {duration:.2f} s: too short for one {BIN_SECONDS} s feature bin; "
+                "give at least 0.25 s of media"
+            )
+        result = FileFeatures({}, total, duration, list(words) if words is not None else None)
+        result.decoding = counters
+        if "video" in extractors and video is None:
             result.missing["video"] = "the file has no video stream"
+        if video is not None:
+            video_feats = _video_features(path, video, total, counters, stage)
+        if overlap:
+            audio = audio_future.result()
+            counters.merge(sound_counters)
+            duration = max(duration, len(audio) / AUDIO_RATE)
+            if n_bins_for(duration) > total:  # the sound outlasts the header: more bins
+                total = n_bins_for(duration)
+                log.info(
+                    "%s: sound longer than its header says; video again for %d bins", path, total
+                )
+                video_feats = _video_features(path, video, total, DecodeCounters(), stage)
+            result.n_bins, result.duration = total, duration
+    finally:
+        if pending_audio is not None:
+            pending_audio.shutdown(wait=True, cancel_futures=True)
+    if video is not None:
+        if video_feats is None:
+            result.missing["video"] = "no video frame could be decoded"
+        else:
+            result.features["video"] = video_feats
     if "audio" in extractors:
         if audio is not None and len(audio):
             log.info("audio features of %s", path)
