@@ -161,6 +161,34 @@ def test_an_extractor_that_raises_once_is_counted_and_the_stream_goes_on(clip, d
     assert preds[-1].counters["extractor_errors"] == 1  # published with every prediction
 
 
+def test_one_failed_forward_over_several_bins_is_one_error(clip, demo):
+    """The sources end before the first turn, so every bin's clip goes into the same forwards:
+    the first (failing) forward holds several of the stream's jobs and counts once."""
+    import time
+
+    from tribe_stream.sources.replay import FileReplay
+
+    engine, ex = demo
+    clock = StreamClock()
+    source = FileReplay(clip, clock=clock, realtime=False)
+    pipe = Pipeline(
+        [source],
+        engine,
+        Extractors(video=FailsOnce(ex["video"]), audio=ex["audio"]),
+        config=PipelineConfig(live=False),
+        clock=clock,
+    )
+    pipe.start()
+    deadline = time.monotonic() + 60
+    while not pipe.ended and time.monotonic() < deadline:
+        time.sleep(0.05)
+    preds = pipe.finish()
+    assert [p.second for p in preds] == list(range(6))
+    assert pipe.counters["extractor_errors"] == 1
+    # the failed forward's bins went out without video, and say so
+    assert preds[0].counters["extractor_errors"] == 1
+
+
 class SlowEngine:
     """The real engine, slowed down as an overloaded GPU would be."""
 

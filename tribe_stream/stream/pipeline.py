@@ -383,22 +383,25 @@ class Pipeline:
         """Features (or the exception) of the first `len(results)` of `video_jobs`, in order
         (a server may run a stream's oldest clips now and the rest in a later batch)."""
         done, self.video_jobs = self.video_jobs[: len(results)], self.video_jobs[len(results) :]
-        for (bins, _), feats in zip(done, results, strict=True):
-            if isinstance(feats, Exception):
-                self._failed("video", feats)
-                continue
-            for b, v in zip(bins, feats, strict=True):
-                self.rings["video"].set(b, v)
+        self._apply("video", done, results)
 
     def apply_audio(self, results: list) -> None:
         """Features (or the exception) of the first `len(results)` of `audio_jobs`, in order."""
         done, self.audio_jobs = self.audio_jobs[: len(results)], self.audio_jobs[len(results) :]
+        self._apply("audio", done, results)
+
+    def _apply(self, kind: str, done: list, results: list) -> None:
+        """Each job's features into the ring; a failed forward is counted once, however many
+        of this stream's jobs its batch held (its bins stay empty, counted when they go out)."""
+        seen: set[int] = set()
         for (bins, _), feats in zip(done, results, strict=True):
             if isinstance(feats, Exception):
-                self._failed("audio", feats)
+                if id(feats) not in seen:
+                    seen.add(id(feats))
+                    self._failed(kind, feats)
                 continue
             for b, v in zip(bins, feats, strict=True):
-                self.rings["audio"].set(b, v)
+                self.rings[kind].set(b, v)
 
     def first_pending_bin(self) -> float:
         """The oldest bin whose features are still to run (inf when none)."""
