@@ -10,6 +10,11 @@
 Needs a Hopper-class GPU and `pip install nvidia-cudnn-frontend`.
 
     python tools/bench_fp8_attention.py [--batch 8] [--iters 10] [--no-encoder]
+        [--encoder-batches 8,16] [--profile]
+
+`--encoder-batches` times the compiled encoders at several batch sizes; `--profile` prints the
+top GPU kernels of two FP8-attention encoder forwards (where the time beyond attention and the
+products goes).
 """
 
 from __future__ import annotations
@@ -102,7 +107,24 @@ def bench_attention(batch: int, iters: int) -> None:
     print(f"(one tensor's quantisation, compiled: {ms:.3f} ms)")
 
 
-def bench_encoder(batch: int, iters: int) -> None:
+def profile_kernels(fn, rows: int = 30) -> None:
+    """The top GPU kernels of `fn()` (two calls after a warm-up), by total GPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        fn()
+        torch.cuda.synchronize()
+    print(
+        prof.key_averages().table(
+            sort_by="self_cuda_time_total", row_limit=rows, max_name_column_width=90
+        )
+    )
+
+
+def bench_encoder(batch: int, iters: int, batches: list[int], prof: bool) -> None:
     from transformers import VJEPA2Config, VJEPA2Model
 
     from tribe_stream.extractors.accel import compile_blocks
@@ -133,6 +155,14 @@ def bench_encoder(batch: int, iters: int) -> None:
             print(f"(compile: {time.perf_counter() - t0:.0f} s)")
             ms = timed(lambda t=trunk: t(clips), iters) / batch
             print(f"| {label} | {ms:.1f} | {err:.2e} |")
+            for nb in batches:
+                more = clips[:1].expand(nb, -1, -1, -1, -1).contiguous()
+                trunk(more)  # this batch's compile
+                ms = timed(lambda t=trunk, c=more: t(c), iters) / nb
+                print(f"| {label}, {nb} clips per forward | {ms:.1f} | |")
+                del more
+            if prof and attn8:
+                profile_kernels(lambda t=trunk: t(clips))
             del trunk
             torch.cuda.empty_cache()
 
@@ -142,6 +172,10 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8, help="clips per forward")
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--no-encoder", dest="encoder", action="store_false")
+    ap.add_argument(
+        "--encoder-batches", default="", help="more clips-per-forward to time, e.g. 4,16"
+    )
+    ap.add_argument("--profile", action="store_true", help="top kernels of the FP8 encoder")
     args = ap.parse_args()
     if why := fp8_attention_supported("cuda" if torch.cuda.is_available() else "cpu"):
         print(why, file=sys.stderr)
@@ -154,7 +188,8 @@ def main() -> int:
     )
     bench_attention(args.batch, args.iters)
     if args.encoder:
-        bench_encoder(args.batch, args.iters)
+        more = [int(b) for b in args.encoder_batches.split(",") if b]
+        bench_encoder(args.batch, args.iters, more, args.profile)
     return 0
 
 

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tribe_stream.extractors import fp8_kernels
+
 FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0  # largest finite e4m3 value
 ACT_DTYPE = torch.bfloat16  # the scaled products' output type, so the layers around them use it
@@ -23,12 +25,28 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (x.float() / scale).to(FP8), scale
 
 
+def _fused(x: torch.Tensor) -> bool:
+    """Whether the Triton kernels (`fp8_kernels.py`) run for `x`: CUDA tensors, Triton installed."""
+    return x.is_cuda and fp8_kernels.kernels() is not None
+
+
 def gelu_quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact GELU of `(M, K)`, then `quantize_rows`, in one pass over memory on CUDA (a Triton
     kernel: each row stays in registers, so the activation is read once, not twice)."""
-    if x.is_cuda and _triton_kernel() is not None:
-        return _gelu_quantize_rows_triton(x)
+    if _fused(x):
+        return fp8_kernels.gelu_quantize_rows(x)
     return quantize_rows(F.gelu(x))
+
+
+def norm_quantize_rows(
+    x: torch.Tensor, norm: nn.LayerNorm, residual: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`(M, K)` rows -> `(h, x8, scales)`: h = x + residual (x without one), then
+    `quantize_rows(norm(h))`; one pass over memory on CUDA (a Triton kernel)."""
+    if _fused(x):
+        return fp8_kernels.norm_quantize_rows(x, norm.weight, norm.bias, norm.eps, residual)
+    h = x if residual is None else x + residual
+    return (h, *quantize_rows(norm(h)))
 
 
 class Fp8Linear(nn.Module):
@@ -78,46 +96,5 @@ def fp8_supported(device: str | torch.device) -> str | None:
     except (RuntimeError, NotImplementedError) as exc:
         return f"torch {torch.__version__} cannot make FP8 products on {device.type} ({exc})"
     if device.type == "cuda":
-        _triton_kernel()  # built now, not while torch.compile traces its first use (a graph break)
+        fp8_kernels.kernels()  # built now, not while torch.compile traces its first use
     return None
-
-
-# -- the fused GELU + quantisation kernel -----------------------------------------------------------
-
-_KERNEL: list = []
-
-
-def _triton_kernel():
-    """The Triton kernel, built on first use (None when Triton is not installed)."""
-    if _KERNEL:
-        return _KERNEL[0]
-    try:
-        import triton
-        import triton.language as tl  # noqa: F401 - used inside the kernel
-    except ImportError:
-        _KERNEL.append(None)
-        return None
-
-    @triton.jit
-    def gelu_quantize_rows_kernel(x_ptr, y_ptr, s_ptr, n_cols, BLOCK: tl.constexpr):
-        row = tl.program_id(0)
-        cols = tl.arange(0, BLOCK)
-        mask = cols < n_cols
-        x = tl.load(x_ptr + row * n_cols + cols, mask=mask, other=0.0).to(tl.float32)
-        g = 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
-        scale = tl.maximum(tl.max(tl.abs(g), axis=0), 1e-12) / 448.0
-        tl.store(y_ptr + row * n_cols + cols, (g / scale).to(tl.float8e4nv), mask=mask)
-        tl.store(s_ptr + row, scale)
-
-    _KERNEL.append(gelu_quantize_rows_kernel)
-    return _KERNEL[0]
-
-
-def _gelu_quantize_rows_triton(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    x = x.contiguous()
-    m, k = x.shape
-    y = torch.empty((m, k), dtype=FP8, device=x.device)
-    s = torch.empty((m, 1), dtype=torch.float32, device=x.device)
-    block = 1 << (k - 1).bit_length()  # the whole row in one program
-    _triton_kernel()[(m,)](x, y, s, k, BLOCK=block, num_warps=max(4, min(16, block // 512)))
-    return y, s

@@ -49,21 +49,31 @@ def fp8_attention_supported(device: str | torch.device) -> str | None:
     return None
 
 
-def quantize_per_clip(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(B, ...)` -> e4m3 `(B, ...)` contiguous and float32 descales `(B,)`, `x ≈ x8 * descale`."""
-    amax = x.abs().amax(dim=tuple(range(1, x.ndim))).float().clamp(min=1e-12)
-    scale = FP8_MAX / amax
-    x8 = (x.float() * scale.view(-1, *[1] * (x.ndim - 1))).to(FP8).contiguous()
+def quantize_per_clip(
+    x: torch.Tensor, amax: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(B, ...)` -> e4m3 `(B, ...)` contiguous and float32 descales `(B,)`, `x ≈ x8 * descale`.
+    `amax` `(B,)`: each clip's largest |x| when already known (`fp8_kernels.rope_amax`)."""
+    if amax is None:
+        amax = x.abs().amax(dim=tuple(range(1, x.ndim)))
+    amax = amax.float().clamp(min=1e-12)
+    scale = (FP8_MAX / amax).view(-1, *[1] * (x.ndim - 1))
+    x8 = (x.float() * scale).clamp(-FP8_MAX, FP8_MAX).to(FP8).contiguous()
     return x8, amax / FP8_MAX
 
 
 def attend_fp8(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    amax_qk: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention of `(B, N, H, D)` queries, keys and values (any float type; rotary already
-    applied), each clip on its own scales -> e4m3 `(B, N, H, D)` and float32 descales `(B,)`."""
-    q8, dq = quantize_per_clip(q)
-    k8, dk = quantize_per_clip(k)
+    applied), each clip on its own scales -> e4m3 `(B, N, H, D)` and float32 descales `(B,)`.
+    `amax_qk` `(B, 2)`: the clips' largest |query| and |key| when already known."""
+    q8, dq = quantize_per_clip(q, None if amax_qk is None else amax_qk[:, 0])
+    k8, dk = quantize_per_clip(k, None if amax_qk is None else amax_qk[:, 1])
     v8, dv = quantize_per_clip(v)
     do = dv * OUT_HEADROOM
     return torch.ops.tribe_stream.fp8_sdpa(q8, k8, v8, dq, dk, dv, 1.0 / do, scale), do

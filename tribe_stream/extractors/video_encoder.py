@@ -15,8 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tribe_stream.extractors import fp8_kernels
 from tribe_stream.extractors.accel import fused_linear
-from tribe_stream.extractors.fp8 import ACT_DTYPE, Fp8Linear, gelu_quantize_rows, quantize_rows
+from tribe_stream.extractors.fp8 import (
+    ACT_DTYPE,
+    Fp8Linear,
+    gelu_quantize_rows,
+    norm_quantize_rows,
+    quantize_rows,
+)
 from tribe_stream.extractors.fp8_attention import attend_fp8, dequantize
 from tribe_stream.extractors.layers import needed_group_weights
 
@@ -87,6 +94,7 @@ class EncoderLayer(nn.Module):
         self.qkv, self.proj = fused_linear(attn.query, attn.key, attn.value), attn.proj
         self.fc1, self.act, self.fc2 = layer.mlp.fc1, layer.mlp.activation, layer.mlp.fc2
         self.fp8, self.fp8_attention = fp8, fp8_attention
+        self.fused = fp8_kernels.kernels() is not None  # Triton kernels for the CUDA passes
         if fp8:
             self.norm1 = copy.deepcopy(layer.norm1).to(ACT_DTYPE)
             self.norm2 = copy.deepcopy(layer.norm2).to(ACT_DTYPE)
@@ -97,26 +105,31 @@ class EncoderLayer(nn.Module):
                 getattr(self.act, "approximate", "none") == "none"
             )
 
-    def mlp(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.fp8:
-            return self.fc2(self.act(self.fc1(x)))
-        h = self.fc1(x).flatten(0, -2)
+    def mlp_rows(self, x8: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """The FP8 MLP of already quantised `(M, D)` rows -> `(M, D)`."""
+        h = self.fc1.matmul(x8, scale)
         rows = gelu_quantize_rows(h) if self.exact_gelu else quantize_rows(self.act(h))
-        return self.fc2.matmul(*rows).view(*x.shape[:-1], -1)
+        return self.fc2.matmul(*rows)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        qkv = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, self.head_dim)
+        if self.fp8:  # the norm and its quantisation in one pass
+            _, x8, s8 = norm_quantize_rows(x.reshape(b * n, d), self.norm1)
+            qkv = self.qkv.matmul(x8, s8).view(b, n, 3, self.heads, self.head_dim)
+        else:
+            qkv = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, self.head_dim)
         if self.fp8_attention:  # (b, n, heads, head_dim) in and out: no transposes
+            amax = fp8_kernels.rope_amax(qkv, cos, sin) if qkv.is_cuda and self.fused else None
             q, k, v = qkv.unbind(2)
             cos, sin = cos[:, None], sin[:, None]
             q = q * cos + rotate_pairs(q) * sin
             k = k * cos + rotate_pairs(k) * sin
-            o8, descale = attend_fp8(q, k, v, self.scale)
+            o8, descale = attend_fp8(q, k, v, self.scale, amax)
             if self.fp8:  # the projection takes the FP8 output as it is, on per-clip scales
                 rows = descale.repeat_interleave(n).view(-1, 1)
-                x = x + self.proj.matmul(o8.view(b * n, d), rows).view(b, n, d)
-                return x + self.mlp(self.norm2(x))
+                a = self.proj.matmul(o8.view(b * n, d), rows)
+                x, x8, s8 = norm_quantize_rows(a, self.norm2, residual=x.reshape(b * n, d))
+                return (x + self.mlp_rows(x8, s8)).view(b, n, d)
             o = dequantize(o8, descale, x.dtype)
         else:
             q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (b, heads, n, head_dim)
@@ -124,7 +137,10 @@ class EncoderLayer(nn.Module):
             k = k * cos + rotate_pairs(k) * sin
             o = F.scaled_dot_product_attention(q, k, v, scale=self.scale).transpose(1, 2)
         x = x + self.proj(o.reshape(b, n, d))
-        return x + self.mlp(self.norm2(x))
+        if self.fp8:
+            h, x8, s8 = norm_quantize_rows(x.reshape(b * n, d), self.norm2)
+            return (h + self.mlp_rows(x8, s8)).view(b, n, d)
+        return x + self.fc2(self.act(self.fc1(self.norm2(x))))
 
 
 class VideoTrunk(nn.Module):
