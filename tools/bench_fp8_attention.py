@@ -172,6 +172,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8, help="clips per forward")
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--no-encoder", dest="encoder", action="store_false")
+    ap.add_argument("--no-attention", dest="attention", action="store_false", help="encoder only")
     ap.add_argument(
         "--encoder-batches", default="", help="more clips-per-forward to time, e.g. 4,16"
     )
@@ -186,7 +187,8 @@ def main() -> int:
         f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, cuDNN "
         f"{cudnn.backend_version_string()} (torch's {torch.backends.cudnn.version()})"
     )
-    bench_attention(args.batch, args.iters)
+    if args.attention:
+        bench_attention(args.batch, args.iters)
     if args.encoder:
         more = [int(b) for b in args.encoder_batches.split(",") if b]
         bench_encoder(args.batch, args.iters, more, args.profile)
