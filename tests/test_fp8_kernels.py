@@ -2,8 +2,7 @@
 
 On a GPU the kernels run as the encoder runs them (e4m3 outputs, compared code for code with the
 torch steps, at most one e4m3 step apart). Without a GPU they run in Triton's CPU interpreter
-with float32 outputs, which checks their arithmetic (norm, residual, scales, rotary partners,
-per-clip maxima) to float32 rounding. Without Triton they are skipped: the encoder then runs the
+with float32 outputs, which checks their arithmetic (norm, residual, scales) to float32 rounding. Without Triton they are skipped: the encoder then runs the
 torch steps, which tests/test_fp8.py checks.
 """
 
@@ -25,8 +24,6 @@ import torch.nn.functional as F  # noqa: E402
 
 from tribe_stream.extractors import fp8_kernels  # noqa: E402
 from tribe_stream.extractors.fp8 import FP8, quantize_rows  # noqa: E402
-from tribe_stream.extractors.fp8_attention import quantize_per_clip  # noqa: E402
-from tribe_stream.extractors.video_encoder import rotate_pairs  # noqa: E402
 
 pytest.importorskip("triton", reason="the kernels are Triton's; without it the torch steps run")
 if _LATE:
@@ -101,27 +98,3 @@ def test_gelu_quantize_equals_gelu_then_row_scales():
         r8, rs = quantize_rows(F.gelu(x.float()))
         torch.testing.assert_close(s, rs, rtol=1e-6, atol=0)
         same_codes(y, r8.float())
-
-
-def test_rope_amax_is_each_clips_largest_rotated_query_and_key():
-    torch.manual_seed(2)
-    b, n, heads, head = 3, 200, 5, 64  # 200 tokens: the last block of 64 is partly masked
-    qkv = torch.randn(b, n, 3, heads, head, device=DEV).to(torch.bfloat16)
-    qkv[1] *= 4  # clips on different scales: each clip gets its own maximum
-    qkv[2, 7, 0, 3, 10] = 50.0  # one large query entry of clip 2
-    cos, sin = (torch.rand(n, head, device=DEV).to(torch.bfloat16) for _ in range(2))
-    got = fp8_kernels.rope_amax(qkv, cos, sin)
-    q, k, _ = qkv.float().unbind(2)
-    c, s = cos.float()[:, None], sin.float()[:, None]
-    want = torch.stack(
-        [(t * c + rotate_pairs(t) * s).abs().amax(dim=(1, 2, 3)) for t in (q, k)], dim=1
-    )
-    assert got.shape == (b, 2) and got.dtype == torch.float32
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
-    assert got[2, 0] > 40  # the large entry of clip 2 shows, in its queries only
-    # the scales it gives quantise as quantize_per_clip's own
-    rq = q * c + rotate_pairs(q) * s
-    x8, d = quantize_per_clip(rq, got[:, 0])
-    ref8, ref_d = quantize_per_clip(rq)
-    torch.testing.assert_close(d, ref_d, rtol=1e-5, atol=0)
-    assert (x8.float() - ref8.float()).abs().max() <= 32  # one e4m3 step at the top of the range

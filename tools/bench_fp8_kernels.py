@@ -1,12 +1,11 @@
 """The FP8 encoder's Triton kernels against the torch lines they replace, compiled by Inductor.
 
 At the full-size V-JEPA2 encoder's shapes (`--clips` clips of 8,192 tokens, width 1,408, MLP
-6,144, 22 heads of 64), per call, median of `--iters` after a warm-up, both in one run:
+6,144), per call, median of `--iters` after a warm-up, both in one run:
 
 - LayerNorm, then per-row e4m3 quantisation (the norm before query/key/value);
 - the residual add, LayerNorm, quantisation (the norm before the MLP);
 - exact GELU, then quantisation (between the MLP's two products);
-- each clip's largest rotary query and key (the FP8 attention's per-clip scales).
 
 Prints milliseconds, the ratio, effective bandwidth and the largest difference of the outputs.
 
@@ -26,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tribe_stream.extractors import fp8_kernels  # noqa: E402
 from tribe_stream.extractors.fp8 import quantize_rows  # noqa: E402
-from tribe_stream.extractors.video_encoder import rotate_pairs  # noqa: E402
 
 
 def timed(fn, iters: int) -> float:
@@ -58,14 +56,12 @@ def main() -> int:
         return 2
     torch.manual_seed(0)
     dev, bf = "cuda", torch.bfloat16
-    m, d, hidden, heads, head = args.clips * 8192, 1408, 6144, 22, 64
+    m, d, hidden = args.clips * 8192, 1408, 6144
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}; {args.clips} clips")
     norm = torch.nn.LayerNorm(d, eps=1e-6).to(dev, bf)
     x = torch.randn(m, d, device=dev, dtype=bf)
     r = torch.randn(m, d, device=dev, dtype=bf)
     mlp = torch.randn(m, hidden, device=dev, dtype=bf)
-    qkv = torch.randn(args.clips, 8192, 3, heads, head, device=dev, dtype=bf)
-    cos, sin = (torch.rand(8192, head, device=dev, dtype=bf) for _ in range(2))
 
     def norm_ref(x):
         return quantize_rows(norm(x))
@@ -76,13 +72,6 @@ def main() -> int:
 
     def gelu_ref(h):
         return quantize_rows(F.gelu(h))
-
-    def amax_ref(qkv, cos, sin):
-        q, k, _ = qkv.unbind(2)
-        c, s = cos[:, None], sin[:, None]
-        return torch.stack(
-            [(t * c + rotate_pairs(t) * s).abs().amax(dim=(1, 2, 3)).float() for t in (q, k)], 1
-        )
 
     w, b, eps = norm.weight, norm.bias, norm.eps
     cases = [  # (name, ours, Inductor's, bytes moved)
@@ -103,12 +92,6 @@ def main() -> int:
             lambda: fp8_kernels.gelu_quantize_rows(mlp),
             (torch.compile(gelu_ref), (mlp,)),
             m * hidden * 3,
-        ),
-        (
-            "rotary query/key per-clip maxima",
-            lambda: fp8_kernels.rope_amax(qkv, cos, sin),
-            (torch.compile(amax_ref), (qkv, cos, sin)),
-            qkv.numel() * 2 * 2 // 3,
         ),
     ]
     print("| step | ours ms | Inductor ms | ratio | ours GB/s | outputs |")

@@ -3,15 +3,14 @@
 Each kernel does what a few lines of torch do (`fp8.py`, `fp8_attention.py` keep those lines as
 the reference and the fallback), reading its input once. `tools/bench_fp8_kernels.py` times each
 against the same lines compiled by Inductor at the encoder's shapes; they are kept because they
-win there (docs/BENCHMARKS.md).
+win there (docs/BENCHMARKS.md). (A third, each clip's largest rotary query and key, lost to
+Inductor and was dropped: the attention scales now come from a bound, `video_encoder.py`.)
 
 - `gelu_quantize_rows`: exact (erf) GELU, then one e4m3 scale per row.
 - `norm_quantize_rows`: optional residual add, LayerNorm, then one e4m3 scale per row.
-- `rope_amax`: the largest magnitude of each clip's rotary queries and keys (the per-clip FP8
-  attention scales), without writing the rotated tensors.
 
-Values are stored through each output pointer's type (e4m3 on the GPU), so the tests can run the
-same kernels in Triton's CPU interpreter with float32 outputs.
+Values are stored through each output pointer's type (e4m3 on the GPU), so the tests can run
+the same kernels in Triton's CPU interpreter with float32 outputs.
 """
 
 from __future__ import annotations
@@ -84,26 +83,7 @@ def _build() -> dict | None:
         tl.store(y_ptr + at, y / scale, mask=mask)
         tl.store(s_ptr + row, scale)
 
-    @triton.jit
-    def rope_amax(
-        qkv_ptr, cos_ptr, sin_ptr, out_ptr, n_tok, heads, HEAD: tl.constexpr, BLOCK_N: tl.constexpr
-    ):
-        blk, head, clip = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
-        tok = blk * BLOCK_N + tl.arange(0, BLOCK_N)[:, None]
-        dim = tl.arange(0, HEAD)[None, :]
-        mask = tok < n_tok
-        row = (clip * n_tok + tok) * (3 * heads * HEAD)
-        cos = tl.load(cos_ptr + tok * HEAD + dim, mask=mask, other=0.0).to(tl.float32)
-        sin = tl.load(sin_ptr + tok * HEAD + dim, mask=mask, other=0.0).to(tl.float32)
-        sign = tl.where(dim % 2 == 0, -1.0, 1.0)  # rotation partner: (-x1, x0, -x3, x2, ...)
-        for part in tl.static_range(2):  # queries, then keys
-            at = row + part * heads * HEAD + head * HEAD
-            x = tl.load(qkv_ptr + at + dim, mask=mask, other=0.0).to(tl.float32)
-            p = tl.load(qkv_ptr + at + (dim ^ 1), mask=mask, other=0.0).to(tl.float32)
-            rot = x * cos + sign * p * sin
-            tl.atomic_max(out_ptr + clip * 2 + part, tl.max(tl.abs(rot)))
-
-    return {"gelu_quantize": gelu_quantize, "norm_quantize": norm_quantize, "rope_amax": rope_amax}
+    return {"gelu_quantize": gelu_quantize, "norm_quantize": norm_quantize}
 
 
 def _block(n: int) -> int:
@@ -158,24 +138,3 @@ def norm_quantize_rows(
         num_warps=_warps(block),
     )
     return (h if residual is not None else x), y, s
-
-
-def rope_amax(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """`(B, N, 3, H, D)` projections and `(N, D)` rotary tables -> float32 `(B, 2)`: each clip's
-    largest |rotated query| and |rotated key|."""
-    b, n, three, heads, head = qkv.shape
-    assert three == 3 and cos.shape == sin.shape == (n, head)
-    out = torch.zeros((b, 2), dtype=torch.float32, device=qkv.device)
-    block_n = 64
-    grid = ((n + block_n - 1) // block_n, heads, b)
-    kernels()["rope_amax"][grid](
-        qkv.contiguous(),
-        cos.contiguous(),
-        sin.contiguous(),
-        out,
-        n,
-        heads,
-        HEAD=head,
-        BLOCK_N=block_n,
-    )
-    return out
