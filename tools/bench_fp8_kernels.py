@@ -23,22 +23,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tools.bench_fp8_attention import timed  # noqa: E402
 from tribe_stream.extractors import fp8_kernels  # noqa: E402
 from tribe_stream.extractors.fp8 import quantize_rows  # noqa: E402
-
-
-def timed(fn, iters: int) -> float:
-    """Median milliseconds of `fn()` (CUDA events), after two warm-up calls."""
-    fn(), fn()
-    times = []
-    for _ in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return sorted(times)[len(times) // 2]
 
 
 def codes_apart(a: torch.Tensor, b: torch.Tensor) -> float:
