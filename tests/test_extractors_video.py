@@ -153,6 +153,22 @@ def test_file_extraction_streams_the_same_frames(video, tmp_path):
     expect = video.extract((np.arange(6) + 1) * 0.5, frames, times)
     np.testing.assert_allclose(feats, expect.transpose(1, 2, 0), atol=1e-5)
     assert video.extract_file(path, n_bins=8)[..., 6:].std() > 0  # past the end: the last frame
+    assert video.last_gpu_seconds is None  # on the CPU: no GPU time to report
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_file_extraction_on_the_gpu_reports_its_busy_time(video, tmp_path):
+    """On a GPU the same features, and how long the batches held it (between 0 and the wall)."""
+    import time
+
+    path = tmp_path / "clip.mp4"
+    write_video(path, n_frames=48, fps=16)
+    gpu = VideoExtractor(copy.deepcopy(video.model), video.settings, video.prep, device="cuda")
+    t0 = time.perf_counter()
+    feats = gpu.extract_file(path)
+    wall = time.perf_counter() - t0
+    np.testing.assert_allclose(feats, video.extract_file(path), atol=1e-3)
+    assert 0 < gpu.last_gpu_seconds < wall
 
 
 def test_batched_bins_of_several_streams_share_one_forward(video):

@@ -182,6 +182,9 @@ def main() -> int:
             mem = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0
             print(f"  ours {name_v}: {seconds:.1f} s, peak GPU memory {mem:.1f} GiB")
             print(f"    stages: {stages.summary(t0)}")
+            busy = getattr(ours.extractors.get("video"), "last_gpu_seconds", None)
+            if busy is not None:  # the video stage less this: the GPU waited for the host
+                print(f"    video batches held the GPU {busy:.1f} s")
             timed.append((name_v, seconds, got))
             if len(timed) == 1:
                 first = ours  # its models serve the official-style path

@@ -176,6 +176,8 @@ class VideoExtractor(GroupedExtractor):
             compile_blocks(self.encoder.layers)
         self.attention = tuple(attention) if attention else None
         self.max_batch = max_batch or (4 if device.startswith("cuda") else 2)
+        # seconds the last `extract_file` kept the GPU busy (None: not on a GPU yet)
+        self.last_gpu_seconds: float | None = None
         self.n_frames = settings.num_frames
 
     @classmethod
@@ -326,6 +328,7 @@ class VideoExtractor(GroupedExtractor):
         # is whole batches, during which decoding would stall and the GPU then starve.
         cuda = torch.device(self.device).type == "cuda"
         side = torch.cuda.Stream(self.device) if cuda else None
+        spans: list = []  # (start, end) events of each batch on the encoder's stream
 
         def preprocess(frame: np.ndarray) -> torch.Tensor:
             with torch.inference_mode(), torch.cuda.stream(side) if cuda else nullcontext():
@@ -348,12 +351,16 @@ class VideoExtractor(GroupedExtractor):
             plain `.cpu()` later would wait for every batch queued since, emptying the GPU's
             queue while the next batch's frames are decoded). Returns the features and an
             event to wait for (None on the CPU: already there)."""
-            feats = self.encode_on_device(clips)
             if not cuda:
-                return feats, None
+                return self.encode_on_device(clips), None
+            stream = torch.cuda.current_stream(self.device)
+            began = torch.cuda.Event(enable_timing=True)
+            began.record(stream)
+            feats = self.encode_on_device(clips)
             host = feats.to("cpu", non_blocking=True)  # into pinned memory, asynchronously
-            copied = torch.cuda.Event()
-            copied.record(torch.cuda.current_stream(self.device))
+            copied = torch.cuda.Event(enable_timing=True)
+            copied.record(stream)
+            spans.append((began, copied))
             return host, copied
 
         def drain(keep: int = 0) -> None:
@@ -399,6 +406,8 @@ class VideoExtractor(GroupedExtractor):
         assign_until(np.inf, prev)
         flush(final=True)
         drain()
+        if cuda:  # how long the batches held the GPU: the rest of the file's time it was idle
+            self.last_gpu_seconds = sum(a.elapsed_time(b) for a, b in spans) / 1000
         return out
 
 
