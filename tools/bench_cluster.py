@@ -134,19 +134,7 @@ def main() -> int:
     return 0
 
 
-def cli() -> int:
-    """`main` with a bad input or Ctrl-C as one line (exit 2 / 130), never a traceback."""
-    from tribe_stream.errors import TribeStreamError
-
-    try:
-        return main()
-    except TribeStreamError as exc:
-        print(f"{Path(__file__).name}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{Path(__file__).name}: interrupted", file=sys.stderr)
-        return 130
-
-
 if __name__ == "__main__":
-    sys.exit(cli())
+    from tools.cli_guard import run_tool
+
+    sys.exit(run_tool(main, __file__))

@@ -167,6 +167,19 @@ def bench_encoder(batch: int, iters: int, batches: list[int], prof: bool) -> Non
             torch.cuda.empty_cache()
 
 
+def batch_list(text: str) -> list[int]:
+    """`"4,16"` -> `[4, 16]` (an argparse type: a bad list is a usage error, not a traceback)."""
+    try:
+        sizes = [int(b) for b in text.split(",") if b]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: comma-separated clip counts, e.g. 4,16"
+        ) from None
+    if any(b < 1 for b in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: clip counts are at least 1")
+    return sizes
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=8, help="clips per forward")
@@ -174,7 +187,10 @@ def main() -> int:
     ap.add_argument("--no-encoder", dest="encoder", action="store_false")
     ap.add_argument("--no-attention", dest="attention", action="store_false", help="encoder only")
     ap.add_argument(
-        "--encoder-batches", default="", help="more clips-per-forward to time, e.g. 4,16"
+        "--encoder-batches",
+        type=batch_list,
+        default=[],
+        help="more clips-per-forward to time, e.g. 4,16",
     )
     ap.add_argument("--profile", action="store_true", help="top kernels of the FP8 encoder")
     args = ap.parse_args()
@@ -190,10 +206,11 @@ def main() -> int:
     if args.attention:
         bench_attention(args.batch, args.iters)
     if args.encoder:
-        more = [int(b) for b in args.encoder_batches.split(",") if b]
-        bench_encoder(args.batch, args.iters, more, args.profile)
+        bench_encoder(args.batch, args.iters, args.encoder_batches, args.profile)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.cli_guard import run_tool
+
+    sys.exit(run_tool(main, __file__))

@@ -107,4 +107,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.cli_guard import run_tool
+
+    sys.exit(run_tool(main, __file__))
