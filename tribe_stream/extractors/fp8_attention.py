@@ -53,7 +53,8 @@ def quantize_per_clip(
     x: torch.Tensor, amax: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(B, ...)` -> e4m3 `(B, ...)` contiguous and float32 descales `(B,)`, `x ≈ x8 * descale`.
-    `amax` `(B,)`: each clip's largest |x| when already known (`fp8_kernels.rope_amax`)."""
+    `amax` `(B,)`: a bound on each clip's largest |x| when known (the encoder's, for rotated
+    queries and keys); values beyond it are clipped to e4m3's range."""
     if amax is None:
         amax = x.abs().amax(dim=tuple(range(1, x.ndim)))
     amax = amax.float().clamp(min=1e-12)
