@@ -60,7 +60,8 @@ def same_codes(got: torch.Tensor, want: torch.Tensor) -> None:
         torch.testing.assert_close(got, want.float(), rtol=2e-6, atol=1e-4)  # 448 is the top
 
 
-def test_norm_quantize_equals_layer_norm_then_row_scales():
+@pytest.mark.parametrize("rows", [1, 8])  # 8 rows a program do not divide the 300 rows
+def test_norm_quantize_equals_layer_norm_then_row_scales(rows):
     torch.manual_seed(0)
     norm = torch.nn.LayerNorm(176, eps=1e-6).to(DEV, torch.bfloat16)
     with torch.no_grad():
@@ -71,7 +72,7 @@ def test_norm_quantize_equals_layer_norm_then_row_scales():
     for residual in (None, r):
         with torch.no_grad():
             h, y, s = fp8_kernels.norm_quantize_rows(
-                x, norm.weight, norm.bias, norm.eps, residual, out_dtype=OUT
+                x, norm.weight, norm.bias, norm.eps, residual, out_dtype=OUT, rows=rows
             )
             want_h = x if residual is None else x + residual
             assert h.dtype == torch.bfloat16
@@ -87,10 +88,11 @@ def test_norm_quantize_equals_layer_norm_then_row_scales():
     assert torch.equal(x, x.clone())  # the input is never written
 
 
-def test_gelu_quantize_equals_gelu_then_row_scales():
+@pytest.mark.parametrize("chunk", [2048, 128])  # 128: a row in pieces, the last one partial
+def test_gelu_quantize_equals_gelu_then_row_scales(chunk):
     torch.manual_seed(1)
     x = (torch.randn(200, 600, device=DEV) * 3).to(torch.bfloat16)
-    y, s = fp8_kernels.gelu_quantize_rows(x, out_dtype=OUT)
+    y, s = fp8_kernels.gelu_quantize_rows(x, out_dtype=OUT, chunk=chunk)
     g = F.gelu(x.float())
     torch.testing.assert_close(s, g.abs().amax(dim=1, keepdim=True) / 448, rtol=1e-6, atol=0)
     same_codes(y, g / s)
@@ -98,3 +100,23 @@ def test_gelu_quantize_equals_gelu_then_row_scales():
         r8, rs = quantize_rows(F.gelu(x.float()))
         torch.testing.assert_close(s, rs, rtol=1e-6, atol=0)
         same_codes(y, r8.float())
+
+
+def test_gelu_quantize_scales_rows_of_small_values_by_the_bound():
+    """Rows whose GELU stays below 0.17 (all values below about 0.27) are scaled by 0.17, the
+    bound of GELU's negative side: still no value past e4m3's range, each within an e4m3 step."""
+    torch.manual_seed(2)
+    x = torch.stack(
+        [
+            -torch.rand(600, device=DEV) * 3,  # all negative: |GELU| peaks at 0.16997, x = -0.75
+            torch.full((600,), -0.7518, device=DEV),  # every value at GELU's minimum
+            torch.rand(600, device=DEV) * 0.2,  # small positive
+        ]
+    ).to(torch.bfloat16)
+    y, s = fp8_kernels.gelu_quantize_rows(x, out_dtype=OUT, chunk=128)
+    torch.testing.assert_close(s, torch.full_like(s, 0.17 / 448), rtol=1e-6, atol=0)
+    g = F.gelu(x.float())
+    assert (g.abs().amax(dim=1) <= 0.17).all()
+    assert (y.float().abs() <= 448).all()
+    err = (y.float() * s - g).abs()
+    assert (err <= 2**-4 * g.abs() + 2**-9 * s * 448).all()  # half an e4m3 step (or subnormal)

@@ -8,14 +8,17 @@ At the full-size V-JEPA2 encoder's shapes (`--clips` clips of 8,192 tokens, widt
 - exact GELU, then quantisation (between the MLP's two products);
 
 Prints milliseconds, the ratio, effective bandwidth and the largest difference of the outputs.
+`--sweep` first times each kernel over its launch shapes (rows or chunk width, warps) and prints
+the fastest, which `fp8_kernels.py` takes as its defaults.
 
-    python tools/bench_fp8_kernels.py [--clips 8] [--iters 20]
+    python tools/bench_fp8_kernels.py [--clips 8] [--iters 20] [--sweep]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,10 +36,38 @@ def codes_apart(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.view(torch.uint8) != b.view(torch.uint8)).float().mean().item()
 
 
+def sweep(x, r, mlp, norm, iters: int) -> None:
+    """Milliseconds of each kernel over its launch shapes; prints the fastest of each."""
+    w, b, eps = norm.weight, norm.bias, norm.eps
+    norms = {}
+    for rows in (1, 2, 4, 8):
+        for warps in (1, 2, 4, 8, 16):
+            if warps > 4 * rows:
+                continue
+            plain = partial(fp8_kernels.norm_quantize_rows, x, w, b, eps, rows=rows, warps=warps)
+            res = partial(plain, residual=r)
+            norms[rows, warps] = (timed(plain, iters), timed(res, iters))
+            t0, t1 = norms[rows, warps]
+            print(f"sweep norm rows={rows} warps={warps}: {t0:.3f} ms, with residual {t1:.3f} ms")
+    gelus = {}
+    for chunk in (512, 1024, 2048, 4096):
+        for warps in (2, 4, 8, 16):
+            if warps * 32 * 2 > chunk:  # fewer than two values a thread
+                continue
+            gelu = partial(fp8_kernels.gelu_quantize_rows, mlp, chunk=chunk, warps=warps)
+            gelus[chunk, warps] = timed(gelu, iters)
+            print(f"sweep gelu chunk={chunk} warps={warps}: {gelus[chunk, warps]:.3f} ms")
+    (rows, nw), (t0, t1) = min(norms.items(), key=lambda kv: sum(kv[1]))
+    (chunk, gw), t = min(gelus.items(), key=lambda kv: kv[1])
+    print(f"fastest norm: NORM_ROWS, NORM_WARPS = {rows}, {nw} ({t0:.3f} + {t1:.3f} ms)")
+    print(f"fastest gelu: GELU_CHUNK, GELU_WARPS = {chunk}, {gw} ({t:.3f} ms)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--sweep", action="store_true", help="time the launch shapes first")
     args = ap.parse_args()
     if not torch.cuda.is_available() or fp8_kernels.kernels() is None:
         print("needs a CUDA GPU and Triton", file=sys.stderr)
@@ -61,6 +92,9 @@ def main() -> int:
         return quantize_rows(F.gelu(h))
 
     w, b, eps = norm.weight, norm.bias, norm.eps
+    if args.sweep:
+        with torch.inference_mode():
+            sweep(x, r, mlp, norm, args.iters)
     cases = [  # (name, ours, Inductor's, bytes moved)
         (
             "LayerNorm + quantise",
