@@ -178,9 +178,12 @@ def _constants(device: int) -> dict[int, torch.Tensor]:
 
 
 @functools.cache
-def _graph(n: int, h: int, d: int, scale: float, device: int):
+def _graph(n: int, h: int, d: int, scale: float, device: int, every_plan: bool = False):
     """The built cuDNN graph for one clip of `n` tokens, `h` heads of size `d`, and its workspace
-    size; tensors laid out `(N, H, D)` (dims given as (1, H, N, D), as cuDNN wants them)."""
+    size; tensors laid out `(N, H, D)` (dims given as (1, H, N, D), as cuDNN wants them).
+
+    `every_plan` builds every execution plan the heuristics offer, not just the first that works
+    (for `tools/bench_fp8_attention.py --plans`; run one with `graph._execute_plan_at_index`)."""
     import cudnn
 
     dims = (1, h, n, d)
@@ -217,7 +220,14 @@ def _graph(n: int, h: int, d: int, scale: float, device: int):
             t.set_data_type(f32)
         g.validate()
         g.build_operation_graph()
-        g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+        modes = [cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK]
+        g.create_execution_plans(
+            modes[:1] + [cudnn.heur_mode.B] + modes[1:] if every_plan else modes
+        )
         g.check_support()
-        g.build_plans()
-    return g, g.get_workspace_size()
+        if not every_plan:
+            g.build_plans()
+            return g, g.get_workspace_size()
+        g.build_plans(cudnn.build_plan_policy.ALL)
+        count = g.get_execution_plan_count()
+    return g, max(g.get_workspace_size_plan_at_index(i) for i in range(count))
