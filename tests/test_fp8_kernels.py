@@ -88,11 +88,12 @@ def test_norm_quantize_equals_layer_norm_then_row_scales(rows):
     assert torch.equal(x, x.clone())  # the input is never written
 
 
+@pytest.mark.parametrize("series", [False, True])  # libdevice's erf, or the short series
 @pytest.mark.parametrize("chunk", [2048, 128])  # 128: a row in pieces, the last one partial
-def test_gelu_quantize_equals_gelu_then_row_scales(chunk):
+def test_gelu_quantize_equals_gelu_then_row_scales(chunk, series):
     torch.manual_seed(1)
     x = (torch.randn(200, 600, device=DEV) * 3).to(torch.bfloat16)
-    y, s = fp8_kernels.gelu_quantize_rows(x, out_dtype=OUT, chunk=chunk)
+    y, s = fp8_kernels.gelu_quantize_rows(x, out_dtype=OUT, chunk=chunk, series=series)
     g = F.gelu(x.float())
     torch.testing.assert_close(s, g.abs().amax(dim=1, keepdim=True) / 448, rtol=1e-6, atol=0)
     same_codes(y, g / s)

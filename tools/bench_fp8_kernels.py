@@ -50,17 +50,21 @@ def sweep(x, r, mlp, norm, iters: int) -> None:
             t0, t1 = norms[rows, warps]
             print(f"sweep norm rows={rows} warps={warps}: {t0:.3f} ms, with residual {t1:.3f} ms")
     gelus = {}
-    for chunk in (512, 1024, 2048, 4096):
-        for warps in (2, 4, 8, 16):
-            if warps * 32 * 2 > chunk:  # fewer than two values a thread
-                continue
-            gelu = partial(fp8_kernels.gelu_quantize_rows, mlp, chunk=chunk, warps=warps)
-            gelus[chunk, warps] = timed(gelu, iters)
-            print(f"sweep gelu chunk={chunk} warps={warps}: {gelus[chunk, warps]:.3f} ms")
+    for series in (False, True):
+        for chunk in (512, 1024, 2048, 4096):
+            for warps in (2, 4, 8, 16):
+                if warps * 32 * 2 > chunk:  # fewer than two values a thread
+                    continue
+                gelu = partial(
+                    fp8_kernels.gelu_quantize_rows, mlp, chunk=chunk, warps=warps, series=series
+                )
+                t = gelus[chunk, warps, series] = timed(gelu, iters)
+                print(f"sweep gelu chunk={chunk} warps={warps} series={series}: {t:.3f} ms")
     (rows, nw), (t0, t1) = min(norms.items(), key=lambda kv: sum(kv[1]))
-    (chunk, gw), t = min(gelus.items(), key=lambda kv: kv[1])
+    (chunk, gw, series), t = min(gelus.items(), key=lambda kv: kv[1])
     print(f"fastest norm: NORM_ROWS, NORM_WARPS = {rows}, {nw} ({t0:.3f} + {t1:.3f} ms)")
     print(f"fastest gelu: GELU_CHUNK, GELU_WARPS = {chunk}, {gw} ({t:.3f} ms)")
+    print(f"fastest gelu: GELU_SERIES = {series}")
 
 
 def main() -> int:
