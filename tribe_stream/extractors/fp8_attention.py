@@ -220,10 +220,8 @@ def _graph(n: int, h: int, d: int, scale: float, device: int, every_plan: bool =
             t.set_data_type(f32)
         g.validate()
         g.build_operation_graph()
-        modes = [cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK]
-        g.create_execution_plans(
-            modes[:1] + [cudnn.heur_mode.B] + modes[1:] if every_plan else modes
-        )
+        a, b, fallback = cudnn.heur_mode.A, cudnn.heur_mode.B, cudnn.heur_mode.FALLBACK
+        g.create_execution_plans([a, b, fallback] if every_plan else [a, fallback])
         g.check_support()
         if not every_plan:
             g.build_plans()
