@@ -62,10 +62,12 @@ def test_rows_follow_the_official_windows(tmp_path, predictor):
 
 
 def test_sound_decoded_beside_the_video_changes_nothing(clip, predictor, monkeypatch):
-    """The sound is decoded in a thread while the video runs (the header gives the bin count):
-    the features equal each extractor run alone; and when the sound outlasts what the header
-    says, the video is redone for the sound's bins instead of falling short."""
+    """The sound is decoded, and its features made, in a thread while the video runs (the
+    header gives the bin count): the features equal each extractor run alone; and when the sound
+    outlasts what the header says, the video and the sound's features are redone for the
+    sound's bins instead of falling short."""
     import dataclasses
+    import threading
 
     from tribe_stream.extractors import offline
     from tribe_stream.extractors.timing import n_bins_for
@@ -73,8 +75,18 @@ def test_sound_decoded_beside_the_video_changes_nothing(clip, predictor, monkeyp
 
     ex = {m: predictor.extractors[m] for m in ("video", "audio")}
     sound = read_audio(clip)
+    made_in = []  # the thread and bin count of each audio extraction
+    extract_samples = ex["audio"].extract_samples
+
+    def recorded(samples, n_bins=None):
+        made_in.append((threading.current_thread().name, n_bins))
+        return extract_samples(samples, n_bins)
+
+    monkeypatch.setattr(ex["audio"], "extract_samples", recorded)
     got = offline.extract_media(clip, ex)
     n = got.n_bins
+    assert [name.startswith("sound") for name, _ in made_in] == [True]  # beside the video
+    made_in.clear()
     np.testing.assert_array_equal(got.features["video"], ex["video"].extract_file(clip, n))
     np.testing.assert_array_equal(got.features["audio"], ex["audio"].extract_samples(sound, n))
     real = probe(clip)
@@ -86,6 +98,8 @@ def test_sound_decoded_beside_the_video_changes_nothing(clip, predictor, monkeyp
     assert want > n_bins_for(real.duration - 2.0)  # the sound really is longer than the header
     assert short.n_bins == want and short.features["video"].shape[-1] == want
     np.testing.assert_array_equal(short.features["video"], ex["video"].extract_file(clip, want))
+    np.testing.assert_array_equal(short.features["audio"], extract_samples(sound, want))
+    assert made_in[-1] == (threading.main_thread().name, want)  # made again for the longer count
 
 
 def test_predict_equals_extract_then_predict_features(tmp_path, clip):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -71,9 +72,16 @@ def fused_linear(*linears: nn.Linear) -> nn.Linear:
     return out.requires_grad_(False)
 
 
+# torch's SDPA kernel choice is process-wide, not per thread: extractors that run side by side
+# (the file's sound beside its video, `offline.extract_media`) take turns with their choices
+_SDPA_CHOICE = threading.RLock()
+
+
 def sdpa_context(preference: Sequence[str] | None) -> contextlib.AbstractContextManager:
     """Prefer these scaled-dot-product-attention kernels, in order (e.g. `("cudnn", "flash")`);
-    the rest stay allowed after them. None: torch's own choice."""
+    the rest stay allowed after them. None: torch's own choice. The choice holds for the
+    `with` block; another thread's block with a choice waits until this one ends (the blocks
+    queue GPU work, they do not wait for it)."""
     if not preference:
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -91,9 +99,16 @@ def sdpa_context(preference: Sequence[str] | None) -> contextlib.AbstractContext
         names[p] for p in SDPA_BACKENDS if p not in preference
     ]
     try:
-        return sdpa_kernel(order, set_priority=True)
+        choice = sdpa_kernel(order, set_priority=True)
     except TypeError:  # older torch: no priority order, only an allow-list
-        return sdpa_kernel(order)
+        choice = sdpa_kernel(order)
+    return _held(choice)
+
+
+@contextlib.contextmanager
+def _held(choice: contextlib.AbstractContextManager):
+    with _SDPA_CHOICE, choice:
+        yield
 
 
 class CudaGraphStep:

@@ -118,9 +118,9 @@ def _block(n: int) -> int:
 
 
 # Launch shapes, chosen by `tools/bench_fp8_kernels.py --sweep` at the encoder's shapes on an H200
-GELU_CHUNK, GELU_WARPS = 2048, 8
-GELU_SERIES = False  # erf from a short series (A&S 7.1.26) instead of libdevice's, if faster
-NORM_ROWS, NORM_WARPS = 1, 4
+GELU_CHUNK, GELU_WARPS = 2048, 2
+GELU_SERIES = True  # erf from a short series (A&S 7.1.26) instead of libdevice's, if faster
+NORM_ROWS, NORM_WARPS = 2, 2
 
 
 def gelu_quantize_rows(

@@ -38,6 +38,16 @@ class FileFeatures:
     decoding: DecodeCounters = field(default_factory=DecodeCounters)
 
 
+def _sound_and_features(path, audio_extractor, n_bins: int, counters: DecodeCounters):
+    """The file's sound and, when an audio extractor is given and there is sound, its
+    `(L, D, n_bins)` features (else None): the sound's half of `extract_media`, in a thread."""
+    audio = read_audio(path, counters)
+    if audio_extractor is None or not len(audio):
+        return audio, None
+    log.info("audio features of %s (beside the video)", path)
+    return audio, audio_extractor.extract_samples(audio, n_bins)
+
+
 def _video_features(path, video, total: int, counters: DecodeCounters, stage) -> np.ndarray | None:
     """The video's `(L, D, total)` features, or None when no frame decodes."""
     log.info("video features of %s (%d bins)", path, total)
@@ -80,8 +90,9 @@ def extract_media(
     )
     video = extractors.get("video") if info.has_video else None
     stage("decoding sound")
-    # The sound is decoded in a thread while the video runs when the header gives the length
-    # (the bin count the video needs); it can only lengthen the file, then the video is redone.
+    # The sound is decoded, and its features made, in a thread while the video runs when the
+    # header gives the length (the bin count both need); the sound can only lengthen the file,
+    # then the video and the sound's features are redone for the longer count.
     overlap = (
         need_audio
         and video is not None
@@ -89,10 +100,14 @@ def extract_media(
         and n_bins_for(info.duration) > 0
     )
     pending_audio = None
+    audio_feats = None
     if overlap:
         sound_counters = DecodeCounters()
         pending_audio = ThreadPoolExecutor(1, thread_name_prefix="sound")
-        audio_future = pending_audio.submit(read_audio, path, sound_counters)
+        audio_future = pending_audio.submit(
+            _sound_and_features, path, extractors.get("audio"), n_bins_for(info.duration),
+            sound_counters,
+        )  # fmt: skip
         audio = None
     else:
         audio = read_audio(path, counters) if need_audio else None
@@ -115,7 +130,7 @@ def extract_media(
         if video is not None:
             video_feats = _video_features(path, video, total, counters, stage)
         if overlap:
-            audio = audio_future.result()
+            audio, audio_feats = audio_future.result()
             counters.merge(sound_counters)
             duration = max(duration, len(audio) / AUDIO_RATE)
             if n_bins_for(duration) > total:  # the sound outlasts the header: more bins
@@ -124,6 +139,7 @@ def extract_media(
                     "%s: sound longer than its header says; video again for %d bins", path, total
                 )
                 video_feats = _video_features(path, video, total, DecodeCounters(), stage)
+                audio_feats = None  # made for the header's count: made again below
             result.n_bins, result.duration = total, duration
     finally:
         if pending_audio is not None:
@@ -135,9 +151,11 @@ def extract_media(
             result.features["video"] = video_feats
     if "audio" in extractors:
         if audio is not None and len(audio):
-            log.info("audio features of %s", path)
             stage("audio")
-            result.features["audio"] = extractors["audio"].extract_samples(audio, total)
+            if audio_feats is None:
+                log.info("audio features of %s", path)
+                audio_feats = extractors["audio"].extract_samples(audio, total)
+            result.features["audio"] = audio_feats
         else:
             result.missing["audio"] = (
                 "the file has no audio stream"
