@@ -80,8 +80,8 @@ _SDPA_CHOICE = threading.RLock()
 def sdpa_context(preference: Sequence[str] | None) -> contextlib.AbstractContextManager:
     """Prefer these scaled-dot-product-attention kernels, in order (e.g. `("cudnn", "flash")`);
     the rest stay allowed after them. None: torch's own choice. The choice holds for the
-    `with` block; another thread's block with a choice waits until this one ends (the blocks
-    queue GPU work, they do not wait for it)."""
+    `with` block; another thread's block with a choice waits until this one ends (on a GPU a
+    block only queues work, so the wait is short; on a CPU it computes)."""
     if not preference:
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
