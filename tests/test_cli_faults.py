@@ -262,3 +262,29 @@ def test_run_reads_a_released_style_tagged_config(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "modalities: audio, video" in r.stdout
     assert np.load(out).shape == (3, N_VERTICES)
+
+
+def test_predict_says_at_once_that_ctrl_c_finishes_the_file_in_progress(tmp_path):
+    """Before, Ctrl-C during `predict` printed nothing while the file in progress finished (it
+    may take minutes); now one line says so at once. The file finishes and is written whole,
+    the next is never started, and the command exits 130."""
+    from test_predict import write_wav
+
+    media, out = tmp_path / "media", tmp_path / "out"
+    media.mkdir()
+    out.mkdir()
+    for name in ("a", "b", "c"):
+        write_wav(media / f"{name}.wav", 60.0)
+    proc = start("predict", str(media), "--out", str(out), "--no-asr", "--no-cache")
+    try:
+        wait_for(proc, str(media / "a.wav"))  # a is written; b is starting or under way
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output
+    assert "SIGINT: finishing the files in progress, then stopping" in output
+    assert "Traceback" not in output
+    assert np.load(out / "a.npy").shape == (60, N_VERTICES)
+    assert not (out / "c.npy").exists()

@@ -114,6 +114,7 @@ def contributions_line(media, preds) -> str:
 
 
 def run(args) -> int:
+    import signal
     import time
 
     from rich.console import Console
@@ -154,7 +155,17 @@ def run(args) -> int:
     ).validate()
     pairs, finished = plan(args)  # every input and output checked before any model loads
     console = Console(stderr=True)
-    stop = stop_on_signals()
+
+    def stopping() -> None:  # said at once: the file in progress may take minutes to finish
+        again = " (Ctrl-C again stops at once)" if stop.signal == signal.SIGINT else ""
+        console.print(
+            f"{stop.signal.name}: finishing the files in progress, then stopping{again}",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )
+
+    stop = stop_on_signals(on_stop=stopping)
     if args.ray is not None:
         from tribe_stream.cluster.batch import Job, output_folder
         from tribe_stream.cluster.report import run_command
