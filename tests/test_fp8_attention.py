@@ -19,6 +19,7 @@ from tribe_stream.extractors.fp8_attention import (
     attend_fp8,
     dequantize,
     fp8_attention_supported,
+    pointers,
     quantize_per_clip,
 )
 
@@ -140,6 +141,21 @@ def test_refused_in_one_line_where_it_cannot_run(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "--video-fp8-attention:" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o.npy").exists()
+
+
+def test_each_clip_gets_its_own_tensors_and_scales_in_the_cuda_calls():
+    """cuDNN is called once per clip on raw pointers: clip i's must be the i-th clip's
+    queries, keys, values, output and scales, whatever the clip size."""
+    from tribe_stream.extractors import fp8_attention as fa
+
+    q8, k8, v8, out = (torch.zeros(3, 40, 2, 64).to(FP8) for _ in range(4))
+    scales = tuple(torch.ones(3) for _ in range(4))
+    for i in range(3):
+        ptr = pointers((q8, k8, v8, out), scales, i)
+        assert [ptr[u] for u in (fa.Q, fa.K, fa.V, fa.OUT)] == [
+            t[i].data_ptr() for t in (q8, k8, v8, out)
+        ]
+        assert [ptr[u] for u in (fa.DQ, fa.DK, fa.DV, fa.SO)] == [t[i].data_ptr() for t in scales]
 
 
 @pytest.mark.skipif(

@@ -119,11 +119,9 @@ def bench_plans(iters: int) -> None:
     graph, ws_size = fa._graph(n, h, d, d**-0.5, 0, every_plan=True)
     workspace = torch.empty(ws_size, dtype=torch.uint8, device="cuda")
     out = torch.empty_like(q8)
-    one = torch.ones((1, 1, 1, 1), device="cuda")
+    one = torch.ones(1, device="cuda")
     ptr = {u: t.data_ptr() for u, t in fa._constants(0).items()}
-    ptr.update({fa.Q: q8.data_ptr(), fa.K: k8.data_ptr(), fa.V: v8.data_ptr()})
-    ptr.update({fa.OUT: out.data_ptr(), fa.DQ: one.data_ptr(), fa.DK: one.data_ptr()})
-    ptr.update({fa.DV: one.data_ptr(), fa.SO: one.data_ptr()})
+    ptr.update(fa.pointers((q8, k8, v8, out), (one, one, one, one)))
     handle = fa._handle(0)
     cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream().cuda_stream)
     count = graph.get_execution_plan_count()

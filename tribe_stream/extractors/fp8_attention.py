@@ -134,16 +134,21 @@ def _fp8_sdpa_cudnn(q8, k8, v8, descale_q, descale_k, descale_v, scale_o, scale)
     import cudnn
 
     cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream(q8.device).cuda_stream)
-    ptr = {u: t.data_ptr() for u, t in _constants(index).items()}
-    step = n * h * d  # bytes per clip (e4m3: one byte each)
+    fixed = {u: t.data_ptr() for u, t in _constants(index).items()}
     for i in range(b):
-        ptr[Q], ptr[K], ptr[V] = (t.data_ptr() + i * step for t in (q8, k8, v8))
-        ptr[OUT] = out.data_ptr() + i * step
-        ptr[DQ], ptr[DK], ptr[DV], ptr[SO] = (
-            t.data_ptr() + 4 * i for t in (descale_q, descale_k, descale_v, scale_o)
-        )
-        graph._execute(ptr, workspace.data_ptr(), handle)
+        ptr = pointers((q8, k8, v8, out), (descale_q, descale_k, descale_v, scale_o), i)
+        graph._execute({**fixed, **ptr}, workspace.data_ptr(), handle)
     return out
+
+
+def pointers(clips: tuple, scales: tuple, i: int = 0) -> dict[int, int]:
+    """The graph's uid -> device pointer of clip `i`'s tensors: `clips` = (q8, k8, v8, out),
+    each `(B, N, H, D)` e4m3, `scales` = (descale_q, descale_k, descale_v, scale_o), each B
+    float32 (the probability scales and amax outputs come from `_constants`)."""
+    step = clips[0].numel() // clips[0].shape[0]  # bytes per clip (e4m3: one byte each)
+    ptr = {u: t.data_ptr() + i * step for u, t in zip((Q, K, V, OUT), clips, strict=True)}
+    ptr.update({u: t.data_ptr() + 4 * i for u, t in zip((DQ, DK, DV, SO), scales, strict=True)})
+    return ptr
 
 
 def _check(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor) -> None:
