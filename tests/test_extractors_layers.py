@@ -78,18 +78,30 @@ def test_settings_from_the_released_config_layout():
     assert xconfig.ExtractorConfig.reference() == xconfig.from_experiment({})
 
 
+def test_audio_is_never_thinned_whatever_the_config_says():
+    """The released config sets `audio_feature.cache_n_layers: 20`; neuralset thins hidden
+    states only in the token aggregation that audio does not use, so w2v-BERT's 25 states are
+    grouped whole (12-17 / 18-24), not thinned first ([11,13..16] / [18..21,23,24])."""
+    cfg = xconfig.from_experiment(
+        {"data": {"audio_feature": {"cache_n_layers": 20}, "text_feature": {"cache_n_layers": 20}}}
+    )
+    assert cfg.audio.cache_n_layers is None
+    assert cfg.audio.groups(25) == [list(range(12, 18)), list(range(18, 25))]
+    assert cfg.text.groups(29) == [[13, 15, 16, 18, 19], [21, 22, 24, 25, 27, 28]]
+    assert xconfig.ExtractorConfig.reference().audio.groups(25) == cfg.audio.groups(25)
+
+
 def test_mini_settings_and_overrides():
     mini = xconfig.ExtractorConfig.mini()
+    # the mini config sets no cache_n_layers: one layer at int(2/3 * (n - 1)) of all the states
     assert mini.text.model_name == "Qwen/Qwen3-0.6B" and mini.text.groups(29) == [[18]]
-    assert (
-        mini.video.model_name == "facebook/vjepa2-vitl-fpc64-256"
-        and len(mini.video.groups(25)) == 1
-    )
+    assert mini.video.model_name == "facebook/vjepa2-vitl-fpc64-256"
+    assert mini.video.groups(25) == [[16]] and mini.audio.groups(25) == [[16]]
     n = xconfig.from_experiment(
         {"data": {"n_layers_to_use": 3, "text_feature": {"cache_n_layers": None}}}
     )
     assert n.text.fractions == (0.0, 0.5, 1.0) and n.text.cache_n_layers is None  # explicit null
-    assert n.video.cache_n_layers == 20  # absent -> the reference value
+    assert n.video.cache_n_layers is None  # absent -> neuralset's default: no thinning
     moved = mini.with_models(text="/models/qwen")
     assert moved.text.model_name == "/models/qwen" and moved.audio == mini.audio
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import FIXTURE, run_cli
 
 from tribe_stream.errors import CheckpointError
-from tribe_stream.extractors.config import from_yaml
+from tribe_stream.extractors.config import ExtractorConfig, from_yaml
 from tribe_stream.extractors.demo import DEMO_SHAPE, demo_extractors_path
 from tribe_stream.paths import cache_dir
 from tribe_stream.resolve import (
@@ -219,6 +219,8 @@ data: !!python/object:tribev2.data.Data
     name: Wav2VecBert
     model_name: {audio}
     frequency: 2
+    layers: [0.75, 1.0]
+    cache_n_layers: 20
   video_feature: !!python/object:neuralset.extractors.HuggingFaceVideo
     name: HuggingFaceVideo
     frequency: 2
@@ -239,6 +241,9 @@ def test_released_style_config_goes_through_extractor_loading_and_extract(tmp_pa
     )
     cfg = from_yaml(ckpt)
     assert cfg.video.model_name == str(demo.video) and cfg.text.cache_n_layers == 20
+    # audio's cache_n_layers: 20 is read and not applied (neuralset never thins audio)
+    assert cfg.audio.cache_n_layers is None
+    assert cfg.audio.groups(25) == [list(range(12, 18)), list(range(18, 25))]
     assert cfg.text.fractions == (0.5, 0.75, 1.0) and cfg.features_to_use == (
         "text",
         "audio",
@@ -257,3 +262,43 @@ def test_released_style_config_goes_through_extractor_loading_and_extract(tmp_pa
     with np.load(out) as z:
         assert sorted(z.files) == ["audio", "text", "video"]
         assert all(z[m].shape == (*DEMO_SHAPE, 4) for m in z.files)
+
+
+MINI_STYLE = """\
+data: !!python/object:tribev2.data.Data
+  frequency: 2
+  layers_to_use: null
+  layer_aggregation: mean
+  features_to_use: [text, audio, video]
+  text_feature:
+    name: HuggingFaceText
+    model_name: Qwen/Qwen3-0.6B
+    layers: 0.6666666666666666
+    frequency: 2
+  audio_feature:
+    name: Wav2VecBert
+    layers: 0.6666666666666666
+    frequency: 2
+  video_feature:
+    name: HuggingFaceVideo
+    frequency: 2
+    clip_duration: 4
+    image:
+      name: HuggingFaceImage
+      model_name: facebook/vjepa2-vitl-fpc64-256
+      layers: 0.6666666666666666
+"""
+
+
+def test_mini_style_config_reads_its_own_models_and_layers(tmp_path):
+    """The tribev2-mini config (the official mini_config: one layer at 2/3, no thinning, its own
+    text and video models) read from config.yaml, not from our built-in `mini()`."""
+    (tmp_path / "config.yaml").write_text(MINI_STYLE)
+    cfg = from_yaml(tmp_path)
+    assert cfg.text.model_name == "Qwen/Qwen3-0.6B"
+    assert cfg.video.model_name == "facebook/vjepa2-vitl-fpc64-256"
+    assert cfg.audio.model_name == "facebook/w2v-bert-2.0"
+    # Qwen3-0.6B: 29 states -> 18; ViT-L and w2v-BERT: 25 states -> 16 (thinning would give 15)
+    assert cfg.text.groups(29) == [[18]]
+    assert cfg.video.groups(25) == [[16]] and cfg.audio.groups(25) == [[16]]
+    assert cfg == ExtractorConfig.mini()

@@ -33,6 +33,10 @@ from tribe_stream import BIN_SECONDS, HEMODYNAMIC_OFFSET_S, __version__
 from tribe_stream.errors import InputError
 from tribe_stream.types import MODALITIES, Word
 
+FEATURES_VERSION = 2
+"""Raised whenever the features' computation changes, so older cache entries are not reused
+(2: the official audio layer groups, resampling and word contexts; docs/PARITY.md)."""
+
 log = logging.getLogger("tribe_stream.predict")
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
@@ -230,7 +234,11 @@ class Predictor:
 
     def extractor_identity(self) -> dict[str, Any]:
         """What the features depend on besides the file: settings and each model's weights."""
-        ident: dict[str, Any] = {"tribe_stream": __version__, "modalities": list(self.modalities)}
+        ident: dict[str, Any] = {
+            "tribe_stream": __version__,
+            "features_version": FEATURES_VERSION,
+            "modalities": list(self.modalities),
+        }
         for m in self.modalities:
             s = self.config[m]
             weights = Path(s.model_name) / "model.safetensors"

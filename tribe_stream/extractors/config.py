@@ -3,7 +3,11 @@ reference values (docs/MODEL.md §3) wherever the file is silent.
 
 The official experiment resolves the settings the same way: `data.layers_to_use` (or
 `n_layers_to_use`) overrides each extractor's own `layers`, and `data.layer_aggregation` overrides
-each extractor's aggregation.
+each extractor's aggregation. `cache_n_layers` absent means none (neuralset's default: no
+thinning), and it never applies to audio: neuralset thins hidden states only in the token
+aggregation that text and video use, so the audio groups are cut from all of w2v-BERT's states
+whatever the config says (the released config sets 20 for all three). An empty config is the
+released full model's (`REFERENCE_DATA`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,14 @@ MINI_MODELS = {
     "video": "facebook/vjepa2-vitl-fpc64-256",
 }
 REFERENCE_FRACTIONS = (0.5, 0.75, 1.0)
-REFERENCE_CACHE_N_LAYERS = {"text": 20, "audio": None, "video": 20}
+THINNED = ("text", "video")
+"""The modalities whose hidden states `cache_n_layers` thins (never audio, see above)."""
+REFERENCE_DATA = {
+    "text_feature": {"cache_n_layers": 20},
+    "audio_feature": {"cache_n_layers": 20},
+    "video_feature": {"image": {"cache_n_layers": 20}},
+}
+"""The `data` section of the released full model that differs from the defaults."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,7 @@ class ExtractorConfig:
     @classmethod
     def reference(cls) -> ExtractorConfig:
         """The full TRIBE v2 settings (docs/MODEL.md §3)."""
-        return from_experiment({})
+        return from_experiment({"data": REFERENCE_DATA})
 
     @classmethod
     def mini(cls) -> ExtractorConfig:
@@ -110,11 +121,9 @@ def _fractions(value: Any, where: str) -> tuple[float, ...]:
     )
 
 
-def _cache_n(section: dict, default: int | None, where: str) -> int | None:
-    """`cache_n_layers`: the reference value when the key is absent, None when it is null."""
-    if "cache_n_layers" not in section:
-        return default
-    value = section["cache_n_layers"]
+def _cache_n(section: dict, where: str) -> int | None:
+    """`cache_n_layers`: None (no thinning) when the key is absent or null."""
+    value = section.get("cache_n_layers")
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
@@ -146,7 +155,9 @@ def _section(data: dict, key: str, where: str) -> dict:
 
 def from_experiment(experiment: dict[str, Any] | None) -> ExtractorConfig:
     """Settings from a parsed `config.yaml` (the whole file, or `{}` for the reference)."""
-    exp = experiment or {}
+    if not experiment:
+        return ExtractorConfig.reference()
+    exp = experiment
     if not isinstance(exp, dict):
         raise CheckpointError("config.yaml must hold a mapping")
     data = exp.get("data") or {}
@@ -208,8 +219,8 @@ def from_experiment(experiment: dict[str, Any] | None) -> ExtractorConfig:
             model_name=model_name,
             fractions=fractions,
             aggregation=aggregation,
-            cache_n_layers=_cache_n(
-                inner, REFERENCE_CACHE_N_LAYERS[modality], f"{where}.cache_n_layers"
+            cache_n_layers=(
+                _cache_n(inner, f"{where}.cache_n_layers") if modality in THINNED else None
             ),
             frequency=frequency,
             clip_seconds=_positive(
