@@ -146,7 +146,8 @@ def test_live_passes_replay_one_cuda_graph(relkey_folder):
     first = live.extract([6, 7])  # a span of 4 s, padded to 6 s
     live.feed(x[4 * RATE :], 4.0)
     second = live.extract([16, 17])  # the full 6 s context [3, 9)
-    assert list(ex._steps) == [live.pad_to] and ex.graphs
+    # one graph, keyed (passes in the batch, padded frames): both passes ran alone, padded alike
+    assert list(ex._steps) == [(1, live.pad_to)] and ex.graphs
     ex.pad_live = False
     np.testing.assert_allclose(first, ex.extract(x[: 4 * RATE], 0.0, [6, 7]), atol=2e-2)
     np.testing.assert_allclose(second, ex.extract(x[3 * RATE :], 3.0, [16, 17]), atol=2e-2)

@@ -7,6 +7,7 @@ Each keeps the model's own modules and numbers; only how they are launched chang
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 import threading
@@ -41,7 +42,8 @@ def compile_blocks(
     share one compiled graph, so compiling a 40-layer model costs about one layer). Returns the count.
 
     `dynamic=None` lets a length that changes (a live audio context that grows) become a
-    symbolic size after its first change instead of one recompile per length."""
+    symbolic size after its first change instead of one recompile per length. Calls of compiled
+    blocks from several threads take turns (`_COMPILED_CALLS`), so none runs during a compile."""
     # transformers' layers share one checkpointing wrapper: every model and shape counts against
     # the same recompile budget, so give it room (a new shape must not silently fall back to eager)
     dyn = torch._dynamo.config
@@ -51,8 +53,30 @@ def compile_blocks(
     n = 0
     for block in blocks:
         block.compile(dynamic=dynamic, mode=mode)
+        block._compiled_call_impl = _in_turn(block._compiled_call_impl)
         n += 1
     return n
+
+
+# A compile sets process-wide state while it traces (torch.fx's "symbolic tracing" flag, which
+# torch.compile's entry checks; in newer torch also `torch.compiler.is_compiling()`): a compiled
+# block that another thread calls meanwhile fails with "Detected that you are using FX to
+# symbolically trace a dynamo-optimized function" (seen on fresh H100s: the sound's features,
+# `offline.extract_media`, compiling beside the video's compiled layers). So calls of compiled
+# blocks take turns, and a call that compiles holds the turn for its whole compile. On a GPU a
+# turn only queues one block's kernels (no wait for them), so warm threads still overlap.
+_COMPILED_CALLS = threading.RLock()
+
+
+def _in_turn(call: Callable) -> Callable:
+    """`call` (a block's compiled `__call__`), run while holding the compiled-calls lock."""
+
+    @functools.wraps(call)
+    def in_turn(*args, **kwargs):
+        with _COMPILED_CALLS:
+            return call(*args, **kwargs)
+
+    return in_turn
 
 
 def fused_linear(*linears: nn.Linear) -> nn.Linear:
