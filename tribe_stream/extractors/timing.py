@@ -7,14 +7,20 @@ Every function here is numpy-only, so the live scheduler can use it without torc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from tribe_stream import BIN_SECONDS
+from tribe_stream import BIN_SECONDS, MAX_TOKENS
 from tribe_stream.errors import InputError
 
 FRAME_EPS = 1e-5
 """Seconds of slack when matching a sample time to a frame stamp (float stamps from containers)."""
+
+READER_EPS_FRAMES = 1e-5
+"""Frame periods of slack the official video reader (moviepy) adds to `fps * t` before taking
+the frame number: offline, a sample time `t` shows the frame stamped at or before
+`t + READER_EPS_FRAMES / fps`."""
 
 
 def n_bins_for(duration: float) -> int:
@@ -46,9 +52,10 @@ def clip_sample_times(
 
 
 def select_frames(
-    sample_times: np.ndarray, frame_times: Sequence[float] | np.ndarray
+    sample_times: np.ndarray, frame_times: Sequence[float] | np.ndarray, eps: float = FRAME_EPS
 ) -> np.ndarray:
-    """Index of the frame shown at each sample time: the latest frame stamped at or before it.
+    """Index of the frame shown at each sample time: the latest frame stamped at or before it
+    (`eps` seconds of slack).
 
     Sample times before the first frame take the first frame (clamped at the start). `frame_times`
     must be non-decreasing. Returns an int array of the shape of `sample_times`.
@@ -58,10 +65,7 @@ def select_frames(
         raise InputError("select_frames needs at least one frame time (a 1-D array)")
     if np.any(np.diff(ft) < 0):
         raise InputError("frame times must be in increasing order")
-    idx = (
-        np.searchsorted(ft, np.asarray(sample_times, dtype=np.float64) + FRAME_EPS, side="right")
-        - 1
-    )
+    idx = np.searchsorted(ft, np.asarray(sample_times, dtype=np.float64) + eps, side="right") - 1
     return np.clip(idx, 0, ft.size - 1)
 
 
@@ -126,6 +130,72 @@ def chunk_bounds(
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
+def reader_duration(seconds: float) -> float:
+    """The length the official video reader (moviepy) gives a file whose container lasts
+    `seconds`: the `Duration:` ffmpeg prints (to the centisecond, half up), read back as moviepy
+    reads it (`SS.cc + 60·MM + 3600·HH`)."""
+    cs = (int(round(seconds * 1e6)) + 5000) // 10000
+    hours, rest = divmod(cs, 360000)
+    minutes, rest = divmod(rest, 6000)
+    return float(f"{rest // 100}.{rest % 100:02d}") + 60 * float(minutes) + 3600 * float(hours)
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """Where each offline video bin's clip ends, as the official extractor samples them.
+
+    `bins[i]` is a bin of the recording, `ends[i]` the time (s) its clip ends and `starts[i]` the
+    start of its chunk (clips clamp there).
+    """
+
+    bins: np.ndarray
+    ends: np.ndarray
+    starts: np.ndarray
+
+
+def offline_clip_plan(
+    duration: float, max_seconds: float = 60.0, min_seconds: float = 30.0
+) -> ClipPlan:
+    """The official offline clip timing of a video lasting `duration` (the reader's,
+    `reader_duration`): the video is cut as `chunk_bounds` cuts it, and a chunk `[c0, c1)` gets
+    `n = round(2·(c1-c0))` bins whose clips end at `c0 + linspace(0, c1-c0, n+1)[1:]`: on the
+    0.5 s grid when the chunk's length is a multiple of 0.5 s, spread evenly over it otherwise.
+    Chunks start at multiples of `max_seconds`, so chunk bins follow on from `round(2·c0)`.
+    """
+    bins, ends, starts = [], [], []
+    for c0, c1 in chunk_bounds(duration, max_seconds, min_seconds):
+        length = (c0 + (c1 - c0)) - c0  # the reader's sub-clip: (offset + duration) - offset
+        n = n_bins_for(c1 - c0)
+        first = int(round(c0 / BIN_SECONDS))
+        bins.append(np.arange(first, first + n))
+        ends.append(c0 + np.linspace(0.0, length, n + 1)[1:])
+        starts.append(np.full(n, c0))
+    if not bins:
+        return ClipPlan(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+    return ClipPlan(np.concatenate(bins), np.concatenate(ends), np.concatenate(starts))
+
+
+def reader_picks(
+    sample_times: np.ndarray, frame_times: Sequence[float] | np.ndarray, fps: float
+) -> np.ndarray:
+    """Frames the official reader (moviepy) returns for clips' sample times `(n_bins, n)`, read
+    bin after bin, each clip oldest first.
+
+    A sample shows the frame stamped at or before it (`READER_EPS_FRAMES` of slack); one at or
+    past the end of the last frame (its stamp + 1/fps) gets the frame the reader last read: that
+    of the latest earlier sample in reading order (the first frame if there is none).
+    """
+    t = np.asarray(sample_times, dtype=np.float64)
+    ft = np.asarray(frame_times, dtype=np.float64)
+    eps = READER_EPS_FRAMES / fps
+    idx = select_frames(t, ft, eps).reshape(-1)
+    past = (t + eps >= ft[-1] + 1.0 / fps).reshape(-1)
+    if past.any():
+        last_read = np.maximum.accumulate(np.where(past, -1, np.arange(idx.size)))
+        idx = np.where(past, np.where(last_read >= 0, idx[np.maximum(last_read, 0)], 0), idx)
+    return idx.reshape(t.shape)
+
+
 def word_bin_span(
     onset: float, duration: float, start: float = 0.0, n_bins: int | None = None
 ) -> tuple[int, int] | None:
@@ -151,14 +221,47 @@ def word_bin_span(
     return first, count
 
 
+def window_word_bins(
+    onset: float, duration: float, n_bins: int, start: float = 0.0, window: int = MAX_TOKENS
+) -> list[int]:
+    """Bins `[0, n_bins)` (from `start`) a word adds its vector to when each `window`-bin window
+    is placed on its own, as the official predict's 100 s segments are: a window takes the words
+    overlapping it (`onset < window end` and `onset + duration > window start`, strictly: a
+    zero-length word exactly on a window's start is in no window) and places each by
+    `word_bin_span` inside a full window (the last one too, as its padding). A word across an
+    edge is then in both windows (moved left onto the first one's last bin); a word past the
+    recording's last bin is dropped rather than moved left.
+    """
+    span = window * BIN_SECONDS
+    out: list[int] = []
+    first_w = max(0, int(np.floor((onset - start) / span)) - 1)
+    for w in range(first_w, (n_bins + window - 1) // window):
+        w0 = start + w * span
+        if onset >= w0 + span:
+            continue
+        if onset + duration <= w0:
+            break
+        placed = word_bin_span(onset, duration, w0, window)
+        if placed is not None:
+            b0, count = placed
+            out.extend(b for b in range(w * window + b0, w * window + b0 + count) if b < n_bins)
+    return out
+
+
 def place_words(
     vectors: np.ndarray,
     onsets: Sequence[float],
     durations: Sequence[float],
     n_bins: int,
     start: float = 0.0,
+    window: int | None = MAX_TOKENS,
 ) -> np.ndarray:
-    """Sum word vectors `(n_words, L, D)` into 2 Hz bins: returns `(L, D, n_bins)` float32."""
+    """Sum word vectors `(n_words, L, D)` into 2 Hz bins: returns `(L, D, n_bins)` float32.
+
+    `window`: the bins of each 200-bin window of the official predict, placed window by window
+    (`window_word_bins`), so these features are for windows cut every `window` bins from `start`
+    (as `offline.predict_windows` cuts them); `None`: all `n_bins` as one window.
+    """
     vec = np.asarray(vectors, dtype=np.float32)
     if vec.ndim != 3 or len(vec) != len(onsets) or len(onsets) != len(durations):
         raise InputError(
@@ -167,6 +270,10 @@ def place_words(
         )
     out = np.zeros((vec.shape[1], vec.shape[2], n_bins), dtype=np.float32)
     for v, onset, dur in zip(vec, onsets, durations, strict=True):
+        if window is not None:
+            for b in window_word_bins(float(onset), float(dur), n_bins, start, window):
+                out[:, :, b] += v
+            continue
         span = word_bin_span(float(onset), float(dur), start, n_bins)
         if span is not None:
             first, count = span

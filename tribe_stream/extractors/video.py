@@ -32,9 +32,12 @@ from tribe_stream.extractors.grouped import GroupedExtractor
 from tribe_stream.extractors.loading import load_pretrained, locate
 from tribe_stream.extractors.timing import (
     FRAME_EPS,
-    chunk_bounds,
+    READER_EPS_FRAMES,
+    bin_end_times,
     clip_sample_times,
     n_bins_for,
+    offline_clip_plan,
+    reader_duration,
     select_frames,
 )
 from tribe_stream.extractors.video_encoder import VideoTrunk
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
+RESCALE_FACTOR = 1 / 255
 
 
 @dataclass(frozen=True)
@@ -57,20 +61,18 @@ class VideoPreprocess:
 
     @classmethod
     def from_folder(cls, folder: Path, crop_size: int | None = None) -> VideoPreprocess:
-        """From the folder's video processor config, else from the model's crop size (resize = crop·256/224)."""
+        """From the folder's video processor config, else from the model's crop size. The resize
+        is always `int(crop·256/224)`: `VJEPA2VideoProcessor` sets it so, whatever the config's
+        `size` says."""
         for name in PROCESSOR_FILES:
             p = folder / name
             if p.is_file():
                 cfg = json.loads(p.read_text())
                 crop = cfg.get("crop_size", crop_size or 256)
                 crop = int(crop["height"] if isinstance(crop, dict) else crop)
-                size = cfg.get("size") or {}
-                resize = int(
-                    size.get("shortest_edge", crop * 256 // 224) if isinstance(size, dict) else size
-                )
                 mean = tuple(cfg.get("image_mean") or IMAGENET_MEAN)
                 std = tuple(cfg.get("image_std") or IMAGENET_STD)
-                return cls(resize, crop, mean, std)  # type: ignore[arg-type]
+                return cls(int(crop * 256 / 224), crop, mean, std)  # type: ignore[arg-type]
         crop = int(crop_size or 256)
         return cls(int(crop * 256 / 224), crop)
 
@@ -98,40 +100,60 @@ def resized_shape(height: int, width: int, shortest: int) -> tuple[int, int]:
     return int(shortest * height / width), shortest
 
 
-def preprocess_frames(
-    frames: np.ndarray | torch.Tensor, prep: VideoPreprocess, device: str | torch.device
-) -> torch.Tensor:
-    """`(N, H, W, 3)` uint8 -> `(N, 3, crop, crop)` float32 normalised, computed on `device`.
+def resize_frames(frames: np.ndarray | torch.Tensor, prep: VideoPreprocess) -> torch.Tensor:
+    """`(N, H, W, 3)` uint8 -> `(N, 3, h, w)` uint8 on the CPU, the shortest edge `prep.resize`.
 
-    Bilinear antialiased resize rounded back to 8 bits (as the processor resizes uint8 images),
-    centre crop, `/255`, ImageNet mean/std.
+    As the official processor (torchvision's uint8 resize): torch's own antialiased bilinear
+    kernel for uint8 images, bit for bit (a float resize rounded back differs by one grey level
+    in about a pixel in ten). It runs on the CPU (the kernel has no GPU version), about 2 ms for a
+    1080p frame, and leaves a frame about 13 times smaller to copy to the GPU.
     """
     x = torch.as_tensor(frames)
     if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
         raise InputError(f"video frames must be uint8 (N, H, W, 3), got {tuple(x.shape)} {x.dtype}")
-    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    x = x.cpu().permute(0, 3, 1, 2)  # channels-last in memory: the kernel's fast layout
     h, w = x.shape[-2:]
     nh, nw = resized_shape(h, w, prep.resize)
-    if (nh, nw) != (h, w):
-        x = torch.nn.functional.interpolate(
-            x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True
-        )
-        x = x.round_().clamp_(0, 255)
+    if (nh, nw) == (h, w):
+        return x
+    return torch.nn.functional.interpolate(
+        x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True
+    )
+
+
+def normalise_frames(
+    resized: torch.Tensor, prep: VideoPreprocess, device: str | torch.device
+) -> torch.Tensor:
+    """Resized `(N, 3, h, w)` uint8 -> `(N, 3, crop, crop)` float32 on `device`: the centre crop
+    (top-left offset truncated, as transformers 5 crops) and the processor's fused rescale and
+    normalisation, `(x - 255·mean) / (255·std)`."""
+    nh, nw = resized.shape[-2:]
     if nh < prep.crop or nw < prep.crop:
         raise InputError(f"frames resized to {nh}x{nw} are smaller than the {prep.crop} px crop")
-    top, left = int(round((nh - prep.crop) / 2.0)), int(round((nw - prep.crop) / 2.0))
-    x = x[:, :, top : top + prep.crop, left : left + prep.crop]
+    top, left = int((nh - prep.crop) / 2.0), int((nw - prep.crop) / 2.0)
+    x = resized[:, :, top : top + prep.crop, left : left + prep.crop]
+    x = x.to(device, non_blocking=True).float()
     mean, std = _normalisation(prep, x.device)
-    return (x / 255.0 - mean) / std
+    return (x - mean) / std
+
+
+def preprocess_frames(
+    frames: np.ndarray | torch.Tensor, prep: VideoPreprocess, device: str | torch.device
+) -> torch.Tensor:
+    """`(N, H, W, 3)` uint8 -> `(N, 3, crop, crop)` float32 normalised on `device`: the official
+    processor's resize (`resize_frames`), crop and normalisation (`normalise_frames`)."""
+    return normalise_frames(resize_frames(frames, prep), prep, device)
 
 
 @functools.cache
 def _normalisation(
     prep: VideoPreprocess, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ImageNet mean and std `(1, 3, 1, 1)` on `device`, made once (not copied per frame)."""
-    mean = torch.tensor(prep.mean, device=device).view(1, 3, 1, 1)
-    return mean, torch.tensor(prep.std, device=device).view(1, 3, 1, 1)
+    """`255·mean` and `255·std` `(1, 3, 1, 1)` float32 on `device` (the products rounded as the
+    processor rounds them), made once (not copied per frame)."""
+    scale = 1.0 / RESCALE_FACTOR
+    mean = (torch.tensor(prep.mean) * scale).to(device).view(1, 3, 1, 1)
+    return mean, (torch.tensor(prep.std) * scale).to(device).view(1, 3, 1, 1)
 
 
 def fp8_refusal(fp8: bool | str, device: str) -> str | None:
@@ -285,11 +307,15 @@ class VideoExtractor(GroupedExtractor):
         """A whole video file -> `(L, D, T)` float32, T = number of 2 Hz bins. Packets and
         frames that fail to decode are skipped (counted in `counters`, a `media.DecodeCounters`).
 
-        As the official offline pipeline: the video is cut into 30–60 s chunks and clip sampling is
-        clamped at each chunk's start. Frames are decoded once, in order; only those some clip
-        shows are preprocessed, and only the last few seconds of them are kept. Decoding runs a
-        few frames ahead in its own thread (`media.read_ahead`) and batches are queued on the GPU
-        without waiting for each result, so decoding, preprocessing and the model overlap.
+        As the official offline pipeline (`timing.offline_clip_plan`, `timing.reader_picks`): the
+        video, as long as its reader says (`timing.reader_duration`), is cut into 30–60 s chunks,
+        a chunk's clips end at its evenly spread bin ends (off the 0.5 s grid when its length is
+        not a multiple of 0.5 s) and clamp at its start, and a sample past the last frame shows
+        the frame read before it. Bins past the video's chunks (a longer sound) keep clips ending
+        on the grid. Frames are decoded once, in order; only those some clip shows are resized
+        (in the decoding thread, `media.read_ahead`) and preprocessed, and only the last few
+        seconds of them are kept. Batches are queued on the GPU without waiting for each result,
+        so decoding, preprocessing and the model overlap.
         """
         from tribe_stream.media import (
             NothingDecoded,
@@ -307,19 +333,29 @@ class VideoExtractor(GroupedExtractor):
         out = np.zeros((*self.shape, total), np.float32)
         if total == 0:
             return out
-        ends = (np.arange(total) + 1) * 0.5
+        plan = offline_clip_plan(
+            reader_duration(duration),
+            self.settings.chunk_max_seconds,
+            self.settings.chunk_min_seconds,
+        )
+        ends = bin_end_times(np.arange(total))
         starts = np.zeros(total)
-        for c0, c1 in chunk_bounds(
-            duration, self.settings.chunk_max_seconds, self.settings.chunk_min_seconds
-        ):
-            starts[(ends - 0.5 >= c0 - 1e-9) & (ends - 0.5 < c1 - 1e-9)] = c0
+        inside = plan.bins < total
+        ends[plan.bins[inside]] = plan.ends[inside]
+        starts[plan.bins[inside]] = plan.starts[inside]
         samples = clip_sample_times(ends, self.n_frames, self.settings.clip_seconds, starts)
+        fps = info.fps if info.fps and info.fps > 0 else None
+        eps = READER_EPS_FRAMES / fps if fps else FRAME_EPS
+        # uniq + eps: the stamp a frame needs to be shown at each sample time
         uniq, slot = np.unique(samples, return_inverse=True)
         slot = slot.reshape(samples.shape)
+        due = uniq + eps
         last_slot = slot.max(axis=1)
         assigned: dict[int, torch.Tensor] = {}
+        past: np.ndarray | None = None  # per slot, once the last frame is known: past its end
+        last_read: list = [None]  # pixels of the latest sample before the end, in reading order
         k, done = 0, 0
-        prev: np.ndarray | None = None
+        prev: torch.Tensor | None = None
         cache: list = [None, None]  # (frame, its preprocessed pixels): each frame preprocessed once
         pending: list[tuple] = []  # (first bin, end bin, features, copied event)
 
@@ -330,17 +366,17 @@ class VideoExtractor(GroupedExtractor):
         side = torch.cuda.Stream(self.device) if cuda else None
         spans: list = []  # (start, end) events of each batch on the encoder's stream
 
-        def preprocess(frame: np.ndarray) -> torch.Tensor:
+        def preprocess(frame: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode(), torch.cuda.stream(side) if cuda else nullcontext():
-                pix = preprocess_frames(frame[None], self.prep, self.device)[0].to(self.dtype)
+                pix = normalise_frames(frame, self.prep, self.device)[0].to(self.dtype)
             if cuda:  # read later on the encoder's stream: not reused before that
                 pix.record_stream(torch.cuda.current_stream(self.device))
             return pix
 
-        def assign_until(limit: float, frame: np.ndarray) -> None:
+        def assign_until(limit: float, frame: torch.Tensor | None) -> None:
             """`frame` is the one shown at every remaining sample time before `limit`."""
             nonlocal k
-            while k < len(uniq) and uniq[k] + FRAME_EPS < limit:
+            while k < len(uniq) and due[k] < limit:
                 if cache[0] is not frame:
                     cache[:] = [frame, preprocess(frame)]
                 assigned[k] = cache[1]
@@ -373,6 +409,17 @@ class VideoExtractor(GroupedExtractor):
                 if progress:
                     progress(hi, total)
 
+        def clip(b: int) -> torch.Tensor:
+            """Bin b's clip; a sample past the last frame repeats the reader's last read."""
+            frames = []
+            for s in slot[b]:
+                if past is not None and past[s] and last_read[0] is not None:
+                    frames.append(last_read[0])
+                else:
+                    frames.append(assigned[s])
+                    last_read[0] = assigned[s]
+            return torch.stack(frames)
+
         def flush(final: bool = False) -> None:
             nonlocal done
             while done < total:
@@ -384,9 +431,7 @@ class VideoExtractor(GroupedExtractor):
                 stop = min(ready, done + self.max_batch)
                 if cuda:  # the clips' frames are preprocessed on the side stream
                     torch.cuda.current_stream(self.device).wait_stream(side)
-                clips = torch.stack(
-                    [torch.stack([assigned[s] for s in slot[b]]) for b in range(done, stop)]
-                )
+                clips = torch.stack([clip(b) for b in range(done, stop)])
                 pending.append((done, stop, *launch(clips)))
                 drain(keep=2)  # wait only for an older batch: the GPU stays busy
                 done = stop
@@ -394,16 +439,33 @@ class VideoExtractor(GroupedExtractor):
                 for s in [s for s in assigned if s < keep_from]:
                     del assigned[s]
 
-        for t, frame in read_ahead(iter_video_frames(path, counters=counters)):
+        def decoded():
+            """`(time, resized frame or None when no sample shows it)`, one frame behind the
+            decoder (a frame is shown until the next one's stamp)."""
+            held = None
+            for t, frame in iter_video_frames(path, counters=counters):
+                if held is not None:
+                    lo = held[0] if held[2] else -np.inf  # the first frame also shows earlier
+                    shown = np.searchsorted(due, t) > np.searchsorted(due, lo)
+                    yield held[0], resize_frames(held[1][None], self.prep) if shown else None
+                held = (t, frame, held is not None)
+            if held is not None:
+                yield held[0], resize_frames(held[1][None], self.prep)
+
+        times: list[float] = []  # the last two frame stamps (the frame period, without fps)
+        for t, frame in read_ahead(decoded()):
             # sample times before the first frame clamp to it; later ones take the previous frame
-            assign_until(t, frame if prev is None else prev)
+            assign_until(t, frame if not times else prev)
             prev = frame
+            times = [*times[-1:], t]
             flush()
             if done >= total:
                 break
-        if prev is None:
+        if not times:
             raise NothingDecoded(f"{path}: no video frame could be decoded")
         assign_until(np.inf, prev)
+        period = 1.0 / fps if fps else (times[-1] - times[0] if len(times) > 1 else np.inf)
+        past = due >= times[-1] + period
         flush(final=True)
         drain()
         if cuda:  # how long the batches held the GPU: the rest of the file's time it was idle
