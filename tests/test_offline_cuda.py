@@ -37,7 +37,7 @@ def test_first_predict_with_sound_and_video_on_fresh_compile_caches(tmp_path):
     r = run_cli(
         "predict", str(clip), "--checkpoint", "demo", "--device", "cuda", "--out", str(out),
         "--transcript", str(transcript), "--cache", str(caches["features"]),
-        timeout=1200,
+        timeout=540,
         env={
             "TORCHINDUCTOR_CACHE_DIR": str(caches["inductor"]),
             "TRITON_CACHE_DIR": str(caches["triton"]),
