@@ -14,7 +14,7 @@ from transformers import Qwen3Config, Qwen3Model
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.config import ExtractorConfig
 from tribe_stream.extractors.demo import DEMO_SHAPE, demo_config, demo_extractors_path
-from tribe_stream.extractors.text import TextExtractor, contexts, word_forms
+from tribe_stream.extractors.text import TextExtractor
 from tribe_stream.types import Word
 
 STORY = (
@@ -35,13 +35,6 @@ def llama() -> TextExtractor:
     )
 
 
-def test_context_text_is_capitalised_per_sentence():
-    forms = word_forms(["the", "Quick", "FOX.", "hello", "World?", '"yes."', "NO"])
-    assert forms == ["The", "quick", "fox.", "Hello", "world?", '"yes."', "No"]
-    ctx = contexts(["a", "b", "c", "d", "e"], max_context_words=2)
-    assert ctx[0] == ("A", "") and ctx[4] == ("c d e", "c d")  # the word + 2 preceding words
-
-
 def test_no_bos_and_word_tokens(llama):
     ids = llama.tokens("The quick brown")
     assert ids and ids[0] != llama.tokenizer.bos_token_id
@@ -56,7 +49,8 @@ def test_kv_cached_words_equal_the_full_forward(llama):
     batched = llama.reference_vectors(
         STORY[:9], batch_size=4
     )  # right padding with EOS, as official
-    assert rel_err(batched, full[:9]) < 1e-4
+    # the 9th word ("dog.") is the shorter transcript's last: it loses its "." there
+    assert rel_err(batched[:8], full[:8]) < 1e-4
 
 
 def test_sliding_context_window_recomputes_exactly(llama):

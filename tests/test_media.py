@@ -85,7 +85,8 @@ def test_stereo_file_gives_the_same_samples_offline_and_live(tmp_path, name, cod
     assert abs(len(offline) - 3.0 * AUDIO_RATE) < 0.05 * AUDIO_RATE
     n = min(len(offline), len(live))
     assert n > 2.9 * AUDIO_RATE
-    np.testing.assert_array_equal(offline[:n], live[:n])
+    # block by block vs one piece: the same julius filter, float32 rounding apart
+    np.testing.assert_allclose(offline[:n], live[:n], rtol=0, atol=1e-6)
     # and the level is the plain channel mean: rms of (0.5 sin + 0.25 sin') / 2 -> 0.1976
     mid = offline[AUDIO_RATE // 2 : 2 * AUDIO_RATE]
     want = np.sqrt((0.25**2 + 0.125**2) / 2)
@@ -104,7 +105,7 @@ def test_nan_samples_become_silence_and_are_counted(tmp_path):
     assert counters.nonfinite_samples > 0
     live, source_counters = replayed_audio(path)
     assert np.isfinite(live).all() and source_counters["nonfinite_samples"] > 0
-    np.testing.assert_array_equal(offline[: len(live)], live[: len(offline)])
+    np.testing.assert_allclose(offline[: len(live)], live[: len(offline)], rtol=0, atol=1e-6)
 
 
 def _clip(path: Path, seconds: float = 4.0, faststart: bool = False) -> Path:

@@ -71,34 +71,34 @@ def test_sound_decoded_beside_the_video_changes_nothing(clip, predictor, monkeyp
 
     from tribe_stream.extractors import offline
     from tribe_stream.extractors.timing import n_bins_for
-    from tribe_stream.media import probe, read_audio
+    from tribe_stream.media import probe, read_sound
 
     ex = {m: predictor.extractors[m] for m in ("video", "audio")}
-    sound = read_audio(clip)
+    sound = read_sound(clip)
     made_in = []  # the thread and bin count of each audio extraction
-    extract_samples = ex["audio"].extract_samples
+    extract_sound = ex["audio"].extract_sound
 
-    def recorded(samples, n_bins=None):
+    def recorded(sound, n_bins=None):
         made_in.append((threading.current_thread().name, n_bins))
-        return extract_samples(samples, n_bins)
+        return extract_sound(sound, n_bins)
 
-    monkeypatch.setattr(ex["audio"], "extract_samples", recorded)
+    monkeypatch.setattr(ex["audio"], "extract_sound", recorded)
     got = offline.extract_media(clip, ex)
     n = got.n_bins
     assert [name.startswith("sound") for name, _ in made_in] == [True]  # beside the video
     made_in.clear()
     np.testing.assert_array_equal(got.features["video"], ex["video"].extract_file(clip, n))
-    np.testing.assert_array_equal(got.features["audio"], ex["audio"].extract_samples(sound, n))
+    np.testing.assert_array_equal(got.features["audio"], ex["audio"].extract_sound(sound, n))
     real = probe(clip)
     monkeypatch.setattr(
         offline, "probe", lambda path: dataclasses.replace(real, duration=real.duration - 2.0)
     )
     short = offline.extract_media(clip, ex)
-    want = n_bins_for(max(real.duration - 2.0, len(sound) / 16000))
+    want = n_bins_for(max(real.duration - 2.0, sound.duration))
     assert want > n_bins_for(real.duration - 2.0)  # the sound really is longer than the header
     assert short.n_bins == want and short.features["video"].shape[-1] == want
     np.testing.assert_array_equal(short.features["video"], ex["video"].extract_file(clip, want))
-    np.testing.assert_array_equal(short.features["audio"], extract_samples(sound, want))
+    np.testing.assert_array_equal(short.features["audio"], extract_sound(sound, want))
     assert made_in[-1] == (threading.main_thread().name, want)  # made again for the longer count
 
 

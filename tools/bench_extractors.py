@@ -472,7 +472,7 @@ def bench_text(args, device: str, tokenizer_folder: Path) -> None:
             gpu = timed(lambda: step(dev_ids, dev_pos, dev_w), device, args.iters)  # noqa: B023
         record("text", f"  of which the step of {n_new} tokens over {n_span} positions", None, gpu,
                tag)  # fmt: skip
-    context = " ".join(live.forms)
+    context = live.context
     host = timed(lambda: ex.tokens(context), "cpu", args.iters)
     record("text", "  of which tokenising the context (host)", None, host, "once per word")
     if args.profile:

@@ -439,7 +439,7 @@ def run_baseline(models: Models, clip: Path, seconds: float, words: list[Word]) 
 
     from tribe_stream.engines import make_engine
     from tribe_stream.extractors.audio import zscore
-    from tribe_stream.extractors.text import contexts
+    from tribe_stream.extractors.contexts import word_contexts
     from tribe_stream.extractors.timing import clip_sample_times, frames_for_bins, select_frames
     from tribe_stream.extractors.video import preprocess_frames
     from tribe_stream.media import iter_video_frames, read_audio
@@ -508,7 +508,9 @@ def run_baseline(models: Models, clip: Path, seconds: float, words: list[Word]) 
             if ex.text is not None:
                 for w in [w for w in words if k <= w.onset + w.duration < k + 1]:
                     history.append(w.text)
-                    ctx, prefix = contexts(history, ex.text.settings.max_context_words)[-1]
+                    ctx, prefix = word_contexts(
+                        history, ex.text.settings.max_context_words, final=False
+                    )[-1]
                     t0 = time.perf_counter()
                     ids = ex.text.tokens(ctx)
                     states = ex.text.model(

@@ -6,9 +6,11 @@ file gives the same frames and the same samples whichever path reads it.
 
 - Pictures: `frame_to_rgb` (RGB uint8, shortest edge optionally downscaled with an area filter);
   a corrupt, empty or non-finite frame raises `BadFrame`, which callers count and skip.
-- Sound: mono float32 at `AUDIO_RATE` (16 kHz). Mono is the plain mean of the channels (not
-  FFmpeg's -3 dB pan law), so a tone on both channels keeps its level; then PyAV's resampler
-  (libswresample). Non-finite samples (NaN/inf in a float file) become 0 and are counted.
+- Sound: as the official pipeline reads it (`SoundFormat`: a video's sound converted to 44.1 kHz
+  stereo 16-bit as moviepy writes it out, by libswresample; an audio file at its own rate and
+  channels), then resampled to `AUDIO_RATE` (16 kHz) with julius's windowed sinc (the official
+  resampler; `StreamResampler` gives the same samples block by block) and made mono by the plain
+  mean of the channels. Non-finite samples (NaN/inf in a float file) become 0 and are counted.
 - `AudioTimeline` stamps decoded sound on the media clock: samples are counted from the first
   frame's time, a jump of more than `GAP_TOLERANCE_S` starts a new stamped segment, and samples
   past the file's duration (encoder padding) are dropped. `read_audio` lays its segments out as
@@ -321,93 +323,194 @@ def _finite(samples: np.ndarray, counters: DecodeCounters | None) -> np.ndarray:
     return samples
 
 
-def to_mono(frame: av.AudioFrame) -> np.ndarray:
-    """The plain mean of a decoded frame's channels, float (any sample format and layout)."""
+@dataclass(frozen=True)
+class SoundFormat:
+    """The rate and channels a file's sound is read at before it becomes 16 kHz mono, as the
+    official pipeline reads it: a video's sound as moviepy writes it out (44.1 kHz, stereo,
+    16-bit), an audio file as it is (`rate`/`layout` None: the file's own, float)."""
+
+    rate: int | None = None
+    layout: str | None = None
+    s16: bool = False
+
+
+VIDEO_SOUND = SoundFormat(44100, "stereo", s16=True)
+FILE_SOUND = SoundFormat()
+
+
+def sound_format(container: av.container.InputContainer) -> SoundFormat:
+    """`VIDEO_SOUND` for a file with pictures, else `FILE_SOUND`."""
+    return VIDEO_SOUND if container.streams.video else FILE_SOUND
+
+
+def frame_samples(frame: av.AudioFrame) -> np.ndarray:
+    """A decoded frame as `(n, channels)` float32 (16-bit samples scaled by 1/32768)."""
     values = frame.to_ndarray()
-    if not frame.format.is_planar:  # packed: (1, n * channels), interleaved
-        values = values.reshape(-1, frame.layout.nb_channels).T
-    return values.mean(axis=0)
+    if frame.format.is_planar:
+        values = values.T
+    else:  # packed: (1, n * channels), interleaved
+        values = values.reshape(-1, frame.layout.nb_channels)
+    if values.dtype == np.int16:
+        return values.astype(np.float32) / 32768.0
+    return values.astype(np.float32, copy=False)
 
 
-def _frames_to_mono(frames: list[av.AudioFrame]) -> np.ndarray:
-    parts = [to_mono(f) for f in frames]
-    if not parts:
-        return np.zeros(0, np.float32)
-    return np.concatenate(parts).astype(np.float32, copy=False)
+class SoundConverter:
+    """Decoded frames -> `(n, channels)` float32 in a `SoundFormat` (libswresample, as FFmpeg
+    converts a video's sound for moviepy); a change of rate or layout starts a fresh converter."""
 
-
-class FrameResampler:
-    """Decoded `av.AudioFrame`s (any format, layout and rate) to mono float32 at `out_rate`.
-
-    The output is time-aligned with the input (the resampler holds back a few samples until
-    `flush()`), so output sample m is at input time m / out_rate: callers stamp by counting.
-    """
-
-    def __init__(self, out_rate: int = AUDIO_RATE, counters: DecodeCounters | None = None) -> None:
-        self.out_rate = out_rate
+    def __init__(self, fmt: SoundFormat, counters: DecodeCounters | None = None) -> None:
+        self.fmt = fmt
         self.counters = counters
         self._resampler: av.AudioResampler | None = None
         self._key: tuple[str, int] | None = None
+        self.rate: int | None = fmt.rate
+        self.channels: int | None = None
 
     def push(self, frame: av.AudioFrame) -> np.ndarray:
-        """Mono samples for `frame` (fewer at first: the resampler holds back its filter delay)."""
         key = (frame.layout.name, frame.rate)
-        out = np.zeros(0, np.float32)
+        out = []
         if key != self._key:
-            out = self.flush()
+            if self._resampler is not None:
+                out.append(self.flush())
+            layout = self.fmt.layout or frame.layout.name
             self._resampler = av.AudioResampler(
-                format="fltp", layout=frame.layout.name, rate=self.out_rate
+                format="s16" if self.fmt.s16 else "fltp",
+                layout=layout,
+                rate=self.fmt.rate or frame.rate,
             )
             self._key = key
-        frame.pts = None  # we stamp by counting samples; pts gaps must not make swr pad
+            self.rate = self.fmt.rate or frame.rate
+            self.channels = av.AudioLayout(layout).nb_channels
+        frame.pts = None  # stamped by counting samples; pts gaps must not make swr pad
         assert self._resampler is not None
-        mono = _frames_to_mono(self._resampler.resample(frame))
-        return _finite(np.concatenate([out, mono]), self.counters)
+        out += [frame_samples(f) for f in self._resampler.resample(frame)]
+        return _finite(self._join(out), self.counters)
 
     def flush(self) -> np.ndarray:
-        """The samples still held back; the resampler starts fresh afterwards."""
+        """The samples still held back; the converter starts fresh afterwards."""
         if self._resampler is None:
-            return np.zeros(0, np.float32)
-        out = _frames_to_mono(self._resampler.resample(None))
+            return np.zeros((0, self.channels or 1), np.float32)
+        out = [frame_samples(f) for f in self._resampler.resample(None)]
         self._resampler, self._key = None, None
-        return _finite(out, self.counters)
+        return _finite(self._join(out), self.counters)
+
+    def _join(self, parts: list[np.ndarray]) -> np.ndarray:
+        parts = [p for p in parts if len(p)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.channels or 1), np.float32)
+
+
+class StreamResampler:
+    """`(n, channels)` blocks at `in_rate` -> mono float32 at `out_rate`: julius's windowed-sinc
+    resampling (the official pipeline's), then the mean of the channels.
+
+    Pushed block by block, the output equals `resample_sound` over the whole stream (julius pads
+    the ends by repeating the edge samples; between them each output block of `new` samples
+    reads `old` input samples plus a filter margin either side), so it lags the input by that
+    margin (a few ms) until `flush()`.
+    """
+
+    ZEROS, ROLLOFF = 24, 0.945  # julius's defaults, which the official pipeline uses
+
+    def __init__(self, in_rate: int, out_rate: int = AUDIO_RATE) -> None:
+        import julius
+
+        g = math.gcd(int(in_rate), int(out_rate))
+        self.old, self.new = int(in_rate) // g, int(out_rate) // g
+        self.in_rate, self.out_rate = int(in_rate), int(out_rate)
+        self._julius = (
+            julius.ResampleFrac(self.in_rate, self.out_rate, self.ZEROS, self.ROLLOFF)
+            if self.old != self.new
+            else None
+        )
+        # the filter's half-width in input samples (julius's, from the same parameters), and
+        # the whole input blocks of history that cover it
+        self.margin = math.ceil(self.ZEROS * self.old / (min(self.old, self.new) * self.ROLLOFF))
+        self._history_blocks = -(-self.margin // self.old)
+        self._buf: np.ndarray | None = None  # (channels, m) input from block `_buf_block` on
+        self._buf_block = 0
+        self._n_in = 0  # input samples pushed
+        self._done = 0  # output blocks handed out
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        x = np.asarray(block, dtype=np.float32)
+        x = x.reshape(-1, 1) if x.ndim == 1 else x
+        if self._julius is None:
+            return x.mean(axis=1)
+        self._buf = x.T.copy() if self._buf is None else np.concatenate([self._buf, x.T], axis=1)
+        self._n_in += len(x)
+        end = (self._n_in - self.margin - self.old) // self.old + 1  # blocks with all input in
+        return self._blocks(end, final=False)
+
+    def flush(self) -> np.ndarray:
+        """The rest of the output (the end padded as julius pads it); then a fresh stream."""
+        if self._julius is None or self._buf is None:
+            return np.zeros(0, np.float32)
+        out = self._blocks(None, final=True)
+        self._buf, self._buf_block, self._n_in, self._done = None, 0, 0, 0
+        return out
+
+    def _blocks(self, end: int | None, final: bool) -> np.ndarray:
+        import torch
+
+        assert self._buf is not None and self._julius is not None
+        if not final and (end is None or end <= self._done):
+            return np.zeros(0, np.float32)
+        first = max(0, self._done - self._history_blocks)  # input block the call starts at
+        a = (first - self._buf_block) * self.old
+        stop = (
+            self._buf.shape[1]
+            if final
+            else (end * self.old + self.margin) - self._buf_block * self.old
+        )
+        x = torch.from_numpy(np.ascontiguousarray(self._buf[:, a:stop]))
+        y = self._julius(x, full=final).numpy()
+        skip = (self._done - first) * self.new
+        if final:
+            total = (self.new * self._n_in) // self.old  # julius's (floored) output length
+            out = y[:, skip : skip + total - self._done * self.new]
+        else:
+            out = y[:, skip : skip + (end - self._done) * self.new]
+            self._done = end
+            keep = max(0, self._done - self._history_blocks)
+            self._buf = self._buf[:, (keep - self._buf_block) * self.old :]
+            self._buf_block = keep
+        return out.mean(axis=0).astype(np.float32, copy=False)
+
+
+def resample_sound(samples: np.ndarray, rate: int, out_rate: int = AUDIO_RATE) -> np.ndarray:
+    """`(n, channels)` float32 at `rate` -> mono at `out_rate`, in one piece (julius, then the
+    mean of the channels: the official order)."""
+    r = StreamResampler(rate, out_rate)
+    return np.concatenate([r.push(samples), r.flush()])
 
 
 class ArrayResampler:
     """Blocks of `(n, channels)` float32 samples at `in_rate` to mono float32 at `out_rate`
-    (what a microphone delivers), through the same mono mix and resampler as files."""
+    (what a microphone or a page delivers), resampled as files are (`StreamResampler`)."""
 
     def __init__(
         self, in_rate: int, out_rate: int = AUDIO_RATE, counters: DecodeCounters | None = None
     ) -> None:
         self.in_rate, self.out_rate = int(in_rate), out_rate
         self.counters = counters
-        self._resampler: av.AudioResampler | None = None
+        self._resampler = StreamResampler(self.in_rate, out_rate)
 
     def push(self, block: np.ndarray) -> np.ndarray:
-        mono = np.ascontiguousarray(
-            block.mean(axis=1) if block.ndim == 2 else block, dtype=np.float32
-        )
-        mono = _finite(mono, self.counters)
-        if self.in_rate == self.out_rate or len(mono) == 0:
-            return mono
-        if self._resampler is None:
-            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.out_rate)
-        frame = av.AudioFrame.from_ndarray(mono[None, :], format="flt", layout="mono")
-        frame.rate = self.in_rate
-        return _frames_to_mono(self._resampler.resample(frame))
+        x = np.asarray(block, dtype=np.float32)
+        return self._resampler.push(_finite(x.reshape(len(x), -1), self.counters))
 
     def flush(self) -> np.ndarray:
-        if self._resampler is None:
-            return np.zeros(0, np.float32)
-        out = _frames_to_mono(self._resampler.resample(None))
-        self._resampler = None
-        return out
+        return self._resampler.flush()
 
 
 class AudioTimeline:
-    """Decoded audio frames → mono 16 kHz pieces stamped with media time.
+    """Decoded audio frames -> pieces stamped with media time.
 
+    The sound is first converted to its `SoundFormat` (`fmt`; a video's sound as the official
+    pipeline writes it out), then, with `out_rate` (default 16 kHz), resampled to mono by
+    `StreamResampler`; with `out_rate=None` the pieces stay at the format's rate. Pieces are mono
+    float32 (the mean of the channels).
     `push(frame)` and `finish()` return `(t, samples)` pieces: `t` is the media time of the first
     sample, seconds from the container's start. Pieces of one segment are contiguous; a frame
     more than `GAP_TOLERANCE_S` away from where the segment ends, or at another rate, starts a
@@ -420,15 +523,23 @@ class AudioTimeline:
         origin: float = 0.0,
         limit: float | None = None,
         counters: DecodeCounters | None = None,
+        fmt: SoundFormat = FILE_SOUND,
+        out_rate: int | None = AUDIO_RATE,
     ) -> None:
         self.origin = origin
         self.limit = math.inf if limit is None else limit
         self.counters = counters if counters is not None else DecodeCounters()
-        self._resampler = FrameResampler(counters=self.counters)
+        self.fmt = fmt
+        self.out_rate = out_rate
+        self._converter = SoundConverter(fmt, self.counters)
+        self._resampler: StreamResampler | None = None
         self._seg_start: float | None = None  # media time of the segment's first sample
         self._seg_in = 0  # input samples in the segment
         self._seg_rate = 0
         self._seg_out = 0  # output samples of the segment handed out
+        self._seg_conv = 0  # converted samples of the segment (before resampling)
+        self.rate: int | None = out_rate or fmt.rate
+        """The pieces' sample rate (known after the first frame when it is the file's own)."""
         self.horizon = -math.inf
         """Media time up to which the decoded input reaches."""
 
@@ -449,26 +560,53 @@ class AudioTimeline:
                 self._seg_start, self._seg_rate = media, frame.rate
         self._seg_in += frame.samples
         self.horizon = self._seg_start + self._seg_in / self._seg_rate
-        out += self._piece(self._resampler.push(frame))
+        out += self._piece(self._stage(self._cut(self._converter.push(frame))))
+        return out
+
+    def _cut(self, samples: np.ndarray) -> np.ndarray:
+        """Converted samples with those past `limit` dropped (before resampling, so the end is
+        resampled as the whole file's is)."""
+        assert self._seg_start is not None and self._converter.rate is not None
+        t = self._seg_start + self._seg_conv / self._converter.rate
+        self._seg_conv += len(samples)
+        if t + len(samples) / self._converter.rate > self.limit:
+            samples = samples[: max(0, round((self.limit - t) * self._converter.rate))]
+        return samples
+
+    def _stage(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
+        """Converted samples made mono (the mean of the channels), then resampled to `out_rate`
+        when there is one. Mono first: a third of the memory of a long stereo file, and the same
+        samples as resampling each channel (linear steps; float32 rounding apart)."""
+        samples = samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples
+        if self.out_rate is None:
+            self.rate = self._converter.rate
+            return samples
+        if self._resampler is None:
+            if not len(samples) and final:
+                return np.zeros(0, np.float32)
+            assert self._converter.rate is not None
+            self._resampler = StreamResampler(self._converter.rate, self.out_rate)
+        out = self._resampler.push(samples) if len(samples) else np.zeros(0, np.float32)
+        if final:
+            out = np.concatenate([out, self._resampler.flush()])
+            self._resampler = None
         return out
 
     def finish(self) -> list[tuple[float, np.ndarray]]:
         """End of the segment (or of the file): the samples the resampler still held."""
         if self._seg_start is None:
             return []
-        out = self._piece(self._resampler.flush())
-        self._seg_start, self._seg_in, self._seg_out = None, 0, 0
+        out = self._piece(self._stage(self._cut(self._converter.flush()), final=True))
+        self._seg_start, self._seg_in, self._seg_out, self._seg_conv = None, 0, 0, 0
         return out
 
     def _piece(self, samples: np.ndarray) -> list[tuple[float, np.ndarray]]:
         if not len(samples):
             return []
-        assert self._seg_start is not None
-        t = self._seg_start + self._seg_out / AUDIO_RATE
+        assert self._seg_start is not None and self.rate is not None
+        t = self._seg_start + self._seg_out / self.rate
         self._seg_out += len(samples)
-        if t + len(samples) / AUDIO_RATE > self.limit:
-            samples = samples[: max(0, round((self.limit - t) * AUDIO_RATE))]
-        return [(t, samples)] if len(samples) else []
+        return [(t, samples)]
 
 
 def duration_limit(container: av.container.InputContainer) -> float | None:
@@ -476,38 +614,82 @@ def duration_limit(container: av.container.InputContainer) -> float | None:
     return container.duration / av.time_base if container.duration else None
 
 
-def read_audio(path: str | os.PathLike, counters: DecodeCounters | None = None) -> np.ndarray:
-    """The first audio stream as mono float32 at 16 kHz, sample i at media time i / 16000 (a
-    late start and any gaps are silence), exactly the samples file replay streams."""
+@dataclass(frozen=True)
+class Sound:
+    """A file's sound as the official pipeline reads it, at `rate` (`SoundFormat`), made mono:
+    float32 samples, sample i at media time i / rate."""
+
+    samples: np.ndarray
+    rate: int
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.rate
+
+    def mono(self, out_rate: int = AUDIO_RATE) -> np.ndarray:
+        """The whole sound as mono float32 at `out_rate` (`resample_sound`)."""
+        return resample_sound(self.samples, self.rate, out_rate)
+
+
+def read_sound(path: str | os.PathLike, counters: DecodeCounters | None = None) -> Sound:
+    """The first audio stream in its `SoundFormat` (a late start and any gaps are silence)."""
     counters = counters if counters is not None else DecodeCounters()
     with open_media(path) as c:
         if not c.streams.audio:
             raise SourceError(f"{path} has no audio stream")
-        timeline = AudioTimeline(start_time(c), duration_limit(c), counters)
-        pieces: list[tuple[float, np.ndarray]] = []
+        limit = duration_limit(c)
+        fmt = sound_format(c)
+        timeline = AudioTimeline(start_time(c), limit, counters, fmt, out_rate=None)
+        rate = fmt.rate or c.streams.audio[0].codec_context.sample_rate or AUDIO_RATE
+        layout = SampleLayout(rate, int((limit or 0.0) * rate) + rate)
         for frame in decoded_frames(c, c.streams.audio[0], counters):
-            pieces += timeline.push(frame)
-        pieces += timeline.finish()
-    return lay_out(pieces)
+            layout.extend(timeline.push(frame))
+        layout.extend(timeline.finish())
+    return Sound(layout.samples(), int(timeline.rate or rate))
 
 
-def lay_out(pieces: list[tuple[float, np.ndarray]]) -> np.ndarray:
-    """Stamped pieces as one array from time 0: silence in gaps, overlaps keep the earlier
-    samples (as a live stream does)."""
-    parts: list[np.ndarray] = []
-    n = 0
-    for t, samples in pieces:
-        at = round(t * AUDIO_RATE)
-        if at > n:
-            parts.append(np.zeros(at - n, np.float32))
-            n = at
-        elif at < n:
-            samples = samples[n - at :]
-        parts.append(samples)
-        n += len(samples)
-    return (
-        np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
-    )
+def read_audio(path: str | os.PathLike, counters: DecodeCounters | None = None) -> np.ndarray:
+    """The first audio stream as mono float32 at 16 kHz, sample i at media time i / 16000:
+    `read_sound` resampled in one piece, the samples file replay streams."""
+    return read_sound(path, counters).mono()
+
+
+class SampleLayout:
+    """Stamped mono pieces laid out as one array from time 0 as they come (silence in gaps,
+    overlaps keep the earlier samples, as a live stream does), without holding the pieces:
+    `capacity` samples are set aside first (a long file's sound is never copied whole)."""
+
+    def __init__(self, rate: int = AUDIO_RATE, capacity: int = 0) -> None:
+        self.rate = rate
+        self._buf = np.zeros(max(0, capacity), np.float32)
+        self._n = 0
+
+    def extend(self, pieces: Iterable[tuple[float, np.ndarray]]) -> None:
+        for t, samples in pieces:
+            at = round(t * self.rate)
+            if at < self._n:
+                samples = samples[self._n - at :]
+                at = self._n
+            self._reserve(at + len(samples))
+            self._buf[self._n : at] = 0.0
+            self._buf[at : at + len(samples)] = samples
+            self._n = at + len(samples)
+
+    def _reserve(self, n: int) -> None:
+        if n > len(self._buf):
+            grown = np.zeros(max(n, len(self._buf) * 3 // 2), np.float32)
+            grown[: self._n] = self._buf[: self._n]
+            self._buf = grown
+
+    def samples(self) -> np.ndarray:
+        return self._buf[: self._n]
+
+
+def lay_out(pieces: list[tuple[float, np.ndarray]], rate: int = AUDIO_RATE) -> np.ndarray:
+    """Stamped pieces as one array from time 0 (`SampleLayout`)."""
+    layout = SampleLayout(rate)
+    layout.extend(pieces)
+    return layout.samples()
 
 
 def media_duration(path: str | os.PathLike, info: MediaInfo | None = None) -> float:

@@ -39,6 +39,7 @@ from tribe_stream.extractors.timing import (
     n_bins_for,
     nearest_frame_indices,
 )
+from tribe_stream.media import Sound, read_sound, resample_sound
 
 log = logging.getLogger(__name__)
 
@@ -249,39 +250,46 @@ class AudioExtractor(GroupedExtractor):
             )
         return out
 
-    def extract_chunk(self, samples: np.ndarray) -> np.ndarray:
-        """One official chunk -> `(L, D, round(2*duration))`, nearest frame per bin."""
+    def extract_chunk(self, samples: np.ndarray, n_out: int | None = None) -> np.ndarray:
+        """One official chunk (16 kHz mono) -> `(L, D, n_out)`, nearest frame per bin; `n_out`
+        defaults to `round(2 * duration)` of the samples."""
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        n_out = n_bins_for(len(samples) / AUDIO_RATE)
+        n_out = n_bins_for(len(samples) / AUDIO_RATE) if n_out is None else n_out
         per_frame = self.frames(samples)
         idx = torch.as_tensor(
             nearest_frame_indices(per_frame.shape[1], n_out), device=per_frame.device
         )
         return per_frame[:, idx].permute(0, 2, 1).cpu().numpy()
 
-    def extract_samples(self, samples: np.ndarray, n_bins: int | None = None) -> np.ndarray:
-        """A whole recording (16 kHz mono) -> `(L, D, T)`: official 30–60 s chunks, each one pass."""
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        duration = len(samples) / AUDIO_RATE
-        total = n_bins if n_bins is not None else n_bins_for(duration)
+    def extract_sound(self, sound: Sound, n_bins: int | None = None) -> np.ndarray:
+        """A whole recording -> `(L, D, T)` as the official pipeline makes it: 30-60 s chunks
+        cut from the sound at its own rate (`media.read_sound`), each resampled to 16 kHz on its
+        own (julius) and run in one pass."""
+        total = n_bins if n_bins is not None else n_bins_for(sound.duration)
         out = np.zeros((*self.shape, total), np.float32)
         for c0, c1 in chunk_bounds(
-            duration, self.settings.chunk_max_seconds, self.settings.chunk_min_seconds
+            sound.duration, self.settings.chunk_max_seconds, self.settings.chunk_min_seconds
         ):
-            piece = samples[int(round(c0 * AUDIO_RATE)) : int(round(c1 * AUDIO_RATE))]
+            i0 = int(round(c0 * sound.rate))
+            piece = resample_sound(
+                sound.samples[i0 : i0 + int(round((c1 - c0) * sound.rate))], sound.rate
+            )
             if len(piece) < 400:
                 continue
-            feats = self.extract_chunk(piece)
+            feats = self.extract_chunk(piece, n_bins_for(c1 - c0))
             first = int(round(c0 / BIN_SECONDS))
             n = max(0, min(feats.shape[-1], total - first))
             out[..., first : first + n] = feats[..., :n]
         return out
 
+    def extract_samples(self, samples: np.ndarray, n_bins: int | None = None) -> np.ndarray:
+        """A whole recording of 16 kHz mono samples -> `(L, D, T)` (`extract_sound`)."""
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        return self.extract_sound(Sound(samples, AUDIO_RATE), n_bins)
+
     def extract_file(self, path: str | os.PathLike, n_bins: int | None = None) -> np.ndarray:
         """A media file's first audio stream -> `(L, D, T)`."""
-        from tribe_stream.media import read_audio
-
-        return self.extract_samples(read_audio(path), n_bins)
+        return self.extract_sound(read_sound(path), n_bins)
 
     def live(self, context_seconds: float = 30.0) -> LiveAudio:
         """A live helper keeping the trailing `context_seconds` of audio."""

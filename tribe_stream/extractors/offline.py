@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tribe_stream import AUDIO_RATE, BIN_SECONDS
+from tribe_stream import BIN_SECONDS
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.timing import n_bins_for
-from tribe_stream.media import DecodeCounters, NothingDecoded, media_duration, probe, read_audio
+from tribe_stream.media import DecodeCounters, NothingDecoded, media_duration, probe, read_sound
 from tribe_stream.transcripts import read_transcript as read_words  # noqa: F401  (re-exported)
 from tribe_stream.transcripts import write_transcript as write_words  # noqa: F401
 from tribe_stream.types import Word
@@ -39,13 +39,14 @@ class FileFeatures:
 
 
 def _sound_and_features(path, audio_extractor, n_bins: int, counters: DecodeCounters):
-    """The file's sound and, when an audio extractor is given and there is sound, its
-    `(L, D, n_bins)` features (else None): the sound's half of `extract_media`, in a thread."""
-    audio = read_audio(path, counters)
-    if audio_extractor is None or not len(audio):
-        return audio, None
+    """The file's sound (`media.Sound`) and, when an audio extractor is given and there is
+    sound, its `(L, D, n_bins)` features (else None): the sound's half of `extract_media`, in a
+    thread."""
+    sound = read_sound(path, counters)
+    if audio_extractor is None or not len(sound.samples):
+        return sound, None
     log.info("audio features of %s (beside the video)", path)
-    return audio, audio_extractor.extract_samples(audio, n_bins)
+    return sound, audio_extractor.extract_sound(sound, n_bins)
 
 
 def _video_features(path, video, total: int, counters: DecodeCounters, stage) -> np.ndarray | None:
@@ -110,12 +111,12 @@ def extract_media(
         )  # fmt: skip
         audio = None
     else:
-        audio = read_audio(path, counters) if need_audio else None
+        audio = read_sound(path, counters) if need_audio else None
     try:
         duration = (
             (info.duration if overlap else media_duration(path, info))
             if audio is None
-            else max(info.duration or 0.0, len(audio) / AUDIO_RATE)
+            else max(info.duration or 0.0, audio.duration)
         )
         total = n_bins_for(duration)
         if total == 0:
@@ -132,7 +133,7 @@ def extract_media(
         if overlap:
             audio, audio_feats = audio_future.result()
             counters.merge(sound_counters)
-            duration = max(duration, len(audio) / AUDIO_RATE)
+            duration = max(duration, audio.duration)
             if n_bins_for(duration) > total:  # the sound outlasts the header: more bins
                 total = n_bins_for(duration)
                 log.info(
@@ -150,11 +151,11 @@ def extract_media(
         else:
             result.features["video"] = video_feats
     if "audio" in extractors:
-        if audio is not None and len(audio):
+        if audio is not None and len(audio.samples):
             stage("audio")
             if audio_feats is None:
                 log.info("audio features of %s", path)
-                audio_feats = extractors["audio"].extract_samples(audio, total)
+                audio_feats = extractors["audio"].extract_sound(audio, total)
             result.features["audio"] = audio_feats
         else:
             result.missing["audio"] = (
@@ -164,14 +165,14 @@ def extract_media(
             )
     if "text" in extractors:
         if result.words is None:
-            if audio is None or not len(audio):
+            if audio is None or not len(audio.samples):
                 result.missing["text"] = "the file has no audio to recognise words in"
             elif asr is None:
                 result.missing["text"] = "no speech recognition (see `tribe-stream extract --help`)"
             else:
                 log.info("recognising speech in %s", path)
                 stage("speech recognition")
-                result.words = asr.transcribe(audio)
+                result.words = asr.transcribe(audio.mono())
         if result.words is not None and "text" not in result.missing:
             kept = [w for w in result.words if w.text.strip()]
             if kept:

@@ -1,22 +1,22 @@
 """Text features: each word through a causal LM (Llama-3.2-3B; Qwen3 for the mini variant) in its
 context, mean over the word's own tokens, layer groups, summed into 2 Hz bins.
 
-A word's context is the word plus up to 1024 preceding words (the official deque of 1024 parts),
-joined by spaces, each sentence `capitalize()`d; tokenised without BOS. The word's tokens are the
-context's tokens past those of the context without the word (at least one).
+A word's context is the official one (`contexts.py`: the transcript re-joined sentence by
+sentence, each `capitalize()`d, the word with the parts of up to 1024 words before it);
+tokenised without BOS. The word's tokens are the context's tokens past those of
+`context[:-len(word)].rstrip()` (at least one).
 
 Live and offline share one code path: `KVDecoder` keeps the keys and values of the context so a new
 word costs one short forward over its new tokens; whenever the tokens of the new context stop
-extending the cached ones (a sentence re-cased, the 1024-word window sliding) it re-runs from the
-first token that differs. `reference_vectors` is the official full forward, kept as the oracle.
+extending the cached ones (the 1024-word window sliding, a word's text changing at a sentence
+end) it re-runs from the first token that differs. `reference_vectors` is the official full forward, kept as the oracle.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from tribe_stream.devices import pick_dtype
 from tribe_stream.errors import CheckpointError, InputError
 from tribe_stream.extractors.accel import CudaGraphStep, compile_blocks
 from tribe_stream.extractors.config import ModalitySettings
+from tribe_stream.extractors.contexts import ContextWindow, word_contexts
 from tribe_stream.extractors.grouped import GroupedExtractor
 from tribe_stream.extractors.layers import needed_group_weights
 from tribe_stream.extractors.loading import load_pretrained, locate
@@ -34,39 +35,9 @@ from tribe_stream.types import Word
 
 log = logging.getLogger(__name__)
 
-SENTENCE_END = (".", "!", "?")
-CLOSERS = "\"')]}»”’"
 # LiveText on CUDA with compile=True: the static steps run the layers' pieces around attention
 # compiled (`KVDecoder.fuse`): 8.4 ms a word against 9.9 uncompiled on an H100 (bench_extractors)
 FUSE_DEFAULT = True
-
-
-def ends_sentence(text: str) -> bool:
-    """Whether a word closes a sentence (ends in . ! or ?, before closing quotes/brackets)."""
-    return text.rstrip(CLOSERS).endswith(SENTENCE_END)
-
-
-def word_forms(texts: Iterable[str]) -> list[str]:
-    """How each word appears in the context: each sentence `capitalize()`d as the official text is
-    (first character upper-case, the rest of the sentence lower-case)."""
-    forms, start = [], True
-    for text in texts:
-        t = text.strip()
-        forms.append(t.capitalize() if start else t.lower())
-        start = ends_sentence(t)
-    return forms
-
-
-def contexts(texts: Sequence[str], max_context_words: int = 1024) -> list[tuple[str, str]]:
-    """`(context, prefix)` of each word: the word with up to `max_context_words` preceding words,
-    and the same without the word (whose tokens are not the word's)."""
-    forms = word_forms(texts)
-    out = []
-    for i in range(len(forms)):
-        prev = forms[max(0, i - max_context_words) : i]
-        prefix = " ".join(prev)
-        out.append((f"{prefix} {forms[i]}" if prefix else forms[i], prefix))
-    return out
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -325,11 +296,15 @@ class TextExtractor(GroupedExtractor):
         return LiveText(self, overflow, token_steps, fuse)
 
     def word_vectors(self, words: Sequence[Word | str]) -> np.ndarray:
-        """`(n_words, L, D)` for a transcript, word by word through the KV-cached path."""
+        """`(n_words, L, D)` for a whole transcript (its official contexts, the last word's
+        included), word by word through the KV-cached path."""
+        texts = [(w.text if isinstance(w, Word) else str(w)).strip() for w in words]
         live = self.live()
         out = np.zeros((len(words), *self.shape), np.float32)
-        for i, w in enumerate(words):
-            out[i] = live.add(w)
+        for i, (context, prefix) in enumerate(
+            word_contexts(texts, self.settings.max_context_words)
+        ):
+            out[i] = live.feed(context, prefix)
         return out
 
     def extract(self, words: Sequence[Word], n_bins: int) -> np.ndarray:
@@ -342,8 +317,8 @@ class TextExtractor(GroupedExtractor):
     def reference_vectors(self, words: Sequence[Word | str], batch_size: int = 1) -> np.ndarray:
         """The official computation: each word's whole context through the model's own forward
         (`output_hidden_states=True`, right padding with EOS), mean over the word's tokens."""
-        texts = [w.text if isinstance(w, Word) else str(w) for w in words]
-        ctx = contexts(texts, self.settings.max_context_words)
+        texts = [(w.text if isinstance(w, Word) else str(w)).strip() for w in words]
+        ctx = word_contexts(texts, self.settings.max_context_words)
         out = np.zeros((len(texts), *self.shape), np.float32)
         pad = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
         for s in range(0, len(ctx), batch_size):
@@ -401,9 +376,9 @@ class LiveText:
         self.ex = extractor
         self.overflow = overflow
         self.max_words = extractor.settings.max_context_words
-        self.forms: deque[str] = deque()
-        self.sentence_start = True
-        self.cached: list[int] = []  # tokens in the cache = the tokens of `" ".join(self.forms)`
+        self.window = ContextWindow(self.max_words, overflow)
+        self.cached: list[int] = []  # tokens in the cache: the last context's
+        self.context = ""  # the last context fed
         weights = torch.as_tensor(extractor._weights).float()
         self.decoder = KVDecoder(extractor.model, extractor.needed, weights, extractor.max_tokens)
         self._graphs: dict[tuple[int, int], CudaGraphStep] = {}
@@ -418,9 +393,8 @@ class LiveText:
 
     def reset(self) -> None:
         """Forget the context (a new recording)."""
-        self.forms.clear()
-        self.sentence_start = True
-        self.cached = []
+        self.window.reset()
+        self.cached, self.context = [], ""
         self.decoder.length = 0
 
     def warm(self) -> int:
@@ -484,26 +458,15 @@ class LiveText:
             return self._step(nb, span)(host[:1], host[1], weights)
         return dec(host[:1], host[1], weights, start + n)
 
-    def _push(self, text: str) -> bool:
-        """Append a word's context form; True if older words left the context."""
-        dropped = False
-        if len(self.forms) > self.max_words:  # the context is full: it loses its oldest word(s)
-            drop = 1 if self.overflow == "exact" else len(self.forms) - self.max_words // 2
-            for _ in range(drop):
-                self.forms.popleft()
-            dropped = True
-        self.forms.append(text.capitalize() if self.sentence_start else text.lower())
-        self.sentence_start = ends_sentence(text)
-        return dropped
-
     @torch.inference_mode()
     def prime(self, words: Sequence[Word | str]) -> None:
         """Start from a known transcript (no vectors returned): one forward over its context."""
+        context = ""
         for w in words:
             text = (w.text if isinstance(w, Word) else str(w)).strip()
             if text:
-                self._push(text)
-        ids = self.ex.tokens(" ".join(self.forms))
+                context, _ = self.window.add(text)
+        ids = self.ex.tokens(context)
         if ids:
             self.decoder.ensure_capacity(len(ids) + self.STEP_TOKENS)
             self._graphs.clear()
@@ -516,19 +479,23 @@ class LiveText:
         self.cached = ids
 
     def add(self, word: Word | str) -> np.ndarray:
-        """The next word of the transcript -> its `(L, D)` vector."""
+        """The next word of the transcript -> its `(L, D)` vector (its context as the official
+        pipeline makes it, more words to come: `contexts.ContextWindow`)."""
         text = (word.text if isinstance(word, Word) else str(word)).strip()
         if not text:
             raise InputError(
                 "an empty word has no text features; drop it before the text extractor"
             )
+        return self.feed(*self.window.add(text))
+
+    def feed(self, context: str, prefix: str) -> np.ndarray:
+        """The vector of the word that ends `context` (`prefix`: the context without it): one
+        forward over the tokens that differ from the cached context's."""
         cached = self.cached
-        dropped = self._push(text)
-        prefix = " ".join(list(self.forms)[:-1])
-        # unless older words left, the context before this word is what the cache holds
-        prefix_ids = self.ex.tokens(prefix) if dropped else cached
-        ids = self.ex.tokens(f"{prefix} {self.forms[-1]}" if prefix else self.forms[-1])
-        n_target = max(1, len(ids) - len(prefix_ids))
+        ids = self.ex.tokens(context)
+        if not ids:
+            raise InputError(f"the context {context!r} has no tokens")
+        n_target = max(1, len(ids) - len(self.ex.tokens(prefix)))
         n = min(len(cached), len(ids))
         if ids[:n] == cached[:n]:
             common = n
@@ -539,7 +506,7 @@ class LiveText:
             self.counters["recomputes"] += 1
         vector = self._run(ids, start, n_target).cpu().numpy()
         self.decoder.length = len(ids)
-        self.cached = ids
+        self.cached, self.context = ids, context
         self.counters["words"] += 1
         self.counters["tokens_fed"] += len(ids) - start
         return vector

@@ -26,7 +26,14 @@ import av
 
 from tribe_stream import AUDIO_RATE
 from tribe_stream.errors import SourceError
-from tribe_stream.media import AudioTimeline, DecodeCounters, duration_limit, open_media, probe
+from tribe_stream.media import (
+    AudioTimeline,
+    DecodeCounters,
+    duration_limit,
+    open_media,
+    probe,
+    sound_format,
+)
 from tribe_stream.sources.base import Source
 from tribe_stream.sources.chunks import PendingSamples, audio_chunk, video_chunk
 from tribe_stream.stream.clock import StreamClock
@@ -238,7 +245,9 @@ class _Playback:
         self._last_video = -math.inf
         # sound is stamped on the media clock by the one media module (as offline reading is)
         self._decoded = DecodeCounters()
-        self._timeline = AudioTimeline(origin, duration_limit(container), self._decoded)
+        self._timeline = AudioTimeline(
+            origin, duration_limit(container), self._decoded, sound_format(container)
+        )
         self._pending = PendingSamples()
         self._pending_start = 0.0  # media time of the first pending sample
 
