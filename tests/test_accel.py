@@ -82,7 +82,7 @@ def test_a_compile_holds_off_other_threads_compiled_calls():
                 other.append(warm(x))
             done.set()
 
-        def on_compile_start(_args) -> None:  # in the compiling thread, inside the compile
+        def on_compile_start(*_args) -> None:  # in the compiling thread, inside the compile
             if during:
                 return
             thread = threading.Thread(target=call_warm)
