@@ -274,6 +274,45 @@ class ChunkList:
         return out
 
 
+class Backlog(ChunkList):
+    """A source that never ends (a camera) whose chunks all arrive at once, as after a stall
+    on a loaded machine: one turn then has several seconds due together."""
+
+    def poll(self):
+        out, self.chunks = self.chunks, []
+        return out
+
+
+def test_run_for_n_seconds_makes_n_seconds_even_when_a_turn_catches_up(clip, demo):
+    """Before: `run --seconds 2` wrote 3 rows under load (a turn made seconds 1 and 2 together,
+    and the limit was checked after the turn). The sound alone: every due second in one turn."""
+    from tribe_stream.sources.replay import FileReplay
+
+    engine, ex = demo
+    clock = StreamClock()
+    with FileReplay(clip, clock=clock, realtime=False, video=False) as src:
+        chunks = list(src)
+    pipe = Pipeline(
+        [Backlog(chunks)],
+        engine,
+        Extractors(audio=ex["audio"]),
+        sinks=[collected := CollectSink()],
+        config=PipelineConfig(live=False),
+        clock=clock,
+    )
+    got = pipe.run(seconds=2)
+    assert [p.second for p in got] == [0, 1]
+    assert [p.second for p in collected.preds] == [0, 1]  # nor published past the limit
+
+
+class CollectSink(Sink):
+    def __init__(self):
+        self.preds: list = []
+
+    def send(self, prediction) -> None:
+        self.preds.append(prediction)
+
+
 def test_camera_dropout_leaves_bins_empty_and_counted(clip, demo):
     from tribe_stream.sources.replay import FileReplay
 

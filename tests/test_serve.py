@@ -70,13 +70,19 @@ def alone(clip, models):
 
 class DiesAfter:
     """A real file replay whose device goes away after `n` chunks (poll raises, as a camera
-    unplugged mid-stream would)."""
+    unplugged mid-stream would). It never ends on its own: before, a fast replay could finish
+    decoding while its last `n` chunks were still queued, and the stream ended normally (its
+    last poll handed out the n-th chunk; no poll ever raised): `stream_failures` was 0."""
 
     def __init__(self, inner, n):
         self.inner, self.n, self.given = inner, n, 0
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
+
+    @property
+    def ended(self):
+        return False  # a device that goes away fails; it does not reach an end of input
 
     def poll(self):
         if self.given >= self.n:

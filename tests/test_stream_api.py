@@ -152,3 +152,34 @@ def test_bad_media_fails_before_any_model_loads(tmp_path):
         Stream.from_devices()
     with pytest.raises(InputError, match="must end in .h5"):
         Stream.demo(seconds=2).record(tmp_path / "rec.txt")
+
+
+def test_a_viewer_that_will_not_close_never_fails_the_run():
+    """Before: a viewer slow to close after SIGTERM (a loaded machine) raised TimeoutExpired out
+    of the stream's close, and `run --view` exited 1 after a successful stream."""
+    import subprocess
+    import sys
+
+    from tribe_stream.stream.producer import _close_viewer
+
+    stubborn = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert stubborn.stdout.readline().strip() == "ready"  # SIGTERM is ignored from now on
+        t = time.monotonic()
+        _close_viewer(stubborn, linger=0.1, grace=0.5)  # returns, raising nothing
+        assert stubborn.poll() == -9  # asked, then ended
+        assert time.monotonic() - t < 60
+    finally:
+        if stubborn.poll() is None:
+            stubborn.kill()
+        stubborn.wait()
+        stubborn.stdout.close()

@@ -251,6 +251,9 @@ class Pipeline:
             int, tuple[float, float, float]
         ] = {}  # bin -> capture, closed, ready
         self.finished = False
+        self.until: float | None = None
+        """No second at or after this is planned (a run's `seconds`: `run --seconds N` makes N,
+        also when one turn catches up several seconds at once)."""
         self.flushed_from: int | None = None
         """The first second predicted after the sources ended (the end-of-input flush): not a
         live second (a camera never ends), so the bench reports those apart."""
@@ -454,8 +457,9 @@ class Pipeline:
         total = self.closed_bins if self.finished else None
         due = []
         k = self.next_second
-        while (self.finished and 2 * k + 2 <= self.closed_bins) or (
-            not self.finished and ready(k, self.config.lag, self.closed_bins)
+        while (self.until is None or k < self.until) and (
+            (self.finished and 2 * k + 2 <= self.closed_bins)
+            or (not self.finished and ready(k, self.config.lag, self.closed_bins))
         ):
             due.append(k)
             k += 1

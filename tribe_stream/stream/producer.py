@@ -601,16 +601,31 @@ def warm_up_batches(extractors, engine, audio_context: float, streams: int) -> N
             engine.run_batch([window] * b, [MAX_TOKENS // 2 - 1] * b)
 
 
-def _close_viewer(viewer: subprocess.Popen, linger: float | None) -> None:
+def _close_viewer(viewer: subprocess.Popen, linger: float | None, grace: float = 20.0) -> None:
+    """Wait for the viewer `linger` seconds (None: until its window is closed), then ask it to
+    close (SIGTERM), and after `grace` seconds more end it (SIGKILL). Never raises: the stream
+    has already succeeded, and the viewer's end must not turn that into a failure."""
     if linger is None:
         print("stream ended; close the viewer window to exit", flush=True)
     try:
         viewer.wait(timeout=linger)
+        return
     except subprocess.TimeoutExpired:
-        viewer.terminate()
-        viewer.wait(timeout=10)
+        pass
     except KeyboardInterrupt:
-        viewer.terminate()
+        pass
+    viewer.terminate()
+    try:
+        viewer.wait(timeout=grace)
+        return
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        pass
+    log.warning("the viewer did not close within %.0f s of being asked; ending it", grace)
+    viewer.kill()
+    try:
+        viewer.wait(timeout=5.0)
+    except subprocess.TimeoutExpired:
+        log.warning("the viewer (pid %d) is still running", viewer.pid)
 
 
 __all__ = [

@@ -289,6 +289,7 @@ class Server:
             sys.setswitchinterval(self.config.switch_interval_s)
         for p in self.streams:
             p.warm_up()
+            p.until = seconds  # a turn that catches up never makes a second past the limit
         from tribe_stream.extractors.accel import compile_events
 
         self._events = compile_events()
