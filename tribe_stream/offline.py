@@ -160,7 +160,8 @@ def predict_windows(
     """Predict features of any length `T`, time-major `(T_out, n_outputs)` float32.
 
     The features are cut into consecutive non-overlapping windows of 200 bins, each run on its
-    own, as the official `predict` does. `pad_last=True` zero-pads the last window to 200 bins as
+    own, as the official `predict` does. Text features made by `timing.place_words` already hold
+    each window's own word bins (a word across a window edge in both windows), for these windows. `pad_last=True` zero-pads the last window to 200 bins as
     the official code does (the padded rows are then cut off); by default a window shorter than
     200 bins runs as it is, which is exact for the bins given. Pooled: one row per second
     (ceil(T/2)); `tokens=True`: one row per bin. Every modality must cover the same T >= 1 bins.

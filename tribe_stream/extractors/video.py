@@ -1,9 +1,10 @@
 """Video features: V-JEPA2 over the 4 s clip ending at each bin, mean over tokens, layer groups.
 
 For each bin ending at t, 64 frames sampled at `t - 4*(63-j)/64` (the frame shown at that instant,
-clamped at the start), resized (shortest edge, bilinear, antialiased), centre-cropped, ImageNet
-normalised, run through the V-JEPA2 encoder only, and each needed hidden state averaged over all
-tokens. Only the needed hidden states are ever kept, several clips go in one forward, and the
+clamped at the start), resized as uint8 (shortest edge, bilinear, antialiased: torchvision's
+kernel), centre-cropped, ImageNet normalised, run through the V-JEPA2 encoder only, and each
+needed hidden state averaged over all tokens. Offline, bins follow the official chunks and reader
+(`extract_file`); live, they stay on the 0.5 s grid. Only the needed hidden states are ever kept, several clips go in one forward, and the
 sizes come from the model folder so the tiny demo model can use small images.
 """
 
