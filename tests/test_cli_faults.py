@@ -128,8 +128,81 @@ def test_demo_without_transformers_names_the_install_command(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "pip install 'tribe-stream[demo]'" in r.stderr and "Traceback" not in r.stderr
+    from tribe_stream.errors import install_hint
+
+    assert install_hint("demo") in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def run_cli_imports(*args: str, block: tuple[str, ...] = ()) -> tuple[int, str, set[str]]:
+    """Run the CLI under `python -X importtime`: (exit code, output without the import lines,
+    the modules it imported). `block`: packages made missing (as if not installed)."""
+    code = (
+        "import sys\n"
+        + "".join(f"sys.modules[{name!r}] = None\n" for name in block)
+        + "from tribe_stream.cli import main\n"
+        + f"sys.exit(main({list(args)!r}))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = r.stderr.splitlines()
+    imported = {ln.rsplit("|", 1)[1].strip() for ln in lines if ln.startswith("import time:")}
+    rest = "\n".join(ln for ln in lines if not ln.startswith("import time:"))
+    return r.returncode, r.stdout + rest, imported
+
+
+@pytest.mark.parametrize(
+    "args,block,message,unloaded",
+    [
+        (["predict", "nothere.mp4", "--out", "x.npy"], (), "does not exist", "torch"),
+        (["run", "--checkpoint", "demo", "--camera", "/dev/video9"], (), "no such device", "torch"),
+        (["run", "--checkpoint", "demo", "--camera", "lavfi:nosuch"], (), "lavfi graph", "torch"),
+        (
+            ["run", "--checkpoint", "demo", "--camera", "/nonexistent.mp4"],
+            (),
+            "no such file",
+            "torch",
+        ),
+        (
+            ["run", "--checkpoint", "demo", "--camera", "lavfi:testsrc", "--record", "r.h5"],
+            ("h5py",),
+            "recording needs h5py",
+            "tribe_stream.extractors",
+        ),
+        (
+            ["run", "--checkpoint", "demo", "--camera", "lavfi:testsrc", "--view"],
+            ("vispy",),
+            "the viewer needs vispy",
+            "tribe_stream.extractors",
+        ),
+    ],
+)
+def test_missing_inputs_devices_and_extras_are_one_line_before_models_load(
+    args, block, message, unloaded
+):
+    """Before: `predict nothere.mp4` answered after importing torch (13 s on a loaded machine),
+    `run --camera /dev/video0` without a camera after loading and warming every model (27 s),
+    a missing h5py or vispy after the models too. Now each is one line, exit 2, before torch
+    is imported (inputs, devices) or before any extractor is (options checked after torch)."""
+    code, out, imported = run_cli_imports(*args, block=block)
+    assert code == 2, out
+    assert message in out and "Traceback" not in out, out
+    assert len(out.strip().splitlines()) == 1, out
+    assert unloaded not in imported, f"{unloaded} was imported before the one-line answer"
+
+
+def test_a_missing_microphone_is_one_line_before_torch_loads():
+    pytest.importorskip("sounddevice", reason="PortAudio and sounddevice are needed")
+    code, out, imported = run_cli_imports(
+        "run", "--checkpoint", "demo", "--mic", "no-such-microphone-here"
+    )
+    assert code == 2 and "no input device 'no-such-microphone-here'" in out, out
+    assert len(out.strip().splitlines()) == 1, out
+    assert "torch" not in imported
 
 
 def _ffmpeg(*args: str) -> None:

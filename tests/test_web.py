@@ -613,4 +613,6 @@ def test_capture_from_the_browser_camera_and_microphone_end_to_end(browser):
     assert h["counters"]["empty_video_bins"] < h["counters"]["bins"]  # bins had the camera
     assert h["model"] and h["second"] >= 2 and stats["rejected"] == {}
     assert "modalities: audio, video; engine torch on cpu" in proc.startup, proc.startup
+    # said before the models load (before: nothing for the 30-60 s they took)
+    assert proc.startup.startswith("loading the models (demo)"), proc.startup
     assert "Traceback" not in out

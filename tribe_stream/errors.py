@@ -19,3 +19,19 @@ class SourceError(InputError):
 
 class ProtocolError(TribeStreamError):
     """A message that does not follow docs/PROTOCOL.md."""
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that installs `extra` for this copy of tribe-stream: from its clone
+    (`pip install -e '/path/to/clone[extra]'`) when it runs from one, else from the index."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    project = root / "pyproject.toml"
+    try:
+        clone = 'name = "tribe-stream"' in project.read_text(encoding="utf-8")
+    except OSError:
+        clone = False
+    if clone:
+        return f"pip install -e '{root}[{extra}]'"
+    return f"pip install 'tribe-stream[{extra}]'"

@@ -136,6 +136,7 @@ def run(args) -> int:
         from tribe_stream.errors import InputError
 
         raise InputError("--workers spreads files over Ray workers: add --ray (docs/CLUSTER.md)")
+    pairs, finished = plan(args)  # every input and output checked before torch or any model
     modalities = None
     if args.modalities:
         modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
@@ -153,7 +154,6 @@ def run(args) -> int:
         video_fp8=video_fp8(args),
         video_batch=args.video_batch,
     ).validate()
-    pairs, finished = plan(args)  # every input and output checked before any model loads
     console = Console(stderr=True)
 
     def stopping() -> None:  # said at once: the file in progress may take minutes to finish

@@ -139,6 +139,11 @@ def _engine(args, options):
     from tribe_stream.stream.producer import PublishOptions, StreamOptions
     from tribe_stream.web.capture import CaptureEngine
 
+    print(
+        f"loading the models ({args.checkpoint}) and warming them up; the page is served "
+        "once they are ready (on a CPU this takes a minute)",
+        flush=True,
+    )
     engine = CaptureEngine(
         StreamOptions(
             checkpoint=args.checkpoint,

@@ -82,6 +82,29 @@ def parse_camera_spec(spec: str | int) -> CameraSpec:
     return CameraSpec(text, None, paced=None)
 
 
+def check_camera(spec: str | int) -> None:
+    """Raise `SourceError` now, before any model loads, for a camera that cannot be there: a
+    device path that does not exist or cannot be read, a file that does not exist, a lavfi graph
+    FFmpeg refuses. URLs and other capture formats are left to the opening."""
+    parsed = parse_camera_spec(spec)
+    if parsed.format == "v4l2":
+        if not os.path.exists(parsed.url) or not os.access(parsed.url, os.R_OK):
+            found = ", ".join(sorted(glob.glob("/dev/video*"))) or "none"
+            why = "no such device" if not os.path.exists(parsed.url) else "permission denied"
+            fix = (
+                "plug a camera in, pick another /dev/videoN, or use lavfi:testsrc"
+                if why == "no such device"
+                else "add your user to the 'video' group (sudo usermod -aG video $USER)"
+            )
+            raise SourceError(
+                f"cannot open camera {parsed.url}: {why}. Cameras here: {found}. Fix: {fix}"
+            )
+    elif parsed.format == "lavfi":
+        CameraSource(spec)._open_input().close()
+    elif parsed.format is None and "://" not in parsed.url and not os.path.exists(parsed.url):
+        CameraSource(spec)._open_input()  # raises the "no such file" line
+
+
 def open_camera(spec: str | int, **kwargs: object) -> CameraSource:
     """A `CameraSource` for `spec` (not started); keyword arguments go to `CameraSource`."""
     return CameraSource(spec, **kwargs)  # type: ignore[arg-type]

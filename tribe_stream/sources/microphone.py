@@ -52,6 +52,20 @@ def import_sounddevice() -> Any:
     return sounddevice
 
 
+def mic_device(spec: str | int | None) -> int | str | None:
+    """A `--mic` value as sounddevice takes it: None for `default`, an index, or a name."""
+    if spec is None or spec == "default":
+        return None
+    if isinstance(spec, int):
+        return spec
+    return int(spec) if spec.isdigit() else spec
+
+
+def check_microphone(spec: str | int | None) -> None:
+    """Raise `SourceError` now, before any model loads, when PortAudio or the device is missing."""
+    MicrophoneSource._find(import_sounddevice(), mic_device(spec))
+
+
 def list_input_devices(refresh: bool = False) -> list[dict[str, Any]]:
     """PortAudio devices that can record: dicts with index, name, channels, default_rate.
 
@@ -161,7 +175,8 @@ class MicrophoneSource(Source):
     def _open(self) -> None:
         self._open_stream(self.device)
 
-    def _find(self, sd: Any, wanted: int | str | None) -> tuple[int, dict[str, Any]]:
+    @staticmethod
+    def _find(sd: Any, wanted: int | str | None) -> tuple[int, dict[str, Any]]:
         try:
             info = sd.query_devices(wanted, "input")
         except (ValueError, sd.PortAudioError) as exc:

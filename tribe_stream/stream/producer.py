@@ -32,13 +32,11 @@ from typing import Any
 import numpy as np
 
 from tribe_stream import AUDIO_RATE, MAX_TOKENS
-from tribe_stream.errors import InputError, TribeStreamError
+from tribe_stream.errors import InputError, TribeStreamError, install_hint
 from tribe_stream.protocol import DEFAULT_URL, check_endpoint
 from tribe_stream.types import Prediction, Sink
 
 log = logging.getLogger("tribe_stream.stream")
-
-DEMO_INSTALL = "pip install 'tribe-stream[demo]'"
 
 
 def _finite_positive(name: str, value: float | None, minimum: float = 0.0) -> None:
@@ -105,6 +103,7 @@ class StreamOptions:
                 f"unknown model dtype {self.dtype!r}; choose one of {', '.join(DTYPE_NAMES)}"
             )
         pick_device(self.device)  # `cuda` without a GPU fails here, before any model loads
+        require_transformers()  # the extractors' package: missing, said before any model loads
         return self
 
 
@@ -173,6 +172,14 @@ class Media:
             _finite_positive("--seconds", self.demo_seconds)
         elif not (self.file or self.camera or self.mic or self.source is not None):
             raise InputError("nothing to listen to: pass --camera DEV, --mic DEV, or --file FILE")
+        if self.camera:
+            from tribe_stream.sources.camera import check_camera
+
+            check_camera(self.camera)  # a missing device fails here, before models load
+        if self.mic:
+            from tribe_stream.sources.microphone import check_microphone
+
+            check_microphone(self.mic)
         if self.file:
             from tribe_stream.media import probe
 
@@ -197,8 +204,8 @@ def require_transformers() -> None:
         import transformers  # noqa: F401
     except ImportError:
         raise TribeStreamError(
-            f"the feature extractors need the `transformers` package: {DEMO_INSTALL} "
-            "(or `pip install 'tribe-stream[extractors]'`)"
+            f"the feature extractors need the `transformers` package: {install_hint('demo')} "
+            f"(or {install_hint('extractors')})"
         ) from None
 
 
@@ -298,6 +305,10 @@ class Stream:
 
         if len(self.medias) > 1:
             raise InputError("a recording holds one stream; record each with `tribe-stream record`")
+        from importlib.util import find_spec
+
+        if find_spec("h5py") is None:
+            raise InputError("recording needs h5py: " + install_hint("record"))
         p = check_output(path, (".h5", ".hdf5"), what="recording")
         if p.exists() and not overwrite:
             raise InputError(f"{p} exists; choose another file (or pass overwrite=True)")
@@ -307,6 +318,11 @@ class Stream:
     def view(self, linger: float | None = None) -> Stream:
         """Open the live cortical viewer (a window; publishes on loopback if not publishing).
         `linger`: seconds it stays open after the stream ends (None: until closed)."""
+        from importlib.util import find_spec
+
+        missing = [m for m in ("vispy", "glfw") if find_spec(m) is None]
+        if missing:
+            raise InputError(f"the viewer needs {' and '.join(missing)}: " + install_hint("viewer"))
         self._view = {"linger": linger}
         return self
 
@@ -475,10 +491,9 @@ class _Session:
             sources.append(open_camera(m.camera, clock=clock, max_size=292))
             want += ("video",)
         if m.mic:
-            from tribe_stream.sources.microphone import MicrophoneSource
+            from tribe_stream.sources.microphone import MicrophoneSource, mic_device
 
-            device = None if m.mic == "default" else (int(m.mic) if m.mic.isdigit() else m.mic)
-            sources.append(MicrophoneSource(device, clock=clock))
+            sources.append(MicrophoneSource(mic_device(m.mic), clock=clock))
             want += ("audio", "text")
         return sources, want
 

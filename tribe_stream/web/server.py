@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tribe_stream.errors import InputError
+from tribe_stream.errors import InputError, install_hint
 from tribe_stream.protocol import DEFAULT_URL, check_endpoint
 from tribe_stream.surface.colors import COLORMAPS
 from tribe_stream.surface.views import VIEWS
@@ -46,7 +46,7 @@ log = logging.getLogger("tribe_stream.web")
 STATIC = resources.files("tribe_stream.web") / "static"
 COOKIE = "tribe_web_token"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-AIOHTTP_HINT = "the web viewer needs aiohttp: pip install 'tribe-stream[web]'"
+AIOHTTP_HINT = "the web viewer needs aiohttp: {hint}"
 
 
 def is_loopback(host: str) -> bool:
@@ -121,7 +121,7 @@ def require_aiohttp():
     try:
         import aiohttp.web as web
     except ImportError:
-        raise InputError(AIOHTTP_HINT) from None
+        raise InputError(AIOHTTP_HINT.format(hint=install_hint("web"))) from None
     return web
 
 
@@ -132,7 +132,7 @@ def require_web() -> None:
     require_aiohttp()
     for name in ("nilearn", "matplotlib"):
         if find_spec(name) is None:
-            raise InputError(f"the web viewer needs {name}: pip install 'tribe-stream[web]'")
+            raise InputError(f"the web viewer needs {name}: {install_hint('web')}")
 
 
 class WebServer:
