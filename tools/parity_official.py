@@ -78,10 +78,12 @@ def _word_note(ours: list, official: list) -> str:
 def run_clip(
     spec: ClipSpec, args: argparse.Namespace, python: Path, ckpt: Path, hf: Path
 ) -> list[stats.Row]:
-    """Make the clip, run both sides, compare."""
+    """Make the clip, run both sides, compare (`--compare-only`: compare the last run's outputs)."""
     work = Path(args.work)
-    clip, tsv = make_clip(spec, work / "clips" / spec.name)
     run = work / "runs" / spec.name
+    if args.compare_only:
+        return compare_run(spec, run, args.official, args.checkpoint)
+    clip, tsv = make_clip(spec, work / "clips" / spec.name)
     if run.exists():
         shutil.rmtree(run)
     run.mkdir(parents=True)
@@ -118,7 +120,14 @@ def run_clip(
     (run / "official-job.json").write_text(json.dumps(official_job))
     driver = Path(__file__).resolve().parent / "parity" / "official_driver.py"
     _run([str(python), str(driver), str(run / "official-job.json")], run / "official.log", env, run)
+    return compare_run(spec, run, args.official, ckpt)
 
+
+def compare_run(spec: ClipSpec, run: Path, mode: str, ckpt: Path) -> list[stats.Row]:
+    """The rows of one clip from its run folder's outputs."""
+    if not (run / "ours.npz").is_file() or not (run / "official.npz").is_file():
+        raise RuntimeError(f"{run} holds no finished run of both sides")
+    pypi = mode == "pypi"
     ours, off = _load(run / "ours.npz"), _load(run / "official.npz")
     ours_info = json.loads((run / "ours.json").read_text())
     off_info = json.loads((run / "official.json").read_text())
@@ -129,7 +138,10 @@ def run_clip(
     ]
     from tools.parity.ours import predict_on
 
+    # our brain model on the official features, over the seconds the official side predicts
     n = ours["preds"].shape[0] * 2
+    if "row_starts" in off and len(off["row_starts"]):
+        n = 2 * (int(round(float(np.max(off["row_starts"])))) + 1)
     feats_off = {m: off[f"feat_{m}"][..., :n] for m in MODALITIES if f"feat_{m}" in off}
     on_official = predict_on(feats_off, str(ckpt)) if feats_off else None
     words = _word_note(ours_info["words"], off_info["words"])
@@ -184,6 +196,20 @@ def run_clip(
     return rows
 
 
+def our_revision() -> str:
+    """Our commit, `+dirty` when tribe_stream/ or engines/ differ from it (the runs use the
+    working tree)."""
+
+    def git(*a: str) -> str:
+        r = subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (
+        "+dirty" if git("status", "--porcelain", "--", "tribe_stream", "engines") else ""
+    )
+
+
 def build_models(args: argparse.Namespace) -> tuple[Path, Path]:
     """The HF cache (three random extractors under their hub ids) and the checkpoint folder."""
     from tools.parity.models import build_checkpoint, build_extractors
@@ -223,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the rows and settings here")
     ap.add_argument("--markdown", help="write the tables here too")
     ap.add_argument("--setup-only", action="store_true", help="make the official venv and stop")
+    ap.add_argument(
+        "--compare-only",
+        action="store_true",
+        help="no runs: compare the outputs of the last run in WORK again",
+    )
     args = ap.parse_args(argv)
     args.official = args.official or ("full" if args.tribev2 else "pypi")
     work = Path(args.work).resolve()
@@ -232,10 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     from tools.parity.venv import ensure_venv
 
     try:
-        python = ensure_venv(venv, args.tribev2, work)
+        python = venv / "bin" / "python"
+        if not args.compare_only:
+            python = ensure_venv(venv, args.tribev2, work)
         if args.setup_only:
             return 0
-        if args.official == "full":
+        if args.official == "full" and not args.compare_only:
             has = subprocess.run(
                 [str(python), "-c", "import importlib.util as u; assert u.find_spec('tribev2')"],
                 capture_output=True,
@@ -246,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-        ckpt, hf = build_models(args)
+        ckpt, hf = (
+            build_models(args) if not args.compare_only else (work / "checkpoint", work / "hf")
+        )
+        args.checkpoint = ckpt
         pool = {**CLIPS, CI_CLIP.name: CI_CLIP}
         names = (
             args.clips.split(",")
@@ -269,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     table = stats.markdown(rows, args.tolerance)
     total = time.perf_counter() - t0
     print(table)
-    print(f"\nmode {args.official}; {SPACY_NOTE}; {total:.0f} s in all")
+    rev = our_revision()
+    print(f"\nmode {args.official}; ours at {rev}; {SPACY_NOTE}; {total:.0f} s in all")
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
     if args.json:
@@ -277,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(
                 {
                     "mode": args.official,
+                    "ours": rev,
                     "tolerance": args.tolerance,
                     "clips": {n: pool[n].notes for n in names},
                     "notes": [SPACY_NOTE],
