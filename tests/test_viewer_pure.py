@@ -26,7 +26,13 @@ from tribe_stream.surface.colors import (
     sulcal_gray,
 )
 from tribe_stream.surface.views import VIEWS, Panel, fit_camera, grid_shape, panels_for
-from tribe_stream.viewer.hud import end_to_end_latency, hud_line, stream_drops
+from tribe_stream.viewer.hud import (
+    DROP_UNITS,
+    drops_text,
+    end_to_end_latency,
+    hud_line,
+    stream_drops,
+)
 from tribe_stream.viewer.render import check_values, load_map, parse_size
 
 # -- heads-up line ------------------------------------------------------------------------------
@@ -47,14 +53,13 @@ def test_hud_line_reports_time_latency_and_drops():
     no_t0 = end_to_end_latency({**HEADER, "t0_wall": None}, now_wall=1043.8)
     assert no_t0[1] == "publish" and abs(no_t0[0] - 0.3) < 1e-9
     status = {"counters": {"publisher.dropped": 4, "frames_dropped": 2}}
-    assert stream_drops(HEADER["counters"], status["counters"]) == 7
     line = hud_line(HEADER, lat, lost=1, skipped=3, fps=59.6, status=status)
     for part in (
         "second 42",
         "stimulus 42.0-43.0 s",
         "BOLD 47.0 s",
         "latency 800 ms",
-        "drops 7  lost 1  skipped 3",
+        "drops 2 frames, 4 messages, 1 other  lost 1  skipped 3",
         "60 fps",
     ):
         assert part in line, line
@@ -74,24 +79,47 @@ def test_latency_falls_back_from_stimulus_end_to_publish_to_nothing():
     assert end_to_end_latency({"publish_wall": "soon"}, now_wall=5.0) == (None, "")
 
 
-def test_drops_sum_drop_counters_once_each():
-    assert stream_drops() == 0 and stream_drops(None, {}) == 0
-    # Only names that say a drop; errors and other counts are not drops.
-    assert stream_drops({"frames_dropped": 2, "errors": 5, "words": 9}) == 2
+def test_drops_are_counted_by_what_they_count():
+    """Before: one number added audio samples, frames, chunks and bins (`drops 30406` for about
+    2 s of sound). Now each unit apart; a source's dropped chunks are its frames and samples."""
+    none = stream_drops()
+    assert set(none) == {u for u, _ in DROP_UNITS} and not any(none.values())
+    assert drops_text(stream_drops(None, {})) == "drops none"
+    live = {
+        "source0.dropped_samples": 30400,  # 16 kHz samples: 1.9 s of sound
+        "source0.dropped_frames": 3,
+        "source0.dropped_chunks": 7,  # the 3 frames and the sound's chunks: not again
+        "source0.skipped_samples": 32000,  # before the stream began: not a drop
+        "dropped_bins": 2,
+        "dropped_seconds": 1,
+        "errors": 5,
+        "words": 9,
+    }
+    d = stream_drops(live, {"publisher.dropped": 4})
+    assert d == {
+        "sound_s": pytest.approx(1.9),
+        "frames": 3,
+        "bins": 2,
+        "seconds": 1,
+        "messages": 4,
+        "other": 0,
+    }
+    assert drops_text(d) == "drops 1.9 s of sound, 3 frames, 2 bins, 1 seconds, 4 messages"
     # Non-numbers and negative values (a reset counter) are not added.
-    assert stream_drops({"a_dropped": "3", "b_dropped": -4, "c_dropped": 1.0}) == 1
+    assert stream_drops({"a_dropped": "3", "b_dropped": -4, "c_dropped": 1.0})["other"] == 1
     # A name in both sets counts once, from the later (newer) set.
-    assert stream_drops({"frames_dropped": 2}, {"frames_dropped": 5}) == 5
-    assert stream_drops({"frames_dropped": 5}, {"frames_dropped": 2, "x.dropped": 1}) == 3
+    assert stream_drops({"dropped_bins": 2}, {"dropped_bins": 5})["bins"] == 5
 
 
 def test_hud_line_without_optional_fields():
     lat = end_to_end_latency({"publish_wall": 10.0}, now_wall=10.0456)
     line = hud_line({"second": 3}, lat, fps=30.2)
-    assert line == "second 3  |  latency 46 ms (publish)  |  drops 0  lost 0  skipped 0  |  30 fps"
+    assert (
+        line == "second 3  |  latency 46 ms (publish)  |  drops none  lost 0  skipped 0  |  30 fps"
+    )
     # Heartbeat drops count even when the prediction carries no counters.
     line = hud_line({"second": 3}, status={"counters": {"publisher.dropped": 6}})
-    assert "drops 6" in line and "latency" not in line
+    assert "drops 6 messages" in line and "latency" not in line
 
 
 # -- colormaps ----------------------------------------------------------------------------------

@@ -134,17 +134,20 @@ def _drain(src: BrowserSource, n: int, timeout: float = 10.0) -> list:
 
 def test_browser_source_decodes_frames_and_counts_sound_on_the_stream_clock():
     clock = StreamClock(t0_monotonic=time.monotonic() - 10)  # a stream 10 s old
-    src = BrowserSource(clock=clock).start()
+    # the packets below are not sent at their page times' pace (a loaded machine may take
+    # seconds between them): no re-anchoring here, that has its own test
+    src = BrowserSource(clock=clock, resync_s=600).start()
     tone = np.sin(np.arange(4800) / 48000 * 2 * np.pi * 440).astype(np.float32)
     tone[10] = np.nan
+    picture = jpeg(640, 480)  # made first: making it took 3.6 s on a loaded machine, a clock jump
     try:
         # the page's clock has any origin; its first packet anchors it on the stream clock
         src.offer(CapturePacket("audio", 50.0, tone, rate=48000, session="a"))
         chunks = _drain(src, 1)
         for i in range(3):
-            src.offer(CapturePacket("video", 49.0 + i / 15, jpeg(640, 480), session="a"))
+            src.offer(CapturePacket("video", 49.0 + i / 15, picture, session="a"))
         src.offer(CapturePacket("video", 49.2, b"\xff\xd8 not a picture", session="a"))
-        src.offer(CapturePacket("video", 49.1, jpeg(640, 480), session="a"))  # older
+        src.offer(CapturePacket("video", 49.1, picture, session="a"))  # older
         for i in range(1, 5):  # 100 ms runs at 48 kHz, at their pace, resampled to 16 kHz
             time.sleep(0.1)
             src.offer(CapturePacket("audio", 50.0 + 0.1 * i, tone, rate=48000, session="a"))
@@ -189,18 +192,56 @@ def test_sound_captured_before_the_stream_began_is_skipped_not_dropped():
 
 def test_browser_source_reanchors_for_a_new_page_and_drops_the_oldest_when_behind():
     src = BrowserSource(clock=StreamClock(t0_monotonic=time.monotonic() - 10), inbox_size=4)
-    for i in range(10):  # not started: the inbox fills, the oldest go
-        src.offer(CapturePacket("audio", 5.0 + 0.05 * i, np.zeros(800, np.float32), session="a"))
-    assert src.counters["dropped_chunks"] == 6 and src.counters["dropped_samples"] == 6 * 800
+    for i in range(10):  # not started: the inbox fills, the oldest go, before the stream began
+        src.offer(
+            CapturePacket(
+                "audio", 5.0 + 0.05 * i, np.zeros(2400, np.float32), rate=48000, session="a"
+            )
+        )
+    c = src.counters  # left out before the start, not lost (before: 6 drops of 2400 samples)
+    assert c["dropped_chunks"] == c["dropped_samples"] == 0
+    assert c["skipped_samples"] == 6 * 800  # 16 kHz samples, as every source counts them
     src.start()
     try:
         first = _drain(src, 4)
         src.offer(CapturePacket("audio", 99999.0, np.zeros(800, np.float32), session="b"))
         (second,) = _drain(src, 1)
+        for i in range(3000):  # far faster than the thread resamples: the oldest go, counted
+            src.offer(
+                CapturePacket("audio", 99999.1 + 0.05 * i, np.zeros(800, np.float32), session="b")
+            )
     finally:
         src.stop()
     assert src.counters["clock_resyncs"] == 1  # another page's clock: anchored again
     assert second.start >= first[-1].end - 1e-9  # never overlapping what was sent
+    c = src.counters
+    assert c["dropped_chunks"] > 0 and c["dropped_samples"] >= 800 * c["dropped_chunks"]
+
+
+def test_a_busy_decoder_neither_moves_stamps_nor_reanchors(caplog):
+    """Before: a packet's delay was taken when the source's thread got to it, so a backlog (a
+    machine busy with the models) moved stamps later and re-anchored the clock again and again
+    (32 warnings in 45 s). Now the delay is taken on arrival."""
+    clock = StreamClock(t0_monotonic=time.monotonic() - 10)
+    src = BrowserSource(clock=clock, inbox_size=64, resync_s=1.0)
+    t_page = 100.0
+    arrivals = []
+    for i in range(30):  # 1.5 s of sound at its pace, while the thread is not running yet
+        src.offer(CapturePacket("audio", t_page + 0.05 * i, np.zeros(800, np.float32), session="a"))
+        arrivals.append(clock.now())
+        time.sleep(0.05)
+    time.sleep(1.5)  # the backlog: decoded 1.5 s or more after they arrived
+    src.start()
+    try:
+        chunks = _drain(src, 30)
+    finally:
+        src.stop()
+    assert len(chunks) == 30
+    assert src.counters["clock_resyncs"] == 0
+    assert "re-anchored" not in caplog.text
+    # stamped when they arrived (the first one's arrival anchors), not when decoded
+    assert chunks[0].start == pytest.approx(arrivals[0] - 0.05, abs=0.2)
+    assert chunks[-1].end < arrivals[-1] + 0.3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,7 +456,7 @@ def test_the_page_draws_the_cortex_and_its_colours_follow_the_stream(browser, st
     assert warm(a["left lateral"]) and warm(a["left medial"]), a
     assert cold(a["right lateral"]) and cold(a["right medial"]), a
     hud = page.locator("#hud").inner_text()
-    assert f"second {k}" in hud and "drops 0" in hud and "fps" in hud, hud
+    assert f"second {k}" in hud and "drops none" in hud and "fps" in hud, hud
     k = feed.send(hemispheres(-1, +1))
     shown(page, k)
     b = panels(page, "2-swapped")
@@ -603,6 +644,7 @@ def test_capture_from_the_browser_camera_and_microphone_end_to_end(browser):
         )
         panels(page, "6-capture")  # the cortex is drawn with the captured stream's map
         h = page.evaluate("tribe.header")
+        hud = page.inner_text("#hud")
         cap = page.evaluate("tribe.capture")
         stats = json.loads(get(page_url + "stats")[1])
     finally:
@@ -613,6 +655,8 @@ def test_capture_from_the_browser_camera_and_microphone_end_to_end(browser):
     assert h["counters"]["empty_video_bins"] < h["counters"]["bins"]  # bins had the camera
     assert h["model"] and h["second"] >= 2 and stats["rejected"] == {}
     assert "modalities: audio, video; engine torch on cpu" in proc.startup, proc.startup
+    # drops by unit (before: `drops 30406`, samples, frames, chunks and bins added together)
+    assert re.search(r"drops (none|\d[\d.]* (s of sound|frames|bins|seconds|messages))", hud), hud
     # said before the models load (before: nothing for the 30-60 s they took)
     assert proc.startup.startswith("loading the models (demo)"), proc.startup
     assert "Traceback" not in out

@@ -17,9 +17,12 @@ them, so JPEG decoding never stalls the server's event loop.
 - Stamps: the page stamps every packet with its own monotonic clock (`performance.now()`).
   The source maps that clock onto the stream clock with the smallest arrival delay seen so far
   (so no stamp is ever in the future), and re-anchors (`clock_resyncs`) when a new page starts
-  capturing or the two clocks disagree by more than `resync_s`. What was captured before the
-  stream began (stamped before 0) is left out on purpose, not counted as a loss
-  (`skipped_frames`, `skipped_samples`; a packet that straddles 0 keeps its part after it).
+  capturing or the two clocks disagree by more than `resync_s`. A packet's delay is taken when
+  it arrives (`offer`), not when the thread decodes it, so a busy machine's decoding backlog
+  neither moves stamps nor re-anchors. What was captured before the stream began (stamped
+  before 0, or overflowing the inbox before the source started) is left out on purpose, not
+  counted as a loss (`skipped_frames`, `skipped_samples`; a packet that straddles 0 keeps its
+  part after it). Sample counts are 16 kHz samples, as every source's.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import av
@@ -63,6 +67,13 @@ class CapturePacket:
     data: bytes | np.ndarray
     rate: int = AUDIO_RATE
     session: str = ""
+    arrived: float | None = None
+    """`time.monotonic()` when it reached the server (set by `BrowserSource.offer`)."""
+
+    @property
+    def samples_16k(self) -> int:
+        """Its sound as 16 kHz samples (0 for a frame)."""
+        return round(len(self.data) * AUDIO_RATE / self.rate) if self.kind == "audio" else 0
 
     @property
     def t_end(self) -> float:
@@ -100,6 +111,7 @@ class BrowserSource(Source):
         self._resampler: ArrayResampler | None = None
         self._decode = DecodeCounters()
         self._corrupt_logged = 0
+        self._resyncs_logged = 0
 
     def kinds(self) -> tuple[str, ...]:
         """The chunk kinds a page sends: video and audio."""
@@ -107,15 +119,22 @@ class BrowserSource(Source):
 
     def offer(self, packet: CapturePacket) -> None:
         """Queue a packet for decoding (any thread; never blocks; the oldest goes when full)."""
+        if packet.arrived is None:
+            packet = replace(packet, arrived=time.monotonic())
         with self._cond:
             if len(self._inbox) >= self._inbox_size:
                 old = self._inbox.popleft()
                 audio = old.kind == "audio"
-                self._count(
-                    dropped_chunks=1,
-                    dropped_frames=0 if audio else 1,
-                    dropped_samples=len(old.data) if audio else 0,
-                )
+                if not self._started:  # before the stream began: left out, not a loss
+                    self._count(
+                        skipped_frames=0 if audio else 1, skipped_samples=old.samples_16k
+                    )
+                else:
+                    self._count(
+                        dropped_chunks=1,
+                        dropped_frames=0 if audio else 1,
+                        dropped_samples=old.samples_16k,
+                    )
             self._inbox.append(packet)
             self._cond.notify()
 
@@ -150,6 +169,8 @@ class BrowserSource(Source):
     def _stamp(self, packet: CapturePacket) -> float:
         """The packet's page time on the stream clock (see the module docs)."""
         now = self.clock.now()
+        if packet.arrived is not None:  # when it reached us, not when the thread got to it
+            now = min(now, packet.arrived - self.clock.t0_monotonic)
         delay = now - packet.t_end
         if packet.session != self._session:
             if self._session is not None:
@@ -159,7 +180,14 @@ class BrowserSource(Source):
             self._offset = delay  # a quicker arrival: a better estimate of the clocks' offset
         elif delay - self._offset > self.resync_s:
             self._count(clock_resyncs=1)
-            log.warning("%s: the page's clock moved %.1f s; re-anchored", self.name, delay)
+            self._resyncs_logged += 1
+            if self._resyncs_logged <= 3 or self._resyncs_logged % 100 == 0:
+                log.warning(
+                    "%s: the page's clock moved %.1f s; re-anchored (%d so far)",
+                    self.name,
+                    delay - self._offset,
+                    self._resyncs_logged,
+                )
             self._offset = delay
         return packet.t + self._offset
 

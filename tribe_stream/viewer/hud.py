@@ -22,18 +22,66 @@ def end_to_end_latency(header: Mapping[str, Any], now_wall: float) -> tuple[floa
     return None, ""
 
 
-def stream_drops(*counter_sets: Mapping[str, Any] | None) -> int:
-    """Sum of the counters whose name says a drop (`dropped`, `frames_dropped`, ...).
+DROP_UNITS: tuple[tuple[str, str], ...] = (
+    ("sound_s", "s of sound"),
+    ("frames", "frames"),
+    ("bins", "bins"),
+    ("seconds", "seconds"),
+    ("messages", "messages"),
+    ("other", "other"),
+)
+"""What a drop counts, in the order the heads-up line says them: seconds of sound (dropped
+16 kHz samples / 16000), video frames, empty bins, predicted seconds skipped, published
+messages (the publisher's), and drops of anything else."""
 
-    Pass the prediction's counters and the heartbeat's (which adds `publisher.dropped`); a name
-    present in both is counted once, from the later set.
-    """
+
+def _unit(name: str) -> str | None:
+    """The unit of a drop counter (`source0.dropped_samples` -> sound), None when the counter
+    is not a drop or repeats others (a source's dropped chunks are its frames and samples)."""
+    if "drop" not in name:
+        return None
+    leaf = name.rsplit(".", 1)[-1]
+    if "sample" in leaf:
+        return "sound_s"
+    if "frame" in leaf:
+        return "frames"
+    if "bin" in leaf:
+        return "bins"
+    if "second" in leaf:
+        return "seconds"
+    if leaf == "dropped_chunks" and "." in name:
+        return None  # a source's: counted as the frames and samples they held
+    if name.startswith("publisher."):
+        return "messages"
+    return "other"
+
+
+def stream_drops(*counter_sets: Mapping[str, Any] | None) -> dict[str, float]:
+    """Drops by what they count (`DROP_UNITS`; sound in seconds), from the counters whose name
+    says a drop. Pass the prediction's counters and the heartbeat's (which adds
+    `publisher.dropped`); a name present in both is counted once, from the later set."""
+    from tribe_stream import AUDIO_RATE
+
     merged: dict[str, Any] = {}
     for counters in counter_sets:
         merged.update(counters or {})
-    return int(
-        sum(v for k, v in merged.items() if "drop" in k and isinstance(v, int | float) and v > 0)
-    )
+    out = dict.fromkeys((u for u, _ in DROP_UNITS), 0.0)
+    for k, v in merged.items():
+        unit = _unit(k)
+        if unit is None or not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
+            continue
+        out[unit] += v / AUDIO_RATE if unit == "sound_s" else v
+    return out
+
+
+def drops_text(drops: Mapping[str, float]) -> str:
+    """`drops none`, or `drops 1.2 s of sound, 3 frames`: each unit that dropped something."""
+    parts = []
+    for unit, label in DROP_UNITS:
+        v = float(drops.get(unit, 0.0))
+        if v > 0:
+            parts.append(f"{v:.1f} {label}" if unit == "sound_s" else f"{v:.0f} {label}")
+    return "drops " + (", ".join(parts) if parts else "none")
 
 
 def hud_line(
@@ -44,7 +92,7 @@ def hud_line(
     fps: float = 0.0,
     status: Mapping[str, Any] | None = None,
 ) -> str:
-    """`second 42 | stimulus 42.0-43.0 s | BOLD 47.0 s | latency 840 ms | drops 0 ... | 60 fps`.
+    """`second 42 | stimulus 42.0-43.0 s | BOLD 47.0 s | latency 840 ms | drops none ... | 60 fps`.
 
     `latency` is `end_to_end_latency` taken when the prediction first reached the screen;
     `lost`: predictions missing from the sequence (transport); `skipped`: older predictions the
@@ -64,7 +112,7 @@ def hud_line(
             f"latency {lat * 1000:.0f} ms" + ("" if ref == "stimulus end" else f" ({ref})")
         )
     status_counters = (status or {}).get("counters")
-    drops = stream_drops(header.get("counters"), status_counters)
-    parts.append(f"drops {drops}  lost {lost}  skipped {skipped}")
+    drops = drops_text(stream_drops(header.get("counters"), status_counters))
+    parts.append(f"{drops}  lost {lost}  skipped {skipped}")
     parts.append(f"{fps:.0f} fps")
     return "  |  ".join(parts)

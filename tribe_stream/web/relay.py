@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from tribe_stream.surface.colors import ColorLimits, robust_limits
-from tribe_stream.viewer.hud import end_to_end_latency, stream_drops
+from tribe_stream.viewer.hud import drops_text, end_to_end_latency, stream_drops
 from tribe_stream.web import assets
 from tribe_stream.web.wire import encode_json, encode_prediction
 
@@ -233,7 +233,7 @@ class Relay:
             "wall": now,
             "latency_s": _finite_or_none(latency),
             "latency_ref": ref,
-            "drops": stream_drops(frame.header.get("counters"), counters),
+            "drops": drops_text(stream_drops(frame.header.get("counters"), counters)),
             "lost": int(stats.get("missed", 0)),
             "skipped": int(stats.get("skipped", 0)) + page.skipped,
             "cmap": page.settings.cmap,

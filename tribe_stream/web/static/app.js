@@ -310,7 +310,7 @@ function hud(now) {
   if (state.latency !== null) {
     parts.push(`latency ${Math.round(state.latency * 1000)} ms${state.latencyRef === "stimulus end" ? "" : ` (${state.latencyRef})`}`);
   }
-  parts.push(`drops ${r.drops}  lost ${r.lost}  skipped ${r.skipped + state.passedOver}`, `${state.fps} fps`);
+  parts.push(`${r.drops}  lost ${r.lost}  skipped ${r.skipped + state.passedOver}`, `${state.fps} fps`);
   $("hud").textContent = parts.join("  |  ");
 }
 
