@@ -126,9 +126,7 @@ class BrowserSource(Source):
                 old = self._inbox.popleft()
                 audio = old.kind == "audio"
                 if not self._started:  # before the stream began: left out, not a loss
-                    self._count(
-                        skipped_frames=0 if audio else 1, skipped_samples=old.samples_16k
-                    )
+                    self._count(skipped_frames=0 if audio else 1, skipped_samples=old.samples_16k)
                 else:
                     self._count(
                         dropped_chunks=1,
