@@ -179,6 +179,10 @@ class Predictor:
         self.device = pick_device(o.device)
         self.dtype = dtype_name(pick_dtype(self.device, o.dtype))
         self.loaded = load_brain_model(o.checkpoint)
+        if self.loaded.identity.get("untrained"):
+            from tribe_stream.untrained import warn_untrained
+
+            warn_untrained()  # predict(checkpoint="demo") in user code: said, not only printed
         self.engine = make_engine(o.engine, self.loaded, device=self.device, dtype=self.dtype)
         self.config = extractor_config(o.checkpoint)
         usable = [m for m in self.config.features_to_use if self.loaded.config.feature_dims.get(m)]
