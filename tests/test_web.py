@@ -657,6 +657,9 @@ def test_capture_from_the_browser_camera_and_microphone_end_to_end(browser):
     assert "modalities: audio, video; engine torch on cpu" in proc.startup, proc.startup
     # drops by unit (before: `drops 30406`, samples, frames, chunks and bins added together)
     assert re.search(r"drops (none|\d[\d.]* (s of sound|frames|bins|seconds|messages))", hud), hud
+    # demo weights say so, in the terminal and on the page (before: on neither)
+    assert "UNTRAINED demo weights: the maps mean nothing" in proc.startup, proc.startup
+    assert hud.startswith("UNTRAINED demo weights"), hud
     # said before the models load (before: nothing for the 30-60 s they took)
     assert proc.startup.startswith("loading the models (demo)"), proc.startup
     assert "Traceback" not in out

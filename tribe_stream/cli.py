@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    import warnings
+
+    from tribe_stream.untrained import UntrainedWeightsWarning
+
+    # the commands print the untrained label themselves (a line, not a Python warning)
+    warnings.simplefilter("ignore", UntrainedWeightsWarning)
     try:
         return int(args._run(args) or 0)
     except TribeStreamError as exc:

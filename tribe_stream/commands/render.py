@@ -64,7 +64,14 @@ def run(args: argparse.Namespace) -> int:
     from tribe_stream.errors import InputError
     from tribe_stream.outputs import check_output
     from tribe_stream.surface.colors import ColorLimits, get_colormap, robust_limits
-    from tribe_stream.viewer.render import load_map, parse_size, render_image, save_png
+    from tribe_stream.viewer.render import (
+        load_map,
+        map_metadata,
+        parse_size,
+        picture_text,
+        render_image,
+        save_png,
+    )
 
     size = parse_size(args.size)
     check_output(args.out, (".png",))
@@ -82,32 +89,39 @@ def run(args: argparse.Namespace) -> int:
     if args.vmax is not None:
         vmin = -args.vmax if cm.diverging else limits.vmin
         limits = ColorLimits(vmin, args.vmax, min(limits.threshold, args.vmax))
-    image = render_image(
-        values,
-        views=args.views,
-        cmap=args.cmap,
-        size=size,
-        limits=limits,
-        title=caption if args.title is None else args.title,
+    title, text = picture_text(
+        caption if args.title is None else args.title, map_metadata(args.pred[0])
     )
-    save_png(args.out, image)
+    image = render_image(
+        values, views=args.views, cmap=args.cmap, size=size, limits=limits, title=title
+    )
+    save_png(args.out, image, text=text)
     print(f"wrote {args.out} ({size[0]}x{size[1]}, views: {' '.join(args.views)})")
     return 0
 
 
 def run_rgb(args: argparse.Namespace, size: tuple[int, int]) -> int:
-    from tribe_stream.viewer.render import load_contributions, render_rgb_image, save_png
+    from tribe_stream.viewer.render import (
+        load_contributions,
+        map_metadata,
+        picture_text,
+        render_rgb_image,
+        save_png,
+    )
 
     channels, caption, found = load_contributions(args.pred, args.second)
+    title, text = picture_text(
+        caption if args.title is None else args.title, map_metadata(args.pred[0])
+    )
     image = render_rgb_image(
         channels,
         views=args.views,
         size=size,
         percentile=args.percentile,
         background=args.background,
-        title=caption if args.title is None else args.title,
+        title=title,
     )
-    save_png(args.out, image)
+    save_png(args.out, image, text=text)
     absent = [m for m in ("text", "audio", "video") if m not in found]
     note = f"; no {', '.join(absent)} contribution (its channel is black)" if absent else ""
     print(f"wrote {args.out} ({size[0]}x{size[1]}, RGB of {', '.join(found)}{note})")

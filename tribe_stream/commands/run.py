@@ -184,12 +184,33 @@ def run_stream(stream: Stream, *, out: str | None = None, total: float | None = 
         )
     if out_path is not None and values:
         written = save_npy(out_path, np.stack(values).astype(np.float32))
+        _write_sidecar(written, stream, len(values))
         print(f"wrote {written}: {len(values)} seconds", flush=True)
     if signals.signal is not None:
         return signals.code
     if not values:
         raise InputError(_why_nothing(stream, c))
     return 0
+
+
+def _write_sidecar(npy, stream: Stream, seconds: int) -> None:
+    """`NAME.json` beside `NAME.npy`, as `predict` writes: the model (`untrained` for demo
+    weights, so `render` labels its pictures) and the rows' seconds."""
+    import json
+
+    from tribe_stream.outputs import atomic_write
+
+    meta = {
+        "source": "tribe-stream run (live)",
+        "model": stream.model,
+        "first_second": 0,
+        "n_seconds": seconds,
+        "tr_s": 1.0,
+        "hemodynamic_offset_s": 5.0,
+        "lag_s": stream.options.lag,
+    }
+    text = json.dumps(meta, indent=2, default=str) + "\n"
+    atomic_write(npy.with_suffix(".json"), lambda tmp: tmp.write_text(text))
 
 
 def _why_nothing(stream: Stream, counters: dict) -> str:

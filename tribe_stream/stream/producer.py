@@ -236,6 +236,8 @@ class Stream:
         self.notes: list[str] = []
         """What the stream decided while opening (modalities, engine, publishing), to show."""
         self.words = 0
+        self.model: dict = {}
+        """The brain model's identity once open (`untrained` for demo weights)."""
         self._models: tuple | None = None
 
     # ----- making one -----
@@ -411,6 +413,12 @@ class _Session:
             engine = make_engine(engine_name, loaded, device=device, dtype=dtype)
             extractors = load_stream_extractors(o, loaded, device, want, s.notes)
         active = extractors.active()
+        s.model = dict(loaded.identity)
+        if loaded.identity.get("untrained"):
+            from tribe_stream.untrained import UNTRAINED_LABEL, warn_untrained
+
+            s.notes.append(UNTRAINED_LABEL)
+            warn_untrained(stacklevel=4)
         s.notes.append(
             f"modalities: {', '.join(active) or 'none'}; engine {engine_name} on {device} "
             f"({dtype}); lag {o.lag:g} s"

@@ -100,7 +100,10 @@ def hud_line(
     """
     if header is None:
         return f"no prediction yet  |  {fps:.0f} fps"
-    parts = [f"second {header.get('second')}"]
+    from tribe_stream.untrained import UNTRAINED_TAG, is_untrained
+
+    parts = [UNTRAINED_TAG] if is_untrained(header) else []
+    parts.append(f"second {header.get('second')}")
     stim = header.get("stimulus")
     if isinstance(stim, list | tuple) and len(stim) == 2:
         parts.append(f"stimulus {float(stim[0]):.1f}-{float(stim[1]):.1f} s")

@@ -177,9 +177,14 @@ def write_movie(recording_path: str | Path, opt: MovieOptions) -> dict:
     scene = BrainScene(
         views=opt.views, cmap=opt.cmap, size=(brain_w, h), layout=Layout(hud=36, colorbar=64)
     )
+    from tribe_stream.untrained import UNTRAINED_LABEL, is_untrained, tagged
+
+    untrained = is_untrained(rec.metadata) or is_untrained(rec.metadata.get("offline"))
     out = Path(opt.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     container = av.open(str(out), mode="w")
+    if untrained:  # the file says it too, not only its pictures
+        container.metadata["comment"] = UNTRAINED_LABEL
     try:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
@@ -189,7 +194,8 @@ def write_movie(recording_path: str | Path, opt: MovieOptions) -> dict:
             stream.bit_rate = 4_000_000
         for i, (t, vals, sec) in enumerate(frame_values(values, seconds, times, opt.interpolate)):
             scene.show_map(vals, limits)
-            scene.set_hud(f"second {sec}   stimulus t = {t:.1f} s   BOLD {t + 5:.1f} s")
+            line = f"second {sec}   stimulus t = {t:.1f} s   BOLD {t + 5:.1f} s"
+            scene.set_hud(tagged(line, {"untrained": untrained}))
             brain = scene.render()[..., :3]
             rgb = brain if stim is None else np.concatenate([stim.at(t), brain], axis=1)
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
@@ -204,4 +210,10 @@ def write_movie(recording_path: str | Path, opt: MovieOptions) -> dict:
         scene.close()
         if stim is not None:
             stim.close()
-    return {"frames": n_frames, "seconds": len(seconds), "codec": codec, "size": (w, h)}
+    return {
+        "frames": n_frames,
+        "seconds": len(seconds),
+        "codec": codec,
+        "size": (w, h),
+        "untrained": untrained,
+    }

@@ -221,11 +221,54 @@ def render_rgb_image(
         sc.close()
 
 
-def save_png(path: str | Path, image: np.ndarray) -> None:
-    """Write an RGBA/RGB uint8 image as PNG, atomically (never half a picture under its name)."""
-    from vispy.io import write_png
-
+def save_png(path: str | Path, image: np.ndarray, text: dict[str, str] | None = None) -> None:
+    """Write an RGBA/RGB uint8 image as PNG, atomically (never half a picture under its name);
+    `text`: PNG text chunks (`Title`, `Comment`, ...), written with Pillow."""
     from tribe_stream.outputs import atomic_write
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: write_png(str(tmp), np.ascontiguousarray(image)))
+    if not text:
+        from vispy.io import write_png
+
+        atomic_write(path, lambda tmp: write_png(str(tmp), np.ascontiguousarray(image)))
+        return
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value)
+    picture = Image.fromarray(np.ascontiguousarray(image))
+    atomic_write(path, lambda tmp: picture.save(str(tmp), format="PNG", pnginfo=info))
+
+
+def map_metadata(path: str | Path) -> dict:
+    """What a prediction file or recording says about itself (`{}` when nothing): a `.npy`'s
+    JSON beside it, a recording's stream metadata (with `predict`'s under `offline`)."""
+    import json
+
+    p = Path(path)
+    if p.suffix == ".npy":
+        try:
+            meta = json.loads(p.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
+    try:
+        from tribe_stream.recording import read_recording
+
+        meta = read_recording(p).metadata
+    except Exception:  # noqa: BLE001 - not a recording: no metadata, the map still renders
+        return {}
+    return {**meta, **(meta.get("offline") or {})} if isinstance(meta, dict) else {}
+
+
+def picture_text(title: str, meta: dict) -> tuple[str, dict[str, str]]:
+    """A picture's caption and PNG text: both say untrained when `meta` does."""
+    from tribe_stream.untrained import UNTRAINED_LABEL, is_untrained, tagged
+
+    caption = tagged(title, meta)
+    text = {"Title": caption, "Software": "tribe-stream"}
+    if is_untrained(meta):
+        text["Comment"] = UNTRAINED_LABEL
+    return caption, text

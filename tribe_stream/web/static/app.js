@@ -305,8 +305,9 @@ function hud(now) {
     : stale ? `stream silent for ${Math.round((now - state.lastArrival) / 1000)} s` : "";
   if (!h) { $("hud").textContent = `no prediction yet  |  ${state.fps} fps`; return; }
   const r = h.relay;
-  const parts = [`second ${h.second}`, `stimulus ${h.stimulus[0].toFixed(1)}-${h.stimulus[1].toFixed(1)} s`,
-    `BOLD ${h.bold_time.toFixed(1)} s`];
+  const parts = h.model && h.model.untrained ? ["UNTRAINED demo weights"] : [];
+  parts.push(`second ${h.second}`, `stimulus ${h.stimulus[0].toFixed(1)}-${h.stimulus[1].toFixed(1)} s`,
+    `BOLD ${h.bold_time.toFixed(1)} s`);
   if (state.latency !== null) {
     parts.push(`latency ${Math.round(state.latency * 1000)} ms${state.latencyRef === "stimulus end" ? "" : ` (${state.latencyRef})`}`);
   }
