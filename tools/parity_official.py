@@ -90,6 +90,13 @@ def run_clip(
     env = _env(hf)
     pypi = args.official == "pypi"
     print(f"parity: {spec.name}: ours ...", flush=True)
+    source = None
+    if args.ours:
+        src, commit = export_ours(args.ours, work)
+        source = str(src)
+        (run / "ours-revision.txt").write_text(commit)
+    else:
+        (run / "ours-revision.txt").write_text(our_revision())
     ours_job = {
         "checkpoint": str(ckpt),
         "cache": str(run / "ours-cache"),
@@ -97,6 +104,7 @@ def run_clip(
         "tsv": str(tsv),
         "out": str(run / "ours.npz"),
         "encoder_in": str(run / "encoder_in.npz") if pypi else None,
+        "source": source,
     }
     (run / "ours-job.json").write_text(json.dumps(ours_job))
     _run(
@@ -210,6 +218,34 @@ def our_revision() -> str:
     )
 
 
+def export_ours(rev: str, work: Path) -> tuple[Path, str]:
+    """A clean copy of our package at commit `rev` (`git archive`), with `engines/` linked where
+    `tribe_stream.engines` is imported from; returns the folder and the full commit."""
+    full = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    if full.returncode:
+        raise RuntimeError(f"--ours {rev}: not a commit of {ROOT}")
+    commit = full.stdout.strip()
+    dest = work / "ours-src" / commit[:12]
+    if not (dest / "tribe_stream").is_dir():
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        archive = subprocess.Popen(
+            ["git", "-C", str(ROOT), "archive", commit, "tribe_stream", "engines"],
+            stdout=subprocess.PIPE,
+        )
+        subprocess.run(["tar", "-x", "-C", str(tmp)], stdin=archive.stdout, check=True)
+        if archive.wait():
+            raise RuntimeError(f"git archive {commit} failed")
+        (tmp / "tribe_stream" / "engines").symlink_to("../engines", target_is_directory=True)
+        tmp.rename(dest)
+    return dest, commit[:7]
+
+
 def build_models(args: argparse.Namespace) -> tuple[Path, Path]:
     """The HF cache (three random extractors under their hub ids) and the checkpoint folder."""
     from tools.parity.models import build_checkpoint, build_extractors
@@ -248,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", help="write the rows and settings here")
     ap.add_argument("--markdown", help="write the tables here too")
+    ap.add_argument(
+        "--ours",
+        metavar="REV",
+        help="run our side from a clean export of this commit (e.g. HEAD) instead of the "
+        "working tree",
+    )
     ap.add_argument("--setup-only", action="store_true", help="make the official venv and stop")
     ap.add_argument(
         "--compare-only",
@@ -305,7 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     table = stats.markdown(rows, args.tolerance)
     total = time.perf_counter() - t0
     print(table)
-    rev = our_revision()
+    revs = []
+    for name in names:
+        f = work / "runs" / name / "ours-revision.txt"
+        revs.append(f.read_text() if f.is_file() else "unknown")
+    rev = ", ".join(dict.fromkeys(revs))
     print(f"\nmode {args.official}; ours at {rev}; {SPACY_NOTE}; {total:.0f} s in all")
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")

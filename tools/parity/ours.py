@@ -18,8 +18,19 @@ from pathlib import Path
 import numpy as np
 
 
+def use_source(src: str) -> None:
+    """Import our package from `src` (a clean export of one commit), not from the editable
+    install's working tree."""
+    sys.meta_path[:] = [
+        f for f in sys.meta_path if not type(f).__module__.startswith("__editable__")
+    ]
+    sys.path.insert(0, src)
+
+
 def main() -> None:
     job = json.loads(Path(sys.argv[1]).read_text())
+    if job.get("source"):
+        use_source(job["source"])
     import torch
 
     from tribe_stream import MAX_TOKENS

@@ -63,6 +63,7 @@ def tribev2_source(spec: str, work: Path, log: Path) -> Path:
         path = work / "tribev2-src"
         if not path.exists():
             _run(["git", "clone", "--quiet", spec, str(path)], log)
+            _run(["git", "-C", str(path), "checkout", "--quiet", TRIBEV2_COMMIT], log)
     if (path / ".git").exists():
         head = subprocess.run(
             ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True
@@ -94,6 +95,7 @@ def ensure_venv(venv: Path, tribev2: str | None, work: Path) -> Path:
     _run([*pip, "-c", str(constraints), *env_pkgs], log)
     if tribev2:
         src = tribev2_source(tribev2, work, log)
+        _run([*pip, "setuptools>=61"], log)  # tribev2's build backend, for --no-build-isolation
         _run([*pip, "--no-deps", "--no-build-isolation", str(src)], log)
     marker.write_text(want)
     print(f"parity: official venv ready in {time.perf_counter() - t0:.0f} s", flush=True)
