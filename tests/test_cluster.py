@@ -75,9 +75,13 @@ def test_resume_skips_finished_outputs_and_redoes_partial_ones(tmp_path):
     out = tmp_path / "out"
     todo, done = plan_jobs([src], out)
     assert [Path(j.target).name for j in todo] == ["p.npy", "q.npy", "r.npy"] and not done
+    (out / "p.words.tsv").write_text("text\tstart\tduration\tsequence_id\tsentence\n")
     (out / "p.npy").write_bytes(b"x")
-    (out / "p.json").write_text("{}")  # p finished: both of its files under their final names
+    (out / "p.json").write_text("{}")  # p finished: its three files under their final names
+    (out / "q.words.tsv").write_text("text\tstart\tduration\tsequence_id\tsentence\n")
     (out / "q.npy").write_bytes(b"x")  # q partial: its writer died before the .json
+    (out / "r.npy").write_bytes(b"x")  # r from before words files: redone too
+    (out / "r.json").write_text("{}")
     (out / ".q.4242.0123abcd.tmp.json").write_text("half")  # what the dead writer left
     (out / ".other.1.0123abcd.tmp.npy").write_text("not ours")
     with pytest.raises(
@@ -206,7 +210,9 @@ def reference(library) -> dict[str, bytes]:
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
     outputs = {p.name: p.read_bytes() for p in ref.iterdir()}
-    assert sorted(outputs) == sorted(f"{n}.{x}" for n in LENGTHS for x in ("npy", "json"))
+    assert sorted(outputs) == sorted(
+        f"{n}.{x}" for n in LENGTHS for x in ("npy", "json", "words.tsv")
+    )
     return outputs
 
 

@@ -7,6 +7,12 @@
 | `.func.gii` | one GIfTI time series per hemisphere: `NAME.lh.func.gii`, `NAME.rh.func.gii` (one data array per second, `TimeStep` 1000 ms), metadata in the file |
 | `.mgh` / `.mgz` | one FreeSurfer volume per hemisphere, `(10242, 1, 1, T)`, TR 1000 ms in the header: `NAME.lh.mgz`, `NAME.rh.mgz`, and `NAME.json` (metadata) |
 
+Beside every output, `NAME.words.tsv` holds the words its text features came from (the official
+word TSV layout: `--transcript` reads it back to the same predictions; the header alone when no
+word was used); the metadata's `words` says where they came from (a transcript, or the speech
+recogniser with its model and settings). It is written before the output's own files, and is
+one of the files (`file_names`) that mark an output finished.
+
 Contributions (`predict --contributions`: each modality alone) go beside the main output in its
 format, the modality before the extension: `clip.text.npy`, `clip.audio.lh.func.gii`, ...; their
 metadata say which modality (`contribution`).
@@ -58,19 +64,31 @@ def output_stem(path: Path) -> Path:
     return path.with_name(path.name[: -len(suffix)])
 
 
-def output_files(path: str | os.PathLike) -> list[Path]:
+def output_files(path: str | os.PathLike, *, words: bool = True) -> list[Path]:
     """Every file `save_predictions(preds, path)` writes, checked as outputs (before any work)."""
-    files = file_names(path)
+    files = file_names(path, words=words)
     for f in files:
         check_output(f, (f.suffix,) if not f.name.endswith(".func.gii") else (".gii",))
     return files
 
 
-def file_names(path: str | os.PathLike) -> list[Path]:
-    """The files one prediction output `path` consists of (hemisphere files, sidecars)."""
+def words_path(path: str | os.PathLike) -> Path:
+    """The words file beside the output `path`: `out/clip.func.gii` -> `out/clip.words.tsv`."""
+    p = Path(path).expanduser()
+    stem = output_stem(p)
+    return stem.with_name(stem.name + ".words.tsv")
+
+
+def file_names(path: str | os.PathLike, *, words: bool = True) -> list[Path]:
+    """The files one prediction output `path` consists of (its words file unless `words` is
+    False, as for a contribution; hemisphere files, sidecars), the words file first."""
     p = Path(path).expanduser()
     suffix = output_suffix(p)
     stem = output_stem(p)
+    return ([words_path(p)] if words else []) + _data_files(p, suffix, stem)
+
+
+def _data_files(p: Path, suffix: str, stem: Path) -> list[Path]:
     if suffix == ".func.gii":
         files = [stem.with_name(f"{stem.name}.{h}.func.gii") for h, _, _ in HEMIS]
     elif suffix in (".mgh", ".mgz"):
@@ -106,7 +124,7 @@ def contribution_files(path: str | os.PathLike) -> list[Path]:
     """Every file the contributions of each modality to `path` could take (checked before work)."""
     from tribe_stream.types import MODALITIES
 
-    return [f for m in MODALITIES for f in output_files(contribution_path(path, m))]
+    return [f for m in MODALITIES for f in output_files(contribution_path(path, m), words=False)]
 
 
 def find_contributions(path: str | os.PathLike) -> dict[str, Path]:
@@ -121,7 +139,7 @@ def find_contributions(path: str | os.PathLike) -> dict[str, Path]:
         if stem.name.endswith(f".{m}"):
             p = p.with_name(stem.name[: -len(m) - 1] + p.name[-len(suffix) :])
     found = {m: contribution_path(p, m) for m in MODALITIES}
-    return {m: f for m, f in found.items() if all(x.is_file() for x in file_names(f))}
+    return {m: f for m, f in found.items() if all(x.is_file() for x in file_names(f, words=False))}
 
 
 def _metadata(preds: Predictions) -> dict:
@@ -137,34 +155,44 @@ def _json(preds: Predictions) -> str:
     return json.dumps(_metadata(preds), indent=2, default=str) + "\n"
 
 
-def save_predictions(preds: Predictions, path: str | os.PathLike) -> list[Path]:
-    """Write `preds` in the format `path`'s extension names, and its contributions beside it
-    (`contribution_path`); returns the files written. The contributions are written first, so
-    the main output's files, renamed into place last, mark the whole set finished (a batch's
-    `--resume` skips an input only when they are all there)."""
-    files = output_files(path)
+def save_predictions(
+    preds: Predictions, path: str | os.PathLike, *, words: bool = True
+) -> list[Path]:
+    """Write `preds` in the format `path`'s extension names, its words file beside it (unless
+    `words` is False: a contribution shares its output's words) and its contributions
+    (`contribution_path`); returns the files written. The contributions and the words are
+    written first, so the output's own files, renamed into place last, mark the whole set
+    finished (a batch's `--resume` skips an input only when they are all there)."""
+    from tribe_stream.transcripts import write_official_transcript
+
+    files = output_files(path, words=words)
     suffix = output_suffix(path)
     values = np.ascontiguousarray(preds.values, dtype=np.float32)
     if values.ndim != 2 or values.shape[1] != N_VERTICES:
         raise InputError(f"predictions of shape {values.shape}; expected (T, {N_VERTICES})")
     parts = [
-        save_predictions(part, contribution_path(path, m))
+        save_predictions(part, contribution_path(path, m), words=False)
         for m, part in preds.contributions.items()
     ]
+    if words:
+        write_official_transcript(files[0], preds.words or [])
+        files_data = files[1:]
+    else:
+        files_data = files
     if suffix == ".npy":
-        atomic_write(files[0], lambda tmp: np.save(tmp, values))
-        atomic_write(files[1], lambda tmp: tmp.write_text(_json(preds)))
+        atomic_write(files_data[0], lambda tmp: np.save(tmp, values))
+        atomic_write(files_data[1], lambda tmp: tmp.write_text(_json(preds)))
     elif suffix in (".h5", ".hdf5"):
-        atomic_write(files[0], lambda tmp: _write_h5(tmp, preds, values))
+        atomic_write(files_data[0], lambda tmp: _write_h5(tmp, preds, values))
     elif suffix == ".func.gii":
-        for f, (_, structure, rows) in zip(files, HEMIS, strict=True):
+        for f, (_, structure, rows) in zip(files_data, HEMIS, strict=True):
             atomic_write(
                 f, lambda tmp, s=structure, r=rows: _write_gifti(tmp, preds, values[:, r], s)
             )
     else:
-        for f, (_, _, rows) in zip(files[:2], HEMIS, strict=True):
+        for f, (_, _, rows) in zip(files_data[:2], HEMIS, strict=True):
             atomic_write(f, lambda tmp, r=rows: _write_mgh(tmp, values[:, r]))
-        atomic_write(files[2], lambda tmp: tmp.write_text(_json(preds)))
+        atomic_write(files_data[2], lambda tmp: tmp.write_text(_json(preds)))
     return files + [f for written in parts for f in written]
 
 

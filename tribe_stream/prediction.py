@@ -62,6 +62,9 @@ class PredictOptions:
     """Words with their times (.tsv ours or official, .srt, .vtt) instead of speech recognition."""
     asr: bool = True
     """Recognise speech for the text features when no transcript is given."""
+    asr_model: str = "base"
+    """The recogniser: a Whisper name (`base`, the default; `small`, `large-v3`, ...: its weights
+    must be present) or a CTranslate2 model folder (`tribe_stream.extractors.asr`)."""
     cache: str | None = None
     """Feature cache folder (default: the tribe-stream cache); see `no_cache`."""
     use_cache: bool = True
@@ -100,6 +103,14 @@ class PredictOptions:
             raise InputError(f"transcript {self.transcript} does not exist")
         if self.video_fp8 not in (False, True, "all"):
             raise InputError(f"video_fp8 {self.video_fp8!r}: give False, True (products) or 'all'")
+        if not isinstance(self.asr_model, str) or not self.asr_model.strip():
+            raise InputError(f"asr_model {self.asr_model!r}: give a Whisper name or a model folder")
+        if self.asr and self.transcript is None and self.asr_model != "base":
+            from tribe_stream.errors import CheckpointError
+            from tribe_stream.extractors.asr import asr_available
+
+            if reason := asr_available(self.asr_model):  # asked for by name: refused, not skipped
+                raise CheckpointError(reason)
         return self
 
 
@@ -233,8 +244,38 @@ class Predictor:
                 log.warning("text features off: %s", reason)
                 self.options.asr = False
                 return None
-            self._asr = WhisperASR(device=self.device)
+            import torch
+
+            # as many decoding threads as torch has; the words do not depend on the count
+            self._asr = WhisperASR(
+                settings=self.asr_settings,
+                device=self.device,
+                cpu_threads=torch.get_num_threads(),
+            )
         return self._asr
+
+    @property
+    def asr_settings(self):
+        """The recogniser's settings (`tribe_stream.extractors.asr.ASRSettings`)."""
+        from tribe_stream.extractors.asr import ASRSettings
+
+        return ASRSettings(model=self.options.asr_model)
+
+    def recogniser_identity(self) -> dict[str, Any] | None:
+        """What recognised words depend on (model, its weights, VAD and segment checks,
+        precision, decoder versions); None when no speech is recognised."""
+        o = self.options
+        if o.transcript or not o.asr or "text" not in self.modalities:
+            return None
+        from tribe_stream.errors import CheckpointError
+        from tribe_stream.extractors.asr import asr_available, compute_type_for
+
+        if reason := asr_available(o.asr_model):
+            return {"unavailable": reason}
+        try:
+            return self.asr_settings.identity(compute_type_for(self.device))
+        except CheckpointError as exc:
+            return {"unavailable": str(exc)}
 
     def extractor_identity(self) -> dict[str, Any]:
         """What the features depend on besides the file: settings and each model's weights."""
@@ -258,9 +299,24 @@ class Predictor:
         ident["words"] = (
             {"transcript": file_digest(Path(self.options.transcript))}
             if self.options.transcript
-            else {"asr": "whisper-base" if self.options.asr else None}
+            else {"asr": self.recogniser_identity()}
         )
         return ident
+
+    def words_metadata(self, n_words: int) -> dict[str, Any]:
+        """Where a prediction's words came from (its metadata's `words`): a transcript (path and
+        SHA-256), speech recognition (the recogniser's identity), or none; how many."""
+        o = self.options
+        if "text" not in self.modalities:
+            return {"source": "none (text not used)", "count": 0}
+        if o.transcript:
+            digest = file_digest(Path(o.transcript))
+            return {"source": "transcript", "transcript": o.transcript, "sha256": digest,
+                    "count": n_words}  # fmt: skip
+        if not o.asr:
+            return {"source": "none (speech recognition off)", "count": 0}
+        return {"source": "speech recognition", "recogniser": self.recogniser_identity(),
+                "count": n_words}  # fmt: skip
 
     # ----- one file -----
 
@@ -366,6 +422,7 @@ class Predictor:
             "duration_s": info.get("duration"),
             "software": {"tribe_stream": __version__},
             "rows": "row i = stimulus [i, i+1) s = predicted BOLD at i + 5 s",
+            "words": self.words_metadata(len(words)),
         }
         timings = {k: float(info[k]) for k in ("extract_s", "predict_s", "windows") if k in info}
         timings["cached"] = float(bool(info.get("cached")))

