@@ -5,7 +5,8 @@
 #
 # Steps, each PASS or FAIL with its time, then a summary; the exit status is 1 if any failed:
 #   install   the package (`pip install --no-build-isolation --no-deps -e .`; wheels in .whl/ first,
-#             for what the machine's image lacks, e.g. av and pyzmq) and its imports
+#             for what the machine's image lacks: av, pyzmq and julius on the lent H100s) and
+#             the imports of every dependency in pyproject.toml
 #   tests     every CUDA test (CUDA_TESTS below: the files whose tests skip without a CUDA GPU)
 #   weights   full-size RANDOM weights (tools/make_random_model.py: V-JEPA2 ViT-g, w2v-BERT 2.0),
 #             written while the tests run (the step's time is the wait for them after the tests)
@@ -92,14 +93,22 @@ install() {
   fi
   "$PY" - <<'EOF'
 import importlib
+import re
+import tomllib
+
+# every dependency of pyproject.toml, the extractors' and the tests' main ones
+deps = tomllib.loads(open("pyproject.toml").read())["project"]["dependencies"]
+names = [re.split(r"[<>=!~ \[;]", d)[0].lower() for d in deps]
+names += ["transformers", "h5py", "pytest"]
+module = {"pyyaml": "yaml", "pyzmq": "zmq"}
 missing = []
-for name in ("av", "zmq", "transformers", "safetensors", "yaml", "rich", "h5py", "pytest"):
+for name in names:
     try:
-        importlib.import_module(name)
+        importlib.import_module(module.get(name, name.replace("-", "_")))
     except ImportError as exc:
         missing.append(f"{name} ({exc})")
 import tribe_stream.cli, tribe_stream.engines  # noqa: E401,F401
-print("missing: " + ", ".join(missing) if missing else "imports fine")
+print("missing (carry wheels in .whl/): " + ", ".join(missing) if missing else "imports fine")
 raise SystemExit(1 if missing else 0)
 EOF
 }
