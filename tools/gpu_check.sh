@@ -126,7 +126,7 @@ tests() {
   local par=()
   "$PY" -c "import xdist" 2>/dev/null && par=(-n 4 --dist loadfile)
   # shellcheck disable=SC2086
-  "$PY" -m pytest -q -rs -p no:cacheprovider "${par[@]}" ${GPU_CHECK_TESTS:-$CUDA_TESTS}
+  "$PY" -m pytest -q -rfEsp -p no:cacheprovider "${par[@]}" ${GPU_CHECK_TESTS:-$CUDA_TESTS}
 }
 
 weights() {
