@@ -16,6 +16,9 @@
 #   bench     a 10 s `tribe-stream bench` (full-size random weights with Llama, words from the
 #             transcript)
 #
+# The wheels (here, before the call; the device's Python is 3.12; then carry .whl):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 -d .whl av==18.1.0 pyzmq==27.3.0 julius==0.2.8
 # Environment: PY (default python3), GPU_CHECK_LOG (every step's full output; default
 # WORK/gpu_check.log), GPU_CHECK_COMMIT (shown; default `git rev-parse`). To try the script itself
 # on a CPU: GPU_CHECK_TINY=1 (tiny extractors, the demo weights for the bench), GPU_CHECK_TESTS
