@@ -136,7 +136,9 @@ def test_truncated_and_corrupt_files_give_what_can_be_read(tmp_path):
     counters = DecodeCounters()
     frames = list(iter_video_frames(cut, counters=counters))
     audio = read_audio(cut, counters)
-    assert 0 < len(frames) < 4 * 25 and 0 < len(audio) < 4 * AUDIO_RATE
+    # a video's sound is as long as the official reader makes it (zeros past what decodes)
+    heard = np.flatnonzero(np.abs(audio) > 1e-4)
+    assert 0 < len(frames) < 4 * 25 and 0 < len(heard) and heard[-1] < 3.5 * AUDIO_RATE
     # a corrupt MPEG-TS: garbage over a stretch in the middle
     ts = tmp_path / "clip.ts"
     subprocess_ffmpeg(["-i", str(clip), "-c", "copy", "-f", "mpegts", str(ts)])

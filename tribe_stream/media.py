@@ -504,6 +504,25 @@ class ArrayResampler:
         return self._resampler.flush()
 
 
+def _first_samples(frame: av.AudioFrame, keep: int) -> av.AudioFrame | None:
+    """The frame's first `keep` samples as a frame of its own (None when none are kept)."""
+    if keep <= 0:
+        return None
+    if keep >= frame.samples:
+        return frame
+    values = frame.to_ndarray()
+    values = (
+        values[:, :keep]
+        if frame.format.is_planar
+        else values[:, : keep * len(frame.layout.channels)]
+    )
+    out = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(values), format=frame.format.name, layout=frame.layout.name
+    )
+    out.sample_rate, out.time_base, out.pts = frame.sample_rate, frame.time_base, frame.pts
+    return out
+
+
 class AudioTimeline:
     """Decoded audio frames -> pieces stamped with media time.
 
@@ -514,8 +533,8 @@ class AudioTimeline:
     `push(frame)` and `finish()` return `(t, samples)` pieces: `t` is the media time of the first
     sample, seconds from the container's start. Pieces of one segment are contiguous; a frame
     more than `GAP_TOLERANCE_S` away from where the segment ends, or at another rate, starts a
-    new segment (counted in `audio_gaps`). Samples after `limit` (the file's duration) are
-    encoder padding and are dropped.
+    new segment (counted in `audio_gaps`). Samples after `limit` (`sound_limit`) are encoder
+    padding and are dropped as they are decoded, before any conversion.
     """
 
     def __init__(
@@ -537,7 +556,6 @@ class AudioTimeline:
         self._seg_in = 0  # input samples in the segment
         self._seg_rate = 0
         self._seg_out = 0  # output samples of the segment handed out
-        self._seg_conv = 0  # converted samples of the segment (before resampling)
         self.rate: int | None = out_rate or fmt.rate
         """The pieces' sample rate (known after the first frame when it is the file's own)."""
         self.horizon = -math.inf
@@ -558,20 +576,15 @@ class AudioTimeline:
                 self.counters.note(f"audio jumps from {expected:.3f} s to {media:.3f} s")
                 out += self.finish()
                 self._seg_start, self._seg_rate = media, frame.rate
+        t = self._seg_start + self._seg_in / self._seg_rate
         self._seg_in += frame.samples
         self.horizon = self._seg_start + self._seg_in / self._seg_rate
-        out += self._piece(self._stage(self._cut(self._converter.push(frame))))
+        if self.horizon > self.limit:  # decoded past the sound's end: that part is padding
+            frame = _first_samples(frame, round((self.limit - t) * frame.rate))
+            if frame is None:
+                return out
+        out += self._piece(self._stage(self._converter.push(frame)))
         return out
-
-    def _cut(self, samples: np.ndarray) -> np.ndarray:
-        """Converted samples with those past `limit` dropped (before resampling, so the end is
-        resampled as the whole file's is)."""
-        assert self._seg_start is not None and self._converter.rate is not None
-        t = self._seg_start + self._seg_conv / self._converter.rate
-        self._seg_conv += len(samples)
-        if t + len(samples) / self._converter.rate > self.limit:
-            samples = samples[: max(0, round((self.limit - t) * self._converter.rate))]
-        return samples
 
     def _stage(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
         """Converted samples made mono (the mean of the channels), then resampled to `out_rate`
@@ -596,8 +609,8 @@ class AudioTimeline:
         """End of the segment (or of the file): the samples the resampler still held."""
         if self._seg_start is None:
             return []
-        out = self._piece(self._stage(self._cut(self._converter.flush()), final=True))
-        self._seg_start, self._seg_in, self._seg_out, self._seg_conv = None, 0, 0, 0
+        out = self._piece(self._stage(self._converter.flush(), final=True))
+        self._seg_start, self._seg_in, self._seg_out = None, 0, 0
         return out
 
     def _piece(self, samples: np.ndarray) -> list[tuple[float, np.ndarray]]:
@@ -612,6 +625,29 @@ class AudioTimeline:
 def duration_limit(container: av.container.InputContainer) -> float | None:
     """The file's duration from its header (sound past it is encoder padding), or None."""
     return container.duration / av.time_base if container.duration else None
+
+
+def sound_limit(container: av.container.InputContainer) -> float | None:
+    """Media time where the first audio stream's sound ends: its own duration when its header
+    gives one (the padding of an AAC stream past it is dropped, as the FFmpeg the official
+    pipeline runs drops it), else the file's."""
+    whole = duration_limit(container)
+    stream = container.streams.audio[0] if container.streams.audio else None
+    if stream is None or not stream.duration or stream.time_base is None:
+        return whole
+    first = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    own = first + float(stream.duration * stream.time_base) - start_time(container)
+    return own if whole is None else min(own, whole)
+
+
+def reader_duration(seconds: float) -> float:
+    """The length the official video reader (moviepy) gives a file whose container lasts
+    `seconds`: the `Duration:` ffmpeg prints (to the centisecond, half up), read back as moviepy
+    reads it (`SS.cc + 60·MM + 3600·HH`)."""
+    cs = (int(round(seconds * 1e6)) + 5000) // 10000
+    hours, rest = divmod(cs, 360000)
+    minutes, rest = divmod(rest, 6000)
+    return float(f"{rest // 100}.{rest % 100:02d}") + 60 * float(minutes) + 3600 * float(hours)
 
 
 @dataclass(frozen=True)
@@ -637,15 +673,19 @@ def read_sound(path: str | os.PathLike, counters: DecodeCounters | None = None) 
     with open_media(path) as c:
         if not c.streams.audio:
             raise SourceError(f"{path} has no audio stream")
-        limit = duration_limit(c)
+        limit, whole = sound_limit(c), duration_limit(c)
         fmt = sound_format(c)
         timeline = AudioTimeline(start_time(c), limit, counters, fmt, out_rate=None)
         rate = fmt.rate or c.streams.audio[0].codec_context.sample_rate or AUDIO_RATE
-        layout = SampleLayout(rate, int((limit or 0.0) * rate) + rate)
+        layout = SampleLayout(rate, int((whole or limit or 0.0) * rate) + rate)
         for frame in decoded_frames(c, c.streams.audio[0], counters):
             layout.extend(timeline.push(frame))
         layout.extend(timeline.finish())
-    return Sound(layout.samples(), int(timeline.rate or rate))
+    samples = layout.samples()
+    if fmt == VIDEO_SOUND and whole:  # moviepy writes int(44100 * its duration) frames, zeros
+        n = int(rate * reader_duration(whole))  # past the sound
+        samples = np.concatenate([samples[:n], np.zeros(max(0, n - len(samples)), np.float32)])
+    return Sound(samples, int(timeline.rate or rate))
 
 
 def read_audio(path: str | os.PathLike, counters: DecodeCounters | None = None) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 
 from tribe_stream import BIN_SECONDS, MAX_TOKENS
 from tribe_stream.errors import InputError
+from tribe_stream.media import reader_duration  # noqa: F401  (the official reader's length)
 
 FRAME_EPS = 1e-5
 """Seconds of slack when matching a sample time to a frame stamp (float stamps from containers)."""
@@ -128,16 +129,6 @@ def chunk_bounds(
     ]
     edges = [0.0, *kept, float(duration)]
     return list(zip(edges[:-1], edges[1:], strict=True))
-
-
-def reader_duration(seconds: float) -> float:
-    """The length the official video reader (moviepy) gives a file whose container lasts
-    `seconds`: the `Duration:` ffmpeg prints (to the centisecond, half up), read back as moviepy
-    reads it (`SS.cc + 60·MM + 3600·HH`)."""
-    cs = (int(round(seconds * 1e6)) + 5000) // 10000
-    hours, rest = divmod(cs, 360000)
-    minutes, rest = divmod(rest, 6000)
-    return float(f"{rest // 100}.{rest % 100:02d}") + 60 * float(minutes) + 3600 * float(hours)
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ from tribe_stream.errors import SourceError
 from tribe_stream.media import (
     AudioTimeline,
     DecodeCounters,
-    duration_limit,
     open_media,
     probe,
     sound_format,
+    sound_limit,
 )
 from tribe_stream.sources.base import Source
 from tribe_stream.sources.chunks import PendingSamples, audio_chunk, video_chunk
@@ -246,7 +246,7 @@ class _Playback:
         # sound is stamped on the media clock by the one media module (as offline reading is)
         self._decoded = DecodeCounters()
         self._timeline = AudioTimeline(
-            origin, duration_limit(container), self._decoded, sound_format(container)
+            origin, sound_limit(container), self._decoded, sound_format(container)
         )
         self._pending = PendingSamples()
         self._pending_start = 0.0  # media time of the first pending sample
