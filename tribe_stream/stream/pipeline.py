@@ -103,6 +103,7 @@ class AsrWorker:
         self._out: queue.Queue = queue.Queue()
         self.counters = {"asr_dropped_chunks": 0, "asr_errors": 0}
         self._stop = threading.Event()
+        self._busy = False
         self._thread = threading.Thread(target=self._loop, name="asr", daemon=True)
         self._thread.start()
 
@@ -126,12 +127,19 @@ class AsrWorker:
                 continue
             if item is None:
                 break
+            self._busy = True
             try:
                 for w in self.asr.feed(*item):
                     self._out.put(w)
             except Exception as exc:  # noqa: BLE001 - a failed pass loses its words, not the stream
                 self.counters["asr_errors"] += 1
                 log.warning("speech recognition failed (%s: %s); going on", type(exc).__name__, exc)
+            finally:
+                self._busy = False
+
+    def pending(self) -> bool:
+        """Sound still queued or a pass in progress (its words are still to come)."""
+        return self._busy or not self._in.empty()
 
     def words(self) -> list[Word]:
         out = []
@@ -375,8 +383,16 @@ class Pipeline:
         if final:
             if self.flushed_from is None:
                 self.flushed_from = self.next_second
-            if self._asr is not None:  # live: the last words may not hold up the last second long
-                self._add_words(self._asr.finish(timeout=3.0 if self.config.live else 120.0))
+            if self._asr is not None and self.config.live:
+                # live: the last seconds go out as promptly as the others; what the recogniser
+                # still has (a pass in progress, its last hypothesis) is not waited for, as a
+                # word arriving after its second never is (before: up to 3 s more, a warning)
+                self._add_words(self._asr.words())
+                if self._asr.pending():
+                    self.counters["asr_unfinished"] = 1
+                    log.info("speech recognition had sound left at the end: not waited for")
+            elif self._asr is not None:  # a file as fast as possible: every word, as offline
+                self._add_words(self._asr.finish(timeout=120.0))
             self.finished = True
             self._close_bins(final=True)
         else:
