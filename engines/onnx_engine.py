@@ -17,7 +17,7 @@ from tribe_stream import MAX_TOKENS
 from tribe_stream.devices import torch_dtype
 from tribe_stream.engines.base import Engine
 from tribe_stream.engines.static_window import StaticWindow, pack_inputs
-from tribe_stream.errors import TribeStreamError
+from tribe_stream.errors import TribeStreamError, install_hint
 from tribe_stream.model.fmri_encoder import copy_model
 from tribe_stream.model.loading import LoadedModel
 
@@ -92,7 +92,7 @@ class OnnxEngine(Engine):
             import onnxruntime as ort
         except ImportError:
             raise TribeStreamError(
-                "the onnx engine needs onnxruntime: pip install 'tribe-stream[onnx]'"
+                f"the onnx engine needs onnxruntime: {install_hint('onnx')}"
             ) from None
         self.dtype = torch_dtype(dtype)
         available = ort.get_available_providers()

@@ -16,7 +16,7 @@ from tribe_stream.devices import torch_dtype
 from tribe_stream.engines.base import Engine
 from tribe_stream.engines.onnx_engine import INPUT_NAMES, export_onnx
 from tribe_stream.engines.static_window import pack_inputs
-from tribe_stream.errors import TribeStreamError
+from tribe_stream.errors import TribeStreamError, install_hint
 from tribe_stream.model.loading import LoadedModel
 
 MAX_ROWS = 100
@@ -56,7 +56,8 @@ class TensorRTEngine(Engine):
             import tensorrt as trt
         except ImportError:
             raise TribeStreamError(
-                "the tensorrt engine needs NVIDIA TensorRT: pip install 'tribe-stream[tensorrt]' on a CUDA machine"
+                f"the tensorrt engine needs NVIDIA TensorRT: {install_hint('tensorrt')} on a CUDA "
+                "machine"
             ) from None
         if not torch.cuda.is_available():
             raise TribeStreamError("the tensorrt engine needs a CUDA GPU")

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from tribe_stream import MAX_TOKENS, N_VERTICES
-from tribe_stream.errors import InputError
+from tribe_stream.errors import InputError, install_hint
 from tribe_stream.types import MODALITIES
 
 DEFAULT_LAGS = (0.0, 2.0, 5.0, 10.0)
@@ -658,7 +658,7 @@ def plot_report(report: FidelityReport, path: str | Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError(
-            "the plot needs matplotlib: pip install matplotlib (or 'tribe-stream[viewer]')"
+            f"the plot needs matplotlib: pip install matplotlib (or {install_hint('viewer')})"
         ) from None
     lags = [lag.lag for lag in report.lags]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)

@@ -46,9 +46,9 @@ def import_sounddevice() -> Any:
             "(Debian/Ubuntu: apt-get install libportaudio2; macOS: brew install portaudio)"
         ) from exc
     except ImportError as exc:
-        raise SourceError(
-            "the microphone needs sounddevice: pip install 'tribe-stream[audio]'"
-        ) from exc
+        from tribe_stream.errors import install_hint
+
+        raise SourceError(f"the microphone needs sounddevice: {install_hint('audio')}") from exc
     return sounddevice
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tribe_stream.errors import InputError, TribeStreamError
+from tribe_stream.errors import InputError, TribeStreamError, install_hint
 
 LUT_SIZE = 256
 
@@ -22,7 +22,7 @@ _MATPLOTLIB = {"coolwarm": "coolwarm", "hot": "hot", "viridis": "viridis"}
 """Our name -> matplotlib's. cold_hot is nilearn's (from matplotlib's hot); fire is vispy's."""
 MATPLOTLIB_HINT = (
     "the colormaps come from matplotlib, which is not installed: `pip install matplotlib` "
-    "(included in `pip install 'tribe-stream[viewer]'`)"
+    f"(or `{install_hint('viewer')}`)"
 )
 
 
