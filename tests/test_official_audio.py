@@ -77,3 +77,13 @@ def test_block_by_block_resampling_equals_one_piece():
         whole = resample_sound(x, rate)
         assert len(whole) == (len(x) * AUDIO_RATE) // rate
         np.testing.assert_array_equal(streamed, whole)
+
+
+def test_an_aac_streams_padding_is_dropped_and_the_reader_length_kept(official):
+    """AAC pads past its stream's end; the FFmpeg under the official reader stops at the stream's
+    duration and moviepy writes zeros up to int(44100 x its duration): we had 294 samples of
+    padding there (1.7e-3 on the harness's clip) and a shorter sound."""
+    sound = read_sound(OFFICIAL / "sound48k_aac.mp4")
+    assert len(sound.samples) == int(official["aac_wav_frames"])
+    want = (official["aac_wav_tail"].astype(np.float32) / 32768.0).mean(axis=1)
+    np.testing.assert_allclose(sound.samples[-2000:], want, rtol=0, atol=2e-4)

@@ -14,7 +14,10 @@ small picture, a video). Then it runs the official code on each and stores, in `
   `ExtractAudioFromVideo` writes (moviepy), int16 `(n, 2)`, `video_wav_frames` its length, and `video_16k`: that WAV read as a neuralset `Audio` event and resampled by
   the official `Wav2VecBert._resample_wav` (julius), then the channel mean (the first step of
   `_preprocess_wav`);
-- `audio_16k`: the same for the audio file (read at its own 48 kHz rate).
+- `audio_16k`: the same for the audio file (read at its own 48 kHz rate);
+- `aac_wav_tail`, `aac_wav_frames`: the last 2000 frames and the length of the WAV written for
+  `sound48k_aac.mp4` (the same sound as AAC, whose encoder pads past the stream's end: the
+  official reader stops at the stream's duration, then moviepy writes zeros up to its own).
 
 Nothing of the official code is copied here: it is imported and called.
 """
@@ -33,6 +36,21 @@ SOUND = (  # left: a tone and a chirp up to 12 kHz (above the 7 kHz where resamp
 )
 WAV_SLICE = slice(9000, 11000)
 """The WAV frames kept (whole, it would be 88 KB): the middle of the clip."""
+
+
+def make_aac(out: Path, ffmpeg: str, flac: Path) -> Path:
+    """An MP4 with AAC sound (its encoder pads past the stream's end) and a small picture."""
+    mp4 = out / "sound48k_aac.mp4"
+    subprocess.run(
+        [
+            ffmpeg, "-v", "error", "-y", "-i", str(flac),
+            "-f", "lavfi", "-i", f"testsrc=size=32x24:rate=16:duration={SECONDS}",
+            "-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-b:a", "64k", "-shortest", str(mp4),
+        ],
+        check=True,
+    )  # fmt: skip
+    return mp4
 
 
 def make_media(out: Path, ffmpeg: str) -> tuple[Path, Path]:
@@ -72,22 +90,33 @@ def main() -> None:
 
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
-    flac, mkv = make_media(out, imageio_ffmpeg.get_ffmpeg_exe())
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    flac, mkv = make_media(out, ffmpeg)
+    aac = make_aac(out, ffmpeg, flac)
     extractor = Wav2VecBert()  # the model loads lazily; only its resampling is used
-    row = {"type": "Video", "filepath": str(mkv), "start": 0, "timeline": "t", "subject": "s"}
-    events = ExtractAudioFromVideo()(standardize_events(pd.DataFrame([row])))
-    audio_row = events[events.type == "Audio"].iloc[0].to_dict()
-    wav_path = Path(audio_row["filepath"])
-    video_wav, rate = soundfile.read(wav_path, dtype="int16")
-    assert rate == 44100, rate
-    video_16k = official_16k(ev.Audio.from_dict(audio_row), extractor)
-    wav_path.unlink()
+
+    def video_sound(path: Path):
+        """The WAV ExtractAudioFromVideo writes for a video, and its official 16 kHz sound."""
+        row = {"type": "Video", "filepath": str(path), "start": 0, "timeline": "t", "subject": "s"}
+        events = ExtractAudioFromVideo()(standardize_events(pd.DataFrame([row])))
+        audio_row = events[events.type == "Audio"].iloc[0].to_dict()
+        wav_path = Path(audio_row["filepath"])
+        wav, rate = soundfile.read(wav_path, dtype="int16")
+        assert rate == 44100, rate
+        sound = official_16k(ev.Audio.from_dict(audio_row), extractor)
+        wav_path.unlink()
+        return wav, sound
+
+    video_wav, video_16k = video_sound(mkv)
+    aac_wav, _ = video_sound(aac)
     audio_event = ev.Audio(start=0, timeline="t", filepath=str(flac))
     audio_16k = official_16k(audio_event, extractor)
     np.savez_compressed(
         out / "audio.npz",
         video_wav=video_wav[WAV_SLICE].astype(np.int16),
         video_wav_frames=len(video_wav),
+        aac_wav_tail=aac_wav[-2000:].astype(np.int16),
+        aac_wav_frames=len(aac_wav),
         video_16k=video_16k.astype(np.float32),
         audio_16k=audio_16k.astype(np.float32),
     )
