@@ -120,9 +120,22 @@ def contributions_line(media, preds) -> str:
     return line + (f"; no file: {'; '.join(absent)}" if absent else "")
 
 
+def summary_line(seconds: float, wall: float, startup: float, failed: int) -> str:
+    """The real-time factor of the predictions alone and of the whole command (with the
+    start-up: imports and loading the models), both said."""
+    total = wall + startup
+    return (
+        f"{seconds:g} s of stimulus predicted in {wall:.1f} s ({seconds / max(wall, 1e-9):.1f}x "
+        f"real time); {total:.1f} s with the {startup:.1f} s start-up of loading the models "
+        f"({seconds / max(total, 1e-9):.1f}x real time); {failed} failed"
+    )
+
+
 def run(args) -> int:
     import signal
     import time
+
+    t_start = time.perf_counter()  # the start-up (imports, models) counts in the summary too
 
     from rich.console import Console
     from rich.progress import (
@@ -188,6 +201,7 @@ def run(args) -> int:
     if not pairs:
         return 0
     predictor = Predictor(options)
+    results = Console()  # what was made goes to stdout; progress and diagnostics to stderr
     if predictor.loaded.identity.get("untrained"):
         console.print(
             "UNTRAINED demo weights: the maps mean nothing about the brain", style="yellow"
@@ -228,11 +242,11 @@ def run(args) -> int:
                 totals[key] += t.get(key, 0)
             totals["seconds"] += len(preds)
             totals["cached"] += int(t.get("cached", 0))
-            console.print(
+            results.print(
                 f"{media} -> {', '.join(str(w) for w in written)}", markup=False, soft_wrap=True
             )
             if preds.metadata.get("contributions"):
-                console.print(contributions_line(media, preds), markup=False, soft_wrap=True)
+                results.print(contributions_line(media, preds), markup=False, soft_wrap=True)
             rows.append(
                 (
                     media.name,
@@ -245,6 +259,7 @@ def run(args) -> int:
             )
             bars.advance(files)
     wall = time.perf_counter() - t_all
+    startup = t_all - t_start
     table = Table(title=f"tribe-stream predict: {len(rows) - failed} of {len(pairs)} files")
     for col in ("input", "seconds", "windows", "features s", "brain model s", "cache"):
         table.add_column(col, justify="left" if col in ("input", "cache") else "right")
@@ -259,12 +274,8 @@ def run(args) -> int:
         f"{totals['cached']} hits",
         end_section=True,
     )
-    console.print(table)
-    console.print(
-        f"{totals['seconds']} s of stimulus in {wall:.1f} s "
-        f"({totals['seconds'] / max(wall, 1e-9):.1f}x real time); {failed} failed",
-        markup=False,
-    )
+    results.print(table)
+    results.print(summary_line(totals["seconds"], wall, startup, failed), markup=False)
     if stop.code is not None:
         return stop.code
     return 1 if failed else 0
