@@ -121,5 +121,8 @@ def test_roi_command_on_prediction_files(tmp_path, atlas_files):
     best = atlas.names[int(np.argmax(atlas.means(values)[0]))]
     assert top[1][:3] == ["0", "1", best]
     assert "most active regions" in r.stdout
+    # `--top 2` prints two regions (before: always ten)
+    printed = [name for name in atlas.names if f" {name} " in r.stdout]
+    assert len(printed) == 2, r.stdout
     r = run_cli("roi", str(tmp_path / "pred.npy"), "--annot", str(lh))
     assert r.returncode == 2 and "--annot" in r.stderr and "Traceback" not in r.stderr

@@ -29,7 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--top", type=number(int, minimum=1), default=None, help="also the K most active regions"
     )
-    p.add_argument("--show", type=number(int, minimum=1), default=10, help="regions to print")
+    p.add_argument(
+        "--show",
+        type=number(int, minimum=1),
+        default=None,
+        help="regions to print (default: --top's K, else 10)",
+    )
 
 
 def write_csv(path, header: list[str], rows) -> None:
@@ -85,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             )
             console.print(f"wrote {top_out}: the {top.shape[1]} most active regions per second")
     overall = means.mean(axis=0)
-    order = overall.argsort()[::-1][: args.show]
+    order = overall.argsort()[::-1][: args.show or args.top or 10]
     table = Table(title=f"most active regions over {len(seconds)} s ({len(atlas.names)} regions)")
     for col in ("region", "mean", "peak", "peak second", "vertices"):
         table.add_column(col, justify="left" if col == "region" else "right")
