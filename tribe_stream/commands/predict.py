@@ -275,7 +275,9 @@ def run(args) -> int:
         end_section=True,
     )
     results.print(table)
-    results.print(summary_line(totals["seconds"], wall, startup, failed), markup=False)
+    results.print(
+        summary_line(totals["seconds"], wall, startup, failed), markup=False, soft_wrap=True
+    )
     if stop.code is not None:
         return stop.code
     return 1 if failed else 0
