@@ -15,7 +15,8 @@ small picture, a video). Then it runs the official code on each and stores, in `
   the official `Wav2VecBert._resample_wav` (julius), then the channel mean (the first step of
   `_preprocess_wav`);
 - `audio_16k`: the same for the audio file (read at its own 48 kHz rate);
-- `aac_wav_tail`, `aac_wav_frames`: the last 2000 frames and the length of the WAV written for
+- `aac_wav_end`, `aac_wav_frames`: frames `AAC_SLICE` (around the sound's end) and the length
+  of the WAV written for
   `sound48k_aac.mp4` (the same sound as AAC, whose encoder pads past the stream's end: the
   official reader stops at the stream's duration, then moviepy writes zeros up to its own).
 
@@ -35,18 +36,21 @@ SOUND = (  # left: a tone and a chirp up to 12 kHz (above the 7 kHz where resamp
     "[a][b]amerge=inputs=2[out]"
 )
 WAV_SLICE = slice(9000, 11000)
+AAC_SLICE = slice(21000, 23500)
+"""Around the end of the AAC stream (0.5 s = frame 22050), where its padding starts."""
 """The WAV frames kept (whole, it would be 88 KB): the middle of the clip."""
 
 
 def make_aac(out: Path, ffmpeg: str, flac: Path) -> Path:
-    """An MP4 with AAC sound (its encoder pads past the stream's end) and a small picture."""
+    """An MP4 with AAC sound (its encoder pads past the stream's end) and a small picture that
+    lasts 0.2 s longer (so the file's duration is not the sound's)."""
     mp4 = out / "sound48k_aac.mp4"
     subprocess.run(
         [
             ffmpeg, "-v", "error", "-y", "-i", str(flac),
-            "-f", "lavfi", "-i", f"testsrc=size=32x24:rate=16:duration={SECONDS}",
+            "-f", "lavfi", "-i", f"testsrc=size=32x24:rate=16:duration={SECONDS + 0.2}",
             "-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", "64k", "-shortest", str(mp4),
+            "-c:a", "aac", "-b:a", "64k", str(mp4),
         ],
         check=True,
     )  # fmt: skip
@@ -115,7 +119,7 @@ def main() -> None:
         out / "audio.npz",
         video_wav=video_wav[WAV_SLICE].astype(np.int16),
         video_wav_frames=len(video_wav),
-        aac_wav_tail=aac_wav[-2000:].astype(np.int16),
+        aac_wav_end=aac_wav[AAC_SLICE].astype(np.int16),
         aac_wav_frames=len(aac_wav),
         video_16k=video_16k.astype(np.float32),
         audio_16k=audio_16k.astype(np.float32),
