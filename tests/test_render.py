@@ -337,3 +337,28 @@ def test_view_cameras_show_what_their_panels_declare(offscreen):
         assert left.right == (0, -1, 0)  # anterior (+y) on the left of a left lateral view
     finally:
         scene.close()
+
+
+def test_the_banner_never_covers_a_panel_name(offscreen):
+    """Before: "waiting for stream" sat on "right medial" (the bottom-right panel's name was at
+    its top-left corner, the middle of the picture, where the banner is)."""
+    from tribe_stream.viewer.scene import BrainScene, Layout
+
+    def picture(labels: bool, banner: str) -> np.ndarray:
+        sc = BrainScene(
+            views=("both",), size=(1280, 800), layout=Layout(hud=36, colorbar=64, label=labels)
+        )
+        try:
+            sc.set_banner(banner)
+            return sc.render()[..., :3].astype(int)
+        finally:
+            sc.close()
+
+    bare = picture(False, "")
+    names = np.abs(picture(True, "") - bare).sum(-1) > 30
+    banner = np.abs(picture(False, "waiting for stream\ntcp://127.0.0.1:5556") - bare).sum(-1) > 30
+    assert names.sum() > 100 and banner.sum() > 100  # both were drawn
+    ys, xs = np.nonzero(banner)
+    near = np.zeros_like(banner)  # the banner's box, 12 px around it
+    near[max(0, ys.min() - 12) : ys.max() + 13, max(0, xs.min() - 12) : xs.max() + 13] = True
+    assert not (names & near).any(), "a panel name lies under the banner"

@@ -482,6 +482,39 @@ def test_the_page_draws_the_cortex_and_its_colours_follow_the_stream(browser, st
 
 
 @needs_browser
+def test_the_waiting_banner_never_covers_a_panel_name(browser):
+    """Before: "waiting for stream" sat on the "right medial" label (every label at its
+    panel's top-left corner: the bottom-right one at the middle of the stage)."""
+    pytest.importorskip("aiohttp")
+    proc, page_url = start_web(f"tcp://127.0.0.1:{free_port()}")  # nothing publishes there
+    try:
+        page = open_page(browser, page_url)
+        page.wait_for_function(
+            "document.getElementById('banner').textContent.startsWith('waiting for stream')",
+            timeout=30_000,
+        )
+        boxes = page.evaluate(
+            """() => {
+                const r = document.createRange();
+                r.selectNodeContents(document.getElementById("banner"));
+                const b = r.getBoundingClientRect();
+                const labels = [...document.querySelectorAll("#labels div")].map((d) => {
+                    const q = d.getBoundingClientRect();
+                    return [d.textContent, q.left, q.top, q.right, q.bottom];
+                });
+                return {banner: [b.left, b.top, b.right, b.bottom], labels};
+            }"""
+        )
+        page.close()
+    finally:
+        stop_web(proc)
+    left, top, right, bottom = boxes["banner"]
+    assert right - left > 50 and len(boxes["labels"]) == 4, boxes
+    for name, lo, to, ro, bo in boxes["labels"]:
+        apart = ro < left - 4 or lo > right + 4 or bo < top - 4 or to > bottom + 4
+        assert apart, f"{name!r} lies under the banner: {boxes}"
+
+
 def test_a_second_tab_joining_late_sees_the_stream_too(browser, stream):
     pub, url = stream
     feed = Feed(pub)

@@ -385,10 +385,18 @@ class BrainScene:
         rows, cols = grid_shape(len(self._boxes))
         cell_w = w / cols
         cell_h = max(h - top - bottom, 1) / rows
-        for i, (box, panel, _, _) in enumerate(self._boxes):
+        for i, (box, panel, _, label) in enumerate(self._boxes):
             r, c = divmod(i, cols)
             box.pos = (c * cell_w, top + r * cell_h)
             box.size = (cell_w, cell_h)
+            # a panel's name in its outer top corner: the last column's at the right, so none
+            # sits at the middle of the picture, where the banner is ("waiting for stream")
+            if cols > 1 and c == cols - 1:
+                label.anchors = ("right", "bottom")
+                label.pos = (cell_w - 8, 6)
+            else:
+                label.anchors = ("left", "bottom")
+                label.pos = (8, 6)
             rows_v = self.mesh.vertices
             if panel.hemi != "both":
                 rows_v = rows_v[self.mesh.hemi_vertices(panel.hemi)]

@@ -232,7 +232,9 @@ function placeLabels() {
   view.panels.forEach((p, i) => {
     const d = document.createElement("div");
     d.textContent = p.label;
-    d.style.left = `${(100 * (i % cols)) / cols + 1}%`;
+    // the last column's name in its right corner: none at the middle, where the banner is
+    if (cols > 1 && i % cols === cols - 1) d.style.right = "1%";
+    else d.style.left = `${(100 * (i % cols)) / cols + 1}%`;
     d.style.top = `${(100 * Math.floor(i / cols)) / rows + 1}%`;
     $("labels").appendChild(d);
   });
