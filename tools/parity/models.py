@@ -166,7 +166,7 @@ def experiment_config(folder: Path, cache: Path) -> dict:
             "overlap_trs_train": 0,
             "overlap_trs_val": 0,
             "shuffle_val": True,
-            "num_workers": 0,
+            "num_workers": 20,  # as released; the official run sets 0 (config_update)
             "layers_to_use": LAYERS,
             "layer_aggregation": "group_mean",
             "study": {
