@@ -245,7 +245,10 @@ def test_run_on_files_that_give_nothing(tmp_path):
 
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
 def test_run_publish_none_with_view_shows_the_stream(tmp_path):
-    """Before: `run --publish none --view` failed with "cannot publish on none"."""
+    """Before: `run --publish none --view` failed with "cannot publish on none". Replayed as
+    fast as possible (`--fast`): in real time a loaded machine may skip a second (counted), and
+    the count of predictions is not what this checks; closing the viewer must not fail the run
+    (it raised TimeoutExpired, exit 1, on a loaded machine)."""
     pytest.importorskip("glfw", reason="the viewer's window backend: pip install glfw")
     from tribe_stream.sources.clip import make_clip
     from tribe_stream.viewer.xvfb import virtual_display
@@ -254,7 +257,7 @@ def test_run_publish_none_with_view_shows_the_stream(tmp_path):
     with virtual_display((800, 600)) as display:
         r = run_cli(
             "run", "--checkpoint", "demo", "--file", str(clip), "--publish", "none",
-            "--view", "--linger", "1", "--no-text",
+            "--view", "--linger", "1", "--no-text", "--fast",
             env={"DISPLAY": display},
         )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
