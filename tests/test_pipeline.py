@@ -417,6 +417,42 @@ def test_a_busy_recogniser_never_holds_up_the_last_second(clip, caplog):
     assert pipe.all_counters()["asr_unfinished"] == 1  # said in the counters, not as a warning
 
 
+WARM_CHECK = """
+import time
+from tribe_stream.engines import make_engine
+from tribe_stream.extractors.contexts import _spacy_pipeline
+from tribe_stream.extractors.demo import load_demo_extractors
+from tribe_stream.model.loading import load_brain_model
+from tribe_stream.stream.pipeline import Extractors, Pipeline, PipelineConfig
+from tribe_stream.types import Word
+
+ex = load_demo_extractors(modalities=("audio", "text"))
+pipe = Pipeline([], make_engine("torch", load_brain_model("demo")),
+                Extractors(audio=ex["audio"], text=ex["text"]), config=PipelineConfig(live=True))
+pipe.warm_up()
+loaded = _spacy_pipeline.cache_info().currsize
+t = time.perf_counter()
+pipe._add_words([Word("Hello", 1.0, 0.3)])
+print(loaded, time.perf_counter() - t)
+"""
+
+
+def test_the_first_live_word_costs_no_more_than_the_others():
+    """Before: the first word a live stream heard loaded spaCy's sentence pipeline (3 s on a
+    loaded CPU) in the compute loop; the demo's words come at its end, so its last seconds
+    came 3-4 s late. Now the warm-up pays it, before the clock starts (a fresh process)."""
+    import subprocess
+
+    pytest.importorskip("spacy")
+    r = subprocess.run(
+        [sys.executable, "-c", WARM_CHECK], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    loaded, first = r.stdout.split()
+    assert loaded == "1"  # spaCy's pipeline was made by the warm-up
+    assert float(first) < 2.0, first
+
+
 def test_speech_becomes_words_and_text_features(tmp_path):
     """espeak-ng speech replayed through the pipeline: live Whisper words land in the text bins."""
     import shutil

@@ -349,9 +349,14 @@ class Pipeline:
 
     def warm_up(self) -> None:
         """Before the clock starts: this stream's own static steps (its text model's CUDA graphs
-        over its own KV cache, `LiveText.warm`) made now, so that no live word pays for them."""
+        over its own KV cache, `LiveText.warm`) made now, so that no live word pays for them;
+        and the first word's one-time costs (spaCy's sentence pipeline, 3 s on a CPU; the text
+        model's first call), paid on a throwaway context: before, the demo's first words held
+        its last seconds up by 3-4 s."""
         if self.live_text is not None:
             self.live_text.warm()
+            throwaway = self.ex.text.live()
+            self._safe("text warm-up", lambda: throwaway.add(Word("Ready", 0.0, 0.5)), None)
 
     def stop(self) -> None:
         """Stop the sources and the speech recogniser (the stream is over)."""
@@ -362,6 +367,9 @@ class Pipeline:
                 log.warning("stopping source %s failed: %s", getattr(s, "name", s), exc)
         if self._asr is not None:
             self._asr.stop()
+            # words of the pass that was in progress at the end: in no prediction any more, but
+            # counted (`words`, `late_words`) like any word that came after its second
+            self._add_words(self._asr.words())
 
     @property
     def ended(self) -> bool:
