@@ -127,7 +127,9 @@ def test_bad_options_fail_before_any_model_loads(clip, kwargs, message):
     t = time.perf_counter()
     with pytest.raises(InputError, match=message):
         Stream.from_file(clip, checkpoint="demo", **kwargs)
-    assert time.perf_counter() - t < 1.0  # nothing was loaded
+    # nothing was loaded (models load only when the stream opens; the demo's take 10 s and
+    # more here): a generous bound, since probing the clip alone took 1.25 s on a loaded machine
+    assert time.perf_counter() - t < 8.0
 
 
 @pytest.mark.parametrize(
