@@ -111,6 +111,22 @@ def test_drops_are_counted_by_what_they_count():
     assert stream_drops({"dropped_bins": 2}, {"dropped_bins": 5})["bins"] == 5
 
 
+def test_the_terminal_progress_line_gives_drops_by_unit_too():
+    """Before: `run`/`demo` printed `drops N`, bins, seconds and chunks added together."""
+    import numpy as np
+
+    from tribe_stream.stream.progress import ProgressLine
+    from tribe_stream.types import Prediction
+
+    counters = {"dropped_bins": 2, "dropped_seconds": 1, "source0.dropped_chunks": 4,
+                "source0.dropped_frames": 4, "words": 3}  # fmt: skip
+    pred = Prediction(1, np.zeros(4, np.float32), (1.0, 2.0), 6.0, {}, counters)
+    line = ProgressLine(total=5).line(pred)
+    assert "drops 4 frames, 2 bins, 1 seconds  errors 0" in line, line
+    pred.counters = {}
+    assert "drops none" in ProgressLine().line(pred)
+
+
 def test_hud_line_without_optional_fields():
     lat = end_to_end_latency({"publish_wall": 10.0}, now_wall=10.0456)
     line = hud_line({"second": 3}, lat, fps=30.2)

@@ -6,6 +6,7 @@ import sys
 import time
 
 from tribe_stream.types import Prediction
+from tribe_stream.viewer.hud import drops_text, stream_drops
 
 
 class ProgressLine:
@@ -27,18 +28,14 @@ class ProgressLine:
         c = p.counters
         wall = time.monotonic() - self.t0
         seconds = p.second + 1
-        drops = int(
-            c.get("dropped_bins", 0)
-            + c.get("dropped_seconds", 0)
-            + sum(v for k, v in c.items() if k.endswith("dropped_chunks"))
-        )
+        drops = drops_text(stream_drops(c))  # by what they count: sound, frames, bins, seconds
         load = c.get("busy_s", 0.0) / max(seconds, 1e-9)
         of = f"/{self.total:g}" if self.total else ""
         return (
             f"{self.label}second {seconds}{of}  stream/wall {seconds / max(wall, 1e-9):.2f}x  "
             f"compute {load:.2f} s per s  latency {c.get('behind_s', 0.0):.2f} s  "
             f"model {p.timings.get('model_ms', 0.0):.1f} ms  words {int(c.get('words', 0))}  "
-            f"drops {drops}  errors "
+            f"{drops}  errors "
             f"{int(c.get('extractor_errors', 0) + c.get('engine_errors', 0))}"
         )
 
