@@ -81,7 +81,8 @@ def test_contributions_are_written_beside_the_output_in_its_format(run, tmp_path
     written = preds.save(tmp_path / "talk.func.gii")
     names = sorted(p.name for p in written)
     assert names == sorted(
-        f"talk{m}{h}.func.gii" for m in ("", ".text", ".audio") for h in (".lh", ".rh")
+        [f"talk{m}{h}.func.gii" for m in ("", ".text", ".audio") for h in (".lh", ".rh")]
+        + ["talk.words.tsv"]  # the words, once for the output and its contributions
     ), names
     assert not (tmp_path / "talk.video.lh.func.gii").exists()  # absent: no file of zeros
     found = find_contributions(tmp_path / "talk.audio.rh.func.gii")  # from any of the files

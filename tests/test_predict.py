@@ -139,7 +139,7 @@ def test_every_format_reads_back_equal(tmp_path, clip, predictor, name):
             assert f["values"].shape == (5, N_VERTICES) and f["values"].dtype == np.float32
     elif name.endswith(".func.gii"):
         lh = nib.load(str(written[0]))
-        assert [p.name for p in written] == ["out.lh.func.gii", "out.rh.func.gii"]
+        assert [p.name for p in written] == ["out.lh.func.gii", "out.rh.func.gii", "out.words.tsv"]
         assert len(lh.darrays) == 5 and lh.darrays[0].data.shape == (N_VERTICES_HEMI,)
         assert lh.darrays[0].meta["TimeStep"] == "1000.000000"
         assert lh.meta["AnatomicalStructurePrimary"] == "CortexLeft"
@@ -204,7 +204,7 @@ def test_a_batch_with_a_bad_file_writes_every_other_output(tmp_path, clip):
                 "--cache", str(tmp_path / "cache"))  # fmt: skip
     assert r.returncode == 1, r.stdout + r.stderr
     assert "c.mp4" in r.stderr and "cannot read" in r.stderr and "Traceback" not in r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.h5", "b.h5"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.h5", "a.words.tsv", "b.h5", "b.words.tsv"]
     assert read_predictions(out / "a.h5")[0].shape == (5, N_VERTICES)
     assert read_predictions(out / "b.h5")[0].shape == (3, N_VERTICES)
 

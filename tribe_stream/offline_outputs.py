@@ -80,12 +80,12 @@ def words_path(path: str | os.PathLike) -> Path:
 
 
 def file_names(path: str | os.PathLike, *, words: bool = True) -> list[Path]:
-    """The files one prediction output `path` consists of (its words file unless `words` is
-    False, as for a contribution; hemisphere files, sidecars), the words file first."""
+    """The files one prediction output `path` consists of (hemisphere files, sidecars, then its
+    words file unless `words` is False, as for a contribution)."""
     p = Path(path).expanduser()
     suffix = output_suffix(p)
     stem = output_stem(p)
-    return ([words_path(p)] if words else []) + _data_files(p, suffix, stem)
+    return _data_files(p, suffix, stem) + ([words_path(p)] if words else [])
 
 
 def _data_files(p: Path, suffix: str, stem: Path) -> list[Path]:
@@ -174,11 +174,9 @@ def save_predictions(
         save_predictions(part, contribution_path(path, m), words=False)
         for m, part in preds.contributions.items()
     ]
-    if words:
-        write_official_transcript(files[0], preds.words or [])
-        files_data = files[1:]
-    else:
-        files_data = files
+    files_data = files[:-1] if words else files
+    if words:  # before the output's own files: their last rename marks the set finished
+        write_official_transcript(files[-1], preds.words or [])
     if suffix == ".npy":
         atomic_write(files_data[0], lambda tmp: np.save(tmp, values))
         atomic_write(files_data[1], lambda tmp: tmp.write_text(_json(preds)))
