@@ -210,7 +210,7 @@ def markdown(rows: list[Row], tolerance: float) -> str:
     """The report: one table per clip."""
     out = []
     for clip in dict.fromkeys(r.clip for r in rows):
-        out.append(f"### {clip}\n")
+        out.append(f"#### {clip}\n")
         out.append(
             "| what | ours | official | compared | rel. err. median | rel. err. max | r | "
             "seconds ours / official | verdict | note |"
