@@ -316,12 +316,10 @@ def _zscore_thread_independent() -> bool:
 
 
 @needs_asr
-@pytest.mark.xfail(
-    not _zscore_thread_independent(),
-    reason="extractors/audio.py zscore reduces in float32 in a thread-count-dependent order",
-    strict=True,
-)
 def test_one_process_and_ray_agree_within_1e5(runs, ray_run):
+    """Expected to fail (and so not run) while the z-score depends on the thread count."""
+    if not _zscore_thread_independent():
+        pytest.xfail("extractors/audio.py zscore reduces in float32 in a thread-dependent order")
     for run in (runs["one"], ray_run):
         for name in (*WORDLESS, "speech"):
             a, b = np.load(run / f"{name}.npy"), np.load(runs["two"] / f"{name}.npy")
