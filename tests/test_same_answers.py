@@ -345,3 +345,23 @@ def test_words_file_round_trips_exactly(tmp_path):
         lines[0]
     ]
     shutil.rmtree(tmp_path)
+
+
+def test_whisper_names_find_present_weights_only(tmp_path, monkeypatch):
+    """A name finds `<cache>/whisper-NAME-ct2/` (or the Hugging Face cache), never a download;
+    a folder is a folder; the metadata's identity names what was asked for."""
+    from tribe_stream.errors import CheckpointError
+    from tribe_stream.extractors.asr import model_identity, resolve_whisper_model
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="Whisper small is not available here"):
+        resolve_whisper_model("small", cache_dir=tmp_path)
+    own = tmp_path / "whisper-small-ct2"
+    own.mkdir()
+    (own / "model.bin").write_bytes(b"12345")
+    assert resolve_whisper_model("small", cache_dir=tmp_path) == own
+    assert resolve_whisper_model(str(own)) == own
+    assert model_identity(str(own)) == {"model": str(own), "weights_bytes": 5}
+    with pytest.raises(CheckpointError, match="has no model.bin"):
+        resolve_whisper_model(str(tmp_path / "nowhere"))

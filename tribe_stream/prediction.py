@@ -62,9 +62,10 @@ class PredictOptions:
     """Words with their times (.tsv ours or official, .srt, .vtt) instead of speech recognition."""
     asr: bool = True
     """Recognise speech for the text features when no transcript is given."""
-    asr_model: str = "base"
-    """The recogniser: a Whisper name (`base`, the default; `small`, `large-v3`, ...: its weights
-    must be present) or a CTranslate2 model folder (`tribe_stream.extractors.asr`)."""
+    asr_model: str | None = None
+    """The recogniser: a Whisper name (`base`; `small`, `large-v3`, ...: its weights must be
+    present) or a CTranslate2 model folder (`tribe_stream.extractors.asr`); None:
+    `$TRIBE_STREAM_WHISPER_MODEL` when set, else `base`."""
     cache: str | None = None
     """Feature cache folder (default: the tribe-stream cache); see `no_cache`."""
     use_cache: bool = True
@@ -103,9 +104,11 @@ class PredictOptions:
             raise InputError(f"transcript {self.transcript} does not exist")
         if self.video_fp8 not in (False, True, "all"):
             raise InputError(f"video_fp8 {self.video_fp8!r}: give False, True (products) or 'all'")
-        if not isinstance(self.asr_model, str) or not self.asr_model.strip():
+        if self.asr_model is not None and (
+            not isinstance(self.asr_model, str) or not self.asr_model.strip()
+        ):
             raise InputError(f"asr_model {self.asr_model!r}: give a Whisper name or a model folder")
-        if self.asr and self.transcript is None and self.asr_model != "base":
+        if self.asr and self.transcript is None and self.asr_model not in (None, "base"):
             from tribe_stream.errors import CheckpointError
             from tribe_stream.extractors.asr import asr_available
 
@@ -239,7 +242,7 @@ class Predictor:
         if self._asr is None and self.options.asr and "text" in self.modalities:
             from tribe_stream.extractors.asr import WhisperASR, asr_available
 
-            reason = asr_available()
+            reason = asr_available(self.asr_settings.model)
             if reason:
                 log.warning("text features off: %s", reason)
                 self.options.asr = False
@@ -257,9 +260,10 @@ class Predictor:
     @property
     def asr_settings(self):
         """The recogniser's settings (`tribe_stream.extractors.asr.ASRSettings`)."""
-        from tribe_stream.extractors.asr import ASRSettings
+        from tribe_stream.extractors.asr import DEFAULT_MODEL, ASRSettings
 
-        return ASRSettings(model=self.options.asr_model)
+        model = self.options.asr_model or os.environ.get("TRIBE_STREAM_WHISPER_MODEL")
+        return ASRSettings(model=model or DEFAULT_MODEL)
 
     def recogniser_identity(self) -> dict[str, Any] | None:
         """What recognised words depend on (model, its weights, VAD and segment checks,
@@ -270,7 +274,7 @@ class Predictor:
         from tribe_stream.errors import CheckpointError
         from tribe_stream.extractors.asr import asr_available, compute_type_for
 
-        if reason := asr_available(o.asr_model):
+        if reason := asr_available(self.asr_settings.model):
             return {"unavailable": reason}
         try:
             return self.asr_settings.identity(compute_type_for(self.device))

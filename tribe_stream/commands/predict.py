@@ -37,10 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-asr", action="store_true", help="no speech recognition (text absent)")
     p.add_argument(
         "--asr-model",
-        default="base",
+        default=None,
         metavar="NAME|FOLDER",
-        help="speech recogniser: a Whisper name whose weights are present (base, the default; "
-        "small, medium, large-v3, ...) or a CTranslate2 model folder",
+        help="speech recogniser: a Whisper name whose weights are present (base, the default "
+        "unless $TRIBE_STREAM_WHISPER_MODEL names one; small, medium, large-v3, ...) or a "
+        "CTranslate2 model folder",
     )
     p.add_argument("--modalities", help="comma-separated subset of text,audio,video")
     p.add_argument("--cache", help="feature cache folder (default: the tribe-stream cache)")
