@@ -234,6 +234,7 @@ class ASRSettings:
                 versions[pkg] = None
         out = {**asdict(self), **model_identity(self.model), "versions": versions}
         out["temperature"] = 0.0
+        out["word_time_decimals"] = WORD_TIME_DECIMALS
         if compute_type:
             out["compute_type"] = compute_type
         return out
@@ -364,7 +365,7 @@ class WhisperASR:
         beam = beam_size or self.settings.beam_size
         if not (self.settings.vad if vad is None else vad):
             return [
-                Word(text, offset + start, max(0.0, end - start))
+                timed_word(text, offset + start, offset + end)
                 for text, start, end in self._decode(x, beam, prompt)
             ]
         s = self.settings
@@ -382,7 +383,7 @@ class WhisperASR:
         chunks = [(a / AUDIO_RATE, b / AUDIO_RATE) for a, b in cuts]  # on samples: an exact clock
         joined = np.concatenate([x[a:b] for a, b in cuts])
         words = place_words(self._decode(joined, beam, prompt), chunks, speech)
-        return [Word(text, offset + start, end - start) for text, start, end in words]
+        return [timed_word(text, offset + start, offset + end) for text, start, end in words]
 
     def _decode(
         self, x: np.ndarray, beam_size: int, prompt: str | None
@@ -416,6 +417,17 @@ class WhisperASR:
                 if normalise(text):  # punctuation alone is not a word
                     words.append((text, float(w.start), max(float(w.start), float(w.end))))
         return words
+
+
+WORD_TIME_DECIMALS = 4
+"""Word times are kept to 0.1 ms (Whisper's own are 20 ms steps): a words file then reads as
+it was heard (`1.156`, not `1.1560000000000001`) and still reads back to the same numbers."""
+
+
+def timed_word(text: str, start: float, end: float) -> Word:
+    """A word from its start and end (seconds), times rounded to `WORD_TIME_DECIMALS`."""
+    onset = round(float(start), WORD_TIME_DECIMALS)
+    return Word(text, onset, round(max(0.0, float(end) - onset), WORD_TIME_DECIMALS))
 
 
 def segment_problem(segment: Any, settings: ASRSettings) -> str | None:
