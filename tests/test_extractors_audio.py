@@ -212,3 +212,23 @@ def test_a_folder_without_weights_is_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match="w2v-BERT"):
         AudioExtractor.from_pretrained(tmp_path, device="cpu")
+
+
+def test_zscore_gives_the_same_bytes_with_one_and_two_threads():
+    """Its float32 sums depended on the thread count (a last-bit shift the filterbank magnified
+    to 9e-5 in the features of chords); summed in float64 they do not."""
+    from tribe_stream.extractors.audio import zscore
+
+    threads = torch.get_num_threads()
+    try:
+        for seed in range(4):
+            t = np.arange(96_000 + 1000 * seed) / 16000
+            noise = np.random.default_rng(seed).standard_normal(len(t))
+            x = 0.2 * np.sin(2 * np.pi * (220 + 40 * seed) * t) + 0.001 * noise
+            x = (x + 0.05 * np.sin(2 * np.pi * 331 * t)).astype(np.float32)
+            torch.set_num_threads(1)
+            one = zscore(x).numpy()
+            torch.set_num_threads(2)
+            np.testing.assert_array_equal(one, zscore(x).numpy())
+    finally:
+        torch.set_num_threads(threads)
