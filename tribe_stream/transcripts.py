@@ -97,19 +97,18 @@ def read_transcript(path: str | os.PathLike) -> list[Word]:
     return words
 
 
-def write_transcript(path: str | os.PathLike, words: Sequence[Word]) -> Path:
-    """Words as our TSV (header onset, duration, text; one word a line), written atomically.
-
-    Whitespace inside a word's text (a tab, a line break) becomes one space, so every word stays
-    on its line; times are written to the millisecond. Returns the path written."""
-    from tribe_stream.outputs import atomic_write
-
+def _tsv_path(path: str | os.PathLike) -> Path:
+    """Where a transcript is written: a `.tsv` (one line naming the fix otherwise)."""
     p = Path(path).expanduser()
     if p.suffix.lower() != ".tsv":
         raise InputError(
             f"a transcript is written as .tsv, not {p.name}: use {p.with_suffix('.tsv')}"
         )
-    rows = []
+    return p
+
+
+def _check_times(words: Sequence[Word]) -> None:
+    """Every word's onset and duration finite and not negative (one line naming the word)."""
     for i, word in enumerate(words):
         onset, duration = float(word.onset), float(word.duration)
         if not (math.isfinite(onset) and math.isfinite(duration)) or onset < 0 or duration < 0:
@@ -117,7 +116,20 @@ def write_transcript(path: str | os.PathLike, words: Sequence[Word]) -> Path:
                 f"word {i} ({word.text!r}) has onset {onset} and duration {duration}: times must "
                 "be finite and not negative"
             )
-        rows.append([f"{onset:.3f}", f"{duration:.3f}", " ".join(str(word.text).split())])
+
+
+def write_transcript(path: str | os.PathLike, words: Sequence[Word]) -> Path:
+    """Words as our TSV (header onset, duration, text; one word a line), written atomically.
+
+    Whitespace inside a word's text (a tab, a line break) becomes one space, so every word stays
+    on its line; times are written to the millisecond. Returns the path written."""
+    from tribe_stream.outputs import atomic_write
+
+    p = _tsv_path(path)
+    _check_times(words)
+    rows = [
+        [f"{w.onset:.3f}", f"{w.duration:.3f}", " ".join(str(w.text).split())] for w in words
+    ]
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -139,19 +151,9 @@ def write_official_transcript(path: str | os.PathLike, words: Sequence[Word]) ->
     from tribe_stream.extractors.contexts import punctuated, split_sentences
     from tribe_stream.outputs import atomic_write
 
-    p = Path(path).expanduser()
-    if p.suffix.lower() != ".tsv":
-        raise InputError(
-            f"a transcript is written as .tsv, not {p.name}: use {p.with_suffix('.tsv')}"
-        )
+    p = _tsv_path(path)
+    _check_times(words)
     texts = [" ".join(str(w.text).split()) for w in words]
-    for i, word in enumerate(words):
-        onset, duration = float(word.onset), float(word.duration)
-        if not (math.isfinite(onset) and math.isfinite(duration)) or onset < 0 or duration < 0:
-            raise InputError(
-                f"word {i} ({word.text!r}) has onset {onset} and duration {duration}: times must "
-                "be finite and not negative"
-            )
     sentence_of = punctuated(texts, split_sentences)[2] if texts else []
     sentences: dict[int, list[str]] = {}
     for text, k in zip(texts, sentence_of, strict=True):
