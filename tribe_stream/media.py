@@ -407,10 +407,11 @@ class StreamResampler:
     Pushed block by block, the output equals `resample_sound` over the whole stream (julius pads
     the ends by repeating the edge samples; between them each output block of `new` samples
     reads `old` input samples plus a filter margin either side), so it lags the input by that
-    margin (a few ms) until `flush()`.
+    margin (a few ms) plus at most `MIN_SECONDS` until `flush()`.
     """
 
     ZEROS, ROLLOFF = 24, 0.945  # julius's defaults, which the official pipeline uses
+    MIN_SECONDS = 0.04
 
     def __init__(self, in_rate: int, out_rate: int = AUDIO_RATE) -> None:
         import julius
@@ -427,6 +428,9 @@ class StreamResampler:
         # the whole input blocks of history that cover it
         self.margin = math.ceil(self.ZEROS * self.old / (min(self.old, self.new) * self.ROLLOFF))
         self._history_blocks = -(-self.margin // self.old)
+        # each call costs a fixed ~0.5 ms (more on a busy machine): resample at least
+        # `MIN_SECONDS` of output at a time (a microphone's 10 ms blocks would call 100 times a second)
+        self._min_blocks = max(1, math.ceil(self.MIN_SECONDS * self.out_rate / self.new))
         self._buf: np.ndarray | None = None  # (channels, m) input from block `_buf_block` on
         self._buf_block = 0
         self._n_in = 0  # input samples pushed
@@ -440,6 +444,8 @@ class StreamResampler:
         self._buf = x.T.copy() if self._buf is None else np.concatenate([self._buf, x.T], axis=1)
         self._n_in += len(x)
         end = (self._n_in - self.margin - self.old) // self.old + 1  # blocks with all input in
+        if end - self._done < self._min_blocks:  # too few for a call's cost: wait for more
+            return np.zeros(0, np.float32)
         return self._blocks(end, final=False)
 
     def flush(self) -> np.ndarray:
