@@ -128,4 +128,16 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    try:
+        import neuralset  # noqa: F401  (the official pipeline's packages)
+    except ImportError:
+        print(
+            f"{sys.argv[0]}: run this with the official pipeline's venv ({'imageio_ffmpeg, neuralset, soundfile'}), e.g. one made "
+            "by `tools/parity_official.py --setup-only --venv VENV`",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    if len(sys.argv) != 2:
+        print(f"usage: OFFICIAL_VENV/bin/python {sys.argv[0]} OUT_FOLDER", file=sys.stderr)
+        sys.exit(2)
     main()
