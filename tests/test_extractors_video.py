@@ -94,22 +94,20 @@ def test_every_layer_of_the_trunk_equals_the_models_own(video):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
 
 
-FP8_CASES = [("cpu", True), ("cuda", True), ("cuda", "all")]
+FP8_CASES = [("cpu", "products"), ("cuda", "products"), ("cuda", "attention")]
 
 
 @pytest.mark.parametrize(("device", "fp8"), FP8_CASES, ids=["cpu", "cuda", "cuda-attention"])
 def test_fp8_products_stay_close_to_full_precision(video, device, fp8):
-    """`fp8=True`: every matrix product of the encoder in e4m3 (per-channel weight scales, per-token
+    """`fp8="products"`: every matrix product of the encoder in e4m3 (per-channel weight scales, per-token
     activation scales), the rest in bfloat16; the features stay within a few percent. On a GPU
     the norms, GELU and attention scales go through the Triton kernels (`fp8_kernels.py`);
-    `"all"`: attention in FP8 too (cuDNN), with the fused residual + norm."""
-    from tribe_stream.extractors.fp8 import Fp8Linear, fp8_supported
-    from tribe_stream.extractors.fp8_attention import fp8_attention_supported
+    `"attention"`: attention in FP8 too (cuDNN), with the fused residual + norm."""
+    from tribe_stream.extractors.fp8 import Fp8Linear, VideoFp8
 
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
-    why = fp8_supported(device) or (fp8_attention_supported(device) if fp8 == "all" else None)
-    if why:
+    if why := VideoFp8(fp8).refusal(device):
         pytest.skip(why)
     model = copy.deepcopy(video.model)  # the extractor moves its model to the device
     fp8x = VideoExtractor(model, video.settings, video.prep, device=device, fp8=fp8)
@@ -119,7 +117,7 @@ def test_fp8_products_stay_close_to_full_precision(video, device, fp8):
     pix = torch.randn(2, 64, 3, 32, 32)
     ref, got = video.encode(pix), fp8x.encode(pix)
     err = np.abs(got - ref).max() / np.abs(ref).max()
-    limit = 5e-2 if fp8 is True else 1.5e-1  # FP8 attention: about twice the products' error
+    limit = 5e-2 if fp8 == "products" else 1.5e-1  # FP8 attention: about twice the products' error
     assert 1e-4 < err < limit, err  # really quantised, still close
     assert video.encoder.layers[0].fc1.weight.dtype == torch.float32  # the fp32 extractor untouched
 

@@ -11,14 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tribe_stream.extractors.fp8 import fp8_supported
+from tribe_stream.errors import InputError
+from tribe_stream.extractors.fp8 import VideoFp8, fp8_supported
 from tribe_stream.extractors.fp8_attention import (
     FP8,
     FP8_MAX,
     OUT_HEADROOM,
     attend_fp8,
+    attention_missing,
     dequantize,
-    fp8_attention_supported,
     pointers,
     quantize_per_clip,
 )
@@ -105,17 +106,27 @@ def test_encoder_with_fp8_attention_matches_and_keeps_clips_apart():
     pix = torch.randn(2, 64, 3, 32, 32)
     with torch.inference_mode():
         half = VideoTrunk(video.model, video.groups).eval()(pix)
-        prods = VideoTrunk(video.model, video.groups, fp8=True).eval()(pix)
-        trunk = VideoTrunk(video.model, video.groups, fp8=True, fp8_attention=True).eval()
+        prods = VideoTrunk(video.model, video.groups, fp8=VideoFp8.PRODUCTS).eval()(pix)
+        trunk = VideoTrunk(video.model, video.groups, fp8=VideoFp8.ATTENTION).eval()
         both = trunk(pix)
         first = trunk(pix[:1])
-        dq = VideoTrunk(video.model, video.groups, fp8_attention=True).eval()(pix)
-    assert trunk.layers[0].fp8_attention
+    assert trunk.layers[0].fp8.attention
     err_both, err_prods = rel(both, half), rel(prods, half)
     assert 0 < err_both < 0.1, err_both  # really changed, still close
     assert err_both != err_prods
     torch.testing.assert_close(first, both[:1], rtol=1e-5, atol=1e-6)
-    assert 0 < rel(dq, half) < 0.1  # FP8 attention alone (16-bit products): dequantised output
+
+
+def test_the_setting_takes_its_names_and_the_legacy_values():
+    assert [VideoFp8.coerce(v) for v in (False, None, "off", VideoFp8.OFF)] == [VideoFp8.OFF] * 4
+    assert VideoFp8.coerce(True) is VideoFp8.coerce("products") is VideoFp8.PRODUCTS
+    assert VideoFp8.coerce("all") is VideoFp8.coerce("attention") is VideoFp8.ATTENTION
+    assert not VideoFp8.OFF and VideoFp8.PRODUCTS and VideoFp8.ATTENTION
+    assert VideoFp8.ATTENTION.attention and not VideoFp8.PRODUCTS.attention
+    for bad in ("fast", 1, 0, "ALL"):
+        with pytest.raises(InputError, match="'off', 'products', 'attention'"):
+            VideoFp8.coerce(bad)
+    assert VideoFp8.OFF.refusal("cpu") is None
 
 
 def test_refused_in_one_line_where_it_cannot_run(tmp_path):
@@ -123,16 +134,14 @@ def test_refused_in_one_line_where_it_cannot_run(tmp_path):
     line that names the flag and the fix."""
     from conftest import run_cli
 
-    from tribe_stream.errors import InputError
-    from tribe_stream.extractors.video import fp8_refusal
     from tribe_stream.prediction import PredictOptions, Predictor
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if fp8_attention_supported(device) is None:
+    if attention_missing(device) is None:
         pytest.skip("FP8 attention runs here")
     # the FP8 products are checked first: a torch that cannot make them on the CPU (2.11 with
     # CUDA) refuses --video-fp8 itself, the attention's refusal comes only after them
-    why = fp8_refusal("all", "cpu")
+    why = VideoFp8.ATTENTION.refusal("cpu")
     if CPU_FP8:
         assert why.startswith("--video-fp8:") and "half precision" in why
     else:
@@ -145,7 +154,7 @@ def test_refused_in_one_line_where_it_cannot_run(tmp_path):
     clip.write_bytes(b"")  # never opened: the option is refused first
     r = run_cli("predict", str(clip), "--out", str(tmp_path / "o.npy"), "--video-fp8-attention")
     assert r.returncode == 2, r.stderr
-    flag = fp8_refusal("all", device).split(":")[0] + ":"  # the default device's refusal
+    flag = VideoFp8.ATTENTION.refusal(device).split(":")[0] + ":"  # the default device's refusal
     assert flag in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o.npy").exists()
 
@@ -166,8 +175,8 @@ def test_each_clip_gets_its_own_tensors_and_scales_in_the_cuda_calls():
 
 
 @pytest.mark.skipif(
-    fp8_attention_supported("cuda") is not None,
-    reason=f"cuDNN's FP8 attention: {fp8_attention_supported('cuda')}",
+    attention_missing("cuda") is not None,
+    reason=f"cuDNN's FP8 attention: {attention_missing('cuda')}",
 )
 def test_cudnn_kernel_agrees_with_the_reference():
     """cuDNN's kernel (GPU) against the op's reference body (run on the CPU), at a small

@@ -30,10 +30,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.bench_extractors import VJEPA2_VITG  # noqa: E402
+from tribe_stream.extractors.fp8 import VideoFp8  # noqa: E402
 from tribe_stream.extractors.fp8_attention import (  # noqa: E402
     attend_fp8,
+    attention_missing,
     dequantize,
-    fp8_attention_supported,
     quantize_per_clip,
 )
 
@@ -179,7 +180,8 @@ def bench_encoder(batch: int, iters: int, batches: list[int], prof: bool) -> Non
         print("|---|---:|---:|")
         for label, attn8 in (("FP8 products, 16-bit attention", False),
                              ("FP8 products, FP8 attention (cuDNN)", True)):  # fmt: skip
-            trunk = VideoTrunk(model, groups, fp8=True, fp8_attention=attn8).cuda().eval()
+            fp8 = VideoFp8.ATTENTION if attn8 else VideoFp8.PRODUCTS
+            trunk = VideoTrunk(model, groups, fp8=fp8).cuda().eval()
             compile_blocks(trunk.layers)
             t0 = time.perf_counter()
             err = rel(trunk(clips[:2]).float(), ref)
@@ -228,7 +230,7 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="top kernels of the FP8 encoder")
     ap.add_argument("--plans", action="store_true", help="time each cuDNN plan for one clip")
     args = ap.parse_args()
-    if why := fp8_attention_supported("cuda" if torch.cuda.is_available() else "cpu"):
+    if why := attention_missing("cuda" if torch.cuda.is_available() else "cpu"):
         print(why, file=sys.stderr)
         return 2
     import cudnn

@@ -12,8 +12,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tribe_stream.extractors.config import ExtractorConfig, ModalitySettings, from_experiment
+
+if TYPE_CHECKING:
+    from tribe_stream.extractors.fp8 import VideoFp8
 
 DEMO_VERSION = 1
 DEMO_DIM = 64
@@ -206,7 +210,7 @@ def load_demo_extractors(
     folder: str | os.PathLike | None = None,
     device: str = "cpu",
     modalities: tuple[str, ...] = ("text", "audio", "video"),
-    video_fp8: bool | str = False,
+    video_fp8: VideoFp8 | bool | str = "off",
 ) -> dict:
     """The demo extractors, loaded through the same `from_pretrained` path as real weights."""
     from tribe_stream.extractors.suite import load_extractors

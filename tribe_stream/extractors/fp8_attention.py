@@ -25,7 +25,7 @@ OUT_HEADROOM = 2.0  # output scale: the values' largest entry maps to FP8_MAX / 
 Q, K, V, OUT, DQ, DK, DV, DS, SS, SO, AS, AO = range(1, 13)
 
 
-def fp8_attention_supported(device: str | torch.device) -> str | None:
+def attention_missing(device: str | torch.device) -> str | None:
     """None when FP8 attention runs on `device`, else why not (one line, with the fix)."""
     device = torch.device(device)
     if device.type != "cuda":

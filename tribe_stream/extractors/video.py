@@ -27,8 +27,7 @@ from tribe_stream.devices import pick_dtype
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.accel import compile_blocks, sdpa_context
 from tribe_stream.extractors.config import ModalitySettings
-from tribe_stream.extractors.fp8 import fp8_supported
-from tribe_stream.extractors.fp8_attention import fp8_attention_supported
+from tribe_stream.extractors.fp8 import VideoFp8
 from tribe_stream.extractors.grouped import GroupedExtractor
 from tribe_stream.extractors.loading import load_pretrained, locate
 from tribe_stream.extractors.timing import (
@@ -157,16 +156,9 @@ def _normalisation(
     return mean, (torch.tensor(prep.std) * scale).to(device).view(1, 3, 1, 1)
 
 
-def fp8_refusal(fp8: bool | str, device: str) -> str | None:
-    """Why the video encoder cannot run with `fp8` (False, True: FP8 products, "all": attention
-    too) on `device`, as one line with the fix; None when it can."""
-    if fp8 not in (False, True, "all"):
-        return f"video FP8 is off (False), on (True: products) or 'all', not {fp8!r}"
-    if fp8 and (why := fp8_supported(device)):
-        return f"--video-fp8: {why}; run the video model in half precision instead"
-    if fp8 == "all" and (why := fp8_attention_supported(device)):
-        return f"--video-fp8-attention: {why}; or --video-fp8 alone (FP8 products only)"
-    return None
+def fp8_refusal(fp8: VideoFp8 | bool | str, device: str) -> str | None:
+    """Legacy spelling of `VideoFp8.coerce(fp8).refusal(device)`, until prediction.py uses that."""
+    return VideoFp8.coerce(fp8).refusal(device)
 
 
 class VideoExtractor(GroupedExtractor):
@@ -182,19 +174,16 @@ class VideoExtractor(GroupedExtractor):
         compile: bool = False,
         max_batch: int | None = None,
         attention: Sequence[str] | None = None,
-        fp8: bool | str = False,
+        fp8: VideoFp8 | bool | str = VideoFp8.OFF,
     ):
         self._setup(model, settings, device)
         self.prep = prep
         self.dtype = next(model.parameters()).dtype
-        if why := fp8_refusal(fp8, device):
+        self.fp8 = fp8 = VideoFp8.coerce(fp8)
+        if why := fp8.refusal(device):
             raise InputError(why)
-        self.fp8 = fp8
         with torch.no_grad():
-            self.encoder = VideoTrunk(
-                model.to(device), self.groups, fp8=bool(fp8), fp8_attention=fp8 == "all"
-            )
-            self.encoder = self.encoder.to(device).eval()
+            self.encoder = VideoTrunk(model.to(device), self.groups, fp8=fp8).to(device).eval()
         if compile:
             compile_blocks(self.encoder.layers)
         self.attention = tuple(attention) if attention else None
@@ -214,12 +203,12 @@ class VideoExtractor(GroupedExtractor):
         compile: bool = False,
         max_batch: int | None = None,
         attention: Sequence[str] | None = None,
-        fp8: bool | str = False,
+        fp8: VideoFp8 | bool | str = VideoFp8.OFF,
     ) -> VideoExtractor:
         """Load a `VJEPA2Model` folder / cached hub id (default: the settings' model name).
 
-        `fp8`: the encoder's matrix products in FP8 (`fp8.py`; faster on an H100, features within
-        about 2% of half precision); `"all"`: its attention too (`fp8_attention.py`, cuDNN)."""
+        `fp8`: how much of the encoder runs in FP8 (`fp8.VideoFp8`: its matrix products, faster
+        on an H100, features within about 2% of half precision; or its attention too, cuDNN)."""
         from transformers import VJEPA2Model
 
         settings, folder, dev = locate(name_or_path, settings, "video", device)

@@ -19,11 +19,12 @@ from tribe_stream.extractors.accel import fused_linear
 from tribe_stream.extractors.fp8 import (
     ACT_DTYPE,
     Fp8Linear,
+    VideoFp8,
     gelu_quantize_rows,
     norm_quantize_rows,
     quantize_rows,
 )
-from tribe_stream.extractors.fp8_attention import attend_fp8, dequantize
+from tribe_stream.extractors.fp8_attention import attend_fp8
 from tribe_stream.extractors.layers import needed_group_weights
 
 ROPE_BOUND = 2**0.5  # |x cos + y sin| <= sqrt(2) max(|x|, |y|)
@@ -86,7 +87,7 @@ class TubeletEmbed(nn.Module):
 class EncoderLayer(nn.Module):
     """One V-JEPA2 block: pre-norm rotary self-attention and a GELU MLP, each with a residual."""
 
-    def __init__(self, layer: nn.Module, fp8: bool = False, fp8_attention: bool = False):
+    def __init__(self, layer: nn.Module, fp8: VideoFp8 = VideoFp8.OFF):
         super().__init__()
         attn = layer.attention
         self.heads, self.head_dim = attn.num_attention_heads, attn.attention_head_size
@@ -94,7 +95,7 @@ class EncoderLayer(nn.Module):
         self.norm1, self.norm2 = layer.norm1, layer.norm2
         self.qkv, self.proj = fused_linear(attn.query, attn.key, attn.value), attn.proj
         self.fc1, self.act, self.fc2 = layer.mlp.fc1, layer.mlp.activation, layer.mlp.fc2
-        self.fp8, self.fp8_attention = fp8, fp8_attention
+        self.fp8 = fp8
         if fp8:
             self.norm1 = copy.deepcopy(layer.norm1).to(ACT_DTYPE)
             self.norm2 = copy.deepcopy(layer.norm2).to(ACT_DTYPE)
@@ -118,7 +119,7 @@ class EncoderLayer(nn.Module):
             qkv = self.qkv.matmul(x8, s8).view(b, n, 3, self.heads, self.head_dim)
         else:
             qkv = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, self.head_dim)
-        if self.fp8_attention:  # (b, n, heads, head_dim) in and out: no transposes
+        if self.fp8.attention:  # (b, n, heads, head_dim) in and out: no transposes
             # per-clip scales of the rotated queries and keys from the unrotated ones: each rotated
             # entry is x_i cos + x_j sin, so |it| <= (|cos| + |sin|) max|x| <= sqrt(2) max|x|.
             # One read of q and k instead of rotating them twice (measured: docs/BENCHMARKS.md).
@@ -128,17 +129,14 @@ class EncoderLayer(nn.Module):
             q = q * cos + rotate_pairs(q) * sin
             k = k * cos + rotate_pairs(k) * sin
             o8, descale = attend_fp8(q, k, v, self.scale, amax)
-            if self.fp8:  # the projection takes the FP8 output as it is, on per-clip scales
-                rows = descale.repeat_interleave(n).view(-1, 1)
-                a = self.proj.matmul(o8.view(b * n, d), rows)
-                x, x8, s8 = norm_quantize_rows(a, self.norm2, residual=x.reshape(b * n, d))
-                return (x + self.mlp_rows(x8, s8)).view(b, n, d)
-            o = dequantize(o8, descale, x.dtype)
-        else:
-            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (b, heads, n, head_dim)
-            q = q * cos + rotate_pairs(q) * sin
-            k = k * cos + rotate_pairs(k) * sin
-            o = F.scaled_dot_product_attention(q, k, v, scale=self.scale).transpose(1, 2)
+            # the projection takes the FP8 output as it is, on per-clip scales
+            a = self.proj.matmul(o8.view(b * n, d), descale.repeat_interleave(n).view(-1, 1))
+            x, x8, s8 = norm_quantize_rows(a, self.norm2, residual=x.reshape(b * n, d))
+            return (x + self.mlp_rows(x8, s8)).view(b, n, d)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (b, heads, n, head_dim)
+        q = q * cos + rotate_pairs(q) * sin
+        k = k * cos + rotate_pairs(k) * sin
+        o = F.scaled_dot_product_attention(q, k, v, scale=self.scale).transpose(1, 2)
         x = x + self.proj(o.reshape(b, n, d))
         if self.fp8:
             h, x8, s8 = norm_quantize_rows(x.reshape(b * n, d), self.norm2)
@@ -157,13 +155,12 @@ class VideoTrunk(nn.Module):
         self,
         model: nn.Module,
         groups: list[list[int]],
-        fp8: bool = False,
-        fp8_attention: bool = False,
+        fp8: VideoFp8 = VideoFp8.OFF,
     ):
         super().__init__()
         enc = model.encoder
         self.embed = TubeletEmbed(enc.embeddings.patch_embeddings.proj)
-        self.layers = nn.ModuleList(EncoderLayer(layer, fp8, fp8_attention) for layer in enc.layer)
+        self.layers = nn.ModuleList(EncoderLayer(layer, fp8) for layer in enc.layer)
         self._rope_source = enc.layer[0].attention
         self.dtype = ACT_DTYPE if fp8 else enc.embeddings.patch_embeddings.proj.weight.dtype
         self.needed, w = needed_group_weights(groups, len(self.layers) + 1)
