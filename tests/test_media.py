@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import av
@@ -224,3 +225,67 @@ def test_read_ahead_keeps_order_raises_where_it_failed_and_stops_when_closed(tmp
     it.close()
     assert not any(t.name == "tribe-read-ahead" for t in threading.enumerate())
     assert len(produced) <= 3 + 2 + 2  # stopped within its read-ahead depth
+
+
+def mono_float_wav(path: Path, samples: np.ndarray, rate: int = AUDIO_RATE) -> None:
+    """A mono float32 WAV (pcm_f32le) of `samples` as they are, written by FFmpeg."""
+    with av.open(str(path), "w") as out:
+        a = out.add_stream("pcm_f32le", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate, frame.pts = rate, 0
+        for p in a.encode(frame) + a.encode():
+            out.mux(p)
+
+
+def test_huge_finite_samples_are_silenced_alike_offline_replayed_and_captured(tmp_path):
+    """100 ms of 3e38 (finite) went through untouched: their squares overflow in the features,
+    and one such packet from a page stopped the capture stream for good. Beyond ±MAX_SAMPLE a
+    sample is damage, made silent and counted wherever sound enters."""
+    from tribe_stream.media import MAX_SAMPLE
+    from tribe_stream.prediction import Predictor
+    from tribe_stream.sources.browser import BrowserSource, CapturePacket
+    from tribe_stream.stream.clock import StreamClock
+
+    tone = (0.1 * np.sin(np.arange(4 * AUDIO_RATE) / AUDIO_RATE * 2 * np.pi * 220)).astype("f4")
+    damaged, clean = tone.copy(), tone.copy()
+    damaged[16000:17600], clean[16000:17600] = 3e38, 0.0
+    damaged[20000], damaged[20001] = -1e6, MAX_SAMPLE  # beyond the bound, and at it (kept)
+    clean[20000], clean[20001] = 0.0, MAX_SAMPLE
+    mono_float_wav(tmp_path / "bad.wav", damaged)
+    mono_float_wav(tmp_path / "clean.wav", clean)
+    counters = DecodeCounters()
+    offline = read_audio(tmp_path / "bad.wav", counters)
+    assert counters.nonfinite_samples == 1601
+    np.testing.assert_array_equal(offline, read_audio(tmp_path / "clean.wav"))
+    live, live_counters = replayed_audio(tmp_path / "bad.wav")
+    assert live_counters["nonfinite_samples"] == 1601
+    np.testing.assert_allclose(live[: len(offline)], offline[: len(live)], rtol=0, atol=1e-6)
+
+    # a page's 100 ms packets (parsed from the wire as the server does)
+    now = time.monotonic()
+    src = BrowserSource(clock=StreamClock(t0_monotonic=now - 10), inbox_size=64)
+    src.start()
+    try:  # sent at their pace: each arrived 100 ms after the one before
+        for i in range(0, len(damaged), 1600):
+            t = 1.0 + i / AUDIO_RATE
+            src.offer(CapturePacket("audio", t, damaged[i : i + 1600], arrived=now - 5 + t))
+        chunks, deadline = [], time.monotonic() + 30
+        while (
+            sum(len(c.data) for c in chunks) < len(damaged) - 1600 and time.monotonic() < deadline
+        ):
+            chunk = src.get(timeout=0.5)
+            if chunk is not None:
+                chunks.append(chunk)
+        captured = dict(src.counters)
+    finally:
+        src.stop()
+    assert captured["nonfinite_samples"] == 1601
+    got = np.concatenate([c.data for c in chunks])
+    assert np.abs(got).max() <= MAX_SAMPLE
+    np.testing.assert_allclose(got, clean[: len(got)], rtol=0, atol=1e-6)
+
+    # and predict gives the file the same seconds as the one silenced by hand
+    predictor = Predictor(checkpoint="demo", asr=False, use_cache=False, device="cpu")
+    bad, good = predictor.predict(tmp_path / "bad.wav"), predictor.predict(tmp_path / "clean.wav")
+    assert len(bad) == 4
+    np.testing.assert_allclose(bad.values, good.values, rtol=0, atol=1e-5)

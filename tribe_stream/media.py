@@ -10,7 +10,8 @@ file gives the same frames and the same samples whichever path reads it.
   stereo 16-bit as moviepy writes it out, by libswresample; an audio file at its own rate and
   channels), then resampled to `AUDIO_RATE` (16 kHz) with julius's windowed sinc (the official
   resampler; `StreamResampler` gives the same samples block by block) and made mono by the plain
-  mean of the channels. Non-finite samples (NaN/inf in a float file) become 0 and are counted.
+  mean of the channels. Damaged samples (NaN, inf or beyond ±`MAX_SAMPLE` in a float file or a
+  page's packet) become 0 and are counted.
 - `AudioTimeline` stamps decoded sound on the media clock: samples are counted from the first
   frame's time, a jump of more than `GAP_TOLERANCE_S` starts a new stamped segment, and samples
   past the file's duration (encoder padding) are dropped. `read_audio` lays its segments out as
@@ -310,14 +311,23 @@ def read_ahead(items: Iterable, depth: int = 8) -> Iterator:
 # ----- sound ---------------------------------------------------------------------------------
 
 
+MAX_SAMPLE = 32768.0
+"""Louder than any sound (a float file's are within ±1; even 16-bit integers written unscaled
+stay within this): a sample beyond it is damage, made silent and counted as NaN/inf are. The
+audio features z-score their window, so a file's overall scale is its own (no clip at ±1, as
+the official reader); this bound keeps every sum of squares after it finite in float32."""
+
+
 def _finite(samples: np.ndarray, counters: DecodeCounters | None) -> np.ndarray:
-    """`samples` with NaN/inf made silent (counted): one bad sample must not poison a window."""
-    if np.isfinite(samples).all():
+    """`samples` with NaN, inf and samples beyond ±`MAX_SAMPLE` made silent (counted): one bad
+    packet must not poison a window. Every way sound enters (files, replay, microphone, a web
+    page's capture) passes here."""
+    if not len(samples) or np.abs(samples).max() <= MAX_SAMPLE:  # NaN fails the comparison
         return samples
-    bad = ~np.isfinite(samples)
+    bad = ~(np.abs(samples) <= MAX_SAMPLE)
     if counters is not None:
         counters.nonfinite_samples += int(bad.sum())
-        counters.note(f"{int(bad.sum())} audio samples were NaN or inf; made silent")
+        counters.note(f"{int(bad.sum())} audio samples were NaN, inf or beyond ±32768; made silent")
     samples = samples.copy()
     samples[bad] = 0.0
     return samples

@@ -10,10 +10,11 @@ them, so JPEG decoding never stalls the server's event loop.
   edge downscaled to `max_size` as the camera does. A frame whose page time does not advance is
   skipped (`out_of_order_frames`); stamps always advance.
 - Audio: mono float32 samples at the page's rate, resampled to 16 kHz by `media.ArrayResampler`
-  (NaN/inf made silent and counted). Chunks are stamped by counting samples from the first
-  packet, so consecutive chunks are contiguous; a packet more than `GAP_S` away from where the
-  sound ended starts again at its own stamp (`audio_gaps`), never overlapping what was sent,
-  and sound that would run more than `GAP_S` ahead of the clock is dropped (`dropped_samples`).
+  (NaN, inf and samples beyond ±32768 made silent and counted there: `nonfinite_samples`).
+  Chunks are stamped by counting samples from the first packet, so consecutive chunks are
+  contiguous; a packet more than `GAP_S` away from where the sound ended starts again at its
+  own stamp (`audio_gaps`), never overlapping what was sent, and sound that would run more
+  than `GAP_S` ahead of the clock is dropped (`dropped_samples`).
 - Stamps: the page stamps every packet with its own monotonic clock (`performance.now()`).
   The source maps that clock onto the stream clock with the smallest arrival delay seen so far
   (so no stamp is ever in the future), and re-anchors (`clock_resyncs`) when a new page starts
