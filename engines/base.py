@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from tribe_stream import MAX_TOKENS
-from tribe_stream.errors import InputError, TribeStreamError
+from tribe_stream.errors import InputError
 from tribe_stream.model.loading import LoadedModel
 
 
@@ -124,28 +124,3 @@ class Engine(ABC):
     def _run_group(self, windows: list[dict], rows: list[int]) -> list[np.ndarray]:
         """Windows of one length and one set of modalities; by default one call each."""
         return [self.run(w, rows=[r])[0] for w, r in zip(windows, rows, strict=True)]
-
-
-def make_engine(
-    name: str, loaded: LoadedModel, *, device: str = "cpu", dtype: str = "float32"
-) -> Engine:
-    """Build the engine called `name` (see `engines.ENGINES`)."""
-    if name == "torch":
-        from tribe_stream.engines.torch_engine import TorchEngine
-
-        return TorchEngine(loaded, device=device, dtype=dtype)
-    if name == "compiled":
-        from tribe_stream.engines.torch_engine import CompiledEngine
-
-        return CompiledEngine(loaded, device=device, dtype=dtype)
-    if name == "onnx":
-        from tribe_stream.engines.onnx_engine import OnnxEngine
-
-        return OnnxEngine(loaded, dtype=dtype)
-    if name == "tensorrt":
-        from tribe_stream.engines.tensorrt_engine import TensorRTEngine
-
-        return TensorRTEngine(loaded, dtype=dtype)
-    raise TribeStreamError(
-        f"unknown engine {name!r}; choose one of torch, compiled, onnx, tensorrt"
-    )

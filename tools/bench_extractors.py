@@ -42,62 +42,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tribe_stream.extractors.config import ExtractorConfig  # noqa: E402
+from tribe_stream.full_size import LLAMA_32_3B, VJEPA2_VITG, W2V_BERT_2, build  # noqa: E402, F401
 
-VJEPA2_VITG = dict(
-    crop_size=256,
-    frames_per_clip=64,
-    tubelet_size=2,
-    patch_size=16,
-    hidden_size=1408,
-    num_attention_heads=22,
-    num_hidden_layers=40,
-    mlp_ratio=48 / 11,  # 6144 hidden units
-    qkv_bias=True,
-    hidden_act="gelu",
-    layer_norm_eps=1e-6,
-    pred_hidden_size=384,
-    pred_num_attention_heads=12,
-    pred_num_hidden_layers=12,
-    pred_num_mask_tokens=10,
-    pred_mlp_ratio=4.0,
-    num_pooler_layers=3,
-)
-W2V_BERT_2 = dict(
-    hidden_size=1024,
-    num_hidden_layers=24,
-    num_attention_heads=16,
-    intermediate_size=4096,
-    feature_projection_input_dim=160,
-    hidden_act="swish",
-    position_embeddings_type="relative_key",
-    left_max_position_embeddings=64,
-    right_max_position_embeddings=8,
-    conv_depthwise_kernel_size=31,
-    layer_norm_eps=1e-5,
-    add_adapter=False,
-)
-LLAMA_32_3B = dict(
-    vocab_size=128256,
-    hidden_size=3072,
-    intermediate_size=8192,
-    num_hidden_layers=28,
-    num_attention_heads=24,
-    num_key_value_heads=8,
-    head_dim=128,
-    max_position_embeddings=131072,
-    rms_norm_eps=1e-5,
-    tie_word_embeddings=True,
-    bos_token_id=128000,
-    eos_token_id=128001,
-    rope_theta=500000.0,
-    rope_scaling={
-        "rope_type": "llama3",
-        "factor": 32.0,
-        "high_freq_factor": 4.0,
-        "low_freq_factor": 1.0,
-        "original_max_position_embeddings": 8192,
-    },
-)
 TINY = {
     "video": dict(VJEPA2_VITG, crop_size=32, hidden_size=64, num_attention_heads=2, num_hidden_layers=3, mlp_ratio=2.0,
                   pred_hidden_size=32, pred_num_attention_heads=2, pred_num_hidden_layers=1, num_pooler_layers=1),
@@ -126,16 +72,6 @@ def timed(fn, device: str, iters: int, warmup: int = 2) -> float:
         sync(device)
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
-
-
-def build(cls, config, device: str, dtype: torch.dtype):
-    """A random-weight model made directly on the device in `dtype`."""
-    with torch.device(device):
-        try:
-            model = cls._from_config(config, dtype=dtype)
-        except TypeError:
-            model = cls._from_config(config, torch_dtype=dtype)
-    return model.to(device=device, dtype=dtype).eval()
 
 
 def record(

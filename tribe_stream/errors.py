@@ -35,3 +35,14 @@ def install_hint(extra: str) -> str:
     if clone:
         return f"pip install -e '{root}[{extra}]'"
     return f"pip install 'tribe-stream[{extra}]'"
+
+
+def require_transformers() -> None:
+    """The extractors' package, said missing in one line before any model loads."""
+    from importlib.util import find_spec
+
+    if find_spec("transformers") is None:
+        raise TribeStreamError(
+            f"the feature extractors need the `transformers` package: {install_hint('demo')} "
+            f"(or {install_hint('extractors')})"
+        )

@@ -618,6 +618,13 @@ class LiveASR:
         self.counters = LiveASRCounters()
 
     @property
+
+    def fresh(self) -> LiveASR:
+        """The same recogniser and settings with no state: another stream's."""
+        return LiveASR(
+            self.asr, step_s=self.step_s, max_lag_s=self.max_lag_s, max_buffer_s=self.max_buffer_s,
+            beam_size=self.beam_size, prompt_chars=self.prompt_chars, vad=self.vad,
+        )  # fmt: skip
     def buffer_end(self) -> float:
         return (self._buf_t0 or 0.0) + len(self._buf) / AUDIO_RATE
 

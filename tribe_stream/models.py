@@ -1,0 +1,220 @@
+"""The model stack: a checkpoint resolved, once, into everything that runs.
+
+    models = Models(ModelOptions(checkpoint="demo"))
+    models.loaded, models.engine          # the brain model and its engine
+    models.config                         # the extractor settings the checkpoint implies
+    models.extractors(("audio", "video")) # {modality: extractor}, loaded when first asked for
+
+Every command, `Stream`, `Predictor`, `bench` and `fidelity` build their models here: `demo`
+(small untrained weights, built once), `random` (full-size random weights in memory, for
+`bench`), a folder, a `.ckpt`/`.safetensors` file or a hub id. The extractor settings come from
+one rule (`extractor_config`), the same live and offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tribe_stream.errors import CheckpointError, require_transformers
+from tribe_stream.extractors.config import ExtractorConfig
+from tribe_stream.options import ModelOptions
+from tribe_stream.types import MODALITIES
+
+log = logging.getLogger("tribe_stream.models")
+
+
+def extractor_config(source: str | os.PathLike | None) -> ExtractorConfig:
+    """The extractor settings a checkpoint implies.
+
+    None -> the reference TRIBE v2 settings; `demo` -> the demo extractors (built once) with
+    their local folders; a folder, a file in one, or a hub id -> its config.yaml (read by the one
+    reader, `tribe_stream.model.config.read_yaml`), or, for a converted `.safetensors` without
+    one, the config it carries.
+    """
+    from tribe_stream.extractors.config import from_experiment, from_yaml
+    from tribe_stream.resolve import (
+        _SOURCES,
+        CONFIG_NAME,
+        SAFETENSORS_NAME,
+        hub_snapshot,
+        looks_like_hub_id,
+    )
+
+    if source is None or str(source) == "random":
+        return ExtractorConfig.reference()
+    if str(source) == "demo":
+        from tribe_stream.extractors.demo import demo_config, demo_extractors_path
+
+        paths = demo_extractors_path()
+        return demo_config().with_models(text=paths.text, audio=paths.audio, video=paths.video)
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix in (".yaml", ".yml"):
+        return from_yaml(path)
+    if path.exists():
+        folder = path if path.is_dir() else path.parent
+    elif looks_like_hub_id(str(source)):
+        folder = hub_snapshot(
+            str(source),
+            [CONFIG_NAME],
+            what="checkpoint",
+            complete=lambda f: (f / CONFIG_NAME).is_file(),
+        )
+    else:
+        raise CheckpointError(f"{source} does not exist; {_SOURCES}")
+    if (folder / CONFIG_NAME).is_file():
+        return from_yaml(folder / CONFIG_NAME)
+    weights = path if path.is_file() else folder / SAFETENSORS_NAME
+    if weights.suffix == ".safetensors" and weights.is_file():
+        from tribe_stream.model.loading import read_safetensors
+
+        return from_experiment(read_safetensors(weights, tensors=False)[1])
+    raise CheckpointError(
+        f"{folder} has no {CONFIG_NAME}, which names the extractors; put the config.yaml that "
+        "came with the checkpoint there, or leave out --checkpoint for the reference extractors"
+    )
+
+
+def load_brain_model(source: str | os.PathLike):
+    """`model.loading.load_brain_model`, with `demo` (the demo folder, built once) too."""
+    from tribe_stream.model.loading import load_brain_model as load
+
+    if str(source) == "demo":
+        from tribe_stream.model.demo import demo_model_path
+
+        return load(demo_model_path())
+    return load(source)
+
+
+def default_engine(engine: str | None, device: str) -> str:
+    """The engine asked for, else `compiled` on a GPU (a live window's length changes every
+    second for 100 s, and eager pays for each new length) and `torch` on a CPU (compiling costs
+    more there than it saves)."""
+    return engine or ("compiled" if device.startswith("cuda") else "torch")
+
+
+@dataclass
+class Extractors:
+    """What turns one stream's media into features; a None entry is a modality switched off."""
+
+    video: object | None = None  # tribe_stream.extractors.video.VideoExtractor
+    audio: object | None = None  # tribe_stream.extractors.audio.AudioExtractor
+    text: object | None = None  # tribe_stream.extractors.text.TextExtractor
+    asr: object | None = None  # tribe_stream.extractors.asr.LiveASR (words from the audio)
+
+    def active(self) -> list[str]:
+        return [m for m in MODALITIES if getattr(self, m) is not None]
+
+    def for_stream(self, modalities: Iterable[str] | None = None) -> Extractors:
+        """The same models for another stream (its own speech-recognition state, the recogniser
+        shared), limited to `modalities` (None: all of these)."""
+        keep = set(self.active() if modalities is None else modalities)
+        asr = self.asr.fresh() if self.asr is not None and "text" in keep else None
+        return Extractors(
+            video=self.video if "video" in keep else None,
+            audio=self.audio if "audio" in keep else None,
+            text=self.text if "text" in keep else None,
+            asr=asr,
+        )
+
+
+class Models:
+    """A checkpoint's brain model, engine, extractor settings and extractors, loaded once.
+
+    `options` are validated first (nothing loads for a bad one). `video_batch`: clips per
+    V-JEPA2 forward; `extractor_dtype`: the extractors' precision (default: half on a GPU)."""
+
+    def __init__(
+        self,
+        options: ModelOptions | None = None,
+        *,
+        video_batch: int | None = None,
+        extractor_dtype: str | None = None,
+        **overrides,
+    ):
+        from dataclasses import replace
+
+        from tribe_stream.devices import dtype_name, pick_device, pick_dtype
+        from tribe_stream.engines import make_engine
+
+        self.options = o = replace(options or ModelOptions(), **overrides).validate()
+        self.device = pick_device(o.device)
+        self.dtype = dtype_name(pick_dtype(self.device, o.dtype))
+        self.fp8 = o.video_fp8
+        self.video_batch = video_batch
+        self.extractor_dtype = extractor_dtype
+        self._extractors: dict[str, object] = {}
+        if o.checkpoint == "random":
+            from tribe_stream.full_size import random_full_size
+
+            self.loaded, self._extractors = random_full_size(self.device, self.fp8)
+        else:
+            self.loaded = load_brain_model(o.checkpoint)
+        if self.untrained:
+            from tribe_stream.untrained import warn_untrained
+
+            warn_untrained(stacklevel=3)
+        self.engine_name = default_engine(o.engine, self.device)
+        self.engine = make_engine(self.engine_name, self.loaded, device=self.device, dtype=self.dtype)
+        self.config = extractor_config(o.checkpoint)
+
+    @property
+    def identity(self) -> dict:
+        """The brain model's identity (published in stream metadata; `untrained` for demo)."""
+        return dict(self.loaded.identity)
+
+    @property
+    def untrained(self) -> bool:
+        return bool(self.loaded.identity.get("untrained"))
+
+    @property
+    def usable(self) -> tuple[str, ...]:
+        """The modalities the checkpoint was trained on, in the official order."""
+        dims = self.loaded.config.feature_dims
+        return tuple(m for m in MODALITIES if m in self.config.features_to_use and dims.get(m))
+
+    def extractors(self, modalities: Sequence[str]) -> dict[str, object]:
+        """`{modality: extractor}`, each loaded the first time it is asked for."""
+        missing = [m for m in modalities if m not in self._extractors]
+        if missing:
+            require_transformers()
+            from tribe_stream.extractors.suite import load_extractors
+
+            self._extractors |= load_extractors(
+                self.config,
+                device=self.device,
+                modalities=tuple(missing),
+                compile=self.device.startswith("cuda"),
+                dtype=self.extractor_dtype,
+                video_fp8=self.fp8,
+                video_batch=self.video_batch,
+            )
+        return {m: self._extractors[m] for m in MODALITIES if m in modalities}
+
+    def live(self, kinds: Sequence[str], text: bool, notes: list[str] | None = None) -> Extractors:
+        """A live stream's extractors for the media `kinds` it has (video; audio and text from
+        the sound), with its own speech recogniser; `notes` says why text is off, if it is."""
+        from tribe_stream.extractors.asr import asr_available
+
+        text_ok = text and "text" in kinds
+        reason = asr_available() if text_ok else None
+        if reason:
+            if notes is not None:
+                notes.append(f"text features off: speech recognition unavailable ({reason})")
+            text_ok = False
+        mods = [m for m in ("audio", "video") if m in kinds] + (["text"] if text_ok else [])
+        found = self.extractors(mods)
+        asr = None
+        if "text" in found:
+            from tribe_stream.extractors.asr import LiveASR, WhisperASR
+
+            asr = LiveASR(WhisperASR())
+        return Extractors(
+            video=found.get("video"), audio=found.get("audio"), text=found.get("text"), asr=asr
+        )
+
+
+__all__ = ["Extractors", "Models", "default_engine", "extractor_config", "load_brain_model"]

@@ -1,0 +1,393 @@
+"""Every option of the commands and of the Python API, declared once and checked once.
+
+Options are fields of dataclasses (`ModelOptions`, `LiveOptions`, `FeatureOptions`,
+`PublishOptions` and the ones made of them: `StreamOptions`, `PredictOptions`). A field that is
+also a command-line option carries its flag, help and type (`option`); `add_options` makes a
+command's arguments from the fields, and `from_args` turns the parsed arguments back into the
+dataclass, so an option has one name, type, default and meaning in every command. `validate()`
+checks everything a user can get wrong (the lag rule, engine, precision, device, FP8 on this
+device) before any model loads, and raises `InputError`: one line, exit 2.
+
+This module imports neither torch nor the models (the CLI builds every parser at start-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tribe_stream import MAX_TOKENS
+from tribe_stream.errors import InputError
+
+ENGINE_NAMES = ("torch", "compiled", "onnx", "tensorrt")
+"""The brain-model engines (`tribe_stream.engines`)."""
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
+"""Precisions of the brain model (`devices.torch_dtype` reads them)."""
+FP8_NAMES = ("off", "products", "attention")
+"""How much of the video encoder runs in FP8 (`extractors.fp8.VideoFp8`'s values)."""
+MODALITY_NAMES = ("text", "audio", "video")
+
+
+@dataclass(frozen=True)
+class Cli:
+    """How a field appears on the command line: `flags` maps each flag to the value it stores
+    (a switch), or is a single flag that takes a value (`type`, `choices`)."""
+
+    help: str
+    flags: str | dict[str, Any] = ""
+    type: Callable[[str], Any] | None = None
+    choices: tuple | None = None
+    metavar: str | tuple | None = None
+    nargs: int | str | None = None
+    action: str | None = None
+
+
+def option(default: Any, help: str, **cli: Any) -> Any:
+    """A dataclass field that is also a command-line option (`--name-with-dashes` unless
+    `flags` says otherwise)."""
+    return field(default=default, metadata={"cli": Cli(help=help, **cli)})
+
+
+def add_options(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    *,
+    skip: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
+    required: tuple[str, ...] = (),
+) -> None:
+    """Add the command-line options of dataclass `cls` (its fields with `option`), in order.
+    `required`: options the command cannot run without (their default is then unused)."""
+    for f in fields(cls):
+        cli: Cli | None = f.metadata.get("cli")
+        if cli is None or f.name in skip or (only is not None and f.name not in only):
+            continue
+        default = None if f.default is MISSING else f.default
+        if isinstance(cli.flags, dict):
+            for flag, value in cli.flags.items():
+                parser.add_argument(
+                    flag, dest=f.name, action="store_const", const=value, default=default,
+                    help=cli.help if len(cli.flags) == 1 else f"{cli.help}: {value}",
+                )  # fmt: skip
+            continue
+        flag = cli.flags or "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": cli.help}
+        if cli.action:
+            kwargs["action"] = cli.action
+        for key in ("type", "choices", "metavar", "nargs"):
+            if getattr(cli, key) is not None:
+                kwargs[key] = getattr(cli, key)
+        if f.name in required:
+            kwargs["required"] = True
+        parser.add_argument(flag, **kwargs)
+
+
+def from_args(cls: type, args: argparse.Namespace, **values: Any) -> Any:
+    """`cls` from the parsed arguments of its fields (the others keep their defaults)."""
+    for f in fields(cls):
+        if f.name not in values and hasattr(args, f.name) and f.init:
+            values[f.name] = getattr(args, f.name)
+    return cls(**values)
+
+
+# ----- the checks, each in one place -----
+
+
+def number(
+    kind: type = float,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+) -> Callable[[str], float]:
+    """An argparse `type` that takes finite numbers in a range (`above`: strictly greater), so a
+    bad option is refused with one line before anything starts."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a{'n integer' if kind is int else ' number'}"
+            ) from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+        if above is not None and value <= above:
+            raise argparse.ArgumentTypeError(f"{text}: must be above {above:g}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"{text}: must be at least {minimum:g}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{text}: must be at most {maximum:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def check_lag(lag: Any, name: str = "--lag") -> float:
+    """The lag rule: a non-negative multiple of 0.5 s whose window fits the model's 100 s."""
+    try:
+        v = float(lag)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number of seconds, not {lag!r}") from None
+    if not math.isfinite(v) or v < 0 or abs(round(v * 2) - v * 2) > 1e-9:
+        raise InputError(f"{name} must be a non-negative multiple of 0.5 s (0, 0.5, 1, ...), not {lag}")
+    if v * 2 + 2 > MAX_TOKENS:
+        raise InputError(f"{name} {v:g} s is longer than the model's 100 s window (at most 99)")
+    return round(v * 2) / 2
+
+
+def check_seconds(name: str, value: Any, minimum: float = 0.0) -> float | None:
+    """None, or a finite number of seconds above `minimum`."""
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not math.isfinite(v) or v <= minimum:
+        raise InputError(f"{name} must be a finite number of seconds above {minimum:g}, not {value}")
+    return v
+
+
+def _choice(name: str, value: Any, choices: tuple, allow_none: bool = True) -> None:
+    if (value is None and allow_none) or value in choices:
+        return
+    raise InputError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+# ----- the option groups -----
+
+
+@dataclass
+class ModelOptions:
+    """Which models run, where and how (every command that runs the brain model)."""
+
+    checkpoint: str = option(
+        "demo",
+        "brain model: a folder, .ckpt/.safetensors, hub id, `demo` (small UNTRAINED weights) or, "
+        "for `bench`, `random` (full-size random weights built in memory)",
+    )
+    engine: str | None = option(
+        None,
+        "brain-model engine (default: compiled on a GPU, torch on a CPU)",
+        choices=ENGINE_NAMES,
+    )
+    device: str | None = option(None, "cpu, cuda or cuda:N (default: a GPU when there is one)")
+    dtype: str | None = option(
+        None, "brain-model precision (default: float16 on a GPU, float32 on a CPU)",
+        choices=DTYPE_NAMES,
+    )  # fmt: skip
+    video_fp8: str = option(
+        "off",
+        "the video encoder in FP8 (Hopper/Ada GPUs; faster, features within ~2%%)",
+        flags={"--video-fp8": "products", "--video-fp8-attention": "attention"},
+    )
+
+    def validate(self) -> ModelOptions:
+        """Everything checkable before a model loads: names, precision, the device, FP8 there."""
+        if not isinstance(self.checkpoint, str) or not self.checkpoint:
+            raise InputError("give a checkpoint: a model folder, hub id or `demo`")
+        _choice("engine", self.engine, ENGINE_NAMES)
+        _choice("dtype", self.dtype, DTYPE_NAMES)
+        from tribe_stream.devices import pick_device
+        from tribe_stream.extractors.fp8 import VideoFp8
+
+        device = pick_device(self.device)  # `cuda` without a GPU fails here
+        self.video_fp8 = VideoFp8.coerce(self.video_fp8)
+        if self.video_fp8 and (why := self.video_fp8.refusal(device)):
+            raise InputError(why)
+        return self
+
+
+@dataclass
+class LiveOptions:
+    """How a live stream runs."""
+
+    lag: float = option(
+        0.0, "seconds of right-hand context, a multiple of 0.5 (default 0: lowest latency)",
+        type=number(minimum=0),
+    )  # fmt: skip
+    audio_context: float = option(
+        30.0, "seconds of trailing audio the audio extractor hears per bin (default 30)",
+        type=number(minimum=1),
+    )  # fmt: skip
+    text: bool = option(True, "switch off speech recognition and text", flags={"--no-text": False})
+    realtime: bool = option(
+        True, "files as fast as possible, not at their pace", flags={"--fast": False}
+    )
+    seconds: float | None = option(
+        None, "stop after this many seconds of stream time", type=number(above=0)
+    )
+
+    def validate(self) -> LiveOptions:
+        self.lag = check_lag(self.lag)
+        self.seconds = check_seconds("--seconds", self.seconds)
+        self.audio_context = check_seconds("--audio-context", self.audio_context, 0.999)
+        return self
+
+
+@dataclass
+class StreamOptions(ModelOptions, LiveOptions):
+    """How a live stream runs and on which models (`Stream`; `run`, `serve`, `demo`, `web`)."""
+
+    def validate(self) -> StreamOptions:
+        LiveOptions.validate(self)
+        ModelOptions.validate(self)
+        from tribe_stream.errors import require_transformers
+
+        require_transformers()  # the extractors' package: said before any model loads
+        return self
+
+
+@dataclass
+class FeatureOptions:
+    """Where offline features and words come from (`predict`, `extract`, `fidelity`)."""
+
+    modalities: tuple[str, ...] | None = option(
+        None, "comma-separated subset of text,audio,video (default: the checkpoint's)",
+        type=lambda s: tuple(m.strip() for m in s.split(",") if m.strip()),
+    )  # fmt: skip
+    transcript: str | None = option(
+        None, "words with times (.tsv ours or official, .srt, .vtt) instead of speech recognition"
+    )
+    asr: bool = option(True, "no speech recognition (text absent)", flags={"--no-asr": False})
+    asr_model: str | None = option(
+        None,
+        "speech recogniser: a Whisper name whose weights are present (default base, or "
+        "$TRIBE_STREAM_WHISPER_MODEL) or a CTranslate2 model folder",
+        metavar="NAME|FOLDER",
+    )
+    cache: str | None = option(None, "feature cache folder (default: the tribe-stream cache)")
+    use_cache: bool = option(
+        True, "neither read nor write the feature cache", flags={"--no-cache": False}
+    )
+    video_batch: int | None = option(
+        None, "clips per V-JEPA2 forward (default: 4 on a GPU, 2 on the CPU)",
+        type=number(int, minimum=1, maximum=64),
+    )  # fmt: skip
+
+    def validate(self) -> FeatureOptions:
+        if self.modalities is not None:
+            self.modalities = tuple(self.modalities)
+            bad = [m for m in self.modalities if m not in MODALITY_NAMES]
+            if bad or not self.modalities:
+                raise InputError(
+                    f"modalities {list(self.modalities)}: choose from text, audio, video"
+                )
+        if self.transcript is not None and not Path(self.transcript).is_file():
+            raise InputError(f"transcript {self.transcript} does not exist")
+        vb = self.video_batch
+        if vb is not None and (isinstance(vb, bool) or not isinstance(vb, int) or not 1 <= vb <= 64):
+            raise InputError(f"video_batch {vb!r}: give a whole number from 1 to 64")
+        if self.asr_model is not None and (
+            not isinstance(self.asr_model, str) or not self.asr_model.strip()
+        ):
+            raise InputError(f"asr_model {self.asr_model!r}: give a Whisper name or a model folder")
+        if self.asr and self.transcript is None and self.asr_model not in (None, "base"):
+            from tribe_stream.errors import CheckpointError
+            from tribe_stream.extractors.asr import asr_available
+
+            if reason := asr_available(self.asr_model):  # asked for by name: refused, not skipped
+                raise CheckpointError(reason)
+        return self
+
+    @property
+    def whisper_model(self) -> str | None:
+        """The recogniser asked for: the option, else `$TRIBE_STREAM_WHISPER_MODEL`."""
+        return self.asr_model or os.environ.get("TRIBE_STREAM_WHISPER_MODEL") or None
+
+
+@dataclass
+class PredictOptions(ModelOptions, FeatureOptions):
+    """How files are predicted offline (`predict`, `predict()`, `Predictor`)."""
+
+    contributions: bool = option(
+        False,
+        "also each modality alone (others absent), beside OUT: NAME.text.EXT, NAME.audio.EXT, ...",
+        action="store_true",
+    )
+
+    def validate(self) -> PredictOptions:
+        FeatureOptions.validate(self)
+        ModelOptions.validate(self)
+        return self
+
+
+@dataclass
+class PublishOptions:
+    """Where and how predictions are published over ZeroMQ (docs/PROTOCOL.md)."""
+
+    url: str | None = option(
+        None,
+        "ZeroMQ endpoint to bind (default $TRIBE_STREAM_URL or tcp://127.0.0.1:5556; `none`: "
+        "off); another interface than loopback only when asked for",
+        flags="--publish",
+        metavar="URL",
+    )
+    dtype: str = option(
+        "float16", "payload precision (default float16)", flags="--payload-dtype",
+        choices=("float16", "float32"),
+    )  # fmt: skip
+    stream_id: str | None = option(None, "the stream's name in every header")
+    curve_secret: str | None = option(
+        None, "encrypt with CURVE: the server's secret key file (from `tribe-stream keys`)",
+        metavar="KEY",
+    )  # fmt: skip
+    allow_clients: tuple[str, ...] | None = option(
+        None, "with CURVE: a client's public key, key file or folder of them; repeat",
+        flags="--allow-client", action="append", metavar="KEY",
+    )  # fmt: skip
+    roi: tuple[str, str] | None = option(
+        None,
+        "left and right annotations (.annot or .label.gii): also publish each second's region "
+        "means on the tribe.roi topic",
+        nargs=2,
+        metavar=("LH", "RH"),
+    )
+
+    @property
+    def off(self) -> bool:
+        return self.url == "none"
+
+    def validate(self) -> PublishOptions:
+        from tribe_stream.protocol import DEFAULT_URL, check_endpoint
+
+        if self.url is None:
+            self.url = DEFAULT_URL
+        if self.off:
+            if self.roi:
+                raise InputError("--roi publishes region means: it needs --publish URL, not none")
+            return self
+        check_endpoint(self.url)
+        if self.allow_clients is not None:
+            self.allow_clients = tuple(self.allow_clients)
+        if self.roi is not None:
+            from tribe_stream.regions import load_atlas
+
+            if len(self.roi) != 2:
+                raise InputError("--roi takes two annotations: the left, then the right hemisphere")
+            self._atlas = load_atlas(*self.roi)  # a bad annotation fails here, before models load
+        if self.dtype not in ("float16", "float32"):
+            raise InputError(f"payload dtype {self.dtype!r}: use float16 or float32")
+        if self.allow_clients and not self.curve_secret:
+            raise InputError("--allow-client needs CURVE: pass --curve-secret too")
+        return self
+
+    def publisher(self, **kwargs: Any):
+        from tribe_stream.publish import Publisher
+
+        return Publisher(
+            self.url,
+            dtype=self.dtype,
+            stream_id=self.stream_id,
+            curve_secret_key=self.curve_secret,
+            allowed_client_keys=list(self.allow_clients) if self.allow_clients else None,
+            atlas=getattr(self, "_atlas", None),
+            **kwargs,
+        )
