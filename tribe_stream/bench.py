@@ -19,7 +19,6 @@ JSON report and a PNG of the latency distributions.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import socket
@@ -34,6 +33,7 @@ import numpy as np
 
 from tribe_stream import AUDIO_RATE, BIN_SECONDS
 from tribe_stream.errors import InputError
+from tribe_stream.options import LiveOptions, ModelOptions, number, option
 from tribe_stream.types import Chunk, Word
 
 log = logging.getLogger("tribe_stream.bench")
@@ -42,170 +42,88 @@ WORDS_PER_SECOND = 2.5
 
 
 @dataclass
-class BenchOptions:
-    """What `tribe-stream bench` runs (see the module docs)."""
+class BenchOptions(ModelOptions, LiveOptions):
+    """What `tribe-stream bench` runs (see the module docs); `seconds` None: 60 a run."""
 
-    checkpoint: str | None = None
-    """None: full-size random weights built here; `demo`; or a model folder / hub id."""
-    streams: int = 1
-    max_streams: bool = False
-    start_streams: int = 4
-    seconds: float = 60.0
-    """Stream seconds of each run (the clip is made this long plus a margin)."""
-    warmup_s: float = 5.0
-    """Seconds at the start of each run left out of the latency and drop figures."""
-    baseline_seconds: float = 20.0
-    p99_ms: float = 250.0
-    clip: str | None = None
-    transcript: str | None = None
-    device: str | None = None
-    video_fp8: bool | str = False  # True: FP8 products; "all": attention too
-    aligned: bool = False
-    """All streams start at one instant (every bin of every stream closes together: the worst
-    case); default: starts spread evenly over one 0.5 s bin, as independent sources would."""
-    text: bool = True
-    lag: float = 0.0
-    out: str = "bench.json"
-    plot: str | None = "bench.png"
+    streams: int = option(1, "concurrent streams", type=number(int, minimum=1, maximum=64))
+    max_streams: bool = option(
+        False, "find the most streams kept in real time", action="store_true"
+    )
+    start_streams: int = option(
+        4, "--max-streams starts here", type=number(int, minimum=1, maximum=64)
+    )
+    warmup_s: float = option(
+        5.0, "seconds left out at each run's start", flags="--warmup", type=number(minimum=0)
+    )
+    baseline_seconds: float = option(
+        20.0, "seconds of the baseline run", type=number(above=0)
+    )
+    p99_ms: float = option(250.0, "real time: p99 at most this", type=number(above=0))
+    clip: str | None = option(None, "media file to replay (default: a generated clip with speech)")
+    transcript: str | None = option(
+        None, "words with times (.tsv ours or official, .srt, .vtt) fed at their times"
+    )
+    aligned: bool = option(
+        False,
+        "stream starts: spread evenly over one 0.5 s bin, as independent sources would "
+        "(--stagger, the default), or all at one instant, the worst case (--aligned)",
+        flags={"--stagger": False, "--aligned": True},
+    )
+    out: str | None = option(None, "the report (default: bench.json; a picture beside it)")
+    plot: str | None = option(None, "PNG of the latency distributions (default: OUT.png)")
+
+    def validate(self) -> BenchOptions:
+        LiveOptions.validate(self)
+        ModelOptions.validate(self)
+        self.seconds = 60.0 if self.seconds is None else self.seconds
+        self.out = self.out or "bench.json"
+        self.plot = self.plot or str(Path(self.out).with_suffix(".png"))
+        if self.streams < 1 or self.start_streams < 1:
+            raise InputError("--streams and --start-streams must be at least 1")
+        if self.seconds <= self.warmup_s + 1:
+            raise InputError(
+                f"--seconds {self.seconds:g} leaves nothing after the {self.warmup_s:g} s warm-up"
+            )
+        return self
 
 
 @dataclass
-class Models:
+class Built:
+    """The bench's models (`tribe_stream.models.Models`) and the live extractors it runs."""
+
     loaded: Any
     engine: Any
-    extractors: Any  # stream.pipeline.Extractors
+    extractors: Any  # tribe_stream.models.Extractors
     device: str
     description: str
     build_s: float
     notes: list[str] = field(default_factory=list)
 
 
-# ----- models -----
-
-
-def _full_size_configs():
-    path = Path(__file__).resolve().parents[1] / "tools" / "bench_extractors.py"
-    if not path.is_file():
-        raise InputError(
-            "full-size random models need tools/bench_extractors.py (a source checkout); "
-            "or pass --checkpoint"
-        )
-    spec = importlib.util.spec_from_file_location("bench_extractors", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def build_models(o: BenchOptions) -> Models:
+def build_models(o: BenchOptions) -> Built:
     """The brain model, its engine and the extractors for `o` (see the module docs)."""
-    from tribe_stream.devices import dtype_name, pick_device, pick_dtype
-    from tribe_stream.engines import make_engine
-    from tribe_stream.stream.producer import StreamOptions, default_engine, load_stream_extractors
+    from tribe_stream.models import Models
 
     t0 = time.perf_counter()
-    device = pick_device(o.device)
-    dtype = dtype_name(pick_dtype(device, None))
+    models = Models(o)
     notes: list[str] = []
-    if o.checkpoint is None:
-        loaded, extractors = _random_full_size(device, o)
-        what = "full-size RANDOM weights built here (V-JEPA2 ViT-g, w2v-BERT 2.0, Llama-3.2-3B)"
-    else:
-        from tribe_stream.model.loading import load_brain_model
-
-        loaded = load_brain_model(o.checkpoint)
-        so = StreamOptions(checkpoint=o.checkpoint, device=device, video_fp8=o.video_fp8)
-        extractors = load_stream_extractors(so, loaded, device, ("video", "audio", "text"), notes)
-        if o.text and extractors.text is None:  # no recogniser: words from a transcript
-            from tribe_stream.extractors.demo import load_demo_extractors
-            from tribe_stream.extractors.suite import load_extractors
-
-            if o.checkpoint == "demo":
-                extractors.text = load_demo_extractors(device=device, modalities=("text",))["text"]
-            else:
-                from tribe_stream.extractors.config import from_experiment
-
-                extractors.text = load_extractors(
-                    from_experiment(loaded.experiment), device=device, modalities=("text",)
-                )["text"]
-        what = f"checkpoint {o.checkpoint}"
-    if not o.text:
-        extractors.text = extractors.asr = None
-    name = default_engine(None, device)
-    engine = make_engine(name, loaded, device=device, dtype=dtype)
-    return Models(
-        loaded,
-        engine,
+    extractors = models.live(("video", "audio", "text"), text=o.text, notes=notes)
+    if o.text and extractors.text is None:  # no recogniser: words from a transcript
+        extractors.text = models.extractors(("text",))["text"]
+    what = (
+        "full-size RANDOM weights built here (V-JEPA2 ViT-g, w2v-BERT 2.0, Llama-3.2-3B)"
+        if o.checkpoint == "random"
+        else f"checkpoint {o.checkpoint}"
+    )
+    return Built(
+        models.loaded,
+        models.engine,
         extractors,
-        device,
-        f"{what}; engine {name} ({dtype}) on {device}",
+        models.device,
+        f"{what}; engine {models.engine_name} ({models.dtype}) on {models.device}",
         time.perf_counter() - t0,
         notes,
     )
-
-
-def _random_full_size(device: str, o: BenchOptions):
-    import torch
-    from transformers import (
-        AutoTokenizer,
-        LlamaConfig,
-        LlamaModel,
-        SeamlessM4TFeatureExtractor,
-        VJEPA2Config,
-        VJEPA2Model,
-        Wav2Vec2BertConfig,
-        Wav2Vec2BertModel,
-    )
-
-    from tribe_stream.extractors.audio import AudioExtractor
-    from tribe_stream.extractors.config import ExtractorConfig
-    from tribe_stream.extractors.demo import _build_tokenizer
-    from tribe_stream.extractors.text import TextExtractor
-    from tribe_stream.extractors.video import VideoExtractor, VideoPreprocess
-    from tribe_stream.model.config import BrainConfig
-    from tribe_stream.model.fmri_encoder import FmriEncoder
-    from tribe_stream.model.loading import LoadedModel
-    from tribe_stream.stream.pipeline import Extractors
-
-    b = _full_size_configs()
-    gpu = device.startswith("cuda")
-    half = torch.float16 if gpu else torch.float32
-    settings = ExtractorConfig.reference()
-    torch.manual_seed(0)
-    video_model = b.build(VJEPA2Model, VJEPA2Config(**b.VJEPA2_VITG), device, half)
-    crop = video_model.config.crop_size
-    video = VideoExtractor(
-        video_model,
-        settings.video,
-        VideoPreprocess(int(crop * 256 / 224), crop),
-        device=device,
-        compile=gpu,
-        fp8=o.video_fp8,
-    )
-    audio_model = b.build(Wav2Vec2BertModel, Wav2Vec2BertConfig(**b.W2V_BERT_2), device, half)
-    audio = AudioExtractor(
-        audio_model, SeamlessM4TFeatureExtractor(padding_value=1.0), settings.audio,
-        device=device, compile=gpu,
-    )  # fmt: skip
-    text = None
-    if o.text:
-        tok_dir = Path(tempfile.mkdtemp(prefix="tribe-bench-tok-"))
-        _build_tokenizer(tok_dir)
-        text_dtype = torch.bfloat16 if gpu else torch.float32
-        text_model = b.build(LlamaModel, LlamaConfig(**b.LLAMA_32_3B), device, text_dtype)
-        text = TextExtractor(
-            text_model, AutoTokenizer.from_pretrained(str(tok_dir)), settings.text,
-            device=device, compile=gpu,
-        )  # fmt: skip
-    dims = {"text": text.shape if text else (2, 3072), "audio": audio.shape, "video": video.shape}
-    config = BrainConfig(feature_dims={k: tuple(v) for k, v in dims.items()})
-    model = FmriEncoder(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.02)
-    loaded = LoadedModel(
-        model, config, "random full-size (tribe-stream bench)", {"untrained": True}
-    )
-    return loaded, Extractors(video=video, audio=audio, text=text)
 
 
 # ----- words -----
@@ -308,7 +226,7 @@ def start_offsets(n: int, aligned: bool) -> list[float]:
 
 
 def run_streams(
-    models: Models, clip: Path, n: int, o: BenchOptions, words: list[Word]
+    models: Built, clip: Path, n: int, o: BenchOptions, words: list[Word]
 ) -> dict[str, Any]:
     """`n` copies of `clip` in real time through one server for `o.seconds`; the figures.
 
@@ -433,7 +351,7 @@ def run_streams(
 # ----- the sequential baseline -----
 
 
-def run_baseline(models: Models, clip: Path, seconds: float, words: list[Word]) -> dict:
+def run_baseline(models: Built, clip: Path, seconds: float, words: list[Word]) -> dict:
     """One stream, second after second, each model called as the official code calls it."""
     import torch
 
@@ -563,14 +481,9 @@ def run_bench(o: BenchOptions, say=print) -> dict:
     from tribe_stream.sources.clip import make_clip
     from tribe_stream.stream.producer import warm_up
 
+    o = o.validate()  # everything a user can get wrong, before any model loads
     out = check_output(o.out, (".json",), what="bench report")
     plot = check_output(o.plot, (".png",), what="plot") if o.plot else None
-    if o.streams < 1 or o.start_streams < 1:
-        raise InputError("--streams and --start-streams take 1 or more")
-    if o.seconds <= o.warmup_s + 1:
-        raise InputError(
-            f"--seconds {o.seconds:g} leaves nothing after the {o.warmup_s:g} s warm-up"
-        )
     t_start = time.perf_counter()
     models = build_models(o)
     say(f"models: {models.description} (built in {models.build_s:.0f} s)")

@@ -41,8 +41,18 @@ from typing import Any
 
 import numpy as np
 
-from tribe_stream import MAX_TOKENS, N_VERTICES
+from tribe_stream import N_VERTICES
 from tribe_stream.errors import InputError, install_hint
+from tribe_stream.options import (
+    FeatureOptions,
+    LiveOptions,
+    ModelOptions,
+    PredictOptions,
+    StreamOptions,
+    check_lag,
+    number,
+    option,
+)
 from tribe_stream.types import MODALITIES
 
 DEFAULT_LAGS = (0.0, 2.0, 5.0, 10.0)
@@ -81,43 +91,43 @@ def parse_lags(text: str) -> tuple[float, ...]:
 
 
 def check_lags(lags: Sequence[float]) -> tuple[float, ...]:
-    """Sorted distinct lags, each a non-negative multiple of 0.5 s that fits the 100 s window."""
-    out = []
-    for lag in lags:
-        v = float(lag)
-        if not math.isfinite(v) or v < 0 or abs(round(v * 2) - v * 2) > 1e-9:
-            raise InputError(f"lag {lag}: each lag must be a non-negative multiple of 0.5 s")
-        if v * 2 + 2 > MAX_TOKENS:
-            raise InputError(f"lag {lag:g} s is longer than the model's 100 s window (at most 99)")
-        out.append(round(v * 2) / 2)
+    """Sorted distinct lags, each following the lag rule (`options.check_lag`)."""
+    out = sorted({check_lag(lag, "lag") for lag in lags})
     if not out:
         raise InputError("no lag given: pass at least one, e.g. --lags 0,2,5,10")
-    return tuple(sorted(set(out)))
+    return tuple(out)
+
+
+def _lags_type(text: str) -> tuple[float, ...]:
+    """argparse type for --lags: one line for a bad list."""
+    import argparse
+
+    try:
+        return check_lags(parse_lags(text))
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass
-class FidelityOptions:
-    """What `measure` compares and on what (checked by `validate`, before any model loads)."""
+class FidelityOptions(ModelOptions, LiveOptions, FeatureOptions):
+    """What `measure` compares and on what (checked by `validate`, before any model loads).
+    Live runs replay the file as fast as possible unless `realtime` (`--realtime`)."""
 
-    checkpoint: str = "demo"
-    """Brain model: a folder, a .ckpt/.safetensors file, a hub id, or `demo` (untrained)."""
-    lags: tuple[float, ...] = DEFAULT_LAGS
-    """Live lags to replay the file at (seconds, multiples of 0.5)."""
-    engine: str | None = None
-    """One engine for both sides; None: the live default (`compiled` on a GPU, else `torch`)."""
-    device: str | None = None
-    dtype: str | None = None
-    text: bool = True
-    """Speech recognition and text features on both sides."""
-    audio_context: float = 30.0
-    """Seconds of trailing audio the live audio extractor hears per bin."""
-    realtime: bool = False
-    """Replay at the file's pace (live speech recognition then lags as it would live)."""
-    cache: str | None = None
-    use_cache: bool = True
-    """The offline feature cache (`Predictor`); off: a temporary one for this run only."""
-    map_lag: float | None = None
-    """The lag whose per-vertex r map is drawn (None: the smallest)."""
+    lags: tuple[float, ...] = option(
+        DEFAULT_LAGS, "live lags in seconds, e.g. 0,2,5,10", type=_lags_type
+    )
+    replay_realtime: bool = option(
+        False,
+        "replay at the file's pace (speech recognition then lags as live); default: fast",
+        flags={"--realtime": True},
+    )
+    map_lag: float | None = option(
+        None, "lag of the r map (default: the smallest)", type=number(minimum=0)
+    )
+
+    CLI_SKIP = ("lag", "realtime", "seconds", "modalities", "transcript", "asr", "asr_model",
+                "video_batch")  # fmt: skip
+    """Fields of the shared groups `fidelity` has no option for."""
 
     def validate(self) -> FidelityOptions:
         self.lags = check_lags(self.lags)
@@ -136,34 +146,19 @@ class FidelityOptions:
     def drawn_lag(self) -> float:
         return self.lags[0] if self.map_lag is None else self.map_lag
 
-    def stream_options(self, lag: float):
-        from tribe_stream.stream.producer import StreamOptions
-
+    def stream_options(self, lag: float) -> StreamOptions:
         return StreamOptions(
-            checkpoint=self.checkpoint,
-            lag=lag,
-            engine=self.engine,
-            device=self.device,
-            dtype=self.dtype,
-            text=self.text,
-            audio_context=self.audio_context,
-            realtime=self.realtime,
-        )
+            checkpoint=self.checkpoint, lag=lag, engine=self.engine, device=self.device,
+            dtype=self.dtype, text=self.text, audio_context=self.audio_context,
+            realtime=self.replay_realtime, video_fp8=self.video_fp8,
+        )  # fmt: skip
 
-    def predict_options(self, cache: str | None = None):
-        from tribe_stream.devices import pick_device
-        from tribe_stream.prediction import PredictOptions
-        from tribe_stream.stream.producer import default_engine
-
+    def predict_options(self, cache: str | None = None) -> PredictOptions:
         return PredictOptions(
-            checkpoint=self.checkpoint,
-            engine=default_engine(self.engine, pick_device(self.device)),
-            device=self.device,
-            dtype=self.dtype,
-            asr=self.text,
-            cache=cache or self.cache,
-            use_cache=self.use_cache or cache is not None,
-        )
+            checkpoint=self.checkpoint, engine=self.engine, device=self.device, dtype=self.dtype,
+            asr=self.text, cache=cache or self.cache, use_cache=self.use_cache or cache is not None,
+            video_fp8=self.video_fp8,
+        )  # fmt: skip
 
 
 # ----- statistics on arrays ------------------------------------------------------------------
@@ -537,7 +532,7 @@ def measure(
                     wall_s=time.perf_counter() - t1,
                 )
             )
-        notes += recognition_notes(reports, o.realtime)
+        notes += recognition_notes(reports, o.replay_realtime)
         report = FidelityReport(
             media=str(media),
             model=predictor.loaded.identity,
