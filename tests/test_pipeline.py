@@ -12,10 +12,11 @@ from pulse_device import play_tone
 
 from tribe_stream import N_VERTICES
 from tribe_stream.engines import make_engine
-from tribe_stream.model.loading import load_brain_model
+from tribe_stream.models import load_brain_model
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.stream.pipeline import Extractors, Pipeline, PipelineConfig
 from tribe_stream.stream.schedule import reference_predictions, window_for
+from tribe_stream.stream.serve import Server
 from tribe_stream.types import Sink
 
 
@@ -58,11 +59,11 @@ def _replay(clip, demo, lag, realtime=False, sinks=()):
         config=PipelineConfig(lag=lag, live=realtime),
         clock=clock,
     )
-    return pipe, pipe.run()
+    return pipe, Server([pipe]).run()
 
 
 def test_live_runs_take_the_compiled_engine_on_a_gpu_unless_told():
-    from tribe_stream.stream.producer import default_engine
+    from tribe_stream.models import default_engine
 
     assert default_engine(None, "cuda") == default_engine(None, "cuda:1") == "compiled"
     assert default_engine(None, "cpu") == "torch"
@@ -122,7 +123,7 @@ def test_lavfi_camera_runs_as_a_camera(demo):
     pipe = Pipeline(
         [cam], engine, Extractors(video=ex["video"]), config=PipelineConfig(), clock=clock
     )
-    preds = pipe.run(seconds=3)
+    preds = Server([pipe]).run(seconds=3)
     assert [p.second for p in preds] == [0, 1, 2]
     assert pipe.all_counters()["source0.frames"] >= 40
     assert len({p.values.tobytes() for p in preds}) == 3  # the picture moves, the answer changes
@@ -156,7 +157,7 @@ def test_an_extractor_that_raises_once_is_counted_and_the_stream_goes_on(clip, d
         config=PipelineConfig(live=False),
         clock=clock,
     )
-    preds = pipe.run()
+    preds = Server([pipe]).run()
     assert [p.second for p in preds] == list(range(6))
     assert pipe.counters["extractor_errors"] == 1
     assert preds[-1].counters["extractor_errors"] == 1  # published with every prediction
@@ -183,7 +184,7 @@ def test_one_failed_forward_over_several_bins_is_one_error(clip, demo):
     deadline = time.monotonic() + 60
     while not pipe.ended and time.monotonic() < deadline:
         time.sleep(0.05)
-    preds = pipe.finish()
+    preds = Server([pipe]).finish()
     assert [p.second for p in preds] == list(range(6))
     assert pipe.counters["extractor_errors"] == 1
     # the failed forward's bins went out without video, and say so
@@ -216,7 +217,7 @@ def test_backpressure_drops_oldest_seconds_and_counts_them(clip, demo):
         config=PipelineConfig(max_pending_seconds=1),
         clock=clock,
     )
-    preds = pipe.run()
+    preds = Server([pipe]).run()
     c = pipe.all_counters()
     assert c["dropped_seconds"] >= 1
     assert len(preds) + c["dropped_seconds"] == 6  # every second is predicted or counted
@@ -301,7 +302,7 @@ def test_run_for_n_seconds_makes_n_seconds_even_when_a_turn_catches_up(clip, dem
         config=PipelineConfig(live=False),
         clock=clock,
     )
-    got = pipe.run(seconds=2)
+    got = Server([pipe]).run(seconds=2)
     assert [p.second for p in got] == [0, 1]
     assert [p.second for p in collected.preds] == [0, 1]  # nor published past the limit
 
@@ -330,7 +331,7 @@ def test_camera_dropout_leaves_bins_empty_and_counted(clip, demo):
         config=PipelineConfig(live=False),
         clock=clock,
     )
-    preds = pipe.run()
+    preds = Server([pipe]).run()
     assert [p.second for p in preds] == list(range(6))
     video = pipe.features("video")
     empty = [b for b in range(12) if not np.abs(video[..., b]).any()]
@@ -410,7 +411,7 @@ def test_a_busy_recogniser_never_holds_up_the_last_second(clip, caplog):
         config=PipelineConfig(live=True),
         clock=clock,
     )
-    preds = pipe.run()
+    preds = Server([pipe]).run()
     assert [p.second for p in preds] == list(range(6))
     assert recogniser.passes >= 1  # it was really busy beside the stream
     assert "still busy" not in caplog.text
@@ -422,7 +423,7 @@ import time
 from tribe_stream.engines import make_engine
 from tribe_stream.extractors.contexts import _spacy_pipeline
 from tribe_stream.extractors.demo import load_demo_extractors
-from tribe_stream.model.loading import load_brain_model
+from tribe_stream.models import load_brain_model
 from tribe_stream.stream.pipeline import Extractors, Pipeline, PipelineConfig
 from tribe_stream.types import Word
 
@@ -478,7 +479,7 @@ def test_speech_becomes_words_and_text_features(tmp_path):
         config=PipelineConfig(live=False),
         clock=clock,
     )
-    preds = pipe.run()
+    preds = Server([pipe]).run()
     heard = [w.text.strip(".,").lower() for w in pipe.words]
     assert sum(w in heard for w in text.split()) >= 7, heard
     textf = pipe.features("text")

@@ -17,10 +17,11 @@ from conftest import FIXTURE, run_cli
 from tribe_stream.errors import CheckpointError
 from tribe_stream.extractors.config import ExtractorConfig, from_yaml
 from tribe_stream.extractors.demo import DEMO_SHAPE, demo_extractors_path
+from tribe_stream.model.demo import demo_model_path
+from tribe_stream.models import extractor_config, load_brain_model
 from tribe_stream.paths import cache_dir
 from tribe_stream.resolve import (
     checkpoint_path,
-    extractor_config,
     hub_snapshot,
     model_dir,
 )
@@ -150,7 +151,7 @@ def test_partial_snapshot_is_not_taken_for_a_whole_one(tmp_path, monkeypatch):
 
 
 def test_checkpoint_sources(tmp_path):
-    demo = checkpoint_path("demo")
+    demo = load_brain_model("demo").source and demo_model_path()
     assert (demo / "model.safetensors").is_file() and demo.parent == cache_dir()
     assert checkpoint_path(FIXTURE) == FIXTURE
     with pytest.raises(CheckpointError, match="does not exist; pass a folder"):

@@ -13,7 +13,7 @@ from conftest import collecting, run_cli
 from tribe_stream import N_VERTICES
 from tribe_stream.engines import make_engine
 from tribe_stream.errors import SourceError
-from tribe_stream.model.loading import load_brain_model
+from tribe_stream.models import load_brain_model
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.stream.pipeline import Extractors, Pipeline, PipelineConfig
 from tribe_stream.stream.serve import Server
@@ -65,7 +65,7 @@ def _pipeline(clip, models, clock, i=0, sinks=(), wrap=None):
 @pytest.fixture(scope="module")
 def alone(clip, models):
     pipe = _pipeline(clip, models, StreamClock())
-    return pipe, pipe.run()
+    return pipe, Server([pipe]).run()
 
 
 class DiesAfter:

@@ -14,6 +14,7 @@ from conftest import collecting
 
 from tribe_stream import N_VERTICES, Stream
 from tribe_stream.errors import InputError
+from tribe_stream.stream.serve import Server
 
 CUDA = torch.cuda.is_available()
 
@@ -36,7 +37,7 @@ def reference(clip):
     """The same clip through a pipeline assembled by hand, part by part."""
     from tribe_stream.engines import make_engine
     from tribe_stream.extractors.demo import load_demo_extractors
-    from tribe_stream.model.loading import load_brain_model
+    from tribe_stream.models import load_brain_model
     from tribe_stream.sources.replay import FileReplay
     from tribe_stream.stream.clock import StreamClock
     from tribe_stream.stream.pipeline import Extractors, Pipeline, PipelineConfig
@@ -50,7 +51,7 @@ def reference(clip):
         config=PipelineConfig(live=False),
         clock=clock,
     )
-    return np.stack([p.values for p in pipe.run()])
+    return np.stack([p.values for p in Server([pipe]).run()])
 
 
 def test_from_file_yields_the_live_predictions(clip, reference):

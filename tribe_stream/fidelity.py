@@ -452,7 +452,7 @@ def live_extractors(shared: dict, modalities: Sequence[str], asr=None):
     """`Extractors` for one live run on the Predictor's loaded extractor models (`shared`:
     modality -> extractor), limited to `modalities`; `asr`: a WhisperASR, given its own live
     state here (each stream needs a fresh one)."""
-    from tribe_stream.stream.pipeline import Extractors
+    from tribe_stream.models import Extractors
 
     live_asr = None
     if "text" in modalities and asr is not None:
@@ -499,9 +499,7 @@ def measure(
             stage = f"live, lag {lag:g} s"
             t1 = time.perf_counter()
             stream = Stream(source, o.stream_options(lag))
-            stream.use_models(
-                predictor.loaded, predictor.engine, live_extractors(predictor.extractors, mods, asr)
-            )
+            stream.use_models(predictor.models, live_extractors(predictor.extractors, mods, asr))
             done = [0]
 
             def tick(_p, stage=stage, done=done) -> None:

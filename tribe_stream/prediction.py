@@ -31,6 +31,7 @@ import numpy as np
 
 from tribe_stream import BIN_SECONDS, HEMODYNAMIC_OFFSET_S, __version__
 from tribe_stream.errors import InputError
+from tribe_stream.options import PredictOptions
 from tribe_stream.types import MODALITIES, Word
 
 FEATURES_VERSION = 2
@@ -43,78 +44,6 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a")
 TEXT_SUFFIXES = (".txt",)
 MEDIA_SUFFIXES = VIDEO_SUFFIXES + AUDIO_SUFFIXES + TEXT_SUFFIXES
-
-
-@dataclass
-class PredictOptions:
-    """How files are predicted (the `predict` command's options, as data)."""
-
-    checkpoint: str = "demo"
-    """Brain model: a folder, a .ckpt/.safetensors file, a hub id, or `demo` (untrained)."""
-    engine: str = "torch"
-    device: str | None = None
-    """cpu, cuda, cuda:N; None: a GPU when there is one."""
-    dtype: str | None = None
-    """Brain-model precision; None: float16 on a GPU, else float32."""
-    modalities: tuple[str, ...] | None = None
-    """Which of text, audio, video to use (default: all the checkpoint's config names)."""
-    transcript: str | None = None
-    """Words with their times (.tsv ours or official, .srt, .vtt) instead of speech recognition."""
-    asr: bool = True
-    """Recognise speech for the text features when no transcript is given."""
-    asr_model: str | None = None
-    """The recogniser: a Whisper name (`base`; `small`, `large-v3`, ...: its weights must be
-    present) or a CTranslate2 model folder (`tribe_stream.extractors.asr`); None:
-    `$TRIBE_STREAM_WHISPER_MODEL` when set, else `base`."""
-    cache: str | None = None
-    """Feature cache folder (default: the tribe-stream cache); see `no_cache`."""
-    use_cache: bool = True
-    contributions: bool = False
-    """Also predict each present modality alone (the others absent), on the same features."""
-    video_fp8: bool | str = False
-    """The video encoder's matrix products in FP8 (Hopper/Ada GPUs: faster, features within ~2%);
-    `"all"`: its attention too (Hopper and cuDNN's frontend; faster again, less exact)."""
-    video_batch: int | None = None
-    """Clips per V-JEPA2 forward (default: 4 on a GPU, 2 on the CPU)."""
-
-    def validate(self) -> PredictOptions:
-        from tribe_stream.devices import DTYPE_NAMES, pick_device
-        from tribe_stream.engines import ENGINES
-
-        if self.engine not in ENGINES:
-            raise InputError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
-        if self.dtype is not None and self.dtype not in DTYPE_NAMES:
-            raise InputError(
-                f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPE_NAMES)}"
-            )
-        pick_device(self.device)
-        if self.video_batch is not None and (
-            isinstance(self.video_batch, bool)
-            or not isinstance(self.video_batch, int)
-            or not 1 <= self.video_batch <= 64
-        ):
-            raise InputError(f"video_batch {self.video_batch!r}: give a whole number from 1 to 64")
-        if self.modalities is not None:
-            bad = [m for m in self.modalities if m not in MODALITIES]
-            if bad or not self.modalities:
-                raise InputError(
-                    f"modalities {list(self.modalities)}: choose from text, audio, video"
-                )
-        if self.transcript is not None and not Path(self.transcript).is_file():
-            raise InputError(f"transcript {self.transcript} does not exist")
-        if self.video_fp8 not in (False, True, "all"):
-            raise InputError(f"video_fp8 {self.video_fp8!r}: give False, True (products) or 'all'")
-        if self.asr_model is not None and (
-            not isinstance(self.asr_model, str) or not self.asr_model.strip()
-        ):
-            raise InputError(f"asr_model {self.asr_model!r}: give a Whisper name or a model folder")
-        if self.asr and self.transcript is None and self.asr_model not in (None, "base"):
-            from tribe_stream.errors import CheckpointError
-            from tribe_stream.extractors.asr import asr_available
-
-            if reason := asr_available(self.asr_model):  # asked for by name: refused, not skipped
-                raise CheckpointError(reason)
-        return self
 
 
 @dataclass
@@ -184,29 +113,13 @@ class Predictor:
     def __init__(self, options: PredictOptions | None = None, **overrides: Any):
         from dataclasses import replace
 
-        from tribe_stream.devices import dtype_name, pick_device, pick_dtype
-        from tribe_stream.engines import make_engine
-        from tribe_stream.model.loading import load_brain_model
-        from tribe_stream.resolve import extractor_config
+        from tribe_stream.models import Models
 
         self.options = o = replace(options or PredictOptions(), **overrides).validate()
-        self.device = pick_device(o.device)
-        self.dtype = dtype_name(pick_dtype(self.device, o.dtype))
-        self.loaded = load_brain_model(o.checkpoint)
-        if self.loaded.identity.get("untrained"):
-            from tribe_stream.untrained import warn_untrained
-
-            warn_untrained()  # predict(checkpoint="demo") in user code: said, not only printed
-        self.engine = make_engine(o.engine, self.loaded, device=self.device, dtype=self.dtype)
-        self.config = extractor_config(o.checkpoint)
-        usable = [m for m in self.config.features_to_use if self.loaded.config.feature_dims.get(m)]
-        self.modalities = tuple(m for m in MODALITIES if m in (o.modalities or usable))
-        if "video" in self.modalities and o.video_fp8:  # refused before any file, not for each
-            from tribe_stream.extractors.video import fp8_refusal
-
-            if why := fp8_refusal(o.video_fp8, self.device):
-                raise InputError(why)
-        self._extractors: dict | None = None
+        self.models = Models(o, video_batch=o.video_batch)
+        self.loaded, self.engine, self.config = self.models.loaded, self.models.engine, self.models.config
+        self.device, self.dtype = self.models.device, self.models.dtype
+        self.modalities = tuple(m for m in MODALITIES if m in (o.modalities or self.models.usable))
         self._asr = None
         self.cache_dir = None
         if o.use_cache:
@@ -219,24 +132,11 @@ class Predictor:
 
             self.words = read_transcript(o.transcript)
 
-    # ----- models, loaded when first needed (a cached run needs none) -----
-
     @property
     def extractors(self) -> dict:
-        if self._extractors is None:
-            from tribe_stream.extractors.suite import load_extractors
-            from tribe_stream.stream.producer import require_transformers
-
-            require_transformers()
-            self._extractors = load_extractors(
-                self.config,
-                device=self.device,
-                modalities=self.modalities,
-                compile=self.device.startswith("cuda"),
-                video_fp8=self.options.video_fp8,
-                video_batch=self.options.video_batch,
-            )
-        return self._extractors
+        """`{modality: extractor}` of this predictor's modalities, loaded when first needed (a
+        cached run needs none)."""
+        return self.models.extractors(self.modalities)
 
     def _speech_recogniser(self):
         if self._asr is None and self.options.asr and "text" in self.modalities:
@@ -262,8 +162,7 @@ class Predictor:
         """The recogniser's settings (`tribe_stream.extractors.asr.ASRSettings`)."""
         from tribe_stream.extractors.asr import DEFAULT_MODEL, ASRSettings
 
-        model = self.options.asr_model or os.environ.get("TRIBE_STREAM_WHISPER_MODEL")
-        return ASRSettings(model=model or DEFAULT_MODEL)
+        return ASRSettings(model=self.options.whisper_model or DEFAULT_MODEL)
 
     def recogniser_identity(self) -> dict[str, Any] | None:
         """What recognised words depend on (model, its weights, VAD and segment checks,
@@ -297,9 +196,8 @@ class Predictor:
                 else None
             )
             ident[m] = {**asdict(s), "weights": stamp}
-            if m == "video" and self.options.video_fp8:
-                # FP8 products (True) or products and attention ("all") change the features
-                ident[m]["fp8"] = self.options.video_fp8
+            if m == "video" and self.options.video_fp8:  # FP8 changes the features
+                ident[m]["fp8"] = self.options.video_fp8.value
         ident["words"] = (
             {"transcript": file_digest(Path(self.options.transcript))}
             if self.options.transcript

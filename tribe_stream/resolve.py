@@ -14,12 +14,8 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tribe_stream.errors import CheckpointError
-
-if TYPE_CHECKING:
-    from tribe_stream.extractors.config import ExtractorConfig
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +139,8 @@ def _has_weights(folder: Path) -> bool:
 
 
 def checkpoint_path(source: str | os.PathLike) -> Path:
-    """A brain-model source as a local path: `demo` -> the demo model folder (built once), an
-    existing folder or file as is, a hub id -> its snapshot (config.yaml and weights)."""
-    if str(source) == "demo":
-        from tribe_stream.model.demo import demo_model_path
-
-        return demo_model_path()
+    """A brain-model source as a local path: an existing folder or file as is, a hub id -> its
+    snapshot (config.yaml and weights). (`demo` is `tribe_stream.models`'.)"""
     path = Path(source).expanduser()
     if path.exists():
         return path
@@ -181,48 +173,4 @@ def model_dir(name_or_path: str | os.PathLike, what: str = "model") -> Path:
         )
     return hub_snapshot(
         text, MODEL_FILES, what=what, complete=lambda f: (f / "config.json").is_file()
-    )
-
-
-def extractor_config(source: str | os.PathLike | None) -> ExtractorConfig:
-    """The extractor settings a checkpoint implies.
-
-    None -> the reference TRIBE v2 settings; `demo` -> the demo extractors (built once) with
-    their local folders; a folder, a file in one, or a hub id -> its config.yaml (read by the one
-    reader, `tribe_stream.model.config.read_yaml`), or, for a converted `.safetensors` without
-    one, the config it carries.
-    """
-    from tribe_stream.extractors.config import ExtractorConfig, from_experiment, from_yaml
-
-    if source is None:
-        return ExtractorConfig.reference()
-    if str(source) == "demo":
-        from tribe_stream.extractors.demo import demo_config, demo_extractors_path
-
-        paths = demo_extractors_path()
-        return demo_config().with_models(text=paths.text, audio=paths.audio, video=paths.video)
-    path = Path(source).expanduser()
-    if path.is_file() and path.suffix in (".yaml", ".yml"):
-        return from_yaml(path)
-    if path.exists():
-        folder = path if path.is_dir() else path.parent
-    elif looks_like_hub_id(str(source)):
-        folder = hub_snapshot(
-            str(source),
-            [CONFIG_NAME],
-            what="checkpoint",
-            complete=lambda f: (f / CONFIG_NAME).is_file(),
-        )
-    else:
-        raise CheckpointError(f"{source} does not exist; {_SOURCES}")
-    if (folder / CONFIG_NAME).is_file():
-        return from_yaml(folder / CONFIG_NAME)
-    weights = path if path.is_file() else folder / SAFETENSORS_NAME
-    if weights.suffix == ".safetensors" and weights.is_file():
-        from tribe_stream.model.loading import read_safetensors
-
-        return from_experiment(read_safetensors(weights, tensors=False)[1])
-    raise CheckpointError(
-        f"{folder} has no {CONFIG_NAME}, which names the extractors; put the config.yaml that "
-        "came with the checkpoint there, or leave out --checkpoint for the reference extractors"
     )

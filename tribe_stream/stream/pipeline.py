@@ -20,16 +20,17 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from tribe_stream import BIN_SECONDS, HEMODYNAMIC_OFFSET_S
+from tribe_stream.models import Extractors
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.stream.ring import FeatureRing
 from tribe_stream.stream.schedule import Window, lag_bins, ready, window_for
-from tribe_stream.types import MODALITIES, Chunk, Prediction, Sink, Word
+from tribe_stream.types import Chunk, Prediction, Sink, Word
 
 log = logging.getLogger("tribe_stream.pipeline")
 
@@ -53,41 +54,6 @@ class PipelineConfig:
     GPU launch. CPython's default, 5 ms, can be paid at every launch: beside a thread spinning in
     Python, one eager brain-model call took 4.4 s instead of 10 ms on an H100, and 1.0 s at
     0.5 ms. None: leave it."""
-
-
-@dataclass
-class Extractors:
-    """What turns media into features; a None entry is a modality switched off (absent)."""
-
-    video: object | None = None  # tribe_stream.extractors.video.VideoExtractor
-    audio: object | None = None  # tribe_stream.extractors.audio.AudioExtractor
-    text: object | None = None  # tribe_stream.extractors.text.TextExtractor
-    asr: object | None = None  # tribe_stream.extractors.asr.LiveASR (words from the audio)
-
-    def active(self) -> list[str]:
-        return [m for m in MODALITIES if getattr(self, m) is not None]
-
-    def for_stream(self, modalities: Iterable[str] | None = None) -> Extractors:
-        """The same models for another stream (its own speech-recognition state, the recogniser
-        shared), limited to `modalities` (None: all of these)."""
-        keep = set(self.active() if modalities is None else modalities)
-        asr = self.asr
-        if asr is not None and "text" in keep:
-            asr = type(asr)(
-                asr.asr,
-                step_s=asr.step_s,
-                max_lag_s=asr.max_lag_s,
-                max_buffer_s=asr.max_buffer_s,
-                beam_size=asr.beam_size,
-                prompt_chars=asr.prompt_chars,
-                vad=asr.vad,
-            )
-        return Extractors(
-            video=self.video if "video" in keep else None,
-            audio=self.audio if "audio" in keep else None,
-            text=self.text if "text" in keep else None,
-            asr=asr if "text" in keep else None,
-        )
 
 
 class AsrWorker:
@@ -281,7 +247,6 @@ class Pipeline:
             "busy_s": 0.0,
         }
         self._last_status = -1.0
-        self._server = None
 
     def _covering(self) -> list[str]:
         """Media kinds whose arrival closes bins."""
@@ -291,57 +256,6 @@ class Pipeline:
         if self.ex.audio is not None or self.ex.text is not None:
             kinds.append("audio")
         return kinds
-
-    # ----- the loop (a server of one stream) -----
-
-    def _one(self):
-        if self._server is None:
-            from tribe_stream.stream.serve import Server
-
-            self._server = Server([self], clock=self.clock, config=self.config)
-        return self._server
-
-    def step(self) -> list[Prediction]:
-        """Take new chunks, close and extract bins, predict ready seconds, publish them."""
-        return [p for _, p in self._one().step()]
-
-    def run(
-        self,
-        seconds: float | None = None,
-        on_prediction: Callable[[Prediction], None] | None = None,
-        idle_sleep: float = 0.01,
-        stop: threading.Event | None = None,
-    ) -> list[Prediction]:
-        """Step until every source has ended (then flush), `seconds` of stream time have passed
-        or `stop` is set; returns every prediction (each also passed to `on_prediction`)."""
-        out = []
-        for p in self.predictions(seconds, idle_sleep=idle_sleep, stop=stop):
-            if on_prediction:
-                on_prediction(p)
-            out.append(p)
-        return out
-
-    def predictions(
-        self,
-        seconds: float | None = None,
-        *,
-        idle_sleep: float = 0.01,
-        stop: threading.Event | None = None,
-    ) -> Iterator[Prediction]:
-        """The stream's predictions as they are made: starts the sources, steps until they all
-        end (then flushes the last seconds), `seconds` of stream time have passed, or `stop` is
-        set (then the stream ends at once, without the flush). Closing the iterator early stops
-        the sources and the speech recogniser too."""
-        for _, p in self._one().predictions(seconds, idle_sleep=idle_sleep, stop=stop):
-            yield p
-
-    def finish(self, on_prediction=None) -> list[Prediction]:
-        """The sources ended: close the last bins and predict the remaining whole seconds."""
-        preds = [p for _, p in self._one().step(final={id(self)})]
-        for p in preds:
-            if on_prediction:
-                on_prediction(p)
-        return preds
 
     def start(self) -> None:
         for s in self.sources:

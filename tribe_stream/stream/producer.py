@@ -18,7 +18,6 @@ the loop is left early.
 from __future__ import annotations
 
 import logging
-import math
 import subprocess
 import sys
 import tempfile
@@ -32,123 +31,12 @@ from typing import Any
 import numpy as np
 
 from tribe_stream import AUDIO_RATE, MAX_TOKENS
-from tribe_stream.errors import InputError, TribeStreamError, install_hint
-from tribe_stream.protocol import DEFAULT_URL, check_endpoint
+from tribe_stream.errors import InputError, install_hint
+from tribe_stream.options import PublishOptions, StreamOptions, check_seconds
+from tribe_stream.protocol import DEFAULT_URL
 from tribe_stream.types import Prediction, Sink
 
 log = logging.getLogger("tribe_stream.stream")
-
-
-def _finite_positive(name: str, value: float | None, minimum: float = 0.0) -> None:
-    if value is None:
-        return
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number of seconds, not {value!r}") from None
-    if not math.isfinite(v) or v <= minimum:
-        raise InputError(
-            f"{name} must be a finite number of seconds above {minimum:g}, not {value}"
-        )
-
-
-@dataclass
-class StreamOptions:
-    """How a live stream runs. Checked by `validate()` (a `Stream` does it when made)."""
-
-    checkpoint: str = "demo"
-    """Brain model: a folder, a .ckpt/.safetensors file, a hub id, or `demo` (untrained)."""
-    lag: float = 0.0
-    """Seconds of right-hand context (a multiple of 0.5): second k waits for bins up to k+1+lag."""
-    engine: str | None = None
-    """torch, compiled, onnx, tensorrt; None: `compiled` on a GPU, `torch` on a CPU."""
-    device: str | None = None
-    """cpu, cuda, cuda:N; None: a GPU when there is one."""
-    dtype: str | None = None
-    """Brain-model precision: float32, float16, bfloat16; None: float16 on a GPU, else float32."""
-    text: bool = True
-    """Speech recognition and text features (when the media has sound)."""
-    audio_context: float = 30.0
-    """Seconds of trailing audio the audio extractor hears per bin."""
-    video_fp8: bool | str = False  # True: FP8 products; "all": attention too
-    """The video encoder's matrix products in FP8 (Ada/Hopper GPUs: faster, within about 2%)."""
-    realtime: bool = True
-    """Files: replay at their pace (True) or as fast as possible (False)."""
-    seconds: float | None = None
-    """Stop after this many seconds of stream time (None: when the media ends)."""
-
-    def validate(self) -> StreamOptions:
-        from tribe_stream.devices import DTYPE_NAMES, pick_device
-
-        if not isinstance(self.checkpoint, str) or not self.checkpoint:
-            raise InputError("a stream needs a checkpoint: a model folder, hub id or `demo`")
-        try:
-            lag = float(self.lag)
-        except (TypeError, ValueError):
-            raise InputError(f"--lag must be a number of seconds, not {self.lag!r}") from None
-        if not math.isfinite(lag) or lag < 0 or abs(round(lag * 2) - lag * 2) > 1e-9:
-            raise InputError(
-                f"--lag must be a non-negative multiple of 0.5 s (0, 0.5, 1, ...), not {self.lag}"
-            )
-        if lag * 2 + 2 > MAX_TOKENS:
-            raise InputError(f"--lag {lag:g} s is longer than the model's 100 s window")
-        _finite_positive("--seconds", self.seconds)
-        _finite_positive("--audio-context", self.audio_context, minimum=0.999)
-        from tribe_stream.engines import ENGINES
-
-        if self.engine is not None and self.engine not in ENGINES:
-            raise InputError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
-        if self.dtype is not None and self.dtype not in DTYPE_NAMES:
-            raise InputError(
-                f"unknown model dtype {self.dtype!r}; choose one of {', '.join(DTYPE_NAMES)}"
-            )
-        pick_device(self.device)  # `cuda` without a GPU fails here, before any model loads
-        require_transformers()  # the extractors' package: missing, said before any model loads
-        return self
-
-
-@dataclass
-class PublishOptions:
-    """Where and how predictions are published over ZeroMQ (docs/PROTOCOL.md)."""
-
-    url: str = DEFAULT_URL
-    """Endpoint to bind; loopback by default, another interface only when asked for."""
-    dtype: str = "float16"
-    """Payload dtype: float16 or float32."""
-    stream_id: str | None = None
-    curve_secret: str | None = None
-    """Server secret key (NAME.key_secret from `tribe-stream keys`): encrypt with CURVE."""
-    allow_clients: tuple[str, ...] | None = None
-    """Client public keys, key files or folders of them (needs `curve_secret`)."""
-    roi: tuple[str, str] | None = None
-    """Left and right annotations: also publish each second's region means (`tribe.roi`)."""
-
-    def validate(self) -> PublishOptions:
-        check_endpoint(self.url)
-        if self.roi is not None:
-            from tribe_stream.regions import load_atlas
-
-            if len(self.roi) != 2:
-                raise InputError("--roi takes two annotations: the left, then the right hemisphere")
-            self._atlas = load_atlas(*self.roi)  # a bad annotation fails here, before models load
-        if self.dtype not in ("float16", "float32"):
-            raise InputError(f"payload dtype {self.dtype!r}: use float16 or float32")
-        if self.allow_clients and not self.curve_secret:
-            raise InputError("--allow-client needs CURVE: pass --curve-secret too")
-        return self
-
-    def publisher(self, **kwargs: Any):
-        from tribe_stream.publish import Publisher
-
-        return Publisher(
-            self.url,
-            dtype=self.dtype,
-            stream_id=self.stream_id,
-            curve_secret_key=self.curve_secret,
-            allowed_client_keys=list(self.allow_clients) if self.allow_clients else None,
-            atlas=getattr(self, "_atlas", None),
-            **kwargs,
-        )
 
 
 @dataclass
@@ -169,7 +57,7 @@ class Media:
         if self.file and (self.camera or self.mic):
             raise InputError("a file replays a recording; use it without a camera or microphone")
         if self.demo_seconds is not None:
-            _finite_positive("--seconds", self.demo_seconds)
+            check_seconds("--seconds", self.demo_seconds)
         elif not (self.file or self.camera or self.mic or self.source is not None):
             raise InputError("nothing to listen to: pass --camera DEV, --mic DEV, or --file FILE")
         if self.camera:
@@ -190,23 +78,6 @@ class Media:
                     "only?); give a file with pictures or sound"
                 )
         return self
-
-
-def default_engine(engine: str | None, device: str) -> str:
-    """The brain-model engine a live run uses: the one asked for, else `compiled` on a GPU (a live
-    window's length changes every second for 100 s; eager pays for each new length) and `torch`
-    on a CPU (compiling costs more there than it saves)."""
-    return engine or ("compiled" if device.startswith("cuda") else "torch")
-
-
-def require_transformers() -> None:
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        raise TribeStreamError(
-            f"the feature extractors need the `transformers` package: {install_hint('demo')} "
-            f"(or {install_hint('extractors')})"
-        ) from None
 
 
 class Stream:
@@ -328,11 +199,11 @@ class Stream:
         self._view = {"linger": linger}
         return self
 
-    def use_models(self, loaded, engine, extractors) -> Stream:
-        """Run on models already loaded (a `LoadedModel`, its engine, `Extractors` for this
-        stream's media, with its own speech-recognition state) instead of loading them, so that
-        several runs, or a run and a `Predictor`, share one copy of the weights."""
-        self._models = (loaded, engine, extractors)
+    def use_models(self, models, extractors=None) -> Stream:
+        """Run on models already loaded (`tribe_stream.models.Models`; `extractors`: this
+        stream's own `Extractors`, with its own speech-recognition state) instead of loading
+        them, so that several runs, or a run and a `Predictor`, share one copy of the weights."""
+        self._models = (models, extractors)
         return self
 
     def add_sink(self, sink: Sink) -> Stream:
@@ -391,41 +262,33 @@ class _Session:
         return self
 
     def _open(self) -> None:
-        from tribe_stream.devices import dtype_name, pick_device, pick_dtype
-        from tribe_stream.engines import make_engine
-        from tribe_stream.model.loading import load_brain_model
+        from tribe_stream.models import Models
         from tribe_stream.stream.clock import StreamClock
         from tribe_stream.stream.pipeline import Pipeline, PipelineConfig
 
         s, o = self.s, self.s.options
         s.notes = []
-        device = pick_device(o.device)
-        dtype = dtype_name(pick_dtype(device, o.dtype))
         clock = StreamClock()
         opened = [self._sources(clock, m) for m in s.medias]
         want = tuple(dict.fromkeys(k for _, kinds in opened for k in kinds))
-        if s._models is not None:  # shared with the caller (`use_models`)
-            loaded, engine, extractors = s._models
-            engine_name = engine.name
-        else:
-            loaded = load_brain_model(o.checkpoint)
-            engine_name = default_engine(o.engine, device)
-            engine = make_engine(engine_name, loaded, device=device, dtype=dtype)
-            extractors = load_stream_extractors(o, loaded, device, want, s.notes)
+        models, extractors = s._models if s._models is not None else (Models(o), None)
+        if extractors is None:
+            extractors = models.live(want, o.text, s.notes)
+        loaded, engine, device, dtype = models.loaded, models.engine, models.device, models.dtype
+        engine_name = engine.name
         active = extractors.active()
         s.model = dict(loaded.identity)
-        if loaded.identity.get("untrained"):
-            from tribe_stream.untrained import UNTRAINED_LABEL, warn_untrained
+        if models.untrained:
+            from tribe_stream.untrained import UNTRAINED_LABEL
 
             s.notes.append(UNTRAINED_LABEL)
-            warn_untrained(stacklevel=4)
         s.notes.append(
             f"modalities: {', '.join(active) or 'none'}; engine {engine_name} on {device} "
             f"({dtype}); lag {o.lag:g} s"
         )
         publish = s._publish
         if publish is None and s._view is not None:
-            publish = PublishOptions()
+            publish = PublishOptions().validate()
         ids = [m.stream_id for m in s.medias]
         if len(ids) > 1:
             base = (publish.stream_id if publish is not None else None) or "tribe-stream"
@@ -523,45 +386,6 @@ class _Session:
             self.tmp.cleanup()
 
 
-def load_stream_extractors(
-    opts: StreamOptions, loaded, device: str, want: tuple[str, ...], notes: list[str]
-):
-    """The extractors the checkpoint's config names (or the demo's), for the media at hand."""
-    from tribe_stream.extractors.asr import asr_available
-    from tribe_stream.stream.pipeline import Extractors
-
-    require_transformers()
-    text_ok = opts.text and "text" in want
-    reason = asr_available() if text_ok else None
-    if text_ok and reason:
-        notes.append(f"text features off: speech recognition unavailable ({reason})")
-        text_ok = False
-    mods = tuple(m for m in ("audio", "video") if m in want) + (("text",) if text_ok else ())
-    if opts.checkpoint == "demo":
-        from tribe_stream.extractors.demo import load_demo_extractors
-
-        found = load_demo_extractors(device=device, modalities=mods, video_fp8=opts.video_fp8)
-    else:
-        from tribe_stream.extractors.config import from_experiment
-        from tribe_stream.extractors.suite import load_extractors
-
-        found = load_extractors(
-            from_experiment(loaded.experiment),
-            device=device,
-            modalities=mods,
-            compile=device.startswith("cuda"),
-            video_fp8=opts.video_fp8,
-        )
-    asr = None
-    if "text" in found:
-        from tribe_stream.extractors.asr import LiveASR, WhisperASR
-
-        asr = LiveASR(WhisperASR())
-    return Extractors(
-        video=found.get("video"), audio=found.get("audio"), text=found.get("text"), asr=asr
-    )
-
-
 def warm_up(extractors, engine, audio_context: float, streams: int = 1) -> None:
     """Run every model once before the clock starts, so that compiling (seconds on a GPU) is
     never mistaken for the stream falling behind; with several `streams`, at every batch size
@@ -651,10 +475,4 @@ def _close_viewer(viewer: subprocess.Popen, linger: float | None, grace: float =
         log.warning("the viewer (pid %d) is still running", viewer.pid)
 
 
-__all__ = [
-    "Media",
-    "PublishOptions",
-    "Stream",
-    "StreamOptions",
-    "default_engine",
-]
+__all__ = ["Media", "PublishOptions", "Stream", "StreamOptions"]

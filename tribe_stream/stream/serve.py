@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from tribe_stream.stream.clock import StreamClock
 from tribe_stream.stream.pipeline import Pipeline, PipelineConfig, WindowJob
@@ -320,6 +320,24 @@ class Server:
             for p in list(self.streams):
                 self._retire(p)
             self._events = None
+
+    def run(
+        self,
+        seconds: float | None = None,
+        on_prediction: Callable[[Prediction], None] | None = None,
+        **kwargs,
+    ) -> list[Prediction]:
+        """Every prediction of `predictions(seconds, **kwargs)`, each also to `on_prediction`."""
+        out = []
+        for _, p in self.predictions(seconds, **kwargs):
+            if on_prediction is not None:
+                on_prediction(p)
+            out.append(p)
+        return out
+
+    def finish(self) -> list[Prediction]:
+        """The sources ended: close every stream's last bins and predict its whole seconds."""
+        return [p for _, p in self.step(final={id(p) for p in self.streams})]
 
     def _idle(self, idle_sleep: float) -> float:
         """Sleep until the next stream is due to start, at most `idle_sleep`."""
