@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from tribe_stream import N_VERTICES
+from tribe_stream.clock import StreamClock
 from tribe_stream.publish import Publisher
-from tribe_stream.stream.clock import StreamClock
 from tribe_stream.types import Prediction
 
 try:

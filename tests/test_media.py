@@ -241,10 +241,10 @@ def test_huge_finite_samples_are_silenced_alike_offline_replayed_and_captured(tm
     """100 ms of 3e38 (finite) went through untouched: their squares overflow in the features,
     and one such packet from a page stopped the capture stream for good. Beyond ±MAX_SAMPLE a
     sample is damage, made silent and counted wherever sound enters."""
+    from tribe_stream.clock import StreamClock
     from tribe_stream.media import MAX_SAMPLE
     from tribe_stream.prediction import Predictor
     from tribe_stream.sources.browser import BrowserSource, CapturePacket
-    from tribe_stream.stream.clock import StreamClock
 
     tone = (0.1 * np.sin(np.arange(4 * AUDIO_RATE) / AUDIO_RATE * 2 * np.pi * 220)).astype("f4")
     damaged, clean = tone.copy(), tone.copy()

@@ -11,9 +11,9 @@ from conftest import collecting, run_cli
 from pulse_device import play_tone
 
 from tribe_stream import N_VERTICES
+from tribe_stream.clock import StreamClock
 from tribe_stream.engines import make_engine
 from tribe_stream.models import load_brain_model
-from tribe_stream.stream.clock import StreamClock
 from tribe_stream.stream.pipeline import Extractors, Pipeline, PipelineConfig
 from tribe_stream.stream.schedule import reference_predictions, window_for
 from tribe_stream.stream.serve import Server

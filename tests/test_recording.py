@@ -18,6 +18,7 @@ import zmq
 
 from tribe_stream import N_VERTICES
 from tribe_stream.client import Subscriber
+from tribe_stream.clock import StreamClock
 from tribe_stream.errors import InputError
 from tribe_stream.protocol import (
     Message,
@@ -29,7 +30,6 @@ from tribe_stream.protocol import (
 )
 from tribe_stream.publish import Publisher
 from tribe_stream.recording import RecordingWriter, read_recording, record, replay
-from tribe_stream.stream.clock import StreamClock
 from tribe_stream.types import Prediction
 
 POOL = np.random.default_rng(1).standard_normal((8, N_VERTICES)).astype(np.float32)

@@ -11,10 +11,10 @@ import pytest
 from conftest import collecting, run_cli
 
 from tribe_stream import N_VERTICES
+from tribe_stream.clock import StreamClock
 from tribe_stream.engines import make_engine
 from tribe_stream.errors import SourceError
 from tribe_stream.models import load_brain_model
-from tribe_stream.stream.clock import StreamClock
 from tribe_stream.stream.pipeline import Extractors, Pipeline, PipelineConfig
 from tribe_stream.stream.serve import Server
 

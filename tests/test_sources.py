@@ -15,6 +15,7 @@ import av
 import numpy as np
 import pytest
 
+from tribe_stream.clock import StreamClock
 from tribe_stream.errors import SourceError
 from tribe_stream.media import BadFrame, frame_to_rgb, target_size
 from tribe_stream.media import probe as probe_file
@@ -27,7 +28,6 @@ from tribe_stream.sources import (
     read_frame_index,
 )
 from tribe_stream.sources.clip import clip_tone_hz
-from tribe_stream.stream.clock import StreamClock
 from tribe_stream.types import Chunk
 
 FPS = 16

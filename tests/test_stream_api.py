@@ -35,11 +35,11 @@ def clip(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(clip):
     """The same clip through a pipeline assembled by hand, part by part."""
+    from tribe_stream.clock import StreamClock
     from tribe_stream.engines import make_engine
     from tribe_stream.extractors.demo import load_demo_extractors
     from tribe_stream.models import load_brain_model
     from tribe_stream.sources.replay import FileReplay
-    from tribe_stream.stream.clock import StreamClock
     from tribe_stream.stream.pipeline import Extractors, Pipeline, PipelineConfig
 
     ex = load_demo_extractors(modalities=("audio", "video"))

@@ -154,8 +154,8 @@ def wait_screen(display: str, check, timeout: float = 20.0, name: str = "") -> n
 
 
 def test_live_viewer_draws_the_cortex_and_follows_the_stream(display):
+    from tribe_stream.clock import StreamClock
     from tribe_stream.publish import Publisher
-    from tribe_stream.stream.clock import StreamClock
     from tribe_stream.types import Prediction
 
     url = f"tcp://127.0.0.1:{free_port()}"

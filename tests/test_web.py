@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from tribe_stream import AUDIO_RATE, N_VERTICES, N_VERTICES_HEMI
+from tribe_stream.clock import StreamClock
 from tribe_stream.sources.browser import BrowserSource, CapturePacket
-from tribe_stream.stream.clock import StreamClock
 from tribe_stream.types import Prediction
 from tribe_stream.web.wire import HEAD, Rejected, parse_packet, parse_text
 

@@ -22,8 +22,8 @@ import numpy as np
 
 def publish(url: str, rate: float, seconds: float, ready) -> None:
     """Send `rate` predictions a second for `seconds`, timed like a live stream."""
+    from tribe_stream.clock import StreamClock
     from tribe_stream.publish import Publisher
-    from tribe_stream.stream.clock import StreamClock
     from tribe_stream.types import Prediction
 
     rng = np.random.default_rng(0)

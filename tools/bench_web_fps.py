@@ -118,8 +118,8 @@ def main() -> int:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
+    from tribe_stream.clock import StreamClock
     from tribe_stream.publish import Publisher
-    from tribe_stream.stream.clock import StreamClock
 
     width, height = map(int, args.size.split("x"))
     stop = threading.Event()

@@ -55,9 +55,7 @@ class BenchOptions(ModelOptions, LiveOptions):
     warmup_s: float = option(
         5.0, "seconds left out at each run's start", flags="--warmup", type=number(minimum=0)
     )
-    baseline_seconds: float = option(
-        20.0, "seconds of the baseline run", type=number(above=0)
-    )
+    baseline_seconds: float = option(20.0, "seconds of the baseline run", type=number(above=0))
     p99_ms: float = option(250.0, "real time: p99 at most this", type=number(above=0))
     clip: str | None = option(None, "media file to replay (default: a generated clip with speech)")
     transcript: str | None = option(
@@ -235,9 +233,9 @@ def run_streams(
     a stream's sources ended (the end-of-input flush) are reported apart (`after_end_ms`) and
     left out of the live figures: a camera never ends."""
     from tribe_stream.client import Subscriber
+    from tribe_stream.clock import StreamClock
     from tribe_stream.publish import Publisher
     from tribe_stream.sources.replay import FileReplay
-    from tribe_stream.stream.clock import StreamClock
     from tribe_stream.stream.latency import END_TO_END, percentiles, stage_delays
     from tribe_stream.stream.pipeline import Pipeline, PipelineConfig
     from tribe_stream.stream.serve import Server

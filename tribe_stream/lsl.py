@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from tribe_stream import HEMODYNAMIC_OFFSET_S, N_VERTICES
+from tribe_stream.clock import StreamClock
 from tribe_stream.errors import InputError, SourceError
 from tribe_stream.protocol import FSAVERAGE5, PROTOCOL_VERSION, Message
-from tribe_stream.stream.clock import StreamClock
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from tribe_stream.clock import StreamClock
 from tribe_stream.errors import InputError
 from tribe_stream.protocol import (
     DEFAULT_URL,
@@ -40,7 +41,6 @@ from tribe_stream.protocol import (
     load_keypair,
     stream_metadata,
 )
-from tribe_stream.stream.clock import StreamClock
 from tribe_stream.types import Prediction, Sink
 
 log = logging.getLogger(__name__)

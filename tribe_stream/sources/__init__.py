@@ -3,7 +3,7 @@
 Usage::
 
     from tribe_stream.sources import open_camera, MicrophoneSource, FileReplay
-    from tribe_stream.stream.clock import StreamClock
+    from tribe_stream.clock import StreamClock
 
     clock = StreamClock()
     with open_camera("lavfi:testsrc=size=320x240:rate=25", clock=clock, max_size=292) as cam, \\

@@ -19,9 +19,9 @@ from typing import Literal
 import av
 import numpy as np
 
+from tribe_stream.clock import StreamClock
 from tribe_stream.errors import SourceError
 from tribe_stream.media import BadFrame, frame_to_rgb
-from tribe_stream.stream.clock import StreamClock
 from tribe_stream.types import Chunk
 
 log = logging.getLogger("tribe_stream.sources")

@@ -40,10 +40,10 @@ import av
 import numpy as np
 
 from tribe_stream import AUDIO_RATE
+from tribe_stream.clock import StreamClock
 from tribe_stream.media import ArrayResampler, DecodeCounters
 from tribe_stream.sources.base import Source
 from tribe_stream.sources.chunks import audio_chunk, video_chunk
-from tribe_stream.stream.clock import StreamClock
 
 log = logging.getLogger("tribe_stream.sources")
 

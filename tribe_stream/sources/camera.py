@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 import av
 
+from tribe_stream.clock import StreamClock
 from tribe_stream.errors import SourceError
 from tribe_stream.sources.base import Source
 from tribe_stream.sources.chunks import video_chunk
-from tribe_stream.stream.clock import StreamClock
 
 log = logging.getLogger("tribe_stream.sources")
 

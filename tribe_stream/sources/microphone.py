@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from tribe_stream import AUDIO_RATE
+from tribe_stream.clock import StreamClock
 from tribe_stream.errors import SourceError
 from tribe_stream.media import ArrayResampler
 from tribe_stream.sources.base import Source
 from tribe_stream.sources.chunks import PendingSamples, audio_chunk
 from tribe_stream.sources.ring import SampleRing
-from tribe_stream.stream.clock import StreamClock
 
 log = logging.getLogger("tribe_stream.sources")
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 
 from tribe_stream import AUDIO_RATE
+from tribe_stream.clock import StreamClock
 from tribe_stream.errors import SourceError
 from tribe_stream.media import (
     AudioTimeline,
@@ -36,7 +37,6 @@ from tribe_stream.media import (
 )
 from tribe_stream.sources.base import Source
 from tribe_stream.sources.chunks import PendingSamples, audio_chunk, video_chunk
-from tribe_stream.stream.clock import StreamClock
 from tribe_stream.types import Chunk
 
 log = logging.getLogger("tribe_stream.sources")

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tribe_stream import BIN_SECONDS, HEMODYNAMIC_OFFSET_S
+from tribe_stream.clock import StreamClock
 from tribe_stream.models import Extractors
-from tribe_stream.stream.clock import StreamClock
 from tribe_stream.stream.ring import FeatureRing
 from tribe_stream.stream.schedule import Window, lag_bins, ready, window_for
 from tribe_stream.types import Chunk, Prediction, Sink, Word

@@ -262,8 +262,8 @@ class _Session:
         return self
 
     def _open(self) -> None:
+        from tribe_stream.clock import StreamClock
         from tribe_stream.models import Models
-        from tribe_stream.stream.clock import StreamClock
         from tribe_stream.stream.pipeline import Pipeline, PipelineConfig
 
         s, o = self.s, self.s.options

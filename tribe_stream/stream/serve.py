@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from tribe_stream.stream.clock import StreamClock
+from tribe_stream.clock import StreamClock
 from tribe_stream.stream.pipeline import Pipeline, PipelineConfig, WindowJob
 from tribe_stream.types import Prediction
 
