@@ -19,8 +19,8 @@ from tribe_stream.extractors.fp8_attention import (
     OUT_HEADROOM,
     attend_fp8,
     attention_missing,
+    check_operands,
     dequantize,
-    pointers,
     quantize_per_clip,
 )
 
@@ -159,19 +159,40 @@ def test_refused_in_one_line_where_it_cannot_run(tmp_path):
     assert not (tmp_path / "o.npy").exists()
 
 
-def test_each_clip_gets_its_own_tensors_and_scales_in_the_cuda_calls():
-    """cuDNN is called once per clip on raw pointers: clip i's must be the i-th clip's
-    queries, keys, values, output and scales, whatever the clip size."""
-    from tribe_stream.extractors import fp8_attention as fa
+def operands(b: int = 3, device: str = "cpu") -> dict[str, torch.Tensor]:
+    clip = {n: torch.zeros(b, 40, 2, 64, device=device).to(FP8) for n in ("q8", "k8", "v8")}
+    scales = ("descale_q", "descale_k", "descale_v", "scale_o")
+    return clip | {n: torch.ones(b, device=device) for n in scales}
 
-    q8, k8, v8, out = (torch.zeros(3, 40, 2, 64).to(FP8) for _ in range(4))
-    scales = tuple(torch.ones(3) for _ in range(4))
-    for i in range(3):
-        ptr = pointers((q8, k8, v8, out), scales, i)
-        assert [ptr[u] for u in (fa.Q, fa.K, fa.V, fa.OUT)] == [
-            t[i].data_ptr() for t in (q8, k8, v8, out)
-        ]
-        assert [ptr[u] for u in (fa.DQ, fa.DK, fa.DV, fa.SO)] == [t[i].data_ptr() for t in scales]
+
+@pytest.mark.parametrize(
+    ("name", "bad", "said"),
+    [
+        ("descale_v", torch.ones(2), r"descale_v has shape \(2,\), want \(3,\)"),
+        ("scale_o", torch.ones(4), r"scale_o has shape \(4,\), want \(3,\)"),
+        ("descale_q", torch.ones(3, 1), "descale_q has shape"),
+        ("descale_k", torch.ones(3, dtype=torch.float16), "descale_k is torch.float16"),
+        ("scale_o", torch.ones(6)[::2], "scale_o is not contiguous"),
+        ("k8", torch.zeros(3, 41, 2, 64).to(FP8), "k8 has shape"),
+        ("v8", torch.zeros(3, 40, 2, 64, dtype=torch.bfloat16), "v8 is torch.bfloat16"),
+        ("q8", torch.zeros(3, 2, 40, 64).to(FP8).transpose(1, 2), "q8 is not contiguous"),
+        ("q8", torch.zeros(3, 40, 128).to(FP8), r"q8 must be \(B, N, H, D\)"),
+    ],
+)
+def test_every_operand_is_checked_before_the_kernel(name, bad, said):
+    """A wrong-sized, -typed or strided tensor is refused in one line (on the CPU, the same
+    check that runs before cuDNN's kernel): never read past its end."""
+    args = operands() | {name: bad}
+    if name != "q8":
+        args["q8"] = operands()["q8"]
+    with pytest.raises(ValueError, match=said):
+        torch.ops.tribe_stream.fp8_sdpa(*args.values(), 0.125)
+
+
+def test_operands_on_two_devices_are_refused():
+    args = operands() | {"descale_q": torch.ones(3, device="meta")}
+    with pytest.raises(ValueError, match="descale_q is on meta"):
+        check_operands(*args.values())
 
 
 @pytest.mark.skipif(

@@ -10,11 +10,11 @@
 Needs a Hopper-class GPU and `pip install nvidia-cudnn-frontend`.
 
     python tools/bench_fp8_attention.py [--batch 8] [--iters 10] [--no-encoder]
-        [--encoder-batches 8,16] [--profile] [--plans]
+        [--encoder-batches 8,16] [--profile]
 
 `--encoder-batches` times the compiled encoders at several batch sizes; `--profile` prints the
 top GPU kernels of two FP8-attention encoder forwards (where the time beyond attention and the
-products goes); `--plans` times every execution plan cuDNN offers for one clip's attention.
+products goes).
 """
 
 from __future__ import annotations
@@ -108,39 +108,6 @@ def bench_attention(batch: int, iters: int) -> None:
     print(f"(one tensor's quantisation, compiled: {ms:.3f} ms)")
 
 
-def bench_plans(iters: int) -> None:
-    """Each execution plan cuDNN offers for one clip's FP8 attention, timed on the same tensors."""
-    import cudnn
-
-    from tribe_stream.extractors import fp8_attention as fa
-
-    h, n, d = 22, 8192, 64
-    g = torch.Generator(device="cuda").manual_seed(0)
-    q8, k8, v8 = (torch.randn(1, n, h, d, device="cuda", generator=g).to(fa.FP8) for _ in range(3))
-    graph, ws_size = fa._graph(n, h, d, d**-0.5, 0, every_plan=True)
-    workspace = torch.empty(ws_size, dtype=torch.uint8, device="cuda")
-    out = torch.empty_like(q8)
-    one = torch.ones(1, device="cuda")
-    ptr = {u: t.data_ptr() for u, t in fa._constants(0).items()}
-    ptr.update(fa.pointers((q8, k8, v8, out), (one, one, one, one)))
-    handle = fa._handle(0)
-    cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream().cuda_stream)
-    count = graph.get_execution_plan_count()
-    print(f"\ncuDNN FP8 attention, one clip: {count} execution plans (heuristics A, B, fallback)")
-    print("| plan | name | ms per clip |")
-    print("|---:|---|---:|")
-    for i in range(count):
-        try:
-            name = graph.get_plan_name_at_index(i)
-            ms = timed(
-                lambda i=i: graph._execute_plan_at_index(ptr, workspace.data_ptr(), i, handle),
-                iters,
-            )
-            print(f"| {i} | {name} | {ms:.3f} |")
-        except Exception as exc:  # a plan built but not runnable: say so, time the others
-            print(f"| {i} | - | {str(exc).splitlines()[0][:80]} |")
-
-
 def profile_kernels(fn, rows: int = 30) -> None:
     """The top GPU kernels of `fn()` (two calls after a warm-up), by total GPU time."""
     from torch.profiler import ProfilerActivity, profile
@@ -228,7 +195,6 @@ def main() -> int:
         help="more clips-per-forward to time, e.g. 4,16",
     )
     ap.add_argument("--profile", action="store_true", help="top kernels of the FP8 encoder")
-    ap.add_argument("--plans", action="store_true", help="time each cuDNN plan for one clip")
     args = ap.parse_args()
     if why := attention_missing("cuda" if torch.cuda.is_available() else "cpu"):
         print(why, file=sys.stderr)
@@ -241,8 +207,6 @@ def main() -> int:
     )
     if args.attention:
         bench_attention(args.batch, args.iters)
-    if args.plans:
-        bench_plans(args.iters)
     if args.encoder:
         bench_encoder(args.batch, args.iters, args.encoder_batches, args.profile)
     return 0

@@ -14,11 +14,19 @@ wall times for the same clip. `--checkpoint DIR` takes a full-size random-weight
 `tools/make_random_model.py` (no text: its Llama is not built), `demo` the small untrained models.
 
     python tools/bench_predict.py --seconds 600 [--checkpoint DIR] [--engine compiled]
+        [--variants half:4,fp8:8,fp8all:8,fp8-plain:8,fp8all-plain:8,ao:8]
+
+Variants run one after the other on ONE loaded predictor (the video encoder rebuilt for each):
+`half`, `fp8` (FP8 products), `fp8all` (products and attention); `-plain`: without the Triton
+steps of `fp8_kernels.py` (plain torch, fused by Inductor); `ao`: torchao's FP8 linears
+(`Float8DynamicActivationFloat8WeightConfig`, per-row scales) on the 16-bit encoder in bfloat16.
+Each variant's wall time is also printed against the first's.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -92,6 +100,41 @@ def official_audio(ex, audio: np.ndarray, n_bins: int) -> np.ndarray:
     return out
 
 
+PRECISIONS = ("half", "fp8", "fp8all", "fp8-plain", "fp8all-plain", "ao")
+
+
+def use_video(video, prec: str, batch: int | None) -> None:
+    """Rebuild `video`'s encoder for the variant `prec` (PRECISIONS) and compile it."""
+    from tribe_stream.extractors import fp8
+    from tribe_stream.extractors.accel import compile_blocks
+    from tribe_stream.extractors.fp8 import VideoFp8
+    from tribe_stream.extractors.video_encoder import VideoTrunk
+
+    setting = {"fp8": VideoFp8.PRODUCTS, "fp8all": VideoFp8.ATTENTION}.get(prec.split("-")[0])
+    setting = setting or VideoFp8.OFF
+    if why := setting.refusal(video.device):
+        raise SystemExit(f"variant {prec}: {why}")
+    torch._dynamo.reset()  # every variant compiled afresh (the Triton switch below is global)
+    fused = fp8.__dict__.setdefault("_fused_kernels", fp8._fused)
+    fp8._fused = (lambda x: False) if prec.endswith("-plain") else fused
+    with torch.no_grad():
+        trunk = VideoTrunk(video.model, video.groups, fp8=setting)
+        if prec == "ao":
+            from torchao.quantization import (
+                Float8DynamicActivationFloat8WeightConfig,
+                PerRow,
+                quantize_,
+            )
+
+            trunk = copy.deepcopy(trunk).to(torch.bfloat16)  # the model's own layers untouched
+            trunk.dtype = torch.bfloat16
+            quantize_(trunk.layers, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+    video.encoder = trunk.to(video.device).eval()
+    compile_blocks(video.encoder.layers)
+    video.fp8 = setting
+    video.max_batch = batch or video.max_batch
+
+
 class StageClock:
     """A `progress` callback noting when each stage was first and last heard of."""
 
@@ -123,8 +166,8 @@ def main() -> int:
     ap.add_argument(
         "--variants",
         default="half",
-        help="our video settings to time, comma-separated PRECISION[:BATCH] (half or fp8, clips "
-        "per forward; default batch: 4 on a GPU), e.g. half:4,fp8:8; fp8all: attention in FP8 too",
+        help="our video settings to time, comma-separated PRECISION[:BATCH] (PRECISION: "
+        f"{', '.join(PRECISIONS)}; BATCH: clips per forward, default 4 on a GPU), e.g. half:4,fp8:8",
     )
     ap.add_argument(
         "--no-official",
@@ -136,10 +179,9 @@ def main() -> int:
     variants = []
     for v in args.variants.split(","):
         prec, _, batch = v.partition(":")
-        if prec not in ("half", "fp8", "fp8all"):
-            ap.error(f"variant {v!r}: precision is half, fp8 or fp8all")
-        fp8 = {"half": False, "fp8": True, "fp8all": "all"}[prec]
-        variants.append((v, fp8, int(batch) if batch else None))
+        if prec not in PRECISIONS:
+            ap.error(f"variant {v!r}: precision is one of {', '.join(PRECISIONS)}")
+        variants.append((v, prec, int(batch) if batch else None))
 
     from tribe_stream.engines import make_engine
     from tribe_stream.media import read_audio
@@ -160,15 +202,10 @@ def main() -> int:
         # the long clip's 60 s chunks need (a one-time compile, left out of the timing)
         warm = [make_clip(Path(tmp) / f"warm{s}.mp4", s, width=w, height=h) for s in (4.0, 6.0)]
         timed = []  # (variant, seconds, predictions)
-        for name_v, fp8, batch in variants:
-            ours = Predictor(
-                checkpoint=args.checkpoint,
-                engine=engine,
-                use_cache=False,
-                asr=False,
-                video_fp8=fp8,
-                video_batch=batch,
-            )
+        ours = Predictor(checkpoint=args.checkpoint, engine=engine, use_cache=False, asr=False)
+        for name_v, prec, batch in variants:
+            if "video" in ours.extractors:
+                use_video(ours.extractors["video"], prec, batch)
             for clip_w in warm:  # compile and capture outside the timing
                 ours.predict(clip_w)
             sync(device)
@@ -186,18 +223,19 @@ def main() -> int:
             if busy is not None:  # the video stage less this: the GPU waited for the host
                 print(f"    video batches held the GPU {busy:.1f} s")
             timed.append((name_v, seconds, got))
-            if len(timed) == 1:
-                first = ours  # its models serve the official-style path
-            else:
-                del ours
+        first_v, first_t, first_p = timed[0]
+        print(f"\n| variant | wall s | against {first_v} | predictions vs {first_v} |")
+        print("|---|---:|---:|---:|")
+        for name_v, t_ours, got in timed:
+            diff = np.abs(got.values - first_p.values).max() / np.abs(first_p.values).max()
+            print(f"| {name_v} | {t_ours:.1f} | {first_t / t_ours:.3f}x | {diff:.1e} |")
         if not args.official:
             print("\n| path | wall s | media s per wall s |\n|---|---:|---:|")
             for name_v, t_ours, _ in timed:
                 print(f"| ours (video {name_v}) | {t_ours:.1f} | {args.seconds / t_ours:.1f} |")
             return 0
         name_v, t_ours, preds = timed[0]
-        ex = first.extractors  # loaded once, shared by both paths
-        ours = first
+        ex = ours.extractors  # loaded once, shared by both paths
 
         t0 = time.perf_counter()
         n_bins = 2 * len(preds) - (1 if round(args.seconds * 2) % 2 else 0)

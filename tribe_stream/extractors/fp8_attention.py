@@ -6,8 +6,9 @@ never depend on the other clips of its batch); the softmax probabilities are qua
 kernel with a fixed power-of-two scale (they lie in [0, 1] there); the output is e4m3 too (on
 Hopper cuDNN writes FP8 attention only in FP8), on a per-clip scale that cannot overflow: each
 output row is a weighted mean of value rows, so it is bounded by the values' largest entry.
-torch's own attention has no FP8 path, hence the frontend. The op is registered with
-`torch.library`, so compiled layers call it without a graph break.
+torch's own attention has no FP8 path, hence the frontend, called through its public
+`graph.execute` with tensors; `check_operands` checks every tensor before the kernel sees it. The
+op is registered with `torch.library`, so compiled layers call it without a graph break.
 """
 
 from __future__ import annotations
@@ -85,6 +86,37 @@ def dequantize(x8: torch.Tensor, descale: torch.Tensor, dtype=torch.bfloat16) ->
     return (x8.float() * descale.view(-1, *[1] * (x8.ndim - 1))).to(dtype)
 
 
+def check_operands(
+    q8: torch.Tensor,
+    k8: torch.Tensor,
+    v8: torch.Tensor,
+    descale_q: torch.Tensor,
+    descale_k: torch.Tensor,
+    descale_v: torch.Tensor,
+    scale_o: torch.Tensor,
+) -> None:
+    """Raise ValueError, one line, unless the op's operands are what the kernel reads: e4m3
+    `(B, N, H, D)` queries, keys and values of one shape, and four float32 `(B,)` scales, all
+    contiguous on one device (cuDNN reads B clips' bytes and B scales from each without checking)."""
+    if q8.ndim != 4:
+        raise ValueError(f"fp8_sdpa: q8 must be (B, N, H, D), got shape {tuple(q8.shape)}")
+    b = q8.shape[0]
+    named = {"q8": q8, "k8": k8, "v8": v8, "descale_q": descale_q, "descale_k": descale_k}
+    named |= {"descale_v": descale_v, "scale_o": scale_o}
+    for name, t in named.items():
+        clip = name.endswith("8")
+        shape, dtype = (tuple(q8.shape), FP8) if clip else ((b,), torch.float32)
+        if tuple(t.shape) != shape:
+            want = "as q8" if clip else "one scale per clip"
+            raise ValueError(f"fp8_sdpa: {name} has shape {tuple(t.shape)}, want {shape} ({want})")
+        if t.dtype != dtype:
+            raise ValueError(f"fp8_sdpa: {name} is {t.dtype}, want {dtype}")
+        if t.device != q8.device:
+            raise ValueError(f"fp8_sdpa: {name} is on {t.device}, q8 on {q8.device}")
+        if not t.is_contiguous():
+            raise ValueError(f"fp8_sdpa: {name} is not contiguous; call .contiguous() first")
+
+
 @torch.library.custom_op("tribe_stream::fp8_sdpa", mutates_args=())
 def fp8_sdpa(
     q8: torch.Tensor,
@@ -96,71 +128,54 @@ def fp8_sdpa(
     scale_o: torch.Tensor,
     scale: float,
 ) -> torch.Tensor:
-    """e4m3 `(B, N, H, D)` and per-clip descales `(B,)` -> e4m3 `(B, N, H, D)`, times `scale_o`.
+    """e4m3 `(B, N, H, D)` and per-clip float32 descales `(B,)` -> e4m3 `(B, N, H, D)`, times
+    `scale_o` (`check_operands` says exactly what it takes).
 
     This body is the reference, for devices without cuDNN (tests on the CPU): the arithmetic the
     cuDNN kernel does, in float32, with the probabilities rounded to e4m3 on `P_SCALE` before
     they weight the values. On CUDA, cuDNN's kernel runs instead (`_fp8_sdpa_cudnn`).
     """
-    _check(q8, k8, v8)
+    check_operands(q8, k8, v8, descale_q, descale_k, descale_v, scale_o)
     b = q8.shape[0]
 
     def real(x8: torch.Tensor, descale: torch.Tensor) -> torch.Tensor:  # (B, H, N, D) float32
-        return x8.float().mul(descale.float().view(b, 1, 1, 1)).transpose(1, 2)
+        return x8.float().mul(descale.view(b, 1, 1, 1)).transpose(1, 2)
 
     q, k, v = real(q8, descale_q), real(k8, descale_k), real(v8, descale_v)
     s = q @ k.transpose(-1, -2) * scale
     p = (s - s.amax(dim=-1, keepdim=True)).exp()  # in (0, 1], the row's largest is 1
     p8 = (p * P_SCALE).to(FP8).float() / P_SCALE
     o = (p8 @ v) / p.sum(dim=-1, keepdim=True)
-    o = o.transpose(1, 2) * scale_o.float().view(b, 1, 1, 1)
+    o = o.transpose(1, 2) * scale_o.view(b, 1, 1, 1)
     return o.clamp(-FP8_MAX, FP8_MAX).to(FP8).contiguous()
 
 
 @fp8_sdpa.register_kernel("cuda")
 def _fp8_sdpa_cudnn(q8, k8, v8, descale_q, descale_k, descale_v, scale_o, scale):
-    """cuDNN's fused FP8 attention, one call per clip (cuDNN takes one descale per tensor)."""
-    _check(q8, k8, v8)
-    q8, k8, v8 = (t.contiguous() for t in (q8, k8, v8))  # raw pointers below
-    descale_q, descale_k, descale_v, scale_o = (
-        t.float().contiguous() for t in (descale_q, descale_k, descale_v, scale_o)
-    )
+    """cuDNN's fused FP8 attention through the frontend's public `execute`, one call per clip
+    (cuDNN takes one descale per tensor), on views of the checked tensors."""
+    check_operands(q8, k8, v8, descale_q, descale_k, descale_v, scale_o)
+    import cudnn
+
     b, n, h, d = q8.shape
     index = q8.device.index or 0
     graph, workspace_size = _graph(n, h, d, float(scale), index)
-    out = torch.empty((b, n, h, d), dtype=FP8, device=q8.device)
+    out = torch.empty_like(q8)
     workspace = torch.empty(workspace_size, dtype=torch.uint8, device=q8.device)
     handle = _handle(index)
-    import cudnn
-
     cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream(q8.device).cuda_stream)
-    fixed = {u: t.data_ptr() for u, t in _constants(index).items()}
+    fixed = _constants(index)
+    clips = (q8, k8, v8, out, descale_q, descale_k, descale_v, scale_o)
     for i in range(b):
-        ptr = pointers((q8, k8, v8, out), (descale_q, descale_k, descale_v, scale_o), i)
-        graph._execute({**fixed, **ptr}, workspace.data_ptr(), handle)
+        pack = dict(zip((Q, K, V, OUT, DQ, DK, DV, SO), (t[i] for t in clips), strict=True))
+        graph.execute({**fixed, **pack}, workspace, handle=handle)
     return out
-
-
-def pointers(clips: tuple, scales: tuple, i: int = 0) -> dict[int, int]:
-    """The graph's uid -> device pointer of clip `i`'s tensors: `clips` = (q8, k8, v8, out),
-    each `(B, N, H, D)` e4m3, `scales` = (descale_q, descale_k, descale_v, scale_o), each B
-    float32 (the probability scales and amax outputs come from `_constants`)."""
-    step = clips[0].numel() // clips[0].shape[0]  # bytes per clip (e4m3: one byte each)
-    ptr = {u: t.data_ptr() + i * step for u, t in zip((Q, K, V, OUT), clips, strict=True)}
-    ptr.update({u: t.data_ptr() + 4 * i for u, t in zip((DQ, DK, DV, SO), scales, strict=True)})
-    return ptr
-
-
-def _check(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor) -> None:
-    if not all(t.dtype == FP8 for t in (q8, k8, v8)) or not (q8.shape == k8.shape == v8.shape):
-        raise ValueError("fp8_sdpa wants e4m3 queries, keys and values of one shape (B, N, H, D)")
-    if q8.ndim != 4:
-        raise ValueError(f"fp8_sdpa wants (B, N, H, D) tensors, got {tuple(q8.shape)}")
 
 
 @fp8_sdpa.register_fake
 def _(q8, k8, v8, descale_q, descale_k, descale_v, scale_o, scale):
-    return torch.empty(q8.shape, dtype=FP8, device=q8.device)
+    check_operands(q8, k8, v8, descale_q, descale_k, descale_v, scale_o)
+    return torch.empty_like(q8)
 
 
 @functools.cache
@@ -183,12 +198,10 @@ def _constants(device: int) -> dict[int, torch.Tensor]:
 
 
 @functools.cache
-def _graph(n: int, h: int, d: int, scale: float, device: int, every_plan: bool = False):
+def _graph(n: int, h: int, d: int, scale: float, device: int):
     """The built cuDNN graph for one clip of `n` tokens, `h` heads of size `d`, and its workspace
-    size; tensors laid out `(N, H, D)` (dims given as (1, H, N, D), as cuDNN wants them).
-
-    `every_plan` builds every execution plan the heuristics offer, not just the first that works
-    (for `tools/bench_fp8_attention.py --plans`; run one with `graph._execute_plan_at_index`)."""
+    size; tensors laid out `(N, H, D)` (dims given as (1, H, N, D), as cuDNN wants them). The
+    heuristics' first plan is kept: the fastest of the five offered on an H200 (docs/BENCHMARKS.md)."""
     import cudnn
 
     dims = (1, h, n, d)
@@ -225,12 +238,7 @@ def _graph(n: int, h: int, d: int, scale: float, device: int, every_plan: bool =
             t.set_data_type(f32)
         g.validate()
         g.build_operation_graph()
-        a, b, fallback = cudnn.heur_mode.A, cudnn.heur_mode.B, cudnn.heur_mode.FALLBACK
-        g.create_execution_plans([a, b, fallback] if every_plan else [a, fallback])
+        g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
         g.check_support()
-        if not every_plan:
-            g.build_plans()
-            return g, g.get_workspace_size()
-        g.build_plans(cudnn.build_plan_policy.ALL)
-        count = g.get_execution_plan_count()
-    return g, max(g.get_workspace_size_plan_at_index(i) for i in range(count))
+        g.build_plans()
+    return g, g.get_workspace_size()
