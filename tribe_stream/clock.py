@@ -29,10 +29,6 @@ class StreamClock:
         """Unix time of stream time `t`."""
         return self.t0_wall + t
 
-    def from_wall(self, wall: float) -> float:
-        """Stream time of Unix time `wall`."""
-        return wall - self.t0_wall
-
     def lsl(self, t: float, lsl_now: float | None = None) -> float:
         """LSL clock (pylsl.local_clock) of stream time `t`, via the current offset between the two."""
         if lsl_now is None:

@@ -136,7 +136,9 @@ def check_lag(lag: Any, name: str = "--lag") -> float:
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number of seconds, not {lag!r}") from None
     if not math.isfinite(v) or v < 0 or abs(round(v * 2) - v * 2) > 1e-9:
-        raise InputError(f"{name} must be a non-negative multiple of 0.5 s (0, 0.5, 1, ...), not {lag}")
+        raise InputError(
+            f"{name} must be a non-negative multiple of 0.5 s (0, 0.5, 1, ...), not {lag}"
+        )
     if v * 2 + 2 > MAX_TOKENS:
         raise InputError(f"{name} {v:g} s is longer than the model's 100 s window (at most 99)")
     return round(v * 2) / 2
@@ -151,7 +153,9 @@ def check_seconds(name: str, value: Any, minimum: float = 0.0) -> float | None:
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number of seconds, not {value!r}") from None
     if not math.isfinite(v) or v <= minimum:
-        raise InputError(f"{name} must be a finite number of seconds above {minimum:g}, not {value}")
+        raise InputError(
+            f"{name} must be a finite number of seconds above {minimum:g}, not {value}"
+        )
     return v
 
 
@@ -194,7 +198,7 @@ class ModelOptions:
         if not isinstance(self.checkpoint, str) or not self.checkpoint:
             raise InputError("give a checkpoint: a model folder, hub id or `demo`")
         _choice("engine", self.engine, ENGINE_NAMES)
-        _choice("dtype", self.dtype, DTYPE_NAMES)
+        _choice("model dtype", self.dtype, DTYPE_NAMES)
         from tribe_stream.devices import pick_device
         from tribe_stream.extractors.fp8 import VideoFp8
 
@@ -283,7 +287,9 @@ class FeatureOptions:
         if self.transcript is not None and not Path(self.transcript).is_file():
             raise InputError(f"transcript {self.transcript} does not exist")
         vb = self.video_batch
-        if vb is not None and (isinstance(vb, bool) or not isinstance(vb, int) or not 1 <= vb <= 64):
+        if vb is not None and (
+            isinstance(vb, bool) or not isinstance(vb, int) or not 1 <= vb <= 64
+        ):
             raise InputError(f"video_batch {vb!r}: give a whole number from 1 to 64")
         if self.asr_model is not None and (
             not isinstance(self.asr_model, str) or not self.asr_model.strip()
@@ -353,6 +359,7 @@ class PublishOptions:
 
     @property
     def off(self) -> bool:
+        """`--publish none`: the command publishes nothing (`validate` refuses it)."""
         return self.url == "none"
 
     def validate(self) -> PublishOptions:
@@ -360,11 +367,9 @@ class PublishOptions:
 
         if self.url is None:
             self.url = DEFAULT_URL
-        if self.off:
-            if self.roi:
-                raise InputError("--roi publishes region means: it needs --publish URL, not none")
-            return self
-        check_endpoint(self.url)
+        if self.off and self.roi:
+            raise InputError("--roi publishes region means: it needs --publish URL, not none")
+        check_endpoint(self.url)  # `none` too: the caller leaves publishing out for it
         if self.allow_clients is not None:
             self.allow_clients = tuple(self.allow_clients)
         if self.roi is not None:

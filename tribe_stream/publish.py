@@ -11,7 +11,6 @@ can inflate or deflate the count by repeating subscribe or unsubscribe frames.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import secrets
 import threading
@@ -545,15 +544,3 @@ class _Channel(Publisher):
 
     def close(self) -> None:
         """Nothing: the socket is the parent's."""
-
-
-def publisher_from_args(args: argparse.Namespace, **kwargs: Any) -> Publisher:
-    """A Publisher from the options of `add_publisher_arguments`."""
-    return Publisher(
-        args.publish,
-        dtype=args.dtype,
-        stream_id=args.stream_id,
-        curve_secret_key=args.curve_secret,
-        allowed_client_keys=args.allow_client,
-        **kwargs,
-    )

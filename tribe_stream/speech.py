@@ -24,11 +24,6 @@ TEXT_SUFFIXES = (".txt", ".text")
 MAX_TEXT_BYTES = 16 << 20
 
 
-def speech_available() -> str | None:
-    """None when text can be spoken here, else the reason it cannot (and the fix)."""
-    return None if shutil.which(ESPEAK) else f"{ESPEAK} is not installed; {INSTALL_HINT}"
-
-
 def read_text(path: str | os.PathLike) -> str:
     """A text file's content (UTF-8); missing, binary, non-UTF-8 and empty files refused."""
     from tribe_stream.transcripts import read_text_file

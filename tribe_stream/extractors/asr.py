@@ -617,14 +617,14 @@ class LiveASR:
         self._committed_text: list[str] = []
         self.counters = LiveASRCounters()
 
-    @property
-
     def fresh(self) -> LiveASR:
         """The same recogniser and settings with no state: another stream's."""
         return LiveASR(
             self.asr, step_s=self.step_s, max_lag_s=self.max_lag_s, max_buffer_s=self.max_buffer_s,
             beam_size=self.beam_size, prompt_chars=self.prompt_chars, vad=self.vad,
         )  # fmt: skip
+
+    @property
     def buffer_end(self) -> float:
         return (self._buf_t0 or 0.0) + len(self._buf) / AUDIO_RATE
 
@@ -706,13 +706,6 @@ class LiveASR:
                 self.counters.trimmed_seconds += cut / AUDIO_RATE
             self._buf = self._buf[cut:]
             self._buf_t0 = t0 + cut / AUDIO_RATE
-
-
-def transcribe_file(path: str | os.PathLike, asr: WhisperASR | None = None) -> list[Word]:
-    """A media file's speech -> `list[Word]` (offline, whole file)."""
-    from tribe_stream.media import read_audio
-
-    return (asr or WhisperASR()).transcribe(read_audio(path))
 
 
 def words_text(words: Sequence[Word]) -> str:
