@@ -22,7 +22,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,14 @@ import numpy as np
 
 from tribe_stream import BIN_SECONDS, HEMODYNAMIC_OFFSET_S, __version__
 from tribe_stream.errors import InputError
+from tribe_stream.manifest import (  # noqa: F401 - media kinds, re-exported
+    AUDIO_SUFFIXES,
+    MEDIA_SUFFIXES,
+    TEXT_SUFFIXES,
+    VIDEO_SUFFIXES,
+    collect_media,
+    media_kind,
+)
 from tribe_stream.options import PredictOptions
 from tribe_stream.types import MODALITIES, Word
 
@@ -39,11 +47,6 @@ FEATURES_VERSION = 2
 (2: the official audio layer groups, resampling and word contexts; docs/PARITY.md)."""
 
 log = logging.getLogger("tribe_stream.predict")
-
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
-AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a")
-TEXT_SUFFIXES = (".txt",)
-MEDIA_SUFFIXES = VIDEO_SUFFIXES + AUDIO_SUFFIXES + TEXT_SUFFIXES
 
 
 @dataclass
@@ -76,21 +79,6 @@ class Predictions:
         return save_predictions(self, path)
 
 
-def media_kind(path: Path) -> str:
-    """video, audio or text, from the file's extension (one line if it is none of them)."""
-    suffix = path.suffix.lower()
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
-    if suffix in AUDIO_SUFFIXES:
-        return "audio"
-    if suffix in TEXT_SUFFIXES:
-        return "text"
-    raise InputError(
-        f"{path}: unknown kind of file {suffix or '(no extension)'!r}; give a video "
-        f"({' '.join(VIDEO_SUFFIXES)}), an audio file ({' '.join(AUDIO_SUFFIXES)}) or a text (.txt)"
-    )
-
-
 def window_rows(n_bins: int) -> list[tuple[int, int]]:
     """The official windows over `n_bins` bins: `[(start, stop), ...]` of at most 200 bins."""
     from tribe_stream import MAX_TOKENS
@@ -117,7 +105,11 @@ class Predictor:
 
         self.options = o = replace(options or PredictOptions(), **overrides).validate()
         self.models = Models(o, video_batch=o.video_batch)
-        self.loaded, self.engine, self.config = self.models.loaded, self.models.engine, self.models.config
+        self.loaded, self.engine, self.config = (
+            self.models.loaded,
+            self.models.engine,
+            self.models.config,
+        )
         self.device, self.dtype = self.models.device, self.models.dtype
         self.modalities = tuple(m for m in MODALITIES if m in (o.modalities or self.models.usable))
         self._asr = None
@@ -367,28 +359,3 @@ def predict(media: str | os.PathLike, checkpoint: str = "demo", **options: Any) 
     """Predict one media file (video, audio or .txt) with the official semantics; options are
     `PredictOptions` fields (engine, device, transcript, cache, ...)."""
     return Predictor(PredictOptions(checkpoint=checkpoint, **options)).predict(media)
-
-
-def collect_media(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files to predict: each input file, the media files (by extension) inside each folder,
-    sorted, and the files each manifest (`.csv`, `.list`: `tribe_stream.cluster.manifest`)
-    names; a missing input is one line."""
-    from tribe_stream.cluster.manifest import is_manifest, read_manifest
-
-    files: list[Path] = []
-    for item in inputs:
-        p = Path(item).expanduser()
-        if is_manifest(p) and not p.is_dir():
-            files += read_manifest(p)
-        elif p.is_dir():
-            found = sorted(
-                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES
-            )
-            if not found:
-                raise InputError(f"{p} holds no media files ({' '.join(MEDIA_SUFFIXES)})")
-            files += found
-        elif p.exists():
-            files.append(p)
-        else:
-            raise InputError(f"{p} does not exist")
-    return files

@@ -151,7 +151,7 @@ def plan_jobs(
     redo it when partial)."""
     from collections import Counter
 
-    from tribe_stream.cluster.manifest import is_manifest
+    from tribe_stream.manifest import is_manifest
     from tribe_stream.offline_outputs import FORMATS, contribution_files, output_files
     from tribe_stream.prediction import collect_media
 

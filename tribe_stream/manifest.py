@@ -1,4 +1,5 @@
-"""Manifests: a stimulus library named in one file, for `predict` with or without Ray.
+"""Which files to predict: media kinds by extension, folders of them, and manifests (a
+stimulus library named in one file, for `predict` with or without Ray).
 
 A manifest is either
 
@@ -17,10 +18,15 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from tribe_stream.errors import InputError
 
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
+AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a")
+TEXT_SUFFIXES = (".txt",)
+MEDIA_SUFFIXES = VIDEO_SUFFIXES + AUDIO_SUFFIXES + TEXT_SUFFIXES
 MANIFEST_SUFFIXES = (".csv", ".list")
 MAX_MANIFEST_BYTES = 256 << 20
 """About two million paths: far past a day of video (170,000 clips)."""
@@ -52,7 +58,6 @@ def _rows(p: Path, text: str) -> list[tuple[int, str]]:
 def read_manifest(path: str | os.PathLike) -> list[Path]:
     """The media files a manifest names, in its order, as absolute paths (relative entries taken
     against the manifest's folder); a missing or unreadable entry is one line."""
-    from tribe_stream.prediction import MEDIA_SUFFIXES
     from tribe_stream.transcripts import read_text_file
 
     p = Path(path).expanduser().absolute()
@@ -83,4 +88,42 @@ def read_manifest(path: str | os.PathLike) -> list[Path]:
             f"{'; '.join(bad[:3])}{more}; fix or remove them (relative paths are taken "
             f"against {p.parent})"
         )
+    return files
+
+
+def media_kind(path: Path) -> str:
+    """video, audio or text, from the file's extension (one line if it is none of them)."""
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    if suffix in AUDIO_SUFFIXES:
+        return "audio"
+    if suffix in TEXT_SUFFIXES:
+        return "text"
+    raise InputError(
+        f"{path}: unknown kind of file {suffix or '(no extension)'!r}; give a video "
+        f"({' '.join(VIDEO_SUFFIXES)}), an audio file ({' '.join(AUDIO_SUFFIXES)}) or a text (.txt)"
+    )
+
+
+def collect_media(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files to predict: each input file, the media files (by extension) inside each folder,
+    sorted, and the files each manifest (`.csv`, `.list`: below)
+    names; a missing input is one line."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if is_manifest(p) and not p.is_dir():
+            files += read_manifest(p)
+        elif p.is_dir():
+            found = sorted(
+                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES
+            )
+            if not found:
+                raise InputError(f"{p} holds no media files ({' '.join(MEDIA_SUFFIXES)})")
+            files += found
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError(f"{p} does not exist")
     return files
