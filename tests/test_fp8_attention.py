@@ -148,7 +148,7 @@ def test_refused_in_one_line_where_it_cannot_run(tmp_path):
         assert why.startswith("--video-fp8-attention:") and "--video-fp8 alone" in why
     with pytest.raises(InputError, match=why.split(":")[0] + ":"):
         Predictor(checkpoint="demo", device="cpu", modalities=("video",), video_fp8="all")
-    with pytest.raises(InputError, match="video_fp8"):
+    with pytest.raises(InputError, match="video FP8 'fast': give one of"):
         PredictOptions(video_fp8="fast").validate()
     clip = tmp_path / "c.mp4"
     clip.write_bytes(b"")  # never opened: the option is refused first

@@ -156,11 +156,6 @@ def _normalisation(
     return mean, (torch.tensor(prep.std) * scale).to(device).view(1, 3, 1, 1)
 
 
-def fp8_refusal(fp8: VideoFp8 | bool | str, device: str) -> str | None:
-    """Legacy spelling of `VideoFp8.coerce(fp8).refusal(device)`, until prediction.py uses that."""
-    return VideoFp8.coerce(fp8).refusal(device)
-
-
 class VideoExtractor(GroupedExtractor):
     """V-JEPA2 video features per 0.5 s bin: `(n_bins, L, D)` float32 from frames and their times."""
 
