@@ -55,10 +55,12 @@ OFFICIAL_COLUMNS = (*OFFICIAL, "sequence_id", "sentence")
 _TIME = r"(?:(\d+):)?(\d+):(\d+)(?:[.,](\d+))?"
 _TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s.*)?$")
 _INLINE_TIME = re.compile(r"<\s*(?:\d+:)?\d+:\d+(?:[.,]\d+)?\s*>")
-_RUBY_TEXT = re.compile(r"<rt\b[^>]*>.*?</rt\s*>", re.S | re.I)
-_TAG = re.compile(r"</?[A-Za-z][^>]*>|</?\s*>")
-_SSA = re.compile(r"\{\\[^}]*\}")
-_SOUND = re.compile(r"\[[^\]]*\]|\([^)]*\)")
+# Linear in the text's length: what a match may span excludes the character that opens the
+# next match (a run of unclosed `[`, `<a`, `<rt>` scans to the next opener, never to the end).
+_RUBY_TEXT = re.compile(r"<rt\b[^<>]*>[^<]*(?:<(?!/?rt\b)[^<]*)*</rt\s*>", re.I)
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>|</?\s*>")
+_SSA = re.compile(r"\{\\[^{}]*\}")
+_SOUND = re.compile(r"\[[^\[\]]*\]|\([^()]*\)")
 _SPEAKER = re.compile(
     r"^\s*(?:>>+\s*|[-\u2013\u2014](?![-\d])\s*)?(?:[A-Z][A-Z0-9 .'\-]+:(?=\s|$))?\s*"
 )
@@ -127,9 +129,7 @@ def write_transcript(path: str | os.PathLike, words: Sequence[Word]) -> Path:
 
     p = _tsv_path(path)
     _check_times(words)
-    rows = [
-        [f"{w.onset:.3f}", f"{w.duration:.3f}", " ".join(str(w.text).split())] for w in words
-    ]
+    rows = [[f"{w.onset:.3f}", f"{w.duration:.3f}", " ".join(str(w.text).split())] for w in words]
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
