@@ -187,6 +187,8 @@ OFFICIAL_HEAD = "text\tstart\tduration\tsequence_id\tsentence\n"
         ("w.srt", "1\n00:00:75,000 --> 00:00:76,000\nhi\n", "minutes and seconds of a cue time"),
         ("w.vtt", "1\n00:00:01.000 --> 00:00:02.000\nhi\n", "its first line must be WEBVTT"),
         ("w.vtt", "WEBVTT\n\n00:00:01.000 --> 00:00:0x.000\nhi\n", "line 3: cannot read the cue"),
+        ("w.tsv", TSV_HEAD + '1\t1\t"' + "a" * 200_000, "line 2: field larger than field limit"),
+        ("w.srt", f"1\n{'9' * 400}:00:00,000 --> 00:00:01,000\nhi\n", "cue time too large"),
         ("w.json", '{"words": []}', "unknown transcript format; pass a .tsv"),
         ("story.txt", "Once upon a time.\n", "unknown transcript format"),
     ],
@@ -241,3 +243,35 @@ def test_unclosed_markup_reads_in_linear_time(tmp_path, unit, suffix):
     words = read_transcript(path)
     assert time.perf_counter() - t0 < 5.0  # about 0.1 s; generous for a loaded machine
     assert words[0].text == "hi" and words[-1].text == "yo"
+
+
+TEXTS = {
+    "w.tsv": TSV_HEAD + "0.5\t0.25\thello\n1\t0.5\twörld\n",
+    "o.tsv": OFFICIAL_HEAD + "hello\t0.5\t0.25\t0\thello wörld\nwörld\t1\t0.5\t0\thello wörld\n",
+    "w.srt": "1\n00:00:00,500 --> 00:00:01,500\nhello wörld\n",
+    "w.vtt": "WEBVTT\n\n00:00.500 --> 00:01.500\nhello wörld\n",
+}
+
+
+@pytest.mark.parametrize("name", TEXTS)
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda t: t.encode("utf-8"),
+        lambda t: t.encode("utf-8-sig"),
+        lambda t: t.encode("utf-16"),
+        lambda t: b"\xfe\xff" + t.encode("utf-16-be"),
+        lambda t: ("\ufeff" + t).encode("utf-16"),  # a writer that adds its own mark too
+        lambda t: ("\ufeff" + t).encode("utf-8-sig"),
+    ],
+    ids=["utf8", "utf8-bom", "utf16", "utf16-be", "utf16-two-marks", "utf8-two-marks"],
+)
+def test_one_decoding_rule_for_every_format(tmp_path, name, encode):
+    """A UTF-16 TSV with its mark written twice was refused ("its first line is \\ufeffonset")
+    while the same SRT was read: every format reads the same words from every encoding."""
+    path = tmp_path / name
+    path.write_bytes(encode(TEXTS[name]))
+    path.with_name("plain" + path.suffix).write_text(TEXTS[name], encoding="utf-8")
+    want = read_transcript(path.with_name("plain" + path.suffix))
+    assert [w.text for w in want] == ["hello", "wörld"]
+    assert read_transcript(path) == want

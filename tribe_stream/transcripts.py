@@ -182,7 +182,8 @@ def _fix(suffix: str) -> str:
 def read_text_file(
     path: str | os.PathLike, *, what: str, accepted: str, max_bytes: int, too_large: str
 ) -> str:
-    """A user's text file as a string (UTF-8, or UTF-16 with its byte-order mark): a folder, a
+    """A user's text file as a string (UTF-8, or UTF-16 with its byte-order mark; byte-order
+    marks at the start removed, however many, whatever the format read next): a folder, a
     missing, oversized (`too_large` says what to do), binary or non-UTF-8 file is one line.
     `what` names the file's role ("a transcript"), `accepted` what to pass instead."""
     p = Path(path).expanduser()
@@ -201,13 +202,13 @@ def read_text_file(
         raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its byte-order mark
         try:
-            return raw.decode("utf-16")
+            return raw.decode("utf-16").lstrip("\ufeff")  # a mark written twice: both go
         except UnicodeDecodeError:
             pass
     if b"\0" in raw[:8192]:
         raise InputError(f"{p} is a binary file, not {what}; pass {accepted}")
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8").lstrip("\ufeff")
     except UnicodeDecodeError as exc:
         raise InputError(
             f"{p} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8, e.g. "
@@ -243,7 +244,7 @@ def _read_tsv(p: Path, text: str) -> list[Word]:
     reader = csv.reader(io.StringIO(text), delimiter="\t")
     header: list[str] | None = None
     words = []
-    for row in reader:
+    for row in _rows(p, reader):
         if not any(cell.strip() for cell in row):
             continue
         if header is None:
@@ -265,13 +266,28 @@ def _read_tsv(p: Path, text: str) -> list[Word]:
     return words
 
 
+def _rows(p: Path, reader):
+    """The TSV's rows; a field the csv module refuses (a quote left open runs on past its
+    limit) is one line."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise InputError(
+            f'{p} line {reader.line_num}: {exc}; a field that starts with a quote (") runs to '
+            "the next quote: close it, or leave the quote out"
+        ) from None
+
+
 def _clock(p: Path, line: int, h: str | None, m: str, s: str, frac: str | None) -> float:
-    if int(m) >= 60 or int(s) >= 60:
+    if float(m) >= 60 or float(s) >= 60:
         raise InputError(
             f"{p} line {line}: minutes and seconds of a cue time must be below 60 "
             "(write hours:minutes:seconds, e.g. 01:02:03,500)"
         )
-    return int(h or 0) * 3600 + int(m) * 60 + int(s) + (float("0." + frac) if frac else 0.0)
+    t = float(h or 0) * 3600 + float(m) * 60 + float(s) + (float("0." + frac) if frac else 0.0)
+    if not math.isfinite(t):
+        raise InputError(f"{p} line {line}: a cue time too large to be a time; fix its hours")
+    return t
 
 
 def _timing(p: Path, line: int, text: str) -> tuple[float, float]:
