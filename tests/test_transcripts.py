@@ -275,3 +275,30 @@ def test_one_decoding_rule_for_every_format(tmp_path, name, encode):
     want = read_transcript(path.with_name("plain" + path.suffix))
     assert [w.text for w in want] == ["hello", "wörld"]
     assert read_transcript(path) == want
+
+
+def test_words_after_the_media_ends_are_one_warning(tmp_path):
+    """A transcript of a longer recording (or in milliseconds) was taken silently: its words
+    past the end get no bin. `predict` says how many, in one line, and still predicts."""
+    import av
+    import numpy as np
+    from conftest import run_cli
+
+    media = tmp_path / "a.wav"
+    with av.open(str(media), "w") as out:  # 4 s of a tone, written by FFmpeg
+        stream = out.add_stream("pcm_s16le", rate=16000, layout="mono")
+        tone = (3000 * np.sin(np.arange(64000) / 16000 * 2 * np.pi * 220)).astype("<i2")
+        frame = av.AudioFrame.from_ndarray(tone.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 16000, 0
+        for p in stream.encode(frame) + stream.encode():
+            out.mux(p)
+    words = tmp_path / "w.tsv"
+    write_transcript(words, [Word("in", 1, 0.5), Word("late", 600, 0.5), Word("later", 900, 1)])
+    out = tmp_path / "p.npy"
+    args = ("predict", str(media), "--out", str(out), "--transcript", str(words), "--no-cache")
+    r = run_cli(*args, "--checkpoint", "demo")
+    assert r.returncode == 0, r.stderr
+    late = [line for line in r.stderr.splitlines() if "start after" in line]
+    assert len(late) == 1, r.stderr
+    assert "2 of 3 words start after" in late[0] and "the first at 600.00 s" in late[0]
+    assert np.load(out).shape == (4, 20484)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import logging
 import math
 import os
 import re
@@ -40,6 +41,8 @@ from pathlib import Path
 
 from tribe_stream.errors import InputError
 from tribe_stream.types import Word
+
+log = logging.getLogger(__name__)
 
 TRANSCRIPT_SUFFIXES = (".tsv", ".srt", ".vtt")
 FORMATS = (
@@ -97,6 +100,19 @@ def read_transcript(path: str | os.PathLike) -> list[Word]:
         raise InputError(f"{p} holds no words: an empty transcript; {_fix(suffix)}")
     words.sort(key=lambda w: w.onset)
     return words
+
+
+def warn_words_past_end(words: Sequence[Word] | None, duration: float, media) -> int:
+    """Warn in one line how many words start after the media ends (they get no feature bin: a
+    transcript of another or a longer recording, or times not in seconds); returns that count."""
+    late = [w.onset for w in words or () if w.onset >= duration]
+    if late:
+        log.warning(
+            "%d of %d words start after %s ends (%.2f s; the first at %.2f s) and are left out; "
+            "is the transcript this media's, with times in seconds?",
+            len(late), len(words), media, duration, min(late),
+        )  # fmt: skip
+    return len(late)
 
 
 def _tsv_path(path: str | os.PathLike) -> Path:

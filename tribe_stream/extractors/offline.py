@@ -19,6 +19,7 @@ from tribe_stream.errors import InputError
 from tribe_stream.extractors.timing import n_bins_for
 from tribe_stream.media import DecodeCounters, NothingDecoded, media_duration, probe, read_sound
 from tribe_stream.transcripts import read_transcript as read_words  # noqa: F401  (re-exported)
+from tribe_stream.transcripts import warn_words_past_end
 from tribe_stream.transcripts import write_transcript as write_words  # noqa: F401
 from tribe_stream.types import Word
 
@@ -173,6 +174,7 @@ def extract_media(
                 log.info("recognising speech in %s", path)
                 stage("speech recognition")
                 result.words = asr.transcribe(audio.mono())
+        warn_words_past_end(result.words, result.duration, path)
         if result.words is not None and "text" not in result.missing:
             kept = [w for w in result.words if w.text.strip()]
             if kept:
