@@ -48,7 +48,8 @@ def test_demo_stops_on_a_signal_writes_its_output_and_cleans_up(tmp_path, sig, c
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     out = tmp_path / "demo.npy"
-    proc = start("demo", "--seconds", "30", "--out", str(out), env={"TMPDIR": str(tmp)})
+    proc = start("demo", "--seconds", "30", "--publish", "none", "--out", str(out),
+                 env={"TMPDIR": str(tmp)})  # fmt: skip
     try:
         lines = wait_for(proc, "second 3/")
         assert any(line.startswith("modalities: text, audio, video") for line in lines), lines
@@ -68,7 +69,7 @@ def test_demo_stops_on_a_signal_writes_its_output_and_cleans_up(tmp_path, sig, c
 
 def test_demo_with_speech_recognition_ends_cleanly(tmp_path):
     """At the normal end the recogniser thread is joined: exit 0, no abort (was 3 of 4 runs)."""
-    r = run_cli("demo", "--seconds", "6", "--out", str(tmp_path / "d.npy"))
+    r = run_cli("demo", "--seconds", "6", "--publish", "none", "--out", str(tmp_path / "d.npy"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "terminate called" not in r.stderr
     assert "still busy" not in r.stderr  # a normal end is no warning (was: every demo)
@@ -80,7 +81,7 @@ def test_demo_with_speech_recognition_ends_cleanly(tmp_path):
     "args,message",
     [
         (["demo", "--lag", "0.3"], "multiple of 0.5"),
-        (["demo", "--lag", "-1"], "multiple of 0.5"),
+        (["demo", "--lag", "-1"], "must be at least 0"),
         (["demo", "--seconds", "nan"], "finite"),
         (["demo", "--seconds", "inf"], "finite"),
         (["demo", "--seconds", "0"], "above 0"),
@@ -110,6 +111,42 @@ def test_bad_options_are_one_line_before_any_model_loads(args, message):
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "modalities:" not in r.stdout  # nothing was loaded
     assert time.perf_counter() - t < 30
+
+
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory) -> Path:
+    from tribe_stream.sources.clip import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", 2.0, width=96, height=64)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["bench", "--lag", "0.3"], "--lag"),
+        (["run", "--lag", "0.3", "--file", "{clip}"], "--lag"),
+        (["serve", "--lag", "0.3", "--file", "{clip}"], "--lag"),
+        (["run", "--video-fp8-attention", "--file", "{clip}"], "--video-fp8"),
+        (["predict", "{clip}", "--out", "{tmp}/p.npy", "--video-fp8-attention"], "--video-fp8"),
+        (["extract", "{clip}", "--out", "{tmp}/f.npz", "--video-fp8-attention"], "--video-fp8"),
+        (["demo", "--video-fp8-attention"], "--video-fp8"),
+    ],
+)
+def test_the_shared_options_are_checked_before_any_model_loads(tmp_path, small_clip, args, needle):
+    """The schema's checks (the lag rule; FP8 on a device that cannot run it) refuse in one line
+    on the CPU, exit 2, before anything loads: the empty model cache stays empty."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    args = [a.format(clip=small_clip, tmp=tmp_path) for a in args]
+    t = time.perf_counter()
+    r = run_cli(
+        *args, timeout=120, env={"TRIBE_STREAM_CACHE": str(cache), "CUDA_VISIBLE_DEVICES": ""}
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert list(cache.iterdir()) == []  # no demo weights were built: nothing loaded
+    assert time.perf_counter() - t < 60
 
 
 def test_cuda_without_a_gpu_is_one_line():
@@ -175,7 +212,7 @@ def run_cli_imports(*args: str, block: tuple[str, ...] = ()) -> tuple[int, str, 
             "tribe_stream.extractors",
         ),
         (
-            ["run", "--checkpoint", "demo", "--camera", "lavfi:testsrc", "--view"],
+            ["run", "--checkpoint", "demo", "--camera", "lavfi:testsrc", "--viewer"],
             ("vispy",),
             "the viewer needs vispy",
             "tribe_stream.extractors",
@@ -257,7 +294,7 @@ def test_run_publish_none_with_view_shows_the_stream(tmp_path):
     with virtual_display((800, 600)) as display:
         r = run_cli(
             "run", "--checkpoint", "demo", "--file", str(clip), "--publish", "none",
-            "--view", "--linger", "1", "--no-text", "--fast",
+            "--viewer", "--linger", "1", "--no-text", "--fast",
             env={"DISPLAY": display},
         )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
@@ -318,14 +355,14 @@ def test_run_reads_a_released_style_tagged_config(tmp_path):
     from test_resolve import RELEASED_STYLE
 
     from tribe_stream.extractors.demo import demo_extractors_path
+    from tribe_stream.model.demo import demo_model_path
     from tribe_stream.model.loading import load_brain_model
-    from tribe_stream.resolve import checkpoint_path
     from tribe_stream.sources.clip import make_clip
 
     demo = demo_extractors_path()
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    sh.copy(checkpoint_path("demo") / "model.safetensors", ckpt / "model.safetensors")
+    sh.copy(demo_model_path() / "model.safetensors", ckpt / "model.safetensors")
     (ckpt / "config.yaml").write_text(
         RELEASED_STYLE.format(text=demo.text, audio=demo.audio, video=demo.video)
     )

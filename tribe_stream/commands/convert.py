@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tribe_stream.options import ModelOptions, add_options
+
 NAME = "convert"
 HELP = "convert a TRIBE v2 checkpoint (folder, best.ckpt or hub id) to model.safetensors"
 
@@ -11,7 +13,7 @@ def add_arguments(p) -> None:
         "checkpoint", help="model folder (config.yaml + best.ckpt), .ckpt file, or hub id"
     )
     p.add_argument("out", help="output .safetensors file (its folder must exist)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    add_options(p, ModelOptions, only=("dtype",))  # on the CPU: float32 unless given
 
 
 def run(args) -> int:
@@ -23,12 +25,13 @@ def run(args) -> int:
     from tribe_stream.model.convert import save_safetensors
     from tribe_stream.model.loading import load_brain_model
 
-    dtype = torch_dtype(args.dtype)
+    name = args.dtype or "float32"
+    dtype = torch_dtype(name)
     loaded = load_brain_model(args.checkpoint)
     written = save_safetensors(loaded.model, out, dtype=dtype, experiment=loaded.experiment)
     n = sum(p.numel() for p in loaded.model.parameters())
     print(
         f"wrote {written} ({written.stat().st_size / 1e6:.1f} MB, {n / 1e6:.1f} M parameters, "
-        f"{args.dtype})"
+        f"{name})"
     )
     return 0

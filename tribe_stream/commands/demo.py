@@ -13,57 +13,24 @@ BANNER = (
 )
 
 
-def add_arguments(p) -> None:
-    from tribe_stream.commands.run import add_roi_argument
+DEMO_SECONDS = 10.0
+"""The generated clip's length when `--seconds` is not given."""
 
-    add_roi_argument(p)
-    p.add_argument(
-        "--linger",
-        type=float,
-        default=None,
-        help="with --view: close the viewer this many seconds after the clip (default: stay open)",
-    )
-    p.add_argument(
-        "--seconds", type=float, default=10.0, help="length of the generated clip (default 10)"
-    )
-    p.add_argument(
-        "--publish",
-        metavar="URL",
-        help="publish predictions over ZeroMQ (e.g. tcp://127.0.0.1:5556)",
-    )
-    p.add_argument(
-        "--view", action="store_true", help="open the live cortical viewer (publishes on loopback)"
-    )
-    p.add_argument(
-        "--lag", type=float, default=0.0, help="seconds of right-hand context (multiple of 0.5)"
-    )
-    p.add_argument(
-        "--engine",
-        default=None,
-        help="torch, compiled, onnx (default: compiled on a GPU, torch on a CPU)",
-    )
-    p.add_argument(
-        "--fast", action="store_true", help="replay as fast as possible instead of in real time"
-    )
-    p.add_argument(
-        "--out", metavar="NPY", help="also save the predictions, (seconds, 20484) float32"
-    )
+
+def add_arguments(p) -> None:
+    from tribe_stream.commands.run import add_output_arguments, add_stream_arguments
+
+    add_stream_arguments(p, skip=("checkpoint",))  # always the demo weights
+    add_output_arguments(p)
 
 
 def run(args) -> int:
-    from tribe_stream.commands.run import run_stream
-    from tribe_stream.stream.producer import Stream
+    from tribe_stream.commands.run import run_stream, stream_from_args
+    from tribe_stream.stream.producer import Media
 
+    seconds = args.seconds or DEMO_SECONDS
+    stream = stream_from_args(args, Media(demo_seconds=seconds))
     print(BANNER, flush=True)
-    stream = Stream.demo(
-        seconds=args.seconds, lag=args.lag, engine=args.engine, realtime=not args.fast
-    )
-    if args.publish:
-        stream.publish(args.publish, roi=tuple(args.roi) if args.roi else None)
-    elif args.roi:
-        from tribe_stream.errors import InputError
-
-        raise InputError("--roi publishes region means: add --publish URL")
-    if args.view:
+    if args.viewer:
         stream.view(linger=args.linger)
-    return run_stream(stream, out=args.out, total=args.seconds)
+    return run_stream(stream, out=args.out, total=seconds)

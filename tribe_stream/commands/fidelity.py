@@ -10,53 +10,18 @@ from __future__ import annotations
 
 import argparse
 
-from tribe_stream.commands import number
-
 NAME = "fidelity"
 HELP = "measure the live stream against the offline prediction, per lag and per vertex"
 
 
-def lags(text: str) -> tuple[float, ...]:
-    """argparse type for --lags: one line for a bad list."""
-    from tribe_stream.errors import InputError
-    from tribe_stream.fidelity import check_lags, parse_lags
-
-    try:
-        return check_lags(parse_lags(text))
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from tribe_stream.fidelity import FidelityOptions
+    from tribe_stream.options import add_options
+
     p.add_argument("media", help="a video or audio file (anything FFmpeg reads)")
-    p.add_argument(
-        "--checkpoint", default="demo", help="model folder, .safetensors, hub id, or demo"
-    )
-    p.add_argument(
-        "--lags", type=lags, default=(0.0, 2.0, 5.0, 10.0), help="seconds, e.g. 0,2,5,10"
-    )
-    p.add_argument("--out", default="fidelity", help="report folder (default ./fidelity)")
-    p.add_argument(
-        "--map-lag", type=float, default=None, help="lag of the r map (default: the smallest)"
-    )
-    p.add_argument("--no-text", action="store_true", help="no speech recognition, no text")
-    p.add_argument(
-        "--audio-context",
-        type=number(minimum=1),
-        default=30.0,
-        help="seconds of trailing audio the live audio extractor hears (default 30)",
-    )
-    p.add_argument(
-        "--realtime",
-        action="store_true",
-        help="replay at the file's pace (speech recognition then lags as live); default: fast",
-    )
+    add_options(p, FidelityOptions, skip=FidelityOptions.CLI_SKIP)
+    p.add_argument("--out", metavar="DIR", help="report folder (default ./fidelity)")
     p.add_argument("--no-map", action="store_true", help="skip the cortex picture (no OpenGL)")
-    p.add_argument("--engine", default=None, help="torch, compiled, onnx (default: as `run`)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
-    p.add_argument("--cache", help="offline feature cache folder (default: tribe-stream's)")
-    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--overwrite", action="store_true", help="replace report files that exist")
 
 
@@ -101,22 +66,12 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from tribe_stream.fidelity import FidelityOptions, check_media, check_outputs, measure
+    from tribe_stream.options import from_args
 
     check_media(Path(args.media))  # the cheap checks first, then the options, then the outputs
-    options = FidelityOptions(
-        checkpoint=args.checkpoint,
-        lags=args.lags,
-        engine=args.engine,
-        device=args.device,
-        dtype=args.dtype,
-        text=not args.no_text,
-        audio_context=args.audio_context,
-        realtime=args.realtime,
-        cache=args.cache,
-        use_cache=not args.no_cache,
-        map_lag=args.map_lag,
-    ).validate()
-    check_outputs(args.out, args.overwrite)  # before any model loads
+    options = from_args(FidelityOptions, args).validate()
+    out = args.out or "fidelity"
+    check_outputs(out, args.overwrite)  # before any model loads
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True) as bars:
@@ -144,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         )
     for line in report.notes:
         out.print(line, markup=False, soft_wrap=True)
-    written, problems = result.write(args.out, overwrite=args.overwrite, map_image=not args.no_map)
+    written, problems = result.write(out, overwrite=args.overwrite, map_image=not args.no_map)
     for p in written:
         out.print(f"wrote {p}", markup=False, soft_wrap=True)
     for line in problems:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tribe_stream.commands import number
+from tribe_stream.options import number
 from tribe_stream.protocol import add_subscriber_arguments
 
 NAME = "lsl"
@@ -13,7 +13,7 @@ HELP = "bridge a prediction stream to Lab Streaming Layer (a channel per vertex,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="publisher endpoint, e.g. tcp://127.0.0.1:5556")
-    parser.add_argument("--name", default="tribe-stream", help="LSL stream name")
+    parser.add_argument("--outlet-name", default="tribe-stream", help="LSL stream name")
     parser.add_argument("--type", default="fMRI", help="LSL content type (default fMRI)")
     parser.add_argument("--source-id", help="LSL source id (default tribe-stream:STREAM_ID)")
     parser.add_argument(
@@ -25,9 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-labels", action="store_true", help="no per-channel description")
     parser.add_argument(
-        "--roi",
-        action="store_true",
-        help="one named channel per region (the stream's tribe.roi topic; start it with --roi)",
+        "--topic",
+        choices=("prediction", "roi"),
+        default="prediction",
+        help="prediction: a channel per vertex (default); roi: one named channel per region "
+        "(the stream's tribe.roi topic; start it with --roi)",
     )
     parser.add_argument(
         "--count", type=number(int, minimum=1), help="stop after this many predictions"
@@ -40,18 +42,18 @@ def run(args: argparse.Namespace) -> int:
     from tribe_stream.lsl import run_bridge
 
     stop = stop_on_signals()
-    print(f"bridging {args.url} to LSL stream {args.name!r} (Ctrl-C to stop)", flush=True)
+    print(f"bridging {args.url} to LSL stream {args.outlet_name!r} (Ctrl-C to stop)", flush=True)
     summary = run_bridge(
         args.url,
         stop=stop,
         count=args.count,
         bridge_kwargs={
-            "name": args.name,
+            "name": args.outlet_name,
             "stype": args.type,
             "source_id": args.source_id,
             "stamp": args.stamp,
             "labels": not args.no_labels,
-            "regions": args.roi,
+            "regions": args.topic == "roi",
         },
         curve_server_key=args.curve_server_key,
         curve_keypair=args.curve_keypair,

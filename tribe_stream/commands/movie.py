@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tribe_stream.commands import number
+from tribe_stream.options import number
 
 NAME = "movie"
 HELP = "render a recording (.h5) as an MP4 of the cortex, optionally beside the stimulus video"
@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("recording", help="recording made by `tribe-stream record` (.h5)")
     parser.add_argument("--out", required=True, help="output .mp4")
-    parser.add_argument("--size", default="1280x720", help="movie size WIDTHxHEIGHT, even numbers")
+    parser.add_argument("--size", help="movie size WIDTHxHEIGHT, even numbers (default 1280x720)")
     parser.add_argument(
         "--fps",
         type=number(above=0, maximum=240),
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         args.recording,
         MovieOptions(
             out=Path(args.out),
-            size=parse_size(args.size),
+            size=parse_size(args.size or "1280x720"),
             fps=args.fps,
             interpolate=args.interpolate,
             views=tuple(args.views),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from tribe_stream.commands import add_video_fp8_arguments, number, video_fp8
+from tribe_stream.options import PredictOptions, add_options, from_args, number
 
 NAME = "predict"
 HELP = "predict fMRI for whole media files (video, audio, .txt) with the official windows"
@@ -17,9 +17,6 @@ HELP = "predict fMRI for whole media files (video, audio, .txt) with the officia
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("media", nargs="+", help="video, audio or .txt files, or folders of them")
-    p.add_argument(
-        "--checkpoint", default="demo", help="model folder, .safetensors, hub id, or demo"
-    )
     p.add_argument(
         "--out",
         required=True,
@@ -31,21 +28,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["npy", "h5", "gii", "mgh", "mgz"],
         help="with several inputs: the format of each output (default npy)",
     )
-    p.add_argument(
-        "--transcript", help="words with times (.tsv ours or official, .srt, .vtt) for one input"
-    )
-    p.add_argument("--no-asr", action="store_true", help="no speech recognition (text absent)")
-    p.add_argument(
-        "--asr-model",
-        default=None,
-        metavar="NAME|FOLDER",
-        help="speech recogniser: a Whisper name whose weights are present (base, the default "
-        "unless $TRIBE_STREAM_WHISPER_MODEL names one; small, medium, large-v3, ...) or a "
-        "CTranslate2 model folder",
-    )
-    p.add_argument("--modalities", help="comma-separated subset of text,audio,video")
-    p.add_argument("--cache", help="feature cache folder (default: the tribe-stream cache)")
-    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     p.add_argument(
         "--resume",
@@ -74,21 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=3,
         help="with --ray: tries per file when its worker dies (default 3)",
     )
-    p.add_argument(
-        "--contributions",
-        action="store_true",
-        help="also each modality alone (others absent), beside OUT: NAME.text.EXT, NAME.audio.EXT, ...",
-    )
-    p.add_argument("--engine", default="torch", help="torch (default), compiled, onnx, tensorrt")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
-    add_video_fp8_arguments(p)
-    p.add_argument(
-        "--video-batch",
-        type=number(int, minimum=1, maximum=64),
-        default=None,
-        help="clips per V-JEPA2 forward (default: 4 on a GPU, 2 on the CPU)",
-    )
+    add_options(p, PredictOptions)
 
 
 def plan(args) -> tuple[list[tuple], list]:
@@ -151,31 +119,14 @@ def run(args) -> int:
 
     from tribe_stream.commands import stop_on_signals
     from tribe_stream.errors import TribeStreamError
-    from tribe_stream.prediction import PredictOptions, Predictor
+    from tribe_stream.prediction import Predictor
 
     if args.ray is None and args.workers is not None:
         from tribe_stream.errors import InputError
 
         raise InputError("--workers spreads files over Ray workers: add --ray (docs/CLUSTER.md)")
     pairs, finished = plan(args)  # every input and output checked before torch or any model
-    modalities = None
-    if args.modalities:
-        modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
-    options = PredictOptions(
-        checkpoint=args.checkpoint,
-        engine=args.engine,
-        device=args.device,
-        dtype=args.dtype,
-        modalities=modalities,
-        transcript=args.transcript,
-        asr=not args.no_asr,
-        asr_model=args.asr_model,
-        cache=args.cache,
-        use_cache=not args.no_cache,
-        contributions=args.contributions,
-        video_fp8=video_fp8(args),
-        video_batch=args.video_batch,
-    ).validate()
+    options = from_args(PredictOptions, args).validate()
     console = Console(stderr=True)
 
     def stopping() -> None:  # said at once: the file in progress may take minutes to finish

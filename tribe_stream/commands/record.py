@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tribe_stream.commands import number
+from tribe_stream.options import number
 from tribe_stream.protocol import add_subscriber_arguments
 
 NAME = "record"

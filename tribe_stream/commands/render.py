@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from tribe_stream.commands import number
+from tribe_stream.options import number
 
 NAME = "render"
 HELP = "draw a prediction (.npy or recording) on the cortex as a PNG, several views, colorbar"
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--views", nargs="+", default=["both"], choices=list(VIEWS), help="views (default: both)"
     )
     parser.add_argument("--cmap", default="cold_hot", choices=list(COLORMAPS), help="colormap")
-    parser.add_argument("--size", default="1200x900", help="image size WIDTHxHEIGHT (1200x900)")
+    parser.add_argument("--size", help="image size WIDTHxHEIGHT (default 1200x900)")
     parser.add_argument("--second", type=int, default=None, help="which row/second to draw")
     parser.add_argument(
         "--threshold", type=float, default=None, help="hide |values| at or below this"
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         save_png,
     )
 
-    size = parse_size(args.size)
+    size = parse_size(args.size or "1200x900")
     check_output(args.out, (".png",))
     if args.rgb:
         return run_rgb(args, size)

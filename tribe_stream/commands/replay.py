@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tribe_stream.commands import number
-from tribe_stream.protocol import add_publisher_arguments
+from tribe_stream.options import LiveOptions, add_options, number
 
 NAME = "replay"
 HELP = "publish a recording again, at its pace or faster, to test consumers without a camera"
@@ -19,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="pace: 1 real time, 10 ten times faster, 0 no wait",
     )
-    parser.add_argument("--fast", action="store_true", help="as fast as possible (--speed 0)")
+    add_options(parser, LiveOptions, only=("realtime",))  # --fast: --speed 0
     parser.add_argument("--loop", action="store_true", help="start again at the end, until Ctrl-C")
     parser.add_argument(
         "--wait-subscribers",
@@ -28,30 +27,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="wait up to S seconds for a first subscriber before starting",
     )
-    add_publisher_arguments(parser)
-    parser.set_defaults(dtype=None)
+    from tribe_stream.commands.run import add_publish_arguments
+
+    add_publish_arguments(parser, skip=("roi",))
 
 
 def run(args: argparse.Namespace) -> int:
     from tribe_stream.commands import stop_on_signals
+    from tribe_stream.commands.run import publish_options
+    from tribe_stream.errors import InputError
     from tribe_stream.recording import replay
 
+    publish = publish_options(args)
+    if publish is None:
+        raise InputError("replay publishes: give --publish URL, not none")
     stop = stop_on_signals()
-    kwargs = {}
-    if args.dtype:
-        kwargs["dtype"] = args.dtype
-    if args.stream_id:
-        kwargs["stream_id"] = args.stream_id
-    print(f"replaying {args.file} on {args.publish} (Ctrl-C to stop)", flush=True)
+    kwargs = {"stream_id": publish.stream_id} if publish.stream_id else {}
+    print(f"replaying {args.file} on {publish.url} (Ctrl-C to stop)", flush=True)
     sent = replay(
         args.file,
-        args.publish,
-        speed=0.0 if args.fast else args.speed,
+        publish.url,
+        speed=args.speed if args.realtime else 0.0,
         loop=args.loop,
         wait_subscribers=args.wait_subscribers,
         stop=stop,
-        curve_secret_key=args.curve_secret,
-        allowed_client_keys=args.allow_client,
+        dtype=publish.dtype,
+        curve_secret_key=publish.curve_secret,
+        allowed_client_keys=list(publish.allow_clients) if publish.allow_clients else None,
         **kwargs,
     )
     print(f"sent {sent} predictions")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from tribe_stream.commands import number
+from tribe_stream.options import number
 
 NAME = "roi"
 HELP = "region means per second of a prediction file (FreeSurfer .annot or label GIfTI atlas)"

@@ -1,4 +1,4 @@
-"""`tribe-stream run`: camera and/or microphone (or a file) in, one prediction per second out.
+"""`tribe-stream run`: cameras, microphones or files in, one prediction per second out.
 
 `run_stream` is the shell `run` and `demo` share around a `tribe_stream.Stream`: the progress
 line, the summary line and `--out`. Ctrl-C (SIGINT) or SIGTERM ends the stream after the step in
@@ -10,133 +10,104 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tribe_stream.commands import add_video_fp8_arguments, video_fp8
+from tribe_stream.options import PublishOptions, StreamOptions, add_options, from_args, number
 
 if TYPE_CHECKING:
-    from tribe_stream.stream.producer import PublishOptions, Stream
+    from tribe_stream.stream.producer import Stream
 
 NAME = "run"
-HELP = "run the live pipeline on a camera, a microphone or a file"
+HELP = "run the live pipeline on cameras, microphones or files"
 
 
-def add_arguments(p) -> None:
+def add_media_arguments(p) -> None:
+    """`--file`, `--camera`, `--mic`, each repeatable (`run`, `serve`; see `media_list`)."""
+    p.add_argument("--file", action="append", metavar="FILE", help="replay a media file; repeat")
     p.add_argument(
-        "--checkpoint", required=True, help="model folder, .safetensors, hub id, or `demo`"
-    )
+        "--camera", action="append", metavar="DEV",
+        help="/dev/videoN, a URL or file ffmpeg opens, or lavfi:SPEC; repeat",
+    )  # fmt: skip
     p.add_argument(
-        "--camera", metavar="DEV", help="/dev/videoN, a URL or file ffmpeg opens, or lavfi:SPEC"
-    )
-    p.add_argument(
-        "--mic", metavar="DEV", help="microphone: a sounddevice index or name, or `default`"
-    )
-    p.add_argument(
-        "--file", help="replay a media file (its video and audio) instead of live devices"
-    )
-    p.add_argument(
-        "--fast", action="store_true", help="with --file: as fast as possible, not real time"
-    )
-    p.add_argument(
-        "--lag",
-        type=float,
-        default=0.0,
-        help="seconds of right-hand context (default 0: lowest latency)",
-    )
-    p.add_argument(
-        "--audio-context",
-        type=float,
-        default=30.0,
-        help="seconds of trailing audio the audio extractor hears per bin (default 30)",
-    )
-    p.add_argument(
-        "--engine",
-        default=None,
-        help="torch, compiled, onnx, tensorrt (default: compiled on a GPU, torch on a CPU)",
-    )
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument(
-        "--model-dtype", default=None, help="float32, float16, bfloat16 (default: float16 on GPU)"
-    )
-    from tribe_stream.protocol import add_publisher_arguments
-
-    add_publisher_arguments(p)  # --publish URL (`none`: off), --dtype, --stream-id, CURVE keys
-    add_video_fp8_arguments(p)
-    p.add_argument("--view", action="store_true", help="open the live cortical viewer too")
-    p.add_argument(
-        "--linger",
-        type=float,
-        default=None,
-        help="with --view: close the viewer this many seconds after the stream (default: stay open)",
-    )
-    p.add_argument(
-        "--no-text", action="store_true", help="switch off speech recognition and text features"
-    )
-    p.add_argument("--seconds", type=float, help="stop after this many seconds")
-    p.add_argument(
-        "--out", metavar="NPY", help="also save the predictions, (seconds, n_outputs) float32"
-    )
-    p.add_argument("--record", metavar="H5", help="also write a recording (HDF5, as `record`)")
-    add_roi_argument(p)
+        "--mic", action="append", metavar="DEV",
+        help="microphone: a sounddevice index or name, or `default`; repeat",
+    )  # fmt: skip
 
 
-def add_roi_argument(p) -> None:
-    p.add_argument(
-        "--roi",
-        nargs=2,
-        metavar=("LH", "RH"),
-        help="left and right annotations (.annot or .label.gii): also publish each second's "
-        "region means on the tribe.roi topic",
-    )
+def media_list(args) -> list:
+    """The streams the arguments name, as `Media`: each file one stream; cameras and
+    microphones paired in order (the first camera with the first microphone, ...), each pair or
+    one left over a stream."""
+    from itertools import zip_longest
+
+    from tribe_stream.errors import InputError
+    from tribe_stream.stream.producer import Media
+
+    medias = [Media(file=f) for f in args.file or []]
+    medias += [Media(camera=c, mic=m) for c, m in zip_longest(args.camera or [], args.mic or [])]
+    if not medias:
+        raise InputError("nothing to listen to: pass --camera DEV, --mic DEV, or --file FILE")
+    return medias
+
+
+def add_stream_arguments(p, skip: tuple[str, ...] = ()) -> None:
+    """The stream's options and where its predictions are published (`run`, `serve`, `demo`)."""
+    add_options(p, StreamOptions, skip=skip)
+    add_publish_arguments(p)
+
+
+def add_publish_arguments(p, skip: tuple[str, ...] = ()) -> None:
+    """`PublishOptions` (`run`, `serve`, `demo`, `replay`); its `dtype` (`--payload-dtype`)
+    parsed into `payload_dtype`, apart from the brain model's `--dtype`."""
+    group = p.add_argument_group("publishing")
+    add_options(group, PublishOptions, skip=skip)
+    for action in group._group_actions:
+        if action.dest == "dtype":
+            action.dest = "payload_dtype"
 
 
 def publish_options(args) -> PublishOptions | None:
-    """The `--publish` group of options as data; None for `--publish none`."""
-    from tribe_stream.stream.producer import PublishOptions
-
-    if args.publish in (None, "none"):
-        if getattr(args, "roi", None):
-            from tribe_stream.errors import InputError
-
-            raise InputError("--roi publishes region means: it needs --publish URL, not none")
-        return None
-    return PublishOptions(
-        url=args.publish,
-        dtype=args.dtype,
-        stream_id=args.stream_id,
-        curve_secret=args.curve_secret,
-        allow_clients=tuple(args.allow_client) if args.allow_client else None,
-        roi=tuple(args.roi) if args.roi else None,
-    )
+    """The checked `PublishOptions` of `add_publish_arguments`; None for `--publish none`."""
+    publish = from_args(PublishOptions, args, dtype=args.payload_dtype)
+    return None if publish.off and not publish.roi else publish.validate()
 
 
-def stream_options(args):
-    """The `StreamOptions` of `run`'s and `serve`'s shared stream arguments."""
-    from tribe_stream.stream.producer import StreamOptions
-
-    return StreamOptions(
-        checkpoint=args.checkpoint,
-        lag=args.lag,
-        engine=args.engine,
-        device=args.device,
-        dtype=args.model_dtype,
-        text=not args.no_text,
-        audio_context=args.audio_context,
-        video_fp8=video_fp8(args),
-        realtime=not args.fast,
-        seconds=args.seconds,
-    )
+def add_output_arguments(p) -> None:
+    """Where `run`'s and `demo`'s predictions go besides the publisher."""
+    p.add_argument("--viewer", action="store_true", help="open the live cortical viewer too")
+    p.add_argument(
+        "--linger", type=number(minimum=0), default=None,
+        help="with --viewer: close it this many seconds after the stream (default: stay open)",
+    )  # fmt: skip
+    p.add_argument("--out", metavar="NPY", help="also save the predictions, (seconds, 20484)")
 
 
-def run(args) -> int:
-    from tribe_stream.stream.producer import Media, Stream
+def add_arguments(p) -> None:
+    add_media_arguments(p)
+    add_stream_arguments(p)
+    add_output_arguments(p)
+    p.add_argument("--record", metavar="H5", help="also write a recording (HDF5, as `record`)")
 
-    options = stream_options(args)
-    stream = Stream(Media(file=args.file, camera=args.camera, mic=args.mic), options)
+
+def stream_from_args(args, media) -> Stream:
+    """A `Stream` of `media` with the options and publishing the arguments say, all checked
+    before any model loads: the media first (without torch), then the options."""
+    from tribe_stream.stream.producer import Stream
+
+    stream = Stream(media, from_args(StreamOptions, args))
     publish = publish_options(args)
     if publish is not None:
         stream.publish(publish)
+    return stream
+
+
+def run(args) -> int:
+    from tribe_stream.errors import InputError
+
+    stream = stream_from_args(args, media_list(args))
+    if args.out and len(stream.medias) > 1:
+        raise InputError("--out NPY holds one stream; for several, `serve --out DIR`")
     if args.record:
         stream.record(args.record)
-    if args.view:
+    if args.viewer:
         stream.view(linger=args.linger)
     return run_stream(stream, out=args.out, total=args.seconds)
 

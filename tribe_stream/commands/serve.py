@@ -1,60 +1,42 @@
 """`tribe-stream serve`: several live streams in one process, one copy of every model.
 
-Each `--file`, `--camera` and `--mic` is a stream of its own (`--streams N`: N copies of one
-file, for benchmarks), named `ID-0`, `ID-1`, ... (`--stream-id ID`, default `tribe-stream`) on
-one publisher; every header carries its stream's `stream_id` and `seq` counts per stream.
+Each `--file` is a stream of its own, and so is each `--camera` with the `--mic` of its rank
+(`--streams N`: N copies of one file, for benchmarks), named `ID-0`, `ID-1`, ... (`--stream-id
+ID`, default `tribe-stream`) on one publisher; every header carries its stream's `stream_id` and `seq` counts per stream.
 """
 
 from __future__ import annotations
 
-from tribe_stream.commands import add_video_fp8_arguments, number
+from tribe_stream.options import number
 
 NAME = "serve"
 HELP = "run several live streams (cameras, microphones, files) on one set of models"
 
 
 def add_arguments(p) -> None:
-    from tribe_stream.commands.run import add_roi_argument
-    from tribe_stream.protocol import add_publisher_arguments
+    from tribe_stream.commands.run import add_media_arguments, add_stream_arguments
 
-    p.add_argument(
-        "--checkpoint", required=True, help="model folder, .safetensors, hub id, or `demo`"
-    )
-    p.add_argument("--file", action="append", default=[], help="a media file; repeat")
-    p.add_argument("--camera", action="append", default=[], metavar="DEV", help="repeat")
-    p.add_argument("--mic", action="append", default=[], metavar="DEV", help="repeat")
+    add_media_arguments(p)
     p.add_argument(
         "--streams",
         type=number(int, minimum=1, maximum=64),
         default=1,
         help="with one --file: that many copies of it, each its own stream",
     )
-    p.add_argument("--fast", action="store_true", help="files as fast as possible")
-    p.add_argument("--lag", type=float, default=0.0, help="seconds of right-hand context")
-    p.add_argument("--audio-context", type=float, default=30.0, help="seconds (default 30)")
-    p.add_argument("--engine", default=None, help="torch, compiled, onnx, tensorrt")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--model-dtype", default=None, help="float32, float16, bfloat16")
-    add_video_fp8_arguments(p)
-    p.add_argument("--no-text", action="store_true", help="no speech recognition or text")
-    p.add_argument("--seconds", type=number(above=0), help="stop after this many seconds")
+    add_stream_arguments(p)
     p.add_argument("--out", metavar="DIR", help="also save each stream's predictions, ID.npy")
-    add_publisher_arguments(p)
-    add_roi_argument(p)
 
 
 def media_list(args) -> list:
-    """The streams the arguments name, as `Media` (checked: one line for a bad combination)."""
+    """The streams the arguments name (`run.media_list`), `--streams N` copies of one file."""
+    from tribe_stream.commands.run import media_list
     from tribe_stream.errors import InputError
-    from tribe_stream.stream.producer import Media
 
-    if args.streams > 1 and (len(args.file) != 1 or args.camera or args.mic):
+    if args.streams > 1 and (len(args.file or []) != 1 or args.camera or args.mic):
         raise InputError("--streams N copies one file: give exactly one --file with it")
-    medias = [Media(file=f) for f in args.file * args.streams]
-    medias += [Media(camera=c) for c in args.camera] + [Media(mic=m) for m in args.mic]
-    if not medias:
-        raise InputError("nothing to serve: give --file, --camera or --mic (each one a stream)")
-    return medias
+    from dataclasses import replace
+
+    return [replace(m) for _ in range(args.streams) for m in media_list(args)]
 
 
 def run(args) -> int:
@@ -63,15 +45,11 @@ def run(args) -> int:
     import numpy as np
 
     from tribe_stream.commands import stop_on_signals
-    from tribe_stream.commands.run import publish_options, stream_options
+    from tribe_stream.commands.run import stream_from_args
     from tribe_stream.errors import InputError
     from tribe_stream.outputs import save_npy
-    from tribe_stream.stream.producer import Stream
 
-    stream = Stream(media_list(args), stream_options(args))
-    publish = publish_options(args)
-    if publish is not None:
-        stream.publish(publish)
+    stream = stream_from_args(args, media_list(args))
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is a file; give a folder for the ID.npy files")

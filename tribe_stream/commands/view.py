@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tribe_stream.commands import number
+from tribe_stream.options import number
 
 NAME = "view"
 HELP = "live window: the cortex lighting up as predictions arrive (latest-only subscriber)"
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--view", default="both", choices=list(VIEWS), help="starting view")
     parser.add_argument("--cmap", default="cold_hot", choices=list(COLORMAPS), help="colormap")
-    parser.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT")
+    parser.add_argument("--size", help="window size WIDTHxHEIGHT (default 1280x800)")
     parser.add_argument(
         "--max-fps", type=number(above=0), default=60.0, help="frame-rate cap (default 60)"
     )
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from tribe_stream.viewer.live import LiveViewer, ViewerOptions
     from tribe_stream.viewer.render import parse_size
 
-    size = parse_size(args.size)
+    size = parse_size(args.size or "1280x800")
     use_window_backend(args.backend)
     sub = subscriber_from_args(args, args.url, latest_only=True, topics=("prediction",))
     viewer = LiveViewer(

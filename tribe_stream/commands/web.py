@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tribe_stream.options import StreamOptions, add_options, from_args, number
+
 NAME = "web"
 HELP = (
     "serve a web page that shows a stream live (WebGL cortex, HUD, region bars); --capture runs "
@@ -10,7 +12,6 @@ HELP = (
 
 
 def add_arguments(p) -> None:
-    from tribe_stream.commands import number
     from tribe_stream.protocol import DEFAULT_URL, add_subscriber_arguments
     from tribe_stream.surface.colors import COLORMAPS
     from tribe_stream.surface.views import VIEWS
@@ -60,16 +61,7 @@ def add_arguments(p) -> None:
         action="store_true",
         help="run the live pipeline on what the page captures and show its predictions",
     )
-    g.add_argument(
-        "--checkpoint", help="with --capture: model folder, .safetensors, hub id or demo"
-    )
-    g.add_argument("--no-text", action="store_true", help="switch off speech recognition")
-    g.add_argument(
-        "--lag", type=number(minimum=0), default=0.0, help="seconds of right-hand context"
-    )
-    g.add_argument("--engine", default=None, help="torch, compiled, onnx (default as `run`)")
-    g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    g.add_argument("--model-dtype", default=None, help="float32, float16, bfloat16")
+    add_options(g, StreamOptions, skip=("realtime", "seconds"))  # a page: live, until stopped
 
 
 def run(args) -> int:
@@ -81,10 +73,13 @@ def run(args) -> int:
     from tribe_stream.web.server import WebOptions, WebServer, require_web
 
     require_web()
-    if args.capture and not args.checkpoint:
-        raise InputError("--capture runs the model: pass --checkpoint SRC (or `demo`)")
-    if args.checkpoint and not args.capture:
-        raise InputError("--checkpoint is for --capture; without it the page shows URL's stream")
+    stream = from_args(StreamOptions, args)
+    if args.capture:
+        stream.validate()  # before anything loads
+    elif stream != StreamOptions():
+        raise InputError(
+            "the model's options are for --capture; without it the page shows URL's stream"
+        )
     subscriber = {}
     if args.curve_server_key or args.curve_keypair:
         subscriber = {
@@ -106,7 +101,7 @@ def run(args) -> int:
         subscriber=subscriber,
     ).validate()
     options.ssl_context()  # a bad certificate fails now, in one line
-    engine = _engine(args, options) if args.capture else None
+    engine = _engine(stream, options) if args.capture else None
     server = WebServer(options, engine)
     got: list[int] = []
 
@@ -135,26 +130,16 @@ def run(args) -> int:
     return EXIT_CODES[got[0]] if got else 0
 
 
-def _engine(args, options):
-    from tribe_stream.stream.producer import PublishOptions, StreamOptions
+def _engine(stream: StreamOptions, options):
+    from tribe_stream.options import PublishOptions
     from tribe_stream.web.capture import CaptureEngine
 
     print(
-        f"loading the models ({args.checkpoint}) and warming them up; the page is served "
+        f"loading the models ({stream.checkpoint}) and warming them up; the page is served "
         "once they are ready (on a CPU this takes a minute)",
         flush=True,
     )
-    engine = CaptureEngine(
-        StreamOptions(
-            checkpoint=args.checkpoint,
-            lag=args.lag,
-            engine=args.engine,
-            device=args.device,
-            dtype=args.model_dtype,
-            text=not args.no_text,
-        ),
-        PublishOptions(url=options.url),
-    )
+    engine = CaptureEngine(stream, PublishOptions(url=options.url))
     for note in engine.open():
         print(note, flush=True)
     return engine
