@@ -195,7 +195,12 @@ class WebServer:
 
         @web.middleware
         async def guard(request, handler):
-            host = urlsplit(f"//{request.host}").hostname or ""
+            try:
+                host = urlsplit(f"//{request.host}").hostname or ""
+                origin = request.headers.get("Origin")
+                foreign = origin is not None and urlsplit(origin).netloc != request.host
+            except ValueError:  # `[::1` and the like
+                return self._deny("malformed", "a malformed Host or Origin header")
             if self.opt.local and host not in LOOPBACK_NAMES and not is_loopback(host):
                 return self._deny("host", "this server answers loopback names only")
             via_query = False
@@ -207,10 +212,8 @@ class WebServer:
                     cookie.encode(), self.opt.token.encode()
                 ):
                     return self._deny("token", "open the URL with its ?token=... as printed")
-            if request.path == "/ws":
-                origin = request.headers.get("Origin")
-                if origin is not None and urlsplit(origin).netloc != request.host:
-                    return self._deny("origin", "WebSocket from another site")
+            if request.path == "/ws" and foreign:
+                return self._deny("origin", "WebSocket from another site")
             response = await handler(request)
             if via_query and not response.prepared:
                 response.set_cookie(
