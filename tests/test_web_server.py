@@ -9,6 +9,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 
 import pytest
 
@@ -23,10 +24,11 @@ def free_port() -> int:
 
 @pytest.fixture
 def server():
-    """`WebServer.serve` in a thread of its own, on a free loopback port."""
+    """`WebServer.serve` in a thread of its own, on a free loopback port (1 s heartbeat)."""
     from tribe_stream.web.server import WebOptions, WebServer
 
     srv = WebServer(WebOptions(url=f"tcp://127.0.0.1:{free_port()}", port=0).validate())
+    srv.heartbeat_s = 1.0
     ready: queue.Queue = queue.Queue()
     held: dict = {}
 
@@ -85,3 +87,31 @@ def test_malformed_host_or_origin_is_refused_not_a_crash(server, caplog):
         assert raw_status(port, f"GET /stats HTTP/1.1\r\n{here}Connection: close\r\n") == 200
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert stats(url)["denied"]["malformed"] == 3
+
+
+def test_pages_closed_by_the_heartbeat_are_counted_as_such(server):
+    """A page that stops reading answers no ping: aiohttp closes it, and /stats said
+    `closed-oversized` for it. Each closed page is counted by its true reason."""
+    srv, url = server
+    origin = url.rstrip("/")
+
+    async def talk():
+        async with aiohttp.ClientSession() as s:
+            quiet = await s.ws_connect(url + "ws", origin=origin)  # never reads: no pong
+            deadline = time.monotonic() + 20
+            while not srv.rejected and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            async with s.ws_connect(url + "ws", origin=origin, max_msg_size=0) as big:
+                try:  # beyond aiohttp's limit: the server closes this socket, maybe mid-send
+                    await big.send_bytes(b"x" * (5 << 20))
+                    while not big.closed:
+                        await asyncio.wait_for(big.receive(), 10)
+                except ConnectionError:
+                    pass
+            await quiet.close()
+
+    asyncio.run(talk())
+    deadline = time.monotonic() + 10
+    while sum(srv.rejected.values()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stats(url)["rejected"] == {"closed-heartbeat": 1, "closed-oversized": 1}

@@ -36,6 +36,7 @@ from tribe_stream.web.relay import Page, PageSettings, Relay, page_settings
 from tribe_stream.web.wire import (
     MAX_MESSAGE_BYTES,
     Rejected,
+    closed_reason,
     encode_json,
     parse_packet,
     parse_text,
@@ -137,6 +138,9 @@ def require_web() -> None:
 
 class WebServer:
     """The app and its state: the relay, the optional capture engine, what it rejected."""
+
+    heartbeat_s = 20.0
+    """A ping this often; a page that answers none within half of it is closed."""
 
     def __init__(self, options: WebOptions, engine=None) -> None:
         self.opt = options
@@ -283,7 +287,9 @@ class WebServer:
     async def _ws(self, request):
         web = require_aiohttp()
         # no permessage-deflate: float noise does not compress, and it costs a thread hop per message
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0, compress=False)
+        ws = web.WebSocketResponse(
+            max_msg_size=MAX_MESSAGE_BYTES, heartbeat=self.heartbeat_s, compress=False
+        )
         await ws.prepare(request)
         page = Page(
             ws,
@@ -301,7 +307,7 @@ class WebServer:
                     elif msg.type == web.WSMsgType.BINARY:
                         self._packet(page, msg.data, capture_session)
                     elif msg.type == web.WSMsgType.ERROR:
-                        self._reject(page, Rejected("closed-oversized", str(ws.exception())))
+                        self._reject(page, Rejected(closed_reason(msg.data), str(msg.data)))
                 except Rejected as exc:
                     self._reject(page, exc)
         finally:

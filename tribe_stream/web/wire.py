@@ -45,6 +45,8 @@ REJECT_REASONS = (
     "not-capturing",  # capture data from a page that has not started capturing, or another
     # page already captures
     "closed-oversized",  # beyond MAX_MESSAGE_BYTES: aiohttp closed that connection
+    "closed-heartbeat",  # the page answered no ping in time (it stopped reading): closed
+    "closed-broken",  # any other error that closed the connection (a malformed frame, a reset)
 )
 
 
@@ -54,6 +56,13 @@ class Rejected(Exception):
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
         self.reason = reason
+
+
+def closed_reason(exc: BaseException | None) -> str:
+    """Why aiohttp closed a page's connection, by the error it gave (one of the `closed-` reasons)."""
+    if getattr(exc, "code", None) == 1009:  # WSCloseCode.MESSAGE_TOO_BIG
+        return "closed-oversized"
+    return "closed-heartbeat" if isinstance(exc, TimeoutError) else "closed-broken"
 
 
 def encode_prediction(header: dict[str, Any], values_f32: bytes) -> bytes:
