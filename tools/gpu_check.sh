@@ -189,7 +189,7 @@ EOF
 }
 
 bench() {
-  local model=()
+  local model=(--checkpoint random)
   [ "$TINY" = 1 ] && model=(--checkpoint demo)
   PYTHONUNBUFFERED=1 "$PY" -m tribe_stream.cli bench "${model[@]}" --streams 1 --seconds 10 \
     --warmup 2 --baseline-seconds 3 --clip "$WORK/clip.mp4" --transcript "$WORK/words.tsv" \

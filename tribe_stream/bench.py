@@ -1,8 +1,8 @@
 """`tribe-stream bench`: a clip replayed in real time through the whole live pipeline, measured.
 
-Models: a checkpoint (`demo` for the small untrained ones), or, with none, full-size RANDOM
-weights built here in memory (V-JEPA2 ViT-g, w2v-BERT 2.0, Llama-3.2-3B from the configs in
-`tools/bench_extractors.py`, and the TRIBE v2 brain model); nothing is downloaded. Text runs for
+Models (`tribe_stream.models.Models`): a checkpoint, `demo` for the small untrained ones, or
+`random` for full-size RANDOM weights built here in memory (V-JEPA2 ViT-g, w2v-BERT 2.0, Llama-3.2-3B from the configs in
+`tribe_stream/full_size.py`, and the TRIBE v2 brain model); nothing is downloaded. Text runs for
 real: words from the speech recogniser where it is installed, else from `--transcript` (or a
 built-in text at 2.5 words/s), each fed when it ends, so the text model runs live either way.
 
@@ -19,6 +19,7 @@ JSON report and a PNG of the latency distributions.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import socket
@@ -34,7 +35,7 @@ import numpy as np
 from tribe_stream import AUDIO_RATE, BIN_SECONDS
 from tribe_stream.errors import InputError
 from tribe_stream.options import LiveOptions, ModelOptions, number, option
-from tribe_stream.types import Chunk, Word
+from tribe_stream.types import Word
 
 log = logging.getLogger("tribe_stream.bench")
 
@@ -55,7 +56,9 @@ class BenchOptions(ModelOptions, LiveOptions):
     warmup_s: float = option(
         5.0, "seconds left out at each run's start", flags="--warmup", type=number(minimum=0)
     )
-    baseline_seconds: float = option(20.0, "seconds of the baseline run", type=number(above=0))
+    baseline_seconds: float = option(
+        20.0, "seconds of the baseline run", type=number(above=0)
+    )
     p99_ms: float = option(250.0, "real time: p99 at most this", type=number(above=0))
     clip: str | None = option(None, "media file to replay (default: a generated clip with speech)")
     transcript: str | None = option(
@@ -89,6 +92,7 @@ class BenchOptions(ModelOptions, LiveOptions):
 class Built:
     """The bench's models (`tribe_stream.models.Models`) and the live extractors it runs."""
 
+    models: Any  # tribe_stream.models.Models
     loaded: Any
     engine: Any
     extractors: Any  # tribe_stream.models.Extractors
@@ -114,6 +118,7 @@ def build_models(o: BenchOptions) -> Built:
         else f"checkpoint {o.checkpoint}"
     )
     return Built(
+        models,
         models.loaded,
         models.engine,
         extractors,
@@ -148,42 +153,6 @@ def bench_words(o: BenchOptions, seconds: float, asr_ready: bool) -> tuple[list[
         f"no recogniser weights: a built-in text at {WORDS_PER_SECOND:g} words/s, each word fed "
         "when it ends"
     )
-
-
-class TranscriptSource:
-    """Words of a transcript handed over as `words` chunks when the stream clock passes each
-    word's end (as a recogniser would hear them, without its delay)."""
-
-    def __init__(self, words: list[Word], clock):
-        self.words = sorted(words, key=lambda w: w.onset)
-        self.clock = clock
-        self.counters: dict[str, int] = {"words_fed": 0}
-        self._i = 0
-        self._stopped = False
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        self._stopped = True
-
-    @property
-    def ended(self) -> bool:
-        return self._stopped or self._i >= len(self.words)
-
-    def poll(self) -> list[Chunk]:
-        now = self.clock.now()
-        out = []
-        while self._i < len(self.words) and self._end(self.words[self._i]) <= now:
-            w = self.words[self._i]
-            out.append(Chunk("words", [w], w.onset, self._end(w), now))
-            self._i += 1
-        self.counters["words_fed"] = self._i
-        return out
-
-    @staticmethod
-    def _end(w: Word) -> float:
-        return w.onset + w.duration
 
 
 # ----- one run of N streams -----
@@ -226,32 +195,31 @@ def start_offsets(n: int, aligned: bool) -> list[float]:
 def run_streams(
     models: Built, clip: Path, n: int, o: BenchOptions, words: list[Word]
 ) -> dict[str, Any]:
-    """`n` copies of `clip` in real time through one server for `o.seconds`; the figures.
+    """`n` copies of `clip` in real time through one public `Stream` for `o.seconds`; the
+    figures.
 
-    Each stream has its own clock (zero at its own start, `start_offsets`) and its own
-    publisher, so its stamps are its own; one subscriber hears them all. Seconds predicted after
+    Each stream starts at its own time (`start_offsets`) on its own clock (zero at its own
+    start), so its stamps are its own; one subscriber hears them all. Seconds predicted after
     a stream's sources ended (the end-of-input flush) are reported apart (`after_end_ms`) and
     left out of the live figures: a camera never ends."""
     from tribe_stream.client import Subscriber
-    from tribe_stream.clock import StreamClock
-    from tribe_stream.publish import Publisher
-    from tribe_stream.sources.replay import FileReplay
+    from tribe_stream.options import StreamOptions
     from tribe_stream.stream.latency import END_TO_END, percentiles, stage_delays
-    from tribe_stream.stream.pipeline import Pipeline, PipelineConfig
-    from tribe_stream.stream.serve import Server
+    from tribe_stream.stream.producer import Media, Stream
 
-    config = PipelineConfig(lag=o.lag, live=True)
-    ids = [f"bench-{i}" for i in range(n)]
-    clocks = [StreamClock() for _ in ids]
-    urls = [_free_url() for _ in ids]
-    pubs = [
-        Publisher(u, stream_id=sid, model=models.loaded.identity, clock=c)
-        for u, sid, c in zip(urls, ids, clocks, strict=True)
-    ]
     starts = start_offsets(n, o.aligned)
+    feed = words if words and models.extractors.text is not None else None
+    medias = [Media(file=str(clip), stream_id=f"bench-{i}", start_s=s, words=feed)
+              for i, s in enumerate(starts)]  # fmt: skip
+    options = StreamOptions(
+        checkpoint=o.checkpoint, engine=o.engine, device=o.device, dtype=o.dtype,
+        video_fp8=o.video_fp8, lag=o.lag, text=o.text, seconds=o.seconds,
+    )  # fmt: skip
+    url = _free_url()
+    stream = Stream(medias, options).use_models(models.models, models.extractors).publish(url)
     got: list[tuple[dict, float]] = []
     stop = threading.Event()
-    with Subscriber(urls) as sub:
+    with Subscriber([url]) as sub, stream.open() as running:
 
         def listen():
             while not stop.is_set():
@@ -262,27 +230,14 @@ def run_streams(
         thread = threading.Thread(target=listen, daemon=True)
         thread.start()
         try:  # the listener stops before its socket closes, even on Ctrl-C
-            for pub in pubs:
-                pub.wait_for_subscribers(1, timeout=10.0)
-            pipelines = []
-            for i, (sid, clock, pub) in enumerate(zip(ids, clocks, pubs, strict=True)):
-                sources: list = [FileReplay(clip, clock=clock, realtime=True, max_size=292)]
-                if words and models.extractors.text is not None:
-                    sources.append(TranscriptSource(words, clock))
-                ex = models.extractors if i == 0 else models.extractors.for_stream()
-                pipelines.append(
-                    Pipeline(sources, models.engine, ex, [pub], config, clock, stream_id=sid)
-                )
-            for p in pipelines:  # each stream's own text steps, before the wall clock starts
-                p.warm_up()
-            server = Server(pipelines, clock=StreamClock(), config=config)
+            stream.publisher.wait_for_subscribers(1, timeout=10.0)
             mem_before, _ = _gpu_memory(models.device)
             if models.device.startswith("cuda"):
                 import torch
 
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
-            made = sum(1 for _ in server.predictions(o.seconds, starts=starts))
+            made = sum(1 for _ in running)
             wall = time.perf_counter() - t0
             mem_after, peak = _gpu_memory(models.device)
             deadline = time.monotonic() + 5.0
@@ -291,9 +246,7 @@ def run_streams(
         finally:
             stop.set()
             thread.join(2.0)
-    for pub in pubs:
-        pub.close()
-    del pipelines
+    server = stream.server
     flushed = {p.stream_id: p.flushed_from for p in server.done}
     rows, after_end, per_stream, last, first = [], [], {}, {}, {}
     for h, arrived in got:
@@ -497,6 +450,7 @@ def run_bench(o: BenchOptions, say=print) -> dict:
     most = o.start_streams + 6 if o.max_streams else o.streams
     t0 = time.perf_counter()
     warm_up(models.extractors, models.engine, 30.0, streams=most)
+    models.models.warmed_for = most  # the streams of every run reuse it
     say(
         f"warm-up (compiling, CUDA graphs) at up to {most} streams: {time.perf_counter() - t0:.0f} s"
     )
@@ -566,13 +520,18 @@ def run_bench(o: BenchOptions, say=print) -> dict:
     report["total_s"] = round(time.perf_counter() - t_start, 1)
     from tribe_stream.outputs import atomic_write
 
-    atomic_write(out, lambda p: p.write_text(json.dumps(report, indent=1, default=float)))
+    atomic_write(out, lambda p: p.write_text(json.dumps(report, indent=1, default=_jsonable)))
     say(f"wrote {out}")
     if plot is not None:
         _plot(report, plot)
         say(f"wrote {plot}")
     tmp.cleanup()
     return report
+
+
+def _jsonable(value: Any) -> Any:
+    """NumPy numbers as floats, enums (`VideoFp8`) as their values."""
+    return getattr(value, "value", None) if isinstance(value, enum.Enum) else float(value)
 
 
 def _line(label: str, r: dict) -> str:

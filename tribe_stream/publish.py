@@ -372,11 +372,11 @@ class Publisher(Sink):
             self._auth.stop()
         self._ctx.term()
 
-    def channel(self, stream_id: str) -> Publisher:
+    def channel(self, stream_id: str, clock: StreamClock | None = None) -> Publisher:
         """Another stream on this publisher's socket (`tribe-stream serve`): its own `stream_id`,
-        prediction `seq` (contiguous per stream), metadata and heartbeats; closed with this
-        publisher (its own `close` does nothing)."""
-        ch = _Channel(self, str(stream_id))
+        prediction `seq` (contiguous per stream), metadata and heartbeats, and `clock` when it
+        has its own; closed with this publisher (its own `close` does nothing)."""
+        ch = _Channel(self, str(stream_id), clock)
         with self._lock:
             self._channels.append(ch)
         return ch
@@ -516,7 +516,7 @@ class Publisher(Sink):
 class _Channel(Publisher):
     """A stream sharing a Publisher's socket, lock and subscriber count (see `channel`)."""
 
-    def __init__(self, parent: Publisher, stream_id: str):  # noqa: D107 - no socket of its own
+    def __init__(self, parent: Publisher, stream_id: str, clock: StreamClock | None = None):
         self._parent = parent
         self.dtype, self.stream_id, self.session = parent.dtype, stream_id, parent.session
         self.curve_public_key, self.url, self.atlas = (
@@ -524,8 +524,9 @@ class _Channel(Publisher):
             parent.url,
             parent.atlas,
         )
-        self._clock, self._model, self._mesh = parent._clock, parent._model, dict(parent._mesh)
-        self._t0_wall, self._extra = parent._t0_wall, dict(parent._extra)
+        self._clock, self._model, self._mesh = clock or parent._clock, parent._model, dict(parent._mesh)
+        self._t0_wall = clock.t0_wall if clock is not None else parent._t0_wall
+        self._extra = dict(parent._extra)
         self._metadata = self._build_metadata()
         self._encoder = self._build_encoder()
         self._seq = {"prediction": 0, "status": 0, "metadata": 0, "roi": 0}

@@ -49,6 +49,11 @@ class Media:
     demo_seconds: float | None = None
     stream_id: str | None = None
     """Its name in the headers when one Stream serves several media (default: `ID-i`)."""
+    start_s: float = 0.0
+    """When it starts, seconds after the first stream (independent sources start at unrelated
+    times): a Stream of media starting apart gives each its own clock, zero at its own start."""
+    words: list | None = None
+    """Words with their times, fed live when the clock passes each word's end (`WordSource`)."""
     source: Any = None
     """A ready source object (e.g. `sources.browser.BrowserSource`) with `kinds()`, used alone;
     the stream gives it its clock before starting it."""
@@ -56,6 +61,8 @@ class Media:
     def validate(self) -> Media:
         if self.file and (self.camera or self.mic):
             raise InputError("a file replays a recording; use it without a camera or microphone")
+        if not (isinstance(self.start_s, int | float) and 0 <= self.start_s < 3600):
+            raise InputError(f"start_s {self.start_s!r}: give seconds from 0 to 3600")
         if self.demo_seconds is not None:
             check_seconds("--seconds", self.demo_seconds)
         elif not (self.file or self.camera or self.mic or self.source is not None):
@@ -269,7 +276,9 @@ class _Session:
         s, o = self.s, self.s.options
         s.notes = []
         clock = StreamClock()
-        opened = [self._sources(clock, m) for m in s.medias]
+        staggered = any(m.start_s for m in s.medias)  # then each stream has a clock of its own
+        clocks = [StreamClock() if staggered else clock for _ in s.medias]
+        opened = [self._sources(c, m) for c, m in zip(clocks, s.medias, strict=True)]
         want = tuple(dict.fromkeys(k for _, kinds in opened for k in kinds))
         models, extractors = s._models if s._models is not None else (Models(o), None)
         if extractors is None:
@@ -296,13 +305,13 @@ class _Session:
         if publish is not None:
             if ids[0] is not None:
                 publish = replace(publish, stream_id=ids[0])
-            s.publisher = publish.publisher(model=loaded.identity, clock=clock)
+            s.publisher = publish.publisher(model=loaded.identity, clock=clocks[0])
             self.sinks.append(s.publisher)
             s.notes.append(f"publishing on {s.publisher.url}")
         if s._record is not None:
             from tribe_stream.stream.sinks import RecorderSink
 
-            self.sinks.append(RecorderSink(s._record, model=loaded.identity, clock=clock))
+            self.sinks.append(RecorderSink(s._record, model=loaded.identity, clock=clocks[0]))
             s.notes.append(f"recording to {s._record}")
         self.sinks += s._extra_sinks
         if s._view is not None:
@@ -312,28 +321,38 @@ class _Session:
             # the viewer subscribes once its window is up: start the stream after that
             if not s.publisher.wait_for_subscribers(1, timeout=20.0):
                 log.warning("the viewer has not connected after 20 s; starting anyway")
-        warm_up(extractors, engine, o.audio_context, streams=len(opened))
+        if getattr(models, "warmed_for", 0) < len(opened):  # once per set of models and width
+            warm_up(extractors, engine, o.audio_context, streams=len(opened))
+            models.warmed_for = len(opened)
         config = PipelineConfig(lag=o.lag, live=o.realtime, audio_context_s=o.audio_context)
         from tribe_stream.stream.serve import Server
 
         s.pipelines = []
-        for i, ((sources, kinds), sid) in enumerate(zip(opened, ids, strict=True)):
+        for i, ((sources, kinds), sid, c) in enumerate(zip(opened, ids, clocks, strict=True)):
             ex = extractors  # the first stream's, or the same models for the next one
             if i or not set(ex.active()) <= set(kinds):
                 ex = extractors.for_stream([m for m in extractors.active() if m in kinds])
             sinks = self.sinks
             if i:
-                sinks = ([s.publisher.channel(sid)] if s.publisher else []) + s._extra_sinks
+                sinks = ([s.publisher.channel(sid, c)] if s.publisher else []) + s._extra_sinks
             s.pipelines.append(
-                Pipeline(
-                    sources, engine, ex, sinks=sinks, config=config, clock=clock, stream_id=sid
-                )
+                Pipeline(sources, engine, ex, sinks=sinks, config=config, clock=c, stream_id=sid)
             )
         s.pipeline = s.pipelines[0]
-        s.server = Server(s.pipelines, clock=clock, config=config)
+        s.server = Server(s.pipelines, clock=StreamClock() if staggered else clock, config=config)
 
-    def _sources(self, clock, media: Media | None = None) -> tuple[list, tuple[str, ...]]:
-        m, o = media or self.s.media, self.s.options
+    def _sources(self, clock, media: Media) -> tuple[list, tuple[str, ...]]:
+        """A stream's sources on `clock`, and the kinds of media they give."""
+        sources, want = self._media_sources(clock, media)
+        if media.words:
+            from tribe_stream.sources.words import WordSource
+
+            sources.append(WordSource(media.words, clock))
+            want += () if "text" in want else ("text",)
+        return sources, want
+
+    def _media_sources(self, clock, m: Media) -> tuple[list, tuple[str, ...]]:
+        o = self.s.options
         if m.source is not None:
             m.source.clock = clock
             kinds = m.source.kinds()
@@ -370,7 +389,8 @@ class _Session:
 
     def __iter__(self) -> Iterator[Prediction]:
         s = self.s
-        for _, p in s.server.predictions(s.options.seconds, stop=s._stop):
+        starts = [m.start_s for m in s.medias]
+        for _, p in s.server.predictions(s.options.seconds, stop=s._stop, starts=starts):
             s.words = int(p.counters.get("words", 0))
             yield p
 
