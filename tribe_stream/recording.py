@@ -17,8 +17,12 @@ and a recording can be read while it grows. Layout (format version 1), N predict
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -90,14 +94,23 @@ class RecordingWriter:
         self._session_meta: dict[str, str] = {}
         self._last_flush = time.monotonic()
         meta = {k: v for k, v in metadata.items() if k not in _PER_MESSAGE}
-        f = h5py.File(self.path, "w", libver="latest")
-        self._file = f
+        with open(self.path, "wb") as start:  # a first flush that fails is one HDF5 can't
+            try:  # leave (`_writing`): first make sure the disk takes the file's start
+                start.write(bytes(1 << 16))
+                start.flush()
+            except OSError as exc:
+                self.path.unlink()
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        f = self._file = h5py.File(self.path, "w", libver="latest")
+        self._objects = [f]  # what `_writing` leaves open if a write fails
         text = h5py.string_dtype()
 
         def grow(name, shape, dtype, chunk):
-            return f.create_dataset(
+            ds = f.create_dataset(
                 name, (0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(chunk, *shape)
             )
+            self._objects.append(ds)
+            return ds
 
         self._values = grow("values", (N_VERTICES,), self.dtype, _ROWS)
         self._scalars = {name: grow(name, (), dt, 256) for name, dt in _SCALARS.items()}
@@ -122,21 +135,44 @@ class RecordingWriter:
                 "created_wall": time.time(),
             }
         )
-        f.swmr_mode = True  # from here on, the file on disk is always consistent
+        with self._writing():  # HDF5's first writes
+            f.swmr_mode = True  # from here on, the file on disk is always consistent
         self.add_event("start", source_url=source_url, metadata=meta)
         self.flush()
 
     def _append_row(self, n: int, columns: list[tuple[Any, Any]]) -> None:
         """Write row `n` of each (dataset, value); on failure cut them all back to `n` rows."""
         try:
-            for ds, value in columns:
-                ds.resize(n + 1, axis=0)
-                ds[n] = value
+            with self._writing():
+                for ds, value in columns:
+                    ds.resize(n + 1, axis=0)
+                    ds[n] = value
         except BaseException:
-            for ds, _ in columns:
+            for ds, _ in columns if self._objects else ():  # never after a failed write
                 if ds.shape[0] > n:
                     ds.resize(n, axis=0)
             raise
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around HDF5 calls that write. When the disk refuses a write (full, file too large),
+        HDF5 cannot close what it was writing: closing or collecting those objects later
+        crashes the process (SIGSEGV). So they stay open for the process's life, their file
+        descriptor turned to /dev/null (the file keeps its last flush), and one OSError says why."""
+        try:
+            yield
+        except (OSError, RuntimeError) as exc:
+            m = re.search(r"errno = (\d+)", str(exc))
+            if m is None or not self._objects:
+                raise
+            for obj in self._objects:
+                ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj.id))
+            self._objects.clear()
+            if self._file.id.valid:
+                null = os.open(os.devnull, os.O_RDWR)
+                os.dup2(null, self._file.id.get_vfd_handle())
+                os.close(null)
+            raise OSError(int(m[1]), os.strerror(int(m[1])), str(self.path)) from None
 
     def add_message(self, msg: Message) -> None:
         """A decoded message of any topic; metadata is logged (as an event) once per publisher
@@ -203,13 +239,16 @@ class RecordingWriter:
             self.flush()
 
     def flush(self) -> None:
-        self._file.flush()
+        with self._writing():
+            self._file.flush()
         self._last_flush = time.monotonic()
 
     def close(self, **summary: Any) -> None:
-        if self._file.id.valid:
+        if self._objects and self._file.id.valid:
             self.add_event("stop", rows=self.rows, **summary)
-            self._file.close()
+            self.flush()  # a write that fails does here, before HDF5 closes its objects
+            with self._writing():
+                self._file.close()
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
@@ -277,15 +316,13 @@ def record(
                 for m in pending:
                     try:
                         writer.add_message(m)
+                    except OSError:  # the file failed (a full disk) and is closed: stop
+                        raise
                     except Exception as exc:  # defence: count it and keep recording
                         write_errors += 1
                         _note_write_error(write_errors, f"{m.topic} seq {m.seq} not written: {exc}")
                 pending.clear()
-                try:
-                    writer.maybe_flush()
-                except Exception as exc:
-                    write_errors += 1
-                    _note_write_error(write_errors, f"flush to {path} failed: {exc}")
+                writer.maybe_flush()
                 if count is not None and writer.rows >= count:
                     break
             if t_end is not None and now >= t_end:
@@ -368,10 +405,17 @@ def _open_h5(path: Path):
         raise InputError(f"recording {path} does not exist")
     try:
         return h5py.File(path, "r")
-    except OSError:
-        pass
-    try:  # still being written, or its recorder was killed: SWMR read access works for both
-        return h5py.File(path, "r", swmr=True)
+    except OSError as exc:
+        if "already open for write" not in str(exc):  # truncated, not HDF5, ...: refused now (a
+            raise InputError(f"{path} is not a readable HDF5 recording: {exc}") from None
+    try:  # being written, or its recorder was killed: SWMR read access works for both. It
+        # retries a read that fails its checksum (the writer's may be under way), by default
+        # 100 times, the waits doubling from 1 ns: for ever, on a damaged file. 24: 17 ms.
+        fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+        attempts = ctypes.CDLL(h5py.h5p.__file__).H5Pset_metadata_read_attempts
+        attempts(ctypes.c_int64(fapl.id), ctypes.c_uint(24))
+        mode = h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ
+        return h5py.File(h5py.h5f.open(os.fsencode(path), mode, fapl=fapl))
     except OSError as exc:
         raise InputError(f"{path} is not a readable HDF5 recording: {exc}") from None
 
@@ -381,41 +425,55 @@ def read_recording(path: str | Path, *, dtype: str | None = None) -> Recording:
 
     Rows are cut to the shortest column, so a recorder killed mid-row leaves no half row.
     `dtype="float32"` converts `values` (stored as the wire dtype, float16 by default).
+    Anything else, a damaged or foreign file, is refused in one line (InputError).
     """
     path = Path(path)
     with _open_h5(path) as f:
-        if f.attrs.get("format") != FORMAT:
-            raise InputError(f"{path} is not a tribe-stream recording (no format={FORMAT!r})")
-        if int(f.attrs.get("format_version", 0)) > FORMAT_VERSION:
-            raise InputError(f"{path} is a newer recording format; upgrade tribe-stream")
-        names = ["values", "stimulus", "session", "header", *_SCALARS]
-        n = min(f[name].shape[0] for name in names)
-        values = f["values"][:n]
-        if dtype is not None:
-            values = values.astype(DTYPES[dtype] if dtype in DTYPES else dtype)
-        headers = [json.loads(s) for s in f["header"].asstr()[:n]]
-        n_status = min(f["status"].shape[0], f["status_wall"].shape[0])
-        attrs = {
-            k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
-            for k, v in f.attrs.items()
-        }
-        return Recording(
-            path=path,
-            values=values,
-            seconds=f["second"][:n],
-            seq=f["seq"][:n],
-            sessions=[s.decode("ascii", "replace") for s in f["session"][:n]],
-            stimulus=f["stimulus"][:n],
-            bold_time=f["bold_time"][:n],
-            publish_wall=f["publish_wall"][:n],
-            received_wall=f["received_wall"][:n],
-            missed_before=f["missed_before"][:n],
-            headers=headers,
-            metadata=json.loads(attrs.get("metadata", "{}")),
-            attrs=attrs,
-            status=[json.loads(s) for s in f["status"].asstr()[:n_status]],
-            events=[json.loads(s) for s in f["events"].asstr()[:]],
-        )
+        try:
+            return _read(f, path, dtype)
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+            why = (str(exc).strip("'\"") or type(exc).__name__).splitlines()[0]
+            raise InputError(f"{path} is a damaged recording: {why}") from None
+
+
+def _read(f, path: Path, dtype: str | None) -> Recording:
+    if f.attrs.get("format") != FORMAT:
+        raise InputError(f"{path} is not a tribe-stream recording (no format={FORMAT!r})")
+    if int(f.attrs.get("format_version", 0)) > FORMAT_VERSION:
+        raise InputError(f"{path} is a newer recording format; upgrade tribe-stream")
+    names = ["values", "stimulus", "session", "header", *_SCALARS]
+    n = min(f[name].shape[0] for name in names)
+    for name in ["values", "stimulus", *_SCALARS]:
+        if f[name].dtype.kind not in "iuf":
+            raise ValueError(f"`{name}` holds {f[name].dtype} data, not numbers")
+    if f["values"].shape[1:] != (N_VERTICES,) or f["stimulus"].shape[1:] != (2,):
+        raise ValueError(f"`values` of shape {f['values'].shape}, not (N, {N_VERTICES})")
+    values = f["values"][:n]
+    if dtype is not None:
+        values = values.astype(DTYPES[dtype] if dtype in DTYPES else dtype)
+    headers = [json.loads(s) for s in f["header"].asstr()[:n]]
+    n_status = min(f["status"].shape[0], f["status_wall"].shape[0])
+    attrs = {
+        k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
+        for k, v in f.attrs.items()
+    }
+    return Recording(
+        path=path,
+        values=values,
+        seconds=f["second"][:n],
+        seq=f["seq"][:n],
+        sessions=[s.decode("ascii", "replace") for s in f["session"][:n]],
+        stimulus=f["stimulus"][:n],
+        bold_time=f["bold_time"][:n],
+        publish_wall=f["publish_wall"][:n],
+        received_wall=f["received_wall"][:n],
+        missed_before=f["missed_before"][:n],
+        headers=headers,
+        metadata=json.loads(attrs.get("metadata", "{}")),
+        attrs=attrs,
+        status=[json.loads(s) for s in f["status"].asstr()[:n_status]],
+        events=[json.loads(s) for s in f["events"].asstr()[:]],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
