@@ -3,6 +3,7 @@ side by side with plain-pyzmq baselines, in one run.
 
     python tools/bench_zmq.py                 # all variants, defaults below
     python tools/bench_zmq.py --json out.json # also save the numbers
+    python tools/bench_zmq.py --codec [OLD.py ...]  # in-process encode/decode cost only
 
 Each run: a sender process and a receiver process (fresh, spawned), one TCP connection over
 127.0.0.1, a 20,484-value prediction per message. Runs are interleaved across variants and
@@ -27,6 +28,11 @@ Variants:
   the pipeline: the publisher then casts with torch (same bits, faster).
 
 The ratios printed at the end compare ours-f16-torch (what the pipeline runs) to raw-f32.
+
+`--codec` times protocol.py's encoder and decoder alone, in this process (no sockets): the
+installed `tribe_stream.protocol` and any other copies of the module named (e.g. an older one
+from `git show HEAD~1:tribe_stream/protocol.py > /tmp/old.py`), interleaved; per operation the
+best of `--repeat` (at least 5) x 20 short runs, which misses most of a shared machine's noise.
 """
 
 from __future__ import annotations
@@ -258,6 +264,64 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
+def codec(files: list[str], repeat: int) -> None:
+    """Microseconds per call of each codec operation, per protocol module (see the docstring)."""
+    import importlib.util
+    import timeit
+    from functools import partial
+
+    from tribe_stream import protocol
+    from tribe_stream.types import Prediction
+
+    modules = {"tribe_stream.protocol": protocol}
+    for i, path in enumerate(files):
+        spec = importlib.util.spec_from_file_location(f"_bench_protocol_{i}", path)
+        assert spec is not None and spec.loader is not None, path
+        modules[path] = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[path])
+    values = np.random.default_rng(0).standard_normal(N).astype(np.float32)
+    p = Prediction(41, values, (41.0, 42.0), 46.0, {"capture": 41.98, "engine": 42.4}, {"d": 0})
+    ids = {"stream_id": "cam0", "session": "3f9c2a1b7d4e8f60", "publish_wall": 1.79e9}
+    cases = {}
+    for name, m in modules.items():
+        enc = m.PredictionEncoder(
+            stream_id="cam0", session=ids["session"], model={"name": "bench"}, t0_wall=1.79e9
+        )
+        pred = enc.encode(p, seq=3, publish_wall=1.79e9)
+        meta = m.stream_metadata(stream_id="cam0", dtype="float16", model={"name": "bench"})
+        frames = {
+            "decode prediction": pred,
+            "decode status": m.encode_status({"lag_s": 0.1}, **ids, seq=1, next_seq=4),
+            "decode metadata": m.encode_metadata(meta, **ids, seq=1, next_seq=4),
+            "decode roi": m.encode_roi(values[:50], p, atlas="a", **ids, seq=1, prediction_seq=3),
+            "reject bad seq": [pred[0], pred[1].replace(b'"seq":3', b'"seq":-3'), pred[2]],
+        }
+        ops = {"encode prediction": partial(enc.encode, p, seq=3, publish_wall=1.79e9)}
+        ops.update({op: partial(_decode, m, f) for op, f in frames.items()})
+        cases[name] = ops
+    best: dict[tuple[str, str], float] = {}
+    for _ in range(repeat):  # interleaved, so drifts of a shared machine hit every module alike
+        for name, ops in cases.items():
+            for op, fn in ops.items():  # short runs (~10 ms): the best one missed the neighbours
+                t = min(timeit.Timer(fn).repeat(20, 10 if op.startswith("encode") else 500))
+                t = t / (10 if op.startswith("encode") else 500)
+                best[name, op] = min(best.get((name, op), float("inf")), t * 1e6)
+    names = list(cases)
+    print(
+        f"{'us per call, best of ' + str(repeat * 20):24s}"
+        + "".join(f"{n[-28:]:>30s}" for n in names)
+    )
+    for op in cases[names[0]]:
+        print(f"{op:24s}" + "".join(f"{best[n, op]:30.2f}" for n in names))
+
+
+def _decode(module, frames) -> None:
+    try:
+        module.decode(frames)
+    except module.MessageRejected:
+        pass
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--messages", type=int, default=3000, help="latency-phase messages")
@@ -267,7 +331,11 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3, help="runs per variant (median reported)")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--codec", nargs="*", metavar="OLD.py", help="time the codec alone (above)")
     args = p.parse_args()
+    if args.codec is not None:
+        codec(args.codec, max(args.repeat, 5))
+        return 0
 
     import zmq
 

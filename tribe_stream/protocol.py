@@ -1,26 +1,29 @@
 """The wire format (docs/PROTOCOL.md): the only code that turns a Prediction into bytes and back.
 
 A message is three ZeroMQ frames `[topic, header, payload]`: the topic names the kind
-(`tribe.prediction`, `tribe.status`, `tribe.metadata`), the header is a UTF-8 JSON object, the
-payload is raw little-endian values (predictions) or empty. `decode` validates every field it
-relies on and raises `MessageRejected` with a short reason code (and never anything else, whatever
-the bytes), so a consumer can count bad input and go on. It is the one place where message fields
-are type-checked: what it accepts, every consumer (recorder, viewer, LSL bridge) can use as is. The CURVE key helpers and the shared command-line options (endpoint, keys) live here
-too: they are part of how a peer joins a stream, and keep `zmq` out of CLI start-up.
+(`tribe.prediction`, `tribe.status`, `tribe.metadata`, `tribe.roi`), the header is a UTF-8 JSON
+object whose fields `HEADERS` declares, the payload raw little-endian values (predictions, region
+means) or empty. `decode` validates every field and raises `MessageRejected` with a short reason
+code (and nothing else, whatever the bytes), so a consumer can count bad input and go on: what it
+accepts, every consumer (recorder, viewer, LSL bridge) can use as is. The CURVE key helpers and
+the shared command-line options (endpoint, keys) live here too: they are part of how a peer joins
+a stream, and keep `zmq` out of CLI start-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
 import re
+import reprlib
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -169,7 +172,8 @@ def _numbers(d: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_tree(value: Any, what: str) -> None:
     """Raise InputError if `value` (JSON data) nests deeper than a decoder accepts."""
-    if _too_deep(value, MAX_DEPTH):
+    problem = _tree_problem(value)
+    if problem is not None and problem.reason == "bad-header":
         raise InputError(f"{what} nests deeper than {MAX_DEPTH} levels; flatten it")
 
 
@@ -196,14 +200,8 @@ def _payload(values: np.ndarray, wire: np.dtype) -> bytes:
 
 
 def _base(kind: str, stream_id: str, session: str, seq: int, publish_wall: float) -> dict:
-    return {
-        "v": PROTOCOL_VERSION,
-        "kind": kind,
-        "stream_id": stream_id,
-        "session": session,
-        "seq": seq,
-        "publish_wall": publish_wall,
-    }
+    ids = dict(v=PROTOCOL_VERSION, kind=kind, stream_id=stream_id, session=session)
+    return dict(ids, seq=seq, publish_wall=publish_wall)
 
 
 class PredictionEncoder:
@@ -227,20 +225,12 @@ class PredictionEncoder:
             raise InputError(f"dtype {dtype!r} is not supported; use one of {sorted(DTYPES)}")
         self.dtype = dtype
         self._wire = DTYPES[dtype]
-        fixed = {
-            "v": PROTOCOL_VERSION,
-            "kind": "prediction",
-            "stream_id": stream_id,
-            "session": session,
-            "t0_wall": jsonable(t0_wall),
-            "dtype": dtype,
-            "shape": [N_VERTICES],
-            "mesh": jsonable(mesh or FSAVERAGE5),
-            "model": jsonable(model or {}),
-        }
+        fixed = dict(v=PROTOCOL_VERSION, kind="prediction", stream_id=stream_id, session=session)
+        fixed.update(t0_wall=jsonable(t0_wall), dtype=dtype, shape=[N_VERTICES])
+        fixed.update(mesh=jsonable(mesh or FSAVERAGE5), model=jsonable(model or {}))
         _check_tree(fixed, "the stream's mesh or model identity")
         if not _is_mesh(fixed["mesh"]):
-            raise InputError(f"mesh {fixed['mesh']!r:.80} is not {_MESH}")
+            raise InputError(f"mesh {fixed['mesh']!r:.80} is not a mesh (docs/PROTOCOL.md)")
         self._fixed = b"," + _dumps(fixed)[1:]  # `,"v":1,...}`: appended to the per-message part
 
     def encode(
@@ -341,9 +331,8 @@ def encode_roi(
         dtype="float32",
         prediction_seq=int(prediction_seq),
     )
-    for key in ("bold_time",):
-        if not math.isfinite(header[key]):
-            raise InputError(f"{key} {header[key]} is not finite")
+    if not math.isfinite(header["bold_time"]):
+        raise InputError(f"bold_time {header['bold_time']} is not finite")
     return [TOPICS["roi"], _dumps(header), values.tobytes()]
 
 
@@ -405,9 +394,10 @@ RESERVED_KEYS = frozenset(
 # ---------------------------------------------------------------------------------------------
 # Decoding
 #
-# Every check a consumer relies on happens here, once. The common case, a well-formed prediction
-# with no field we do not know, passes one expression (`_prediction_ok`); anything else goes
-# through `_validate`, which walks the whole header and then names the first field that is wrong.
+# HEADERS declares each topic's header fields once: name, type, required or not, and the reason
+# a bad value gets. `decode` derives from it both its fast path (`Schema.accepts`: the common
+# case, in one pass) and the first thing wrong (`_validate`); tests/test_protocol_doc.py holds
+# docs/PROTOCOL.md's tables to it.
 
 
 class _NonFinite(ValueError):
@@ -474,21 +464,6 @@ def _tree_problem(value: Any, limit: int = MAX_DEPTH) -> MessageRejected | None:
 _WALK = frozenset({dict, list, float})
 
 
-def _too_deep(value: Any, limit: int) -> bool:
-    """True if JSON data `value` nests more than `limit` arrays/objects (for the encoders)."""
-    problem = _tree_problem(value, limit)
-    return problem is not None and problem.reason == "bad-header"
-
-
-def _is_seq(x: Any) -> bool:
-    """A sequence number: an integer in [0, 2**63)."""
-    return type(x) is int and 0 <= x < _I64
-
-
-def _is_i64(x: Any) -> bool:
-    return type(x) is int and -_I64 <= x < _I64
-
-
 def _is_num(x: Any) -> bool:
     """A finite number that float64 holds (bools are not numbers)."""
     kind = type(x)
@@ -497,56 +472,28 @@ def _is_num(x: Any) -> bool:
     return kind is int and -_F64_MAX <= x <= _F64_MAX
 
 
-def _is_opt_num(x: Any) -> bool:
-    return x is None or _is_num(x)
-
-
 def _is_numbers(x: Any) -> bool:
     """`{str: number | null}` (JSON keys are always strings)."""
     if type(x) is not dict:
         return False
     for v in x.values():
-        kind = type(v)
-        if kind is float:
-            if v - v != 0.0:
-                return False
-        elif kind is int:
-            if not -_F64_MAX <= v <= _F64_MAX:
-                return False
-        elif v is not None:
+        if v is not None and not ((type(v) is float and v - v == 0.0) or _is_num(v)):
             return False
     return True
 
 
 def _is_text(x: Any) -> bool:
     """A string that is valid Unicode (JSON's \\ud800 escapes can make lone surrogates)."""
-    if type(x) is not str:
-        return False
-    if x.isascii():
-        return True
-    try:
-        x.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return type(x) is str and (x.isascii() or _SURROGATE.search(x) is None)
 
 
-def _is_stimulus(x: Any) -> bool:
-    return type(x) is list and len(x) == 2 and _is_num(x[0]) and _is_num(x[1])
-
-
-def _is_object(x: Any) -> bool:
-    return type(x) is dict
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _is_rows(x: Any) -> bool:
-    return (
-        type(x) is list
-        and len(x) == 2
-        and type(x[0]) is int
-        and type(x[1]) is int
-        and 0 <= x[0] <= x[1] <= N_VERTICES
-    )
+    """[start, stop): two ints, 0 <= start <= stop <= N_VERTICES."""
+    two_ints = type(x) is list and len(x) == 2 and type(x[0]) is type(x[1]) is int
+    return two_ints and 0 <= x[0] <= x[1] <= N_VERTICES
 
 
 def _is_mesh(x: Any) -> bool:
@@ -563,190 +510,200 @@ def _is_mesh(x: Any) -> bool:
         and type(hemispheres) is dict
         and _is_rows(hemispheres.get("left"))
         and _is_rows(hemispheres.get("right"))
+        and _is_shallow(x)
     )
 
 
-_MESH = "an object (name: str, n_vertices: int, hemispheres: {left, right: [start, stop)})"
-
-
-_NO_COUNTERS: dict[str, Any] = {}
-_PREDICTION_FIELDS = frozenset(
-    (
-        "v kind stream_id session seq publish_wall second stimulus bold_time timings counters "
-        "t0_wall dtype shape mesh model"
-    ).split()
-)
-
-
-def _prediction_ok(h: dict, payload_bytes: int) -> bool:
-    """All of a prediction header's checks at once (the common case); False means look closer.
-
-    Only fields it knows are allowed here (each is checked flat, except `mesh` and `model`, which
-    are walked unless `mesh` is fsaverage5's), so nothing deep or non-finite can hide. The usual
-    types are tested inline first (this runs for every message a subscriber receives).
-    """
-    try:
-        dtype = DTYPES.get(h["dtype"])
-        sid, session, seq, second = h["stream_id"], h["session"], h["seq"], h["second"]
-        wall, bold, stim, model = h["publish_wall"], h["bold_time"], h["stimulus"], h["model"]
-        mesh = h["mesh"]
-        return (
-            dtype is not None
-            and payload_bytes == N_VERTICES * dtype.itemsize
-            and _PREDICTION_FIELDS.issuperset(h)
-            and h["shape"] == [N_VERTICES]
-            and type(h["shape"][0]) is int
-            and ((type(sid) is str and sid.isascii()) or _is_text(sid))
-            and ((type(session) is str and session.isascii()) or _is_text(session))
-            and type(seq) is int
-            and 0 <= seq < _I64
-            and type(second) is int
-            and -_I64 <= second < _I64
-            and ((type(wall) is float and wall - wall == 0.0) or _is_num(wall))
-            and ((type(bold) is float and bold - bold == 0.0) or _is_num(bold))
-            and type(stim) is list
-            and len(stim) == 2
-            and _is_num(stim[0])
-            and _is_num(stim[1])
-            and _is_numbers(h["timings"])
-            and _is_numbers(h.get("counters", _NO_COUNTERS))
-            and _is_opt_num(h.get("t0_wall"))
-            and type(mesh) is dict
-            and (
-                mesh == FSAVERAGE5
-                or (_is_mesh(mesh) and _tree_problem(mesh, MAX_DEPTH - 1) is None)
-            )
-            and type(model) is dict
-            and (_is_flat(model) or _tree_problem(model, MAX_DEPTH - 1) is None)
-        )
-    except (KeyError, TypeError):  # a missing key, or an unhashable dtype
-        return False
-
-
-def _is_flat(d: dict) -> bool:
-    """No arrays, objects or non-finite numbers among `d`'s values (a model identity, usually)."""
-    for v in d.values():
-        kind = type(v)
-        if kind is dict or kind is list or (kind is float and v - v != 0.0):
-            return False
-    return True
-
-
-def _require(header: dict, key: str, check, what: str) -> None:
-    if key not in header:
-        raise MessageRejected("missing-field", f"header has no {key!r}")
-    _field(header, key, check, what)
-
-
-def _optional(header: dict, key: str, check, what: str) -> None:
-    if key in header:
-        _field(header, key, check, what)
-
-
-def _field(header: dict, key: str, check, what: str) -> None:
-    value = header[key]
-    if not check(value):
-        shown = json.dumps(value)  # small: the header is at most 64 KiB and not deep
-        raise MessageRejected("bad-field", f"header field {key!r} must be {what}, got {shown:.80}")
-
-
 def _is_regions(x: Any) -> bool:
-    """The metadata's `regions`: {atlas: str, names: [str, ...], units: str}."""
+    """The metadata's `regions`: {atlas: str, names: [str, ...], units: str (optional)}."""
     if type(x) is not dict or not _is_text(x.get("atlas")) or not _is_text(x.get("units", "")):
         return False
     names = x.get("names")
-    return type(names) is list and 0 < len(names) <= N_VERTICES and all(map(_is_text, names))
+    ok = type(names) is list and 0 < len(names) <= N_VERTICES and all(map(_is_text, names))
+    return ok and _is_shallow(x)
 
 
-_REGIONS = "an object {atlas: str, names: [str, ...], units: str}"
-_TEXT = "a string (valid Unicode)"
-_SEQ = "an integer in [0, 2**63)"
-_NUM = "a number (float64)"
-_OPT_NUM = "a number (float64) or null"
-_NUMBERS = "an object of numbers (float64) or nulls"
+def _is_shallow(x: dict | list) -> bool:
+    """A field's value nests at most MAX_DEPTH - 1 levels and holds only finite numbers (a flat
+    one is seen at once). Checks of types that may nest end with it."""
+    for v in x.values() if type(x) is dict else x:
+        kind = type(v)
+        if kind is dict or kind is list or (kind is float and v - v != 0.0):
+            return _tree_problem(x, MAX_DEPTH - 1) is None
+    return True
+
+
+class Type(NamedTuple):
+    """A header value's type. `doc`: how PROTOCOL.md's tables and the rejections word it. `test`:
+    a Python expression of `x` (this module's constant text, never received data), true when `x`
+    is one; a value that passes holds nothing too deep or non-finite, so the fast path, which
+    inlines it, need not walk it."""
+
+    doc: str
+    test: str
+
+
+class Field(NamedTuple):
+    """A header field. `reason`: the rejection when its value fails, and when it is absent
+    (`missing-field` instead where that is `bad-field`)."""
+
+    name: str
+    type: Type
+    required: bool = True
+    reason: str = "bad-field"
+
+
+class Schema(NamedTuple):
+    """A topic's header fields in the order they are judged; its payload size in bytes (a number,
+    or a function of a header whose fields passed); and its fast path, made from the fields."""
+
+    fields: tuple[Field, ...]
+    payload: int | Callable[[dict], int]
+    accepts: Callable[[dict, int], bool]
+
+
+@functools.cache
+def _check(test: str) -> Callable[[Any], bool]:
+    """A Type's test as a function, for `_validate`."""
+    return eval(f"lambda x: {test}")  # in this module's globals
+
+
+TEXT = Type("str", "type(x) is str and (x.isascii() or _is_text(x))")
+SEQ = Type("int in [0, 2⁶³)", "type(x) is int and 0 <= x < _I64")
+INT64 = Type("int64", "type(x) is int and -_I64 <= x < _I64")
+FLOAT = Type("float", "(type(x) is float and x - x == 0.0) or _is_num(x)")
+OPT_FLOAT = Type("float|null", "x is None or _is_num(x)")
+NUMBERS = Type("{str: number|null}", "_is_numbers(x)")
+STIMULUS = Type(
+    "[float, float]", "type(x) is list and len(x) == 2 and _is_num(x[0]) and _is_num(x[1])"
+)
+OBJECT = Type("object", "type(x) is dict and _is_shallow(x)")
+MESH = Type("mesh", "x == FSAVERAGE5 or _is_mesh(x)")
+DTYPE = Type("float16|float32", "type(x) is str and x in DTYPES")
+SHAPE = Type(f"[{N_VERTICES}]", "x == [N_VERTICES] and type(x[0]) is int")
+N_REGIONS = Type(f"int in [1, {N_VERTICES}]", "type(x) is int and 1 <= x <= N_VERTICES")
+
+
+def _schema(topic: str, payload: int | Callable[[dict], int], *own: Field) -> Schema:
+    """A topic's Schema: the fields every header has, then `own`.
+
+    Its fast path has every field's test inlined in one function (a call per field would cost
+    as much again as the tests); it refuses a header with fields it does not know (walked then).
+    """
+    fields = (
+        Field("v", Type("1 (int)", "type(x) is int and x == PROTOCOL_VERSION"), reason="version"),
+        Field("kind", Type("the topic's name (str)", f"x == {topic!r}"), reason="kind-mismatch"),
+        Field("stream_id", TEXT),
+        Field("session", TEXT),
+        Field("seq", SEQ),
+        Field("publish_wall", FLOAT),
+        *own,
+    )
+    src = [
+        "def accepts(h, n, names=names, size=size):",
+        " if not names.issuperset(h): return False",
+        " try:",
+    ]
+    for f in fields:
+        if f.required:
+            src += [f"  x = h[{f.name!r}]", f"  if not ({f.type.test}): return False"]
+    src.append(" except KeyError: return False")
+    for f in fields:
+        if not f.required:
+            test = f"x is h or ({f.type.test})"  # h: absent (no value is the header itself)
+            src += [f" x = h.get({f.name!r}, h)", f" if not ({test}): return False"]
+    src.append(f" return n == {payload if type(payload) is int else 'size(h)'}")
+    scope = {"names": frozenset(f.name for f in fields), "size": payload}
+    exec("\n".join(src), globals(), scope)  # the module's globals: its helpers, live
+    return Schema(fields, payload, scope["accepts"])
+
+
+_N_COMMON = 6  # the fields every header has: the first six of each schema
+
+HEADERS: dict[str, Schema] = {
+    "prediction": _schema("prediction", lambda h: N_VERTICES * DTYPES[h["dtype"]].itemsize,
+        Field("second", INT64),
+        Field("stimulus", STIMULUS),
+        Field("bold_time", FLOAT),
+        Field("timings", NUMBERS),
+        Field("counters", NUMBERS, required=False),
+        Field("t0_wall", OPT_FLOAT, required=False),
+        Field("mesh", MESH),
+        Field("model", OBJECT),
+        Field("dtype", DTYPE, reason="dtype"),
+        Field("shape", SHAPE, reason="shape")),
+    "status": _schema("status", 0,
+        Field("next_seq", SEQ),
+        Field("counters", NUMBERS),
+        Field("stream_time", OPT_FLOAT, required=False)),
+    "metadata": _schema("metadata", 0,
+        Field("next_seq", SEQ),
+        Field("dtype", Type("str", "type(x) is str"), required=False),
+        Field("shape", Type("list", "type(x) is list and _is_shallow(x)"), required=False),
+        Field("mesh", MESH, required=False),
+        Field("model", OBJECT, required=False),
+        Field("software", OBJECT, required=False),
+        Field("t0_wall", OPT_FLOAT, required=False),
+        Field("hemodynamic_offset_s", FLOAT, required=False),
+        Field("regions", Type("regions", "_is_regions(x)"), required=False)),
+    "roi": _schema("roi", lambda h: 4 * h["n_regions"],
+        Field("second", INT64),
+        Field("stimulus", STIMULUS),
+        Field("bold_time", FLOAT),
+        Field("atlas", TEXT),
+        Field("prediction_seq", SEQ),
+        Field("n_regions", N_REGIONS),
+        Field("dtype", Type("float32", "x == 'float32'"), reason="dtype")),
+}  # fmt: skip
+"""Every topic's header schema (docs/PROTOCOL.md, "Messages"); unknown fields are allowed."""
+
+
+def _judge(field: Field, header: dict) -> None:
+    name, (doc, test), required, reason = field
+    if name not in header:
+        if required:
+            missing = "missing-field" if reason == "bad-field" else reason
+            raise MessageRejected(missing, f"header has no {name!r}")
+    elif not _check(test)(header[name]):
+        shown = reprlib.repr(header[name])  # short, whatever the depth
+        raise MessageRejected(reason, f"header field {name!r} must be {doc}, got {shown}")
 
 
 def _validate(topic: str, header: dict, payload_bytes: int) -> None:
-    """Every check, one at a time, naming the first that fails (a prediction comes here only if
-    `_prediction_ok` refused it; the two check the same things, this one slowly)."""
+    """Raise MessageRejected for the first thing wrong, or return (unknown fields are fine).
+
+    `v` and `kind` first (a header of another version or topic may differ in anything), then the
+    whole header's depth and numbers, then each field in the schema's order. The payload's size
+    comes after the fields every header has where it is fixed (status, metadata: empty), else
+    after all the fields it depends on.
+    """
+    schema = HEADERS[topic]
+    for field in schema.fields[:2]:
+        _judge(field, header)
     problem = _tree_problem(header)
     if problem is not None:
         raise problem
-    _require(header, "stream_id", _is_text, _TEXT)
-    _require(header, "session", _is_text, _TEXT)
-    _require(header, "seq", _is_seq, _SEQ)
-    _require(header, "publish_wall", _is_num, _NUM)
-    if topic == "roi":
-        _require(header, "second", _is_i64, "an integer in [-2**63, 2**63)")
-        _require(header, "stimulus", _is_stimulus, "[start, end], two numbers (float64)")
-        _require(header, "bold_time", _is_num, _NUM)
-        _require(header, "atlas", _is_text, _TEXT)
-        _require(header, "prediction_seq", _is_seq, _SEQ)
-        _require(
-            header,
-            "n_regions",
-            lambda x: type(x) is int and 1 <= x <= N_VERTICES,
-            f"an integer in [1, {N_VERTICES}]",
-        )
-        if header.get("dtype") != "float32":
-            raise MessageRejected(
-                "dtype", f"dtype {json.dumps(header.get('dtype')):.40}; region means are float32"
-            )
-        if payload_bytes != 4 * header["n_regions"]:
-            raise MessageRejected(
-                "payload-size",
-                f"payload of {payload_bytes} bytes; {header['n_regions']} regions x float32 is "
-                f"{4 * header['n_regions']}",
-            )
-        return
-    if topic != "prediction":
-        if payload_bytes:
-            raise MessageRejected("payload-size", f"{topic} payload must be empty")
-        _require(header, "next_seq", _is_seq, _SEQ)
-        if topic == "status":
-            _require(header, "counters", _is_numbers, _NUMBERS)
-            _optional(header, "stream_time", _is_opt_num, _OPT_NUM)
-        else:  # metadata: the fields a consumer may build on, where present
-            _optional(header, "dtype", lambda x: type(x) is str, "a string")
-            _optional(header, "shape", lambda x: type(x) is list, "a list")
-            _optional(header, "mesh", _is_mesh, _MESH)
-            _optional(header, "model", _is_object, "an object")
-            _optional(header, "software", _is_object, "an object")
-            _optional(header, "t0_wall", _is_opt_num, _OPT_NUM)
-            _optional(header, "hemodynamic_offset_s", _is_num, _NUM)
-            _optional(header, "regions", _is_regions, _REGIONS)
-        return
-    _require(header, "second", _is_i64, "an integer in [-2**63, 2**63)")
-    _require(header, "stimulus", _is_stimulus, "[start, end], two numbers (float64)")
-    _require(header, "bold_time", _is_num, _NUM)
-    _require(header, "timings", _is_numbers, _NUMBERS)
-    _optional(header, "counters", _is_numbers, _NUMBERS)
-    _optional(header, "t0_wall", _is_opt_num, _OPT_NUM)
-    _require(header, "mesh", _is_mesh, _MESH)
-    _require(header, "model", _is_object, "an object")
-    name = header.get("dtype")
-    dtype = DTYPES.get(name) if type(name) is str else None
-    if dtype is None:
-        raise MessageRejected(
-            "dtype", f"dtype {json.dumps(name):.40}; expected one of {sorted(DTYPES)}"
-        )
-    shape = header.get("shape")
-    if shape != [N_VERTICES] or type(shape[0]) is not int:
-        raise MessageRejected("shape", f"shape {json.dumps(shape):.40}; expected [{N_VERTICES}]")
-    if payload_bytes != N_VERTICES * dtype.itemsize:
+    fixed = type(schema.payload) is int
+    split = _N_COMMON if fixed else len(schema.fields)
+    for field in schema.fields[2:split]:
+        _judge(field, header)
+    expected = schema.payload if fixed else schema.payload(header)
+    if payload_bytes != expected:
         raise MessageRejected(
             "payload-size",
-            f"payload of {payload_bytes} bytes; {N_VERTICES} x {name} is "
-            f"{N_VERTICES * dtype.itemsize}",
+            f"payload of {payload_bytes} bytes; this {topic} header needs {expected}",
         )
+    for field in schema.fields[split:]:
+        _judge(field, header)
 
 
 def decode(frames: Sequence[Any]) -> Message:
     """Validate and decode `[topic, header, payload]` (bytes, memoryviews or zmq.Frames).
 
-    Prediction values come back as a read-only NumPy view over the payload frame (no copy).
-    Raises MessageRejected (with `.reason`) for anything that breaks the protocol, and nothing
-    else for any frames: what it returns has every field the protocol defines of the right type.
+    Prediction and region values come back as a read-only NumPy view over the payload frame (no
+    copy). Raises MessageRejected (with `.reason`) for anything that breaks the protocol, and
+    nothing else for any frames: what it returns has every field the protocol defines of the
+    right type.
     """
     if len(frames) != 3:
         raise MessageRejected(
@@ -758,36 +715,18 @@ def decode(frames: Sequence[Any]) -> Message:
     topic = _TOPIC_NAMES.get(topic_mv.tobytes())
     if topic is None:
         raise MessageRejected("foreign-topic", f"unknown topic {topic_mv.tobytes()[:40]!r}")
-    if header_mv.nbytes > MAX_HEADER_BYTES:
-        raise MessageRejected(
-            "oversized", f"header of {header_mv.nbytes} bytes (limit {MAX_HEADER_BYTES})"
-        )
-    if payload_mv.nbytes > MAX_PAYLOAD_BYTES:
-        raise MessageRejected(
-            "oversized", f"payload of {payload_mv.nbytes} bytes (limit {MAX_PAYLOAD_BYTES})"
-        )
+    if header_mv.nbytes > MAX_HEADER_BYTES or payload_mv.nbytes > MAX_PAYLOAD_BYTES:
+        sizes = f"header {header_mv.nbytes}, payload {payload_mv.nbytes}"
+        limits = f"{MAX_HEADER_BYTES} and {MAX_PAYLOAD_BYTES}"
+        raise MessageRejected("oversized", f"frames of {sizes} bytes (limits {limits})")
     header = _parse(header_mv)
-    version = header.get("v")
-    if type(version) is not int or version != PROTOCOL_VERSION:
-        raise MessageRejected(
-            "version",
-            f"protocol version {json.dumps(version):.40}; this library speaks {PROTOCOL_VERSION}",
-        )
-    kind = header.get("kind")
-    if kind != topic:
-        raise MessageRejected("kind-mismatch", f"kind {json.dumps(kind):.40} on topic {topic!r}")
-    if topic == "prediction":
-        if not _prediction_ok(header, payload_mv.nbytes):
-            _validate(topic, header, payload_mv.nbytes)
-        values = np.frombuffer(payload_mv, dtype=DTYPES[header["dtype"]])
-        values.flags.writeable = False
-        return Message(topic, header, values)
-    _validate(topic, header, payload_mv.nbytes)
-    if topic == "roi":
-        values = np.frombuffer(payload_mv, dtype=DTYPES["float32"])
-        values.flags.writeable = False
-        return Message(topic, header, values)
-    return Message(topic, header)
+    if not HEADERS[topic].accepts(header, payload_mv.nbytes):
+        _validate(topic, header, payload_mv.nbytes)
+    if topic == "status" or topic == "metadata":
+        return Message(topic, header)
+    values = np.frombuffer(payload_mv, dtype=DTYPES[header["dtype"]])
+    values.flags.writeable = False
+    return Message(topic, header, values)
 
 
 # ---------------------------------------------------------------------------------------------
