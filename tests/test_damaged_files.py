@@ -211,3 +211,31 @@ def test_damaged_killed_recording_is_refused_in_bounded_time(tmp_path):
         )
         assert r.returncode == 0 and r.stdout.startswith(("read", "refused")), r.stderr
         assert "\n" not in r.stdout.strip(), r.stdout
+
+
+# -- 3: render and movie on damaged recordings ----------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["no_values", "checksum", "100_columns", "byte_strings"])
+def test_render_and_movie_refuse_a_damaged_recording_in_one_line(tmp_path, damage):
+    """Before: KeyError tracebacks (no `values`, a corrupt checksum); `movie` took `values` of 100
+    columns (a vispy traceback) or of byte strings (an mp4, exit 0) that `render` refused."""
+    import h5py
+
+    path = tmp_path / "rec.h5"
+    write_recording(path, rows=3)
+    with h5py.File(path, "r+") as f:
+        header = h5py.h5o.get_info(f["values"].id).addr
+        if damage != "checksum":
+            del f["values"]
+        if damage == "100_columns":
+            f["values"] = np.ones((3, 100), np.float32)
+        elif damage == "byte_strings":
+            f["values"] = np.full((3, N_VERTICES), b"1.5", dtype="S3")
+    if damage == "checksum":
+        damaged(path, path, flip=header + 12)
+    for args in (["render", str(path)], ["movie", str(path)]):
+        out = tmp_path / ("x.png" if args[0] == "render" else "x.mp4")
+        line = one_line(run_cli(*args, "--out", str(out), timeout=300))
+        assert str(path) in line, line
+        assert not out.exists()
