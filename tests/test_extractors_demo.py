@@ -124,7 +124,7 @@ def test_extract_command_writes_the_brain_models_input(tmp_path):
         str(out),
         "--checkpoint",
         "demo",
-        "--words",
+        "--transcript",
         str(tmp_path / "words.tsv"),
     )
     assert r.returncode == 0, r.stderr

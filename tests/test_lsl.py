@@ -37,7 +37,7 @@ def test_lsl_bridge_channels_values_and_clock(tmp_path):
         proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "tribe_stream.cli", "lsl", pub.url),
-                *("--source-id", source_id, "--name", "tribe-test", "--count", "3"),
+                *("--source-id", source_id, "--outlet-name", "tribe-test", "--count", "3"),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

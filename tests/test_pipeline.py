@@ -227,7 +227,7 @@ def test_backpressure_drops_oldest_seconds_and_counts_them(clip, demo):
 
 def test_demo_command_headless(tmp_path):
     out = tmp_path / "demo.npy"
-    r = run_cli("demo", "--seconds", "3", "--fast", "--out", str(out))
+    r = run_cli("demo", "--seconds", "3", "--fast", "--publish", "none", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "UNTRAINED" in r.stdout
     values = np.load(out)

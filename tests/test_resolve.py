@@ -257,7 +257,7 @@ def test_released_style_config_goes_through_extractor_loading_and_extract(tmp_pa
     out = tmp_path / "f.npz"
     r = run_cli(
         "extract", str(clip), "--out", str(out), "--checkpoint", str(ckpt), "--device", "cpu",
-        "--words", str(words),
+        "--transcript", str(words),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     with np.load(out) as z:

@@ -102,7 +102,7 @@ def test_lsl_bridge_names_one_channel_per_region(annots):
     values = np.random.default_rng(3).standard_normal((2, N_VERTICES)).astype(np.float32)
     with Publisher("tcp://127.0.0.1:*", stream_id="cam1", atlas=atlas) as pub:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tribe_stream.cli", "lsl", pub.url, "--roi",
+            [sys.executable, "-m", "tribe_stream.cli", "lsl", pub.url, "--topic", "roi",
              "--source-id", source_id, "--count", "2"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
         )  # fmt: skip
@@ -147,7 +147,7 @@ def test_mne_lsl_stream_sees_one_named_channel_per_region(annots):
     values = np.random.default_rng(4).standard_normal((2, N_VERTICES)).astype(np.float32)
     with Publisher("tcp://127.0.0.1:*", stream_id="cam1", atlas=atlas) as pub:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tribe_stream.cli", "lsl", pub.url, "--roi",
+            [sys.executable, "-m", "tribe_stream.cli", "lsl", pub.url, "--topic", "roi",
              "--source-id", source_id, "--count", "2"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
         )  # fmt: skip

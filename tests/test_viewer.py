@@ -297,7 +297,7 @@ def test_demo_with_view_shows_a_live_cortex(display, tmp_path):
             "demo",
             "--seconds",
             "8",
-            "--view",
+            "--viewer",
             "--publish",
             f"tcp://127.0.0.1:{port}",
             "--linger",

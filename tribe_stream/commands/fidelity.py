@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_media(Path(args.media))  # the cheap checks first, then the options, then the outputs
     options = from_args(FidelityOptions, args).validate()
-    out = args.out or "fidelity"
-    check_outputs(out, args.overwrite)  # before any model loads
+    folder = args.out or "fidelity"
+    check_outputs(folder, args.overwrite)  # before any model loads
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True) as bars:
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         )
     for line in report.notes:
         out.print(line, markup=False, soft_wrap=True)
-    written, problems = result.write(out, overwrite=args.overwrite, map_image=not args.no_map)
+    written, problems = result.write(folder, overwrite=args.overwrite, map_image=not args.no_map)
     for p in written:
         out.print(f"wrote {p}", markup=False, soft_wrap=True)
     for line in problems:
