@@ -91,11 +91,28 @@ def test_resume_skips_finished_outputs_and_redoes_partial_ones(tmp_path):
     todo, done = plan_jobs([src], out, resume=True)
     assert [Path(j.target).name for j in todo] == ["q.npy", "r.npy"]
     assert [Path(j.target).name for j in done] == ["p.npy"] and finished(done[0])
-    assert remove_temporaries(todo) == 1
-    assert not (out / ".q.4242.0123abcd.tmp.json").exists()
+    assert not (out / ".q.4242.0123abcd.tmp.json").exists()  # swept by the plan
+    assert remove_temporaries(todo) == 0
     assert (out / ".other.1.0123abcd.tmp.npy").exists()  # another output's: left alone
     todo, done = plan_jobs([src], out, overwrite=True, resume=True)
     assert len(todo) == 3 and not done
+
+
+def test_resume_without_ray_sweeps_a_killed_writers_temporary(tmp_path):
+    """Before: only the Ray path swept them; `predict --resume` in-process redid the output and
+    left the killed writer's 0-byte temporary beside it."""
+    from tribe_stream.sources.clip import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", 2.0, width=64, height=48)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "clip.words.tsv").write_text("text\tstart\tduration\tsequence_id\tsentence\n")
+    stale = out / ".clip.4242.0123abcd.tmp.npy"  # killed between its words and its .npy
+    stale.write_bytes(b"")
+    r = run_cli("predict", str(clip), "--out", str(out / "clip.npy"), "--checkpoint", "demo",
+                "--no-asr", "--resume")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["clip.json", "clip.npy", "clip.words.tsv"]
 
 
 # ----- a real cluster -----

@@ -7,7 +7,7 @@ renamed into place (`outputs.atomic_write`), so a present file is a whole file, 
 rename is the marker (`save_predictions` writes any `--contributions` files and the words file
 before the output's own files). With `resume`, finished outputs are skipped and partial ones (a
 worker killed between two renames, or an output from before words files) redone; temporary
-files left by killed writers are removed.
+files left by killed writers are removed when the jobs are planned (and after a cluster run).
 
 `predict_files` is the Python API over a folder of outputs, in this process or on a Ray cluster
 (`cluster=`): both paths call `run_job` with a `Predictor`, so their files are the same for the
@@ -148,7 +148,8 @@ def plan_jobs(
     checked before any model loads. One media file and `out` not a folder: `out` is that output
     (its extension picks the format); otherwise `out` is a folder of `NAME.<format>` files. An
     existing output is refused unless `overwrite` (redo it) or `resume` (skip it when finished,
-    redo it when partial)."""
+    redo it when partial). Temporaries that killed writers left beside the outputs to do are
+    removed (`remove_temporaries`)."""
     from collections import Counter
 
     from tribe_stream.manifest import is_manifest
@@ -186,6 +187,7 @@ def plan_jobs(
                 "(or --resume to skip finished outputs)"
             )
         todo.append(job)
+    remove_temporaries(todo)
     return todo, done
 
 
@@ -339,14 +341,13 @@ def run_batch(
     on_progress: Callable[[BatchProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> BatchReport:
-    """Run planned jobs here (`cluster=None`) or on Ray; nothing to do starts nothing. On a
-    cluster the feature cache defaults to `out/.tribe-cache` (every node sees it)."""
+    """Run jobs planned by `plan_jobs` here (`cluster=None`) or on Ray; nothing to do starts
+    nothing. On a cluster the feature cache defaults to `out/.tribe-cache` (every node sees it)."""
     from dataclasses import replace
 
     t0 = time.perf_counter()
     if not todo:
         return BatchReport([], list(done), [], 0.0)
-    remove_temporaries(todo)
     if cluster is None:
         results, stats = run_in_process(
             todo, options, on_progress=on_progress, should_stop=should_stop
