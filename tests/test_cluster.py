@@ -115,6 +115,44 @@ def test_resume_without_ray_sweeps_a_killed_writers_temporary(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["clip.json", "clip.npy", "clip.words.tsv"]
 
 
+LISTENING = """
+import psutil
+from tribe_stream.cluster.ray_pool import connect
+
+connect("local")  # as `predict --ray` starts one
+import ray
+
+@ray.remote
+class Echo:
+    def pid(self):
+        return psutil.Process().pid
+
+actors = [Echo.remote() for _ in range(2)]
+ray.get([a.pid.remote() for a in actors])  # workers up, as the predict actors would be
+pids = {psutil.Process().pid} | {p.pid for p in psutil.Process().children(recursive=True)}
+for c in psutil.net_connections(kind="inet"):
+    if c.status == psutil.CONN_LISTEN and c.pid in pids:
+        print(c.laddr.ip, c.laddr.port, psutil.Process(c.pid).name())
+ray.shutdown()
+"""
+
+
+def test_a_local_ray_cluster_listens_on_loopback_only():
+    """Before: GCS, raylet, workers and the driver listened on every interface, the runtime-env
+    agent on the LAN address: anyone on the network could reach a `predict --ray` cluster."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("needs Ray: pip install ray")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    r = subprocess.run([sys.executable, "-c", LISTENING], capture_output=True, text=True,
+                       timeout=300, env={**env, "RAY_USAGE_STATS_ENABLED": "0"})  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    sockets = [line.split() for line in r.stdout.splitlines()]
+    names = {name for _, _, name in sockets}
+    assert {"gcs_server", "raylet"} <= names and len(sockets) >= 5, r.stdout
+    outside = [s for s in sockets if s[0] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
+    assert not outside, outside
+
+
 # ----- a real cluster -----
 
 

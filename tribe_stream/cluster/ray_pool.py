@@ -8,7 +8,8 @@ again. The actors write the outputs themselves (a shared folder), through the sa
 `batch.run_job` as an in-process run.
 
 Ray is an optional extra (`pip install 'tribe-stream[ray]'`); nothing here imports it before a
-cluster run starts. Usage statistics are off, and a local cluster starts without its dashboard.
+cluster run starts. Usage statistics are off, and a local cluster starts without its dashboard,
+listening on loopback only.
 """
 
 from __future__ import annotations
@@ -45,7 +46,12 @@ def import_ray():
 def connect(address: str | None) -> bool:
     """Join (or start) the cluster `address` names: None or `local` starts one on this machine,
     `auto` joins the one running here, `HOST:PORT` its head, `ray://HOST:PORT` through Ray Client.
-    Returns whether this call connected (and so should disconnect)."""
+    Returns whether this call connected (and so should disconnect). A local cluster listens on
+    127.0.0.1 only (GCS, raylet, workers, this driver): on Linux Ray takes the LAN address for a
+    node and listens on every interface unless told, before it is imported, that there is no
+    cluster beyond this machine."""
+    if address in (None, "local"):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = import_ray()
     if ray.is_initialized():
         return False
