@@ -30,10 +30,12 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import logging
 
-    from tribe_stream.errors import InputError
+    from tribe_stream.devices import pick_device
+    from tribe_stream.errors import InputError, require_transformers
     from tribe_stream.extractors.offline import extract_media, read_words, write_words
+    from tribe_stream.extractors.suite import load_extractors
     from tribe_stream.media import probe
-    from tribe_stream.models import Models
+    from tribe_stream.models import extractor_config
     from tribe_stream.outputs import check_output, save_npz
 
     log = logging.getLogger("tribe_stream.extract")
@@ -44,16 +46,19 @@ def run(args) -> int:
     info = probe(args.file)
     if not (info.has_audio or info.has_video):
         raise InputError(f"{args.file} holds neither audio nor video (a subtitles or data file?)")
-    model_options = from_args(ModelOptions, args).validate()
+    model = from_args(ModelOptions, args).validate()
+    require_transformers()
     words = read_words(features.transcript) if features.transcript else None
-    models = Models(
-        model_options, video_batch=features.video_batch, extractor_dtype=args.extractor_dtype
-    )
-    models.config = models.config.with_models(
+    # the extractors alone: a folder with only its config.yaml names them (no brain weights)
+    device = pick_device(model.device)
+    config = extractor_config(model.checkpoint).with_models(
         text=args.text_model, audio=args.audio_model, video=args.video_model
     )
-    modalities = features.modalities or tuple(models.config.features_to_use)
-    extractors = models.extractors(modalities)
+    modalities = features.modalities or tuple(config.features_to_use)
+    extractors = load_extractors(
+        config, device=device, modalities=modalities, compile=device.startswith("cuda"),
+        dtype=args.extractor_dtype, video_fp8=model.video_fp8, video_batch=features.video_batch,
+    )  # fmt: skip
     asr = None
     if "text" in modalities and words is None and features.asr:
         from tribe_stream.extractors.asr import WhisperASR, asr_available
@@ -62,7 +67,7 @@ def run(args) -> int:
         if reason:
             log.warning("text features skipped: %s", reason)
         else:
-            asr = WhisperASR(features.asr_model, device=models.device)
+            asr = WhisperASR(features.asr_model, device=device)
     result = extract_media(args.file, extractors, asr=asr, words=words)
     for m, why in result.missing.items():
         log.warning("%s features absent: %s", m, why)
