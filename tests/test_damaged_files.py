@@ -1,9 +1,11 @@
-"""Files we write on a disk that fills up, and the files that leaves (issue 31): the writers end
-in one line, never a crash; every reader of a damaged file refuses it in one line, in bounded
-time, never a traceback or a hang."""
+"""Files we write on a disk that fills up, and the files that leaves (issue 31, a fault probe):
+the writers end in one line, never a crash; every reader of a damaged file refuses it in one
+line, in bounded time, never a traceback or a hang; a file cut while it is replayed is said; a
+secret key is never readable by others, not even for a moment."""
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import socket
@@ -239,3 +241,61 @@ def test_render_and_movie_refuse_a_damaged_recording_in_one_line(tmp_path, damag
         line = one_line(run_cli(*args, "--out", str(out), timeout=300))
         assert str(path) in line, line
         assert not out.exists()
+
+
+# -- 6: a replayed file cut mid-run, a secret key's first moments ---------------------------------
+
+
+def test_a_replayed_file_cut_mid_run_is_said_in_one_line(tmp_path, caplog):
+    """Before: the stream (`serve`, `run` of a file) just ended at the cut, no word of it."""
+    from tribe_stream.sources.clip import make_clip
+    from tribe_stream.sources.replay import FileReplay
+
+    whole = make_clip(tmp_path / "whole.mp4", 6.0, width=64, height=48)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes())
+    for path in (whole, cut):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="tribe_stream.sources"):
+            with FileReplay(path, realtime=False, queue_size=2) as src:
+                for n, _ in enumerate(src):
+                    if n == 5 and path == cut:  # the file is cut while it is being read
+                        os.truncate(path, path.stat().st_size // 2)
+        said = [r.getMessage() for r in caplog.records if "cut short" in r.getMessage()]
+        if path == whole:
+            assert not said, said
+        else:
+            assert len(said) == 1 and "cut.mp4" in said[0], said
+            assert "of the 6.0 s it declares" in said[0], said
+
+
+def test_keys_makes_the_secret_key_private_from_its_first_byte(tmp_path):
+    """Before: zmq wrote the secret key with the umask's mode (0644) and `keys` chmodded it
+    after: a window in which others could read it (and, with --overwrite, an old file's mode).
+    Every file operation of the command is watched (audit hooks): the new secret key's file is
+    never seen with any mode but 0600."""
+    watch = (
+        "import os, sys\n"
+        "secret, modes = sys.argv[1], set()\n"
+        "def hook(event, args):\n"
+        "    if event in ('open', 'os.chmod', 'os.rename', 'os.remove') and os.path.exists(secret):\n"
+        "        st = os.stat(secret)\n"
+        "        modes.add((st.st_ino, oct(st.st_mode & 0o777)))\n"
+        "sys.addaudithook(hook)\n"
+        "os.umask(0o022)\n"
+        "from tribe_stream.cli import main\n"
+        "rc = main(['keys', os.path.dirname(secret), '--name', 'server', *sys.argv[2:]])\n"
+        "final = os.stat(secret)\n"
+        "modes.add((final.st_ino, oct(final.st_mode & 0o777)))\n"
+        "print(rc, sorted(m for ino, m in modes if ino == final.st_ino))\n"
+    )
+    secret = tmp_path / "keys" / "server.key_secret"
+    for extra in ([], ["--overwrite"]):
+        if extra:
+            secret.chmod(0o644)  # as an older tribe-stream (or a copy) may have left it
+            os.link(secret, tmp_path / "old")  # its inode lives on: a new file gets another
+        r = subprocess.run([sys.executable, "-c", watch, str(secret), *extra],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[-1] == "0 ['0o600']", (extra, r.stdout)
+        assert oct((tmp_path / "keys" / "server.key").stat().st_mode & 0o777) == "0o644"

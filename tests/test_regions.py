@@ -126,3 +126,14 @@ def test_roi_command_on_prediction_files(tmp_path, atlas_files):
     assert len(printed) == 2, r.stdout
     r = run_cli("roi", str(tmp_path / "pred.npy"), "--annot", str(lh))
     assert r.returncode == 2 and "--annot" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_roi_with_a_folder_for_annot_says_it_is_a_folder(tmp_path, atlas_files):
+    """Before: a folder passed as the annotation was said not to exist."""
+    (lh, _), _ = atlas_files
+    np.save(tmp_path / "pred.npy", np.zeros((1, N_VERTICES), np.float32))
+    r = run_cli("roi", str(tmp_path / "pred.npy"), "--annot", str(tmp_path), str(lh))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    line = r.stderr.strip()
+    assert f"annotation {tmp_path} is a folder; pass the two files" in line, line
+    assert "does not exist" not in line and len(line.splitlines()) == 1

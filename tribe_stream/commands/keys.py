@@ -39,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"{out / (name + suffix)} exists; pass --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
+        secret = out / f"{name}.key_secret"  # private from its first byte: made 0600 here,
+        secret.unlink(missing_ok=True)  # new (not an old file's mode), then filled by zmq
+        os.close(os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         public_file, secret_file = zmq.auth.create_certificates(str(out), name)
-        os.chmod(secret_file, 0o600)
         public, _ = zmq.auth.load_certificate(public_file)
         print(f"{name}: public key {public.decode()}")
         print(f"  {public_file} (share it)  {secret_file} (keep it private)")

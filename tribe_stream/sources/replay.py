@@ -185,6 +185,11 @@ class FileReplay(Source):
             if want:
                 eof = not self._step(packets, play)
             elif eof and not play.heap:
+                media_end, full = play.end - play.base, self.duration or 0.0
+                if media_end < full - max(1.0, 0.05 * full) and not play.read_error:
+                    self._count(errors=1)
+                    log.warning("%s: the file ended at %.1f s of the %.1f s it declares: cut "
+                                "short (truncated?)", self.name, media_end, full)  # fmt: skip
                 return play.end
             elif not play.heap:
                 self._sleep(0.005)
@@ -201,6 +206,7 @@ class FileReplay(Source):
         except (av.FFmpegError, OSError) as exc:
             self._count(errors=1)
             log.warning("%s: reading stopped early: %s", self.name, exc)
+            play.read_error = True
             play.finish_audio()
             return False
         play.packet(packet)
@@ -240,6 +246,7 @@ class _Playback:
         self.heap: list[tuple[float, int, Chunk]] = []
         self._seq = itertools.count()
         self.end = self.base
+        self.read_error = False  # said already: no second line about the end
         self.video_horizon = -math.inf if source.has_video else math.inf
         self.audio_horizon = -math.inf if source.has_audio else math.inf
         self._last_video = -math.inf
