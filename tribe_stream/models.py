@@ -89,11 +89,12 @@ def load_brain_model(source: str | os.PathLike):
     return load(source)
 
 
-def default_engine(engine: str | None, device: str) -> str:
-    """The engine asked for, else `compiled` on a GPU (a live window's length changes every
-    second for 100 s, and eager pays for each new length) and `torch` on a CPU (compiling costs
-    more there than it saves)."""
-    return engine or ("compiled" if device.startswith("cuda") else "torch")
+def default_engine(engine: str | None, device: str, live: bool = True) -> str:
+    """The engine asked for, else the one that pays: `compiled` for live streams on a GPU (a
+    live window's length changes every second for 100 s, and eager pays for each new length),
+    `torch` offline (a few fixed 100 s windows a file: compiling costs more than it saves; a
+    first 60 s `predict` on an H100 took 45.8 s compiled against 29.3 s eager) and on a CPU."""
+    return engine or ("compiled" if live and device.startswith("cuda") else "torch")
 
 
 @dataclass
@@ -125,7 +126,8 @@ class Models:
     """A checkpoint's brain model, engine, extractor settings and extractors, loaded once.
 
     `options` are validated first (nothing loads for a bad one). `video_batch`: clips per
-    V-JEPA2 forward; `extractor_dtype`: the extractors' precision (default: half on a GPU)."""
+    V-JEPA2 forward; `extractor_dtype`: the extractors' precision (default: half on a GPU);
+    `live`: the engine's default is the live one (`default_engine`)."""
 
     def __init__(
         self,
@@ -133,6 +135,7 @@ class Models:
         *,
         video_batch: int | None = None,
         extractor_dtype: str | None = None,
+        live: bool = True,
         **overrides,
     ):
         from dataclasses import replace
@@ -157,7 +160,7 @@ class Models:
             from tribe_stream.untrained import warn_untrained
 
             warn_untrained(stacklevel=3)
-        self.engine_name = default_engine(o.engine, self.device)
+        self.engine_name = default_engine(o.engine, self.device, live)
         self.engine = make_engine(self.engine_name, self.loaded, device=self.device, dtype=self.dtype)
         self.config = extractor_config(o.checkpoint)
 

@@ -179,7 +179,7 @@ class ModelOptions:
     )
     engine: str | None = option(
         None,
-        "brain-model engine (default: compiled on a GPU, torch on a CPU)",
+        "brain-model engine (default: compiled for live streams on a GPU, else torch)",
         choices=ENGINE_NAMES,
     )
     device: str | None = option(None, "cpu, cuda or cuda:N (default: a GPU when there is one)")

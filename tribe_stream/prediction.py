@@ -104,7 +104,7 @@ class Predictor:
         from tribe_stream.models import Models
 
         self.options = o = replace(options or PredictOptions(), **overrides).validate()
-        self.models = Models(o, video_batch=o.video_batch)
+        self.models = Models(o, video_batch=o.video_batch, live=False)
         self.loaded, self.engine, self.config = (
             self.models.loaded,
             self.models.engine,
