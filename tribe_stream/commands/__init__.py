@@ -1,6 +1,9 @@
 """CLI subcommands: one module each, defining NAME, HELP, add_arguments(parser) and run(args) -> int.
 
 `tribe_stream.cli` discovers every module here, so adding a command touches no other file.
+An option that more than one command has comes from `tribe_stream.options` (`add_options` to
+declare it, `from_args` to read it back), so it is the same option wherever it appears
+(`tests/test_cli_options.py` checks).
 """
 
 from __future__ import annotations
