@@ -263,31 +263,8 @@ def _parse(text: str):
 
 def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     """Read back what `save_predictions` wrote: `(values (T, 20484) float32, metadata)`."""
-    p = Path(path)
-    suffix = output_suffix(p)
-    stem = output_stem(p)
-    if suffix == ".npy":
-        sidecar = stem.with_name(stem.name + ".json")
-        return np.load(p), json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    if suffix in (".h5", ".hdf5"):
-        from tribe_stream.recording import read_recording
-
-        rec = read_recording(p, dtype="float32")
-        return rec.values, rec.metadata.get("offline", {})
-    import nibabel as nib
-
-    parts, meta = [], {}
-    for h, _, _ in HEMIS:
-        if suffix == ".func.gii":
-            img = nib.load(str(stem.with_name(f"{stem.name}.{h}.func.gii")))
-            parts.append(np.stack([d.data for d in img.darrays]))
-            meta = {k: _parse(v) for k, v in dict(img.meta).items()}
-        else:
-            img = nib.load(str(stem.with_name(f"{stem.name}.{h}{suffix}")))
-            parts.append(np.asarray(img.dataobj)[:, 0, 0, :].T)
-    if suffix != ".func.gii":
-        meta = json.loads(stem.with_name(stem.name + ".json").read_text())
-    return np.concatenate(parts, axis=1).astype(np.float32), meta
+    values, _, meta = read_prediction_file(path)
+    return values, meta
 
 
 def load_prediction_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -296,29 +273,37 @@ def load_prediction_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
     `.npy` (`(T, 20484)` or one `(20484,)` map), `.h5` (a recording or `predict`'s output),
     a GIfTI or MGH pair named by either hemisphere's file or by their common name
     (`clip.func.gii`, `clip.lh.func.gii`). One line for anything else."""
-    values, seconds, _ = read_prediction_file(path)
-    return values, seconds
+    return read_prediction_file(path)[:2]
 
 
 def read_prediction_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
     """`load_prediction_file` with the file's metadata: `(values, seconds, metadata)`
     (`{}` where there are none, as for a bare `.npy` or a live recording)."""
     p = pair_name(path)
-    suffix = output_suffix(p)
+    suffix, stem = output_suffix(p), output_stem(p)
+    sidecar = stem.with_name(stem.name + ".json")
     try:
-        if suffix in (".h5", ".hdf5"):
+        if suffix in (".h5", ".hdf5"):  # read_recording checks the values
             from tribe_stream.recording import read_recording
 
             rec = read_recording(p, dtype="float32")
-            meta = rec.metadata.get("offline", {})
-            return np.asarray(rec.values, np.float32), np.asarray(rec.seconds), meta
+            return rec.values, np.asarray(rec.seconds), rec.metadata.get("offline", {})
         if suffix == ".npy":
             if not p.is_file():
                 raise InputError(f"{p} does not exist")
-            values = np.load(p, allow_pickle=False)
-            meta = _sidecar(output_stem(p).with_name(output_stem(p).name + ".json"))
+            values, meta = np.load(p, allow_pickle=False), _sidecar(sidecar)
         else:
-            values, meta = read_predictions(p)
+            import nibabel as nib
+
+            images = [
+                nib.load(str(stem.with_name(f"{stem.name}.{h}{suffix}"))) for h, _, _ in HEMIS
+            ]
+            if suffix == ".func.gii":
+                values = np.concatenate([np.stack([d.data for d in i.darrays]) for i in images], 1)
+                meta = {k: _parse(v) for k, v in dict(images[-1].meta).items()}
+            else:
+                values = np.concatenate([np.asarray(i.dataobj)[:, 0, 0, :].T for i in images], 1)
+                meta = _sidecar(sidecar)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"cannot read predictions from {path}: {exc}") from None
     values = np.asarray(values, np.float32)

@@ -94,13 +94,11 @@ class RecordingWriter:
         self._session_meta: dict[str, str] = {}
         self._last_flush = time.monotonic()
         meta = {k: v for k, v in metadata.items() if k not in _PER_MESSAGE}
-        with open(self.path, "wb") as start:  # a first flush that fails is one HDF5 can't
-            try:  # leave (`_writing`): first make sure the disk takes the file's start
-                start.write(bytes(1 << 16))
-                start.flush()
-            except OSError as exc:
-                self.path.unlink()
-                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        try:  # HDF5's first flush must not fail (`_writing`): does the disk take the start?
+            self.path.write_bytes(bytes(1 << 16))
+        except OSError as exc:
+            self.path.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
         f = self._file = h5py.File(self.path, "w", libver="latest")
         self._objects = [f]  # what `_writing` leaves open if a write fails
         text = h5py.string_dtype()
@@ -299,19 +297,15 @@ def record(
             now = time.monotonic()
             if msg is not None:
                 pending.append(msg)
-                if writer is None and msg.topic == "metadata":
-                    writer = RecordingWriter(
-                        path, msg.header, source_url=url, flush_interval=flush_interval,
-                        overwrite=overwrite,
-                    )  # fmt: skip
-                elif writer is None and msg.topic == "prediction" and not first_pending:
-                    first_pending = now
-            if writer is None and first_pending and now - first_pending >= metadata_wait:
-                first = next(m for m in pending if m.topic == "prediction")
-                writer = RecordingWriter(
-                    path, _metadata_from_header(first.header), source_url=url,
-                    flush_interval=flush_interval, overwrite=overwrite,
-                )  # fmt: skip
+                first_pending = first_pending or (now if msg.topic == "prediction" else 0.0)
+            if writer is None:
+                meta = next((m.header for m in pending if m.topic == "metadata"), None)
+                if meta is None and first_pending and now - first_pending >= metadata_wait:
+                    first = next(m for m in pending if m.topic == "prediction")
+                    meta = _metadata_from_header(first.header)
+                if meta is not None:
+                    writer = RecordingWriter(path, meta, source_url=url,
+                                             flush_interval=flush_interval, overwrite=overwrite)  # fmt: skip
             if writer is not None:
                 for m in pending:
                     try:
@@ -430,50 +424,47 @@ def read_recording(path: str | Path, *, dtype: str | None = None) -> Recording:
     path = Path(path)
     with _open_h5(path) as f:
         try:
-            return _read(f, path, dtype)
+            if f.attrs.get("format") != FORMAT:
+                raise InputError(f"{path} is not a tribe-stream recording (no format={FORMAT!r})")
+            if int(f.attrs.get("format_version", 0)) > FORMAT_VERSION:
+                raise InputError(f"{path} is a newer recording format; upgrade tribe-stream")
+            names = ["values", "stimulus", "session", "header", *_SCALARS]
+            n = min(f[name].shape[0] for name in names)
+            for name in ["values", "stimulus", *_SCALARS]:
+                if f[name].dtype.kind not in "iuf":
+                    raise ValueError(f"`{name}` holds {f[name].dtype} data, not numbers")
+            if f["values"].shape[1:] != (N_VERTICES,) or f["stimulus"].shape[1:] != (2,):
+                shapes = f"`values` {f['values'].shape}, `stimulus` {f['stimulus'].shape}"
+                raise ValueError(f"{shapes}: not (N, {N_VERTICES}) and (N, 2)")
+            values = f["values"][:n]
+            if dtype is not None:
+                values = values.astype(DTYPES[dtype] if dtype in DTYPES else dtype)
+            headers = [json.loads(s) for s in f["header"].asstr()[:n]]
+            n_status = min(f["status"].shape[0], f["status_wall"].shape[0])
+            attrs = {
+                k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
+                for k, v in f.attrs.items()
+            }
+            return Recording(
+                path=path,
+                values=values,
+                seconds=f["second"][:n],
+                seq=f["seq"][:n],
+                sessions=[s.decode("ascii", "replace") for s in f["session"][:n]],
+                stimulus=f["stimulus"][:n],
+                bold_time=f["bold_time"][:n],
+                publish_wall=f["publish_wall"][:n],
+                received_wall=f["received_wall"][:n],
+                missed_before=f["missed_before"][:n],
+                headers=headers,
+                metadata=json.loads(attrs.get("metadata", "{}")),
+                attrs=attrs,
+                status=[json.loads(s) for s in f["status"].asstr()[:n_status]],
+                events=[json.loads(s) for s in f["events"].asstr()[:]],
+            )
         except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
             why = (str(exc).strip("'\"") or type(exc).__name__).splitlines()[0]
             raise InputError(f"{path} is a damaged recording: {why}") from None
-
-
-def _read(f, path: Path, dtype: str | None) -> Recording:
-    if f.attrs.get("format") != FORMAT:
-        raise InputError(f"{path} is not a tribe-stream recording (no format={FORMAT!r})")
-    if int(f.attrs.get("format_version", 0)) > FORMAT_VERSION:
-        raise InputError(f"{path} is a newer recording format; upgrade tribe-stream")
-    names = ["values", "stimulus", "session", "header", *_SCALARS]
-    n = min(f[name].shape[0] for name in names)
-    for name in ["values", "stimulus", *_SCALARS]:
-        if f[name].dtype.kind not in "iuf":
-            raise ValueError(f"`{name}` holds {f[name].dtype} data, not numbers")
-    if f["values"].shape[1:] != (N_VERTICES,) or f["stimulus"].shape[1:] != (2,):
-        raise ValueError(f"`values` of shape {f['values'].shape}, not (N, {N_VERTICES})")
-    values = f["values"][:n]
-    if dtype is not None:
-        values = values.astype(DTYPES[dtype] if dtype in DTYPES else dtype)
-    headers = [json.loads(s) for s in f["header"].asstr()[:n]]
-    n_status = min(f["status"].shape[0], f["status_wall"].shape[0])
-    attrs = {
-        k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
-        for k, v in f.attrs.items()
-    }
-    return Recording(
-        path=path,
-        values=values,
-        seconds=f["second"][:n],
-        seq=f["seq"][:n],
-        sessions=[s.decode("ascii", "replace") for s in f["session"][:n]],
-        stimulus=f["stimulus"][:n],
-        bold_time=f["bold_time"][:n],
-        publish_wall=f["publish_wall"][:n],
-        received_wall=f["received_wall"][:n],
-        missed_before=f["missed_before"][:n],
-        headers=headers,
-        metadata=json.loads(attrs.get("metadata", "{}")),
-        attrs=attrs,
-        status=[json.loads(s) for s in f["status"].asstr()[:n_status]],
-        events=[json.loads(s) for s in f["events"].asstr()[:]],
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,14 +500,13 @@ def replay(
     publisher_kwargs.setdefault("model", meta.get("model"))
     sent = 0
     with Publisher(url, **publisher_kwargs) as pub:
-        extra = {k: v for k, v in meta.items() if k not in ("t0_wall", "session")}
+        drop = ("t0_wall", "session", "dtype", "shape", "software", "stream_id")
+        extra = {k: v for k, v in meta.items() if k not in drop}
         extra["replay"] = {
             "file": str(path),
             "speed": speed,
             "original_t0_wall": meta.get("t0_wall"),
         }
-        for key in ("dtype", "shape", "software", "stream_id"):
-            extra.pop(key, None)
         pub.set_metadata(extra)
         if wait_subscribers > 0 and not pub.wait_for_subscribers(1, wait_subscribers):
             log.warning("no subscriber after %.1f s; replaying anyway", wait_subscribers)

@@ -58,13 +58,9 @@ class Atlas:
 
 def _read_one(path: Path) -> tuple[np.ndarray, list[str]]:
     """(labels per vertex as name indices, -1 for none; names) of one hemisphere's file."""
-    if path.is_dir():
-        raise InputError(
-            f"annotation {path} is a folder; pass the two files: --annot {path}/lh.NAME.annot "
-            f"{path}/rh.NAME.annot (or .label.gii)"
-        )
     if not path.is_file():
-        raise InputError(f"annotation {path} does not exist")
+        hint = f"is a folder; pass the two files: --annot {path}/lh.NAME.annot {path}/rh.NAME.annot"
+        raise InputError(f"annotation {path} {hint if path.is_dir() else 'does not exist'}")
     name = path.name.lower()
     try:
         if name.endswith(".gii"):

@@ -46,12 +46,9 @@ def import_ray():
 def connect(address: str | None) -> bool:
     """Join (or start) the cluster `address` names: None or `local` starts one on this machine,
     `auto` joins the one running here, `HOST:PORT` its head, `ray://HOST:PORT` through Ray Client.
-    Returns whether this call connected (and so should disconnect). A local cluster listens on
-    127.0.0.1 only (GCS, raylet, workers, this driver): on Linux Ray takes the LAN address for a
-    node and listens on every interface unless told, before it is imported, that there is no
-    cluster beyond this machine."""
-    if address in (None, "local"):
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    Returns whether this call connected (and so should disconnect)."""
+    if address in (None, "local"):  # on 127.0.0.1 only (on Linux Ray takes the LAN address and
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every interface)
     ray = import_ray()
     if ray.is_initialized():
         return False

@@ -116,6 +116,8 @@ def load_contributions(
     `paths`: one prediction file (its contribution files beside it are read: `clip.text.npy`,
     ...), or contribution files themselves (each says its modality in its metadata or name).
     `second`: that stimulus second of each; None: the mean over all seconds."""
+    import json
+
     from tribe_stream.offline_outputs import (
         find_contributions,
         output_stem,
@@ -151,7 +153,8 @@ def load_contributions(
     for m, f in files.items():
         values, seconds, meta = read_prediction_file(f)
         shapes[m] = seconds.tolist()
-        origins[m] = (meta.get("stimulus_sha256"), json_key(meta.get("model")))
+        model = json.dumps(meta.get("model"), sort_keys=True, default=str)  # dicts by content
+        origins[m] = (meta.get("stimulus_sha256"), model)
         if second is None:
             row = values.mean(axis=0)
         elif second in shapes[m]:
@@ -168,26 +171,10 @@ def load_contributions(
             "give the files of one `predict --contributions` run"
         )
     found = [m for m in MODALITIES if m in files]
-    name = pair_label(next(iter(files.values())))
+    name = output_stem(pair_name(next(iter(files.values())))).name  # without hemisphere, modality
+    name = next((name.removesuffix(f".{m}") for m in MODALITIES if name.endswith(f".{m}")), name)
     when = "mean over time" if second is None else f"second {second}"
     return channels, f"{name}  {'/'.join(found)}  {when}", found
-
-
-def json_key(value) -> str:
-    """A hashable stand-in for metadata values (dicts compare by content)."""
-    import json
-
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def pair_label(path: Path) -> str:
-    """A file's name for captions, without the hemisphere and modality parts."""
-    from tribe_stream.offline_outputs import output_stem, pair_name
-
-    stem = output_stem(pair_name(path)).name
-    for m in MODALITIES:
-        stem = stem.removesuffix(f".{m}")
-    return stem
 
 
 def render_rgb_image(
