@@ -77,7 +77,7 @@ def build(cls, config, device: str, dtype):
     return model.to(device=device, dtype=dtype).eval()
 
 
-def random_full_size(device: str, fp8=None, text: bool = True):
+def random_full_size(device: str, fp8=None, with_text: bool = True):
     """(brain model, {modality: extractor}) at full size with random weights, on `device`
     (half precision on a GPU), compiled there; `fp8`: the video encoder's FP8 setting."""
     import torch
@@ -121,7 +121,7 @@ def random_full_size(device: str, fp8=None, text: bool = True):
         device=device, compile=gpu,
     )  # fmt: skip
     text = None
-    if text:
+    if with_text:
         tok_dir = Path(tempfile.mkdtemp(prefix="tribe-bench-tok-"))
         _build_tokenizer(tok_dir)
         text_dtype = torch.bfloat16 if gpu else torch.float32
