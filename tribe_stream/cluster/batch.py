@@ -76,6 +76,13 @@ class WorkerStats:
     error: str | None = None
     """Why the worker is gone for good, when it is."""
 
+    def add(self, r: JobResult) -> None:
+        """Count a finished file."""
+        self.files += r.ok
+        self.failed += not r.ok
+        self.media_s += r.seconds
+        self.busy_s += r.wall_s
+
     @property
     def rate(self) -> float:
         """Seconds of media predicted per second of work."""
@@ -254,23 +261,21 @@ def run_in_process(
         if should_stop and should_stop():
             break
         if on_progress:
-            on_progress(_snapshot(len(jobs), results, [me], {0: (job.media, me.pid)}))
+            on_progress(snapshot(len(jobs), results, [me], {0: (job.media, me.pid)}))
         try:
             r = run_job(predictor, job)
         except Exception as exc:  # noqa: BLE001 - one file's crash never costs the others
             r = JobResult(job, ok=False, error=f"{type(exc).__name__}: {exc}")
         r.worker = 0
-        me.files += r.ok
-        me.failed += not r.ok
-        me.media_s += r.seconds
-        me.busy_s += r.wall_s
+        me.add(r)
         results.append(r)
     if on_progress:
-        on_progress(_snapshot(len(jobs), results, [me], {}))
+        on_progress(snapshot(len(jobs), results, [me], {}))
     return results, [me]
 
 
-def _snapshot(total, results, workers, running) -> BatchProgress:
+def snapshot(total, results, workers, running) -> BatchProgress:
+    """The display's view of a batch: `results` so far, `running` {worker: (input, pid)}."""
     return BatchProgress(
         total=total,
         done=len(results),

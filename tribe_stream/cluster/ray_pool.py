@@ -22,7 +22,14 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tribe_stream.cluster.batch import BatchProgress, Job, JobResult, WorkerStats, run_job
+from tribe_stream.cluster.batch import (
+    BatchProgress,
+    Job,
+    JobResult,
+    WorkerStats,
+    run_job,
+    snapshot,
+)
 from tribe_stream.errors import InputError
 
 if TYPE_CHECKING:
@@ -161,18 +168,8 @@ def _drive(ray, handles, jobs, tries, on_progress, should_stop, stall_s):
 
     def report() -> None:
         if on_progress:
-            results = list(done.values())
-            on_progress(
-                BatchProgress(
-                    total=len(jobs),
-                    done=len(results),
-                    failed=sum(not r.ok for r in results),
-                    media_s=float(sum(r.seconds for r in results)),
-                    alive=sum(w.alive for w in stats),
-                    workers=len(stats),
-                    running={i: (job.media, stats[i].pid) for i, job in running.values()},
-                )
-            )
+            now_running = {i: (job.media, stats[i].pid) for i, job in running.values()}
+            on_progress(snapshot(len(jobs), list(done.values()), stats, now_running))
 
     def dispatch() -> None:
         """Each live worker without a file gets the next one (and the display hears of it)."""
@@ -243,11 +240,7 @@ def _drive(ray, handles, jobs, tries, on_progress, should_stop, stall_s):
             else:
                 r.worker, r.tries = i, attempts[job]
                 done[job] = r
-                w = stats[i]
-                w.files += r.ok
-                w.failed += not r.ok
-                w.media_s += r.seconds
-                w.busy_s += r.wall_s
+                stats[i].add(r)
         report()
     if pending and not should_stop():
         gone = "; ".join(f"worker {w.index}: {w.error}" for w in stats if w.error)
