@@ -406,8 +406,8 @@ def _open_h5(path: Path):
         # retries a read that fails its checksum (the writer's may be under way), by default
         # 100 times, the waits doubling from 1 ns: for ever, on a damaged file. 24: 17 ms.
         fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-        attempts = ctypes.CDLL(h5py.h5p.__file__).H5Pset_metadata_read_attempts
-        attempts(ctypes.c_int64(fapl.id), ctypes.c_uint(24))
+        if attempts := getattr(ctypes.CDLL(h5py.h5p.__file__), "H5Pset_metadata_read_attempts", 0):
+            attempts(ctypes.c_int64(fapl.id), ctypes.c_uint(24))  # (HDF5 >= 1.10, via h5py's)
         mode = h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ
         return h5py.File(h5py.h5f.open(os.fsencode(path), mode, fapl=fapl))
     except OSError as exc:
