@@ -103,11 +103,11 @@ def test_fp8_products_stay_close_to_full_precision(video, device, fp8):
     activation scales), the rest in bfloat16; the features stay within a few percent. On a GPU
     the norms, GELU and attention scales go through the Triton kernels (`fp8_kernels.py`);
     `"attention"`: attention in FP8 too (cuDNN), with the fused residual + norm."""
-    from tribe_stream.extractors.fp8 import Fp8Linear, VideoFp8
+    from tribe_stream.extractors.fp8 import Fp8Linear, VideoFp8, refusal
 
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
-    if why := VideoFp8(fp8).refusal(device):
+    if why := refusal(VideoFp8(fp8), device):
         pytest.skip(why)
     model = copy.deepcopy(video.model)  # the extractor moves its model to the device
     fp8x = VideoExtractor(model, video.settings, video.prep, device=device, fp8=fp8)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from tribe_stream.errors import InputError
-from tribe_stream.extractors.fp8 import VideoFp8, fp8_supported
+from tribe_stream.extractors.fp8 import VideoFp8, fp8_supported, refusal
 from tribe_stream.extractors.fp8_attention import (
     FP8,
     FP8_MAX,
@@ -126,7 +126,7 @@ def test_the_setting_takes_its_names_and_the_legacy_values():
     for bad in ("fast", 1, 0, "ALL"):
         with pytest.raises(InputError, match="'off', 'products', 'attention'"):
             VideoFp8.coerce(bad)
-    assert VideoFp8.OFF.refusal("cpu") is None
+    assert refusal(VideoFp8.OFF, "cpu") is None
 
 
 def test_refused_in_one_line_where_it_cannot_run(tmp_path):
@@ -141,7 +141,7 @@ def test_refused_in_one_line_where_it_cannot_run(tmp_path):
         pytest.skip("FP8 attention runs here")
     # the FP8 products are checked first: a torch that cannot make them on the CPU (2.11 with
     # CUDA) refuses --video-fp8 itself, the attention's refusal comes only after them
-    why = VideoFp8.ATTENTION.refusal("cpu")
+    why = refusal(VideoFp8.ATTENTION, "cpu")
     if CPU_FP8:
         assert why.startswith("--video-fp8:") and "half precision" in why
     else:
@@ -154,7 +154,7 @@ def test_refused_in_one_line_where_it_cannot_run(tmp_path):
     clip.write_bytes(b"")  # never opened: the option is refused first
     r = run_cli("predict", str(clip), "--out", str(tmp_path / "o.npy"), "--video-fp8-attention")
     assert r.returncode == 2, r.stderr
-    flag = VideoFp8.ATTENTION.refusal(device).split(":")[0] + ":"  # the default device's refusal
+    flag = refusal(VideoFp8.ATTENTION, device).split(":")[0] + ":"  # the default device's refusal
     assert flag in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o.npy").exists()
 

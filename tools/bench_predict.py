@@ -107,12 +107,12 @@ def use_video(video, prec: str, batch: int | None) -> None:
     """Rebuild `video`'s encoder for the variant `prec` (PRECISIONS) and compile it."""
     from tribe_stream.extractors import fp8
     from tribe_stream.extractors.accel import compile_blocks
-    from tribe_stream.extractors.fp8 import VideoFp8
+    from tribe_stream.extractors.fp8 import VideoFp8, refusal
     from tribe_stream.extractors.video_encoder import VideoTrunk
 
     setting = {"fp8": VideoFp8.PRODUCTS, "fp8all": VideoFp8.ATTENTION}.get(prec.split("-")[0])
     setting = setting or VideoFp8.OFF
-    if why := setting.refusal(video.device):
+    if why := refusal(setting, video.device):
         raise SystemExit(f"variant {prec}: {why}")
     torch._dynamo.reset()  # every variant compiled afresh (the Triton switch below is global)
     fused = fp8.__dict__.setdefault("_fused_kernels", fp8._fused)

@@ -81,6 +81,8 @@ class BenchOptions(ModelOptions, LiveOptions):
         self.plot = self.plot or str(Path(self.out).with_suffix(".png"))
         if self.streams < 1 or self.start_streams < 1:
             raise InputError("--streams and --start-streams must be at least 1")
+        if self.max_streams and self.streams > 1:
+            raise InputError("--max-streams searches for the number of streams: leave out --streams")
         if self.seconds <= self.warmup_s + 1:
             raise InputError(
                 f"--seconds {self.seconds:g} leaves nothing after the {self.warmup_s:g} s warm-up"

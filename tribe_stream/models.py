@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tribe_stream.errors import CheckpointError, require_transformers
+from tribe_stream.errors import CheckpointError, InputError, require_transformers
 from tribe_stream.extractors.config import ExtractorConfig
 from tribe_stream.options import ModelOptions
 from tribe_stream.types import MODALITIES
@@ -97,6 +97,20 @@ def default_engine(engine: str | None, device: str, live: bool = True) -> str:
     return engine or ("compiled" if live and device.startswith("cuda") else "torch")
 
 
+def check_device(options: ModelOptions) -> str:
+    """The device `options` name, once it is known to run them (FP8 needs a recent GPU): one
+    line otherwise, before any model loads."""
+    from tribe_stream.devices import pick_device
+
+    device = pick_device(options.device)
+    if options.video_fp8:
+        from tribe_stream.extractors.fp8 import refusal
+
+        if why := refusal(options.video_fp8, device):
+            raise InputError(why)
+    return device
+
+
 @dataclass
 class Extractors:
     """What turns one stream's media into features; a None entry is a modality switched off."""
@@ -140,11 +154,11 @@ class Models:
     ):
         from dataclasses import replace
 
-        from tribe_stream.devices import dtype_name, pick_device, pick_dtype
+        from tribe_stream.devices import dtype_name, pick_dtype
         from tribe_stream.engines import make_engine
 
         self.options = o = replace(options or ModelOptions(), **overrides).validate()
-        self.device = pick_device(o.device)
+        self.device = check_device(o)
         self.dtype = dtype_name(pick_dtype(self.device, o.dtype))
         self.fp8 = o.video_fp8
         self.video_batch = video_batch
@@ -220,4 +234,4 @@ class Models:
         )
 
 
-__all__ = ["Extractors", "Models", "default_engine", "extractor_config", "load_brain_model"]
+__all__ = ["Extractors", "Models", "check_device", "default_engine", "extractor_config", "load_brain_model"]

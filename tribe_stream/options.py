@@ -14,6 +14,7 @@ This module imports neither torch nor the models (the CLI builds every parser at
 from __future__ import annotations
 
 import argparse
+import enum
 import math
 import os
 from collections.abc import Callable
@@ -28,10 +29,41 @@ ENGINE_NAMES = ("torch", "compiled", "onnx", "tensorrt")
 """The brain-model engines (`tribe_stream.engines`)."""
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 """Precisions of the brain model (`devices.torch_dtype` reads them)."""
-FP8_NAMES = ("off", "products", "attention")
-"""How much of the video encoder runs in FP8 (`extractors.fp8.VideoFp8`'s values)."""
 MODALITY_NAMES = ("text", "audio", "video")
 
+
+class VideoFp8(enum.Enum):
+    """How much of the video encoder runs in FP8: nothing, its matrix products (`Fp8Linear`), or
+    its products and its attention (`fp8_attention.py`, cuDNN). `bool(x)`: anything in FP8."""
+
+    OFF = "off"
+    PRODUCTS = "products"
+    ATTENTION = "attention"  # products and attention
+
+    @classmethod
+    def coerce(cls, value: VideoFp8 | str | bool | None) -> VideoFp8:
+        """A member, its value, or the legacy False/None (off), True (products), "all"."""
+        if isinstance(value, cls):
+            return value
+        if value is None or value is False:
+            return cls.OFF
+        if value is True:
+            return cls.PRODUCTS
+        if value == "all":
+            return cls.ATTENTION
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(repr(m.value) for m in cls)
+            raise InputError(f"video FP8 {value!r}: give one of {names}") from None
+
+    def __bool__(self) -> bool:
+        return self is not VideoFp8.OFF
+
+    @property
+    def attention(self) -> bool:
+        """Whether attention runs in FP8 too."""
+        return self is VideoFp8.ATTENTION
 
 @dataclass(frozen=True)
 class Cli:
@@ -200,12 +232,9 @@ class ModelOptions:
         _choice("engine", self.engine, ENGINE_NAMES)
         _choice("model dtype", self.dtype, DTYPE_NAMES)
         from tribe_stream.devices import pick_device
-        from tribe_stream.extractors.fp8 import VideoFp8
 
-        device = pick_device(self.device)  # `cuda` without a GPU fails here
-        self.video_fp8 = VideoFp8.coerce(self.video_fp8)
-        if self.video_fp8 and (why := self.video_fp8.refusal(device)):
-            raise InputError(why)
+        pick_device(self.device)  # `cuda` without a GPU fails here
+        self.video_fp8 = VideoFp8.coerce(self.video_fp8)  # whether this GPU runs it: `Models`
         return self
 
 
@@ -336,8 +365,8 @@ class PublishOptions:
         flags="--publish",
         metavar="URL",
     )
-    dtype: str = option(
-        "float16", "payload precision (default float16)", flags="--payload-dtype",
+    payload_dtype: str = option(
+        "float16", "payload precision (default float16)",
         choices=("float16", "float32"),
     )  # fmt: skip
     stream_id: str | None = option(None, "the stream's name in every header")
@@ -378,8 +407,8 @@ class PublishOptions:
             if len(self.roi) != 2:
                 raise InputError("--roi takes two annotations: the left, then the right hemisphere")
             self._atlas = load_atlas(*self.roi)  # a bad annotation fails here, before models load
-        if self.dtype not in ("float16", "float32"):
-            raise InputError(f"payload dtype {self.dtype!r}: use float16 or float32")
+        if self.payload_dtype not in ("float16", "float32"):
+            raise InputError(f"payload dtype {self.payload_dtype!r}: use float16 or float32")
         if self.allow_clients and not self.curve_secret:
             raise InputError("--allow-client needs CURVE: pass --curve-secret too")
         return self
@@ -389,7 +418,7 @@ class PublishOptions:
 
         return Publisher(
             self.url,
-            dtype=self.dtype,
+            dtype=self.payload_dtype,
             stream_id=self.stream_id,
             curve_secret_key=self.curve_secret,
             allowed_client_keys=list(self.allow_clients) if self.allow_clients else None,

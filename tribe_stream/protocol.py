@@ -835,32 +835,6 @@ def is_local(url: str) -> bool:
 # Command-line options (here, not in publish/client, so that building the CLI imports no zmq)
 
 
-def add_publisher_arguments(
-    parser: argparse.ArgumentParser, *, default_url: str = DEFAULT_URL
-) -> None:
-    """The publishing options shared by commands that publish (`run`, `replay`)."""
-    g = parser.add_argument_group("publishing")
-    g.add_argument(
-        "--publish",
-        metavar="URL",
-        default=default_url,
-        help=f"ZeroMQ endpoint to bind (default {default_url}; other interfaces only if you say so)",
-    )
-    g.add_argument("--dtype", choices=sorted(DTYPES), default="float16", help="payload dtype")
-    g.add_argument("--stream-id", help="name of this stream in every header")
-    g.add_argument(
-        "--curve-secret",
-        metavar="FILE",
-        help="server secret key (NAME.key_secret from `tribe-stream keys`): encrypt with CURVE",
-    )
-    g.add_argument(
-        "--allow-client",
-        metavar="KEY",
-        action="append",
-        help="client public key, NAME.key file or folder of them; repeat; needs --curve-secret",
-    )
-
-
 def add_subscriber_arguments(parser: argparse.ArgumentParser) -> None:
     """The CURVE options shared by commands that subscribe (`record`, `lsl`)."""
     g = parser.add_argument_group("CURVE (when the publisher encrypts)")

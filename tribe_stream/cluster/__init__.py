@@ -9,7 +9,8 @@ and runs a batch in this process; `ray_pool.py` runs it on Ray actors (an option
 `report.py` is the terminal's bar and summary. docs/CLUSTER.md is the user's guide.
 """
 
-from tribe_stream.cluster.batch import BatchReport, Job, JobResult, plan_jobs, predict_files
+from tribe_stream.cluster.batch import BatchReport, Job, JobResult, plan_jobs
+from tribe_stream.cluster.run import predict_files, run_batch
 from tribe_stream.manifest import is_manifest, read_manifest
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "is_manifest",
     "plan_jobs",
     "predict_files",
+    "run_batch",
     "read_manifest",
 ]

@@ -110,7 +110,7 @@ def run_command(
 ) -> int:
     """`predict --ray`: the bar, the batch, the report; the exit code (1 when any file failed
     or was left undone, the signal's code when stopped)."""
-    from tribe_stream.cluster.batch import run_batch
+    from tribe_stream.cluster.run import run_batch
 
     if options.checkpoint == "demo":
         console.print(

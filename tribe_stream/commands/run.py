@@ -55,18 +55,13 @@ def add_stream_arguments(p, skip: tuple[str, ...] = ()) -> None:
 
 
 def add_publish_arguments(p, skip: tuple[str, ...] = ()) -> None:
-    """`PublishOptions` (`run`, `serve`, `demo`, `replay`); its `dtype` (`--payload-dtype`)
-    parsed into `payload_dtype`, apart from the brain model's `--dtype`."""
-    group = p.add_argument_group("publishing")
-    add_options(group, PublishOptions, skip=skip)
-    for action in group._group_actions:
-        if action.dest == "dtype":
-            action.dest = "payload_dtype"
+    """`PublishOptions` (`run`, `serve`, `demo`, `replay`)."""
+    add_options(p.add_argument_group("publishing"), PublishOptions, skip=skip)
 
 
 def publish_options(args) -> PublishOptions | None:
     """The checked `PublishOptions` of `add_publish_arguments`; None for `--publish none`."""
-    publish = from_args(PublishOptions, args, dtype=args.payload_dtype)
+    publish = from_args(PublishOptions, args)
     return None if publish.off and not publish.roi else publish.validate()
 
 

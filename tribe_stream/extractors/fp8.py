@@ -8,14 +8,12 @@ precision (token-mean features within about 2% of the half-precision ones, measu
 
 from __future__ import annotations
 
-import enum
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tribe_stream.errors import InputError
 from tribe_stream.extractors import fp8_kernels
+from tribe_stream.options import VideoFp8  # noqa: F401 - the setting, declared with the options
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0  # largest finite e4m3 value
@@ -84,50 +82,6 @@ class Fp8Linear(nn.Module):
         return self.matmul(*quantize_rows(rows)).view(*x.shape[:-1], self.out_features)
 
 
-class VideoFp8(enum.Enum):
-    """How much of the video encoder runs in FP8: nothing, its matrix products (`Fp8Linear`), or
-    its products and its attention (`fp8_attention.py`, cuDNN). `bool(x)`: anything in FP8."""
-
-    OFF = "off"
-    PRODUCTS = "products"
-    ATTENTION = "attention"  # products and attention
-
-    @classmethod
-    def coerce(cls, value: VideoFp8 | str | bool | None) -> VideoFp8:
-        """A member, its value, or the legacy False/None (off), True (products), "all"."""
-        if isinstance(value, cls):
-            return value
-        if value is None or value is False:
-            return cls.OFF
-        if value is True:
-            return cls.PRODUCTS
-        if value == "all":
-            return cls.ATTENTION
-        try:
-            return cls(value)
-        except ValueError:
-            names = ", ".join(repr(m.value) for m in cls)
-            raise InputError(f"video FP8 {value!r}: give one of {names}") from None
-
-    def __bool__(self) -> bool:
-        return self is not VideoFp8.OFF
-
-    @property
-    def attention(self) -> bool:
-        """Whether attention runs in FP8 too."""
-        return self is VideoFp8.ATTENTION
-
-    def refusal(self, device: str | torch.device) -> str | None:
-        """Why the video encoder cannot run so on `device`, one line with the fix; None if it can."""
-        if self and (why := fp8_supported(device)):
-            return f"--video-fp8: {why}; run the video model in half precision instead"
-        if self.attention:
-            from tribe_stream.extractors.fp8_attention import attention_missing
-
-            if why := attention_missing(device):
-                return f"--video-fp8-attention: {why}; or --video-fp8 alone (FP8 products only)"
-        return None
-
 
 def fp8_supported(device: str | torch.device) -> str | None:
     """None when FP8 products run on `device`, else why not."""
@@ -145,4 +99,17 @@ def fp8_supported(device: str | torch.device) -> str | None:
         return f"torch {torch.__version__} cannot make FP8 products on {device.type} ({exc})"
     if device.type == "cuda":
         fp8_kernels.kernels()  # built now, not while torch.compile traces its first use
+    return None
+
+
+def refusal(setting: VideoFp8, device: str | torch.device) -> str | None:
+    """Why the video encoder cannot run with `setting` on `device`, one line with the fix; None
+    if it can (checked by `Models` before any model loads)."""
+    if setting and (why := fp8_supported(device)):
+        return f"--video-fp8: {why}; run the video model in half precision instead"
+    if setting.attention:
+        from tribe_stream.extractors.fp8_attention import attention_missing
+
+        if why := attention_missing(device):
+            return f"--video-fp8-attention: {why}; or --video-fp8 alone (FP8 products only)"
     return None

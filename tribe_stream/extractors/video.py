@@ -28,6 +28,7 @@ from tribe_stream.errors import InputError
 from tribe_stream.extractors.accel import compile_blocks, sdpa_context
 from tribe_stream.extractors.config import ModalitySettings
 from tribe_stream.extractors.fp8 import VideoFp8
+from tribe_stream.extractors.fp8 import refusal as fp8_refusal
 from tribe_stream.extractors.grouped import GroupedExtractor
 from tribe_stream.extractors.loading import load_pretrained, locate
 from tribe_stream.extractors.timing import (
@@ -175,7 +176,7 @@ class VideoExtractor(GroupedExtractor):
         self.prep = prep
         self.dtype = next(model.parameters()).dtype
         self.fp8 = fp8 = VideoFp8.coerce(fp8)
-        if why := fp8.refusal(device):
+        if why := fp8_refusal(fp8, device):
             raise InputError(why)
         with torch.no_grad():
             self.encoder = VideoTrunk(model.to(device), self.groups, fp8=fp8).to(device).eval()

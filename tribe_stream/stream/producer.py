@@ -101,6 +101,9 @@ class Stream:
         self.media = self.medias[0]
         """The first (or only) stream's media; `medias` holds all of them."""
         self.options = replace(options or StreamOptions(), **overrides).validate()
+        from tribe_stream.models import check_device
+
+        check_device(self.options)  # FP8 on this device: said before any model loads
         self._publish: PublishOptions | None = None
         self._record: Path | None = None
         self._view: dict | None = None
