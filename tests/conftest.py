@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-# Parallel test workers (pytest-xdist) each get their own default stream port, set before
-# tribe_stream is imported here or in any CLI run, so two `run`s never fight over 5556.
-if (worker := os.environ.get("PYTEST_XDIST_WORKER", "")).startswith("gw"):
-    os.environ["TRIBE_STREAM_URL"] = f"tcp://127.0.0.1:{15556 + int(worker[2:])}"
+# Every test process (each pytest-xdist worker too) gets a default stream port of its own, set
+# before tribe_stream is imported here or in any CLI run, so `run`/`demo` (which publish on the
+# default address) never fight over 5556 with each other or with anything else on the machine.
+with socket.socket() as _s:
+    _s.bind(("127.0.0.1", 0))
+    os.environ["TRIBE_STREAM_URL"] = f"tcp://127.0.0.1:{_s.getsockname()[1]}"
 
 import numpy as np
 import pytest

@@ -172,7 +172,7 @@ def test_a_second_run_with_another_checkpoint_extracts_nothing(tmp_path, clip):
     second = Predictor(checkpoint=str(other), asr=False, cache=str(cache))
     b = second.predict(clip)
     assert b.timings["cached"] == 1.0
-    assert second._extractors is None  # no extractor was even loaded
+    assert not second.models._extractors  # no extractor was even loaded
     assert np.abs(a.values - b.values).max() > 1e-3  # another model: another answer
     c = Predictor(checkpoint="demo", asr=False, cache=str(cache)).predict(clip)
     np.testing.assert_array_equal(c.values, a.values)  # from the cache: the same features

@@ -87,8 +87,8 @@ def test_demo_with_roi_publishes_one_region_message_per_prediction(annots):
 
 
 def test_roi_options_fail_before_anything_loads(annots, tmp_path):
-    r = run_cli("demo", "--roi", *map(str, annots))
-    assert r.returncode == 2 and "add --publish URL" in r.stderr
+    r = run_cli("demo", "--publish", "none", "--roi", *map(str, annots))
+    assert r.returncode == 2 and "needs --publish URL" in r.stderr
     r = run_cli(
         "demo", "--publish", free_url(), "--roi", str(annots[0]), str(tmp_path / "no.annot")
     )

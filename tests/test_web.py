@@ -644,8 +644,7 @@ def test_web_command_errors_are_one_line(stream, capsys):
     pub, url = stream
     port = url.rsplit(":", 1)[1].strip("/")
     for args, needle in [
-        ([pub.url, "--capture"], "--capture runs the model: pass --checkpoint"),
-        ([pub.url, "--checkpoint", "demo"], "--checkpoint is for --capture"),
+        ([pub.url, "--lag", "1"], "the model's options are for --capture"),
         ([pub.url, "--token", "short"], "--token must be at least 8"),
         ([pub.url, "--port", port], f"cannot serve on 127.0.0.1:{port}"),
         ([pub.url, "--cert", "/nonexistent.pem", "--key", "/nonexistent.key"], "no such file"),
