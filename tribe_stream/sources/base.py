@@ -42,7 +42,7 @@ COUNTER_KEYS: tuple[str, ...] = (
     "skipped_samples",  # 16 kHz-equivalent samples captured before the stream began (not a loss)
     "audio_errors",  # audio packets that failed to decode
     "audio_gaps",  # audio discontinuities (lost packets, device stalls): stamps re-anchored
-    "nonfinite_samples",  # audio samples that were NaN or inf (made silent)
+    "nonfinite_samples",  # audio samples NaN, inf or beyond ±32768 (made silent)
     "overflows",  # PortAudio input overflows reported by the device
     "ring_overflow_samples",  # device-rate samples lost because the audio ring buffer was full
     "clock_resyncs",  # hard re-anchors of media/device time onto the stream clock
