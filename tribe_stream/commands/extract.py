@@ -30,12 +30,11 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import logging
 
-    from tribe_stream.devices import pick_device
     from tribe_stream.errors import InputError, require_transformers
     from tribe_stream.extractors.offline import extract_media, read_words, write_words
     from tribe_stream.extractors.suite import load_extractors
     from tribe_stream.media import probe
-    from tribe_stream.models import extractor_config
+    from tribe_stream.models import check_device, extractor_config
     from tribe_stream.outputs import check_output, save_npz
 
     log = logging.getLogger("tribe_stream.extract")
@@ -50,7 +49,7 @@ def run(args) -> int:
     require_transformers()
     words = read_words(features.transcript) if features.transcript else None
     # the extractors alone: a folder with only its config.yaml names them (no brain weights)
-    device = pick_device(model.device)
+    device = check_device(model)  # FP8 on this device too, before the demo extractors are built
     config = extractor_config(model.checkpoint).with_models(
         text=args.text_model, audio=args.audio_model, video=args.video_model
     )

@@ -38,7 +38,7 @@ def run(args) -> int:
     from tribe_stream.offline import predict_windows, read_features
 
     features = read_features(args.features)
-    engine = Models(options).engine
+    engine = Models(options, live=False).engine
     pred = predict_windows(engine, features, tokens=args.tokens, pad_last=args.pad_last)
     written = save_npy(out, pred)
     print(f"wrote {written}: {pred.shape[0]} rows x {pred.shape[1]} outputs")
