@@ -1,28 +1,20 @@
 """`tribe-stream bench`: a clip replayed in real time through the whole live pipeline, measured.
 
-Models (`tribe_stream.models.Models`): a checkpoint, `demo` for the small untrained ones, or
-`random` for full-size RANDOM weights built here in memory (V-JEPA2 ViT-g, w2v-BERT 2.0, Llama-3.2-3B from the configs in
-`tribe_stream/full_size.py`, and the TRIBE v2 brain model); nothing is downloaded. Text runs for
-real: words from the speech recogniser where it is installed, else from `--transcript` (or a
-built-in text at 2.5 words/s), each fed when it ends, so the text model runs live either way.
-
-Runs, in one process: (1) one stream; (2) `--streams N` streams, or with `--max-streams` a
-search from `--start-streams` for the most streams kept in real time (end-to-end p99 at most
-`--p99-ms`, nothing dropped after the warm-up); (3) the sequential baseline: one stream, each
-model called as the official code calls it (V-JEPA2 with all hidden states per bin's clip,
-w2v-BERT over the 30 s context with the feature extractor on the CPU, each word's whole context
-through Llama, the brain model eager in float32), second after second. Latency is from the end of
-each second's data to the prediction's arrival at a subscriber, per stage from the headers
-(`stream/latency.py`); the baseline's is its compute per second. Prints the ratios; writes a
-JSON report and a PNG of the latency distributions.
+Models: a checkpoint, `demo`, or `random` (full-size RANDOM weights built in memory). Text
+runs live: words from the speech recogniser, `--transcript` or a built-in text, fed as they end.
+Runs: (1) one stream; (2) `--streams N`, or `--max-streams`: the most streams kept in real time
+(p99 at most `--p99-ms`, nothing dropped after the warm-up); (3) the sequential baseline, each
+model called as the official code calls it. Latency: from the end of each second's data to a
+subscriber, per stage (`stream/latency.py`); the baseline's is its compute per second.
 """
 
 from __future__ import annotations
 
 import enum
+import gc
+import itertools
 import json
-import logging
-import socket
+import platform
 import tempfile
 import threading
 import time
@@ -36,8 +28,6 @@ from tribe_stream import AUDIO_RATE, BIN_SECONDS
 from tribe_stream.errors import InputError
 from tribe_stream.options import LiveOptions, ModelOptions, number, option
 from tribe_stream.types import Word
-
-log = logging.getLogger("tribe_stream.bench")
 
 WORDS_PER_SECOND = 2.5
 
@@ -56,9 +46,7 @@ class BenchOptions(ModelOptions, LiveOptions):
     warmup_s: float = option(
         5.0, "seconds left out at each run's start", flags="--warmup", type=number(minimum=0)
     )
-    baseline_seconds: float = option(
-        20.0, "seconds of the baseline run", type=number(above=0)
-    )
+    baseline_seconds: float = option(20.0, "seconds of the baseline run", type=number(above=0))
     p99_ms: float = option(250.0, "real time: p99 at most this", type=number(above=0))
     clip: str | None = option(None, "media file to replay (default: a generated clip with speech)")
     transcript: str | None = option(
@@ -82,11 +70,11 @@ class BenchOptions(ModelOptions, LiveOptions):
         if self.streams < 1 or self.start_streams < 1:
             raise InputError("--streams and --start-streams must be at least 1")
         if self.max_streams and self.streams > 1:
-            raise InputError("--max-streams searches for the number of streams: leave out --streams")
+            why = "--max-streams searches for the number of streams: leave out --streams"
+            raise InputError(why)
         if self.seconds <= self.warmup_s + 1:
-            raise InputError(
-                f"--seconds {self.seconds:g} leaves nothing after the {self.warmup_s:g} s warm-up"
-            )
+            why = f"--seconds {self.seconds:g} leaves nothing after the {self.warmup_s:g} s warm-up"
+            raise InputError(why)
         return self
 
 
@@ -119,19 +107,11 @@ def build_models(o: BenchOptions) -> Built:
         if o.checkpoint == "random"
         else f"checkpoint {o.checkpoint}"
     )
+    what += f"; engine {models.engine_name} ({models.dtype}) on {models.device}"
+    build_s = time.perf_counter() - t0
     return Built(
-        models,
-        models.loaded,
-        models.engine,
-        extractors,
-        models.device,
-        f"{what}; engine {models.engine_name} ({models.dtype}) on {models.device}",
-        time.perf_counter() - t0,
-        notes,
+        models, models.loaded, models.engine, extractors, models.device, what, build_s, notes
     )
-
-
-# ----- words -----
 
 
 def bench_words(o: BenchOptions, seconds: float, asr_ready: bool) -> tuple[list[Word], str]:
@@ -147,40 +127,29 @@ def bench_words(o: BenchOptions, seconds: float, asr_ready: bool) -> tuple[list[
         return [], "words from the speech recogniser"
     from tribe_stream.extractors.demo import CORPUS
 
-    text = CORPUS.split()
-    n = int(seconds * WORDS_PER_SECOND)
-    step = 1.0 / WORDS_PER_SECOND
-    words = [Word(text[i % len(text)], i * step, 0.8 * step) for i in range(n)]
+    step, text = 1.0 / WORDS_PER_SECOND, itertools.cycle(CORPUS.split())
+    words = [Word(next(text), i * step, 0.8 * step) for i in range(int(seconds * WORDS_PER_SECOND))]
     return words, (
         f"no recogniser weights: a built-in text at {WORDS_PER_SECOND:g} words/s, each word fed "
         "when it ends"
     )
 
 
-# ----- one run of N streams -----
-
-
-def _free_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
-def _gpu_memory(device: str) -> tuple[float, float]:
-    """(allocated, peak) GiB on the device (0 on a CPU)."""
+def _gpu_memory(device: str, reset: bool = False) -> tuple[float, float]:
+    """(allocated, peak) GiB on the device (0 on a CPU); `reset`: a new peak from here."""
     if not device.startswith("cuda"):
         return 0.0, 0.0
     import torch
 
     torch.cuda.synchronize()
-    return torch.cuda.memory_allocated() / 2**30, torch.cuda.max_memory_allocated() / 2**30
+    out = torch.cuda.memory_allocated() / 2**30, torch.cuda.max_memory_allocated() / 2**30
+    if reset:
+        torch.cuda.reset_peak_memory_stats()
+    return out
 
 
 def _release(device: str) -> None:
-    """Free what a finished run's streams held (their pipelines, text steps, KV caches), so the
-    next run's memory figures are its own."""
-    import gc
-
+    """Free what a finished run's streams held, so the next run's memory figures are its own."""
     gc.collect()
     if device.startswith("cuda"):
         import torch
@@ -189,27 +158,19 @@ def _release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def start_offsets(n: int, aligned: bool) -> list[float]:
-    """Each stream's start (s): all at once, or spread evenly over one bin."""
-    return [0.0 if aligned else i * BIN_SECONDS / n for i in range(n)]
-
-
 def run_streams(
     models: Built, clip: Path, n: int, o: BenchOptions, words: list[Word]
 ) -> dict[str, Any]:
     """`n` copies of `clip` in real time through one public `Stream` for `o.seconds`; the
-    figures.
-
-    Each stream starts at its own time (`start_offsets`) on its own clock (zero at its own
-    start), so its stamps are its own; one subscriber hears them all. Seconds predicted after
-    a stream's sources ended (the end-of-input flush) are reported apart (`after_end_ms`) and
-    left out of the live figures: a camera never ends."""
+    figures. Each stream starts at its own time (all at once, or spread evenly over one bin) on
+    its own clock; one subscriber hears them all. Seconds predicted after a stream's sources
+    ended (the end-of-input flush) are reported apart (`after_end_ms`): a camera never ends."""
     from tribe_stream.client import Subscriber
     from tribe_stream.options import StreamOptions
     from tribe_stream.stream.latency import END_TO_END, percentiles, stage_delays
     from tribe_stream.stream.producer import Media, Stream
 
-    starts = start_offsets(n, o.aligned)
+    starts = [0.0 if o.aligned else i * BIN_SECONDS / n for i in range(n)]
     feed = words if words and models.extractors.text is not None else None
     medias = [Media(file=str(clip), stream_id=f"bench-{i}", start_s=s, words=feed)
               for i, s in enumerate(starts)]  # fmt: skip
@@ -217,27 +178,22 @@ def run_streams(
         checkpoint=o.checkpoint, engine=o.engine, device=o.device, dtype=o.dtype,
         video_fp8=o.video_fp8, lag=o.lag, text=o.text, seconds=o.seconds,
     )  # fmt: skip
-    url = _free_url()
-    stream = Stream(medias, options).use_models(models.models, models.extractors).publish(url)
+    stream = Stream(medias, options).use_models(models.models, models.extractors)
+    stream.publish("tcp://127.0.0.1:*")  # any free port
     got: list[tuple[dict, float]] = []
     stop = threading.Event()
-    with Subscriber([url]) as sub, stream.open() as running:
+    with stream.open() as running, Subscriber([stream.publisher.url]) as sub:
 
         def listen():
             while not stop.is_set():
-                msg = sub.recv(timeout=0.2)
-                if msg is not None:
+                if (msg := sub.recv(timeout=0.2)) is not None:
                     got.append((dict(msg.header), time.time()))
 
         thread = threading.Thread(target=listen, daemon=True)
         thread.start()
         try:  # the listener stops before its socket closes, even on Ctrl-C
             stream.publisher.wait_for_subscribers(1, timeout=10.0)
-            mem_before, _ = _gpu_memory(models.device)
-            if models.device.startswith("cuda"):
-                import torch
-
-                torch.cuda.reset_peak_memory_stats()
+            mem_before, _ = _gpu_memory(models.device, reset=True)
             t0 = time.perf_counter()
             made = sum(1 for _ in running)
             wall = time.perf_counter() - t0
@@ -301,9 +257,6 @@ def run_streams(
     }
 
 
-# ----- the sequential baseline -----
-
-
 def run_baseline(models: Built, clip: Path, seconds: float, words: list[Word]) -> dict:
     """One stream, second after second, each model called as the official code calls it."""
     import torch
@@ -314,16 +267,18 @@ def run_baseline(models: Built, clip: Path, seconds: float, words: list[Word]) -
     from tribe_stream.extractors.timing import clip_sample_times, frames_for_bins, select_frames
     from tribe_stream.extractors.video import preprocess_frames
     from tribe_stream.media import iter_video_frames, read_audio
+    from tribe_stream.stream.latency import quantiles
+
+    def group_means(states, groups):  # each layer group's hidden states averaged, (L, ...)
+        return torch.stack([torch.stack([states[i] for i in g]).mean(0).float() for g in groups])
 
     ex, device = models.extractors, models.device
+    video = ex.video
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     engine = make_engine("torch", models.loaded, device=device, dtype="float32")
-    frames, times = [], []
-    for t, f in iter_video_frames(clip, max_size=292):
-        if t > seconds + 1:
-            break
-        frames.append(f)
-        times.append(t)
+    decoded = iter_video_frames(clip, max_size=292)
+    timed_frames = list(itertools.takewhile(lambda tf: tf[0] <= seconds + 1, decoded))
+    times, frames = [t for t, _ in timed_frames], [f for _, f in timed_frames]
     audio = read_audio(clip) if ex.audio is not None else None
     rings = {m: np.zeros((*getattr(ex, m).shape, 2 * int(seconds)), np.float32)
              for m in ex.active() if m != "asr"}  # fmt: skip
@@ -332,44 +287,30 @@ def run_baseline(models: Built, clip: Path, seconds: float, words: list[Word]) -
     n_sec = int(seconds)
     with torch.inference_mode():
         for k in range(n_sec):
-            t_k = {"video": 0.0, "audio": 0.0, "text": 0.0, "brain": 0.0}
-            if ex.video is not None:
+            t_k = dict.fromkeys(stages, 0.0)
+            if video is not None:
                 for b in (2 * k, 2 * k + 1):
-                    end = (b + 1) * BIN_SECONDS
-                    s = clip_sample_times(
-                        np.array([end]), ex.video.n_frames, ex.video.settings.clip_seconds, 0.0
-                    )
+                    ends = np.array([(b + 1) * BIN_SECONDS])
+                    s = clip_sample_times(ends, video.n_frames, video.settings.clip_seconds, 0.0)
                     idx = select_frames(s, times)[0]
                     t0 = time.perf_counter()
-                    pix = preprocess_frames(
-                        np.stack([frames[i] for i in idx]), ex.video.prep, device
-                    )
-                    states = ex.video.model(
-                        pixel_values_videos=pix[None].to(ex.video.dtype), output_hidden_states=True
+                    pix = preprocess_frames(np.stack([frames[i] for i in idx]), video.prep, device)
+                    states = video.model(
+                        pixel_values_videos=pix[None].to(video.dtype), output_hidden_states=True
                     ).hidden_states
-                    feats = torch.stack(
-                        [torch.stack([states[i] for i in g]).mean(0).float().mean(1)[0]
-                         for g in ex.video.groups]
-                    ).cpu().numpy()  # fmt: skip
+                    feats = group_means(states, video.groups).mean(2)[:, 0].cpu().numpy()
                     sync()
                     t_k["video"] += time.perf_counter() - t0
                     rings["video"][..., b] = feats
             if audio is not None:
-                t_end = k + 1.0
-                span = audio[int(max(0.0, t_end - 30.0) * AUDIO_RATE) : int(t_end * AUDIO_RATE)]
+                t_end, t_span = k + 1.0, max(0.0, k + 1.0 - 30.0)
+                span = audio[int(t_span * AUDIO_RATE) : int(t_end * AUDIO_RATE)]
                 t0 = time.perf_counter()
                 inputs = ex.audio.processor(
                     zscore(span).numpy(), sampling_rate=AUDIO_RATE, return_tensors="pt"
                 )["input_features"].to(device, ex.audio.dtype)
                 states = ex.audio.model(input_features=inputs, output_hidden_states=True)
-                states = states.hidden_states
-                per_frame = torch.stack(
-                    [
-                        torch.stack([states[i][0] for i in g]).mean(0).float()
-                        for g in ex.audio.groups
-                    ]
-                )  # (L, n, D)
-                t_span = max(0.0, t_end - 30.0)
+                per_frame = group_means(states.hidden_states, ex.audio.groups)[:, 0]  # (L, n, D)
                 idx = frames_for_bins([2 * k, 2 * k + 1], t_span, t_end, per_frame.shape[1])
                 rings["audio"][..., 2 * k : 2 * k + 2] = (
                     per_frame[:, idx].permute(0, 2, 1).cpu().numpy()
@@ -408,29 +349,24 @@ def run_baseline(models: Built, clip: Path, seconds: float, words: list[Word]) -
                 stages[m].append(v * 1e3)
             per_second.append(sum(t_k.values()) * 1e3)
     warm = per_second[1:] if len(per_second) > 2 else per_second
-    q = dict(
-        zip(("p50", "p95", "p99", "p100"), np.percentile(warm, [50, 95, 99, 100]), strict=True)
-    )
+    q = quantiles(warm)
     rtf = float(np.mean(warm)) / 1e3
     return {
         "seconds": n_sec,
-        "compute_ms_per_second": {k: float(v) for k, v in q.items()},
+        "compute_ms_per_second": q,
         "stage_ms_p50": {m: float(np.median(v[1:] or v)) for m, v in stages.items() if v},
-        "p50_ms": float(q["p50"]),
-        "p99_ms": float(q["p99"]),
+        "p50_ms": q["p50"],
+        "p99_ms": q["p99"],
         "compute_s_per_stream_second": round(rtf, 4),
         "streams_in_real_time": int(1.0 / rtf) if rtf > 0 else None,
         "per_second_ms": per_second,
     }
 
 
-# ----- the whole bench -----
-
-
 def run_bench(o: BenchOptions, say=print) -> dict:
     """Every run of the bench; writes `o.out` (JSON) and `o.plot` (PNG); returns the report."""
     from tribe_stream.extractors.asr import asr_available
-    from tribe_stream.outputs import check_output
+    from tribe_stream.outputs import atomic_write, check_output
     from tribe_stream.sources.clip import make_clip
     from tribe_stream.stream.producer import warm_up
 
@@ -468,60 +404,52 @@ def run_bench(o: BenchOptions, say=print) -> dict:
             else "staggered: stream i of N starts i/N of a 0.5 s bin after the first"
         ),
     }
-    one = run_streams(models, clip, 1, o, words)
-    _release(models.device)
-    report["one_stream"] = one
-    say(_line("one stream", one))
-    runs = []
+
+    def run(n: int, label: str) -> dict:
+        r = run_streams(models, clip, n, o, words)
+        _release(models.device)
+        say(_line(label, r))
+        return r
+
+    one = report["one_stream"] = run(1, "one stream")
+    tried: dict[int, dict] = {}  # streams -> run, in the order run
     if o.max_streams:
-        n, tried = o.start_streams, {}
+        n = o.start_streams
         while n >= 1 and n not in tried and len(tried) < 5:
-            r = run_streams(models, clip, n, o, words)
-            _release(models.device)
-            tried[n] = r
-            runs.append(r)
-            say(_line(f"{n} streams", r))
+            r = tried[n] = run(n, f"{n} streams")
             n = n + 2 if r["real_time"] else n - 1
             if n in tried and tried[n]["real_time"] != r["real_time"] and n - 1 not in tried:
                 n = n - 1 if r["real_time"] else n
         ok = [k for k, r in tried.items() if r["real_time"]]
         report["max_streams"] = max(ok) if ok else 0
     elif o.streams > 1:
-        r = run_streams(models, clip, o.streams, o, words)
-        _release(models.device)
-        runs.append(r)
-        say(_line(f"{o.streams} streams", r))
-    report["runs"] = runs
+        tried[o.streams] = run(o.streams, f"{o.streams} streams")
+    runs = report["runs"] = list(tried.values())
     if runs and models.device.startswith("cuda"):
         # the largest run kept in real time (one that fell behind also holds its backlog)
         kept = [r for r in runs if r["real_time"]] or runs
         big = max(kept, key=lambda r: r["streams"])
         if big["streams"] > 1:
-            report["gpu_gib_per_added_stream"] = (
-                big["gpu_gib"]["peak"] - one["gpu_gib"]["peak"]
-            ) / (big["streams"] - 1)
-    base = run_baseline(models, clip, min(o.baseline_seconds, o.seconds), words)
-    report["baseline"] = base
+            added = big["gpu_gib"]["peak"] - one["gpu_gib"]["peak"]
+            report["gpu_gib_per_added_stream"] = added / (big["streams"] - 1)
+    seconds = min(o.baseline_seconds, o.seconds)
+    base = report["baseline"] = run_baseline(models, clip, seconds, words)
     say(
         f"baseline (sequential, official calls): compute per second p50 {base['p50_ms']:.1f} ms, "
         f"p99 {base['p99_ms']:.1f} ms; {base['compute_s_per_stream_second']:.3f} s per stream "
         f"second ({base['streams_in_real_time']} streams in real time at most)"
     )
-    ratios = {}
+    ratios = report["ratios"] = {}
     if one["p50_ms"]:
         ratios["latency_p50_baseline_over_ours"] = base["p50_ms"] / one["p50_ms"]
-    if one["compute_s_per_stream_second"]:
-        ratios["compute_per_stream_second_baseline_over_ours"] = (
-            base["compute_s_per_stream_second"] / one["compute_s_per_stream_second"]
-        )
+    if ours := one["compute_s_per_stream_second"]:
+        theirs = base["compute_s_per_stream_second"]
+        ratios["compute_per_stream_second_baseline_over_ours"] = theirs / ours
     if o.max_streams and base["streams_in_real_time"]:
         ratios["streams_ours_over_baseline"] = report["max_streams"] / base["streams_in_real_time"]
-    report["ratios"] = ratios
     for k, v in ratios.items():
         say(f"ratio {k}: {v:.2f}x")
     report["total_s"] = round(time.perf_counter() - t_start, 1)
-    from tribe_stream.outputs import atomic_write
-
     atomic_write(out, lambda p: p.write_text(json.dumps(report, indent=1, default=_jsonable)))
     say(f"wrote {out}")
     if plot is not None:
@@ -539,9 +467,8 @@ def _jsonable(value: Any) -> Any:
 def _line(label: str, r: dict) -> str:
     e2e = r["latency_ms"].get("end to end (data → here)", {})
     stats = ", ".join(f"{k} {v:.1f}" for k, v in e2e.items()) or "no predictions after warm-up"
-    end = (
-        f"; {len(r['after_end_ms'])} after the source ended (left out)" if r["after_end_ms"] else ""
-    )
+    n_end = len(r["after_end_ms"])
+    end = f"; {n_end} after the source ended (left out)" if n_end else ""
     return (
         f"{label} ({r['starts']} starts): end to end ms {stats}{end}; dropped after warm-up "
         f"{r['dropped_after_warmup']:g}; seq contiguous {r['seq_contiguous']}; compiled/captured "
@@ -556,8 +483,6 @@ def _device_name(device: str) -> str:
         import torch
 
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
-    import platform
-
     return f"cpu {platform.processor() or platform.machine()}"
 
 
@@ -578,8 +503,7 @@ def _plot(report: dict, path: Path) -> None:
             v = np.sort(np.asarray(vals))
             ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=label)
     ax.axvline(report["options"]["p99_ms"], color="grey", ls="--", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("latency after each second's data ends (ms)")
+    ax.set(xscale="log", xlabel="latency after each second's data ends (ms)")
     ax.set_ylabel("fraction of seconds")
     starts = "aligned starts" if report["options"]["aligned"] else "staggered starts"
     ax.set_title(f"{report['device']}; {starts}", fontsize=9)

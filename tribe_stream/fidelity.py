@@ -1,36 +1,22 @@
 """How faithful the live stream is: its predictions at each lag against the offline prediction.
 
-    from tribe_stream.fidelity import FidelityOptions, measure
     result = measure("clip.mp4", FidelityOptions(checkpoint="facebook/tribev2", lags=(0, 2, 5)))
     result.report.rows()                  # one dict per lag: every statistic (the CSV's rows)
     result.write("fidelity/")             # fidelity.csv, fidelity_seconds.csv, PNGs, r maps
 
-The offline prediction (`Predictor.predict`: whole-file features, the official 100 s windows,
-the last zero-padded) sees up to 100 s on both sides of a second; a live stream sees no future:
-its second k is predicted from the window ending `lag` s after it (stream/schedule.py), and its
-audio extractor hears only a trailing context. `measure` replays the file through the live
-pipeline at each lag (`Stream.from_file`, the live code path, as fast as possible unless
-`realtime`) and compares, per second and per vertex:
-
-- `total`: live against offline. Pearson r over time per vertex (mean, median, 5th percentile),
-  mean and largest absolute difference, and the spatial r of each second (`r_second`: early
-  seconds have short windows).
-- The loss split in two, through the offline windows run on the live features
-  (`offline.predict_windows`): `context` = live against that (the same features: what the brain
-  model's missing right-hand context costs, plus words that came after their second was
-  predicted); `features` = that against offline (the same windows: what the live extractors
-  cost: the audio's trailing context, live speech recognition).
-- Per modality, the live features against the offline ones: r and relative error.
-
-The comparison itself is plain functions of arrays (`pearson`, `agreement`, `feature_agreement`,
-`lag_report`), testable without media. Models are loaded once: the streams run on the
-Predictor's brain model, engine and extractors (`Stream.use_models`).
+Offline sees up to 100 s on both sides of a second; live, second k comes from the window ending
+`lag` s after it. `measure` replays the file live at each lag on the Predictor's models and
+compares: `total` (live against offline), and the loss split through the offline windows run on
+the live features: `context` (live against those: the brain model's missing right-hand context)
+and `features` (those against offline: the live extractors); per modality, the features.
+The statistics are plain functions of arrays (docs/FIDELITY.md), testable without media.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import tempfile
 import time
@@ -76,20 +62,6 @@ CSV_COLUMNS = (
 """The columns of `fidelity.csv`, one row per lag (empty where a modality is absent)."""
 
 
-def parse_lags(text: str) -> tuple[float, ...]:
-    """'0,2,5,10' -> (0.0, 2.0, 5.0, 10.0); one InputError line for anything else."""
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    try:
-        lags = tuple(float(p) for p in parts)
-    except ValueError:
-        raise InputError(
-            f"--lags {text!r}: give seconds separated by commas, e.g. --lags 0,2,5,10"
-        ) from None
-    if not lags:
-        raise InputError("--lags is empty: give seconds separated by commas, e.g. 0,2,5,10")
-    return lags
-
-
 def check_lags(lags: Sequence[float]) -> tuple[float, ...]:
     """Sorted distinct lags, each following the lag rule (`options.check_lag`)."""
     out = sorted({check_lag(lag, "lag") for lag in lags})
@@ -99,11 +71,17 @@ def check_lags(lags: Sequence[float]) -> tuple[float, ...]:
 
 
 def _lags_type(text: str) -> tuple[float, ...]:
-    """argparse type for --lags: one line for a bad list."""
+    """argparse type for --lags ('0,2,5,10'): the checked lags; one line for a bad list."""
     import argparse
 
+    parts = [p for p in str(text).split(",") if p.strip()]
     try:
-        return check_lags(parse_lags(text))
+        if not parts:
+            raise InputError("--lags is empty: give seconds separated by commas, e.g. 0,2,5,10")
+        return check_lags([float(p) for p in parts])
+    except ValueError:
+        why = f"--lags {text!r}: give seconds separated by commas, e.g. --lags 0,2,5,10"
+        raise argparse.ArgumentTypeError(why) from None
     except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -134,10 +112,8 @@ class FidelityOptions(ModelOptions, LiveOptions, FeatureOptions):
         if self.map_lag is not None:
             (self.map_lag,) = check_lags([self.map_lag])
             if self.map_lag not in self.lags:
-                raise InputError(
-                    f"--map-lag {self.map_lag:g} is not one of the lags "
-                    f"({', '.join(f'{x:g}' for x in self.lags)})"
-                )
+                lags = ", ".join(f"{x:g}" for x in self.lags)
+                raise InputError(f"--map-lag {self.map_lag:g} is not one of the lags ({lags})")
         self.stream_options(self.lags[-1]).validate()
         self.predict_options().validate()
         return self
@@ -161,13 +137,9 @@ class FidelityOptions(ModelOptions, LiveOptions, FeatureOptions):
         )  # fmt: skip
 
 
-# ----- statistics on arrays ------------------------------------------------------------------
-
-
 def pearson(a: np.ndarray, b: np.ndarray, block: int = 2048) -> np.ndarray:
     """Pearson r between the columns of `a` and `b` (both `(N, M)`) over their N rows: `(M,)`
-    float64, NaN where a column is constant on either side (r is undefined there). Computed in
-    float64, `block` columns at a time, so long recordings need little memory."""
+    float64, NaN where a column is constant on a side; `block` columns at a time (little memory)."""
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"pearson needs two arrays of one (N, M) shape, got {a.shape}, {b.shape}")
@@ -175,18 +147,17 @@ def pearson(a: np.ndarray, b: np.ndarray, block: int = 2048) -> np.ndarray:
     if a.shape[0] < 2:
         return out
     for lo in range(0, a.shape[1], block):
-        cols = []
-        for m in (a, b):
-            x = m[:, lo : lo + block].astype(np.float64)
+        x, y = (m[:, lo : lo + block].astype(np.float64) for m in (a, b))
+        ok, spreads = np.ones(x.shape[1], dtype=bool), []
+        for v in (x, y):  # centred in place
             # a constant column (to rounding) has no r: its spread is below 1e-10 of its size
-            floor = 1e-10 * np.abs(x).max(axis=0) * math.sqrt(len(x))
-            x -= x.mean(axis=0)
-            spread = np.sqrt((x * x).sum(axis=0))
-            cols.append((x, spread, spread > floor))
-        (x, sx, okx), (y, sy, oky) = cols
+            floor = 1e-10 * np.abs(v).max(axis=0) * math.sqrt(len(v))
+            v -= v.mean(axis=0)
+            spreads.append(np.sqrt((v * v).sum(axis=0)))
+            ok &= spreads[-1] > floor
         with np.errstate(invalid="ignore", divide="ignore"):
-            r = (x * y).sum(axis=0) / (sx * sy)
-        out[lo : lo + block] = np.where(okx & oky, np.clip(r, -1.0, 1.0), np.nan)
+            r = (x * y).sum(axis=0) / (spreads[0] * spreads[1])
+        out[lo : lo + block] = np.where(ok, np.clip(r, -1.0, 1.0), np.nan)
     return out
 
 
@@ -195,22 +166,15 @@ class Agreement:
     """How closely one prediction `(T, V)` follows another on the same seconds."""
 
     n_seconds: int
-    r_mean: float
-    """Pearson r over time per vertex, then its mean over the vertices where it is defined."""
+    r_mean: float  # Pearson r over time per vertex, averaged where it is defined
     r_median: float
-    r_p05: float
-    """The 5th percentile of the per-vertex r: the worst-followed vertices."""
-    mad: float
-    """Mean absolute difference over every second and vertex (the predictions' units)."""
+    r_p05: float  # its 5th percentile: the worst-followed vertices
+    mad: float  # mean absolute difference over every second and vertex
     max_abs: float
-    undefined: int
-    """Vertices whose time course is constant on a side (r undefined there, left out)."""
-    r_vertex: np.ndarray = field(repr=False)
-    """`(V,)` the per-vertex r."""
-    r_second: np.ndarray = field(repr=False)
-    """`(T,)` the spatial r of each second (over vertices): how well each map is reproduced."""
-    mad_second: np.ndarray = field(repr=False)
-    """`(T,)` the mean absolute difference of each second."""
+    undefined: int  # vertices constant on a side: r undefined there, left out
+    r_vertex: np.ndarray = field(repr=False)  # (V,) the per-vertex r
+    r_second: np.ndarray = field(repr=False)  # (T,) the spatial r of each second
+    mad_second: np.ndarray = field(repr=False)  # (T,) the mean absolute difference of each second
 
     @property
     def r_second_mean(self) -> float:
@@ -250,13 +214,10 @@ class FeatureAgreement:
     """One modality's live features against its offline features, over the bins both have."""
 
     modality: str
-    state: str
-    """`compared`, or why not: `live only`, `offline only`."""
+    state: str  # `compared`, or why not: `live only`, `offline only`
     n_bins: int = 0
-    r: float = float("nan")
-    """Pearson r over every value (layer group, dimension, bin)."""
-    rel_error: float = float("nan")
-    """‖live − offline‖ / ‖offline‖ (Frobenius), over the same bins."""
+    r: float = float("nan")  # Pearson r over every value (layer group, dimension, bin)
+    rel_error: float = float("nan")  # ‖live − offline‖ / ‖offline‖ over the same bins
 
 
 def feature_agreement(
@@ -282,12 +243,9 @@ class LagReport:
     """Everything measured for one lag."""
 
     lag: float
-    total: Agreement
-    """Live against offline."""
-    context: Agreement | None
-    """Live against the offline windows on the live features: the brain model's context."""
-    features: Agreement | None
-    """The offline windows on the live features against offline: the extractors."""
+    total: Agreement  # live against offline
+    context: Agreement | None  # live against the offline windows on the live features
+    features: Agreement | None  # the offline windows on the live features against offline
     modalities: dict[str, FeatureAgreement]
     counters: dict[str, float] = field(default_factory=dict)
     words_offline: int = 0
@@ -295,7 +253,7 @@ class LagReport:
 
     def row(self) -> dict[str, Any]:
         """This lag's row of `fidelity.csv` (keys: CSV_COLUMNS)."""
-        t, c, f = self.total, self.context, self.features
+        t, k = self.total, self.counters
         row: dict[str, Any] = {
             "lag_s": self.lag,
             "seconds": t.n_seconds,
@@ -306,36 +264,20 @@ class LagReport:
             "max_abs_diff": t.max_abs,
             "r_second_mean": t.r_second_mean,
             "undefined_vertices": t.undefined,
-            "r_context_mean": c.r_mean if c else None,
-            "mad_context": c.mad if c else None,
-            "r_features_mean": f.r_mean if f else None,
-            "mad_features": f.mad if f else None,
         }
+        for name, a in (("context", self.context), ("features", self.features)):
+            row[f"r_{name}_mean"], row[f"mad_{name}"] = (a.r_mean, a.mad) if a else (None, None)
         for m in MODALITIES:
             fa = self.modalities.get(m)
             ok = fa is not None and fa.state == "compared"
             row[f"{m}_feature_r"] = fa.r if ok else None
             row[f"{m}_feature_rel_error"] = fa.rel_error if ok else None
-        k = self.counters
-        row.update(
-            words_live=int(k.get("words", 0)),
-            late_words=int(k.get("late_words", 0)),
-            words_offline=self.words_offline,
-            dropped_seconds=int(k.get("dropped_seconds", 0)),
-            dropped_bins=int(k.get("dropped_bins", 0)),
-            extractor_errors=int(k.get("extractor_errors", 0)),
-            engine_errors=int(k.get("engine_errors", 0)),
-            wall_s=round(self.wall_s, 3),
-        )
+        row["words_live"], row["late_words"] = int(k.get("words", 0)), int(k.get("late_words", 0))
+        row["words_offline"] = self.words_offline
+        for key in ("dropped_seconds", "dropped_bins", "extractor_errors", "engine_errors"):
+            row[key] = int(k.get(key, 0))
+        row["wall_s"] = round(self.wall_s, 3)
         return row
-
-
-def common_seconds(live_seconds: Sequence[int], n_offline: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices into the live predictions and the offline rows of the seconds both have (a live
-    stream may skip seconds when behind; offline has one row per second from 0)."""
-    s = np.asarray(live_seconds, dtype=np.int64)
-    keep = np.nonzero((s >= 0) & (s < n_offline))[0]
-    return keep, s[keep]
 
 
 def lag_report(
@@ -350,11 +292,12 @@ def lag_report(
     words_offline: int = 0,
     wall_s: float = 0.0,
 ) -> LagReport:
-    """One lag's statistics from arrays: live predictions `(n, V)` for `live_seconds`, offline
-    rows `(R, V)` (row i = second i), both sides' features `{modality: (L, D, T)}`, and
-    optionally the offline windows run on the live features (`(R', V)`, row i = second i)."""
-    li, oi = common_seconds(live_seconds, len(offline_values))
-    live = np.asarray(live_values)[li]
+    """One lag's statistics: live predictions `(n, V)` for `live_seconds` (matched by number: a
+    stream behind skips seconds), offline rows `(R, V)` (row i = second i), both sides' features
+    `{modality: (L, D, T)}`, optionally the offline windows on the live features (`(R', V)`)."""
+    s = np.asarray(live_seconds, dtype=np.int64)
+    li = np.nonzero((s >= 0) & (s < len(offline_values)))[0]
+    oi, live = s[li], np.asarray(live_values)[li]
     total = agreement(live, np.asarray(offline_values)[oi])
     context = features = None
     if offline_on_live is not None:
@@ -391,8 +334,7 @@ class FidelityReport:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
         w.writeheader()
-        for row in self.rows():
-            w.writerow({k: _cell(v) for k, v in row.items()})
+        w.writerows({k: _cell(v) for k, v in row.items()} for row in self.rows())
         return buf.getvalue()
 
     def seconds_csv(self) -> str:
@@ -409,10 +351,8 @@ class FidelityReport:
         for item in self.lags:
             if abs(item.lag - lag) < 1e-9:
                 return item
-        raise InputError(f"lag {lag:g} was not measured ({', '.join(self.lag_names())})")
-
-    def lag_names(self) -> list[str]:
-        return [f"{lag.lag:g}" for lag in self.lags]
+        names = ", ".join(f"{x.lag:g}" for x in self.lags)
+        raise InputError(f"lag {lag:g} was not measured ({names})")
 
     @property
     def untrained(self) -> bool:
@@ -424,14 +364,8 @@ def _at(x: np.ndarray, k: int) -> float | None:
 
 
 def _cell(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.6g}"
-    return v
-
-
-# ----- running both sides --------------------------------------------------------------------
+    """A CSV cell: empty for None, a float to 6 significant digits (`nan` as such)."""
+    return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
 
 
 @dataclass
@@ -442,29 +376,20 @@ class FidelityResult:
     options: FidelityOptions
 
     def write(self, folder: str | Path, *, overwrite: bool = False, map_image: bool = True):
-        """Write the CSVs, `r_by_vertex.npy` (lags × vertices), the plot and (with
-        `map_image`) the r map into `folder`; returns `(written, problems)`: a picture that
-        cannot be drawn here is a problem line, the other files are still written."""
+        """Write every output file into `folder` (the r map only with `map_image`); returns
+        `(written, problems)` as `write_outputs`."""
         return write_outputs(self.report, folder, self.options.drawn_lag, overwrite, map_image)
 
 
 def live_extractors(shared: dict, modalities: Sequence[str], asr=None):
-    """`Extractors` for one live run on the Predictor's loaded extractor models (`shared`:
-    modality -> extractor), limited to `modalities`; `asr`: a WhisperASR, given its own live
-    state here (each stream needs a fresh one)."""
+    """`Extractors` for one live run on the Predictor's extractors (`shared`: modality ->
+    extractor), limited to `modalities`; text only with `asr` (a WhisperASR, fresh live state)."""
+    from tribe_stream.extractors.asr import LiveASR
     from tribe_stream.models import Extractors
 
-    live_asr = None
-    if "text" in modalities and asr is not None:
-        from tribe_stream.extractors.asr import LiveASR
-
-        live_asr = LiveASR(asr)
-    return Extractors(
-        video=shared.get("video") if "video" in modalities else None,
-        audio=shared.get("audio") if "audio" in modalities else None,
-        text=shared.get("text") if live_asr is not None else None,
-        asr=live_asr,
-    )
+    video, audio = shared.get("video"), shared.get("audio")
+    text, live_asr = (None, None) if asr is None else (shared.get("text"), LiveASR(asr))
+    return Extractors(video, audio, text, live_asr).for_stream(modalities)
 
 
 def measure(
@@ -500,12 +425,11 @@ def measure(
             t1 = time.perf_counter()
             stream = Stream(source, o.stream_options(lag))
             stream.use_models(predictor.models, live_extractors(predictor.extractors, mods, asr))
-            done = [0]
+            count = itertools.count(1)
 
-            def tick(_p, stage=stage, done=done) -> None:
-                done[0] += 1
+            def tick(_p, stage=stage, count=count) -> None:
                 if progress:
-                    progress(stage, done[0], len(offline))
+                    progress(stage, next(count), len(offline))
 
             preds = stream.run(on_prediction=tick)
             if not preds:
@@ -516,29 +440,14 @@ def measure(
             pipe = stream.pipeline
             live_feats = {m: pipe.features(m) for m in pipe.modalities}
             on_live = predict_windows(predictor.engine, live_feats, pad_last=True)
-            reports.append(
-                lag_report(
-                    lag,
-                    np.stack([p.values for p in preds]),
-                    [p.second for p in preds],
-                    offline.values,
-                    live_feats,
-                    off_feats,
-                    offline_on_live=on_live,
-                    counters=stream.counters,
-                    words_offline=len(offline.words or []),
-                    wall_s=time.perf_counter() - t1,
-                )
-            )
+            values, seconds = np.stack([p.values for p in preds]), [p.second for p in preds]
+            reports.append(lag_report(
+                lag, values, seconds, offline.values, live_feats, off_feats, on_live,
+                stream.counters, len(offline.words or []), time.perf_counter() - t1,
+            ))  # fmt: skip
         notes += recognition_notes(reports, o.replay_realtime)
-        report = FidelityReport(
-            media=str(media),
-            model=predictor.loaded.identity,
-            lags=reports,
-            offline_seconds=len(offline),
-            offline_s=offline_s,
-            notes=notes,
-        )
+        identity = predictor.loaded.identity
+        report = FidelityReport(str(media), identity, reports, len(offline), offline_s, notes)
         return FidelityResult(report, o)
     finally:
         if tmp is not None:
@@ -547,8 +456,7 @@ def measure(
 
 def recognition_notes(reports: Sequence[LagReport], realtime: bool) -> list[str]:
     """What live speech recognition did that the numbers depend on: words that came after their
-    second was predicted (their text is missing from those predictions), a recogniser still busy
-    when the stream ended."""
+    second was predicted (their text missing there), a recogniser still busy at the end."""
     notes = []
     for r in reports:
         words, late = int(r.counters.get("words", 0)), int(r.counters.get("late_words", 0))
@@ -564,12 +472,13 @@ def recognition_notes(reports: Sequence[LagReport], realtime: bool) -> list[str]
     return notes
 
 
-def check_media(media: Path):
+def check_media(media: str | Path):
     """The file as a stream's `Media`, checked (it exists, FFmpeg reads pictures or sound)
     before any model loads; a text is refused: there is nothing to replay."""
     from tribe_stream.prediction import media_kind
     from tribe_stream.stream.producer import Media
 
+    media = Path(media)
     if not media.exists():
         raise InputError(f"{media} does not exist")
     if media.is_file() and media_kind(media) == "text":
@@ -580,13 +489,6 @@ def check_media(media: Path):
     return Media(file=str(media)).validate()
 
 
-# ----- outputs -------------------------------------------------------------------------------
-
-
-def output_paths(folder: str | Path) -> dict[str, Path]:
-    return {k: Path(folder).expanduser() / name for k, name in OUTPUT_FILES.items()}
-
-
 def check_outputs(folder: str | Path, overwrite: bool = False) -> dict[str, Path]:
     """The output files, checked before any work: the folder is made if its parent exists;
     a file that exists is refused unless `overwrite`."""
@@ -595,11 +497,10 @@ def check_outputs(folder: str | Path, overwrite: bool = False) -> dict[str, Path
     d = Path(folder).expanduser()
     if d.exists() and not d.is_dir():
         raise InputError(f"--out {d} is a file; name a folder for the report")
-    if not d.exists():
-        if not d.parent.is_dir():
-            raise InputError(f"--out {d}: its parent folder {d.parent} does not exist")
-        d.mkdir()
-    paths = output_paths(d)
+    if not d.exists() and not d.parent.is_dir():
+        raise InputError(f"--out {d}: its parent folder {d.parent} does not exist")
+    d.mkdir(exist_ok=True)
+    paths = {k: d / name for k, name in OUTPUT_FILES.items()}
     for p in paths.values():
         check_output(p, (p.suffix,), what="report file")
         if p.exists() and not overwrite:
@@ -617,19 +518,14 @@ def write_outputs(
     """Write every output (atomically); returns the files written and one line per picture
     that could not be drawn (the other files are written all the same)."""
     from tribe_stream.errors import TribeStreamError
-    from tribe_stream.outputs import atomic_write
+    from tribe_stream.outputs import atomic_write, save_npy
 
     paths = check_outputs(folder, overwrite)
     written, problems = [], []
     for key, text in (("csv", report.csv()), ("seconds", report.seconds_csv())):
         written.append(atomic_write(paths[key], lambda tmp, t=text: tmp.write_text(t)))
     maps = np.stack([lag.total.r_vertex for lag in report.lags]).astype(np.float32)
-
-    def save_r(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, maps, allow_pickle=False)
-
-    written.append(atomic_write(paths["r"], save_r))
+    written.append(save_npy(paths["r"], maps))
     pictures = [("plot", lambda p: plot_report(report, p))]
     if map_image:
         pictures.append(("map", lambda p: render_r_map(report, map_lag, p)))
@@ -659,25 +555,16 @@ def plot_report(report: FidelityReport, path: str | Path) -> None:
     a.plot(lags, [x.total.r_median for x in report.lags], "s--", label="median")
     a.plot(lags, [x.total.r_p05 for x in report.lags], "v:", label="5th percentile")
     if all(x.context is not None for x in report.lags):
-        a.plot(
-            lags,
-            [x.context.r_mean for x in report.lags],
-            "x-",
-            alpha=0.6,
-            label="same features (brain model's context only)",
-        )
-    a.set_xlabel("lag (s)")
-    a.set_ylabel("per-vertex r over time")
-    a.set_title("live vs offline, by lag")
-    a.grid(alpha=0.3)
-    a.legend(fontsize=7)
+        same = [x.context.r_mean for x in report.lags]
+        a.plot(lags, same, "x-", alpha=0.6, label="same features (brain model's context only)")
+    a.set(xlabel="lag (s)", ylabel="per-vertex r over time", title="live vs offline, by lag")
     for x in report.lags:
         b.plot(np.arange(len(x.total.r_second)), x.total.r_second, lw=1, label=f"lag {x.lag:g} s")
-    b.set_xlabel("seconds since stream start")
-    b.set_ylabel("spatial r of each second's map")
+    b.set(xlabel="seconds since stream start", ylabel="spatial r of each second's map")
     b.set_title("by second")
-    b.grid(alpha=0.3)
-    b.legend(fontsize=7)
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     who = "UNTRAINED demo weights" if report.untrained else str(report.model.get("source", ""))
     fig.suptitle(f"{Path(report.media).name}: {who}", fontsize=9)
     fig.tight_layout()
@@ -696,8 +583,7 @@ def render_r_map(
     r = np.asarray(report.lag(lag).total.r_vertex, dtype=np.float32)
     if r.shape != (N_VERTICES,):
         raise InputError(f"the r map has {r.shape[0]} values, not fsaverage5's {N_VERTICES}")
-    finite = r[np.isfinite(r)]
-    low = float(np.percentile(finite, 2)) if finite.size else 0.0
+    low = float(np.nan_to_num(_nanstat(np.percentile, r, 2)))  # 0 when no r is defined
     vmin = float(np.clip(np.floor(low / 0.05) * 0.05, -1.0, 0.95))
     who = "untrained demo weights" if report.untrained else str(report.model.get("source", ""))
     image = render_image(

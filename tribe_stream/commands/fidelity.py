@@ -1,9 +1,6 @@
 """`tribe-stream fidelity MEDIA --checkpoint SRC [--lags 0,2,5,10] [--out DIR]`: how closely the
-live stream follows the offline prediction, at each lag (tribe_stream/fidelity.py).
-
-Writes DIR/fidelity.csv (a row per lag, every statistic), fidelity_seconds.csv (r by second
-since the start), r_by_vertex.npy (lags x vertices), fidelity.png (r against lag, r against
-seconds) and fidelity_r_map.png (one lag's per-vertex r on the cortex); prints a table.
+live stream follows the offline prediction, at each lag (tribe_stream/fidelity.py); prints two
+tables and writes the report files (`fidelity.OUTPUT_FILES`) into DIR.
 """
 
 from __future__ import annotations
@@ -38,13 +35,9 @@ def tables(report, media: str) -> list:
     for h in ("lag s", "r mean", "median", "p5", "MAD", "max |d|", "context", "features"):
         preds.add_column(h, justify="right")
     for row in rows:
-        keys = ("r_mean", "r_median", "r_p05", "mad", "max_abs_diff")
-        preds.add_row(
-            f"{row['lag_s']:g}",
-            *(_fmt(row[k]) for k in keys),
-            _fmt(row["r_context_mean"]),
-            _fmt(row["r_features_mean"]),
-        )
+        cells = [row[k] for k in ("r_mean", "r_median", "r_p05", "mad", "max_abs_diff")]
+        cells += [row["r_context_mean"], row["r_features_mean"]]
+        preds.add_row(f"{row['lag_s']:g}", *map(_fmt, cells))
     feats = Table(title="live vs offline features (r / relative error) and words")
     mods = [m for m in ("text", "audio", "video") if any(m in x.modalities for x in report.lags)]
     for h in ["lag s", *mods, "words live", "late", "offline"]:
@@ -60,15 +53,13 @@ def tables(report, media: str) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from tribe_stream.fidelity import FidelityOptions, check_media, check_outputs, measure
     from tribe_stream.options import from_args
 
-    check_media(Path(args.media))  # the cheap checks first, then the options, then the outputs
+    check_media(args.media)  # the cheap checks first, then the options, then the outputs
     options = from_args(FidelityOptions, args).validate()
     folder = args.out or "fidelity"
     check_outputs(folder, args.overwrite)  # before any model loads

@@ -23,24 +23,22 @@ END_TO_END = STAGES[-1][2]
 
 def stage_delays(header: dict, received_stream_time: float) -> dict[str, float]:
     """Milliseconds per stage for one prediction header (stages with a missing stamp are left out)."""
-    t = dict(header.get("timings") or {})
-    t["received"] = received_stream_time
-    out = {}
-    for a, b, label in STAGES:
-        if t.get(a) is not None and t.get(b) is not None:
-            out[label] = (t[b] - t[a]) * 1e3
-    return out
+    t = {**(header.get("timings") or {}), "received": received_stream_time}
+    return {
+        label: (t[b] - t[a]) * 1e3
+        for a, b, label in STAGES
+        if t.get(a) is not None and t.get(b) is not None
+    }
+
+
+def quantiles(values, qs: tuple[float, ...] = (50, 95, 99, 100)) -> dict[str, float]:
+    """`{"p50": v, ...}` of `values` (`p100` is the maximum)."""
+    return {f"p{q:g}": float(v) for q, v in zip(qs, np.percentile(values, qs), strict=True)}
 
 
 def percentiles(
     rows: list[dict[str, float]], qs: tuple[float, ...] = (50, 95, 99, 100)
 ) -> dict[str, dict[str, float]]:
-    """Per stage: `{"p50": ms, ...}` over `rows` of `stage_delays` (`p100` is the maximum)."""
-    out = {}
-    for _, _, label in STAGES:
-        vals = np.array([r[label] for r in rows if label in r])
-        if vals.size:
-            out[label] = {
-                f"p{q:g}": float(v) for q, v in zip(qs, np.percentile(vals, qs), strict=True)
-            }
-    return out
+    """Per stage: `quantiles` in ms over `rows` of `stage_delays`."""
+    vals = {label: [r[label] for r in rows if label in r] for _, _, label in STAGES}
+    return {label: quantiles(v, qs) for label, v in vals.items() if v}
