@@ -86,6 +86,32 @@ def window_rows(n_bins: int) -> list[tuple[int, int]]:
     return [(s, min(s + MAX_TOKENS, n_bins)) for s in range(0, n_bins, MAX_TOKENS)]
 
 
+def _features_digest(feats: dict[str, np.ndarray]) -> str:
+    """SHA-256 of features' names, shapes, dtypes and bytes (a cache entry's checksum)."""
+    h = hashlib.sha256()
+    for name in sorted(feats):
+        a = np.ascontiguousarray(feats[name])
+        h.update(f"{name}{a.shape}{a.dtype.str}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _entry_problem(feats: dict, info: Any, digest: str, dims: dict) -> str | None:
+    """Why a feature-cache entry does not fit its input, or None."""
+    if not isinstance(info, dict) or info.get("input_sha256") != digest:
+        return "was made from another input"
+    if info.get("features_sha256") != _features_digest(feats):
+        return "does not hold the features it was written with"
+    n = info.get("n_bins")
+    for m, a in feats.items():
+        want = dims.get(m)
+        if a.ndim != 3 or a.shape[-1] != n or (want and tuple(a.shape[:2]) != tuple(want)):
+            return f"has {m} features of shape {a.shape}, not ({want}, {n})"
+        if not np.isfinite(a).all():
+            return f"has {m} features that are not finite"
+    return None
+
+
 def file_digest(path: Path, chunk: int = 1 << 20) -> str:
     """SHA-256 of the file's bytes (read in 1 MiB pieces)."""
     h = hashlib.sha256()
@@ -225,11 +251,15 @@ class Predictor:
             raise InputError(
                 f"{path} does not exist" if not path.exists() else f"{path} is not a file"
             )
-        key = None
+        key = digest = None
         if self.cache_dir is not None:
+            try:
+                digest = file_digest(path)
+            except OSError as exc:  # this file fails, not the batch, and names itself
+                raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
             ident = json.dumps(self.extractor_identity(), sort_keys=True, default=str)
-            key = hashlib.sha256((file_digest(path) + ident).encode()).hexdigest()[:32]
-            hit = self._cache_read(key)
+            key = hashlib.sha256((digest + ident).encode()).hexdigest()[:32]
+            hit = self._cache_read(key, digest)
             if hit is not None:
                 return hit[0], {**hit[1], "cached": True, "extract_s": 0.0}
         t0 = time.perf_counter()
@@ -260,24 +290,32 @@ class Predictor:
             "extract_s": time.perf_counter() - t0,
         }
         if key is not None:
-            self._cache_write(key, result.features, info)
+            self._cache_write(key, result.features, {**info, "input_sha256": digest})
         return result.features, info
 
-    def _cache_read(self, key: str):
+    def _cache_read(self, key: str, digest: str):
+        """The entry `key`, if it is whole and fits this input (made from bytes of this
+        digest, its features the ones written: a checksum, shapes and finite values); else
+        None, said in one line, and the features are made again."""
         npz, meta = self.cache_dir / f"{key}.npz", self.cache_dir / f"{key}.json"
         if not (npz.is_file() and meta.is_file()):
             return None
         try:
             with np.load(npz, allow_pickle=False) as z:
                 feats = {k: np.asarray(z[k]) for k in z.files}
-            return feats, json.loads(meta.read_text())
-        except (OSError, ValueError) as exc:  # a damaged entry is recomputed, never trusted
-            log.warning("feature cache entry %s unreadable (%s); extracting again", key, exc)
-            return None
+            info = json.loads(meta.read_text())
+            why = _entry_problem(feats, info, digest, self.loaded.config.feature_dims)
+        except Exception as exc:  # noqa: BLE001 - whatever the damage, the entry is not used
+            why = f"unreadable ({type(exc).__name__}: {exc})"
+        if why is None:
+            return feats, info
+        log.warning("feature cache entry %s %s; extracting again", key, why)
+        return None
 
     def _cache_write(self, key: str, feats: dict[str, np.ndarray], info: dict) -> None:
         from tribe_stream.outputs import atomic_write, save_npz
 
+        info = {**info, "features_sha256": _features_digest(feats)}
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             save_npz(self.cache_dir / f"{key}.npz", **feats)
