@@ -519,3 +519,30 @@ def test_demo_publishes_every_second_to_a_subscriber(tmp_path):
         assert h["model"]["untrained"] is True and h["model"]["n_outputs"] == N_VERTICES
         assert h["timings"]["model_end"] >= h["timings"]["window_end"] - 1e-3
         assert v.shape == (N_VERTICES,) and np.isfinite(v).all()
+
+
+def test_speech_recognition_that_falls_behind_says_so_and_counts_the_sound_it_drops(caplog):
+    """Issue 31 #8: the recogniser's queue filled and its oldest sound was dropped for the rest
+    of the run with nothing said and 0 in the summary. Now: a warning when it falls half a
+    queue behind, one at the first drop (and every 30 s of sound after), seconds counted."""
+    import logging
+    import time
+
+    from tribe_stream.stream.pipeline import AsrWorker
+
+    class SlowRecogniser:  # the recogniser on a busy CPU: 50 ms for each 0.1 s block
+        def feed(self, samples, t_end):
+            time.sleep(0.05)
+            return []
+
+    worker = AsrWorker(SlowRecogniser(), max_queue=10)
+    with caplog.at_level(logging.WARNING, logger="tribe_stream.pipeline"):
+        for i in range(60):
+            worker.feed(np.zeros(1600, np.float32), (i + 1) * 0.1)
+    worker.stop(timeout=5.0)
+    c = worker.counters
+    assert c["asr_dropped_chunks"] >= 30
+    assert c["asr_dropped_s"] == pytest.approx(c["asr_dropped_chunks"] * 0.1)
+    said = [r.getMessage() for r in caplog.records]
+    assert any("falling behind" in m for m in said)
+    assert sum("cannot keep up" in m for m in said) == 1  # once, not once a block

@@ -144,8 +144,13 @@ def run_stream(stream: Stream, *, out: str | None = None, total: float | None = 
         print(
             f"done: {int(c['predictions'])} predictions, {int(c['bins'])} bins, "
             f"{int(c.get('words', 0))} words, dropped {int(c['dropped_bins'])} bins and "
-            f"{int(c['dropped_seconds'])} seconds, "
-            f"{int(c['extractor_errors'] + c['engine_errors'])} errors",
+            f"{int(c['dropped_seconds'])} seconds"
+            + (
+                f", {c['asr_dropped_s']:.1f} s of sound for speech recognition"
+                if c.get("asr_dropped_s")
+                else ""
+            )
+            + f", {int(c['extractor_errors'] + c['engine_errors'])} errors",
             flush=True,
         )
     if out_path is not None and values:

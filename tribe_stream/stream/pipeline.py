@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tribe_stream import BIN_SECONDS, HEMODYNAMIC_OFFSET_S
+from tribe_stream import AUDIO_RATE, BIN_SECONDS, HEMODYNAMIC_OFFSET_S
 from tribe_stream.clock import StreamClock
 from tribe_stream.models import Extractors
 from tribe_stream.stream.ring import FeatureRing
@@ -59,31 +59,54 @@ class PipelineConfig:
 class AsrWorker:
     """Speech recognition in its own thread, so a slow pass never holds up the compute loop.
 
-    Audio goes in with `feed` (never blocks; beyond `max_queue` blocks the oldest is dropped and
-    counted); stable words come out with `words()`.
+    Audio goes in with `feed` (never blocks; beyond `max_queue` blocks the oldest is dropped,
+    counted in blocks and seconds of sound, and said in the log: when the recogniser first falls
+    half a queue behind, at the first drop and every `say_every_s` of sound dropped after it);
+    stable words come out with `words()`.
     """
 
-    def __init__(self, live_asr, max_queue: int = 600):
+    def __init__(self, live_asr, max_queue: int = 600, say_every_s: float = 30.0):
         self.asr = live_asr
         self._in: queue.Queue = queue.Queue(maxsize=max_queue)
         self._out: queue.Queue = queue.Queue()
-        self.counters = {"asr_dropped_chunks": 0, "asr_errors": 0}
+        self.counters = {"asr_dropped_chunks": 0, "asr_dropped_s": 0.0, "asr_errors": 0}
+        self._said_behind, self._said_dropped, self._say_every = False, -1.0, say_every_s
         self._stop = threading.Event()
         self._busy = False
         self._thread = threading.Thread(target=self._loop, name="asr", daemon=True)
         self._thread.start()
 
     def feed(self, samples: np.ndarray, t_end: float) -> None:
+        if not self._said_behind and self._in.qsize() > self._in.maxsize // 2:
+            self._said_behind = True
+            log.warning(
+                "speech recognition is falling behind the stream (%d blocks of sound waiting); "
+                "beyond %d its oldest sound is dropped",
+                self._in.qsize(),
+                self._in.maxsize,
+            )
         while True:
             try:
                 self._in.put_nowait((samples, t_end))
                 return
             except queue.Full:
                 try:
-                    self._in.get_nowait()
-                    self.counters["asr_dropped_chunks"] += 1
+                    old, _ = self._in.get_nowait()
                 except queue.Empty:
-                    pass
+                    continue
+                c = self.counters
+                c["asr_dropped_chunks"] += 1
+                c["asr_dropped_s"] += len(old) / AUDIO_RATE
+                if (
+                    c["asr_dropped_s"] - self._said_dropped >= self._say_every
+                    or self._said_dropped < 0
+                ):
+                    self._said_dropped = c["asr_dropped_s"]
+                    log.warning(
+                        "speech recognition cannot keep up: %.1f s of sound dropped so far, its "
+                        "words lost (a faster recogniser or device, or --no-text)",
+                        c["asr_dropped_s"],
+                    )
 
     def _loop(self) -> None:
         while not self._stop.is_set():
