@@ -5,17 +5,16 @@
     for pred in Subscriber("tcp://127.0.0.1:5556"):
         print(pred.header["second"], pred.values.mean())   # values: (20484,) read-only view
 
-Every message is validated (docs/PROTOCOL.md); malformed or foreign ones are dropped, counted by
-reason and never raise. Sequence numbers give gaps; the heartbeat's `next_seq` even reveals
-trailing losses. ZeroMQ reconnects on its own after a publisher restart (a new `session` in the
-headers), which is counted, not mistaken for a gap. A single forged or corrupt sequence number
-cannot shut a session out: a jump ahead stays tentative until the stream confirms it (see
-`Subscriber`).
+Every message is validated (docs/PROTOCOL.md); bad ones are dropped and counted by reason, never
+raised. Sequence numbers give gaps (the heartbeat's `next_seq` trailing ones); a publisher restart
+(a new `session`) is counted, not taken for a gap; a forged or corrupt `seq` cannot shut a session
+out (see `Subscriber`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import threading
 import time
@@ -61,6 +60,11 @@ class Gap:
     wall: float
 
 
+_STATS = (
+    "received roi_received gaps missed skipped rejected reject_reasons restarts resyncs connects "
+    "disconnects auth_failures last_error"
+).split()
+
 CONFIRM_AFTER = 4
 """In-order predictions that confirm a jump ahead; also the run of backward ones that resyncs."""
 _MAX_JUMPS = 16
@@ -88,11 +92,8 @@ class _Stream:
 def _belongs(roi: Message, prediction: Message) -> bool:
     """Whether region means `roi` are those of `prediction` (same stream, session and seq)."""
     r, p = roi.header, prediction.header
-    return (r.get("stream_id"), r.get("session"), r.get("prediction_seq")) == (
-        p.get("stream_id"),
-        p.get("session"),
-        p.get("seq"),
-    )
+    ids = ("stream_id", "session")
+    return [*map(r.get, ids), r.get("prediction_seq")] == [*map(p.get, ids), p.get("seq")]
 
 
 class Subscriber:
@@ -101,29 +102,18 @@ class Subscriber:
     `topics` chooses what `recv` and iteration return ("prediction", "status", "metadata",
     "roi": one prediction's region means, `values (R,)`, named by `.metadata["regions"]`);
     heartbeats and metadata are always received and kept in `.status` and `.metadata`.
-    `latest_only=True` (viewers) makes `recv` return only the newest waiting prediction;
-    the older ones are counted in `skipped`, not as losses; with "roi" in `topics` the newest
-    prediction's region means follow it (the next `recv`), the skipped ones' are dropped.
-    For CURVE pass the server's public
-    key (`curve_server_key`: Z85 text or `NAME.key` file) and our key pair (`curve_keypair`:
-    `NAME.key_secret` file, Z85 secret, or (public, secret)); without a key pair an ephemeral
-    one is made. Not thread-safe, except `stop()`.
+    `latest_only=True` (viewers): `recv` returns only the newest waiting prediction (the older
+    ones count in `skipped`, not as losses), then its region means if "roi" is in `topics`.
+    CURVE: the server's public key (`curve_server_key`: Z85 text or `NAME.key` file) and our key
+    pair (`curve_keypair`: `NAME.key_secret` file, Z85 secret, or (public, secret); default an
+    ephemeral one). Not thread-safe, except `stop()`. Counters: see `stats`.
 
-    Counters: `received`, `gaps`, `missed`, `skipped`, `rejected` (with `reject_reasons` and
-    `last_reject`), `restarts`, `resyncs`, `connects`, `disconnects`, `auth_failures`
-    (`last_error`).
-
-    Sequence tracking (docs/PROTOCOL.md, "Sequence numbers"): a prediction whose `seq` is ahead of
-    the next expected one (or a heartbeat/metadata whose `next_seq` is) is a gap, counted at once.
-    The jump stays tentative until `CONFIRM_AFTER` (4) predictions in a row continue it, as they
-    do after real losses (the first message of a session is tentative the same way, a jump from
-    nowhere). Until then a message that continues the sequence from before the jump
-    shows the jump was spurious (a forged or corrupt message): the tracker resynchronises to it
-    and withdraws the gaps the jump counted (`resyncs`; the spurious message itself was already
-    delivered). Otherwise a prediction behind the expected seq is a stale duplicate and rejected
-    (`stale-seq`), unless `CONFIRM_AFTER` of them in a row continue each other: then the stream
-    has evidently moved back (a run of forged messages had been confirmed) and the last of the run
-    resynchronises the tracker (the ones before it stay rejected).
+    Sequence tracking (docs/PROTOCOL.md, "Sequence numbers"): a `seq` (or `next_seq`) ahead of
+    the expected one is a gap, counted at once but tentative until `CONFIRM_AFTER` predictions
+    continue it (a session's first message is such a jump, from nowhere). A message that
+    continues the sequence from before a tentative jump shows it spurious: the tracker
+    resynchronises and withdraws its gaps (`resyncs`). A prediction behind is a stale duplicate
+    (`stale-seq`), unless `CONFIRM_AFTER` in a row continue each other: the last resynchronises.
     """
 
     def __init__(
@@ -342,8 +332,8 @@ class Subscriber:
         self, st: _Stream, sid: str, session: str, index: int | None, pos: int, nxt: int
     ) -> None:
         """Follow the sequence at `pos` again. `index`: the tentative jump whose start `pos`
-        continues; the gaps of it and of later jumps are withdrawn, and what was lost between its
-        start and `pos` is counted. None: a backward run, after a jump that had been confirmed."""
+        continues (its and later jumps' gaps withdrawn, what was lost from its start to `pos`
+        counted); None: a backward run, after a confirmed jump."""
         undone = st.jumps[index:] if index is not None else []
         withdrawn = 0
         for jump in undone:
@@ -351,10 +341,8 @@ class Subscriber:
                 self.gaps -= 1
                 self.missed -= jump.gap.count
                 withdrawn += jump.gap.count
-                try:
+                with contextlib.suppress(ValueError):  # unless rotated out of the log
                     self.gap_log.remove(jump.gap)
-                except ValueError:
-                    pass  # already rotated out of the log
         self._pending_missed = max(0, self._pending_missed - withdrawn)
         was = st.expected
         if index is not None:
@@ -427,21 +415,8 @@ class Subscriber:
     @property
     def stats(self) -> dict[str, Any]:
         """All counters, for display or logging."""
-        return {
-            "received": self.received,
-            "roi_received": self.roi_received,
-            "gaps": self.gaps,
-            "missed": self.missed,
-            "skipped": self.skipped,
-            "rejected": self.rejected,
-            "reject_reasons": dict(self.reject_reasons),
-            "restarts": self.restarts,
-            "resyncs": self.resyncs,
-            "connects": self.connects,
-            "disconnects": self.disconnects,
-            "auth_failures": self.auth_failures,
-            "last_error": self.last_error,
-        }
+        stats = {name: getattr(self, name) for name in _STATS}
+        return stats | {"reject_reasons": dict(self.reject_reasons)}
 
     @property
     def alive(self) -> bool:
@@ -453,10 +428,8 @@ class Subscriber:
             return
         self._closed = True
         self._stopped.set()
-        try:
+        with contextlib.suppress(zmq.ZMQError):
             self._sock.disable_monitor()
-        except zmq.ZMQError:
-            pass
         self._mon.close(linger=0)
         self._sock.close(linger=0)
         if self._own_ctx:
@@ -470,9 +443,6 @@ class Subscriber:
 
 
 def subscriber_from_args(args: argparse.Namespace, url: str, **kwargs: Any) -> Subscriber:
-    return Subscriber(
-        url,
-        curve_server_key=args.curve_server_key,
-        curve_keypair=args.curve_keypair,
-        **kwargs,
-    )
+    """A Subscriber with the CURVE options of `add_subscriber_arguments`."""
+    keys = {"curve_server_key": args.curve_server_key, "curve_keypair": args.curve_keypair}
+    return Subscriber(url, **keys, **kwargs)

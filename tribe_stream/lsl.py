@@ -1,11 +1,10 @@
 """Lab Streaming Layer bridge: predictions from a publisher, re-published as an LSL outlet.
 
-One float32 channel per fsaverage5 vertex (labels `lh.0`..`lh.10241`, `rh.0`..`rh.10241`,
-with hemisphere and vertex index), nominal rate 1 Hz. Each sample is stamped on LSL's clock at
-the time it describes: by default the start of its stimulus second (so it lines up with EEG or
-markers recorded from the same stimulus); `stamp="bold"` uses the predicted-BOLD time instead.
-The mapping goes stream time -> Unix time (the stream's `t0_wall`) -> LSL clock, through
-StreamClock. Without `t0_wall` (e.g. a replay) the sample is stamped when it arrives.
+One float32 channel per fsaverage5 vertex (`lh.0`..`lh.10241`, `rh.0`..`rh.10241`; or per
+region), 1 Hz. Each sample is stamped on LSL's clock, through StreamClock and the stream's
+`t0_wall`, at the time it describes: its stimulus second's start (lining up with EEG recorded
+on the same stimulus) or, `stamp="bold"`, the predicted-BOLD time; without `t0_wall` (a
+replay), its arrival.
 """
 
 from __future__ import annotations
@@ -26,7 +25,12 @@ from tribe_stream.protocol import FSAVERAGE5, PROTOCOL_VERSION, Message
 
 log = logging.getLogger(__name__)
 
-STAMPS = ("stimulus", "bold", "arrival")
+_STAMP_TEXT = {
+    "stimulus": "start of the stimulus second",
+    "bold": "predicted-BOLD time",
+    "arrival": "arrival at the bridge",
+}
+STAMPS = tuple(_STAMP_TEXT)
 
 
 def _pylsl():
@@ -68,15 +72,8 @@ def stream_info(
     stream_id = str(metadata.get("stream_id", "tribe-stream"))
     names = region_names(metadata) if regions else None
     n_channels = len(names) if names is not None else N_VERTICES
-    suffix = ":roi" if regions else ""
-    info = pylsl.StreamInfo(
-        name,
-        stype,
-        n_channels,
-        1.0,
-        pylsl.cf_float32,
-        source_id or f"tribe-stream:{stream_id}{suffix}",
-    )
+    source_id = source_id or f"tribe-stream:{stream_id}{':roi' if regions else ''}"
+    info = pylsl.StreamInfo(name, stype, n_channels, 1.0, pylsl.cf_float32, source_id)
     desc = info.desc()
     acq = desc.append_child("acquisition")
     acq.append_child_value("manufacturer", "tribe-stream")
@@ -86,40 +83,27 @@ def stream_info(
     ts.append_child_value("protocol_version", str(PROTOCOL_VERSION))
     ts.append_child_value("stream_id", stream_id)
     ts.append_child_value("mesh", str((metadata.get("mesh") or FSAVERAGE5).get("name")))
-    ts.append_child_value(
-        "units",
-        metadata["regions"].get("units", "predicted BOLD")
-        if names is not None
-        else "predicted BOLD, per-run z-score units",
-    )
     if names is not None:
+        ts.append_child_value("units", metadata["regions"].get("units", "predicted BOLD"))
         ts.append_child_value("atlas", str(metadata["regions"].get("atlas", "")))
-    ts.append_child_value(
-        "timestamps",
-        "start of the stimulus second"
-        if stamp == "stimulus"
-        else "predicted-BOLD time"
-        if stamp == "bold"
-        else "arrival at the bridge",
-    )
+    else:
+        ts.append_child_value("units", "predicted BOLD, per-run z-score units")
+    ts.append_child_value("timestamps", _STAMP_TEXT.get(stamp, _STAMP_TEXT["arrival"]))
     offset = metadata.get("hemodynamic_offset_s", HEMODYNAMIC_OFFSET_S)
     ts.append_child_value("hemodynamic_offset_s", str(offset))
     ts.append_child_value("model_json", json.dumps(model))
-    if labels and names is not None:
+    if labels:
+        if names is None:
+            rows = channel_labels(metadata.get("mesh"))
+        else:  # a region's hemisphere: its name's; no vertex index
+            rows = [(n, "left" if n.startswith("lh.") else "right", None) for n in names]
         chans = desc.append_child("channels")
-        for label in names:
-            ch = chans.append_child("channel")
-            ch.append_child_value("label", label)
-            ch.append_child_value("hemisphere", "left" if label.startswith("lh.") else "right")
-            ch.append_child_value("type", "BOLD")
-            ch.append_child_value("unit", "z")
-    elif labels:
-        chans = desc.append_child("channels")
-        for label, hemi, vertex in channel_labels(metadata.get("mesh")):
+        for label, hemi, vertex in rows:
             ch = chans.append_child("channel")
             ch.append_child_value("label", label)
             ch.append_child_value("hemisphere", hemi)
-            ch.append_child_value("vertex", str(vertex))
+            if vertex is not None:
+                ch.append_child_value("vertex", str(vertex))
             ch.append_child_value("type", "BOLD")
             ch.append_child_value("unit", "z")
     return info
@@ -151,33 +135,18 @@ class LslBridge:
     """An LSL outlet fed with protocol messages: `push(msg)` per prediction."""
 
     def __init__(
-        self,
-        metadata: Mapping[str, Any],
-        *,
-        name: str = "tribe-stream",
-        stype: str = "fMRI",
-        source_id: str | None = None,
-        stamp: str = "stimulus",
-        labels: bool = True,
-        regions: bool = False,
-        max_buffered: int = 360,
-    ):
+        self, metadata: Mapping[str, Any], *, stamp: str = "stimulus", max_buffered: int = 360,
+        **info: Any,
+    ):  # fmt: skip
+        """`info`: `stream_info`'s `name`, `stype`, `source_id`, `labels` and `regions`."""
         if stamp not in STAMPS:
             raise InputError(f"stamp {stamp!r} is not one of {STAMPS}")
         pylsl = _pylsl()
         self.stamp = stamp
-        self.info = stream_info(
-            metadata,
-            name=name,
-            stype=stype,
-            source_id=source_id,
-            stamp=stamp,
-            labels=labels,
-            regions=regions,
-        )
+        self.info = stream_info(metadata, stamp=stamp, **info)
         self.outlet = pylsl.StreamOutlet(self.info, chunk_size=1, max_buffered=max_buffered)
         self.pushed = 0
-        self.topic = "roi" if regions else "prediction"
+        self.topic = "roi" if info.get("regions") else "prediction"
         self._row = np.empty((1, self.info.channel_count()), np.float32)
 
     def push(self, msg: Message) -> float:
@@ -231,23 +200,15 @@ def run_bridge(
                 waiting.append(msg)
             if bridge is None:
                 meta = sub.metadata
-                if (
-                    meta is None
-                    and not regions  # region names come only in the metadata
-                    and waiting
-                    and time.time() - waiting[0].received >= metadata_wait
-                ):
+                late = waiting and time.time() - waiting[0].received >= metadata_wait
+                if meta is None and not regions and late:  # region names: only in metadata
                     meta = waiting[0].header
                 if meta is None:
                     continue
                 bridge = LslBridge(meta, **(bridge_kwargs or {}))
-                log.info(
-                    "LSL outlet %r (type %s, source_id %s) with %d channels",
-                    bridge.info.name(),
-                    bridge.info.type(),
-                    bridge.info.source_id(),
-                    bridge.info.channel_count(),
-                )
+                info = bridge.info
+                log.info("LSL outlet %r (type %s, source_id %s) with %d channels", info.name(),
+                         info.type(), info.source_id(), info.channel_count())  # fmt: skip
             for m in waiting:
                 bridge.push(m)
             waiting.clear()

@@ -1,13 +1,10 @@
 """The wire format (docs/PROTOCOL.md): the only code that turns a Prediction into bytes and back.
 
-A message is three ZeroMQ frames `[topic, header, payload]`: the topic names the kind
-(`tribe.prediction`, `tribe.status`, `tribe.metadata`, `tribe.roi`), the header is a UTF-8 JSON
-object whose fields `HEADERS` declares, the payload raw little-endian values (predictions, region
-means) or empty. `decode` validates every field and raises `MessageRejected` with a short reason
-code (and nothing else, whatever the bytes), so a consumer can count bad input and go on: what it
-accepts, every consumer (recorder, viewer, LSL bridge) can use as is. The CURVE key helpers and
-the shared command-line options (endpoint, keys) live here too: they are part of how a peer joins
-a stream, and keep `zmq` out of CLI start-up.
+A message is three ZeroMQ frames `[topic, header, payload]`: the topic names the kind, the header
+is a UTF-8 JSON object whose fields `HEADERS` declares, the payload raw little-endian values or
+empty. `decode` validates every field and raises only `MessageRejected` (a short reason code),
+whatever the bytes: what it accepts, every consumer can use as is. The CURVE key helpers and the
+subscribers' command-line options live here too (how a peer joins; no `zmq` at CLI start-up).
 """
 
 from __future__ import annotations
@@ -59,9 +56,7 @@ MAX_DEPTH = 32
 """Deepest nesting of arrays and objects in a header (a flat object is 1; ours reach 4)."""
 
 _I64 = 2**63
-_F64_MAX = int(
-    sys.float_info.max
-)  # exactly float64's largest, as an int: int-int compares are fast
+_F64_MAX = int(sys.float_info.max)  # float64's largest as an int: int-int compares are fast
 
 FSAVERAGE5 = {
     "name": "fsaverage5",
@@ -91,11 +86,8 @@ class MessageRejected(ProtocolError):
 
 @dataclass(slots=True)
 class Message:
-    """One decoded message. `values` is a read-only view over the received frame (no copy).
-
-    `received` (Unix time) and `missed_before` (predictions lost in transport just before this one)
-    are filled in by the subscriber.
-    """
+    """One decoded message; `values` a read-only view over the received frame (no copy). The
+    subscriber fills in `received` (Unix time) and `missed_before` (lost just before this one)."""
 
     topic: str
     header: dict[str, Any]
@@ -178,12 +170,11 @@ def _check_tree(value: Any, what: str) -> None:
 
 
 def _payload(values: np.ndarray, wire: np.dtype) -> bytes:
-    """Values as little-endian `wire` bytes (values beyond float16's +-65504 become +-inf).
+    """Values as little-endian `wire` bytes (beyond float16's +-65504: +-inf).
 
-    If torch is already loaded (it is in the pipeline), its F16C float32 -> float16 cast is used:
-    the same IEEE round-to-nearest-even bits as NumPy's, about 5x faster (the one difference: a
-    signalling NaN comes out quiet, as IEEE says, where NumPy keeps it signalling). Never imported
-    here. Arrays torch cannot wrap as they are (read-only, strided, not float32) take NumPy's cast.
+    With torch already loaded (never imported here), float32 -> float16 is its F16C cast: NumPy's
+    bits (but a signalling NaN comes out quiet), about 5x faster. Arrays torch cannot wrap as
+    they are (read-only, strided, not float32) take NumPy's cast.
     """
     torch = sys.modules.get("torch")
     if (
@@ -199,17 +190,15 @@ def _payload(values: np.ndarray, wire: np.dtype) -> bytes:
         return values.astype(wire, copy=False).tobytes()
 
 
-def _base(kind: str, stream_id: str, session: str, seq: int, publish_wall: float) -> dict:
+def _base(kind: str, *, stream_id: str, session: str, seq: int, publish_wall: float) -> dict:
+    """The fields every header has; the encoders' `**ids` are these keyword arguments."""
     ids = dict(v=PROTOCOL_VERSION, kind=kind, stream_id=stream_id, session=session)
     return dict(ids, seq=seq, publish_wall=publish_wall)
 
 
 class PredictionEncoder:
-    """Encodes the predictions of one publisher session.
-
-    The header fields that never change within a session (ids, dtype, shape, mesh, model,
-    `t0_wall`) are serialised once; each prediction serialises only its own fields.
-    """
+    """Encodes the predictions of one publisher session: the fields fixed for the session (ids,
+    dtype, shape, mesh, model, `t0_wall`) serialised once, each prediction's own ones each time."""
 
     def __init__(
         self,
@@ -270,58 +259,38 @@ class PredictionEncoder:
 def encode_prediction(
     prediction: Prediction,
     *,
-    stream_id: str,
-    session: str,
     seq: int,
     publish_wall: float,
-    dtype: str = "float16",
-    model: Mapping[str, Any] | None = None,
-    mesh: Mapping[str, Any] | None = None,
-    t0_wall: float | None = None,
     publish_time: float | None = None,
+    **session: Any,
 ) -> list[bytes]:
-    """Frames for one prediction (a one-off PredictionEncoder; publishers keep theirs)."""
-    encoder = PredictionEncoder(
-        stream_id=stream_id, session=session, dtype=dtype, model=model, mesh=mesh, t0_wall=t0_wall
-    )
+    """Frames for one prediction, from a one-off PredictionEncoder (publishers keep theirs) of
+    `session`, its arguments (`stream_id`, `session`, `dtype`, `model`, `mesh`, `t0_wall`)."""
+    encoder = PredictionEncoder(**session)
     return encoder.encode(prediction, seq=seq, publish_wall=publish_wall, publish_time=publish_time)
 
 
 def encode_status(
-    counters: Mapping[str, Any],
-    *,
-    stream_id: str,
-    session: str,
-    seq: int,
-    publish_wall: float,
-    next_seq: int,
-    stream_time: float | None = None,
+    counters: Mapping[str, Any], *, next_seq: int, stream_time: float | None = None, **ids: Any
 ) -> list[bytes]:
-    """Frames for a heartbeat. `next_seq` is the seq the next prediction will carry."""
-    header = _base("status", stream_id, session, seq, publish_wall)
+    """Frames for a heartbeat. `next_seq` is the seq the next prediction will carry; `ids`:
+    `stream_id`, `session`, `seq`, `publish_wall`."""
+    header = _base("status", **ids)
     header.update(next_seq=next_seq, stream_time=stream_time, counters=_numbers(counters))
     return [TOPICS["status"], _dumps(header), b""]
 
 
 def encode_roi(
-    means: np.ndarray,
-    prediction: Prediction,
-    *,
-    atlas: str,
-    stream_id: str,
-    session: str,
-    seq: int,
-    publish_wall: float,
-    prediction_seq: int,
+    means: np.ndarray, prediction: Prediction, *, atlas: str, prediction_seq: int, **ids: Any
 ) -> list[bytes]:
     """Frames for one prediction's region means (`(R,)`, float32 on the wire): the `tribe.roi`
-    topic. Region names are in the stream metadata (`regions`), in payload order."""
+    topic; region names are in the metadata's `regions`, in payload order. `ids`: as status."""
     values = np.ascontiguousarray(means, dtype=DTYPES["float32"])
     if values.ndim != 1 or not 1 <= len(values) <= N_VERTICES:
         raise InputError(
             f"region means of shape {values.shape}; expected (R,), 1 <= R <= {N_VERTICES}"
         )
-    header = _base("roi", stream_id, session, seq, publish_wall)
+    header = _base("roi", **ids)
     header.update(
         second=int(prediction.second),
         stimulus=[float(prediction.stimulus[0]), float(prediction.stimulus[1])],
@@ -336,21 +305,12 @@ def encode_roi(
     return [TOPICS["roi"], _dumps(header), values.tobytes()]
 
 
-def encode_metadata(
-    metadata: Mapping[str, Any],
-    *,
-    stream_id: str,
-    session: str,
-    seq: int,
-    publish_wall: float,
-    next_seq: int,
-) -> list[bytes]:
-    """Frames for the stream metadata (`metadata` must be JSON data; reserved keys are set here).
-
-    Raises InputError for metadata a decoder would reject (nested too deep, over 64 KiB).
+def encode_metadata(metadata: Mapping[str, Any], *, next_seq: int, **ids: Any) -> list[bytes]:
+    """Frames for the stream metadata (`metadata` must be JSON data; reserved keys are set here;
+    `ids` as status). Raises InputError for metadata a decoder would reject (too deep, too big).
     """
     header = dict(metadata)
-    header.update(_base("metadata", stream_id, session, seq, publish_wall))
+    header.update(_base("metadata", **ids))
     header["next_seq"] = next_seq
     _check_tree(header, "the stream metadata")
     data = _dumps(header)
@@ -534,10 +494,8 @@ def _is_shallow(x: dict | list) -> bool:
 
 
 class Type(NamedTuple):
-    """A header value's type. `doc`: how PROTOCOL.md's tables and the rejections word it. `test`:
-    a Python expression of `x` (this module's constant text, never received data), true when `x`
-    is one; a value that passes holds nothing too deep or non-finite, so the fast path, which
-    inlines it, need not walk it."""
+    """A header value's type: `doc`, its wording in PROTOCOL.md and rejections; `test`, a Python
+    expression (constant text) true when `x` is one, nothing too deep or non-finite in it."""
 
     doc: str
     test: str
@@ -554,8 +512,8 @@ class Field(NamedTuple):
 
 
 class Schema(NamedTuple):
-    """A topic's header fields in the order they are judged; its payload size in bytes (a number,
-    or a function of a header whose fields passed); and its fast path, made from the fields."""
+    """A topic's header fields in judging order, its payload bytes (a number or a function of a
+    valid header), and its fast path, made from the fields."""
 
     fields: tuple[Field, ...]
     payload: int | Callable[[dict], int]
@@ -672,10 +630,9 @@ def _judge(field: Field, header: dict) -> None:
 def _validate(topic: str, header: dict, payload_bytes: int) -> None:
     """Raise MessageRejected for the first thing wrong, or return (unknown fields are fine).
 
-    `v` and `kind` first (a header of another version or topic may differ in anything), then the
-    whole header's depth and numbers, then each field in the schema's order. The payload's size
-    comes after the fields every header has where it is fixed (status, metadata: empty), else
-    after all the fields it depends on.
+    `v` and `kind` first (another version or topic may differ in anything), then the header's
+    depth and numbers, then the fields in order; the payload's size after the common fields where
+    it is fixed (status, metadata), else after all.
     """
     schema = HEADERS[topic]
     for field in schema.fields[:2]:
@@ -700,10 +657,8 @@ def _validate(topic: str, header: dict, payload_bytes: int) -> None:
 def decode(frames: Sequence[Any]) -> Message:
     """Validate and decode `[topic, header, payload]` (bytes, memoryviews or zmq.Frames).
 
-    Prediction and region values come back as a read-only NumPy view over the payload frame (no
-    copy). Raises MessageRejected (with `.reason`) for anything that breaks the protocol, and
-    nothing else for any frames: what it returns has every field the protocol defines of the
-    right type.
+    Values come back as a read-only NumPy view over the payload frame (no copy). Raises only
+    MessageRejected (with `.reason`), whatever the frames; what it returns has every field right.
     """
     if len(frames) != 3:
         raise MessageRejected(
@@ -735,17 +690,19 @@ def decode(frames: Sequence[Any]) -> Message:
 _Z85 = re.compile(rb"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
 
 
-def _z85(spec: str | bytes) -> bytes | None:
-    raw = spec.encode() if isinstance(spec, str) else spec
-    raw = raw.strip()
-    return raw if _Z85.match(raw) else None
-
-
-def _load_key_file(path: Path) -> tuple[bytes | None, bytes | None]:
+def _key(spec: str | bytes | os.PathLike, neither: str) -> bytes | tuple[Path, Any, Any]:
+    """The Z85 key text `spec` is, else (path, public, secret) of the key file it names."""
+    if not isinstance(spec, os.PathLike):
+        raw = (spec.encode() if isinstance(spec, str) else spec).strip()
+        if _Z85.match(raw):
+            return raw
+    path = Path(os.fsdecode(spec))
+    if not path.is_file():
+        raise InputError(f"{spec!s:.60} is neither {neither}")
     import zmq.auth
 
     try:
-        return zmq.auth.load_certificate(str(path))
+        return path, *zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
         raise InputError(
             f"cannot read the CURVE key file {path}: {exc}; make keys with `tribe-stream keys DIR`"
@@ -754,40 +711,24 @@ def _load_key_file(path: Path) -> tuple[bytes | None, bytes | None]:
 
 def load_public_key(spec: str | bytes | os.PathLike) -> bytes:
     """A public key from its 40-character Z85 text or a key file (`NAME.key`)."""
-    if not isinstance(spec, os.PathLike):
-        key = _z85(spec)
-        if key is not None:
-            return key
-    path = Path(os.fsdecode(spec))
-    if not path.is_file():
-        raise InputError(
-            f"{spec!s:.60} is neither a 40-character Z85 public key nor a key file; "
-            "make keys with `tribe-stream keys DIR`"
-        )
-    public, _ = _load_key_file(path)
-    if public is None:
-        raise InputError(f"{path} holds no public key")
-    return public
+    key = _key(spec, "a 40-character Z85 public key nor a key file; make keys with "
+                     "`tribe-stream keys DIR`")  # fmt: skip
+    if isinstance(key, tuple) and key[1] is None:
+        raise InputError(f"{key[0]} holds no public key")
+    return key[1] if isinstance(key, tuple) else key
 
 
 def load_keypair(spec: str | bytes | os.PathLike) -> tuple[bytes, bytes]:
     """(public, secret) from a secret key file (`NAME.key_secret`) or a Z85 secret key."""
     import zmq
 
-    if not isinstance(spec, os.PathLike):
-        secret = _z85(spec)
-        if secret is not None:
-            return zmq.curve_public(secret), secret
-    path = Path(os.fsdecode(spec))
-    if not path.is_file():
-        raise InputError(
-            f"{spec!s:.60} is neither a Z85 secret key nor a secret key file "
-            "(NAME.key_secret from `tribe-stream keys DIR`)"
-        )
-    public, secret = _load_key_file(path)
-    if secret is None or public is None:
-        raise InputError(f"{path} holds no secret key: pass the NAME.key_secret file")
-    return public, secret
+    key = _key(spec, "a Z85 secret key nor a secret key file (NAME.key_secret from "
+                     "`tribe-stream keys DIR`)")  # fmt: skip
+    if not isinstance(key, tuple):
+        return zmq.curve_public(key), key
+    if None in key:
+        raise InputError(f"{key[0]} holds no secret key: pass the NAME.key_secret file")
+    return key[1], key[2]
 
 
 def load_allowed_keys(specs: Iterable[str | bytes | os.PathLike]) -> set[bytes]:

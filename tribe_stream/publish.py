@@ -1,21 +1,20 @@
 """ZeroMQ publisher: a `Sink` that puts predictions on the wire and never blocks the pipeline.
 
-One XPUB socket (PUB plus subscription notices). `send` and `status` are non-blocking: a
-subscriber that falls behind its high-water mark loses messages (ZeroMQ drops them for that
-subscriber only) and sees the gap in the sequence numbers; anything ZeroMQ refuses here is
-counted and published in the heartbeat. A small thread answers each new subscription with the
-stream metadata at once, so a late joiner knows the stream before its first prediction, and
-counts subscribers per connection (a socket monitor tells connections apart), so that no client
-can inflate or deflate the count by repeating subscribe or unsubscribe frames.
+One XPUB socket; `send` and `status` never block: a subscriber past its high-water mark loses
+messages (and sees the gap in `seq`), and whatever ZeroMQ refuses is counted in the heartbeat. A
+small thread greets each new subscription with the metadata, and counts subscribers per
+connection (a socket monitor tells them apart: repeated subscribe frames do not count twice).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import zmq
@@ -48,16 +47,6 @@ SUBSCRIPTION_POLL_S = 0.05
 """How often the publisher looks for new subscribers (and greets them with the metadata)."""
 
 
-class _AllowList:
-    """ZAP credentials provider for zmq.auth: a client may connect if its public key is listed."""
-
-    def __init__(self, keys: set[bytes]):
-        self.keys = keys
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        return key in self.keys
-
-
 def _model_identity(model: str | Mapping[str, Any] | None) -> dict[str, Any]:
     if model is None:
         return {}
@@ -86,13 +75,11 @@ def region_metadata(atlas: Any) -> dict[str, Any]:
 class Publisher(Sink):
     """Publish predictions, 1 Hz status heartbeats and stream metadata (docs/PROTOCOL.md).
 
-    `url` defaults to loopback; binding another interface is the caller's explicit choice, and
-    then `curve_secret_key` (a `NAME.key_secret` file or Z85 secret) turns on CURVE encryption
-    and `allowed_client_keys` (keys, `*.key` files or folders of them) limits who may connect;
-    without an allow-list any client that knows the server's public key may connect.
-    `hwm` is the per-subscriber queue (messages) before ZeroMQ drops for that subscriber.
-    `clock` (the pipeline's StreamClock) lets headers carry `t0_wall` and a stream-clock publish
-    time. Thread-safe; meant to be called from the pipeline's compute thread.
+    `curve_secret_key` (a `NAME.key_secret` file or Z85 secret) turns on CURVE encryption and
+    `allowed_client_keys` (keys, `*.key` files or folders of them) limits who may connect (else
+    anyone with the server's public key). `hwm`: the per-subscriber queue before ZeroMQ drops.
+    `clock` (the pipeline's StreamClock): headers carry `t0_wall` and a stream-clock publish
+    time. Thread-safe.
     """
 
     def __init__(
@@ -114,27 +101,19 @@ class Publisher(Sink):
         if allowed_client_keys is not None and curve_secret_key is None:
             raise InputError("a client allow-list needs CURVE: pass the server's secret key too")
         self.dtype = dtype
-        self.stream_id = stream_id or "tribe-stream"
         self.session = secrets.token_hex(8)
         self.curve_public_key: bytes | None = None
-        self._clock = clock
-        self._model = _model_identity(model)
-        self._mesh: dict[str, Any] = dict(FSAVERAGE5)
-        self._t0_wall = clock.t0_wall if clock is not None else None
-        self._extra: dict[str, Any] = {}
         self.atlas = atlas  # a tribe_stream.regions.Atlas: each prediction's region means too
-        if atlas is not None:
-            self._extra["regions"] = region_metadata(atlas)
-        self._metadata = self._build_metadata()
-        self._encoder = self._build_encoder()
-        self._seq = {"prediction": 0, "status": 0, "metadata": 0, "roi": 0}
-        self._counts = {"sent": 0, "dropped": 0, "errors": 0, "status_sent": 0, "metadata_sent": 0}
+        extra = {"regions": region_metadata(atlas)} if atlas is not None else {}
+        t0_wall = clock.t0_wall if clock is not None else None
+        model = _model_identity(model)
+        self._init_stream(
+            stream_id or "tribe-stream", clock, model, dict(FSAVERAGE5), t0_wall, extra
+        )
         self._subscribers = 0
-        self._channels: list[Publisher] = []  # more streams on this socket (`channel`)
         # connection fd -> the prefixes it subscribed to that cover the prediction topic
         self._peers: dict[int, set[bytes]] = {}
         self._mon: zmq.Socket | None = None
-        self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
         self._ctx = zmq.Context()
@@ -186,10 +165,9 @@ class Publisher(Sink):
                     allowed_client_keys, Iterable
                 ):
                     allowed_client_keys = [allowed_client_keys]
-                keys = load_allowed_keys(allowed_client_keys)
-                self._auth.configure_curve_callback(
-                    domain="*", credentials_provider=_AllowList(keys)
-                )
+                keys = load_allowed_keys(allowed_client_keys)  # a ZAP credentials provider:
+                allow = SimpleNamespace(callback=lambda domain, key: key in keys)
+                self._auth.configure_curve_callback(domain="*", credentials_provider=allow)
             sock.curve_secretkey = secret
             sock.curve_publickey = public
             sock.curve_server = True
@@ -208,25 +186,22 @@ class Publisher(Sink):
 
     # -- metadata ---------------------------------------------------------------------------
 
-    def _build_metadata(self) -> dict[str, Any]:
-        return stream_metadata(
-            stream_id=self.stream_id,
-            dtype=self.dtype,
-            model=self._model,
-            mesh=self._mesh,
-            t0_wall=self._t0_wall,
-            extra=self._extra,
-        )
+    def _init_stream(self, stream_id, clock, model, mesh, t0_wall, extra) -> None:
+        """The state each stream on the socket has of its own (this one, or a `channel`)."""
+        self.stream_id, self._clock, self._model, self._mesh = stream_id, clock, model, mesh
+        self._t0_wall, self._extra = t0_wall, extra
+        self._metadata, self._encoder = self._build()
+        self._seq = dict.fromkeys(TOPICS, 0)
+        self._counts = {"sent": 0, "dropped": 0, "errors": 0, "status_sent": 0, "metadata_sent": 0}
+        self._channels: list[Publisher] = []  # more streams on this socket (`channel`)
+        self._warned: set[str] = set()
 
-    def _build_encoder(self) -> PredictionEncoder:
-        return PredictionEncoder(
-            stream_id=self.stream_id,
-            session=self.session,
-            dtype=self.dtype,
-            model=self._model,
-            mesh=self._mesh,
-            t0_wall=self._t0_wall,
-        )
+    def _build(self) -> tuple[dict[str, Any], PredictionEncoder]:
+        """The metadata and the prediction encoder of the stream as it is now."""
+        ids = dict(stream_id=self.stream_id, dtype=self.dtype, model=self._model, mesh=self._mesh)
+        ids["t0_wall"] = self._t0_wall
+        encoder = PredictionEncoder(session=self.session, **ids)
+        return stream_metadata(**ids, extra=self._extra), encoder
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -253,12 +228,9 @@ class Publisher(Sink):
         with self._lock:
             saved = (self.stream_id, self._model, self._mesh, self._t0_wall, dict(self._extra))
             try:
-                if "stream_id" in metadata:
-                    self.stream_id = str(metadata["stream_id"])
-                if "model" in metadata:
-                    self._model = _model_identity(metadata["model"])
-                if "mesh" in metadata:
-                    self._mesh = jsonable(metadata["mesh"])
+                self.stream_id = str(metadata.get("stream_id", self.stream_id))
+                self._model = _model_identity(metadata.get("model", self._model))
+                self._mesh = jsonable(metadata.get("mesh", self._mesh))
                 if "t0_wall" in metadata:
                     t0 = metadata["t0_wall"]
                     try:
@@ -266,14 +238,10 @@ class Publisher(Sink):
                     except (TypeError, ValueError):
                         raise InputError(f"t0_wall must be a Unix time, got {t0!r:.40}") from None
                 self._extra.update(extra)
-                new_metadata = self._build_metadata()
-                new_encoder = self._build_encoder()
-                # what subscribers would reject (too deep, too big) is refused here, not sent
-                big = 2**63 - 1
-                encode_metadata(
-                    new_metadata, stream_id=self.stream_id, session=self.session, seq=big,
-                    publish_wall=time.time(), next_seq=big,
-                )  # fmt: skip
+                new_metadata, new_encoder = self._build()
+                big = 2**63 - 1  # what subscribers would reject (too deep, too big) is refused
+                encode_metadata(new_metadata, stream_id=self.stream_id, session=self.session,
+                                seq=big, publish_wall=time.time(), next_seq=big)  # fmt: skip
             except BaseException:
                 self.stream_id, self._model, self._mesh, self._t0_wall, self._extra = saved
                 raise
@@ -307,23 +275,13 @@ class Publisher(Sink):
 
     def _send_roi(self, prediction: Prediction, wall: float, prediction_seq: int) -> None:
         """The region means of a prediction just sent, on `tribe.roi` (call with the lock)."""
-        try:
-            frames = encode_roi(
-                self.atlas.means(prediction.values),
-                prediction,
-                atlas=self._extra["regions"]["atlas"],
-                stream_id=self.stream_id,
-                session=self.session,
-                seq=self._seq["roi"],
-                publish_wall=wall,
-                prediction_seq=prediction_seq,
-            )
-        except Exception as exc:  # noqa: BLE001 - the prediction went out; its means did not
-            self._fail("roi", f"region means of second {prediction.second} not sent: {exc}")
-            return
-        self._seq["roi"] += 1
-        if self._send(frames):
-            self._counts["roi_sent"] = self._counts.get("roi_sent", 0) + 1
+
+        def encode(**ids: Any) -> list[bytes]:
+            atlas = self._extra["regions"]["atlas"]
+            means = self.atlas.means(prediction.values)
+            return encode_roi(means, prediction, atlas=atlas, prediction_seq=prediction_seq, **ids)
+
+        self._emit("roi", encode, f"region means of second {prediction.second}", "roi_sent", wall)
 
     def status(self, counters: Mapping[str, float]) -> None:
         """Publish a heartbeat with the pipeline's counters plus ours, then the metadata again."""
@@ -335,22 +293,9 @@ class Publisher(Sink):
             merged = dict(counters)
             merged.update({f"publisher.{k}": v for k, v in self._counts.items()})
             merged["publisher.subscribers"] = self._subscribers
-            try:
-                frames = encode_status(
-                    merged,
-                    stream_id=self.stream_id,
-                    session=self.session,
-                    seq=self._seq["status"],
-                    publish_wall=wall,
-                    next_seq=self._seq["prediction"],
-                    stream_time=stream_time,
-                )
-            except Exception as exc:
-                self._fail("status", f"heartbeat not sent: {exc}")
-                return
-            self._seq["status"] += 1
-            if self._send(frames):
-                self._counts["status_sent"] += 1
+            next_seq = self._seq["prediction"]
+            self._emit("status", encode_status, "heartbeat", "status_sent", wall, counters=merged,
+                       next_seq=next_seq, stream_time=stream_time)  # fmt: skip
             self._send_metadata(wall)
 
     def close(self) -> None:
@@ -361,10 +306,8 @@ class Publisher(Sink):
             self._closed = True
         self._stop.set()
         self._thread.join(timeout=2.0)
-        try:
+        with contextlib.suppress(zmq.ZMQError):
             self._sock.disable_monitor()
-        except zmq.ZMQError:
-            pass
         if self._mon is not None:
             self._mon.close(linger=0)
         self._sock.close()
@@ -423,22 +366,23 @@ class Publisher(Sink):
             self._fail("zmq", f"ZeroMQ refused a message: {exc}")
             return False
 
-    def _send_metadata(self, wall: float) -> None:
+    def _emit(self, topic: str, encode: Callable, what: str, counter: str, wall, **kw) -> None:
+        """`encode(**kw)` with this stream's ids and the topic's next seq, sent; a failure is
+        counted and logged."""
         try:
-            frames = encode_metadata(
-                self._metadata,
-                stream_id=self.stream_id,
-                session=self.session,
-                seq=self._seq["metadata"],
-                publish_wall=wall,
-                next_seq=self._seq["prediction"],
-            )
-        except InputError as exc:  # set_metadata checks first: should not happen
-            self._fail("metadata", f"metadata not sent: {exc}")
+            ids = dict(stream_id=self.stream_id, session=self.session, publish_wall=wall)
+            frames = encode(seq=self._seq[topic], **ids, **kw)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the stream goes on
+            self._fail(topic, f"{what} not sent: {exc}")
             return
-        self._seq["metadata"] += 1
+        self._seq[topic] += 1
         if self._send(frames):
-            self._counts["metadata_sent"] += 1
+            self._counts[counter] = self._counts.get(counter, 0) + 1
+
+    def _send_metadata(self, wall: float) -> None:
+        next_seq = self._seq["prediction"]  # set_metadata checked it: should not fail
+        self._emit("metadata", encode_metadata, "metadata", "metadata_sent", wall,
+                   metadata=self._metadata, next_seq=next_seq)  # fmt: skip
 
     def _fail(self, kind: str, message: str) -> None:
         self._counts["errors"] += 1
@@ -492,16 +436,13 @@ class Publisher(Sink):
             prefixes.discard(prefix)
 
     def _connections(self, seen: list[tuple[int, bool, bytes]]) -> None:
-        """Apply the monitor's connection events, read after the notices in `seen`. A notice
-        follows its connection's ACCEPTED event, so one from an fd accepted in this batch belongs
-        to the new connection: apply it again after the reset (a notice sent by an old
-        connection on that fd just before it closed is the one, rare, case this miscounts)."""
+        """Apply the monitor's connection events, read after the notices in `seen`: a notice from
+        an fd accepted in this batch is the new connection's, applied again after the reset (one
+        an old connection on that fd sent just before it closed is the rare miscount)."""
         while True:
             try:
                 event = recv_monitor_message(self._mon, zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except zmq.ZMQError:
+            except zmq.ZMQError:  # zmq.Again: none left
                 return
             fd = int(event["value"])
             if event["event"] == zmq.EVENT_ACCEPTED:
@@ -517,23 +458,13 @@ class _Channel(Publisher):
     """A stream sharing a Publisher's socket, lock and subscriber count (see `channel`)."""
 
     def __init__(self, parent: Publisher, stream_id: str, clock: StreamClock | None = None):
-        self._parent = parent
-        self.dtype, self.stream_id, self.session = parent.dtype, stream_id, parent.session
-        self.curve_public_key, self.url, self.atlas = (
-            parent.curve_public_key,
-            parent.url,
-            parent.atlas,
-        )
-        self._clock, self._model, self._mesh = clock or parent._clock, parent._model, dict(parent._mesh)
-        self._t0_wall = clock.t0_wall if clock is not None else parent._t0_wall
-        self._extra = dict(parent._extra)
-        self._metadata = self._build_metadata()
-        self._encoder = self._build_encoder()
-        self._seq = {"prediction": 0, "status": 0, "metadata": 0, "roi": 0}
-        self._counts = {"sent": 0, "dropped": 0, "errors": 0, "status_sent": 0, "metadata_sent": 0}
-        self._channels = []
-        self._warned = set()
+        self._parent, self.dtype, self.session = parent, parent.dtype, parent.session
+        self.curve_public_key, self.url = parent.curve_public_key, parent.url
+        self.atlas = parent.atlas
         self._lock, self._sock = parent._lock, parent._sock
+        t0_wall = clock.t0_wall if clock is not None else parent._t0_wall
+        self._init_stream(stream_id, clock or parent._clock, parent._model, dict(parent._mesh),
+                          t0_wall, dict(parent._extra))  # fmt: skip
 
     @property
     def _subscribers(self) -> int:  # type: ignore[override]

@@ -63,12 +63,9 @@ def _text(value: Any) -> str:
 
 
 class RecordingWriter:
-    """Append predictions, heartbeats and events to a new HDF5 recording (see module doc).
-
-    Takes what `protocol.decode` accepts (its fields are type-checked there). A row is converted
-    whole before anything is written, and a write that fails is undone, so a bad row raises
-    without leaving the columns out of step; `record()` counts such rows (`write_errors`).
-    """
+    """Append predictions, heartbeats and events (as `protocol.decode` accepts them) to a new
+    HDF5 recording (see module doc). A bad row raises without leaving the columns out of step
+    (converted whole first, a failed write undone); `record()` counts them (`write_errors`)."""
 
     def __init__(
         self,
@@ -88,9 +85,7 @@ class RecordingWriter:
             dtype_name = ""  # float32 holds either wire dtype
         self.dtype = DTYPES.get(dtype_name, DTYPES["float32"])
         self.flush_interval = flush_interval
-        self.rows = 0
-        self.status_rows = 0
-        self.event_rows = 0
+        self.rows = self.status_rows = self.event_rows = 0
         self._session_meta: dict[str, str] = {}
         self._last_flush = time.monotonic()
         meta = {k: v for k, v in metadata.items() if k not in _PER_MESSAGE}
@@ -120,18 +115,16 @@ class RecordingWriter:
         self._status_wall = grow("status_wall", (), "<f8", 256)
         self._events = grow("events", (), text, 64)
         f.attrs.update(
-            {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "protocol_version": PROTOCOL_VERSION,
-                "metadata": _dumps(meta),
-                "stream_id": _text(meta.get("stream_id", "")),
-                "model": _dumps(meta.get("model", {})),
-                "mesh": _dumps(meta.get("mesh", {})),
-                "dtype": self.dtype.name,
-                "source_url": _text(source_url),
-                "created_wall": time.time(),
-            }
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            protocol_version=PROTOCOL_VERSION,
+            metadata=_dumps(meta),
+            stream_id=_text(meta.get("stream_id", "")),
+            model=_dumps(meta.get("model", {})),
+            mesh=_dumps(meta.get("mesh", {})),
+            dtype=self.dtype.name,
+            source_url=_text(source_url),
+            created_wall=time.time(),
         )
         with self._writing():  # HDF5's first writes
             f.swmr_mode = True  # from here on, the file on disk is always consistent
@@ -153,10 +146,9 @@ class RecordingWriter:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """Around HDF5 calls that write. When the disk refuses a write (full, file too large),
-        HDF5 cannot close what it was writing: closing or collecting those objects later
-        crashes the process (SIGSEGV). So they stay open for the process's life, their file
-        descriptor turned to /dev/null (the file keeps its last flush), and one OSError says why."""
+        """Around HDF5 calls that write. After a refused write (full disk), closing or collecting
+        HDF5's objects crashes the process (SIGSEGV): they stay open for good, their descriptor
+        turned to /dev/null (the file keeps its last flush), and one OSError says why."""
         try:
             yield
         except (OSError, RuntimeError) as exc:
@@ -314,7 +306,9 @@ def record(
                         raise
                     except Exception as exc:  # defence: count it and keep recording
                         write_errors += 1
-                        _note_write_error(write_errors, f"{m.topic} seq {m.seq} not written: {exc}")
+                        note = log.warning if write_errors == 1 else log.debug
+                        note("%s seq %s not written: %s (further ones are counted: write_errors)",
+                             m.topic, m.seq, exc)  # fmt: skip
                 pending.clear()
                 writer.maybe_flush()
                 if count is not None and writer.rows >= count:
@@ -331,13 +325,6 @@ def record(
             f"nothing received from {url} (is a publisher running there? CURVE keys right?)"
         )
     return {"path": str(path), "rows": writer.rows, "status_rows": writer.status_rows, **stats}
-
-
-def _note_write_error(n: int, message: str) -> None:
-    if n == 1:
-        log.warning("%s (further ones are counted: write_errors)", message)
-    else:
-        log.debug(message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,17 +432,14 @@ def read_recording(path: str | Path, *, dtype: str | None = None) -> Recording:
                 k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
                 for k, v in f.attrs.items()
             }
+            columns = {name: f[name][:n] for name in _SCALARS}  # `second` is `seconds`
             return Recording(
                 path=path,
                 values=values,
-                seconds=f["second"][:n],
-                seq=f["seq"][:n],
+                seconds=columns.pop("second"),
                 sessions=[s.decode("ascii", "replace") for s in f["session"][:n]],
                 stimulus=f["stimulus"][:n],
-                bold_time=f["bold_time"][:n],
-                publish_wall=f["publish_wall"][:n],
-                received_wall=f["received_wall"][:n],
-                missed_before=f["missed_before"][:n],
+                **columns,
                 headers=headers,
                 metadata=json.loads(attrs.get("metadata", "{}")),
                 attrs=attrs,
@@ -502,11 +486,8 @@ def replay(
     with Publisher(url, **publisher_kwargs) as pub:
         drop = ("t0_wall", "session", "dtype", "shape", "software", "stream_id")
         extra = {k: v for k, v in meta.items() if k not in drop}
-        extra["replay"] = {
-            "file": str(path),
-            "speed": speed,
-            "original_t0_wall": meta.get("t0_wall"),
-        }
+        original = meta.get("t0_wall")
+        extra["replay"] = {"file": str(path), "speed": speed, "original_t0_wall": original}
         pub.set_metadata(extra)
         if wait_subscribers > 0 and not pub.wait_for_subscribers(1, wait_subscribers):
             log.warning("no subscriber after %.1f s; replaying anyway", wait_subscribers)

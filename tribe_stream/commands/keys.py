@@ -24,8 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import zmq
-    import zmq.auth
+    import zmq.auth  # binds zmq too
 
     if not zmq.has("curve"):
         raise InputError("this libzmq was built without CURVE; install pyzmq from its wheels")

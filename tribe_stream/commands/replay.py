@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if publish is None:
         raise InputError("replay publishes: give --publish URL, not none")
     stop = stop_on_signals()
-    kwargs = {"stream_id": publish.stream_id} if publish.stream_id else {}
+    kwargs = {"stream_id": publish.stream_id} if publish.stream_id else {}  # else the file's
     print(f"replaying {args.file} on {publish.url} (Ctrl-C to stop)", flush=True)
     sent = replay(
         args.file,
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         loop=args.loop,
         wait_subscribers=args.wait_subscribers,
         stop=stop,
-        dtype=publish.dtype,
+        dtype=publish.payload_dtype,
         curve_secret_key=publish.curve_secret,
         allowed_client_keys=list(publish.allow_clients) if publish.allow_clients else None,
         **kwargs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from pathlib import Path
@@ -33,22 +34,15 @@ class RecorderSink(Sink):
         t0 = clock.t0_wall if clock is not None else None
         meta = stream_metadata(stream_id=stream_id, dtype=dtype, model=self.model, t0_wall=t0)
         self._writer = RecordingWriter(path, meta, source_url="in-process")
-        self._encoder = self._build(t0)
+        ids = dict(stream_id=stream_id, session=self.session, dtype=dtype, model=self.model)
+        self._build = functools.partial(PredictionEncoder, **ids)  # t0_wall=
+        self._encoder = self._build(t0_wall=t0)
         self._seq = 0
-
-    def _build(self, t0_wall: float | None) -> PredictionEncoder:
-        return PredictionEncoder(
-            stream_id=self.stream_id,
-            session=self.session,
-            dtype=self.dtype,
-            model=self.model,
-            t0_wall=t0_wall,
-        )
 
     def set_metadata(self, metadata: dict[str, Any]) -> None:
         """The pipeline restarts its clock just before the sources start: stamp from there."""
         if "t0_wall" in metadata:
-            self._encoder = self._build(metadata["t0_wall"])
+            self._encoder = self._build(t0_wall=metadata["t0_wall"])
             self._writer.add_event("metadata", metadata={"t0_wall": metadata["t0_wall"]})
 
     def send(self, prediction: Prediction) -> None:
