@@ -1,23 +1,16 @@
 """Media files and sound: the one module that probes files, decodes their pictures and sounds,
-and turns any audio into what the models hear (PyAV / FFmpeg).
+and turns any audio into what the models hear (PyAV / FFmpeg). Live replay, the camera, the
+microphone and offline extraction all decode through here: one file, the same frames and samples.
 
-Live replay, the camera, the microphone and offline extraction all decode through here, so one
-file gives the same frames and the same samples whichever path reads it.
-
-- Pictures: `frame_to_rgb` (RGB uint8, shortest edge optionally downscaled with an area filter);
-  a corrupt, empty or non-finite frame raises `BadFrame`, which callers count and skip.
-- Sound: as the official pipeline reads it (`SoundFormat`: a video's sound converted to 44.1 kHz
-  stereo 16-bit as moviepy writes it out, by libswresample; an audio file at its own rate and
-  channels), then resampled to `AUDIO_RATE` (16 kHz) with julius's windowed sinc (the official
-  resampler; `StreamResampler` gives the same samples block by block) and made mono by the plain
-  mean of the channels. Damaged samples (NaN, inf or beyond ±`MAX_SAMPLE` in a float file or a
-  page's packet) become 0 and are counted.
-- `AudioTimeline` stamps decoded sound on the media clock: samples are counted from the first
-  frame's time, a jump of more than `GAP_TOLERANCE_S` starts a new stamped segment, and samples
-  past the file's duration (encoder padding) are dropped. `read_audio` lays its segments out as
-  one array (silence in the gaps); file replay cuts the same segments into chunks.
-- Bad packets are skipped and counted (`DecodeCounters`), never fatal: a truncated or corrupt
-  file gives what can be read.
+- Pictures: `frame_to_rgb` (RGB uint8, shortest edge optionally area-downscaled); a corrupt,
+  empty or non-finite frame raises `BadFrame`, which callers count and skip.
+- Sound: read as the official pipeline reads it (`SoundFormat`), resampled to 16 kHz with
+  julius (the official resampler; `StreamResampler`: the same samples block by block), made mono
+  by the mean of the channels; NaN, inf and samples beyond ±`MAX_SAMPLE` silenced and counted.
+- `AudioTimeline` stamps decoded sound on the media clock (a jump past `GAP_TOLERANCE_S` starts
+  a new segment; encoder padding past the duration is dropped); `read_audio` lays the segments
+  out as one array, file replay cuts them into chunks.
+- Bad packets are skipped and counted (`DecodeCounters`): a damaged file gives what can be read.
 """
 
 from __future__ import annotations
@@ -185,11 +178,6 @@ def target_size(width: int, height: int, max_size: int | None) -> tuple[int, int
     return max(1, round(width * scale)), max_size
 
 
-def is_float_format(name: str) -> bool:
-    """True for float pixel formats (e.g. gbrpf32le, grayf32le, rgbaf16le)."""
-    return "f32" in name or "f16" in name
-
-
 def frame_to_rgb(frame: av.VideoFrame, max_size: int | None = None) -> np.ndarray:
     """RGB uint8 `(H, W, 3)` of `frame`, shortest edge downscaled to `max_size` (area filter).
 
@@ -200,7 +188,7 @@ def frame_to_rgb(frame: av.VideoFrame, max_size: int | None = None) -> np.ndarra
     if frame.is_corrupt:
         raise BadFrame("corrupt", "FFmpeg flagged the frame as corrupt")
     width, height = target_size(frame.width, frame.height, max_size)
-    if is_float_format(frame.format.name):
+    if "f32" in frame.format.name or "f16" in frame.format.name:  # gbrpf32le, rgbaf16le, ...
         rgb = _float_frame_to_rgb(frame)
         if (width, height) == (frame.width, frame.height):
             return rgb
@@ -312,10 +300,9 @@ def read_ahead(items: Iterable, depth: int = 8) -> Iterator:
 
 
 MAX_SAMPLE = 32768.0
-"""Louder than any sound (a float file's are within ±1; even 16-bit integers written unscaled
-stay within this): a sample beyond it is damage, made silent and counted as NaN/inf are. The
-audio features z-score their window, so a file's overall scale is its own (no clip at ±1, as
-the official reader); this bound keeps every sum of squares after it finite in float32."""
+"""Louder than any sound (even 16-bit integers written unscaled stay within it): a sample beyond
+it is damage, silenced and counted as NaN/inf are. No clip at ±1 (the official reader has none:
+the audio features z-score their window); this bound keeps sums of squares finite in float32."""
 
 
 def _finite(samples: np.ndarray, counters: DecodeCounters | None) -> np.ndarray:
@@ -501,23 +488,20 @@ def resample_sound(samples: np.ndarray, rate: int, out_rate: int = AUDIO_RATE) -
     return np.concatenate([r.push(samples), r.flush()])
 
 
-class ArrayResampler:
-    """Blocks of `(n, channels)` float32 samples at `in_rate` to mono float32 at `out_rate`
-    (what a microphone or a page delivers), resampled as files are (`StreamResampler`)."""
+class ArrayResampler(StreamResampler):
+    """Blocks of `(n,)` or `(n, channels)` samples at `in_rate` (what a microphone or a page
+    delivers) to mono float32 at `out_rate`, damaged samples silenced (and counted) first."""
 
     def __init__(
         self, in_rate: int, out_rate: int = AUDIO_RATE, counters: DecodeCounters | None = None
     ) -> None:
-        self.in_rate, self.out_rate = int(in_rate), out_rate
+        super().__init__(in_rate, out_rate)
         self.counters = counters
-        self._resampler = StreamResampler(self.in_rate, out_rate)
 
     def push(self, block: np.ndarray) -> np.ndarray:
+        """The mono output the block completes (`StreamResampler.push`)."""
         x = np.asarray(block, dtype=np.float32)
-        return self._resampler.push(_finite(x.reshape(len(x), -1), self.counters))
-
-    def flush(self) -> np.ndarray:
-        return self._resampler.flush()
+        return super().push(_finite(x.reshape(len(x), -1), self.counters))
 
 
 def _first_samples(frame: av.AudioFrame, keep: int) -> av.AudioFrame | None:
@@ -526,15 +510,9 @@ def _first_samples(frame: av.AudioFrame, keep: int) -> av.AudioFrame | None:
         return None
     if keep >= frame.samples:
         return frame
-    values = frame.to_ndarray()
-    values = (
-        values[:, :keep]
-        if frame.format.is_planar
-        else values[:, : keep * len(frame.layout.channels)]
-    )
-    out = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(values), format=frame.format.name, layout=frame.layout.name
-    )
+    width = keep if frame.format.is_planar else keep * len(frame.layout.channels)
+    values = np.ascontiguousarray(frame.to_ndarray()[:, :width])
+    out = av.AudioFrame.from_ndarray(values, format=frame.format.name, layout=frame.layout.name)
     out.sample_rate, out.time_base, out.pts = frame.sample_rate, frame.time_base, frame.pts
     return out
 

@@ -1,11 +1,9 @@
 """Text to speech, offline: a story as text becomes a WAV file that the model can hear.
 
-`tribe-stream predict story.txt` needs speech: the official code sends the text to a network
-text-to-speech service; here espeak-ng (a local program, `apt-get install espeak-ng` or
-`brew install espeak-ng`) speaks it. The text goes to espeak-ng as a file (`-f`), so a text of any
-length works; line breaks inside a paragraph are read as spaces. The WAV (espeak-ng's 22.05 kHz
-mono) is written atomically. The words and their times then come from speech recognition of that
-WAV, as for any recording.
+`tribe-stream predict story.txt` needs speech: where the official code calls a network service,
+espeak-ng (a local program) speaks the text here, read from a file (`-f`, any length; line breaks
+inside a paragraph read as spaces) into a WAV written atomically. The words and their times then
+come from speech recognition of that WAV, as for any recording.
 """
 
 from __future__ import annotations

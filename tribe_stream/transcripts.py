@@ -1,30 +1,24 @@
 """Transcripts: the words of a recording with their times, read from and written to files.
 
-`read_transcript(path)` reads words (`tribe_stream.types.Word`: text, onset and duration in
-seconds from the start of the media, sorted by onset) from
+`read_transcript(path)` reads words (`types.Word`: text, onset and duration in seconds from the
+media's start, sorted by onset) from
 
-- our TSV: tab-separated, a header row with the columns `onset`, `duration`, `text` (what
-  `write_transcript` and `tribe-stream extract --save-words` write);
-- the official TRIBE v2 word TSV: tab-separated, columns `text`, `start`, `duration`,
-  `sequence_id`, `sentence` (only the first three are read);
-- SubRip `.srt` and WebVTT `.vtt` subtitles. A cue gives times to its text, not to each word, so
-  each word of a cue gets a share of the cue's interval in proportion to its length (its count of
-  letters and digits): the words follow each other without gaps from the cue's start to its end.
-  Where a VTT cue carries inline time stamps (`<00:00:01.500>`, as in karaoke-style captions), each
-  stretch between two stamps is shared out that way instead. Markup is removed: tags (`<i>`,
-  `<b>`, `<font …>`, `<v Speaker>`, `<c.class>`), ruby annotations (`<rt>…</rt>`), SSA overrides
-  (`{\\an8}`), HTML entities (`&amp;`), speaker dashes (`- ` and `>>` at the start of a line),
-  upper-case speaker labels (`JOHN:`), sound descriptions in brackets or parentheses
-  (`[music]`, `(laughs)`) and tokens without a letter or digit (`♪`, `--`). VTT headers, `NOTE`,
-  `STYLE` and `REGION` blocks, cue identifiers and cue settings (`align:start line:0%`) are skipped.
+- our TSV: tab-separated, a header row with `onset`, `duration`, `text` (`write_transcript`);
+- the official TRIBE v2 word TSV: columns `text`, `start`, `duration`, `sequence_id`,
+  `sentence` (only the first three are read);
+- SubRip `.srt` and WebVTT `.vtt` subtitles. Each word of a cue gets a share of the cue's
+  interval in proportion to its count of letters and digits, without gaps; where a VTT cue has
+  inline time stamps (`<00:00:01.500>`, karaoke-style), each stretch between two stamps is
+  shared out instead. Markup is removed: tags (`<i>`, `<font …>`, `<v Speaker>`, `<c.class>`),
+  ruby text (`<rt>…</rt>`), SSA overrides (`{\\an8}`), HTML entities, speaker dashes (`- `,
+  `>>`) and upper-case labels (`JOHN:`), sound descriptions (`[music]`, `(laughs)`) and tokens
+  without a letter or digit (`♪`, `--`). VTT headers, `NOTE`, `STYLE` and `REGION` blocks, cue
+  identifiers and cue settings are skipped.
 
-The format is chosen by the file's header where it has one (`WEBVTT`, a TSV header row), else by
-its extension (`.srt`, `.vtt`, `.tsv`). Anything that cannot be read as asked is one `InputError`
-line naming the problem and the fix.
-
-`write_transcript(path, words)` writes our TSV (times in milliseconds precision), atomically;
-`write_official_transcript(path, words)` the official word TSV (times exact: read back, they are
-the same floats), as `predict` writes beside each output (`NAME.words.tsv`).
+The format is chosen by the file's header (`WEBVTT`, a TSV header row), else by its extension.
+Anything that cannot be read as asked is one `InputError` line naming the problem and the fix.
+`write_transcript` writes our TSV (times to the millisecond), `write_official_transcript` the
+official one (times exact: read back, the same floats), as `predict` writes beside each output.
 """
 
 from __future__ import annotations
@@ -36,7 +30,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tribe_stream.errors import InputError
@@ -115,18 +109,14 @@ def warn_words_past_end(words: Sequence[Word] | None, duration: float, media) ->
     return len(late)
 
 
-def _tsv_path(path: str | os.PathLike) -> Path:
-    """Where a transcript is written: a `.tsv` (one line naming the fix otherwise)."""
+def _checked(path: str | os.PathLike, words: Sequence[Word]) -> Path:
+    """Where `words` are written: a `.tsv`, once every word's onset and duration are finite and
+    not negative (one line naming the fix otherwise)."""
     p = Path(path).expanduser()
     if p.suffix.lower() != ".tsv":
         raise InputError(
             f"a transcript is written as .tsv, not {p.name}: use {p.with_suffix('.tsv')}"
         )
-    return p
-
-
-def _check_times(words: Sequence[Word]) -> None:
-    """Every word's onset and duration finite and not negative (one line naming the word)."""
     for i, word in enumerate(words):
         onset, duration = float(word.onset), float(word.duration)
         if not (math.isfinite(onset) and math.isfinite(duration)) or onset < 0 or duration < 0:
@@ -134,6 +124,20 @@ def _check_times(words: Sequence[Word]) -> None:
                 f"word {i} ({word.text!r}) has onset {onset} and duration {duration}: times must "
                 "be finite and not negative"
             )
+    return p
+
+
+def _write_rows(p: Path, header: Sequence[str], rows: Iterable[list]) -> Path:
+    """`header`, then `rows`, tab-separated, written atomically."""
+    from tribe_stream.outputs import atomic_write
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, delimiter="\t", lineterminator="\n")
+            w.writerow(header)
+            w.writerows(rows)
+
+    return atomic_write(p, write)
 
 
 def write_transcript(path: str | os.PathLike, words: Sequence[Word]) -> Path:
@@ -141,19 +145,9 @@ def write_transcript(path: str | os.PathLike, words: Sequence[Word]) -> Path:
 
     Whitespace inside a word's text (a tab, a line break) becomes one space, so every word stays
     on its line; times are written to the millisecond. Returns the path written."""
-    from tribe_stream.outputs import atomic_write
-
-    p = _tsv_path(path)
-    _check_times(words)
+    p = _checked(path, words)
     rows = [[f"{w.onset:.3f}", f"{w.duration:.3f}", " ".join(str(w.text).split())] for w in words]
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(OURS)
-            w.writerows(rows)
-
-    return atomic_write(p, write)
+    return _write_rows(p, OURS, rows)
 
 
 def write_official_transcript(path: str | os.PathLike, words: Sequence[Word]) -> Path:
@@ -165,25 +159,18 @@ def write_official_transcript(path: str | os.PathLike, words: Sequence[Word]) ->
     sentences (`extractors.contexts.split_sentences` over the words joined by spaces) and
     `sentence` is that sentence's words joined by spaces."""
     from tribe_stream.extractors.contexts import punctuated, split_sentences
-    from tribe_stream.outputs import atomic_write
 
-    p = _tsv_path(path)
-    _check_times(words)
+    p = _checked(path, words)
     texts = [" ".join(str(w.text).split()) for w in words]
     sentence_of = punctuated(texts, split_sentences)[2] if texts else []
     sentences: dict[int, list[str]] = {}
     for text, k in zip(texts, sentence_of, strict=True):
         sentences.setdefault(k, []).append(text)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(OFFICIAL_COLUMNS)
-            for word, text, k in zip(words, texts, sentence_of, strict=True):
-                w.writerow([text, repr(float(word.onset)), repr(float(word.duration)), k,
-                            " ".join(sentences[k])])  # fmt: skip
-
-    return atomic_write(p, write)
+    rows = [
+        [text, repr(float(w.onset)), repr(float(w.duration)), k, " ".join(sentences[k])]
+        for w, text, k in zip(words, texts, sentence_of, strict=True)
+    ]
+    return _write_rows(p, OFFICIAL_COLUMNS, rows)
 
 
 # --- reading ---------------------------------------------------------------------------------

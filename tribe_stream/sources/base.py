@@ -1,10 +1,8 @@
 """The Source interface: a capture thread, a bounded chunk queue, counters and an end state.
 
-Every source captures in its own thread and pushes `Chunk`s into a queue it owns. The consumer
-calls `poll()` (non-blocking) or iterates. A live source never waits for its consumer: when the
-queue is full the OLDEST chunk is dropped and counted (`overflow="drop_oldest"`). Offline replay
-(`realtime=False`) uses `overflow="block"` instead, so that "as fast as possible" means "as fast as
-the consumer takes it" and nothing is lost.
+A live source never waits for its consumer: a full queue drops its OLDEST chunk, counted
+(`overflow="drop_oldest"`); offline replay (`realtime=False`) blocks instead (`"block"`), so that
+"as fast as possible" means as fast as the consumer takes it, losing nothing.
 """
 
 from __future__ import annotations
@@ -146,22 +144,6 @@ class Counters:
             return dict(self._values)
 
 
-class Backoff:
-    """Exponential retry delays: `first`, doubling up to `maximum`; `reset()` after a success."""
-
-    def __init__(self, first: float = 0.25, maximum: float = 5.0) -> None:
-        self.first, self.maximum = first, maximum
-        self._next = first
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self.maximum, self._next * 2)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.first
-
-
 class Source:
     """Base class: owns the capture thread, the chunk queue, the counters and the end state.
 
@@ -171,6 +153,8 @@ class Source:
     """
 
     kind: str = "media"
+    backoff: tuple[float, float] = (0.25, 5.0)  # reopening: (first, maximum) seconds apart
+    max_reconnects: int | None = None  # failed reopens in a row before giving up (None: never)
 
     def __init__(
         self,
@@ -189,6 +173,8 @@ class Source:
         self._ended = threading.Event()
         self._error: SourceError | None = None
         self._started = False
+        self._corrupt_logged = 0
+        self._container: av.container.InputContainer | None = None  # a PyAV input, if any
 
     # ----- public API -----
     def start(self) -> Source:
@@ -262,7 +248,11 @@ class Source:
         raise NotImplementedError
 
     def _close(self) -> None:
-        """Release the input; called in the capture thread when `_run` returns."""
+        """Release the input (the PyAV container, if any); called in the capture thread when
+        `_run` returns."""
+        if self._container is not None:
+            container, self._container = self._container, None
+            container.close()
 
     def _emit(self, chunk: Chunk) -> bool:
         return self._queue.put(chunk, self._stop)
@@ -286,8 +276,16 @@ class Source:
                 return True
 
     def _corrupt(self, message: str) -> None:
-        """Count and log a corrupt frame that was skipped (video sources implement it)."""
-        raise NotImplementedError
+        """Count and log a corrupt frame that was skipped (the first 5, then every 100th)."""
+        self._count(corrupt_frames=1)
+        self._corrupt_logged += 1
+        if self._corrupt_logged <= 5 or self._corrupt_logged % 100 == 0:
+            log.warning(
+                "%s: skipped a corrupt frame (%d so far): %s",
+                self.name,
+                self._corrupt_logged,
+                message,
+            )
 
     def _frame_rgb(
         self, frame: av.VideoFrame, max_size: int | None, at: str = ""
@@ -306,13 +304,11 @@ class Source:
             self._corrupt(f"conversion failed: {exc}")
         return None
 
-    def _retry_open(
-        self, open_input: Callable[[], object], backoff: tuple[float, float], max_tries: int | None
-    ) -> bool:
-        """Call `open_input` until it stops raising `SourceError`, waiting `Backoff(*backoff)`
-        between tries. True once it succeeded; False when stopped or after `max_tries` failures
-        (then `error` says so). Every failure is counted and logged, every success counted."""
-        delays = Backoff(*backoff)
+    def _retry_open(self, open_input: Callable[[], object]) -> bool:
+        """Call `open_input` until it stops raising `SourceError`, waiting `backoff[0]` s after
+        the first failure, doubling up to `backoff[1]`. True once it succeeded; False when stopped
+        or after `max_reconnects` failures (then `error` says so). Failures and successes counted."""
+        (first, maximum), max_tries = self.backoff, self.max_reconnects
         failures = 0
         delay = 0.0
         while not self._sleep(delay):
@@ -325,10 +321,10 @@ class Source:
                 if max_tries is not None and failures >= max_tries:
                     self._error = SourceError(f"{self.name}: gave up after {failures} tries: {exc}")
                     return False
-                delay = delays.next()
-                continue
-            self._count(reconnects=1)
-            return True
+                delay = first if failures == 1 else min(maximum, delay * 2)
+            else:
+                self._count(reconnects=1)
+                return True
         return False
 
     def _fail(self, message: str) -> None:

@@ -1,29 +1,21 @@
 """Browser capture source: camera frames and sound a web page sends (getUserMedia), as `Chunk`s.
 
-The web server (`tribe_stream.web`) parses each WebSocket message into a `CapturePacket` and
-hands it to `offer`, which never blocks: packets wait in a small inbox (when it is full the
-oldest is dropped and counted, as every live source does) and the source's own thread decodes
-them, so JPEG decoding never stalls the server's event loop.
+The web server parses each WebSocket message into a `CapturePacket` and hands it to `offer`,
+which never blocks: packets wait in a small inbox (full: the oldest dropped and counted) and the
+source's own thread decodes them, so JPEG decoding never stalls the server's event loop.
 
-- Video: one JPEG per packet, decoded with PyAV (FFmpeg's mjpeg decoder, at most
-  `MAX_PIXELS`; anything that fails is skipped and counted in `corrupt_frames`), the shortest
-  edge downscaled to `max_size` as the camera does. A frame whose page time does not advance is
-  skipped (`out_of_order_frames`); stamps always advance.
-- Audio: mono float32 samples at the page's rate, resampled to 16 kHz by `media.ArrayResampler`
-  (NaN, inf and samples beyond ±32768 made silent and counted there: `nonfinite_samples`).
-  Chunks are stamped by counting samples from the first packet, so consecutive chunks are
-  contiguous; a packet more than `GAP_S` away from where the sound ended starts again at its
-  own stamp (`audio_gaps`), never overlapping what was sent, and sound that would run more
-  than `GAP_S` ahead of the clock is dropped (`dropped_samples`).
-- Stamps: the page stamps every packet with its own monotonic clock (`performance.now()`).
-  The source maps that clock onto the stream clock with the smallest arrival delay seen so far
-  (so no stamp is ever in the future), and re-anchors (`clock_resyncs`) when a new page starts
-  capturing or the two clocks disagree by more than `resync_s`. A packet's delay is taken when
-  it arrives (`offer`), not when the thread decodes it, so a busy machine's decoding backlog
-  neither moves stamps nor re-anchors. What was captured before the stream began (stamped
-  before 0, or overflowing the inbox before the source started) is left out on purpose, not
-  counted as a loss (`skipped_frames`, `skipped_samples`; a packet that straddles 0 keeps its
-  part after it). Sample counts are 16 kHz samples, as every source's.
+- Video: one JPEG per packet, decoded by PyAV (at most `MAX_PIXELS`; failures counted in
+  `corrupt_frames`), downscaled to `max_size` as the camera does; a frame whose page time does
+  not advance is skipped (`out_of_order_frames`).
+- Audio: mono float32 at the page's rate, resampled to 16 kHz by `media.ArrayResampler`
+  (damaged samples silenced, `nonfinite_samples`), stamped by counting samples; a packet more
+  than `GAP_S` from where the sound ended starts again at its own stamp (`audio_gaps`), never
+  overlapping, and sound running more than `GAP_S` ahead of the clock is dropped.
+- Stamps: the page's clock (`performance.now()`) maps onto the stream clock by the smallest
+  arrival delay seen (no stamp in the future), re-anchored (`clock_resyncs`) for a new page or
+  when they disagree by more than `resync_s`. The delay is taken on arrival (`offer`), so a
+  decoding backlog neither moves stamps nor re-anchors. What was captured before the stream
+  began is left out on purpose (`skipped_frames`, `skipped_samples`, 16 kHz samples).
 """
 
 from __future__ import annotations
@@ -111,7 +103,6 @@ class BrowserSource(Source):
         self._audio_rate: int | None = None
         self._resampler: ArrayResampler | None = None
         self._decode = DecodeCounters()
-        self._corrupt_logged = 0
         self._resyncs_logged = 0
 
     def kinds(self) -> tuple[str, ...]:
@@ -247,14 +238,6 @@ class BrowserSource(Source):
         chunk = audio_chunk(samples, start, now)
         self._audio_next = chunk.end
         self._emit(chunk)
-
-    def _corrupt(self, message: str) -> None:
-        self._count(corrupt_frames=1)
-        self._corrupt_logged += 1
-        if self._corrupt_logged <= 5 or self._corrupt_logged % 100 == 0:
-            log.warning(
-                "%s: skipped a frame (%d so far): %s", self.name, self._corrupt_logged, message
-            )
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._cond:

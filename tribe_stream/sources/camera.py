@@ -1,21 +1,15 @@
 """Camera source through PyAV: a V4L2 device, any URL or file FFmpeg opens, or a lavfi graph.
 
-`open_camera(spec)` accepts:
+`open_camera(spec)` accepts `/dev/video0`, `v4l2:/dev/video0` or `0` (a V4L2 device);
+`lavfi:testsrc=size=320x240:rate=25` (a filter graph, paced at its frame rate like a camera);
+`rtsp://…` (over TCP), `rtmp://…`, `udp://…`, `srt://…` (live streams); `http(s)://…` or a file
+path (paced by its timestamps when it has a duration, so a file plays like a camera); and
+`x11grab:`, `avfoundation:`, `dshow:`, `gdigrab:<target>` (other FFmpeg capture devices).
 
-- `/dev/video0`, `v4l2:/dev/video0` or a bare index `0`: a V4L2 device (live);
-- `lavfi:testsrc=size=320x240:rate=25`: an FFmpeg filter graph, paced at its frame rate so that
-  it behaves like a camera;
-- `rtsp://…`, `rtmp://…`, `udp://…`, `srt://…`: a live stream (RTSP over TCP);
-- `http(s)://…` or a file path: paced by its timestamps when it has a duration (a file plays
-  like a camera), unpaced when it is a live stream (no duration);
-- `x11grab:<display>`, `avfoundation:<device>`, `dshow:<device>`, `gdigrab:<target>`: other
-  FFmpeg capture devices.
-
-Frames are stamped with the stream clock at capture: the first frame after each (re)open anchors
-the frame timestamps (pts) onto the clock and later frames follow their pts, re-anchored if they
-run ahead of the clock or fall more than `max_lag` behind it. When the input ends or drops out
-and `reconnect=True`, it is reopened (at once, then with exponential backoff) and the stream
-goes on; a camera made from a file therefore loops.
+The first frame after each (re)open anchors the frame timestamps onto the stream clock; later
+frames follow their pts, re-anchored if they run ahead of the clock or fall more than `max_lag`
+behind. With `reconnect=True` an input that ends or drops out is reopened (at once, then with
+exponential backoff): a camera made from a file loops.
 """
 
 from __future__ import annotations
@@ -82,23 +76,27 @@ def parse_camera_spec(spec: str | int) -> CameraSpec:
     return CameraSpec(text, None, paced=None)
 
 
+def _device_error(url: str, reason: object, denied: bool) -> str:
+    """The one line for a V4L2 device that cannot be opened: the cameras there, and the fix."""
+    found = ", ".join(sorted(glob.glob("/dev/video*"))) or "none"
+    fix = (
+        "add your user to the 'video' group (sudo usermod -aG video $USER)"
+        if denied
+        else "plug a camera in, pick another /dev/videoN, or use lavfi:testsrc"
+    )
+    return f"cannot open camera {url}: {reason}. Cameras here: {found}. Fix: {fix}"
+
+
 def check_camera(spec: str | int) -> None:
     """Raise `SourceError` now, before any model loads, for a camera that cannot be there: a
     device path that does not exist or cannot be read, a file that does not exist, a lavfi graph
     FFmpeg refuses. URLs and other capture formats are left to the opening."""
     parsed = parse_camera_spec(spec)
     if parsed.format == "v4l2":
-        if not os.path.exists(parsed.url) or not os.access(parsed.url, os.R_OK):
-            found = ", ".join(sorted(glob.glob("/dev/video*"))) or "none"
-            why = "no such device" if not os.path.exists(parsed.url) else "permission denied"
-            fix = (
-                "plug a camera in, pick another /dev/videoN, or use lavfi:testsrc"
-                if why == "no such device"
-                else "add your user to the 'video' group (sudo usermod -aG video $USER)"
-            )
-            raise SourceError(
-                f"cannot open camera {parsed.url}: {why}. Cameras here: {found}. Fix: {fix}"
-            )
+        if not os.path.exists(parsed.url):
+            raise SourceError(_device_error(parsed.url, "no such device", denied=False))
+        if not os.access(parsed.url, os.R_OK):
+            raise SourceError(_device_error(parsed.url, "permission denied", denied=True))
     elif parsed.format == "lavfi":
         CameraSource(spec)._open_input().close()
     elif parsed.format is None and "://" not in parsed.url and not os.path.exists(parsed.url):
@@ -163,11 +161,9 @@ class CameraSource(Source):
         self.timeout = (open_timeout, read_timeout)
         self.backoff = backoff
         self.max_lag = max_lag
-        self._container: av.container.InputContainer | None = None
         self._paced = False
         self._last_stamp = -math.inf
         self._last_end = -math.inf
-        self._corrupt_logged = 0
 
     # ----- opening -----
     def _open(self) -> None:
@@ -190,28 +186,16 @@ class CameraSource(Source):
         if not container.streams.video:
             container.close()
             raise SourceError(f"camera {spec.url!r} has no video stream")
-        self._paced = self._will_pace(container)
+        pace = self.pace if self.pace is not None else self.spec.paced
+        self._paced = pace if pace is not None else (container.duration or 0) > 0
         # Frame threads add frames of latency: fine for paced files, not for live cameras.
         container.streams.video[0].thread_type = "AUTO" if self._paced else "SLICE"
         return container
 
-    def _will_pace(self, container: av.container.InputContainer) -> bool:
-        if self.pace is not None:
-            return self.pace
-        if self.spec.paced is not None:
-            return self.spec.paced
-        return container.duration is not None and container.duration > 0
-
     def _open_hint(self, exc: Exception) -> str:
         spec = self.spec
         if spec.format == "v4l2":
-            found = sorted(glob.glob("/dev/video*"))
-            listing = ", ".join(found) if found else "none"
-            if isinstance(exc, PermissionError):
-                fix = "add your user to the 'video' group (sudo usermod -aG video $USER)"
-            else:
-                fix = "plug a camera in, pick another /dev/videoN, or use lavfi:testsrc"
-            return f"cannot open camera {spec.url}: {exc}. Cameras here: {listing}. Fix: {fix}"
+            return _device_error(spec.url, exc, denied=isinstance(exc, PermissionError))
         if spec.format == "lavfi":
             return (
                 f"cannot open lavfi graph {spec.url!r}: {exc}. "
@@ -231,19 +215,12 @@ class CameraSource(Source):
                 self._count(errors=1)
                 log.warning("%s: input dropped out: %s", self.name, exc)
             self._close()
-            if self._stop.is_set() or not self.reconnect:
+            if self._stop.is_set() or not self.reconnect or not self._retry_open(self._reopen):
                 return
-            if not self._reopen():
-                return
+            log.info("%s: reopened", self.name)
 
-    def _reopen(self) -> bool:
-        def open_input() -> None:
-            self._container = self._open_input()
-
-        if not self._retry_open(open_input, self.backoff, self.max_reconnects):
-            return False
-        log.info("%s: reopened", self.name)
-        return True
+    def _reopen(self) -> None:
+        self._container = self._open_input()
 
     def _read(self, container: av.container.InputContainer) -> None:
         stream = container.streams.video[0]
@@ -295,19 +272,3 @@ class CameraSource(Source):
         if not self.max_fps or math.isinf(self._last_stamp):
             return False
         return math.floor(stamp * self.max_fps) == math.floor(self._last_stamp * self.max_fps)
-
-    def _corrupt(self, message: str) -> None:
-        self._count(corrupt_frames=1)
-        self._corrupt_logged += 1
-        if self._corrupt_logged <= 5 or self._corrupt_logged % 100 == 0:
-            log.warning(
-                "%s: skipped a corrupt frame (%d so far): %s",
-                self.name,
-                self._corrupt_logged,
-                message,
-            )
-
-    def _close(self) -> None:
-        if self._container is not None:
-            container, self._container = self._container, None
-            container.close()

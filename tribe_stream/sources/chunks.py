@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from tribe_stream import AUDIO_RATE
@@ -55,3 +57,8 @@ class PendingSamples:
         self._parts = [rest] if len(rest) else []
         self.n = len(rest)
         return out
+
+    def pieces(self, size: int, final: bool = False) -> Iterator[np.ndarray]:
+        """`take(size)` while that many are held; `final`: then the rest, a shorter piece."""
+        while self.n >= size or (final and self.n):
+            yield self.take(min(self.n, size))

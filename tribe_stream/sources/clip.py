@@ -1,11 +1,9 @@
 """A synthetic audio-visual clip made with PyAV, for the demo and the tests.
 
-Picture: scrolling colour bars whose hue turns slowly, a bouncing disc, and a code strip along
-the bottom that spells the frame index in binary (`read_frame_index` reads it back, even after
-compression and downscaling). Sound: a phase-continuous tone whose pitch steps every 0.5 s
-(`clip_tone_hz`), over quiet deterministic noise. Everything is a pure function of time, so the
-same arguments give the same clip, and a consumer can check what it received against what was
-written.
+Picture: scrolling colour bars, a bouncing disc, and a strip spelling the frame index in binary
+(`read_frame_index` reads it back, even after compression and downscaling). Sound: a tone whose
+pitch steps every 0.5 s (`clip_tone_hz`) over quiet noise. All a pure function of time, so a
+consumer can check what it received against what was written.
 """
 
 from __future__ import annotations
@@ -15,7 +13,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from tribe_stream import AUDIO_RATE
 from tribe_stream.errors import InputError
+from tribe_stream.media import read_audio
 
 CODE_BITS = 16
 """Bits in the frame-index code strip (indices wrap at 65,536 frames)."""
@@ -84,19 +84,14 @@ def clip_audio(n_samples: int, rate: int) -> np.ndarray:
 
 
 SPEECH_FILE = Path(__file__).resolve().parent.parent / "data" / "demo-speech.flac"
-"""A sentence spoken by espeak-ng (16 kHz mono FLAC, kept in the package)."""
-SPEECH_TEXT = (
-    "The quick brown fox jumps over the lazy dog. Every second, the model predicts the brain."
-)
+"""espeak-ng saying "The quick brown fox jumps over the lazy dog. Every second, the model
+predicts the brain." (16 kHz mono FLAC, kept in the package)."""
 SPEECH_START_S = 1.0
 SPEECH_EVERY_S = 9.0
 
 
 def speech_track(n_samples: int, rate: int) -> np.ndarray:
     """The demo sentence at `rate` Hz from `SPEECH_START_S`, repeated every `SPEECH_EVERY_S`."""
-    from tribe_stream import AUDIO_RATE
-    from tribe_stream.media import read_audio
-
     voice = read_audio(SPEECH_FILE)
     if rate != AUDIO_RATE:  # linear interpolation is plenty for a spoken sentence
         t = np.arange(round(len(voice) * rate / AUDIO_RATE)) * (AUDIO_RATE / rate)
@@ -126,8 +121,7 @@ def make_clip(
     """Write the clip as an mp4 (H.264 or MPEG-4 video, AAC audio) and return its path.
 
     `speech=True` (the demo's clip) lays a spoken sentence over the tone, from 1 s and again
-    every `SPEECH_EVERY_S` (`speech_words` says which words, when): so speech recognition and
-    the text features have something to hear. About 0.1 s of work per second of 320x240 clip
+    every `SPEECH_EVERY_S`: so speech recognition and the text features have something to hear. About 0.1 s of work per second of 320x240 clip
     on one core; the result depends only on the arguments (and the FFmpeg build).
     """
     if seconds <= 0 or fps <= 0 or width < 32 or height < 32:

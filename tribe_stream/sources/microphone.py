@@ -1,15 +1,11 @@
 """Microphone source through sounddevice (PortAudio): mono 16 kHz float32 chunks.
 
-The PortAudio callback only copies its block into a `SampleRing` and notes the block's capture
-time. A worker thread reads the ring every `poll_seconds`, mixes to mono (channel mean),
-resamples to 16 kHz with PyAV's resampler and cuts `chunk_seconds` chunks. Stamps count samples
-from the first block's capture time, following slow drift between the device clock and the
-stream clock (`FOLLOW_SECONDS`) and re-anchoring (counted in `clock_resyncs`) when they disagree by more than
-`resync_seconds`.
-
-If the device stops delivering audio (unplugged, audio server gone) the stream is closed, the
-dropout is counted in `errors` and, with `reconnect=True`, the device is reopened with backoff
-(counted in `reconnects`); otherwise the source ends with a `SourceError`.
+The PortAudio callback only copies its block into a `SampleRing` with its capture time; a worker
+thread reads the ring every `poll_seconds`, resamples to 16 kHz mono and cuts `chunk_seconds`
+chunks, stamped by counting samples from the first block's capture time, following slow drift
+of the device clock (`FOLLOW_SECONDS`) and re-anchoring past `resync_seconds` (`clock_resyncs`).
+A device that stops delivering audio is a dropout (`errors`): reopened with backoff when
+`reconnect=True` (`reconnects`), else the source ends with a `SourceError`.
 """
 
 from __future__ import annotations
@@ -86,15 +82,6 @@ def list_input_devices(refresh: bool = False) -> list[dict[str, Any]]:
         for i, d in enumerate(sd.query_devices())
         if d["max_input_channels"] > 0
     ]
-
-
-def _describe(devices: list[dict[str, Any]]) -> str:
-    if not devices:
-        return "none (is a microphone connected and an audio server running?)"
-    return "; ".join(
-        f"{d['index']}: {d['name']} ({d['channels']} ch, {d['default_rate']:.0f} Hz)"
-        for d in devices
-    )
 
 
 class MicrophoneSource(Source):
@@ -181,9 +168,13 @@ class MicrophoneSource(Source):
             info = sd.query_devices(wanted, "input")
         except (ValueError, sd.PortAudioError) as exc:
             what = "no default input device" if wanted is None else f"no input device {wanted!r}"
+            found = "; ".join(
+                f"{d['index']}: {d['name']} ({d['channels']} ch, {d['default_rate']:.0f} Hz)"
+                for d in list_input_devices()
+            )
+            found = found or "none (is a microphone connected and an audio server running?)"
             raise SourceError(
-                f"microphone: {what} ({exc}). Input devices: {_describe(list_input_devices())}. "
-                "Pick one by index or name"
+                f"microphone: {what} ({exc}). Input devices: {found}. Pick one by index or name"
             ) from exc
         return int(info["index"]), info
 
@@ -244,13 +235,8 @@ class MicrophoneSource(Source):
                 )
                 return
             log.warning("%s: %r stopped delivering audio; reopening", self.name, self.device_name)
-            if not self._reopen():
+            if not self._retry_open(lambda: self._open_stream(self._reopen_target())):
                 return
-
-    def _reopen(self) -> bool:
-        return self._retry_open(
-            lambda: self._open_stream(self._reopen_target()), self.backoff, self.max_reconnects
-        )
 
     def _reopen_target(self) -> int | str | None:
         """The same device by exact name if it is listed (indices move when devices come and
@@ -284,10 +270,8 @@ class MicrophoneSource(Source):
                 last_data = self.clock.now()
                 patience = self.stall_seconds
                 state.add(start, block, lost, ring)
-            if self._finished.is_set() or not self._stream.active:
-                state.finish()
-                return True
-            if self.clock.now() - last_data > patience:
+            stalled = self.clock.now() - last_data > patience
+            if self._finished.is_set() or not self._stream.active or stalled:
                 state.finish()
                 return True
         state.finish()
@@ -331,8 +315,7 @@ class _Timeline:
             self.seg_in0, self.seg_in, self.seg_out = start, 0, 0
         self.seg_in += len(block)
         self.pending.add(self.resampler.push(block))
-        while self.pending.n >= self.src.chunk_samples:
-            self._chunk(self.src.chunk_samples)
+        self._chunks()
 
     def _follow_clock(self, ring: SampleRing) -> None:
         """Track the device clock against the stream clock from the callback's block stamps."""
@@ -355,16 +338,15 @@ class _Timeline:
     def finish(self) -> None:
         """Flush the resampler and hand over what is left as a (shorter) chunk."""
         self.pending.add(self.resampler.flush())
-        while self.pending.n:
-            self._chunk(min(self.pending.n, self.src.chunk_samples))
+        self._chunks(final=True)
         self.seg_in0 = None
 
-    def _chunk(self, n: int) -> None:
-        out = self.pending.take(n)
-        assert self.seg_in0 is not None
-        index = self.seg_in0 + self.seg_out * self.rate / AUDIO_RATE
-        start = max(self.time_of(index), self.src._last_end)
-        self.seg_out += n
-        chunk = audio_chunk(out, start, self.src.clock.now())
-        self.src._last_end = chunk.end
-        self.src._emit(chunk)
+    def _chunks(self, final: bool = False) -> None:
+        for out in self.pending.pieces(self.src.chunk_samples, final):
+            assert self.seg_in0 is not None
+            index = self.seg_in0 + self.seg_out * self.rate / AUDIO_RATE
+            start = max(self.time_of(index), self.src._last_end)
+            self.seg_out += len(out)
+            chunk = audio_chunk(out, start, self.src.clock.now())
+            self.src._last_end = chunk.end
+            self.src._emit(chunk)

@@ -1,16 +1,12 @@
 """File replay: a video with its sound, or sound alone, at real-time pace or as fast as possible.
 
-Stamps are media times mapped onto the stream clock: `stream time = offset + media time`, where
-media time is the frame's pts counted from the file's start. Video chunks carry the exact frame
-pts; audio is mono 16 kHz, stamped by counting samples from the pts of the first audio frame
-(re-anchored on a gap, e.g. after a packet that failed to decode). With `offset=0` (default) the
-stamps are the same whatever the pace, so offline and live runs fill identical 0.5 s bins.
-
-- `realtime=True`: a video frame is released when the clock reaches its stamp, an audio chunk
-  when the clock reaches its end (as a microphone would deliver it). The queue drops the oldest
-  chunk when the consumer falls behind (counted).
-- `realtime=False`: chunks are released as soon as they are decoded; the queue blocks the reader
-  when full, so nothing is dropped and "as fast as possible" means as fast as the consumer reads.
+Stamps are media times on the stream clock (`offset + pts`, pts from the file's start): video
+chunks carry each frame's pts, 16 kHz mono audio counts samples from the first audio frame's pts
+(re-anchored on a gap). With `offset=0` they are the same at either pace, so offline and live
+runs fill identical 0.5 s bins. `realtime=True` releases a frame when the clock reaches its
+stamp, an audio chunk when it reaches its end (as a microphone would), dropping the oldest chunk
+when the consumer falls behind; `realtime=False` releases chunks as decoded and blocks when the
+queue is full, so nothing is dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+import numpy as np
 
 from tribe_stream import AUDIO_RATE
 from tribe_stream.clock import StreamClock
@@ -34,6 +31,7 @@ from tribe_stream.media import (
     probe,
     sound_format,
     sound_limit,
+    start_time,
 )
 from tribe_stream.sources.base import Source
 from tribe_stream.sources.chunks import PendingSamples, audio_chunk, video_chunk
@@ -99,21 +97,17 @@ class FileReplay(Source):
         self.lookahead = lookahead
         self.has_video = self.has_audio = False
         self.duration: float | None = None
-        self._container: av.container.InputContainer | None = None
         self._base = 0.0
-        self._corrupt_logged = 0
 
     def kinds(self) -> tuple[str, ...]:
         """The chunk kinds this replay will yield ("video", "audio"), without starting it."""
         info = probe(self.path)
-        return tuple(
-            kind
-            for kind, wanted, present in (
-                ("video", self.want_video, info.has_video),
-                ("audio", self.want_audio, info.has_audio),
-            )
-            if wanted and present
-        )
+        return self._wanted(info.has_video, info.has_audio)
+
+    def _wanted(self, video: bool, audio: bool) -> tuple[str, ...]:
+        """Of the kinds present (`video`, `audio`), those asked for."""
+        present = {"video": video and self.want_video, "audio": audio and self.want_audio}
+        return tuple(kind for kind, yes in present.items() if yes)
 
     # ----- opening -----
     def _open(self) -> None:
@@ -125,9 +119,9 @@ class FileReplay(Source):
             container = open_media(self.path)
         except SourceError as exc:
             raise SourceError(f"cannot replay: {exc}") from None
-        self.has_video = self.want_video and bool(container.streams.video)
-        self.has_audio = self.want_audio and bool(container.streams.audio)
-        if not (self.has_video or self.has_audio):
+        kinds = self._wanted(bool(container.streams.video), bool(container.streams.audio))
+        self.has_video, self.has_audio = "video" in kinds, "audio" in kinds
+        if not kinds:
             container.close()
             asked = " or ".join(
                 k for k, w in (("video", self.want_video), ("audio", self.want_audio)) if w
@@ -153,14 +147,9 @@ class FileReplay(Source):
 
     def _play(self, container: av.container.InputContainer) -> float | None:
         """Replay the file once; returns the stream time where it ended, None if stopped."""
-        streams = []
-        if self.has_video:
-            streams.append(container.streams.video[0])
-        if self.has_audio:
-            streams.append(container.streams.audio[0])
-        origin = (container.start_time or 0) / av.time_base
-        play = _Playback(self, container, origin)
-        packets = container.demux(*streams)
+        video, audio = container.streams.video, container.streams.audio
+        packets = container.demux(*video[: int(self.has_video)], *audio[: int(self.has_audio)])
+        play = _Playback(self, container, start_time(container))
         eof = False
         while True:
             if self._stop.is_set():
@@ -216,19 +205,6 @@ class FileReplay(Source):
         chunk.capture_time = self.clock.now()
         return self._emit(chunk)
 
-    def _corrupt(self, message: str) -> None:
-        self._count(corrupt_frames=1)
-        self._corrupt_logged += 1
-        if self._corrupt_logged <= 5 or self._corrupt_logged % 100 == 0:
-            log.warning(
-                "%s: skipped a corrupt frame (%d): %s", self.name, self._corrupt_logged, message
-            )
-
-    def _close(self) -> None:
-        if self._container is not None:
-            container, self._container = self._container, None
-            container.close()
-
 
 class _Playback:
     """One pass over a file: decodes packets into chunks on a release heap."""
@@ -252,6 +228,7 @@ class _Playback:
         self._last_video = -math.inf
         # sound is stamped on the media clock by the one media module (as offline reading is)
         self._decoded = DecodeCounters()
+        self._seen = (0, 0)  # the decoder's audio gaps and silenced samples counted so far
         self._timeline = AudioTimeline(
             origin, sound_limit(container), self._decoded, sound_format(container)
         )
@@ -317,43 +294,35 @@ class _Playback:
 
     # ----- audio -----
     def _audio(self, frame: av.AudioFrame) -> None:
-        before = (self._decoded.audio_gaps, self._decoded.nonfinite_samples)
-        for t, samples in self._timeline.push(frame):
-            self._add(t, samples)
-        self._count_decoded(before)
+        self._add(self._timeline.push(frame))
         self.audio_horizon = self.base + self._timeline.horizon
-        while self._pending.n >= self.src.chunk_samples:
-            self._chunk(self.src.chunk_samples)
+        self._chunks()
 
     def finish_audio(self) -> None:
         """End of the file: flush the resampler and chunk what is left."""
-        before = (self._decoded.audio_gaps, self._decoded.nonfinite_samples)
-        for t, samples in self._timeline.finish():
-            self._add(t, samples)
-        self._count_decoded(before)
-        while self._pending.n > 0:
-            self._chunk(min(self._pending.n, self.src.chunk_samples))
+        self._add(self._timeline.finish())
+        self._chunks(final=True)
         self.audio_horizon = math.inf
 
-    def _count_decoded(self, before: tuple[int, int]) -> None:
-        gaps = self._decoded.audio_gaps - before[0]
-        bad = self._decoded.nonfinite_samples - before[1]
-        if gaps or bad:
-            self.src._count(audio_gaps=gaps, nonfinite_samples=bad)
+    def _add(self, pieces: list[tuple[float, np.ndarray]]) -> None:
+        """Stamped pieces of sound, each contiguous with the pending samples or a new segment
+        (the old one chunked first); the decoder's gaps and silenced samples since counted."""
+        for t, samples in pieces:
+            expected = self._pending_start + self._pending.n / AUDIO_RATE
+            if self._pending.n and abs(t - expected) > 0.5 / AUDIO_RATE:
+                self._chunks(final=True)
+            if not self._pending.n:
+                self._pending_start = t
+            self._pending.add(samples)
+        seen, self._seen = self._seen, (self._decoded.audio_gaps, self._decoded.nonfinite_samples)
+        if self._seen != seen:
+            self.src._count(
+                audio_gaps=self._seen[0] - seen[0], nonfinite_samples=self._seen[1] - seen[1]
+            )
 
-    def _add(self, t: float, samples) -> None:
-        """A stamped piece of sound: contiguous with the pending samples, or a new segment."""
-        expected = self._pending_start + self._pending.n / AUDIO_RATE
-        if self._pending.n and abs(t - expected) > 0.5 / AUDIO_RATE:
-            while self._pending.n > 0:  # a new segment: the old one is chunked first
-                self._chunk(min(self._pending.n, self.src.chunk_samples))
-        if not self._pending.n:
-            self._pending_start = t
-        self._pending.add(samples)
-
-    def _chunk(self, n: int) -> None:
-        out = self._pending.take(n)
-        start = self.base + self._pending_start
-        self._pending_start += len(out) / AUDIO_RATE
-        chunk = audio_chunk(out, start, self.src.clock.now())
-        self._push(chunk.end, chunk)
+    def _chunks(self, final: bool = False) -> None:
+        for out in self._pending.pieces(self.src.chunk_samples, final):
+            start = self.base + self._pending_start
+            self._pending_start += len(out) / AUDIO_RATE
+            chunk = audio_chunk(out, start, self.src.clock.now())
+            self._push(chunk.end, chunk)

@@ -52,7 +52,7 @@ class SampleRing:
         end = self.written
         start = max(self._read, end - self.capacity)
         lost = start - self._read
-        out = self._copy(start, end)
+        out = self._buf[np.arange(start, end) % self.capacity]  # a copy, wrapping around
         # The writer may have lapped us during the copy: drop what it overwrote.
         overwritten = min(len(out), self.written - self.capacity - start)
         if overwritten > 0:
@@ -61,13 +61,3 @@ class SampleRing:
             start += overwritten
         self._read = end
         return start, out, lost
-
-    def _copy(self, start: int, end: int) -> np.ndarray:
-        n = end - start
-        if n <= 0:
-            return np.zeros((0, self.channels), np.float32)
-        pos = start % self.capacity
-        first = min(n, self.capacity - pos)
-        if first == n:
-            return self._buf[pos : pos + n].copy()
-        return np.concatenate([self._buf[pos:], self._buf[: n - first]])

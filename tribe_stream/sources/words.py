@@ -1,5 +1,4 @@
-"""Words with their times as a live source: each handed over when the stream clock passes its
-end, as a recogniser would hear it, without its delay (`bench --transcript`, `Media(words=)`)."""
+"""Words with their times as a live source (`bench --transcript`, `Media(words=)`)."""
 
 from __future__ import annotations
 
