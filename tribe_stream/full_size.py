@@ -139,4 +139,6 @@ def random_full_size(device: str, fp8=None, with_text: bool = True):
     loaded = LoadedModel(
         model, config, "random full-size (tribe-stream bench)", {"untrained": True}
     )
-    return loaded, {m: x for m, x in (("text", text), ("audio", audio), ("video", video)) if x is not None}
+    return loaded, {
+        m: x for m, x in (("text", text), ("audio", audio), ("video", video)) if x is not None
+    }

@@ -175,7 +175,9 @@ class Models:
 
             warn_untrained(stacklevel=3)
         self.engine_name = default_engine(o.engine, self.device, live)
-        self.engine = make_engine(self.engine_name, self.loaded, device=self.device, dtype=self.dtype)
+        self.engine = make_engine(
+            self.engine_name, self.loaded, device=self.device, dtype=self.dtype
+        )
         self.config = extractor_config(o.checkpoint)
 
     @property
@@ -234,4 +236,11 @@ class Models:
         )
 
 
-__all__ = ["Extractors", "Models", "check_device", "default_engine", "extractor_config", "load_brain_model"]
+__all__ = [
+    "Extractors",
+    "Models",
+    "check_device",
+    "default_engine",
+    "extractor_config",
+    "load_brain_model",
+]

@@ -65,6 +65,7 @@ class VideoFp8(enum.Enum):
         """Whether attention runs in FP8 too."""
         return self is VideoFp8.ATTENTION
 
+
 @dataclass(frozen=True)
 class Cli:
     """How a field appears on the command line: `flags` maps each flag to the value it stores
