@@ -18,11 +18,14 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tribe_stream.errors import CheckpointError, InputError, require_transformers
-from tribe_stream.extractors.config import ExtractorConfig
 from tribe_stream.options import ModelOptions
 from tribe_stream.types import MODALITIES
+
+if TYPE_CHECKING:
+    from tribe_stream.extractors.config import ExtractorConfig
 
 log = logging.getLogger("tribe_stream.models")
 
@@ -35,7 +38,7 @@ def extractor_config(source: str | os.PathLike | None) -> ExtractorConfig:
     reader, `tribe_stream.model.config.read_yaml`), or, for a converted `.safetensors` without
     one, the config it carries.
     """
-    from tribe_stream.extractors.config import from_experiment, from_yaml
+    from tribe_stream.extractors.config import ExtractorConfig, from_experiment, from_yaml
     from tribe_stream.resolve import (
         _SOURCES,
         CONFIG_NAME,
