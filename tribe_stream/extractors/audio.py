@@ -8,8 +8,7 @@ pass covers a trailing context of `context_seconds` ending at the newest bin.
 
 The encoder is `AudioTrunk` (`audio_encoder.py`) for the real model's `relative_key` positions,
 the model's own call otherwise. Live on a GPU with `compile=True`, each pass is padded to the
-context's length, so that one CUDA graph, captured once, replays every pass: the pass is ~600
-small kernels, and launching them one by one from Python costs more than running them.
+context's length so one CUDA graph replays every pass (~600 small kernels, launch-bound).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from tribe_stream.extractors.accel import CudaGraphStep, compile_blocks, sdpa_co
 from tribe_stream.extractors.audio_encoder import AudioTrunk
 from tribe_stream.extractors.config import ModalitySettings
 from tribe_stream.extractors.fbank import TorchFbank
-from tribe_stream.extractors.grouped import GroupedExtractor
+from tribe_stream.extractors.grouped import GroupedExtractor, unwrap
 from tribe_stream.extractors.layers import needed_group_weights
 from tribe_stream.extractors.loading import load_pretrained, locate
 from tribe_stream.extractors.timing import (
@@ -47,10 +46,9 @@ log = logging.getLogger(__name__)
 def zscore(samples: np.ndarray | torch.Tensor) -> torch.Tensor:
     """`(x - mean) / (1e-8 + std)`, unbiased std, as the official audio preprocessing.
 
-    The mean and std are summed in float64: in float32 their last bit depends on how many threads
-    share the sum, and the log-mel filterbank magnifies that shift about a million times in bands
-    with almost no energy (tones, chords): 1 and 2 threads gave audio features 9e-5 apart. In
-    float64 they are the same bytes; the values move by at most 2.4e-5 from float32's."""
+    The mean and std are summed in float64: in float32 their last bit depends on the thread
+    count, and the log-mel filterbank magnifies that in near-silent bands (1 and 2 threads gave
+    features 9e-5 apart)."""
     x = torch.as_tensor(samples).to(torch.float32).reshape(-1)
     if x.numel() < 2:
         return torch.zeros_like(x)
@@ -220,10 +218,7 @@ class AudioExtractor(GroupedExtractor):
         One pass over the whole span; each bin takes the frame at its start (nearest sampling).
         `pad_to`: as in `frames`.
         """
-        out = self.extract_passes([AudioPass(samples, t0, bins, pad_to)])[0]
-        if isinstance(out, Exception):
-            raise out
-        return out
+        return unwrap(self.extract_passes([AudioPass(samples, t0, bins, pad_to)])[0])
 
     def extract_passes(self, passes: Sequence[AudioPass]) -> list:
         """`extract` of several passes (several streams' seconds) batched by `frames_batch`;
@@ -356,10 +351,7 @@ class LiveAudio:
         b = np.asarray(bins, dtype=np.int64).reshape(-1)
         if b.size == 0:
             return np.zeros((0, *self.extractor.shape), np.float32)
-        out = self.extractor.extract_passes([self.plan(b)])[0]
-        if isinstance(out, Exception):
-            raise out
-        return out
+        return unwrap(self.extractor.extract_passes([self.plan(b)])[0])
 
     def plan(self, bins: Sequence[int] | np.ndarray) -> AudioPass:
         """The pass that `extract(bins)` runs, its samples taken now (run later, batched)."""

@@ -40,10 +40,8 @@ class ConformerLayer(nn.Module):
         self.qkv = fused_linear(attn.linear_q, attn.linear_k, attn.linear_v)
         self.attn_out = attn.linear_out
         self.distances = attn.distance_embedding.weight  # (left + right + 1, head_dim)
-        self.left, self.right = (
-            attn.left_max_position_embeddings,
-            attn.right_max_position_embeddings,
-        )
+        self.left = attn.left_max_position_embeddings
+        self.right = attn.right_max_position_embeddings
         self.conv_norm = conv.layer_norm
         self.pointwise1 = conv.pointwise_conv1.weight  # (2D, D, 1): used as (2D, D)
         self.depthwise = conv.depthwise_conv.weight  # (D, 1, K)

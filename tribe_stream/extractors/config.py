@@ -124,11 +124,11 @@ def _fractions(value: Any, where: str) -> tuple[float, ...]:
 def _cache_n(section: dict, where: str) -> int | None:
     """`cache_n_layers`: None (no thinning) when the key is absent or null."""
     value = section.get("cache_n_layers")
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 2):
         return value
-    raise CheckpointError(f"config.yaml: {where} must be an integer >= 2 or null, got {value!r}")
+    raise CheckpointError(
+        f"config.yaml: {where}.cache_n_layers must be an integer >= 2 or null, got {value!r}"
+    )
 
 
 def _positive(value: Any, default: float, where: str, integer: bool = False) -> Any:
@@ -157,10 +157,9 @@ def from_experiment(experiment: dict[str, Any] | None) -> ExtractorConfig:
     """Settings from a parsed `config.yaml` (the whole file, or `{}` for the reference)."""
     if not experiment:
         return ExtractorConfig.reference()
-    exp = experiment
-    if not isinstance(exp, dict):
+    if not isinstance(experiment, dict):
         raise CheckpointError("config.yaml must hold a mapping")
-    data = exp.get("data") or {}
+    data = experiment.get("data") or {}
     if not isinstance(data, dict):
         raise CheckpointError("config.yaml: `data` must be a mapping")
     override = None
@@ -213,26 +212,18 @@ def from_experiment(experiment: dict[str, Any] | None) -> ExtractorConfig:
             raise CheckpointError(
                 f"config.yaml: {where}.model_name must be a folder or hub id, got {model_name!r}"
             )
-        video = modality == "video"
+        video = section if modality == "video" else {}  # clip settings: video only
+        clip = _positive(video.get("clip_duration"), 4.0, "data.video_feature.clip_duration")
+        n_frames = _positive(video.get("num_frames"), 64, "data.video_feature.num_frames", True)
         settings[modality] = ModalitySettings(
             modality=modality,
             model_name=model_name,
             fractions=fractions,
             aggregation=aggregation,
-            cache_n_layers=(
-                _cache_n(inner, f"{where}.cache_n_layers") if modality in THINNED else None
-            ),
+            cache_n_layers=_cache_n(inner, where) if modality in THINNED else None,
             frequency=frequency,
-            clip_seconds=_positive(
-                section.get("clip_duration"), 4.0, "data.video_feature.clip_duration"
-            )
-            if video
-            else 4.0,
-            num_frames=_positive(
-                section.get("num_frames"), 64, "data.video_feature.num_frames", True
-            )
-            if video
-            else 64,
+            clip_seconds=clip,
+            num_frames=n_frames,
         )
     return ExtractorConfig(**settings, features_to_use=tuple(features))
 

@@ -13,12 +13,11 @@ builds it (neuralset's `AddText`, `AddSentenceToWords` and `AddContextToWords`, 
    The model's tokens for the word are the context's past those of
    `context[:-len(word)].rstrip()` (at least one).
 
-Sentences are split by spaCy when it is installed (the official `en_core_web_lg` pipeline when
-present, else spaCy's rule-based `sentencizer`: what the official code runs where the large model
-cannot be downloaded), else by `split_sentences`' own rule, which agrees with the sentencizer on
-ordinary text: a sentence ends at a word whose trailing punctuation holds `.`, `!` or `?` (not the
-`.` of an abbreviation such as `Mr.`, `e.g.`, `U.S.` or an initial, as spaCy's English tokenizer
-keeps them, nor an ellipsis `...`), and the next sentence starts at the next word's first letter.
+Sentences are split by spaCy when installed (`en_core_web_lg` when present, else its rule-based
+`sentencizer`, as the official code falls back), else by `split_sentences`, which agrees with the
+sentencizer on ordinary text: a sentence ends at a word whose trailing punctuation holds `.`, `!`
+or `?` (not an abbreviation's or an initial's `.` such as `Mr.`, `U.S.`, nor an ellipsis), and
+the next starts at the next word's first letter.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 Span = tuple[int, int, int]
 """A sentence: (first character, end without trailing whitespace, end with it)."""
@@ -121,17 +121,11 @@ def punctuated(texts: Sequence[str], splitter: Splitter) -> tuple[str, list[int]
     """The official re-joined text of a transcript, where each word's letters start in it, and
     the sentence (of the first split) each word is in."""
     raw = " ".join(texts)
-    starts, at = [], 0
-    for t in texts:
-        starts.append(at)
-        at += len(t) + 1
+    starts = list(accumulate((len(t) + 1 for t in texts), initial=0))[:-1]
     sents = splitter(raw)
     pieces = [raw[s:e].capitalize().rstrip(".") for s, e, _ in sents]
     text = ". ".join(pieces)
-    offsets, pos = [], 0
-    for piece in pieces:
-        offsets.append(pos)
-        pos += len(piece) + 2
+    offsets = list(accumulate((len(p) + 2 for p in pieces), initial=0))[:-1]
     where, sentence, k = [], [], 0
     for t, a in zip(texts, starts, strict=True):
         lead = _LEADING.match(t)
@@ -216,12 +210,10 @@ class ContextWindow:
     `(context, prefix)` as `word_contexts` gives it when more words follow (the transcript's last
     word keeps its `.`; the one divergence from the finished transcript's contexts).
 
-    Only the sentence in progress is split again for each word: the parts of the words of the
-    sentences before it no longer change (splitting and capitalising are local to sentences),
-    so they are kept (the last `max_context_words`) and a word costs the same however long the
-    stream. `overflow="rebase"`: once the context is full, its older half is dropped at once
-    (contexts between half and all of `max_context_words` words, so the language model's cached
-    keys stay valid for longer).
+    Only the sentence in progress is split again for each word: earlier sentences' parts no
+    longer change, so they are kept (the last `max_context_words`) and a word costs the same
+    however long the stream. `overflow="rebase"`: once the context is full, its older half is
+    dropped at once (so the language model's cached keys stay valid for longer).
     """
 
     def __init__(

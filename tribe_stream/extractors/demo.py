@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tribe_stream.extractors.config import ExtractorConfig, ModalitySettings, from_experiment
+from tribe_stream.extractors.config import ExtractorConfig, from_experiment
 
 if TYPE_CHECKING:
     from tribe_stream.extractors.fp8 import VideoFp8
@@ -218,8 +218,3 @@ def load_demo_extractors(
     paths = demo_extractors_path(folder)
     config = demo_config().with_models(**{m: paths[m] for m in modalities})
     return load_extractors(config, device=device, modalities=modalities, video_fp8=video_fp8)
-
-
-def settings_for(modality: str) -> ModalitySettings:
-    """The demo's settings for one modality."""
-    return demo_config()[modality]

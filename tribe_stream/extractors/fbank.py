@@ -67,11 +67,8 @@ class TorchFbank:
         spec = parts[:, :n_bins].square() + parts[:, n_bins:].square()  # power (n, 257)
         logmel = torch.clamp(spec @ self.mel, min=MEL_FLOOR).log()  # (n, 80)
         mean = logmel.mean(dim=0, keepdim=True)
-        var = (
-            logmel.var(dim=0, keepdim=True, unbiased=True)
-            if logmel.shape[0] > 1
-            else torch.zeros_like(mean)
-        )
+        lone = logmel.shape[0] < 2  # the unbiased variance of one frame: 0, not NaN
+        var = torch.zeros_like(mean) if lone else logmel.var(dim=0, keepdim=True, unbiased=True)
         feats = (logmel - mean) / torch.sqrt(var + 1e-7)
         rem = feats.shape[0] % self.stride
         if rem:

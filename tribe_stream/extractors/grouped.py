@@ -30,3 +30,10 @@ class GroupedExtractor:
     def shape(self) -> tuple[int, int]:
         """`(L, D)` of one bin's (for text also one word's) features."""
         return len(self.groups), int(self.model.config.hidden_size)
+
+
+def unwrap(result: Any) -> Any:
+    """One item of a batched call (`encode_clips`, `extract_passes`): its value, or its error raised."""
+    if isinstance(result, Exception):
+        raise result
+    return result

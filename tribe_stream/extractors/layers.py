@@ -60,23 +60,13 @@ def group_layers(
     return [kept[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def needed_states(groups: list[list[int]]) -> list[int]:
-    """The sorted hidden-state indices any group uses (the only ones worth keeping)."""
-    return sorted({i for g in groups for i in g})
-
-
-def group_weights(groups: list[list[int]], n_hidden_states: int) -> np.ndarray:
-    """`(L, n_hidden_states)` averaging matrix: `W @ states` gives the group means."""
-    w = np.zeros((len(groups), n_hidden_states), dtype=np.float32)
-    for g, idx in enumerate(groups):
-        w[g, idx] = 1.0 / len(idx)
-    return w
-
-
 def needed_group_weights(
     groups: list[list[int]], n_hidden_states: int
 ) -> tuple[list[int], np.ndarray]:
-    """The needed states (`needed_states`) and the `(L, n_needed)` averaging matrix over just
-    those, so only the needed hidden states are ever kept."""
-    needed = needed_states(groups)
-    return needed, group_weights(groups, n_hidden_states)[:, needed]
+    """The sorted hidden-state indices any group uses and the `(L, n_needed)` matrix averaging
+    them into the groups (`W @ needed states`), so only the needed hidden states are ever kept."""
+    needed = sorted({i for g in groups for i in g})
+    w = np.zeros((len(groups), n_hidden_states), dtype=np.float32)
+    for g, idx in enumerate(groups):
+        w[g, idx] = 1.0 / len(idx)
+    return needed, w[:, needed]

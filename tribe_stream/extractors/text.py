@@ -6,10 +6,9 @@ sentence, each `capitalize()`d, the word with the parts of up to 1024 words befo
 tokenised without BOS. The word's tokens are the context's tokens past those of
 `context[:-len(word)].rstrip()` (at least one).
 
-Live and offline share one code path: `KVDecoder` keeps the keys and values of the context so a new
-word costs one short forward over its new tokens; whenever the tokens of the new context stop
-extending the cached ones (the 1024-word window sliding, a word's text changing at a sentence
-end) it re-runs from the first token that differs. `reference_vectors` is the official full forward, kept as the oracle.
+Live and offline share one code path: `KVDecoder` caches the context's keys and values, so a
+word costs one forward over its new tokens (from the first token that differs when the context
+stops extending the cached one). `reference_vectors` is the official full forward, the oracle.
 """
 
 from __future__ import annotations
@@ -34,10 +33,6 @@ from tribe_stream.extractors.timing import place_words
 from tribe_stream.types import Word
 
 log = logging.getLogger(__name__)
-
-# LiveText on CUDA with compile=True: the static steps run the layers' pieces around attention
-# compiled (`KVDecoder.fuse`): 8.4 ms a word against 9.9 uncompiled on an H100 (bench_extractors)
-FUSE_DEFAULT = True
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -100,12 +95,10 @@ class _PostAttention(nn.Module):
 class KVDecoder(nn.Module):
     """A decoder-only LM (Llama, Qwen3 as `transformers` builds them) run with its own KV cache.
 
-    It calls the model's own modules (embedding, norms, projections, rotary embedding, MLPs) and
-    keeps keys/values in preallocated buffers, so a forward can start at any cached position and
-    needs no `transformers` cache API. Hidden states follow `transformers`' `output_hidden_states`:
-    0 = embeddings, i = output of layer i, the last one after the final norm. Layers past the last
-    needed state are never run (nor cached). `forward` returns the layer groups `(L, D)` float32 of
-    a weighted token mean of the fed tokens (`group_weights @ needed states`), all on the device.
+    It calls the model's own modules with keys/values in preallocated buffers (no `transformers`
+    cache API), so a forward can start at any cached position; layers past the last needed hidden
+    state (numbered as `output_hidden_states`) never run. `forward` returns the layer groups
+    `(L, D)` float32 of a weighted mean of the fed tokens, on the device.
     """
 
     def __init__(
@@ -165,10 +158,7 @@ class KVDecoder(nn.Module):
         if n_tokens <= self.max_tokens:
             return False
         old_k, old_v, n = self.keys, self.values, self.length
-        size = self.max_tokens
-        while size < n_tokens:
-            size *= 2
-        self._alloc(size)
+        self._alloc(_bucket(n_tokens, self.max_tokens))
         self.keys[:, :, :, :n] = old_k[:, :, :, :n]
         self.values[:, :, :, :n] = old_v[:, :, :, :n]
         return True
@@ -268,12 +258,11 @@ class TextExtractor(GroupedExtractor):
             dtype=pick_dtype(dev, dtype, torch.bfloat16),
             attn_implementation="sdpa",
         )
-        for attr in ("embed_tokens", "layers", "norm", "rotary_emb"):
-            if not hasattr(model, attr):
-                raise CheckpointError(
-                    f"{folder} loads as {type(model).__name__}, not a Llama/Qwen-style decoder; the text "
-                    "extractor needs a model with embed_tokens, layers, norm and rotary_emb"
-                )
+        if not all(hasattr(model, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
+            raise CheckpointError(
+                f"{folder} loads as {type(model).__name__}, not a Llama/Qwen-style decoder; the text "
+                "extractor needs a model with embed_tokens, layers, norm and rotary_emb"
+            )
         tokenizer = load_pretrained(AutoTokenizer, folder, "text tokenizer")
         return cls(
             model.to(dev), tokenizer, settings, device=dev, compile=compile, max_tokens=max_tokens
@@ -299,11 +288,9 @@ class TextExtractor(GroupedExtractor):
         """`(n_words, L, D)` for a whole transcript (its official contexts, the last word's
         included), word by word through the KV-cached path."""
         texts = [(w.text if isinstance(w, Word) else str(w)).strip() for w in words]
-        live = self.live()
+        live, contexts = self.live(), word_contexts(texts, self.settings.max_context_words)
         out = np.zeros((len(words), *self.shape), np.float32)
-        for i, (context, prefix) in enumerate(
-            word_contexts(texts, self.settings.max_context_words)
-        ):
+        for i, (context, prefix) in enumerate(contexts):
             out[i] = live.feed(context, prefix)
         return out
 
@@ -356,10 +343,8 @@ class LiveText:
     `overflow="rebase"` the oldest half of the context is dropped once, after which words are
     cheap again: contexts then hold between 512 and 1024 words instead of exactly 1024.
 
-    Short feeds (up to `STEP_TOKENS` new tokens, a word's usual case) go through a static-shape
-    step: the new tokens padded to a power of two, attention over a power-of-two span of the cache.
-    On CUDA with `compile=True` each (tokens, span) shape is captured once as a CUDA graph and
-    replayed, so a word costs one read of the weights and a handful of copies.
+    Short feeds (up to `STEP_TOKENS` new tokens) can run as static-shape steps (tokens and cache
+    span padded to powers of two): on CUDA with `compile=True`, each shape one CUDA graph.
     """
 
     STEP_TOKENS = 8
@@ -384,9 +369,9 @@ class LiveText:
         self._graphs: dict[tuple[int, int], CudaGraphStep] = {}
         self.graphs = extractor.compile and str(extractor.device).startswith("cuda")
         self.token_steps = self.graphs if token_steps is None else token_steps
-        # fuse: the static steps run the layers' pieces around attention compiled (see
-        # `KVDecoder.fuse`); one compile per padded token count, on its first use
-        self.fuse = FUSE_DEFAULT and self.graphs if fuse is None else fuse
+        # fuse (default with graphs): the static steps run the layers' pieces around attention
+        # compiled (`KVDecoder.fuse`): 8.4 ms a word against 9.9 uncompiled on an H100
+        self.fuse = self.graphs if fuse is None else fuse
         if self.fuse:
             self.decoder.fuse()
         self.counters = {"words": 0, "tokens_fed": 0, "recomputes": 0}
@@ -496,11 +481,8 @@ class LiveText:
         if not ids:
             raise InputError(f"the context {context!r} has no tokens")
         n_target = max(1, len(ids) - len(self.ex.tokens(prefix)))
-        n = min(len(cached), len(ids))
-        if ids[:n] == cached[:n]:
-            common = n
-        else:
-            common = next(i for i, (a, b) in enumerate(zip(cached, ids, strict=False)) if a != b)
+        changed = (i for i, (a, b) in enumerate(zip(cached, ids, strict=False)) if a != b)
+        common = next(changed, min(len(cached), len(ids)))
         start = min(common, len(ids) - n_target)
         if common < len(cached):  # cached tokens no longer match: re-run from the first change
             self.counters["recomputes"] += 1

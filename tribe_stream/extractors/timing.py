@@ -40,12 +40,9 @@ def clip_sample_times(
     clip_seconds: float = 4.0,
     t_min: float | Sequence[float] | np.ndarray = 0.0,
 ) -> np.ndarray:
-    """`(n_bins, n_frames)` sample instants of each bin's clip, oldest first.
-
-    As the official video extractor: frame j of the clip ending at t is sampled at
-    `t - clip * (n-1-j) / n` (so 64 frames at 16 fps, the newest at t itself), clamped below at
-    `t_min` (the start of the stream, or of the offline chunk).
-    """
+    """`(n_bins, n_frames)` sample instants of each bin's clip, oldest first: as the official
+    extractor, frame j of the clip ending at t at `t - clip * (n-1-j) / n`, clamped below at
+    `t_min` (the start of the stream, or of the offline chunk)."""
     t = np.asarray(bin_ends, dtype=np.float64).reshape(-1, 1)
     back = clip_seconds * np.arange(n_frames - 1, -1, -1, dtype=np.float64) / n_frames
     lo = np.asarray(t_min, dtype=np.float64).reshape(-1, 1)
@@ -56,11 +53,7 @@ def select_frames(
     sample_times: np.ndarray, frame_times: Sequence[float] | np.ndarray, eps: float = FRAME_EPS
 ) -> np.ndarray:
     """Index of the frame shown at each sample time: the latest frame stamped at or before it
-    (`eps` seconds of slack).
-
-    Sample times before the first frame take the first frame (clamped at the start). `frame_times`
-    must be non-decreasing. Returns an int array of the shape of `sample_times`.
-    """
+    (`eps` seconds of slack), the first frame for earlier times; `frame_times` non-decreasing."""
     ft = np.asarray(frame_times, dtype=np.float64)
     if ft.ndim != 1 or ft.size == 0:
         raise InputError("select_frames needs at least one frame time (a 1-D array)")
@@ -86,11 +79,8 @@ def nearest_frame_indices(n_frames: int, n_out: int) -> np.ndarray:
 def frames_for_bins(
     bins: Sequence[int] | np.ndarray, t0: float, t1: float, n_frames: int
 ) -> np.ndarray:
-    """Frame (of `n_frames` evenly covering `[t0, t1)`) that nearest sampling gives each bin.
-
-    A bin's value is the frame at the bin's start, as `F.interpolate(nearest)` does over a chunk
-    that begins on the bin grid. Bins outside `[t0, t1)` raise.
-    """
+    """Frame (of `n_frames` evenly covering `[t0, t1)`) at each bin's start, as
+    `F.interpolate(nearest)` picks it over a chunk on the bin grid; bins outside raise."""
     b = np.asarray(bins, dtype=np.int64)
     starts = b * BIN_SECONDS
     if b.size and (starts.min() < t0 - 1e-6 or starts.max() >= t1 - 1e-6):
@@ -112,11 +102,8 @@ def frames_for_bins(
 def chunk_bounds(
     duration: float, max_seconds: float = 60.0, min_seconds: float = 30.0
 ) -> list[tuple[float, float]]:
-    """Offline chunks of a long recording, as the official `ChunkEvents` makes them.
-
-    Cuts are tried every `max_seconds` and kept only where both neighbouring pieces (measured
-    between the candidate cuts) last at least `min_seconds`.
-    """
+    """Offline chunks of a long recording, as the official `ChunkEvents` makes them: cuts tried
+    every `max_seconds`, kept where both pieces between candidate cuts last `min_seconds`."""
     if duration <= 0:
         return []
     cuts = [float(c) for c in np.arange(max_seconds, duration, max_seconds) if 0 < c < duration]
@@ -133,11 +120,8 @@ def chunk_bounds(
 
 @dataclass(frozen=True)
 class ClipPlan:
-    """Where each offline video bin's clip ends, as the official extractor samples them.
-
-    `bins[i]` is a bin of the recording, `ends[i]` the time (s) its clip ends and `starts[i]` the
-    start of its chunk (clips clamp there).
-    """
+    """Where each offline video bin's clip ends: `bins[i]` a bin of the recording, `ends[i]` the
+    time (s) its clip ends, `starts[i]` the start of its chunk (clips clamp there)."""
 
     bins: np.ndarray
     ends: np.ndarray
@@ -147,12 +131,9 @@ class ClipPlan:
 def offline_clip_plan(
     duration: float, max_seconds: float = 60.0, min_seconds: float = 30.0
 ) -> ClipPlan:
-    """The official offline clip timing of a video lasting `duration` (the reader's,
-    `reader_duration`): the video is cut as `chunk_bounds` cuts it, and a chunk `[c0, c1)` gets
-    `n = round(2·(c1-c0))` bins whose clips end at `c0 + linspace(0, c1-c0, n+1)[1:]`: on the
-    0.5 s grid when the chunk's length is a multiple of 0.5 s, spread evenly over it otherwise.
-    Chunks start at multiples of `max_seconds`, so chunk bins follow on from `round(2·c0)`.
-    """
+    """The official offline clip timing of a video lasting `duration` (`reader_duration`): cut
+    by `chunk_bounds`, a chunk `[c0, c1)` gets `n = round(2·(c1-c0))` bins, from `round(2·c0)`,
+    whose clips end at `c0 + linspace(0, c1-c0, n+1)[1:]` (off the grid for odd lengths)."""
     bins, ends, starts = [], [], []
     for c0, c1 in chunk_bounds(duration, max_seconds, min_seconds):
         length = (c0 + (c1 - c0)) - c0  # the reader's sub-clip: (offset + duration) - offset
@@ -170,12 +151,8 @@ def reader_picks(
     sample_times: np.ndarray, frame_times: Sequence[float] | np.ndarray, fps: float
 ) -> np.ndarray:
     """Frames the official reader (moviepy) returns for clips' sample times `(n_bins, n)`, read
-    bin after bin, each clip oldest first.
-
-    A sample shows the frame stamped at or before it (`READER_EPS_FRAMES` of slack); one at or
-    past the end of the last frame (its stamp + 1/fps) gets the frame the reader last read: that
-    of the latest earlier sample in reading order (the first frame if there is none).
-    """
+    in order: the frame stamped at or before each (`READER_EPS_FRAMES` of slack); a sample past
+    the last frame's end repeats the frame last read (the first frame if none)."""
     t = np.asarray(sample_times, dtype=np.float64)
     ft = np.asarray(frame_times, dtype=np.float64)
     eps = READER_EPS_FRAMES / fps
@@ -216,13 +193,9 @@ def window_word_bins(
     onset: float, duration: float, n_bins: int, start: float = 0.0, window: int = MAX_TOKENS
 ) -> list[int]:
     """Bins `[0, n_bins)` (from `start`) a word adds its vector to when each `window`-bin window
-    is placed on its own, as the official predict's 100 s segments are: a window takes the words
-    overlapping it (`onset < window end` and `onset + duration > window start`, strictly: a
-    zero-length word exactly on a window's start is in no window) and places each by
-    `word_bin_span` inside a full window (the last one too, as its padding). A word across an
-    edge is then in both windows (moved left onto the first one's last bin); a word past the
-    recording's last bin is dropped rather than moved left.
-    """
+    is placed on its own, as the official predict's 100 s segments are: each window takes the
+    words strictly overlapping it and places them by `word_bin_span` in a full window. A word
+    across an edge is in both windows; one past the recording's last bin is dropped."""
     span = window * BIN_SECONDS
     out: list[int] = []
     first_w = max(0, int(np.floor((onset - start) / span)) - 1)

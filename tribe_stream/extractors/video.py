@@ -1,11 +1,9 @@
 """Video features: V-JEPA2 over the 4 s clip ending at each bin, mean over tokens, layer groups.
 
 For each bin ending at t, 64 frames sampled at `t - 4*(63-j)/64` (the frame shown at that instant,
-clamped at the start), resized as uint8 (shortest edge, bilinear, antialiased: torchvision's
-kernel), centre-cropped, ImageNet normalised, run through the V-JEPA2 encoder only, and each
-needed hidden state averaged over all tokens. Offline, bins follow the official chunks and reader
-(`extract_file`); live, they stay on the 0.5 s grid. Only the needed hidden states are ever kept, several clips go in one forward, and the
-sizes come from the model folder so the tiny demo model can use small images.
+clamped at the start), resized as uint8 (torchvision's antialiased bilinear kernel), centre-cropped,
+ImageNet normalised, run through the V-JEPA2 encoder, each needed hidden state averaged over all
+tokens. Offline, bins follow the official chunks and reader (`extract_file`); live, the 0.5 s grid.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from tribe_stream.extractors.accel import compile_blocks, sdpa_context
 from tribe_stream.extractors.config import ModalitySettings
 from tribe_stream.extractors.fp8 import VideoFp8
 from tribe_stream.extractors.fp8 import refusal as fp8_refusal
-from tribe_stream.extractors.grouped import GroupedExtractor
+from tribe_stream.extractors.grouped import GroupedExtractor, unwrap
 from tribe_stream.extractors.loading import load_pretrained, locate
 from tribe_stream.extractors.timing import (
     FRAME_EPS,
@@ -42,6 +40,7 @@ from tribe_stream.extractors.timing import (
     select_frames,
 )
 from tribe_stream.extractors.video_encoder import VideoTrunk
+from tribe_stream.media import NothingDecoded, iter_video_frames, media_duration, probe, read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +64,13 @@ class VideoPreprocess:
         """From the folder's video processor config, else from the model's crop size. The resize
         is always `int(crop·256/224)`: `VJEPA2VideoProcessor` sets it so, whatever the config's
         `size` says."""
-        for name in PROCESSOR_FILES:
-            p = folder / name
-            if p.is_file():
-                cfg = json.loads(p.read_text())
-                crop = cfg.get("crop_size", crop_size or 256)
-                crop = int(crop["height"] if isinstance(crop, dict) else crop)
-                mean = tuple(cfg.get("image_mean") or IMAGENET_MEAN)
-                std = tuple(cfg.get("image_std") or IMAGENET_STD)
-                return cls(int(crop * 256 / 224), crop, mean, std)  # type: ignore[arg-type]
-        crop = int(crop_size or 256)
-        return cls(int(crop * 256 / 224), crop)
+        found = [folder / n for n in PROCESSOR_FILES if (folder / n).is_file()]
+        cfg = json.loads(found[0].read_text()) if found else {}
+        crop = cfg.get("crop_size", crop_size or 256)
+        crop = int(crop["height"] if isinstance(crop, dict) else crop)
+        mean = tuple(cfg.get("image_mean") or IMAGENET_MEAN)
+        std = tuple(cfg.get("image_std") or IMAGENET_STD)
+        return cls(int(crop * 256 / 224), crop, mean, std)  # type: ignore[arg-type]
 
     def to_json(self) -> dict:
         """The processor config `VJEPA2VideoProcessor` writes (so the folder also loads with transformers)."""
@@ -86,7 +81,7 @@ class VideoPreprocess:
             "do_resize": True,
             "do_center_crop": True,
             "do_rescale": True,
-            "rescale_factor": 1 / 255,
+            "rescale_factor": RESCALE_FACTOR,
             "do_normalize": True,
             "image_mean": list(self.mean),
             "image_std": list(self.std),
@@ -102,13 +97,9 @@ def resized_shape(height: int, width: int, shortest: int) -> tuple[int, int]:
 
 
 def resize_frames(frames: np.ndarray | torch.Tensor, prep: VideoPreprocess) -> torch.Tensor:
-    """`(N, H, W, 3)` uint8 -> `(N, 3, h, w)` uint8 on the CPU, the shortest edge `prep.resize`.
-
-    As the official processor (torchvision's uint8 resize): torch's own antialiased bilinear
-    kernel for uint8 images, bit for bit (a float resize rounded back differs by one grey level
-    in about a pixel in ten). It runs on the CPU (the kernel has no GPU version), about 2 ms for a
-    1080p frame, and leaves a frame about 13 times smaller to copy to the GPU.
-    """
+    """`(N, H, W, 3)` uint8 -> `(N, 3, h, w)` uint8 on the CPU, the shortest edge `prep.resize`:
+    torch's antialiased bilinear uint8 kernel, bit for bit the official processor's (a float resize
+    differs by a grey level); CPU only, and it leaves a smaller frame to copy to the GPU."""
     x = torch.as_tensor(frames)
     if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
         raise InputError(f"video frames must be uint8 (N, H, W, 3), got {tuple(x.shape)} {x.dtype}")
@@ -120,6 +111,23 @@ def resize_frames(frames: np.ndarray | torch.Tensor, prep: VideoPreprocess) -> t
     return torch.nn.functional.interpolate(
         x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True
     )
+
+
+def _check_frames(frames: np.ndarray, n_times: int) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or len(frames) != n_times:
+        raise InputError(
+            f"frames must be (N, H, W, 3) with one time each; got {frames.shape} and {n_times} times"
+        )
+    return frames
+
+
+def _clip_frames(ex: VideoExtractor, ends, frame_times, t_min) -> tuple[np.ndarray, np.ndarray]:
+    """The frames the clips show (indices into `frame_times`), each sample's index into them."""
+    samples = clip_sample_times(ends, ex.n_frames, ex.settings.clip_seconds, t_min)
+    idx = select_frames(samples, frame_times)
+    used, inverse = np.unique(idx, return_inverse=True)
+    return used, inverse.reshape(idx.shape)
 
 
 def normalise_frames(
@@ -266,19 +274,13 @@ class VideoExtractor(GroupedExtractor):
         clips share them, and all bins go through the model in batches of `max_batch`.
         """
         ends = np.asarray(bin_ends, dtype=np.float64).reshape(-1)
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or len(frames) != len(frame_times):
-            raise InputError(
-                f"frames must be (N, H, W, 3) with one time each; got {frames.shape} and {len(frame_times)} times"
-            )
+        frames = _check_frames(frames, len(frame_times))
         if ends.size == 0:
             return np.zeros((0, *self.shape), np.float32)
-        samples = clip_sample_times(ends, self.n_frames, self.settings.clip_seconds, t_min)
-        idx = select_frames(samples, frame_times)
-        used, inverse = np.unique(idx, return_inverse=True)
+        used, inverse = _clip_frames(self, ends, frame_times, t_min)
         with torch.inference_mode():
             pix = preprocess_frames(frames[used], self.prep, self.device)
-            clips = pix[torch.as_tensor(inverse.reshape(idx.shape), device=pix.device)]
+            clips = pix[torch.as_tensor(inverse, device=pix.device)]
         return self.encode(clips)
 
     # -- offline --------------------------------------------------------------------------------
@@ -293,24 +295,12 @@ class VideoExtractor(GroupedExtractor):
         """A whole video file -> `(L, D, T)` float32, T = number of 2 Hz bins. Packets and
         frames that fail to decode are skipped (counted in `counters`, a `media.DecodeCounters`).
 
-        As the official offline pipeline (`timing.offline_clip_plan`, `timing.reader_picks`): the
-        video, as long as its reader says (`timing.reader_duration`), is cut into 30–60 s chunks,
-        a chunk's clips end at its evenly spread bin ends (off the 0.5 s grid when its length is
-        not a multiple of 0.5 s) and clamp at its start, and a sample past the last frame shows
-        the frame read before it. Bins past the video's chunks (a longer sound) keep clips ending
+        Clip timing as the official offline pipeline (`timing.offline_clip_plan`,
+        `timing.reader_picks`); bins past the video's chunks (a longer sound) keep clips ending
         on the grid. Frames are decoded once, in order; only those some clip shows are resized
-        (in the decoding thread, `media.read_ahead`) and preprocessed, and only the last few
-        seconds of them are kept. Batches are queued on the GPU without waiting for each result,
-        so decoding, preprocessing and the model overlap.
+        (in the decoding thread) and preprocessed. Batches are queued on the GPU without waiting
+        for each result, so decoding, preprocessing and the model overlap.
         """
-        from tribe_stream.media import (
-            NothingDecoded,
-            iter_video_frames,
-            media_duration,
-            probe,
-            read_ahead,
-        )
-
         info = probe(path)
         if not info.has_video:
             raise InputError(f"{path} has no video stream")
@@ -478,11 +468,7 @@ class LiveVideo:
     def feed(self, frames: np.ndarray, times: Sequence[float] | np.ndarray) -> None:
         """Add frames (uint8 `(N, H, W, 3)`) with their stream times."""
         times = np.asarray(times, dtype=np.float64).reshape(-1)
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or len(frames) != len(times):
-            raise InputError(
-                f"frames must be (N, H, W, 3) with one time each; got {frames.shape}, {len(times)}"
-            )
+        frames = _check_frames(frames, len(times))
         keep = np.ones(len(times), bool)
         last = self._times[-1] if self._times else -np.inf
         for i, t in enumerate(times):
@@ -512,10 +498,7 @@ class LiveVideo:
 
     def extract(self, bin_ends: Sequence[float] | np.ndarray) -> np.ndarray:
         """`(n_bins, L, D)` for the bins ending at `bin_ends`, from the frames held."""
-        out = encode_clips(self.ex, [self.clips(bin_ends)])[0]
-        if isinstance(out, Exception):
-            raise out
-        return out
+        return unwrap(encode_clips(self.ex, [self.clips(bin_ends)])[0])
 
     def clips(self, bin_ends: Sequence[float] | np.ndarray) -> VideoClips:
         """The clips of the bins ending at `bin_ends`, as references to the frames held now (so
@@ -525,12 +508,8 @@ class LiveVideo:
             raise InputError("no video frame has arrived yet")
         if ends.size == 0:
             return VideoClips([], np.zeros((0, self.ex.n_frames), np.int64))
-        samples = clip_sample_times(
-            ends, self.ex.n_frames, self.ex.settings.clip_seconds, self.start or 0.0
-        )
-        idx = select_frames(samples, self._times)
-        used, inverse = np.unique(idx, return_inverse=True)
-        return VideoClips([self._pixels[i] for i in used], inverse.reshape(idx.shape))
+        used, inverse = _clip_frames(self.ex, ends, self._times, self.start or 0.0)
+        return VideoClips([self._pixels[i] for i in used], inverse)
 
 
 @dataclass

@@ -227,7 +227,7 @@ class BrainConfig:
                     )
             if all(v is None for v in dims.values()):
                 problems.append("feature_dims gives no modality any (L, D)")
-        for name in _INT_SETTINGS:
+        for name in _INT_SETTINGS.split():
             value = getattr(self, name)
             if not _pos_int(value, _LIMITS.get(name, _MAX_INT)):
                 problems.append(
@@ -267,16 +267,7 @@ class BrainConfig:
 
 
 _REQUIRED = ("feature_dims", "n_outputs", "hidden", "depth", "heads")
-_INT_SETTINGS = (
-    "n_outputs",
-    "n_output_timesteps",
-    "hidden",
-    "depth",
-    "heads",
-    "ff_mult",
-    "max_seq_len",
-    "n_subject_rows",
-)
+_INT_SETTINGS = "n_outputs n_output_timesteps hidden depth heads ff_mult max_seq_len n_subject_rows"
 _MAX_INT = 1 << 24
 _LIMITS = {"depth": 1024, "ff_mult": 64, "n_subject_rows": 1 << 16}
 """Bounds far beyond any released model, so a hostile file cannot ask for a billion layers."""

@@ -40,12 +40,8 @@ def _smooth_vertex_basis(n_basis: int, generator: torch.Generator) -> torch.Tens
         from nilearn.datasets import load_fsaverage
 
         mesh = load_fsaverage("fsaverage5")["sphere"]
-        coords = torch.cat(
-            [
-                torch.as_tensor(mesh.parts[h].coordinates, dtype=torch.float32)
-                for h in ("left", "right")
-            ]
-        )
+        parts = [mesh.parts[h].coordinates for h in ("left", "right")]
+        coords = torch.cat([torch.as_tensor(p, dtype=torch.float32) for p in parts])
         coords = coords / coords.norm(dim=1, keepdim=True)
         freqs = torch.randn(n_basis, 3, generator=generator) * 2.0
         phase = torch.rand(n_basis, 1, generator=generator) * 6.283

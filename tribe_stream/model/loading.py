@@ -1,10 +1,8 @@
 """Load a brain model from a folder, a converted safetensors file, a Hugging Face hub id or `demo`.
 
-The official checkpoint (`best.ckpt`, a Lightning file) stores `state_dict` under the prefix
-`model.` and the shapes under `model_build_args`; the architecture is in `config.yaml`. Keys,
-shapes and dtypes are checked strictly against the architecture, in the official names, and every
-weight must be finite, before anything is loaded. Where a source lives is `tribe_stream.resolve`'s
-job.
+The official `best.ckpt` (Lightning) stores `state_dict` under the prefix `model.` and the shapes
+under `model_build_args`; the architecture is in `config.yaml`. Keys, shapes, dtypes (official
+names) and finiteness are checked strictly before anything loads. `tribe_stream.resolve` finds it.
 """
 
 from __future__ import annotations
@@ -90,8 +88,7 @@ def expected_shapes(config: BrainConfig) -> dict[str, tuple[int, ...]]:
     """Every official key (with `model.`) and its shape for this architecture."""
     with torch.device("meta"):
         model = FmriEncoder(config)
-    shapes = {PREFIX + ours_to_official(k): tuple(v.shape) for k, v in model.state_dict().items()}
-    return shapes
+    return {PREFIX + ours_to_official(k): tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def _listing(items: list[str], sep: str = ", ", n: int = 20) -> str:
@@ -127,19 +124,14 @@ def check_state_dict(state: dict[str, torch.Tensor], config: BrainConfig, where:
         for k in tensors
         if state[k].dtype not in WEIGHT_DTYPES or state[k].layout != torch.strided
     ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-    if not_tensors:
-        problems.append(f"not tensors ({len(not_tensors)}): {_listing(not_tensors)}")
-    if mismatched:
-        problems.append(f"shape mismatches ({len(mismatched)}): {_listing(mismatched, '; ')}")
-    if bad_dtype:
-        problems.append(
-            f"not dense float16/bfloat16/float32/float64 ({len(bad_dtype)}): {_listing(bad_dtype)}"
-        )
+    found = {
+        "missing keys": (missing, ", "),
+        "unexpected keys": (unexpected, ", "),
+        "not tensors": (not_tensors, ", "),
+        "shape mismatches": (mismatched, "; "),
+        "not dense float16/bfloat16/float32/float64": (bad_dtype, ", "),
+    }
+    problems = [f"{what} ({len(v)}): {_listing(v, sep)}" for what, (v, sep) in found.items() if v]
     if problems:
         raise CheckpointError(
             f"{where} does not match the architecture in its config.yaml / model_build_args: "
