@@ -82,7 +82,6 @@ class Fp8Linear(nn.Module):
         return self.matmul(*quantize_rows(rows)).view(*x.shape[:-1], self.out_features)
 
 
-
 def fp8_supported(device: str | torch.device) -> str | None:
     """None when FP8 products run on `device`, else why not."""
     device = torch.device(device)

@@ -26,8 +26,9 @@ from tribe_stream.sources.browser import CapturePacket
 
 MAX_TEXT_BYTES = 4096
 MAX_JPEG_BYTES = 1 << 20
-MAX_RATE = 96_000
-MIN_RATE = 8_000
+RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
+"""The audio rates devices use: another rate's resampling filter is far larger (95,999 Hz to
+16 kHz took the capture thread minutes), so a page stating one is refused."""
 MAX_MESSAGE_BYTES = 4 << 20
 """aiohttp's own limit: a message larger than this closes that connection (the page reconnects)."""
 HEAD = struct.Struct("<4sId")
@@ -38,7 +39,7 @@ REJECT_REASONS = (
     "truncated",  # shorter than its head, or samples cut in half
     "bad-tag",  # a binary message that is not JPEG, PCMF or PCMS
     "bad-time",  # a page time that is not a finite, non-negative number
-    "bad-rate",  # a sample rate outside [8000, 96000] Hz
+    "bad-rate",  # not one of the audio rates devices use (`RATES`)
     "bad-json",  # a text message that is not a JSON object
     "bad-type",  # a JSON message of an unknown `type`, or with fields of the wrong type
     "capture-off",  # capture data sent to a server started without --capture
@@ -144,8 +145,10 @@ def parse_packet(data: bytes, session: str) -> CapturePacket:
     dtype = AUDIO_TAGS.get(tag)
     if dtype is None:
         raise Rejected("bad-tag", f"unknown capture tag {tag[:4]!r}")
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise Rejected("bad-rate", f"sample rate {rate} Hz (use {MIN_RATE}-{MAX_RATE})")
+    if rate not in RATES:
+        raise Rejected(
+            "bad-rate", f"sample rate {rate} Hz (use one of {', '.join(map(str, RATES))})"
+        )
     if len(payload) % dtype.itemsize or not len(payload):
         raise Rejected("truncated", f"{len(payload)} bytes of {dtype.itemsize}-byte samples")
     n = len(payload) // dtype.itemsize
