@@ -134,22 +134,6 @@ class Stream:
         )
 
     @classmethod
-    def from_files(
-        cls,
-        paths: Sequence[str | Path],
-        checkpoint: str = "demo",
-        *,
-        realtime: bool = True,
-        **options: Any,
-    ) -> Stream:
-        """Several files replayed at once, one stream each (ids `tribe-stream-0`, ...), on one
-        copy of the models: iterating yields every stream's predictions (`pred.stream_id`)."""
-        return cls(
-            [Media(file=str(p)) for p in paths],
-            StreamOptions(checkpoint=checkpoint, realtime=realtime, **options),
-        )
-
-    @classmethod
     def from_devices(
         cls,
         camera: str | int | None = None,
@@ -477,25 +461,19 @@ def _close_viewer(viewer: subprocess.Popen, linger: float | None, grace: float =
     has already succeeded, and the viewer's end must not turn that into a failure."""
     if linger is None:
         print("stream ended; close the viewer window to exit", flush=True)
-    try:
-        viewer.wait(timeout=linger)
-        return
-    except subprocess.TimeoutExpired:
-        pass
-    except KeyboardInterrupt:
-        pass
-    viewer.terminate()
-    try:
-        viewer.wait(timeout=grace)
-        return
-    except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        pass
-    log.warning("the viewer did not close within %.0f s of being asked; ending it", grace)
-    viewer.kill()
-    try:
-        viewer.wait(timeout=5.0)
-    except subprocess.TimeoutExpired:
-        log.warning("the viewer (pid %d) is still running", viewer.pid)
+    for wait, then in ((linger, viewer.terminate), (grace, viewer.kill), (5.0, None)):
+        try:
+            viewer.wait(timeout=wait)
+            return
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            if then == viewer.kill:
+                log.warning(
+                    "the viewer did not close within %.0f s of being asked; ending it", grace
+                )
+            elif then is None:
+                log.warning("the viewer (pid %d) is still running", viewer.pid)
+            if then is not None:
+                then()
 
 
 __all__ = ["Media", "PublishOptions", "Stream", "StreamOptions"]
