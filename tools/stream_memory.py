@@ -65,7 +65,7 @@ def allocated_addresses(snapshot: dict) -> set[int]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=None, help="default: full-size random weights")
+    ap.add_argument("--checkpoint", default="random", help="default: full-size random weights")
     ap.add_argument("--streams", type=int, default=2, help="streams per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=8.0, help="each round's length")
@@ -87,12 +87,13 @@ def main() -> int:
             self, overflow, token_steps=False, fuse=fuse
         )
     o = bench.BenchOptions(
-        checkpoint=args.checkpoint, seconds=args.seconds, warmup_s=2.0, device="cuda", plot=None
-    )
+        checkpoint=args.checkpoint, seconds=args.seconds, warmup_s=2.0, device="cuda"
+    ).validate()
     models = bench.build_models(o)
     words, _ = bench.bench_words(o, args.seconds + 5, False)
     clip = make_clip(Path(tempfile.mkdtemp()) / "clip.mp4", args.seconds + 2, speech=True)
     warm_up(models.extractors, models.engine, 30.0, streams=args.streams)
+    models.models.warmed_for = args.streams  # every round's Stream reuses it
     bench._release("cuda")
     print(f"{models.description}; models and warm-up: {allocated_gib():.2f} GiB", flush=True)
     torch.cuda.memory._record_memory_history(max_entries=200_000, stacks="python")
