@@ -13,6 +13,7 @@ one rule (`extractor_config`), the same live and offline.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -140,7 +141,8 @@ class Extractors:
 
 
 class Models:
-    """A checkpoint's brain model, engine, extractor settings and extractors, loaded once.
+    """A checkpoint's brain model, engine, extractor settings and extractors, each loaded once,
+    when first used (`extract` needs no brain model, a cached `predict` no extractor).
 
     `options` are validated first (nothing loads for a bad one). `video_batch`: clips per
     V-JEPA2 forward; `extractor_dtype`: the extractors' precision (default: half on a GPU);
@@ -158,7 +160,6 @@ class Models:
         from dataclasses import replace
 
         from tribe_stream.devices import dtype_name, pick_dtype
-        from tribe_stream.engines import make_engine
 
         self.options = o = replace(options or ModelOptions(), **overrides).validate()
         self.device = check_device(o)
@@ -167,21 +168,29 @@ class Models:
         self.video_batch = video_batch
         self.extractor_dtype = extractor_dtype
         self._extractors: dict[str, object] = {}
-        if o.checkpoint == "random":
+        if o.checkpoint == "random":  # built together, in memory
             from tribe_stream.full_size import random_full_size
 
             self.loaded, self._extractors = random_full_size(self.device, self.fp8)
-        else:
-            self.loaded = load_brain_model(o.checkpoint)
-        if self.untrained:
+        self.engine_name = default_engine(o.engine, self.device, live)
+        self.config = extractor_config(o.checkpoint)
+
+    @functools.cached_property
+    def loaded(self):
+        """The brain model (`model.loading.LoadedModel`)."""
+        loaded = load_brain_model(self.options.checkpoint)
+        if loaded.identity.get("untrained"):
             from tribe_stream.untrained import warn_untrained
 
-            warn_untrained(stacklevel=3)
-        self.engine_name = default_engine(o.engine, self.device, live)
-        self.engine = make_engine(
-            self.engine_name, self.loaded, device=self.device, dtype=self.dtype
-        )
-        self.config = extractor_config(o.checkpoint)
+            warn_untrained(stacklevel=4)
+        return loaded
+
+    @functools.cached_property
+    def engine(self):
+        """The brain model's engine (`engines.Engine`), its own copy of the weights."""
+        from tribe_stream.engines import make_engine
+
+        return make_engine(self.engine_name, self.loaded, device=self.device, dtype=self.dtype)
 
     @property
     def identity(self) -> dict:

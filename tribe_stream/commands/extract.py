@@ -32,9 +32,8 @@ def run(args) -> int:
 
     from tribe_stream.errors import InputError, require_transformers
     from tribe_stream.extractors.offline import extract_media, read_words, write_words
-    from tribe_stream.extractors.suite import load_extractors
     from tribe_stream.media import probe
-    from tribe_stream.models import check_device, extractor_config
+    from tribe_stream.models import Models
     from tribe_stream.outputs import check_output, save_npz
 
     log = logging.getLogger("tribe_stream.extract")
@@ -48,16 +47,15 @@ def run(args) -> int:
     model = from_args(ModelOptions, args).validate()
     require_transformers()
     words = read_words(features.transcript) if features.transcript else None
-    # the extractors alone: a folder with only its config.yaml names them (no brain weights)
-    device = check_device(model)  # FP8 on this device too, before the demo extractors are built
-    config = extractor_config(model.checkpoint).with_models(
+    # the extractors alone (the brain model is never loaded: a folder with only its config.yaml
+    # names them); FP8 on this device is checked before the demo extractors are built
+    models = Models(model, video_batch=features.video_batch, extractor_dtype=args.extractor_dtype)
+    models.config = models.config.with_models(
         text=args.text_model, audio=args.audio_model, video=args.video_model
     )
-    modalities = features.modalities or tuple(config.features_to_use)
-    extractors = load_extractors(
-        config, device=device, modalities=modalities, compile=device.startswith("cuda"),
-        dtype=args.extractor_dtype, video_fp8=model.video_fp8, video_batch=features.video_batch,
-    )  # fmt: skip
+    device = models.device
+    modalities = features.modalities or tuple(models.config.features_to_use)
+    extractors = models.extractors(modalities)
     asr = None
     if "text" in modalities and words is None and features.asr:
         from tribe_stream.extractors.asr import WhisperASR, asr_available
