@@ -63,66 +63,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tribe_stream.errors import InputError
     from tribe_stream.outputs import check_output
-    from tribe_stream.surface.colors import ColorLimits, get_colormap, robust_limits
-    from tribe_stream.viewer.render import (
-        load_map,
-        map_metadata,
-        parse_size,
-        picture_text,
-        render_image,
-        save_png,
-    )
+    from tribe_stream.surface.colors import get_colormap, robust_limits
+    from tribe_stream.viewer import render
 
-    size = parse_size(args.size or "1200x900")
+    size = render.parse_size(args.size or "1200x900")
     check_output(args.out, (".png",))
     if args.rgb:
-        return run_rgb(args, size)
-    if len(args.pred) != 1:
+        channels, caption, found = render.load_contributions(args.pred, args.second)
+    elif len(args.pred) != 1:
         raise InputError(
             f"give one prediction file, not {len(args.pred)} (several only with --rgb)"
         )
-    values, caption = load_map(args.pred[0], args.second)
-    cm = get_colormap(args.cmap)
-    limits = robust_limits(
-        values, cm.diverging, threshold_percentile=args.threshold_pct, threshold=args.threshold
+    else:
+        values, caption = render.load_map(args.pred[0], args.second)
+    title, text = render.picture_text(
+        caption if args.title is None else args.title, render.map_metadata(args.pred[0])
     )
-    if args.vmax is not None:
-        vmin = -args.vmax if cm.diverging else limits.vmin
-        limits = ColorLimits(vmin, args.vmax, min(limits.threshold, args.vmax))
-    title, text = picture_text(
-        caption if args.title is None else args.title, map_metadata(args.pred[0])
-    )
-    image = render_image(
-        values, views=args.views, cmap=args.cmap, size=size, limits=limits, title=title
-    )
-    save_png(args.out, image, text=text)
-    print(f"wrote {args.out} ({size[0]}x{size[1]}, views: {' '.join(args.views)})")
-    return 0
-
-
-def run_rgb(args: argparse.Namespace, size: tuple[int, int]) -> int:
-    from tribe_stream.viewer.render import (
-        load_contributions,
-        map_metadata,
-        picture_text,
-        render_rgb_image,
-        save_png,
-    )
-
-    channels, caption, found = load_contributions(args.pred, args.second)
-    title, text = picture_text(
-        caption if args.title is None else args.title, map_metadata(args.pred[0])
-    )
-    image = render_rgb_image(
-        channels,
-        views=args.views,
-        size=size,
-        percentile=args.percentile,
-        background=args.background,
-        title=title,
-    )
-    save_png(args.out, image, text=text)
-    absent = [m for m in ("text", "audio", "video") if m not in found]
-    note = f"; no {', '.join(absent)} contribution (its channel is black)" if absent else ""
-    print(f"wrote {args.out} ({size[0]}x{size[1]}, RGB of {', '.join(found)}{note})")
+    if args.rgb:
+        image = render.render_rgb_image(
+            channels,
+            views=args.views,
+            size=size,
+            percentile=args.percentile,
+            background=args.background,
+            title=title,
+        )
+        absent = [m for m in ("text", "audio", "video") if m not in found]
+        note = f"; no {', '.join(absent)} contribution (its channel is black)" if absent else ""
+        what = f"RGB of {', '.join(found)}{note}"
+    else:
+        cm = get_colormap(args.cmap)
+        limits = robust_limits(
+            values, cm.diverging, threshold_percentile=args.threshold_pct, threshold=args.threshold
+        )
+        if args.vmax is not None:
+            limits = limits.with_vmax(args.vmax, cm.diverging)
+        image = render.render_image(
+            values, views=args.views, cmap=args.cmap, size=size, limits=limits, title=title
+        )
+        what = f"views: {' '.join(args.views)}"
+    render.save_png(args.out, image, text=text)
+    print(f"wrote {args.out} ({size[0]}x{size[1]}, {what})")
     return 0

@@ -97,6 +97,10 @@ class ColorLimits:
             threshold=(1 - w) * self.threshold + w * other.threshold,
         )
 
+    def with_vmax(self, vmax: float, diverging: bool) -> ColorLimits:
+        """These limits with a fixed `vmax` (and `-vmax` below, diverging); threshold kept below it."""
+        return ColorLimits(-vmax if diverging else self.vmin, vmax, min(self.threshold, vmax))
+
 
 def robust_limits(
     values: np.ndarray,
@@ -173,15 +177,12 @@ def rgb_colors(
     """Per-vertex RGB float32 (N, 3) in [0, 1] from three maps `channels (N, 3)` (red, green,
     blue: text, audio, video), normalised as the official TRIBE v2 `plot_surf_rgb` does.
 
-    One common scale for the three channels (so a modality that drives a vertex twice as hard
-    is twice as bright): `(x - lo) / (hi - lo)` clipped to [0, 1], `lo` the smallest value of
-    all three maps, `hi` their `percentile`-th percentile taken together (official:
-    `robust_normalize(colors, percentile=95, two_sided=False)`). NaN and inf are left out of
-    `lo` and `hi` and shown as 0: a channel all NaN is an absent modality (black; the official
-    code fills it with zeros, which a signed map's `lo < 0` would turn into colour). Where the
-    percentile equals `lo` (a map that is `lo` almost everywhere) the maximum is the scale (the
-    official divides by zero there). `background` mixes the sulcal `gray` in (`alpha_bg` there;
-    0, the official default, shows the colours alone). A map with no spread gives black.
+    One scale for all three: `(x - lo) / (hi - lo)` clipped to [0, 1], `lo` their smallest
+    value, `hi` their `percentile`-th percentile together (official `robust_normalize(colors,
+    percentile=95, two_sided=False)`). NaN and inf are left out of the scale and shown as 0 (an
+    all-NaN channel is an absent modality: black). Where the percentile equals `lo` the maximum
+    is the scale (the official divides by zero). `background` mixes the sulcal `gray` in
+    (`alpha_bg`, default 0). A map with no spread gives black.
     """
     c = np.asarray(channels, dtype=np.float64)
     if c.ndim != 2 or c.shape[1] != 3:

@@ -64,10 +64,8 @@ def _aligned_inflated(pial: np.ndarray, inflated: np.ndarray, hemi: str) -> np.n
     out = inflated.astype(np.float64).copy()
     centre = (pial.min(0) + pial.max(0)) / 2
     out[:, 1:] += centre[1:] - (out.min(0)[1:] + out.max(0)[1:]) / 2
-    if hemi == "left":
-        out[:, 0] += pial[:, 0].max() - out[:, 0].max()
-    else:
-        out[:, 0] += pial[:, 0].min() - out[:, 0].min()
+    edge = np.max if hemi == "left" else np.min  # the medial edge
+    out[:, 0] += edge(pial[:, 0]) - edge(out[:, 0])
     return out
 
 
@@ -93,10 +91,7 @@ def load_brain_mesh(inflation: float = 0.5, gap_mm: float = 8.0) -> BrainMesh:
         infl = np.asarray(meshes["inflated"].parts[hemi].coordinates, dtype=np.float64)
         v = (1 - inflation) * pial + inflation * _aligned_inflated(pial, infl, hemi)
         # Open the midline: left hemisphere's medial edge at -gap/2, right's at +gap/2.
-        if hemi == "left":
-            v[:, 0] += -gap_mm / 2 - v[:, 0].max()
-        else:
-            v[:, 0] += gap_mm / 2 - v[:, 0].min()
+        v[:, 0] += -gap_mm / 2 - v[:, 0].max() if hemi == "left" else gap_mm / 2 - v[:, 0].min()
         f = np.asarray(meshes["pial"].parts[hemi].faces, dtype=np.int64)
         verts.append(v)
         faces.append(f + offset)

@@ -1,16 +1,11 @@
 """Cached cortex layer with image-space cross-fades, so frames stay cheap on software GL.
 
-Drawing the cortex costs tens of milliseconds on a CPU rasteriser (Mesa llvmpipe), more than a
-30 fps frame allows when several panels are shown. The picture only changes when a prediction
-arrives (or the view, colours or camera change), so the cortex is drawn into a texture and each
-frame just blends the previous picture into the new one and draws the heads-up text on top.
-
-A new prediction is drawn progressively, one panel per frame, into a spare texture while the
-screen keeps showing the current picture; when it is complete the fade starts. So no frame
-carries the whole cost, and the frame rate holds while predictions arrive. Changes the user makes
-(view, colormap, camera) are drawn at once, without a fade. Four textures rotate: the two of the
-running fade, the one being drawn, and a spare that captures a half-faded picture when a new one
-completes mid-fade.
+Drawing the cortex costs tens of milliseconds on a CPU rasteriser (Mesa llvmpipe), so it is
+drawn into a texture only when the picture changes; each frame blends the previous picture into
+the new one and draws the heads-up text on top. A new prediction is drawn progressively, one
+panel per frame, into a spare texture, then faded into; changes the user makes (view, colormap,
+camera) are drawn at once. Four textures rotate: the two of the running fade, the one being
+drawn, and a spare that captures a half-faded picture when a new one completes mid-fade.
 """
 
 from __future__ import annotations

@@ -35,20 +35,18 @@ DROP_UNITS: tuple[tuple[str, str], ...] = (
 messages (the publisher's), and drops of anything else."""
 
 
+_LEAF_UNITS = (("sample", "sound_s"), ("frame", "frames"), ("bin", "bins"), ("second", "seconds"))
+
+
 def _unit(name: str) -> str | None:
     """The unit of a drop counter (`source0.dropped_samples` -> sound), None when the counter
     is not a drop or repeats others (a source's dropped chunks are its frames and samples)."""
     if "drop" not in name:
         return None
     leaf = name.rsplit(".", 1)[-1]
-    if "sample" in leaf:
-        return "sound_s"
-    if "frame" in leaf:
-        return "frames"
-    if "bin" in leaf:
-        return "bins"
-    if "second" in leaf:
-        return "seconds"
+    for part, unit in _LEAF_UNITS:
+        if part in leaf:
+            return unit
     if leaf == "dropped_chunks" and "." in name:
         return None  # a source's: counted as the frames and samples they held
     if name.startswith("publisher."):

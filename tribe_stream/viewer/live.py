@@ -1,10 +1,8 @@
 """The live cortical viewer: subscribes latest-only and fades each new prediction in.
 
-The window runs its own paced loop (no busy polling): each frame it drains the subscriber
-without waiting, refreshes the heads-up line and draws. The cortex itself is redrawn only when a
-prediction arrives (`compositor.py`); frames in between blend cached pictures, which keeps the
-frame rate up on software GL. A slow window only ever sees the newest prediction; it never holds
-up the stream.
+The window runs its own paced loop: each frame it drains the subscriber without waiting,
+refreshes the heads-up line and draws (the cortex only when a prediction arrives,
+`compositor.py`). A slow window only ever sees the newest prediction; it never holds up the stream.
 """
 
 from __future__ import annotations
@@ -107,7 +105,7 @@ class LiveViewer:
         self.canvas = self.scene.canvas
         self.canvas.events.key_press.connect(self._on_key)
         self.canvas.events.draw.connect(self._on_draw, position="last")
-        self.canvas.events.close.connect(self._on_close)
+        self.canvas.events.close.connect(lambda event: self.stop())
         self.stats = FrameStats()
         self.header: dict | None = None
         self.latency: tuple[float | None, str] = (None, "")
@@ -169,10 +167,7 @@ class LiveViewer:
         if self._intervals and self.compositor is not None:
             gap = float(np.median(self._intervals))
             self.compositor.transition_s = min(self.opt.transition_s, 0.8 * gap)
-        cm = self.scene.cmap
-        target = robust_limits(values, cm.diverging, threshold_percentile=self.opt.threshold_pct)
-        if self.opt.vmax is not None:
-            target = _fixed_vmax(target, self.opt.vmax, cm.diverging)
+        target = self._target_limits(values)
         if self._limits is None:
             self._limits = target
         else:
@@ -206,7 +201,7 @@ class LiveViewer:
                     lost=int(getattr(self.sub, "missed", 0) or 0),
                     skipped=int(getattr(self.sub, "skipped", 0) or 0) + self.stats.passed_over,
                     fps=self.stats.fps(),
-                    status=getattr(self.sub, "status", None),
+                    status=status,
                 )
             )
         self.canvas.update()
@@ -275,15 +270,15 @@ class LiveViewer:
 
     def _refit_limits(self) -> None:
         """Limits for the current map right away (after a colormap or threshold change)."""
-        if self._latest is None:
-            return
-        cm = self.scene.cmap
-        self._limits = robust_limits(
-            self._latest, cm.diverging, threshold_percentile=self.opt.threshold_pct
-        )
-        if self.opt.vmax is not None:
-            self._limits = _fixed_vmax(self._limits, self.opt.vmax, cm.diverging)
-        self.scene.set_state(limits=self._limits)
+        if self._latest is not None:
+            self._limits = self._target_limits(self._latest)
+            self.scene.set_state(limits=self._limits)
+
+    def _target_limits(self, values: np.ndarray) -> ColorLimits:
+        """This map's own limits (`--vmax` fixes the top)."""
+        div = self.scene.cmap.diverging
+        limits = robust_limits(values, div, threshold_percentile=self.opt.threshold_pct)
+        return limits if self.opt.vmax is None else _fixed_vmax(limits, self.opt.vmax, div)
 
     def screenshot(self, path: str | Path | None = None) -> Path:
         """Save what the window shows as a PNG; returns its path."""
@@ -319,9 +314,6 @@ class LiveViewer:
             self.close()
         return self.stats
 
-    def _on_close(self, event) -> None:
-        self._stop = True
-
     def stop(self) -> None:
         """Ask `run()` to return after the current frame (safe from a signal handler)."""
         self._stop = True
@@ -336,5 +328,4 @@ class LiveViewer:
         self.sub.close()
 
 
-def _fixed_vmax(limits: ColorLimits, vmax: float, diverging: bool) -> ColorLimits:
-    return ColorLimits(-vmax if diverging else limits.vmin, vmax, min(limits.threshold, vmax))
+_fixed_vmax = ColorLimits.with_vmax

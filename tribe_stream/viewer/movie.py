@@ -64,9 +64,8 @@ def frame_values(
     Steps: the row whose stimulus second contains t (the last one before, across a gap).
     Interpolated: linear between the rows whose centres (second + 0.5) bracket t.
     """
-    order = np.argsort(seconds, kind="stable")
-    secs = np.asarray(seconds, dtype=np.float64)[order]
-    rows = order
+    rows = np.argsort(seconds, kind="stable")
+    secs = np.asarray(seconds, dtype=np.float64)[rows]
     centres = secs + 0.5
     for t in times:
         if not interpolate or len(secs) == 1:
@@ -74,15 +73,8 @@ def frame_values(
             yield float(t), np.asarray(values[rows[i]], dtype=np.float32), int(secs[i])
             continue
         j = int(np.searchsorted(centres, t, side="right"))
-        if j <= 0:
-            i0 = i1 = 0
-            w = 0.0
-        elif j >= len(centres):
-            i0 = i1 = len(centres) - 1
-            w = 0.0
-        else:
-            i0, i1 = j - 1, j
-            w = float((t - centres[i0]) / (centres[i1] - centres[i0]))
+        i0, i1 = max(j - 1, 0), min(j, len(centres) - 1)  # the same row outside the centres
+        w = 0.0 if i0 == i1 else float((t - centres[i0]) / (centres[i1] - centres[i0]))
         a = np.asarray(values[rows[i0]], dtype=np.float32)
         b = np.asarray(values[rows[i1]], dtype=np.float32)
         nearest = int(secs[i1] if w >= 0.5 else secs[i0])
@@ -110,8 +102,7 @@ class StimulusFrames:
         fw = min(width, int(round(height * aspect)))
         fh = min(height, int(round(fw / aspect)))
         self._fit = (max(2, fw // 2 * 2), max(2, fh // 2 * 2))
-        self._canvas = np.zeros((height, width, 3), np.uint8)
-        self._canvas[:] = (18, 18, 23)
+        self._canvas = np.full((height, width, 3), (18, 18, 23), np.uint8)
         self._next = None
         self._done = False
 

@@ -80,26 +80,32 @@ def render_image(
     colorbar_title: str = "z",
 ) -> np.ndarray:
     """RGBA uint8 (H, W, 4) picture of `values` on the half-inflated cortex."""
-    from tribe_stream.viewer.backend import use_offscreen_backend
-
-    use_offscreen_backend()
-    from tribe_stream.viewer.scene import BrainScene, Layout
-
     v = check_values(values, "values")
     cm = get_colormap(cmap)
     if limits is None:
         limits = robust_limits(
             v, cm.diverging, threshold_percentile=threshold_percentile, threshold=threshold
         )
-    sc = BrainScene(
+    return _picture(
+        lambda sc: sc.show_map(v, limits),
+        title,
         views=views,
         cmap=cmap,
         size=size,
-        layout=Layout(hud=36 if title else 0, colorbar=64),
         colorbar_title=colorbar_title,
     )
+
+
+def _picture(show, title: str, **scene_args) -> np.ndarray:
+    """An offscreen `BrainScene(**scene_args)`, `show(scene)` on it, captioned `title`: RGBA."""
+    from tribe_stream.viewer.backend import use_offscreen_backend
+
+    use_offscreen_backend()
+    from tribe_stream.viewer.scene import BrainScene, Layout
+
+    sc = BrainScene(layout=Layout(hud=36 if title else 0, colorbar=64), **scene_args)
     try:
-        sc.show_map(v, limits)
+        show(sc)
         sc.set_hud(title)
         return sc.render()
     finally:
@@ -137,9 +143,7 @@ def load_contributions(
         for f in paths:
             meta = read_prediction_file(f)[2]
             stem = output_stem(pair_name(f)).name
-            m = meta.get("contribution") or next(
-                (m for m in MODALITIES if stem.endswith(f".{m}")), None
-            )
+            m = meta.get("contribution") or _modality_suffix(stem)
             if m not in MODALITIES:
                 raise InputError(
                     f"{f}: which modality is it? Not in its metadata nor its name "
@@ -172,9 +176,15 @@ def load_contributions(
         )
     found = [m for m in MODALITIES if m in files]
     name = output_stem(pair_name(next(iter(files.values())))).name  # without hemisphere, modality
-    name = next((name.removesuffix(f".{m}") for m in MODALITIES if name.endswith(f".{m}")), name)
+    if suffix := _modality_suffix(name):
+        name = name.removesuffix(f".{suffix}")
     when = "mean over time" if second is None else f"second {second}"
     return channels, f"{name}  {'/'.join(found)}  {when}", found
+
+
+def _modality_suffix(stem: str) -> str | None:
+    """The modality a contribution file's name ends with (`clip.text` -> text), else None."""
+    return next((m for m in MODALITIES if stem.endswith(f".{m}")), None)
 
 
 def render_rgb_image(
@@ -188,24 +198,17 @@ def render_rgb_image(
     """RGBA uint8 (H, W, 4) picture of three maps `(20484, 3)` as one RGB map (text red,
     audio green, video blue), normalised as the official `plot_surf_rgb` (`rgb_colors`); a
     channel all NaN is an absent modality (black, marked absent in the legend)."""
-    from tribe_stream.viewer.backend import use_offscreen_backend
-
-    use_offscreen_backend()
     from tribe_stream.surface.colors import rgb_colors
-    from tribe_stream.viewer.scene import BrainScene, Layout
 
     channels = np.asarray(channels, np.float32)
     if channels.shape != (N_VERTICES, 3):
         raise InputError(f"RGB channels of shape {channels.shape}; expected ({N_VERTICES}, 3)")
-    absent = np.isnan(channels).all(axis=0)
-    sc = BrainScene(views=views, size=size, layout=Layout(hud=36 if title else 0, colorbar=64))
-    try:
-        colors = rgb_colors(channels, percentile, gray=sc.gray, background=background)
-        sc.show_rgb(colors, absent=[m for i, m in enumerate(MODALITIES) if absent[i]])
-        sc.set_hud(title)
-        return sc.render()
-    finally:
-        sc.close()
+    absent = [m for m, gone in zip(MODALITIES, np.isnan(channels).all(axis=0), strict=True) if gone]
+
+    def show(sc) -> None:
+        sc.show_rgb(rgb_colors(channels, percentile, sc.gray, background), absent=absent)
+
+    return _picture(show, title, views=views, size=size)
 
 
 def save_png(path: str | Path, image: np.ndarray, text: dict[str, str] | None = None) -> None:

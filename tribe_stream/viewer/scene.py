@@ -26,6 +26,14 @@ TEXT_COLOR = (0.92, 0.92, 0.92, 1.0)
 DIM_TEXT = (0.65, 0.65, 0.7, 1.0)
 
 
+def _text(parent, text="", color=TEXT_COLOR, size=9, anchor=("left", "bottom"), **kw):
+    """A text visual under `parent`, anchored at (x, y) `anchor`."""
+    ax, ay = anchor
+    return scene.visuals.Text(
+        text, color=color, font_size=size, anchor_x=ax, anchor_y=ay, parent=parent, **kw
+    )
+
+
 @dataclass
 class Layout:
     """Pixel heights of the strips around the panels."""
@@ -48,20 +56,8 @@ class ColorBar:
         self.frame = scene.visuals.Rectangle(
             center=(0, 0), width=1, height=1, color=None, border_color=DIM_TEXT, parent=parent
         )
-        self.ticks = [
-            scene.visuals.Text(
-                "",
-                color=TEXT_COLOR,
-                font_size=9,
-                anchor_x="center",
-                anchor_y="bottom",
-                parent=parent,
-            )
-            for _ in range(5)
-        ]
-        self.title = scene.visuals.Text(
-            "", color=DIM_TEXT, font_size=9, anchor_x="right", anchor_y="center", parent=parent
-        )
+        self.ticks = [_text(parent, anchor=("center", "bottom")) for _ in range(5)]
+        self.title = _text(parent, color=DIM_TEXT, anchor=("right", "center"))
         self._key: tuple | None = None
         self._rect = (0.0, 0.0, 1.0, 1.0)
 
@@ -118,17 +114,7 @@ class RGBLegend:
             for c in self.COLORS
         ]
         self.names = names
-        self.labels = [
-            scene.visuals.Text(
-                n,
-                color=TEXT_COLOR,
-                font_size=10,
-                anchor_x="left",
-                anchor_y="center",
-                parent=self.root,
-            )
-            for n in names
-        ]
+        self.labels = [_text(self.root, n, size=10, anchor=("left", "center")) for n in names]
 
     def mark_absent(self, absent) -> None:
         """Dim the names of the modalities that have no map, saying so."""
@@ -201,25 +187,9 @@ class BrainScene:
         self.layer_root = Node(parent=self.canvas.scene, name="layer")
         self.live_root = Node(parent=self.canvas.scene, name="live")
         self._camera_key: tuple | None = None
-        self.hud = scene.visuals.Text(
-            "",
-            color=TEXT_COLOR,
-            font_size=11,
-            anchor_x="left",
-            anchor_y="center",
-            parent=self.live_root,
-        )
-        self.banner = scene.visuals.Text(
-            "", color=TEXT_COLOR, font_size=20, bold=True, parent=self.live_root
-        )
-        self.footer = scene.visuals.Text(
-            "",
-            color=DIM_TEXT,
-            font_size=8,
-            anchor_x="left",
-            anchor_y="top",
-            parent=self.layer_root,
-        )
+        self.hud = _text(self.live_root, size=11, anchor=("left", "center"))
+        self.banner = _text(self.live_root, size=20, anchor=("center", "center"), bold=True)
+        self.footer = _text(self.layer_root, color=DIM_TEXT, size=8, anchor=("left", "top"))
         self.colorbar = ColorBar(self.layer_root)
         self.legend = RGBLegend(self.layer_root)
         self.legend.root.visible = False
@@ -251,15 +221,7 @@ class BrainScene:
             box.camera.depth_value = 400.0  # mm: tight depth range, no z-fighting at the rim
             brain = Brain(self.buffers, panel.hemi, parent=box.scene)
             brain.set_colors(self.cmap, self._lut)
-            label = scene.visuals.Text(
-                panel.label if self.layout.label else "",
-                color=DIM_TEXT,
-                font_size=9,
-                anchor_x="left",
-                anchor_y="bottom",
-                parent=box,
-            )
-            label.pos = (8, 6)
+            label = _text(box, panel.label if self.layout.label else "", color=DIM_TEXT)
             self._boxes.append((box, panel, brain, label))
         self.views = tuple(views)
         self.relayout()
@@ -303,10 +265,10 @@ class BrainScene:
         if self.layout.colorbar:
             gray = float(np.median(self.gray))
             self.colorbar.update(self.cmap, self.limits, gray, self.colorbar_title)
-        self._show_colorbar(bool(self.layout.colorbar) and self.active and not self.rgb)
-        legend = bool(self.layout.colorbar) and self.active and self.rgb
-        if self.legend.root.visible != legend:
-            self.legend.root.visible = legend
+        shown = bool(self.layout.colorbar) and self.active
+        for bar, visible in ((self.colorbar, not self.rgb), (self.legend, self.rgb)):
+            if bar.root.visible != (shown and visible):
+                bar.root.visible = shown and visible
         if self.compositor is not None:
             self.compositor.invalidate(fade=fade)
 
@@ -412,10 +374,6 @@ class BrainScene:
             self.legend.place((w - bar_w) / 2, h - bottom + 10, bar_w, 14)
         self.colorbar._key = None
         self.apply_state()
-
-    def _show_colorbar(self, visible: bool) -> None:
-        if self.colorbar.root.visible != visible:
-            self.colorbar.root.visible = visible
 
     # -- output -------------------------------------------------------------------------------
 

@@ -30,18 +30,9 @@ def virtual_display(size: tuple[int, int] = (1280, 800), timeout: float = 15.0) 
     if exe is None:
         raise XvfbError("Xvfb is not installed: `apt-get install xvfb libgl1-mesa-dri`")
     read_fd, write_fd = os.pipe()
+    screen = ["-screen", "0", f"{size[0]}x{size[1]}x24"]
     proc = subprocess.Popen(
-        [
-            exe,
-            "-displayfd",
-            str(write_fd),
-            "-screen",
-            "0",
-            f"{size[0]}x{size[1]}x24",
-            "-nolisten",
-            "tcp",
-            "-noreset",
-        ],
+        [exe, "-displayfd", str(write_fd), *screen, "-nolisten", "tcp", "-noreset"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         pass_fds=(write_fd,),

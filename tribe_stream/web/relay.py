@@ -1,10 +1,9 @@
 """The ZeroMQ stream to every open page, latest-only.
 
 One `Subscriber` (with the region-means topic) runs in a thread and hands each message to the
-server's event loop. Every page (`Page`) holds at most one prediction waiting
-to be sent: a newer one replaces it and the older is counted as skipped, so a slow page (or a
-slow network) only ever shows the newest map and never holds up the stream or the other pages.
-A page that joins late gets the newest prediction, metadata, region means and status at once.
+server's event loop. Every page (`Page`) holds at most one prediction waiting to be sent: a newer
+one replaces it (the older counted as skipped), so a slow page never holds up the stream or the
+other pages. A page that joins late gets the newest prediction, metadata, region means and status.
 
 Colour limits are the viewer's: `surface.colors.robust_limits` per prediction (with the page's
 colormap and threshold percentile), smoothed over `limits_tau_s` with `ColorLimits.blend`, and
@@ -20,7 +19,7 @@ import math
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -158,25 +157,14 @@ class Relay:
                 log.warning("relay: %s: %s", type(exc).__name__, exc)
 
     def _roi_text(self, msg) -> str:
-        h = msg.header
-        values = [_finite_or_none(float(v)) for v in np.asarray(msg.values, dtype=np.float64)]
-        return encode_json(
-            "roi",
-            {
-                "second": h["second"],
-                "atlas": h["atlas"],
-                "prediction_seq": h["prediction_seq"],
-                "values": values,
-            },
-        )
+        body = {k: msg.header[k] for k in ("second", "atlas", "prediction_seq")}
+        body["values"] = [_finite_or_none(v) for v in np.asarray(msg.values, dtype=np.float64)]
+        return encode_json("roi", body)
 
     def _status_text(self, status: dict[str, Any]) -> str:
+        subscriber = {k: v for k, v in self._sub.stats.items() if k != "last_error"}
         return encode_json(
-            "status",
-            {
-                "counters": status.get("counters", {}),
-                "subscriber": {k: v for k, v in self._sub.stats.items() if k != "last_error"},
-            },
+            "status", {"counters": status.get("counters", {}), "subscriber": subscriber}
         )
 
     def _call(self, fn, *args) -> None:
@@ -237,11 +225,7 @@ class Relay:
             "lost": int(stats.get("missed", 0)),
             "skipped": int(stats.get("skipped", 0)) + page.skipped,
             "cmap": page.settings.cmap,
-            "limits": {
-                "vmin": float(limits.vmin),
-                "vmax": float(limits.vmax),
-                "threshold": float(limits.threshold),
-            },
+            "limits": {k: float(v) for k, v in asdict(limits).items()},
             "pages": len(self.pages),
         }
         return encode_prediction(header, frame.payload)
@@ -271,7 +255,7 @@ class Relay:
             "pages": len(self.pages),
             "sent": sum(p.sent for p in self.pages),
             "page_skipped": sum(p.skipped for p in self.pages),
-            "subscriber": {k: v for k, v in self.sub_stats.items()},
+            "subscriber": dict(self.sub_stats),
             "relay_errors": dict(self.errors),
         }
 

@@ -209,12 +209,10 @@ class WebServer:
                 return self._deny("host", "this server answers loopback names only")
             via_query = False
             if self.opt.token is not None:
-                given = request.query.get("token") or ""
-                via_query = hmac.compare_digest(given.encode(), self.opt.token.encode())
-                cookie = request.cookies.get(COOKIE, "")
-                if not via_query and not hmac.compare_digest(
-                    cookie.encode(), self.opt.token.encode()
-                ):
+                token = self.opt.token.encode()
+                via_query = hmac.compare_digest((request.query.get("token") or "").encode(), token)
+                cookie = request.cookies.get(COOKIE, "").encode()
+                if not via_query and not hmac.compare_digest(cookie, token):
                     return self._deny("token", "open the URL with its ?token=... as printed")
             if request.path == "/ws" and foreign:
                 return self._deny("origin", "WebSocket from another site")
@@ -353,23 +351,13 @@ class WebServer:
             raise Rejected("not-capturing", "another page is capturing")
 
     def _reject(self, page: Page, exc: Rejected) -> None:
-        first = exc.reason not in self.rejected
-        self.rejected[exc.reason] += 1
-        if first:
+        if exc.reason not in self.rejected:
             log.warning(
                 "dropped a page message (%s): %s; further ones are counted", exc.reason, exc
             )
-        page.offer_text(
-            "rejected",
-            encode_json(
-                "rejected",
-                {
-                    "reason": exc.reason,
-                    "detail": str(exc)[:200],
-                    "count": self.rejected[exc.reason],
-                },
-            ),
-        )
+        self.rejected[exc.reason] += 1
+        body = {"reason": exc.reason, "detail": str(exc)[:200], "count": self.rejected[exc.reason]}
+        page.offer_text("rejected", encode_json("rejected", body))
 
     # ----- serving -----
 
