@@ -173,7 +173,11 @@ class Models:
 
             self.loaded, self._extractors = random_full_size(self.device, self.fp8)
         self.engine_name = default_engine(o.engine, self.device, live)
-        self.config = extractor_config(o.checkpoint)
+
+    @functools.cached_property
+    def config(self) -> ExtractorConfig:
+        """The extractor settings the checkpoint implies (`extractor_config`)."""
+        return extractor_config(self.options.checkpoint)
 
     @functools.cached_property
     def loaded(self):
