@@ -464,6 +464,7 @@ def test_the_page_draws_the_cortex_and_its_colours_follow_the_stream(browser, st
     # a sequential colormap shows only values above the threshold (here the median, about 0):
     # the negative hemisphere goes sulcal grey
     page.locator("#threshold").fill("50")
+    page.wait_for_function("tribe.drawn >= tribe.received")  # each settings resend drawn first
     page.select_option("#cmap", "hot")
     page.wait_for_function("tribe.header && tribe.header.relay.cmap === 'hot'")
     assert abs(page.evaluate("tribe.limits.threshold")) < 0.01
@@ -471,7 +472,9 @@ def test_the_page_draws_the_cortex_and_its_colours_follow_the_stream(browser, st
     c = panels(page, "3-hot")
     assert grey(c["left lateral"]) and warm(c["right lateral"]), c
     page.locator("#threshold").fill("0")
+    page.wait_for_function("tribe.drawn >= tribe.received")  # each settings resend drawn first
     page.select_option("#cmap", "cold_hot")
+    page.wait_for_function("tribe.drawn >= tribe.received")  # each settings resend drawn first
     page.select_option("#view", "dorsal")  # from above: left hemisphere on the left
     page.wait_for_function("tribe.header.relay.cmap === 'cold_hot'")
     page.wait_for_timeout(400)
