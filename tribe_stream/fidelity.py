@@ -94,7 +94,7 @@ class FidelityOptions(ModelOptions, LiveOptions, FeatureOptions):
     lags: tuple[float, ...] = option(
         DEFAULT_LAGS, "live lags in seconds, e.g. 0,2,5,10", type=_lags_type
     )
-    replay_realtime: bool = option(
+    realtime: bool = option(  # LiveOptions' field, fast by default here
         False,
         "replay at the file's pace (speech recognition then lags as live); default: fast",
         flags={"--realtime": True},
@@ -103,7 +103,7 @@ class FidelityOptions(ModelOptions, LiveOptions, FeatureOptions):
         None, "lag of the r map (default: the smallest)", type=number(minimum=0)
     )
 
-    CLI_SKIP = ("lag", "realtime", "seconds", "modalities", "transcript", "asr", "asr_model",
+    CLI_SKIP = ("lag", "seconds", "modalities", "transcript", "asr", "asr_model",
                 "video_batch")  # fmt: skip
     """Fields of the shared groups `fidelity` has no option for."""
 
@@ -126,7 +126,7 @@ class FidelityOptions(ModelOptions, LiveOptions, FeatureOptions):
         return StreamOptions(
             checkpoint=self.checkpoint, lag=lag, engine=self.engine, device=self.device,
             dtype=self.dtype, text=self.text, audio_context=self.audio_context,
-            realtime=self.replay_realtime, video_fp8=self.video_fp8,
+            realtime=self.realtime, video_fp8=self.video_fp8,
         )  # fmt: skip
 
     def predict_options(self, cache: str | None = None) -> PredictOptions:
@@ -445,7 +445,7 @@ def measure(
                 lag, values, seconds, offline.values, live_feats, off_feats, on_live,
                 stream.counters, len(offline.words or []), time.perf_counter() - t1,
             ))  # fmt: skip
-        notes += recognition_notes(reports, o.replay_realtime)
+        notes += recognition_notes(reports, o.realtime)
         identity = predictor.loaded.identity
         report = FidelityReport(str(media), identity, reports, len(offline), offline_s, notes)
         return FidelityResult(report, o)
