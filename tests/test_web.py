@@ -330,6 +330,17 @@ def browser(tmp_path_factory):
         ctx.close()
 
 
+@pytest.fixture(autouse=True)
+def _close_pages(request):
+    """Each test's tabs closed after it, even when it fails (a tab left open by one failure
+    was counted by the next test's relay statistics)."""
+    yield
+    if "browser" in request.fixturenames:
+        for page in request.getfixturevalue("browser").pages:
+            if not page.is_closed() and page.url.startswith("http"):
+                page.close()
+
+
 @pytest.fixture(scope="module")
 def annots(tmp_path_factory):
     from test_regions import write_annot
@@ -400,6 +411,15 @@ def shown(page, second: int, timeout: float = 30_000) -> None:
     page.wait_for_timeout(400)
 
 
+def restyled(page, change) -> None:
+    """Make a settings `change` and wait until the page has drawn the server's resend of the
+    newest map in its new look (waiting only for `drawn >= received` passed at once when the
+    resend had not yet arrived)."""
+    before = page.evaluate("tribe.received")
+    change()
+    page.wait_for_function(f"tribe.received > {before} && !tribe.waiting")
+
+
 def panels(page, name: str) -> dict[str, np.ndarray]:
     """The screenshot of the cortex, split into the view's panels (mean colour of the cortex
     pixels, i.e. those that are not the black background)."""
@@ -463,18 +483,15 @@ def test_the_page_draws_the_cortex_and_its_colours_follow_the_stream(browser, st
     assert cold(b["left lateral"]) and warm(b["right lateral"]), b
     # a sequential colormap shows only values above the threshold (here the median, about 0):
     # the negative hemisphere goes sulcal grey
-    page.locator("#threshold").fill("50")
-    page.wait_for_function("tribe.drawn >= tribe.received")  # each settings resend drawn first
-    page.select_option("#cmap", "hot")
-    page.wait_for_function("tribe.header && tribe.header.relay.cmap === 'hot'")
+    restyled(page, lambda: page.locator("#threshold").fill("50"))
+    restyled(page, lambda: page.select_option("#cmap", "hot"))
+    assert page.evaluate("tribe.header.relay.cmap") == "hot"
     assert abs(page.evaluate("tribe.limits.threshold")) < 0.01
     page.wait_for_timeout(400)
     c = panels(page, "3-hot")
     assert grey(c["left lateral"]) and warm(c["right lateral"]), c
-    page.locator("#threshold").fill("0")
-    page.wait_for_function("tribe.drawn >= tribe.received")  # each settings resend drawn first
-    page.select_option("#cmap", "cold_hot")
-    page.wait_for_function("tribe.drawn >= tribe.received")  # each settings resend drawn first
+    restyled(page, lambda: page.locator("#threshold").fill("0"))
+    restyled(page, lambda: page.select_option("#cmap", "cold_hot"))
     page.select_option("#view", "dorsal")  # from above: left hemisphere on the left
     page.wait_for_function("tribe.header.relay.cmap === 'cold_hot'")
     page.wait_for_timeout(400)

@@ -9,7 +9,7 @@ const base = location.pathname.replace(/[^/]*$/, "");
 
 // What the page shows, exposed for tests and tools/bench_web_fps.py.
 const state = (window.tribe = {
-  ready: false, received: 0, drawn: 0, draws: 0, passedOver: 0, rejected: {},
+  ready: false, received: 0, drawn: 0, draws: 0, passedOver: 0, waiting: false, rejected: {},
   second: null, header: null, limits: null, shownSecond: null, latency: null,
   metadata: null, status: null, roi: null, capture: null, connected: false,
   frameTimes: [], continuous: params.get("continuous") === "1",
@@ -244,6 +244,7 @@ function take() {
   // Latest-only: the newest waiting prediction becomes the picture on screen.
   const p = pending;
   pending = null;
+  state.waiting = false;
   shown = { values: p.values, limits: p.header.relay.limits, cmap: p.header.relay.cmap };
   gl.bindBuffer(gl.ARRAY_BUFFER, valueBuf);
   gl.bufferSubData(gl.ARRAY_BUFFER, 0, shown.values);
@@ -385,9 +386,12 @@ function onMessage(ev) {
   const len = dv.getUint32(4, true);
   const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 8, len)));
   const offset = 8 + len + ((4 - ((8 + len) % 4)) % 4);
-  if (pending) state.passedOver += 1;
+  // a second never drawn is passed over; the same second again (resent in a new look after a
+  // settings change) only replaces its older look
+  if (pending && pending.header.second !== header.second) state.passedOver += 1;
   pending = { header, values: new Float32Array(buf, offset, scene.n_vertices), recv: performance.now() };
   state.received += 1;
+  state.waiting = true;
   state.lastArrival = performance.now();
   lut(header.relay.cmap);
 }
