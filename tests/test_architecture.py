@@ -98,6 +98,12 @@ def test_architecture_names_modules_that_exist():
     assert not missing, f"docs/ARCHITECTURE.md names modules that do not exist: {missing}"
 
 
+# Issue 30 left the package at 22,639 lines. The features of issues 32-34 (atlases, one reader,
+# score, report, the subcortical head, streams that come and go) are budgeted here: raise this
+# only for a feature, never for a second copy of something that exists.
+LINE_BUDGET = 27_000
+
+
 def test_the_package_stays_small():
     lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.rglob("*.py"))
-    assert lines < 22_700, f"tribe_stream/ has {lines} lines (issue 30: under 22,700)"
+    assert lines < LINE_BUDGET, f"tribe_stream/ has {lines} lines (budget {LINE_BUDGET:,})"
