@@ -27,7 +27,7 @@ import numpy as np
 
 from tribe_stream import HEMODYNAMIC_OFFSET_S, N_VERTICES, N_VERTICES_HEMI, __version__
 from tribe_stream.errors import InputError, ProtocolError
-from tribe_stream.types import Prediction
+from tribe_stream.types import Prediction, Word
 
 PROTOCOL_VERSION = 1
 """Bumped only for an incompatible change; new header fields do not bump it (ignore unknown keys)."""
@@ -53,6 +53,9 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = N_VERTICES * 4
 """Largest valid payload: one float32 prediction. Anything bigger is rejected as oversized."""
 MAX_DEPTH = 32
+MAX_WORDS = 256
+"""Most words one prediction header carries (the newest; texts cut at MAX_WORD_CHARS)."""
+MAX_WORD_CHARS = 100
 """Deepest nesting of arrays and objects in a header (a flat object is 1; ours reach 4)."""
 
 _I64 = 2**63
@@ -119,6 +122,7 @@ class Message:
             bold_time=float(h["bold_time"]),
             timings={k: v for k, v in h.get("timings", {}).items() if v is not None},
             counters=dict(h.get("counters", {})),
+            words=[Word(t, float(on), float(d)) for t, on, d in h.get("words", ())],
         )
 
 
@@ -252,8 +256,22 @@ class PredictionEncoder:
             "timings": timings,
             "counters": _numbers(prediction.counters),
         }
+        if prediction.words:
+            own["words"] = _words(prediction.words)
         header = _dumps(own)[:-1] + self._fixed
         return [TOPICS["prediction"], header, _payload(values, self._wire)]
+
+
+def _words(words: Sequence[Word]) -> list[list]:
+    """Words as a header carries them: `[text, onset, duration]`, the newest MAX_WORDS, texts
+    cut at MAX_WORD_CHARS (lone surrogates replaced), words with non-finite times left out."""
+    out = []
+    for w in list(words)[-MAX_WORDS:]:
+        onset, duration = float(w.onset), float(w.duration)
+        if math.isfinite(onset) and math.isfinite(duration):
+            text = str(w.text)[:MAX_WORD_CHARS].encode("utf-8", "replace").decode()
+            out.append([text, onset, duration])
+    return out
 
 
 def encode_prediction(
@@ -271,12 +289,20 @@ def encode_prediction(
 
 
 def encode_status(
-    counters: Mapping[str, Any], *, next_seq: int, stream_time: float | None = None, **ids: Any
+    counters: Mapping[str, Any],
+    *,
+    next_seq: int,
+    stream_time: float | None = None,
+    ended: bool = False,
+    **ids: Any,
 ) -> list[bytes]:
-    """Frames for a heartbeat. `next_seq` is the seq the next prediction will carry; `ids`:
-    `stream_id`, `session`, `seq`, `publish_wall`."""
+    """Frames for a heartbeat. `next_seq` is the seq the next prediction will carry; `ended`:
+    the stream's last message (its publisher is closing); `ids`: `stream_id`, `session`, `seq`,
+    `publish_wall`."""
     header = _base("status", **ids)
     header.update(next_seq=next_seq, stream_time=stream_time, counters=_numbers(counters))
+    if ended:
+        header["ended"] = True
     return [TOPICS["status"], _dumps(header), b""]
 
 
@@ -483,6 +509,18 @@ def _is_regions(x: Any) -> bool:
     return ok and _is_shallow(x)
 
 
+def _is_words(x: Any) -> bool:
+    """A prediction's `words`: at most MAX_WORDS `[text, onset, duration]`."""
+    if type(x) is not list or len(x) > MAX_WORDS:
+        return False
+    for w in x:
+        if not (type(w) is list and len(w) == 3 and _is_text(w[0]) and len(w[0]) <= MAX_WORD_CHARS):
+            return False
+        if not (_is_num(w[1]) and _is_num(w[2])):
+            return False
+    return True
+
+
 def _is_shallow(x: dict | list) -> bool:
     """A field's value nests at most MAX_DEPTH - 1 levels and holds only finite numbers (a flat
     one is seen at once). Checks of types that may nest end with it."""
@@ -539,6 +577,7 @@ OBJECT = Type("object", "type(x) is dict and _is_shallow(x)")
 MESH = Type("mesh", "x == FSAVERAGE5 or _is_mesh(x)")
 DTYPE = Type("float16|float32", "type(x) is str and x in DTYPES")
 SHAPE = Type(f"[{N_VERTICES}]", "x == [N_VERTICES] and type(x[0]) is int")
+WORDS = Type("[[str, float, float], …]", "_is_words(x)")
 N_REGIONS = Type(f"int in [1, {N_VERTICES}]", "type(x) is int and 1 <= x <= N_VERTICES")
 
 
@@ -585,6 +624,7 @@ HEADERS: dict[str, Schema] = {
         Field("bold_time", FLOAT),
         Field("timings", NUMBERS),
         Field("counters", NUMBERS, required=False),
+        Field("words", WORDS, required=False),
         Field("t0_wall", OPT_FLOAT, required=False),
         Field("mesh", MESH),
         Field("model", OBJECT),
@@ -593,7 +633,8 @@ HEADERS: dict[str, Schema] = {
     "status": _schema("status", 0,
         Field("next_seq", SEQ),
         Field("counters", NUMBERS),
-        Field("stream_time", OPT_FLOAT, required=False)),
+        Field("stream_time", OPT_FLOAT, required=False),
+        Field("ended", Type("true", "x is True"), required=False)),
     "metadata": _schema("metadata", 0,
         Field("next_seq", SEQ),
         Field("dtype", Type("str", "type(x) is str"), required=False),

@@ -299,10 +299,16 @@ class Publisher(Sink):
             self._send_metadata(wall)
 
     def close(self) -> None:
-        """Stop publishing; waits up to `linger_s` for queued messages to leave."""
+        """Stop publishing: a last heartbeat for each stream (`ended`: consumers know it ended,
+        not just went quiet), then waits up to `linger_s` for queued messages to leave."""
         with self._lock:
             if self._closed:
                 return
+            for stream in (self, *self._channels):
+                own = {f"publisher.{k}": v for k, v in stream._counts.items()}
+                stream._emit("status", encode_status, "last heartbeat", "status_sent",
+                             time.time(), counters=own, next_seq=stream._seq["prediction"],
+                             stream_time=None, ended=True)  # fmt: skip
             self._closed = True
         self._stop.set()
         self._thread.join(timeout=2.0)

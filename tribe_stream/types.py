@@ -65,6 +65,9 @@ class Prediction:
     counters: dict[str, int] = field(default_factory=dict)
     stream_id: str | None = None
     """Which stream made it, when one process serves several (`tribe-stream serve`)."""
+    words: list[Word] = field(default_factory=list)
+    """The words the stream took in since its previous prediction (stream clock; the wire's
+    `words`): each word once, whichever second it falls in (one heard late comes later)."""
 
 
 class Sink:

@@ -255,6 +255,7 @@ class Pipeline:
         """The first second predicted after the sources ended (the end-of-input flush): not a
         live second (a camera never ends), so the bench reports those apart."""
         self.words: list[Word] = []
+        self._words_sent = 0  # self.words[:_words_sent] went out with a prediction already
         self.counters: dict[str, float] = {
             "predictions": 0,
             "bins": 0,
@@ -479,7 +480,9 @@ class Pipeline:
                 "model_ms": (t_done - t_start) * 1e3,
             },
             counters=self.all_counters(),
+            words=self.words[self._words_sent :],
         )
+        self._words_sent = len(self.words)
         if self.stream_id is not None:
             pred.stream_id = self.stream_id
         self._publish(pred)
