@@ -355,6 +355,44 @@ class PredictOptions(ModelOptions, FeatureOptions):
         return self
 
 
+def _region_option() -> Any:
+    """`--region`, one definition for every command that has it."""
+    return option(
+        None,
+        "only this region of the atlas, by name (a part of it, any case; 'temp*' patterns for "
+        "several); repeat for more",
+        flags="--region", action="append", metavar="NAME",
+    )  # fmt: skip
+
+
+@dataclass
+class AtlasOptions:
+    """Which cortical regions (`roi`, `render`, `lsl`): an atlas by name or two annotation files,
+    and regions of it by name (`atlases.open_atlas`)."""
+
+    atlas: str | None = option(
+        None,
+        "atlas by name, fetched once into the cache: destrieux, desikan, hcp-mmp1, schaefer-N "
+        "(N = 100..1000 by 100; schaefer-N-17)",
+        metavar="NAME",
+    )
+    annot: tuple[str, str] | None = option(
+        None, "left and right annotations (.annot or .label.gii) on fsaverage5 or fsaverage",
+        nargs=2, metavar=("LH", "RH"),
+    )  # fmt: skip
+    regions: tuple[str, ...] | None = _region_option()
+
+    @property
+    def given(self) -> bool:
+        return self.atlas is not None or self.annot is not None
+
+    def load(self):
+        """The `Atlas` asked for (one line naming the fix when it cannot be had)."""
+        from tribe_stream.atlases import open_atlas
+
+        return open_atlas(self.atlas, self.annot, self.regions)
+
+
 @dataclass
 class PublishOptions:
     """Where and how predictions are published over ZeroMQ (docs/PROTOCOL.md)."""
@@ -379,13 +417,14 @@ class PublishOptions:
         None, "with CURVE: a client's public key, key file or folder of them; repeat",
         flags="--allow-client", action="append", metavar="KEY",
     )  # fmt: skip
-    roi: tuple[str, str] | None = option(
+    roi: tuple[str, ...] | None = option(
         None,
-        "left and right annotations (.annot or .label.gii): also publish each second's region "
-        "means on the tribe.roi topic",
-        nargs=2,
-        metavar=("LH", "RH"),
+        "an atlas by name (as --atlas) or left and right annotations (.annot or .label.gii): "
+        "also publish each second's region means on the tribe.roi topic",
+        nargs="+",
+        metavar="NAME|LH RH",
     )
+    regions: tuple[str, ...] | None = _region_option()
 
     @property
     def off(self) -> bool:
@@ -402,12 +441,17 @@ class PublishOptions:
         check_endpoint(self.url)  # `none` too: the caller leaves publishing out for it
         if self.allow_clients is not None:
             self.allow_clients = tuple(self.allow_clients)
+        if self.regions and self.roi is None:
+            raise InputError("--region picks regions of --roi's atlas: pass --roi NAME too")
         if self.roi is not None:
-            from tribe_stream.regions import load_atlas
+            from tribe_stream.atlases import open_atlas
 
-            if len(self.roi) != 2:
-                raise InputError("--roi takes two annotations: the left, then the right hemisphere")
-            self._atlas = load_atlas(*self.roi)  # a bad annotation fails here, before models load
+            roi = (self.roi,) if isinstance(self.roi, str) else tuple(self.roi)
+            if len(roi) not in (1, 2):
+                raise InputError("--roi takes an atlas name or two annotations (left, right)")
+            one = roi[0] if len(roi) == 1 else None
+            # a bad atlas or region fails here, before models load
+            self._atlas = open_atlas(one, None if one else roi, self.regions)
         if self.payload_dtype not in ("float16", "float32"):
             raise InputError(f"payload dtype {self.payload_dtype!r}: use float16 or float32")
         if self.allow_clients and not self.curve_secret:

@@ -1,5 +1,5 @@
-"""Where tribe-stream keeps what it builds or joins once (demo weights, the Whisper model): the one
-place that knows the cache folder."""
+"""Where tribe-stream keeps what it builds or joins once (demo weights, the Whisper model, atlases):
+the one place that knows the cache folder."""
 
 from __future__ import annotations
 
@@ -25,3 +25,9 @@ def cache_dir(*parts: str | os.PathLike, create: bool = False) -> Path:
                 f"set {CACHE_ENV} to a writable folder"
             ) from None
     return folder
+
+
+def atlas_dir(*parts: str | os.PathLike, create: bool = False) -> Path:
+    """Atlases by name (`atlases.py`): our fsaverage5 annotations (`lh.NAME.annot`), and under
+    `nilearn/` and `mne/` what those libraries fetched for them."""
+    return cache_dir("atlases", *parts, create=create)

@@ -5,12 +5,16 @@ GIfTIs (`.label.gii`), with 10,242 labels each (fsaverage5). One made for full f
 (163,842 vertices) is cut to its first 10,242 labels: fsaverage's meshes are nested, so those
 are fsaverage5's vertices (said in `Atlas.notes`). Vertices labelled unknown or medial wall
 (and FreeSurfer's -1) belong to no region and are left out of every mean. Region names are
-hemisphere-prefixed (`lh.V1`, `rh.V1`), left first, in label order.
+hemisphere-prefixed (`lh.V1`, `rh.V1`), left first, in label order. Regions are picked by name
+(`Atlas.select`, `--region`); atlases by name (`destrieux`, ...) come from `atlases.py`.
 """
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +59,72 @@ class Atlas:
         order = np.argsort(-np.take_along_axis(m, idx, axis=1), axis=1, kind="stable")
         return np.take_along_axis(idx, order, axis=1)
 
+    def select(self, patterns: tuple[str, ...] | list[str] | None) -> Atlas:
+        """This atlas with only the regions `patterns` name (`find_regions`, their union), in
+        atlas order; itself when `patterns` is empty."""
+        if not patterns:
+            return self
+        keep = sorted({i for p in patterns for i in find_regions(self.names, p)})
+        new = np.full(len(self.names), -1, dtype=np.int64)
+        new[keep] = np.arange(len(keep))
+        labels = np.where(self.labels >= 0, new[np.maximum(self.labels, 0)], -1)
+        return Atlas(tuple(self.names[i] for i in keep), labels, self.notes,
+                     self._weights[:, keep])  # fmt: skip
+
+    def mask(self, values: np.ndarray) -> np.ndarray:
+        """`values` (..., 20484) as float32 with NaN on every vertex outside the regions (the
+        viewer draws NaN as bare cortex)."""
+        v = np.array(values, dtype=np.float32)
+        v[..., self.labels < 0] = np.nan
+        return v
+
+
+_HEMI_PREFIX = re.compile(r"^(?:(?:lh|rh)\.)?(?:[lr]_)?", re.IGNORECASE)
+_HEMI_INFIX = re.compile(r"_(?:lh|rh)_", re.IGNORECASE)
+
+
+def _base(name: str) -> str:
+    """A region's name without its hemisphere marks (`lh.`, HCP's `L_`, Schaefer's `_LH_`)."""
+    return _HEMI_INFIX.sub("_", _HEMI_PREFIX.sub("", name, count=1))
+
+
+def find_regions(names: tuple[str, ...] | list[str], pattern: str) -> list[int]:
+    """Indices of the regions `pattern` names, case-insensitive: a `*`/`?` pattern takes every
+    match; else a whole name (with or without `lh.`/`rh.`), else a part of one naming a single
+    region (both hemispheres; a part bounded by `_`, `-`, `.` wins over one inside a word).
+    Unknown or ambiguous: one `InputError` line with the close or matching names."""
+    p = pattern.strip().lower()
+    low = [n.lower() for n in names]
+    if not p:
+        raise InputError("--region needs a name, e.g. --region G_temp_sup-Lateral")
+    if "*" in p or "?" in p:
+        hits = [i for i, n in enumerate(low) if fnmatch.fnmatchcase(n, p)
+                or fnmatch.fnmatchcase(_base(n), p)]  # fmt: skip
+    else:
+        hits = [i for i, n in enumerate(low) if p in (n, _base(n))]
+        if not hits:
+            hits = [i for i, n in enumerate(low) if p in n]
+            bounded = [i for i in hits if re.search(rf"(^|[^a-z0-9]){re.escape(p)}($|[^a-z0-9])",
+                                                    low[i])]  # fmt: skip
+            hits = bounded or hits
+            found = sorted({_base(names[i]) for i in hits})
+            if len(found) > 1:
+                shown = ", ".join(found[:8]) + (
+                    f" (+{len(found) - 8} more)" if len(found) > 8 else ""
+                )
+                raise InputError(
+                    f"--region {pattern!r} is ambiguous: {shown}; give one of them, repeat "
+                    f"--region for several, or '*{pattern}*' for all"
+                )
+    if not hits:
+        bases = sorted({_base(n) for n in names})
+        close = difflib.get_close_matches(p, [b.lower() for b in bases], n=6, cutoff=0.5)
+        near = [b for b in bases if b.lower() in close] or bases[:6]
+        raise InputError(
+            f"--region {pattern!r} names no region of the atlas; close: {', '.join(near)}"
+        )
+    return hits
+
 
 def _read_one(path: Path) -> tuple[np.ndarray, list[str]]:
     """(labels per vertex as name indices, -1 for none; names) of one hemisphere's file."""
@@ -90,25 +160,35 @@ def _read_one(path: Path) -> tuple[np.ndarray, list[str]]:
     return labels, names
 
 
+def read_hemisphere(path: str | os.PathLike) -> tuple[np.ndarray, list[str], str | None]:
+    """One hemisphere's labels on fsaverage5 (name indices, -1 for none; cut from full fsaverage
+    when made for it), its names, and the note saying it was cut (else None)."""
+    path = Path(path)
+    lab, raw_names = _read_one(path)
+    n, note = len(lab), None
+    if n == FSAVERAGE_HEMI:
+        lab = lab[:N_VERTICES_HEMI]
+        note = (
+            f"{path.name}: made for fsaverage ({FSAVERAGE_HEMI} vertices); cut to its first "
+            f"{N_VERTICES_HEMI}, which are fsaverage5's"
+        )
+    elif n != N_VERTICES_HEMI:
+        raise InputError(
+            f"{path} labels {n} vertices; a hemisphere of fsaverage5 has {N_VERTICES_HEMI} "
+            f"(or pass one made for full fsaverage, {FSAVERAGE_HEMI})"
+        )
+    return lab, raw_names, note
+
+
 def load_atlas(left: str | os.PathLike, right: str | os.PathLike) -> Atlas:
     """The atlas of a left and a right annotation (see the module docs for the rules)."""
     names: list[str] = []
     labels = np.full(N_VERTICES, -1, dtype=np.int64)
     notes = []
     for hemi, path, offset in (("lh", Path(left), 0), ("rh", Path(right), N_VERTICES_HEMI)):
-        lab, raw_names = _read_one(path)
-        n = len(lab)
-        if n == FSAVERAGE_HEMI:
-            lab = lab[:N_VERTICES_HEMI]
-            notes.append(
-                f"{path.name}: made for fsaverage ({FSAVERAGE_HEMI} vertices); cut to its first "
-                f"{N_VERTICES_HEMI}, which are fsaverage5's"
-            )
-        elif n != N_VERTICES_HEMI:
-            raise InputError(
-                f"{path} labels {n} vertices; a hemisphere of fsaverage5 has {N_VERTICES_HEMI} "
-                f"(or pass one made for full fsaverage, {FSAVERAGE_HEMI})"
-            )
+        lab, raw_names, note = read_hemisphere(path)
+        if note:
+            notes.append(note)
         index = {}
         for i, name in enumerate(raw_names):
             if name.strip().lower() in EXCLUDED:

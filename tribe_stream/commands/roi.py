@@ -1,4 +1,5 @@
-"""`tribe-stream roi PRED --annot LH RH`: one mean per cortical region per second.
+"""`tribe-stream roi PRED --atlas NAME` (or `--annot LH RH`; `--region NAME`...): one mean per
+cortical region per second.
 
 PRED is any prediction file tribe-stream writes (.npy, .h5, a GIfTI or MGH pair) or a recording.
 Writes a wide CSV (`second`, then one column per region, hemisphere-prefixed), with `--top K`
@@ -10,21 +11,15 @@ from __future__ import annotations
 
 import argparse
 
-from tribe_stream.options import number
+from tribe_stream.options import AtlasOptions, add_options, from_args, number
 
 NAME = "roi"
-HELP = "region means per second of a prediction file (FreeSurfer .annot or label GIfTI atlas)"
+HELP = "region means per second of a prediction file (an atlas by name, or annotation files)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pred", help="prediction file (.npy, .h5, .func.gii, .mgh/.mgz) or recording")
-    p.add_argument(
-        "--annot",
-        nargs=2,
-        required=True,
-        metavar=("LH", "RH"),
-        help="left and right annotations (.annot or .label.gii) on fsaverage5 (or fsaverage)",
-    )
+    add_options(p, AtlasOptions)
     p.add_argument("--out", help="wide CSV of region means (second, then one column per region)")
     p.add_argument(
         "--top", type=number(int, minimum=1), default=None, help="also the K most active regions"
@@ -57,13 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
     from tribe_stream.offline_outputs import load_prediction_file
     from tribe_stream.outputs import check_output
-    from tribe_stream.regions import load_atlas
 
     out = check_output(args.out, (".csv",)) if args.out else None
     top_out = out.with_name(out.stem + ".top.csv") if out is not None and args.top else None
     if top_out is not None:
         check_output(top_out, (".csv",))
-    atlas = load_atlas(*args.annot)
+    atlas = from_args(AtlasOptions, args).load()
     values, seconds = load_prediction_file(args.pred)
     means = atlas.means(values)
     console = Console(stderr=True)
