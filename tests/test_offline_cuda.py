@@ -14,7 +14,7 @@ import torch
 from conftest import run_cli
 
 from tribe_stream import N_VERTICES
-from tribe_stream.offline_outputs import read_predictions
+from tribe_stream.offline_outputs import read_prediction_file
 from tribe_stream.sources.clip import make_clip
 from tribe_stream.transcripts import write_transcript
 from tribe_stream.types import Word
@@ -46,7 +46,7 @@ def test_first_predict_with_sound_and_video_on_fresh_compile_caches(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, f"predict failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
     assert "symbolically trace" not in r.stderr
-    values, meta = read_predictions(out)
+    values, _, meta = read_prediction_file(out)
     assert values.shape == (SECONDS, N_VERTICES) and np.isfinite(values).all()
     assert sorted(meta["modalities"]) == ["audio", "text", "video"] and not meta["missing"]
     # the extractors were compiled here, into the fresh caches (not found in an old one)

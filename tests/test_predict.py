@@ -13,7 +13,7 @@ import pytest
 from conftest import measured_call, run_cli
 
 from tribe_stream import N_VERTICES, N_VERTICES_HEMI, predict
-from tribe_stream.offline_outputs import read_predictions
+from tribe_stream.offline_outputs import read_prediction_file
 from tribe_stream.prediction import Predictor
 
 
@@ -126,7 +126,7 @@ def test_every_format_reads_back_equal(tmp_path, clip, predictor, name):
 
     preds = predictor.predict(clip)
     written = preds.save(tmp_path / name)
-    values, meta = read_predictions(tmp_path / name)
+    values, _, meta = read_prediction_file(tmp_path / name)
     np.testing.assert_array_equal(values, preds.values)
     assert meta["tr_s"] == 1.0 and meta["hemodynamic_offset_s"] == 5.0
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]  # atomic: no leftovers
@@ -205,8 +205,8 @@ def test_a_batch_with_a_bad_file_writes_every_other_output(tmp_path, clip):
     assert r.returncode == 1, r.stdout + r.stderr
     assert "c.mp4" in r.stderr and "cannot read" in r.stderr and "Traceback" not in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["a.h5", "a.words.tsv", "b.h5", "b.words.tsv"]
-    assert read_predictions(out / "a.h5")[0].shape == (5, N_VERTICES)
-    assert read_predictions(out / "b.h5")[0].shape == (3, N_VERTICES)
+    assert read_prediction_file(out / "a.h5")[0].shape == (5, N_VERTICES)
+    assert read_prediction_file(out / "b.h5")[0].shape == (3, N_VERTICES)
 
 
 @pytest.mark.parametrize(

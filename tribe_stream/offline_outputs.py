@@ -27,11 +27,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from tribe_stream import N_VERTICES, N_VERTICES_HEMI
+from tribe_stream import HEMODYNAMIC_OFFSET_S, N_VERTICES, N_VERTICES_HEMI
 from tribe_stream.errors import InputError
 from tribe_stream.outputs import atomic_write, check_output
 
@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 
 FORMATS = {"npy": ".npy", "h5": ".h5", "gii": ".func.gii", "mgh": ".mgh", "mgz": ".mgz"}
 """`--format` names for a folder of outputs, and the extension each gives."""
-SUFFIXES = (".npy", ".h5", ".hdf5", ".func.gii", ".mgh", ".mgz")
+SUFFIXES = (".npy", ".h5", ".hdf5", ".func.gii", ".mgh", ".mgz", ".nii.gz", ".nii")
+"""`.nii(.gz)`: a volume (the subcortical model), `volume_outputs.py`; keep a longer name ending
+in .nii (e.g. `.dtseries.nii`) before it."""
 HEMIS = (
     ("lh", "CortexLeft", slice(0, N_VERTICES_HEMI)),
     ("rh", "CortexRight", slice(N_VERTICES_HEMI, N_VERTICES)),
@@ -89,6 +91,10 @@ def file_names(path: str | os.PathLike, *, words: bool = True) -> list[Path]:
 
 
 def _data_files(p: Path, suffix: str, stem: Path) -> list[Path]:
+    if suffix in (".nii.gz", ".nii"):
+        from tribe_stream.volume_outputs import volume_files
+
+        return volume_files(p)
     if suffix == ".func.gii":
         files = [stem.with_name(f"{stem.name}.{h}.func.gii") for h, _, _ in HEMIS]
     elif suffix in (".mgh", ".mgz"):
@@ -164,7 +170,10 @@ def save_predictions(
     written first, so the output's own files, renamed into place last, mark the whole set
     finished (a batch's `--resume` skips an input only when they are all there)."""
     from tribe_stream.transcripts import write_official_transcript
+    from tribe_stream.volume_outputs import is_volume, save_volume
 
+    if is_volume(preds, path):  # the subcortical model's voxels: NIfTI (volume_outputs.py)
+        return save_volume(preds, path, words=words)
     files = output_files(path, words=words)
     suffix = output_suffix(path)
     values = np.ascontiguousarray(preds.values, dtype=np.float32)
@@ -261,52 +270,98 @@ def _parse(text: str):
         return text
 
 
-def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
-    """Read back what `save_predictions` wrote: `(values (T, 20484) float32, metadata)`."""
-    values, _, meta = read_prediction_file(path)
-    return values, meta
+class PredictionFile(NamedTuple):
+    """A prediction file read back (`read_prediction_file`): unpacks as `values, seconds, meta`.
+
+    Row i holds the predicted BOLD at `times[i]` = `seconds[i]` + the hemodynamic offset (5 s),
+    on the stimulus clock (0 = the stimulus's start). At 1 Hz `seconds` are the stimulus seconds
+    (int); a file resampled to a scan (`predict --tr`) has each volume's acquisition time in its
+    metadata (`times_s`), and `seconds` = those times - 5 s (docs/OUTPUTS.md)."""
+
+    values: np.ndarray
+    seconds: np.ndarray
+    metadata: dict
+
+    @property
+    def offset(self) -> float:
+        """The hemodynamic offset the rows were predicted with (5 s)."""
+        return _number(self.metadata.get("hemodynamic_offset_s"), HEMODYNAMIC_OFFSET_S)
+
+    @property
+    def times(self) -> np.ndarray:
+        """Each row's predicted-BOLD (acquisition) time, seconds on the stimulus clock."""
+        return np.asarray(self.seconds, np.float64) + self.offset
+
+    @property
+    def tr(self) -> float:
+        """Seconds between rows (1 at 1 Hz; the scan's TR after `predict --tr`)."""
+        return _number(self.metadata.get("tr_s"), 1.0)
 
 
-def load_prediction_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Any prediction file we write, or a recording: `(values (T, 20484) float32, seconds (T,))`.
-
-    `.npy` (`(T, 20484)` or one `(20484,)` map), `.h5` (a recording or `predict`'s output),
-    a GIfTI or MGH pair named by either hemisphere's file or by their common name
-    (`clip.func.gii`, `clip.lh.func.gii`). One line for anything else."""
-    return read_prediction_file(path)[:2]
+def _number(value, default: float) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+    return float(value) if ok else default
 
 
-def read_prediction_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
-    """`load_prediction_file` with the file's metadata: `(values, seconds, metadata)`
-    (`{}` where there are none, as for a bare `.npy` or a live recording)."""
+def read_prediction_file(path: str | os.PathLike) -> PredictionFile:
+    """Any prediction file `predict` or `record` writes, with its metadata: `.npy` (`(T, 20484)`
+    or one `(20484,)` map) and its JSON beside it, `.h5` (`predict`'s or a recording), a GIfTI or
+    MGH pair named by either hemisphere's file or by their common name (`clip.func.gii`,
+    `clip.lh.func.gii`, `sub-01_hemi-L_..._bold.func.gii`). Metadata `{}` where there are none
+    (a bare `.npy`). Anything missing, damaged or foreign: one line (InputError)."""
+    from tribe_stream.volume_outputs import read_volume, volume_suffix
+
+    if volume_suffix(path):  # a volume (the subcortical model's): volume_outputs.py
+        return PredictionFile(*read_volume(path))
     p = pair_name(path)
-    suffix, stem = output_suffix(p), output_stem(p)
-    sidecar = stem.with_name(stem.name + ".json")
     try:
-        if suffix in (".h5", ".hdf5"):  # read_recording checks the values
+        suffix, stem = output_suffix(p), output_stem(p)
+    except InputError:
+        raise InputError(
+            f"{path}: not a prediction file; give a .npy, .h5, .func.gii, .mgh or .mgz file"
+        ) from None
+    files = [f for f in _data_files(p, suffix, stem) if f.suffix != ".json"]  # sidecars optional
+    for f in files:
+        if not f.is_file():
+            pair = f" (a pair: {files[0].name} and {files[1].name})" if len(files) == 2 else ""
+            raise InputError(f"{f} does not exist{pair}")
+    sidecar = _sidecar(stem.with_name(stem.name + ".json"))
+    try:
+        if suffix in (".h5", ".hdf5"):  # read_recording checks its values, one line if damaged
             from tribe_stream.recording import read_recording
 
             rec = read_recording(p, dtype="float32")
-            return rec.values, np.asarray(rec.seconds), rec.metadata.get("offline", {})
-        if suffix == ".npy":
-            if not p.is_file():
-                raise InputError(f"{p} does not exist")
-            values, meta = np.load(p, allow_pickle=False), _sidecar(sidecar)
+            offline = rec.metadata.get("offline")
+            meta = {k: v for k, v in rec.metadata.items() if k != "offline"}
+            meta.update(offline if isinstance(offline, dict) else {})
+            values, seconds = rec.values, np.asarray(rec.seconds)
+        elif suffix == ".npy":
+            values, meta, seconds = np.load(p, allow_pickle=False), sidecar, None
         else:
             import nibabel as nib
 
-            images = [
-                nib.load(str(stem.with_name(f"{stem.name}.{h}{suffix}"))) for h, _, _ in HEMIS
-            ]
+            images = [nib.load(str(f)) for f in files]
             if suffix == ".func.gii":
-                values = np.concatenate([np.stack([d.data for d in i.darrays]) for i in images], 1)
-                meta = {k: _parse(v) for k, v in dict(images[-1].meta).items()}
+                parts = [np.stack([d.data for d in i.darrays]) for i in images]
+                meta = {k: _parse(v) for k, v in dict(images[-1].meta).items()} | sidecar
             else:
-                values = np.concatenate([np.asarray(i.dataobj)[:, 0, 0, :].T for i in images], 1)
-                meta = _sidecar(sidecar)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"cannot read predictions from {path}: {exc}") from None
-    values = np.asarray(values, np.float32)
+                parts = [np.asarray(i.dataobj)[:, 0, 0, :].T for i in images]
+                meta = sidecar
+            rows = [len(x) for x in parts]
+            if rows[0] != rows[1]:
+                raise ValueError(f"its hemispheres have {rows[0]} and {rows[1]} rows")
+            values, seconds = np.concatenate(parts, 1), None
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises: one line
+        why = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        if suffix == ".npy" and "pickle" in why:
+            why = "not a plain numpy array (it holds Python objects)"
+        raise InputError(f"cannot read predictions from {path}: {why}") from None
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.number):
+        raise InputError(f"{path} holds {values.dtype} data, not a plain numpy array of numbers")
+    values = values.astype(np.float32, copy=False)
     if values.ndim == 1:
         values = values[None]
     if values.ndim != 2 or values.shape[1] != N_VERTICES:
@@ -314,9 +369,25 @@ def read_prediction_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
             f"{path} holds an array of shape {values.shape}; expected (T, {N_VERTICES})"
         )
     meta = meta if isinstance(meta, dict) else {}
+    return PredictionFile(values, _row_seconds(meta, len(values), seconds), meta)
+
+
+def _row_seconds(meta: dict, n: int, stored: np.ndarray | None) -> np.ndarray:
+    """Each row's stimulus second: from the acquisition times a resampled file records
+    (`times_s` - offset), else the seconds stored (a recording), else `first_second` onwards."""
+    times = meta.get("times_s")
+    if isinstance(times, list) and len(times) == n:
+        try:
+            t = np.asarray(times, np.float64)
+        except (TypeError, ValueError):
+            t = None
+        if t is not None and t.ndim == 1 and np.isfinite(t).all():
+            return t - _number(meta.get("hemodynamic_offset_s"), HEMODYNAMIC_OFFSET_S)
+    if stored is not None:
+        return stored
     first = meta.get("first_second", 0)
     first = first if isinstance(first, int) and not isinstance(first, bool) else 0
-    return values, np.arange(first, first + len(values)), meta
+    return np.arange(first, first + n)
 
 
 def _sidecar(path: Path) -> dict:

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from tribe_stream.offline_outputs import load_prediction_file
+    from tribe_stream.offline_outputs import read_prediction_file
     from tribe_stream.outputs import check_output
 
     out = check_output(args.out, (".csv",)) if args.out else None
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if top_out is not None:
         check_output(top_out, (".csv",))
     atlas = from_args(AtlasOptions, args).load()
-    values, seconds = load_prediction_file(args.pred)
+    values, seconds, _ = read_prediction_file(args.pred)
     means = atlas.means(values)
     console = Console(stderr=True)
     for note in atlas.notes:

@@ -134,7 +134,7 @@ def write_movie(recording_path: str | Path, opt: MovieOptions) -> dict:
     """Render `recording_path` to `opt.out`; returns {"frames", "seconds", "codec", "size"}."""
     import av
 
-    from tribe_stream.recording import read_recording
+    from tribe_stream.offline_outputs import read_prediction_file
     from tribe_stream.viewer.backend import use_offscreen_backend
 
     w, h = opt.size
@@ -142,10 +142,10 @@ def write_movie(recording_path: str | Path, opt: MovieOptions) -> dict:
         raise InputError(f"movie size {w}x{h}: MP4 (yuv420p) needs an even width and height")
     if opt.fps <= 0 or opt.fps > 60:
         raise InputError(f"--fps {opt.fps}: choose a frame rate between 1/60 and 60")
-    rec = read_recording(recording_path, dtype="float32")
-    if len(rec) == 0:
+    pred = read_prediction_file(recording_path)
+    if len(pred.values) == 0:
         raise InputError(f"{recording_path} holds no predictions: nothing to film")
-    values, seconds = rec.values, np.asarray(rec.seconds)
+    values, seconds = pred.values, np.asarray(pred.seconds)
     cm = get_colormap(opt.cmap)
     limits = robust_limits(values, cm.diverging, threshold_percentile=opt.threshold_pct)
 
@@ -170,7 +170,7 @@ def write_movie(recording_path: str | Path, opt: MovieOptions) -> dict:
     )
     from tribe_stream.untrained import UNTRAINED_LABEL, is_untrained, tagged
 
-    untrained = is_untrained(rec.metadata) or is_untrained(rec.metadata.get("offline"))
+    untrained = is_untrained(pred.metadata)
     out = Path(opt.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     container = av.open(str(out), mode="w")

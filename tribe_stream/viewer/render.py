@@ -39,33 +39,29 @@ def check_values(values: np.ndarray, what: str) -> np.ndarray:
     return v.astype(np.float32)
 
 
-def load_map(path: str | Path, second: int | None = None) -> tuple[np.ndarray, str]:
-    """One (20484,) map from a .npy file ((20484,) or (N, 20484)) or a recording, and a caption."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p} does not exist")
-    if p.suffix == ".npy":
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except ValueError as exc:
-            raise InputError(f"{p} is not a plain numpy array file ({exc})") from exc
-        if arr.ndim == 2:
-            k = 0 if second is None else second
-            if not -arr.shape[0] <= k < arr.shape[0]:
-                raise InputError(f"{p} has {arr.shape[0]} rows; --second {k} is out of range")
-            return check_values(arr[k], f"{p} row {k}"), f"{p.name}  second {k}"
-        return check_values(arr, str(p)), p.name
-    from tribe_stream.recording import read_recording
+def load_map(path: str | Path, second: float | None = None) -> tuple[np.ndarray, str]:
+    """One (20484,) map from any prediction file or recording (`read_prediction_file`), and a
+    caption: the row of stimulus second `second` (a numpy index when negative), else the first."""
+    from tribe_stream.offline_outputs import read_prediction_file
 
-    rec = read_recording(p)
-    values = np.asarray(rec.values)
-    seconds = list(getattr(rec, "seconds", range(len(values))))
+    values, seconds, _ = read_prediction_file(path)
+    name = Path(path).name
     if len(values) == 0:
-        raise InputError(f"{p} holds no predictions")
-    k = second if second is not None else seconds[0]
-    if k not in seconds:
-        raise InputError(f"{p} has seconds {seconds[0]}..{seconds[-1]}; --second {k} is not there")
-    return check_values(values[seconds.index(k)], f"{p} second {k}"), f"{p.name}  second {k}"
+        raise InputError(f"{path} holds no predictions")
+    if len(values) == 1 and second is None and Path(path).suffix == ".npy":  # one map
+        return check_values(values[0], str(path)), name
+    hits = np.flatnonzero(np.isclose(seconds, second if second is not None else seconds[0]))
+    if hits.size:
+        i = int(hits[0])
+    elif second is not None and -len(values) <= second < 0 and float(second).is_integer():
+        i = int(second)
+    else:
+        raise InputError(
+            f"{path} has {len(values)} rows; --second {second:g} is not there (seconds "
+            f"{seconds[0]:g}..{seconds[-1]:g})"
+        )
+    when = f"second {seconds[i]:g}"
+    return check_values(values[i], f"{path} {when}"), f"{name}  {when}"
 
 
 def render_image(
@@ -233,24 +229,14 @@ def save_png(path: str | Path, image: np.ndarray, text: dict[str, str] | None = 
 
 
 def map_metadata(path: str | Path) -> dict:
-    """What a prediction file or recording says about itself (`{}` when nothing): a `.npy`'s
-    JSON beside it, a recording's stream metadata (with `predict`'s under `offline`)."""
-    import json
+    """What a prediction file or recording says about itself (`{}` when nothing), as
+    `read_prediction_file` reads it (a recording's stream metadata with `predict`'s merged in)."""
+    from tribe_stream.offline_outputs import read_prediction_file
 
-    p = Path(path)
-    if p.suffix == ".npy":
-        try:
-            meta = json.loads(p.with_suffix(".json").read_text())
-        except (OSError, ValueError):
-            return {}
-        return meta if isinstance(meta, dict) else {}
     try:
-        from tribe_stream.recording import read_recording
-
-        meta = read_recording(p).metadata
-    except Exception:  # noqa: BLE001 - not a recording: no metadata, the map still renders
+        return read_prediction_file(path).metadata
+    except InputError:  # not readable: the map's own reading says why
         return {}
-    return {**meta, **(meta.get("offline") or {})} if isinstance(meta, dict) else {}
 
 
 def picture_text(title: str, meta: dict) -> tuple[str, dict[str, str]]:
