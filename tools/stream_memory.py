@@ -15,6 +15,10 @@ No `--checkpoint`: full-size random weights, as `tribe-stream bench` builds them
 picks how each stream's text steps run (to tell which of them keeps memory): `graphs` (the
 default: CUDA graphs of the compiled layer pieces), `compiled` (compiled pieces, no graphs),
 `eager`. It also looks for Python tensors on the surviving blocks and names what holds them.
+
+The verdict line says whether memory stayed flat from the first round's end to the last's (the
+text extractor keeps the decoders of ended streams for the next ones, `TextExtractor.keep_idle`,
+so round 1 may add memory, later rounds must not); exit status 1 when it grew.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0, help="each round's length")
     ap.add_argument("--top", type=int, default=8, help="stacks to print")
     ap.add_argument("--text-steps", choices=("graphs", "compiled", "eager"), default="graphs")
+    ap.add_argument("--tolerance-gib", type=float, default=0.05, help="growth still called flat")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("stream_memory: needs a CUDA GPU (it measures GPU memory)")
@@ -98,13 +103,25 @@ def main() -> int:
     print(f"{models.description}; models and warm-up: {allocated_gib():.2f} GiB", flush=True)
     torch.cuda.memory._record_memory_history(max_entries=200_000, stacks="python")
     before = allocated_addresses(torch.cuda.memory._snapshot())
+    after = []
     for r in range(1, args.rounds + 1):
         report = bench.run_streams(models, clip, args.streams, o, words)
         del report
         bench._release("cuda")
-        print(
-            f"after round {r} ({args.streams} streams ended): {allocated_gib():.2f} GiB", flush=True
-        )
+        after.append(allocated_gib())
+        print(f"after round {r} ({args.streams} streams ended): {after[-1]:.2f} GiB", flush=True)
+    growth = after[-1] - after[0]
+    flat = growth <= args.tolerance_gib
+    per = f", {growth / (len(after) - 1):+.2f} GiB a round" if len(after) > 1 else ""
+    print(
+        f"verdict: {'flat' if flat else 'NOT flat'} ({growth:+.2f} GiB from round 1's end to "
+        f"round {len(after)}'s{per})"
+    )
+    tx = models.extractors.text
+    if tx is not None and hasattr(tx, "release_idle"):
+        n = tx.release_idle()
+        bench._release("cuda")
+        print(f"{n} idle text decoders released: {allocated_gib():.2f} GiB", flush=True)
     gc.collect()
     left = survivors(torch.cuda.memory._snapshot(), before)
     torch.cuda.memory._record_memory_history(enabled=None)
@@ -121,7 +138,7 @@ def main() -> int:
         for f in frames:
             print(f"    {f}")
     holders(left_ranges(torch.cuda.memory._snapshot(), before))
-    return 0
+    return 0 if flat else 1
 
 
 def left_ranges(snapshot: dict, before: set[int]) -> list[tuple[int, int]]:

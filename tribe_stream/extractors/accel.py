@@ -163,3 +163,9 @@ class CudaGraphStep:
             dst.copy_(src, non_blocking=True)
         self.graph.replay()
         return self.output.clone()
+
+    def release(self) -> None:
+        """Free the graph and its private memory pool now (its static tensors too), whoever
+        still refers to this object; it must not be called again."""
+        self.inputs, self.output = [], None
+        self.graph.reset()

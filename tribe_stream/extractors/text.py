@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -99,6 +100,10 @@ class KVDecoder(nn.Module):
     cache API), so a forward can start at any cached position; layers past the last needed hidden
     state (numbered as `output_hidden_states`) never run. `forward` returns the layer groups
     `(L, D)` float32 of a weighted mean of the fed tokens, on the device.
+
+    `pieces`: the per-layer modules around attention (`pre`, `post`) of another decoder of the
+    same model, shared (compiled once for all); the KV cache and the CUDA graphs over it
+    (`graphs`, made by `LiveText`) are this decoder's own.
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class KVDecoder(nn.Module):
         needed: list[int],
         group_weights: torch.Tensor,
         max_tokens: int = 2048,
+        pieces: tuple[nn.ModuleList, nn.ModuleList] | None = None,
     ):
         super().__init__()
         cfg = model.config
@@ -125,11 +131,16 @@ class KVDecoder(nn.Module):
         self.scaling = float(attn.scaling)
         self.length = 0  # tokens held in the cache
         layers = model.layers[: self.n_layers]
-        self.pre = nn.ModuleList(
-            _PreAttention(la, self.n_heads, self.n_kv, self.head_dim) for la in layers
-        )
-        self.post = nn.ModuleList(_PostAttention(la, self.n_heads, self.head_dim) for la in layers)
-        self.fused = False
+        if pieces is None:
+            pieces = (
+                nn.ModuleList(
+                    _PreAttention(la, self.n_heads, self.n_kv, self.head_dim) for la in layers
+                ),
+                nn.ModuleList(_PostAttention(la, self.n_heads, self.head_dim) for la in layers),
+            )
+        self.pre, self.post = pieces
+        self.fused = self.pre[0]._compiled_call_impl is not None  # shared pieces compiled
+        self.graphs: dict[tuple, CudaGraphStep] = {}  # static steps over this cache (LiveText)
         p = next(model.parameters())
         self.register_buffer(
             "group_weights", group_weights.to(p.device, torch.float32), persistent=False
@@ -150,15 +161,30 @@ class KVDecoder(nn.Module):
         one graph per token count), used by the static-shape steps only; attention and the
         cache writes, whose shapes follow the span, stay as they are."""
         if not self.fused:
-            compile_blocks([*self.pre, *self.post])
+            if self.pre[0]._compiled_call_impl is None:
+                compile_blocks([*self.pre, *self.post])
             self.fused = True
+
+    def drop_graphs(self) -> None:
+        """Free the CUDA graphs over this cache (and their memory pools) now."""
+        for step in self.graphs.values():
+            step.release()
+        self.graphs.clear()
+
+    def release(self) -> None:
+        """Free this decoder's GPU memory now (graphs, KV cache), whoever still refers to it;
+        it is unusable afterwards."""
+        self.drop_graphs()
+        self._alloc(0)
+        self.length = 0
 
     def ensure_capacity(self, n_tokens: int) -> bool:
         """Grow the buffers (keeping their contents) when `n_tokens` would not fit; True if grown."""
         if n_tokens <= self.max_tokens:
             return False
         old_k, old_v, n = self.keys, self.values, self.length
-        self._alloc(_bucket(n_tokens, self.max_tokens))
+        self.drop_graphs()  # they write into the old buffers
+        self._alloc(_bucket(n_tokens, max(1, self.max_tokens)))
         self.keys[:, :, :, :n] = old_k[:, :, :, :n]
         self.values[:, :, :, :n] = old_v[:, :, :, :n]
         return True
@@ -235,6 +261,13 @@ class TextExtractor(GroupedExtractor):
         self.needed, w = needed_group_weights(self.groups, n_states)
         self._weights = torch.from_numpy(w)
         self.max_tokens = max_tokens or (4096 if device.startswith("cuda") else 512)
+        self.keep_idle = 8
+        """Decoders (KV cache, CUDA graphs) of closed `LiveText`s kept for the next ones: a
+        server's text memory follows its concurrent streams, and a new stream's steps are
+        already made. Past this many idle, a closed context's memory is freed at once."""
+        self._idle: list[KVDecoder] = []
+        self._pool_lock = threading.Lock()
+        self._pieces: tuple[nn.ModuleList, nn.ModuleList] | None = None
 
     @classmethod
     def from_pretrained(
@@ -281,17 +314,50 @@ class TextExtractor(GroupedExtractor):
     def live(
         self, overflow: str = "exact", token_steps: bool | None = None, fuse: bool | None = None
     ) -> LiveText:
-        """A live word-by-word extractor keeping its context in a KV cache (see `LiveText`)."""
+        """A live word-by-word extractor keeping its context in a KV cache (see `LiveText`);
+        `close()` it when its stream ends (its decoder goes back to the pool)."""
         return LiveText(self, overflow, token_steps, fuse)
+
+    def _take_decoder(self) -> KVDecoder:
+        """An idle decoder (empty context, its steps made) or a new one."""
+        with self._pool_lock:
+            if self._idle:
+                return self._idle.pop()
+        weights = torch.as_tensor(self._weights).float()
+        dec = KVDecoder(self.model, self.needed, weights, self.max_tokens, self._pieces)
+        self._pieces = (dec.pre, dec.post)
+        return dec
+
+    def _return_decoder(self, dec: KVDecoder) -> None:
+        dec.length = 0
+        with self._pool_lock:
+            if len(self._idle) < self.keep_idle:
+                self._idle.append(dec)
+                return
+        dec.release()
+
+    @property
+    def idle_decoders(self) -> int:
+        """Decoders of closed live contexts waiting for the next one."""
+        return len(self._idle)
+
+    def release_idle(self) -> int:
+        """Free the idle decoders' memory now (a server that will serve fewer streams); the count."""
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for dec in idle:
+            dec.release()
+        return len(idle)
 
     def word_vectors(self, words: Sequence[Word | str]) -> np.ndarray:
         """`(n_words, L, D)` for a whole transcript (its official contexts, the last word's
         included), word by word through the KV-cached path."""
         texts = [(w.text if isinstance(w, Word) else str(w)).strip() for w in words]
-        live, contexts = self.live(), word_contexts(texts, self.settings.max_context_words)
+        contexts = word_contexts(texts, self.settings.max_context_words)
         out = np.zeros((len(words), *self.shape), np.float32)
-        for i, (context, prefix) in enumerate(contexts):
-            out[i] = live.feed(context, prefix)
+        with self.live() as live:
+            for i, (context, prefix) in enumerate(contexts):
+                out[i] = live.feed(context, prefix)
         return out
 
     def extract(self, words: Sequence[Word], n_bins: int) -> np.ndarray:
@@ -345,6 +411,10 @@ class LiveText:
 
     Short feeds (up to `STEP_TOKENS` new tokens) can run as static-shape steps (tokens and cache
     span padded to powers of two): on CUDA with `compile=True`, each shape one CUDA graph.
+
+    Its KV cache and graphs (a `KVDecoder`) come from the extractor's pool and go back to it on
+    `close()` (or leaving a `with` block), context emptied: the next stream's live text reuses
+    them, made and warm, and the memory of ended streams is never left behind.
     """
 
     STEP_TOKENS = 8
@@ -364,9 +434,7 @@ class LiveText:
         self.window = ContextWindow(self.max_words, overflow)
         self.cached: list[int] = []  # tokens in the cache: the last context's
         self.context = ""  # the last context fed
-        weights = torch.as_tensor(extractor._weights).float()
-        self.decoder = KVDecoder(extractor.model, extractor.needed, weights, extractor.max_tokens)
-        self._graphs: dict[tuple[int, int], CudaGraphStep] = {}
+        self.decoder: KVDecoder | None = extractor._take_decoder()
         self.graphs = extractor.compile and str(extractor.device).startswith("cuda")
         self.token_steps = self.graphs if token_steps is None else token_steps
         # fuse (default with graphs): the static steps run the layers' pieces around attention
@@ -380,22 +448,44 @@ class LiveText:
         """Forget the context (a new recording)."""
         self.window.reset()
         self.cached, self.context = [], ""
-        self.decoder.length = 0
+        if self.decoder is not None:
+            self.decoder.length = 0
+
+    def close(self) -> None:
+        """The stream ended: the decoder (KV cache, CUDA graphs) goes back to the extractor's
+        pool, context emptied, for the next live text (or is freed if the pool is full).
+        Idempotent; the context is unusable afterwards."""
+        dec, self.decoder = self.decoder, None
+        if dec is not None:
+            self.reset()
+            self.ex._return_decoder(dec)
+
+    def __enter__(self) -> LiveText:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _dec(self) -> KVDecoder:
+        if self.decoder is None:
+            raise RuntimeError("this live text context was closed (its stream ended)")
+        return self.decoder
 
     def warm(self) -> int:
         """Compile and capture every static step a stream can meet (each padded token count at
         each cache span up to `max_tokens`) before the stream starts, so no word pays for it
-        live; the context is left empty. Returns the number of steps made (0 off the GPU)."""
+        live; the context is left empty. Returns the number of steps made (0 off the GPU, and
+        for a decoder from the pool, already warm)."""
         if not (self.graphs and self.token_steps):
             return 0
-        n, made = 1, 0
+        dec, n, made = self._dec(), 1, 0
         while n <= self.STEP_TOKENS:
             span = 256
             while True:
-                span = min(span, self.decoder.max_tokens)
-                made += (n, span) not in self._graphs
+                span = min(span, dec.max_tokens)
+                made += (n, span, self.fuse) not in dec.graphs
                 self._step(n, span)
-                if span >= self.decoder.max_tokens:
+                if span >= dec.max_tokens:
                     break
                 span *= 2
             n *= 2
@@ -403,11 +493,13 @@ class LiveText:
         return made
 
     def _step(self, n: int, span: int):
-        """The static-shape forward of `n` tokens over `span` positions: a CUDA graph on the GPU."""
+        """The static-shape forward of `n` tokens over `span` positions: a CUDA graph on the GPU
+        (kept by the decoder: its closure holds the decoder, never this context)."""
+        dec, fuse = self._dec(), self.fuse
         if not self.graphs:
-            return lambda ids, pos, w: self.decoder(ids, pos, w, span, self.fuse)
-        key = (n, span)
-        if key not in self._graphs:
+            return lambda ids, pos, w: dec(ids, pos, w, span, fuse)
+        key = (n, span, fuse)
+        if key not in dec.graphs:
             dev = self.ex.device
             example = [
                 torch.zeros((1, n), dtype=torch.long, device=dev),
@@ -418,21 +510,20 @@ class LiveText:
 
             # a few queries with a mask: kernels that capture in a graph on every GPU
             with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
-                self._graphs[key] = CudaGraphStep(
-                    lambda ids, pos, w: self.decoder(ids, pos, w, span, self.fuse), example
+                dec.graphs[key] = CudaGraphStep(
+                    lambda ids, pos, w: dec(ids, pos, w, span, fuse), example
                 )
-        return self._graphs[key]
+        return dec.graphs[key]
 
     @torch.inference_mode()
     def _run(self, ids: list[int], start: int, n_target: int) -> torch.Tensor:
-        dec = self.decoder
+        dec = self._dec()
         new = ids[start:]
         n = len(new)
         dev = self.ex.device
         static = self.token_steps and n <= self.STEP_TOKENS
         nb = _bucket(n, 1) if static else n
-        if dec.ensure_capacity(start + nb):
-            self._graphs.clear()  # the buffers moved: capture again
+        dec.ensure_capacity(start + nb)  # if the buffers move, their graphs go: capture again
         w = [0.0] * (n - n_target) + [1.0 / n_target] * n_target + [0.0] * (nb - n)
         host = torch.tensor(
             [new + [0] * (nb - n), list(range(start, start + nb))], dtype=torch.long
@@ -452,15 +543,15 @@ class LiveText:
             if text:
                 context, _ = self.window.add(text)
         ids = self.ex.tokens(context)
+        dec = self._dec()
         if ids:
-            self.decoder.ensure_capacity(len(ids) + self.STEP_TOKENS)
-            self._graphs.clear()
+            dec.ensure_capacity(len(ids) + self.STEP_TOKENS)
             dev = self.ex.device
             weights = torch.zeros(len(ids), device=dev)
             weights[-1] = 1.0
             positions = torch.arange(len(ids), device=dev)
-            self.decoder(torch.tensor([ids], device=dev), positions, weights, len(ids))
-        self.decoder.length = len(ids)
+            dec(torch.tensor([ids], device=dev), positions, weights, len(ids))
+        dec.length = len(ids)
         self.cached = ids
 
     def add(self, word: Word | str) -> np.ndarray:
@@ -487,7 +578,7 @@ class LiveText:
         if common < len(cached):  # cached tokens no longer match: re-run from the first change
             self.counters["recomputes"] += 1
         vector = self._run(ids, start, n_target).cpu().numpy()
-        self.decoder.length = len(ids)
+        self._dec().length = len(ids)
         self.cached, self.context = ids, context
         self.counters["words"] += 1
         self.counters["tokens_fed"] += len(ids) - start

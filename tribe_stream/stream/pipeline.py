@@ -289,12 +289,12 @@ class Pipeline:
         """Before the clock starts: this stream's own static steps (its text model's CUDA graphs
         over its own KV cache, `LiveText.warm`) made now, so that no live word pays for them;
         and the first word's one-time costs (spaCy's sentence pipeline, 3 s on a CPU; the text
-        model's first call), paid on a throwaway context: before, the demo's first words held
-        its last seconds up by 3-4 s."""
+        model's first call), paid on a word its context then forgets: before, the demo's first
+        words held its last seconds up by 3-4 s."""
         if self.live_text is not None:
             self.live_text.warm()
-            throwaway = self.ex.text.live()
-            self._safe("text warm-up", lambda: throwaway.add(Word("Ready", 0.0, 0.5)), None)
+            self._safe("text warm-up", lambda: self.live_text.add(Word("Ready", 0.0, 0.5)), None)
+            self.live_text.reset()
 
     def stop(self) -> None:
         """Stop the sources and the speech recogniser (the stream is over)."""
@@ -308,6 +308,8 @@ class Pipeline:
             # words of the pass that was in progress at the end: in no prediction any more, but
             # counted (`words`, `late_words`) like any word that came after its second
             self._add_words(self._asr.words())
+        if self.live_text is not None:  # its KV cache and CUDA graphs go to the next stream
+            self.live_text.close()
 
     @property
     def ended(self) -> bool:
