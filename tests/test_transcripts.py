@@ -245,6 +245,22 @@ def test_unclosed_markup_reads_in_linear_time(tmp_path, unit, suffix):
     assert words[0].text == "hi" and words[-1].text == "yo"
 
 
+def test_a_transcript_denser_than_speech_is_refused_before_any_model(tmp_path):
+    """A 6 s clip with a 3 s cue of 100,000 `<b ` words read in a second, then kept `predict`
+    busy past 120 s (each word a text-model forward over its context)."""
+    import time
+
+    path = tmp_path / "w.srt"
+    path.write_text("1\n00:00:00,000 --> 00:00:03,000\n" + "<b " * 100_000 + "\n")
+    t0 = time.perf_counter()
+    with pytest.raises(InputError, match=r"100000 words within 10 s .* faster than any speech"):
+        read_transcript(path)
+    assert time.perf_counter() - t0 < 10.0
+    fast = "".join(f"{i / 25:.2f}\t0.04\tw{i}\n" for i in range(250))  # 25 words a second
+    (tmp_path / "fast.tsv").write_text(TSV_HEAD + fast)
+    assert len(read_transcript(tmp_path / "fast.tsv")) == 250
+
+
 TEXTS = {
     "w.tsv": TSV_HEAD + "0.5\t0.25\thello\n1\t0.5\twörld\n",
     "o.tsv": OFFICIAL_HEAD + "hello\t0.5\t0.25\t0\thello wörld\nwörld\t1\t0.5\t0\thello wörld\n",

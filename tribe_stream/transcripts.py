@@ -93,7 +93,28 @@ def read_transcript(path: str | os.PathLike) -> list[Word]:
     if not words:
         raise InputError(f"{p} holds no words: an empty transcript; {_fix(suffix)}")
     words.sort(key=lambda w: w.onset)
+    _check_density(p, words)
     return words
+
+
+DENSEST_WORDS = 300
+"""At most this many words in any 10 s of a transcript: 30 a second, three times the fastest
+speech. Beyond it the file is not a transcript of speech (a cue of a million characters, times
+not in seconds), and each word would cost the text model a forward over its whole context."""
+
+
+def _check_density(p: Path, words: Sequence[Word]) -> None:
+    onsets = [w.onset for w in words]  # sorted
+    j = 0
+    for i, t in enumerate(onsets):  # two pointers: linear in the number of words
+        while j < len(onsets) and onsets[j] < t + 10.0:
+            j += 1
+        if j - i > DENSEST_WORDS:
+            raise InputError(
+                f"{p} has {j - i} words within 10 s (from {t:.2f} s), more than "
+                f"{DENSEST_WORDS // 10} a second: faster than any speech; is it this media's "
+                "transcript, with times in seconds?"
+            )
 
 
 def warn_words_past_end(words: Sequence[Word] | None, duration: float, media) -> int:
