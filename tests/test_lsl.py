@@ -1,10 +1,14 @@
-"""The LSL bridge: `tribe-stream lsl` as a process, read back through a real LSL inlet."""
+"""The LSL bridge, read back through real LSL inlets (pylsl and MNE-LSL, loopback):
+`tribe-stream lsl` as a process on a publisher's predictions, and a live demo stream's words and
+events on the marker outlet."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -14,77 +18,173 @@ import pytest
 from tribe_stream import N_VERTICES
 from tribe_stream.clock import StreamClock
 from tribe_stream.publish import Publisher
-from tribe_stream.types import Prediction
+from tribe_stream.types import Prediction, Word
+from tribe_stream.untrained import UNTRAINED_LABEL
 
 try:
     import pylsl
 
     pylsl.local_clock()
+    from mne_lsl.lsl import StreamInlet, resolve_streams
 except Exception as exc:  # liblsl missing or unusable here
     pytest.skip(f"LSL cannot run here: {exc}", allow_module_level=True)
 
 POOL = np.random.default_rng(2).standard_normal((4, N_VERTICES)).astype(np.float32)
+WORDS = {0: [Word("hello", 0.25, 0.3)], 2: [Word("brain", 1.5, 0.4), Word("waves", 2.1, 0.3)]}
 
 
 def pred(k: int) -> Prediction:
-    return Prediction(k, POOL[k % 4], (k, k + 1.0), k + 5.0, {"capture": k + 0.01})
+    counters = {"dropped_seconds": 2 if k >= 1 else 0, "engine_errors": 0}
+    return Prediction(k, POOL[k % 4], (k, k + 1.0), k + 5.0, {"capture": k + 0.01}, counters,
+                      words=WORDS.get(k, []))  # fmt: skip
 
 
-def test_lsl_bridge_channels_values_and_clock(tmp_path):
+def inlet(source_id: str) -> StreamInlet:
+    found = resolve_streams(timeout=10, source_id=source_id)
+    assert found, f"no LSL outlet {source_id!r}"
+    inl = StreamInlet(found[0], max_buffered=60)
+    inl.open_stream(timeout=10)
+    return inl
+
+
+def pull(inl: StreamInlet, n: int, timeout: float = 15.0) -> tuple[list, list[float]]:
+    """At least `n` samples (all that came within `timeout`) and their LSL stamps."""
+    samples, stamps = [], []
+    deadline = time.monotonic() + timeout
+    while len(samples) < n and time.monotonic() < deadline:
+        data, ts = inl.pull_chunk(timeout=0.5)
+        samples += list(data)
+        stamps += list(ts)
+    return samples, stamps
+
+
+def child(node, *path: str) -> str:
+    for name in path[:-1]:
+        node = node.child(name)
+    return node.child(path[-1]).first_child().value()
+
+
+def test_lsl_bridge_channels_desc_values_clock_and_markers():
     source_id = f"test-{uuid.uuid4().hex[:8]}"
     clock = StreamClock()
-    with Publisher("tcp://127.0.0.1:*", stream_id="cam0", model="demo", clock=clock) as pub:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "tribe_stream.cli", "lsl", pub.url),
-                *("--source-id", source_id, "--outlet-name", "tribe-test", "--count", "3"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ},
-        )
-        try:
-            assert pub.wait_for_subscribers(1, timeout=20), proc.stderr.read()
-            found = pylsl.resolve_byprop("source_id", source_id, timeout=10)
-            assert found, "the bridge's LSL outlet was not found"
-            inlet = pylsl.StreamInlet(found[0], max_buflen=60)
-            info = inlet.info(timeout=10)
-            inlet.open_stream(timeout=10)
-            time.sleep(0.3)
-            for k in range(3):
-                pub.send(pred(k))
-            samples, stamps = [], []
-            deadline = time.monotonic() + 15
-            while len(samples) < 3 and time.monotonic() < deadline:
-                sample, ts = inlet.pull_sample(timeout=1.0)
-                if sample is not None:
-                    samples.append(np.asarray(sample, np.float32))
-                    stamps.append(ts)
-            offset = pylsl.local_clock() - (time.time() - clock.t0_wall)  # LSL time of stream 0
-            stdout, stderr = proc.communicate(timeout=20)
-        finally:
-            proc.kill()
-    assert proc.returncode == 0, stderr
-    assert "pushed 3 samples" in stdout
+    model = {"name": "demo", "source": "demo", "untrained": True}
+    pub = Publisher("tcp://127.0.0.1:*", stream_id="cam0", model=model, clock=clock)
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "tribe_stream.cli", "lsl", pub.url),
+            *("--source-id", source_id, "--outlet-name", "tribe-test"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    try:
+        assert pub.wait_for_subscribers(1, timeout=20), proc.stderr.read()
+        data, marks = inlet(source_id), inlet(f"{source_id}:markers")
+        info, minfo = data.get_sinfo(timeout=10), marks.get_sinfo(timeout=10)
+        time.sleep(0.3)
+        for k in range(3):
+            pub.send(pred(k))
+        samples, stamps = pull(data, 3)
+        pub.close()  # its last heartbeat says the stream ended
+        markers, mstamps = pull(marks, 6)
+        offset = pylsl.local_clock() - (time.time() - clock.t0_wall)  # LSL time of stream 0
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        pub.close()
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "pushed 3 samples" in stdout and "markers: 3 words, 3 events" in stdout, stdout
 
-    assert info.name() == "tribe-test" and info.type() == "fMRI"
-    assert info.channel_count() == N_VERTICES and info.channel_format() == pylsl.cf_float32
-    assert info.nominal_srate() == 1.0
-    channels = info.desc().child("channels")
-    ch = channels.child("channel")
-    assert (ch.child_value("label"), ch.child_value("hemisphere")) == ("lh.0", "left")
-    labels = []
-    while not ch.empty():
-        labels.append(ch.child_value("label"))
-        ch = ch.next_sibling()
-    assert len(labels) == N_VERTICES and labels[10242] == "rh.0" and labels[-1] == "rh.10241"
-    meta = info.desc().child("tribe_stream")
-    assert meta.child_value("stream_id") == "cam0" and meta.child_value("mesh") == "fsaverage5"
-    assert info.desc().child("acquisition").child_value("model") == "demo"
+    # the data outlet as MNE-LSL sees it: labels, types, units, and the description
+    assert (info.name, info.stype, info.n_channels, info.sfreq) == (
+        "tribe-test",
+        "fMRI",
+        N_VERTICES,
+        1,
+    )
+    names = info.get_channel_names()
+    assert names[:2] == ["L_00000", "L_00001"] and names[10241] == "L_10241"
+    assert names[10242] == "R_00000" and names[-1] == "R_10241" and len(set(names)) == N_VERTICES
+    assert set(info.get_channel_types()) == {"BOLD"} and set(info.get_channel_units()) == {"a.u."}
+    assert info.get_channel_info().ch_names == names  # what StreamLSL builds its mne.Info from
+    desc = info.desc
+    ts = desc.child("tribe_stream")
+    assert child(ts, "mesh") == "fsaverage5" and child(ts, "stream_id") == "cam0"
+    assert child(ts, "hemisphere_order").startswith("left then right: channels 0-10241 left")
+    assert float(child(ts, "hemodynamic_offset_s")) == 5.0
+    assert "arbitrary units" in child(ts, "units")
+    assert child(ts, "timestamps") == "start of the stimulus second"
+    assert (child(ts, "model", "checkpoint"), child(ts, "model", "untrained")) == ("demo", "true")
+    assert child(ts, "model", "note") == UNTRAINED_LABEL
+    ch = desc.child("channels").child("channel")
+    assert (child(ch, "hemisphere"), child(ch, "vertex")) == ("left", "0")
 
     assert len(samples) == 3
     for k, s in enumerate(samples):
         np.testing.assert_array_equal(s, POOL[k % 4].astype(np.float16).astype(np.float32))
     # each sample is stamped at the start of its stimulus second, on LSL's clock
     np.testing.assert_allclose(np.array(stamps) - offset, [0.0, 1.0, 2.0], atol=0.05)
+
+    # the marker outlet: words at their onsets, the stream's events
+    assert (minfo.name, minfo.stype, minfo.n_channels, minfo.sfreq) == (
+        "tribe-test-markers", "Markers", 1, 0.0,
+    )  # fmt: skip
+    assert minfo.dtype == "string" and child(minfo.desc, "tribe_stream", "stream_id") == "cam0"
+    got = dict(zip((m[0] for m in markers), mstamps, strict=True))
+    assert list(got) == ["event/stream-start", "word/hello", "event/dropped_seconds/2",
+                         "word/brain", "word/waves", "event/stream-end"]  # fmt: skip
+    for marker, t in (("event/stream-start", 0.0), ("word/hello", 0.25), ("word/brain", 1.5),
+                      ("word/waves", 2.1)):  # fmt: skip
+        assert got[marker] - offset == pytest.approx(t, abs=0.05), marker
+
+
+def test_a_live_demo_streams_words_and_events_as_markers():
+    """A live stream (demo weights, the demo clip, a few transcript words) through the bridge: the
+    marker outlet carries its start, every transcript word at its onset, and its end."""
+    from tribe_stream import Stream
+    from tribe_stream.lsl import run_bridge
+    from tribe_stream.options import StreamOptions
+    from tribe_stream.stream.producer import Media
+
+    sid = f"live-{uuid.uuid4().hex[:8]}"
+    words = [Word("hello", 0.2, 0.3), Word("brain", 1.1, 0.4), Word("world", 2.3, 0.3)]
+    media = Media(demo_seconds=3, words=words)
+    stream = Stream(media, StreamOptions(checkpoint="demo", realtime=True))
+    stream.publish("tcp://127.0.0.1:*", stream_id=sid)
+    stop, summary = threading.Event(), {}
+    bridge = threading.Thread(
+        target=lambda: summary.update(run_bridge(stream.publisher.url, stop=stop, linger_s=0.5))
+    )
+    with stream.open() as session:
+        bridge.start()
+        try:
+            assert stream.publisher.wait_for_subscribers(1, timeout=20)
+            marks = inlet(f"tribe-stream:{sid}:markers")
+            info = marks.get_sinfo(timeout=10)
+            preds = list(session)
+        except BaseException:
+            stop.set()
+            raise
+    markers, stamps = [], []  # the publisher closed: its last heartbeat ends the stream
+    deadline = time.monotonic() + 15
+    while "event/stream-end" not in markers and time.monotonic() < deadline:
+        data, ts = marks.pull_chunk(timeout=0.5)
+        markers += [m[0] for m in data]
+        stamps += list(ts)
+    stop.set()
+    bridge.join(timeout=20)
+
+    assert len(preds) == 3 and summary["pushed"] == 3
+    assert child(info.desc, "tribe_stream", "model", "untrained") == "true"
+    assert markers[0] == "event/stream-start" and markers[-1] == "event/stream-end", markers
+    said = [m for m in markers if m.startswith("word/")]
+    assert [f"word/{w.text}" for w in words] == [m for m in said if m[5:] in {"hello", "brain",
+                                                                              "world"}]  # fmt: skip
+    assert summary["words"] == len(said) == sum(len(p.words) for p in preds)
+    start = stamps[0]
+    for w in words:  # stamped at the word's onset, stream time 0 being the stream's start
+        t = stamps[markers.index(f"word/{w.text}")] - start
+        assert t == pytest.approx(w.onset, abs=0.05), w

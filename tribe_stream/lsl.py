@@ -1,10 +1,19 @@
-"""Lab Streaming Layer bridge: predictions from a publisher, re-published as an LSL outlet.
+"""Lab Streaming Layer bridge: predictions from a publisher, re-published as LSL outlets.
 
-One float32 channel per fsaverage5 vertex (`lh.0`..`lh.10241`, `rh.0`..`rh.10241`; or per
-region), 1 Hz. Each sample is stamped on LSL's clock, through StreamClock and the stream's
-`t0_wall`, at the time it describes: its stimulus second's start (lining up with EEG recorded
-on the same stimulus) or, `stamp="bold"`, the predicted-BOLD time; without `t0_wall` (a
-replay), its arrival.
+The data outlet: one float32 channel per fsaverage5 vertex (`L_00000`..`L_10241`, then
+`R_00000`..`R_10241`: left hemisphere first, as the payload) or per region (`--topic roi`,
+labelled with the atlas's region names), 1 Hz, in arbitrary units (the scale of the per-run
+z-scored fMRI the model learned from; no physical unit). Each sample is stamped on LSL's clock,
+through StreamClock and the stream's `t0_wall`, at the time it describes: its stimulus second's
+start (lining up with EEG recorded on the same stimulus) or, `stamp="bold"`, the predicted-BOLD
+time; without `t0_wall` (a replay), its arrival.
+
+Beside it a marker outlet (type Markers, irregular rate, one string channel; `markers=False`
+leaves it out): each word the stream took in, `word/TEXT`, stamped at the word's onset, and
+stream events, `event/NAME[/COUNT]` (`stream-start` at stream time 0, `stream-end`, and the rise
+of every drop or error counter, `event/dropped_seconds/2`, `event/missed_predictions/1`, ...)
+stamped when the bridge learns of them. Markers are stamped at what they describe, so they
+are not always pushed in time order.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from tribe_stream import HEMODYNAMIC_OFFSET_S, N_VERTICES
 from tribe_stream.clock import StreamClock
 from tribe_stream.errors import InputError, SourceError
 from tribe_stream.protocol import FSAVERAGE5, PROTOCOL_VERSION, Message
+from tribe_stream.untrained import UNTRAINED_LABEL, is_untrained
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +41,20 @@ _STAMP_TEXT = {
     "arrival": "arrival at the bridge",
 }
 STAMPS = tuple(_STAMP_TEXT)
+
+UNIT = "a.u."
+"""Every channel's unit: predicted BOLD has no physical unit (see UNITS)."""
+UNITS = (
+    "predicted BOLD in arbitrary units (a.u.): the scale of the per-run z-scored fMRI the model "
+    "was trained on, not a physical unit"
+)
+CHANNEL_TYPE = "BOLD"
+"""Every channel's type (MNE has no BOLD type: MNE-LSL reads it as misc)."""
+MARKERS_TEXT = (
+    "word/TEXT: a word the stream took in, stamped at its onset; event/NAME[/COUNT]: "
+    "stream-start (stamped at stream time 0), stream-end, or a drop or error counter's rise "
+    "by COUNT (e.g. dropped_seconds, missed_predictions, engine_errors), stamped on arrival"
+)
 
 
 def _pylsl():
@@ -45,13 +69,40 @@ def _pylsl():
 
 
 def channel_labels(mesh: Mapping[str, Any] | None = None) -> list[tuple[str, str, int]]:
-    """(label, hemisphere, vertex) per channel, in payload order."""
+    """(label, hemisphere, vertex) per channel, in payload order: `L_00000`.. then `R_00000`.."""
     hemis = (mesh or FSAVERAGE5).get("hemispheres", FSAVERAGE5["hemispheres"])
     out: list[tuple[str, str, int]] = []
-    for hemi, short in (("left", "lh"), ("right", "rh")):
+    for hemi in ("left", "right"):
         start, stop = hemis[hemi]
-        out.extend((f"{short}.{i}", hemi, i) for i in range(stop - start))
+        out.extend((f"{hemi[0].upper()}_{i:05d}", hemi, i) for i in range(stop - start))
     return out
+
+
+def _describe(desc, metadata: Mapping[str, Any], **values: str):
+    """The `tribe_stream` child every outlet of a stream has: where it comes from, the model
+    (and whether its weights are untrained), then `values`."""
+    model = metadata.get("model") or {}
+    acq = desc.append_child("acquisition")
+    acq.append_child_value("manufacturer", "tribe-stream")
+    name = str(model.get("name") or model.get("source") or "unknown")
+    acq.append_child_value("model", name)
+    ts = desc.append_child("tribe_stream")
+    ts.append_child_value("protocol_version", str(PROTOCOL_VERSION))
+    ts.append_child_value("stream_id", str(metadata.get("stream_id", "tribe-stream")))
+    if "session" in metadata:
+        ts.append_child_value("session", str(metadata["session"]))
+    m = ts.append_child("model")
+    m.append_child_value("name", name)
+    m.append_child_value("checkpoint", str(model.get("source") or model.get("name") or "unknown"))
+    m.append_child_value("untrained", "true" if is_untrained(metadata) else "false")
+    if is_untrained(metadata):
+        m.append_child_value("note", UNTRAINED_LABEL)
+    m.append_child_value("json", json.dumps(model))
+    ts.append_child_value("hemodynamic_offset_s",
+                          str(metadata.get("hemodynamic_offset_s", HEMODYNAMIC_OFFSET_S)))  # fmt: skip
+    for key, value in values.items():
+        ts.append_child_value(key, value)
+    return ts
 
 
 def stream_info(
@@ -64,7 +115,9 @@ def stream_info(
     labels: bool = True,
     regions: bool = False,
 ):
-    """A pylsl.StreamInfo describing the stream: channels, mesh, model, what the stamps mean.
+    """A pylsl.StreamInfo describing the stream: channels (label, type, unit, hemisphere,
+    vertex), and in `tribe_stream` the mesh, hemisphere order, units, what the stamps mean, the
+    hemodynamic offset, the model (untrained or not) and the source stream's id.
 
     `regions=True`: one channel per region of the metadata's `regions` (the `tribe.roi` topic),
     labelled with the region names, instead of one per vertex."""
@@ -75,37 +128,49 @@ def stream_info(
     source_id = source_id or f"tribe-stream:{stream_id}{':roi' if regions else ''}"
     info = pylsl.StreamInfo(name, stype, n_channels, 1.0, pylsl.cf_float32, source_id)
     desc = info.desc()
-    acq = desc.append_child("acquisition")
-    acq.append_child_value("manufacturer", "tribe-stream")
-    model = metadata.get("model") or {}
-    acq.append_child_value("model", str(model.get("name", "unknown")))
-    ts = desc.append_child("tribe_stream")
-    ts.append_child_value("protocol_version", str(PROTOCOL_VERSION))
-    ts.append_child_value("stream_id", stream_id)
-    ts.append_child_value("mesh", str((metadata.get("mesh") or FSAVERAGE5).get("name")))
+    mesh = metadata.get("mesh") or FSAVERAGE5
+    ts = _describe(desc, metadata, mesh=str(mesh.get("name", "fsaverage5")), units=UNITS,
+                   timestamps=_STAMP_TEXT.get(stamp, _STAMP_TEXT["arrival"]))  # fmt: skip
     if names is not None:
-        ts.append_child_value("units", metadata["regions"].get("units", "predicted BOLD"))
-        ts.append_child_value("atlas", str(metadata["regions"].get("atlas", "")))
+        reg = metadata["regions"]
+        ts.append_child_value("hemisphere_order", "left (lh.) then right (rh.) regions")
+        ts.append_child_value("atlas", str(reg.get("name") or reg.get("atlas", "")))
+        ts.append_child_value("atlas_id", str(reg.get("atlas", "")))
+        ts.append_child_value("region_values", str(reg.get("units", "")))
     else:
-        ts.append_child_value("units", "predicted BOLD, per-run z-score units")
-    ts.append_child_value("timestamps", _STAMP_TEXT.get(stamp, _STAMP_TEXT["arrival"]))
-    offset = metadata.get("hemodynamic_offset_s", HEMODYNAMIC_OFFSET_S)
-    ts.append_child_value("hemodynamic_offset_s", str(offset))
-    ts.append_child_value("model_json", json.dumps(model))
+        hemis = mesh.get("hemispheres", FSAVERAGE5["hemispheres"])
+        ts.append_child_value(
+            "hemisphere_order",
+            f"left then right: channels {hemis['left'][0]}-{hemis['left'][1] - 1} left (L_), "
+            f"{hemis['right'][0]}-{hemis['right'][1] - 1} right (R_)",
+        )
     if labels:
         if names is None:
-            rows = channel_labels(metadata.get("mesh"))
+            rows = channel_labels(mesh)
         else:  # a region's hemisphere: its name's; no vertex index
             rows = [(n, "left" if n.startswith("lh.") else "right", None) for n in names]
         chans = desc.append_child("channels")
         for label, hemi, vertex in rows:
             ch = chans.append_child("channel")
             ch.append_child_value("label", label)
+            ch.append_child_value("type", CHANNEL_TYPE)
+            ch.append_child_value("unit", UNIT)
             ch.append_child_value("hemisphere", hemi)
             if vertex is not None:
                 ch.append_child_value("vertex", str(vertex))
-            ch.append_child_value("type", "BOLD")
-            ch.append_child_value("unit", "z")
+    return info
+
+
+def marker_info(metadata: Mapping[str, Any], *, name: str = "tribe-stream", source_id: str):
+    """The marker outlet's pylsl.StreamInfo: one string channel, irregular rate, type Markers."""
+    pylsl = _pylsl()
+    info = pylsl.StreamInfo(f"{name}-markers", "Markers", 1, pylsl.IRREGULAR_RATE,
+                            pylsl.cf_string, source_id)  # fmt: skip
+    desc = info.desc()
+    _describe(desc, metadata, markers=MARKERS_TEXT)
+    ch = desc.append_child("channels").append_child("channel")
+    ch.append_child_value("label", "marker")
+    ch.append_child_value("type", "Markers")
     return info
 
 
@@ -119,16 +184,23 @@ def region_names(metadata: Mapping[str, Any]) -> list[str]:
     return [str(n) for n in regions["names"]]
 
 
-def lsl_timestamp(header: Mapping[str, Any], stamp: str = "stimulus") -> float | None:
-    """The LSL-clock time a prediction describes, or None if the stream has no `t0_wall`."""
-    t0_wall = header.get("t0_wall")
-    if stamp == "arrival" or not isinstance(t0_wall, int | float):
+def lsl_time(t0_wall: Any, t: float) -> float | None:
+    """The LSL-clock time of stream time `t` of a stream whose time 0 was Unix time `t0_wall`,
+    or None when `t0_wall` is unknown (a replay)."""
+    if not isinstance(t0_wall, int | float) or isinstance(t0_wall, bool):
         return None
-    t = float(header["stimulus"][0]) if stamp == "stimulus" else float(header["bold_time"])
     now_wall, now_mono = time.time(), time.monotonic()
     # The publisher's stream clock, rebuilt here from its wall-clock origin.
     clock = StreamClock(t0_monotonic=now_mono - (now_wall - t0_wall), t0_wall=t0_wall)
     return clock.lsl(t)
+
+
+def lsl_timestamp(header: Mapping[str, Any], stamp: str = "stimulus") -> float | None:
+    """The LSL-clock time a prediction describes, or None if the stream has no `t0_wall`."""
+    if stamp == "arrival":
+        return None
+    t = float(header["stimulus"][0]) if stamp == "stimulus" else float(header["bold_time"])
+    return lsl_time(header.get("t0_wall"), t)
 
 
 class LslBridge:
@@ -170,6 +242,64 @@ class LslBridge:
         self.outlet = None
 
 
+def _watched(counters: Any) -> dict[str, float]:
+    """The drop and error counters of a header's `counters` (names with `drop` or `error`)."""
+    if not isinstance(counters, Mapping):
+        return {}
+    return {k: float(v) for k, v in counters.items()
+            if v is not None and ("drop" in k.lower() or "error" in k.lower())}  # fmt: skip
+
+
+class MarkerOutlet:
+    """The marker outlet beside the predictions: `take(msg)` for every prediction and status
+    message of the stream; it pushes the words and events they tell of (module docs)."""
+
+    def __init__(self, metadata: Mapping[str, Any], *, name: str = "tribe-stream",
+                 source_id: str):  # fmt: skip
+        pylsl = _pylsl()
+        self.info = marker_info(metadata, name=name, source_id=source_id)
+        self.outlet = pylsl.StreamOutlet(self.info)
+        self.words = self.events = 0
+        self._session: str | None = None
+        self._started = False
+        self._seen: dict[str, float] = {}
+
+    def push(self, marker: str, ts: float | None = None) -> None:
+        """One marker at LSL time `ts` (now when None)."""
+        self.outlet.push_sample([marker], _pylsl().local_clock() if ts is None else ts)
+
+    def _event(self, name: str, ts: float | None = None) -> None:
+        self.push(f"event/{name}", ts)
+        self.events += 1
+
+    def take(self, msg: Message) -> None:
+        h = msg.header
+        prediction = msg.topic == "prediction"
+        if h.get("session") != self._session:  # a publisher (re)started: its counters anew
+            self._session, self._started = h.get("session"), False
+            fresh = h.get("seq") == 0 if prediction else h.get("next_seq") == 0
+            self._seen = {} if fresh else _watched(h.get("counters"))  # joined late: from here
+        t0_wall = h.get("t0_wall")
+        if prediction and not self._started:
+            self._started = True
+            self._event("stream-start", lsl_time(t0_wall, 0.0))
+        if msg.missed_before:
+            self._event(f"missed_predictions/{msg.missed_before}")
+        for key, value in _watched(h.get("counters")).items():
+            if value > self._seen.get(key, 0.0):
+                self._event(f"{key}/{value - self._seen.get(key, 0.0):g}")
+            self._seen[key] = value
+        for text, onset, _ in h.get("words", ()) if prediction else ():
+            self.push(f"word/{text}", lsl_time(t0_wall, onset))
+            self.words += 1
+        if h.get("ended") is True:
+            self._event("stream-end")
+            self._session = None
+
+    def have_consumers(self) -> bool:
+        return bool(self.outlet.have_consumers())
+
+
 def run_bridge(
     url: str,
     *,
@@ -177,44 +307,59 @@ def run_bridge(
     count: int | None = None,
     metadata_wait: float = 3.0,
     linger_s: float = 1.0,
+    markers: bool = True,
     bridge_kwargs: Mapping[str, Any] | None = None,
     **subscriber_kwargs: Any,
 ) -> dict[str, Any]:
-    """Subscribe to `url` and feed an LSL outlet until `stop` (or `count` predictions).
+    """Subscribe to `url` and feed an LSL outlet (and, `markers`, the marker outlet) until
+    `stop` or `count` predictions (a stream that ends and starts again is followed on).
 
-    The outlet is made when the stream metadata arrives (or from the first prediction's header
-    if none comes within `metadata_wait` s), since its channel description cannot change later.
-    On the way out the outlet stays up `linger_s` more, so inlets get the last samples.
+    The outlets are made when the stream metadata arrives (or from the first prediction's header
+    if none comes within `metadata_wait` s), since their description cannot change later.
+    On the way out the outlets stay up `linger_s` more, so inlets get the last samples.
     """
     from tribe_stream.client import Subscriber
 
     stop = stop or threading.Event()
+    kwargs = dict(bridge_kwargs or {})
     bridge: LslBridge | None = None
+    marks: MarkerOutlet | None = None
     waiting: list[Message] = []
-    regions = bool((bridge_kwargs or {}).get("regions"))
+    regions = bool(kwargs.get("regions"))
     topic = "roi" if regions else "prediction"
-    with Subscriber(url, topics=(topic, "metadata"), **subscriber_kwargs) as sub:
+    topics = {topic, "metadata"} | ({"prediction", "status"} if markers else set())
+    with Subscriber(url, topics=topics, **subscriber_kwargs) as sub:
         while not stop.is_set():
             msg = sub.recv(timeout=0.2)
-            if msg is not None and msg.topic == topic:
+            if msg is not None and msg.topic != "metadata":
                 waiting.append(msg)
             if bridge is None:
                 meta = sub.metadata
-                late = waiting and time.time() - waiting[0].received >= metadata_wait
+                first = next((m for m in waiting if m.topic == topic), None)
+                late = first is not None and time.time() - first.received >= metadata_wait
                 if meta is None and not regions and late:  # region names: only in metadata
-                    meta = waiting[0].header
+                    meta = first.header
                 if meta is None:
                     continue
-                bridge = LslBridge(meta, **(bridge_kwargs or {}))
+                bridge = LslBridge(meta, **kwargs)
                 info = bridge.info
                 log.info("LSL outlet %r (type %s, source_id %s) with %d channels", info.name(),
                          info.type(), info.source_id(), info.channel_count())  # fmt: skip
+                if markers:
+                    marks = MarkerOutlet(meta, name=info.name(),
+                                         source_id=f"{info.source_id()}:markers")  # fmt: skip
             for m in waiting:
-                bridge.push(m)
+                if m.topic == topic:
+                    bridge.push(m)
+                if marks is not None and m.topic in ("prediction", "status"):
+                    marks.take(m)
             waiting.clear()
             if count is not None and bridge.pushed >= count:
                 break
         stats = sub.stats
-    if bridge is not None and bridge.have_consumers():
-        time.sleep(linger_s)  # liblsl drops what is still in flight when the outlet goes
-    return {"pushed": bridge.pushed if bridge else 0, **stats}
+    outlets = [o for o in (bridge, marks) if o is not None]
+    if any(o.have_consumers() for o in outlets):
+        time.sleep(linger_s)  # liblsl drops what is still in flight when an outlet goes
+    out = {"pushed": bridge.pushed if bridge else 0, **stats}
+    out.update(words=marks.words if marks else 0, events=marks.events if marks else 0)
+    return out

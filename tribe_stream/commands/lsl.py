@@ -29,7 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("prediction", "roi"),
         default="prediction",
         help="prediction: a channel per vertex (default); roi: one named channel per region "
-        "(the stream's tribe.roi topic; start it with --roi)",
+        "(the stream's tribe.roi topic: start it with --roi ATLAS, --region NAME for some)",
+    )
+    parser.add_argument(
+        "--markers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a marker outlet NAME-markers beside it (default on): the stream's words at their "
+        "onsets (word/TEXT) and its events (event/stream-start, stream-end, drops, errors)",
     )
     parser.add_argument(
         "--count", type=number(int, minimum=1), help="stop after this many predictions"
@@ -47,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         args.url,
         stop=stop,
         count=args.count,
+        markers=args.markers,
         bridge_kwargs={
             "name": args.outlet_name,
             "stype": args.type,
@@ -58,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
         curve_server_key=args.curve_server_key,
         curve_keypair=args.curve_keypair,
     )
+    marks = f"; markers: {summary['words']} words, {summary['events']} events"
     print(
         f"pushed {summary['pushed']} samples; missed {summary['missed']}, "
-        f"rejected {summary['rejected']}"
+        f"rejected {summary['rejected']}{marks if args.markers else ''}"
     )
     return stop.code or 0
