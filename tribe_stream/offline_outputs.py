@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -91,26 +92,57 @@ def file_names(path: str | os.PathLike, *, words: bool = True) -> list[Path]:
 
 
 def _data_files(p: Path, suffix: str, stem: Path) -> list[Path]:
-    if suffix in (".nii.gz", ".nii"):
-        from tribe_stream.volume_outputs import volume_files
-
-        return volume_files(p)
-    if suffix == ".func.gii":
-        files = [stem.with_name(f"{stem.name}.{h}.func.gii") for h, _, _ in HEMIS]
-    elif suffix in (".mgh", ".mgz"):
-        files = [stem.with_name(f"{stem.name}.{h}{suffix}") for h, _, _ in HEMIS]
-        files.append(stem.with_name(stem.name + ".json"))
-    elif suffix == ".npy":
-        files = [p, stem.with_name(stem.name + ".json")]
+    if suffix in (".nii.gz", ".nii"):  # a volume and its JSON: volume_outputs.py
+        return [p, stem.with_name(stem.name + ".json")]
+    bids = _BIDS_STEM.fullmatch(stem.name) is not None  # BIDS names: a JSON sidecar always
+    if suffix in (".func.gii", ".mgh", ".mgz"):
+        files = [_hemi_file(stem, h, suffix) for h, _, _ in HEMIS]
     else:
         files = [p]
+    if suffix in (".npy", ".mgh", ".mgz") or bids:
+        files.append(stem.with_name(stem.name + ".json"))
     return files
+
+
+BIDS_TAIL = "_space-fsaverage5_desc-tribe_bold"
+"""What `--bids-name ENTITIES` is followed by: `ENTITIES_space-fsaverage5_desc-tribe_bold.EXT`
+(hemisphere files: `ENTITIES_hemi-L_space-...`)."""
+_BIDS_ENTITIES = re.compile(r"sub-[A-Za-z0-9]+(?:_(?!hemi-|space-|desc-)[a-z]+-[A-Za-z0-9]+)*")
+_BIDS_STEM = re.compile(
+    r"(?P<head>sub-[A-Za-z0-9]+(?:_[a-z]+-[A-Za-z0-9]+)*?)_(?P<tail>space-.+_bold)"
+)
+_BIDS_HEMI = re.compile(
+    r"(?P<head>sub-.+?)_hemi-[LR]_(?P<tail>space-.+_bold)(?P<ext>\.func\.gii|\.mgh|\.mgz)"
+)
+
+
+def bids_output(folder: str | os.PathLike, entities: str, fmt: str = "gii") -> Path:
+    """The output `predict --bids-name ENTITIES` writes into `folder` in format `fmt`:
+    `folder/ENTITIES_space-fsaverage5_desc-tribe_bold.func.gii` (its hemisphere files
+    `..._hemi-L_space-...`, and a JSON sidecar beside them). One line for a malformed name."""
+    if not _BIDS_ENTITIES.fullmatch(entities or ""):
+        raise InputError(
+            f"--bids-name {entities!r}: give BIDS entities like sub-01_task-movie_run-1 (sub- "
+            "first, key-value pairs of letters and digits joined by _; hemi, space, desc added)"
+        )
+    return Path(folder).expanduser() / f"{entities}{BIDS_TAIL}{FORMATS[fmt]}"
+
+
+def _hemi_file(stem: Path, hemi: str, suffix: str) -> Path:
+    """A hemisphere's file of a pair: `clip.lh.func.gii`, or BIDS `sub-01_hemi-L_...func.gii`."""
+    if m := _BIDS_STEM.fullmatch(stem.name):
+        side = "L" if hemi == "lh" else "R"
+        return stem.with_name(f"{m['head']}_hemi-{side}_{m['tail']}{suffix}")
+    return stem.with_name(f"{stem.name}.{hemi}{suffix}")
 
 
 def pair_name(path: str | os.PathLike) -> Path:
     """Either hemisphere's file of a pair -> the pair's common name (`clip.lh.func.gii` ->
-    `clip.func.gii`); any other name as it is."""
+    `clip.func.gii`, `sub-01_hemi-L_space-fsaverage5_bold.mgz` -> `sub-01_space-..._bold.mgz`);
+    any other name as it is."""
     p = Path(path).expanduser()
+    if m := _BIDS_HEMI.fullmatch(p.name):
+        return p.with_name(f"{m['head']}_{m['tail']}{m['ext']}")
     for h, _, _ in HEMIS:
         for suffix in (".func.gii", ".mgh", ".mgz"):
             if p.name.endswith(f".{h}{suffix}"):
@@ -151,14 +183,42 @@ def find_contributions(path: str | os.PathLike) -> dict[str, Path]:
 def _metadata(preds: Predictions) -> dict:
     meta = dict(preds.metadata)
     meta.setdefault("tr_s", 1.0)
-    meta.setdefault("hemodynamic_offset_s", 5.0)
+    meta.setdefault("hemodynamic_offset_s", HEMODYNAMIC_OFFSET_S)
     meta["n_seconds"] = len(preds)
-    meta["first_second"] = int(preds.seconds[0]) if len(preds) else 0
+    if "times_s" not in meta:  # a resampled file's rows are its volumes, at `times_s`
+        meta["first_second"] = int(preds.seconds[0]) if len(preds) else 0
     return meta
 
 
-def _json(preds: Predictions) -> str:
-    return json.dumps(_metadata(preds), indent=2, default=str) + "\n"
+def _json(preds: Predictions, name: str = "") -> str:
+    meta = _metadata(preds)
+    return json.dumps(bids_fields(meta, name) | meta, indent=2, default=str) + "\n"
+
+
+def bids_fields(meta: dict, name: str = "") -> dict:
+    """The BIDS sidecar fields of a prediction's metadata (every JSON sidecar holds them):
+    `RepetitionTime` (s between rows), `StartTime` (the first row's predicted-BOLD time, s after
+    the stimulus's start: 5 s, the hemodynamic offset, at 1 Hz), `HemodynamicOffset` (5 s),
+    `TaskName` (from the file `name`'s task entity), `Sources`, and the untrained label when
+    the weights are untrained."""
+    from tribe_stream.untrained import UNTRAINED_LABEL, is_untrained
+
+    offset = _number(meta.get("hemodynamic_offset_s"), HEMODYNAMIC_OFFSET_S)
+    times = meta.get("times_s")
+    first = times[0] if isinstance(times, list) and times else meta.get("first_second", 0) + offset
+    fields = {
+        "RepetitionTime": _number(meta.get("tr_s"), 1.0),
+        "StartTime": first,
+        "HemodynamicOffset": offset,
+        "Description": "fMRI predicted by TRIBE v2 (tribe-stream) on fsaverage5, per-run z-scores",
+    }
+    if task := re.search(r"(?:^|_)task-([A-Za-z0-9]+)", name):
+        fields["TaskName"] = task.group(1)
+    if meta.get("stimulus"):
+        fields["Sources"] = [str(meta["stimulus"])]
+    if is_untrained(meta):
+        fields["Untrained"] = UNTRAINED_LABEL
+    return fields
 
 
 def save_predictions(
@@ -186,20 +246,23 @@ def save_predictions(
     files_data = files[:-1] if words else files
     if words:  # before the output's own files: their last rename marks the set finished
         write_official_transcript(files[-1], preds.words or [])
+    data = [f for f in files_data if f.suffix != ".json"]
+    for f in files_data:
+        if f.suffix == ".json":
+            atomic_write(f, lambda tmp, f=f: tmp.write_text(_json(preds, f.name)))
     if suffix == ".npy":
-        atomic_write(files_data[0], lambda tmp: np.save(tmp, values))
-        atomic_write(files_data[1], lambda tmp: tmp.write_text(_json(preds)))
+        atomic_write(data[0], lambda tmp: np.save(tmp, values))
     elif suffix in (".h5", ".hdf5"):
-        atomic_write(files_data[0], lambda tmp: _write_h5(tmp, preds, values))
+        atomic_write(data[0], lambda tmp: _write_h5(tmp, preds, values))
     elif suffix == ".func.gii":
-        for f, (_, structure, rows) in zip(files_data, HEMIS, strict=True):
+        for f, (_, structure, rows) in zip(data, HEMIS, strict=True):
             atomic_write(
                 f, lambda tmp, s=structure, r=rows: _write_gifti(tmp, preds, values[:, r], s)
             )
     else:
-        for f, (_, _, rows) in zip(files_data[:2], HEMIS, strict=True):
-            atomic_write(f, lambda tmp, r=rows: _write_mgh(tmp, values[:, r]))
-        atomic_write(files_data[2], lambda tmp: tmp.write_text(_json(preds)))
+        tr = _number(preds.metadata.get("tr_s"), 1.0)
+        for f, (_, _, rows) in zip(data, HEMIS, strict=True):
+            atomic_write(f, lambda tmp, r=rows: _write_mgh(tmp, values[:, r], tr))
     return files + [f for written in parts for f in written]
 
 
@@ -221,9 +284,11 @@ def _write_h5(tmp: Path, preds: Predictions, values: np.ndarray) -> None:
         stream_id=stream_id, session="offline", dtype="float32", model=model
     )
     writer = RecordingWriter(tmp, header, source_url="offline")
+    offset, tr = meta["hemodynamic_offset_s"], float(meta["tr_s"])
+    rows = meta.get("volumes") or [int(k) for k in preds.seconds.tolist()]  # volumes: resampled
     try:
-        for i, k in enumerate(preds.seconds.tolist()):
-            p = Prediction(int(k), values[i], (float(k), float(k + 1)), float(k) + 5.0)
+        for i, (k, s) in enumerate(zip(rows, preds.seconds.tolist(), strict=True)):
+            p = Prediction(int(k), values[i], (float(s), float(s) + tr), float(s) + offset)
             msg = decode(encoder.encode(p, seq=i, publish_wall=time.time()))
             msg.received = time.time()
             writer.add_prediction(msg)
@@ -240,12 +305,13 @@ def _write_gifti(tmp: Path, preds: Predictions, rows: np.ndarray, structure: str
         for k, v in _metadata(preds).items()
     }
     meta["AnatomicalStructurePrimary"] = structure
+    step = f"{1000.0 * _number(preds.metadata.get('tr_s'), 1.0):.6f}"
     darrays = [
         GiftiDataArray(
             row.astype(np.float32),
             intent="NIFTI_INTENT_TIME_SERIES",
             datatype="NIFTI_TYPE_FLOAT32",
-            meta=GiftiMetaData({"TimeStep": "1000.000000"}),
+            meta=GiftiMetaData({"TimeStep": step}),
         )
         for row in rows
     ]
@@ -253,12 +319,12 @@ def _write_gifti(tmp: Path, preds: Predictions, rows: np.ndarray, structure: str
     nib.save(img, str(tmp))
 
 
-def _write_mgh(tmp: Path, rows: np.ndarray) -> None:
+def _write_mgh(tmp: Path, rows: np.ndarray, tr: float) -> None:
     import nibabel as nib
 
     data = np.ascontiguousarray(rows.T, dtype=np.float32)[:, None, None, :]  # (10242, 1, 1, T)
     img = nib.MGHImage(data, np.eye(4))
-    img.header["tr"] = 1000.0  # milliseconds
+    img.header["tr"] = 1000.0 * tr  # milliseconds
     nib.save(img, str(tmp))
 
 

@@ -348,8 +348,33 @@ class PredictOptions(ModelOptions, FeatureOptions):
         "also each modality alone (others absent), beside OUT: NAME.text.EXT, NAME.audio.EXT, ...",
         action="store_true",
     )
+    tr: float | None = option(
+        None,
+        "resample to a scan's volumes every TR s: the predicted BOLD, linearly interpolated at "
+        "each volume's time (docs/OUTPUTS.md); default: 1 Hz",
+        type=number(above=0),
+        metavar="SECONDS",
+    )
+    onset: float = option(
+        0.0,
+        "with --tr: the scan's first volume's time, s after the stimulus's start (default 0)",
+        type=number(),
+        metavar="SECONDS",
+    )
+    bids_name: str | None = option(
+        None,
+        "BIDS entities (sub-01_task-movie): OUT is a folder, the files "
+        "ENTITIES[_hemi-L]_space-fsaverage5_desc-tribe_bold.EXT and a JSON sidecar",
+        metavar="ENTITIES",
+    )
 
     def validate(self) -> PredictOptions:
+        if self.tr is not None:
+            check_seconds("--tr", self.tr)
+        if self.onset != 0.0 and self.tr is None:
+            raise InputError("--onset places a scan's first volume: give the scan's --tr too")
+        if not math.isfinite(float(self.onset)):
+            raise InputError(f"--onset must be a finite number of seconds, not {self.onset}")
         FeatureOptions.validate(self)
         ModelOptions.validate(self)
         return self

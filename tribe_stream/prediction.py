@@ -363,6 +363,10 @@ class Predictor:
         )
         if self.options.contributions:
             self._add_contributions(preds, feats)
+        if self.options.tr is not None:  # to a scan's volumes (contributions and heads too)
+            from tribe_stream.scan_timing import resample_predictions
+
+            preds = resample_predictions(preds, self.options.tr, self.options.onset)
         return preds
 
     def _add_contributions(self, preds: Predictions, feats: dict[str, np.ndarray]) -> None:

@@ -24,9 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--format",
-        default="npy",
+        default=None,
         choices=["npy", "h5", "gii", "mgh", "mgz"],
-        help="with several inputs: the format of each output (default npy)",
+        help="with several inputs or --bids-name: the format of each output (default npy; gii "
+        "with --bids-name)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     p.add_argument(
@@ -66,16 +67,41 @@ def plan(args) -> tuple[list[tuple], list]:
 
     from tribe_stream.cluster.batch import plan_jobs
 
+    out, fmt = args.out, args.format or ("gii" if args.bids_name else "npy")
+    if args.bids_name:
+        out = bids_target(args.media, args.out, args.bids_name, fmt)
     todo, finished = plan_jobs(
         args.media,
-        args.out,
-        format=args.format,
+        out,
+        format=fmt,
         overwrite=args.overwrite,
         resume=args.resume,
         transcript=args.transcript,
         contributions=args.contributions,
     )
     return [(Path(j.media), Path(j.target)) for j in todo], finished
+
+
+def bids_target(media: list[str], out: str, entities: str, fmt: str):
+    """`--bids-name`: one media file, `out` a folder (made, parents too): the output's path there
+    (`offline_outputs.bids_output`)."""
+    from pathlib import Path
+
+    from tribe_stream.errors import InputError
+    from tribe_stream.manifest import is_manifest
+    from tribe_stream.offline_outputs import SUFFIXES, bids_output
+
+    target = bids_output(out, entities, fmt)  # the name checked first
+    if len(media) != 1 or not Path(media[0]).is_file() or is_manifest(Path(media[0])):
+        raise InputError("--bids-name names one run: give one media file")
+    folder = Path(out).expanduser()
+    if folder.name.lower().endswith(SUFFIXES) or (folder.exists() and not folder.is_dir()):
+        raise InputError(
+            f"--out {out}: with --bids-name, --out is the folder the BIDS files go in "
+            "(--format picks their format)"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    return target
 
 
 def contributions_line(media, preds) -> str:
@@ -192,7 +218,7 @@ def run(args) -> int:
             t = preds.timings
             for key in ("extract_s", "predict_s", "windows"):
                 totals[key] += t.get(key, 0)
-            totals["seconds"] += len(preds)
+            totals["seconds"] += preds.metadata.get("predicted_seconds", len(preds))  # --tr
             totals["cached"] += int(t.get("cached", 0))
             results.print(
                 f"{media} -> {', '.join(str(w) for w in written)}", markup=False, soft_wrap=True
@@ -202,7 +228,7 @@ def run(args) -> int:
             rows.append(
                 (
                     media.name,
-                    str(len(preds)),
+                    str(preds.metadata.get("predicted_seconds", len(preds))),
                     str(int(t.get("windows", 0))),
                     f"{t.get('extract_s', 0.0):.1f}",
                     f"{t.get('predict_s', 0.0):.2f}",
