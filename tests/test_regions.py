@@ -137,3 +137,75 @@ def test_roi_with_a_folder_for_annot_says_it_is_a_folder(tmp_path, atlas_files):
     line = r.stderr.strip()
     assert f"annotation {tmp_path} is a folder; pass the two files" in line, line
     assert "does not exist" not in line and len(line.splitlines()) == 1
+
+
+def test_regions_by_name_whole_part_pattern_ambiguous_unknown():
+    from tribe_stream.regions import find_regions
+
+    names = ("lh.G_temp_sup-Lateral", "lh.G_temp_sup-Plan_tempo", "lh.S_temporal_sup",
+             "rh.G_temp_sup-Lateral", "lh.L_V1_ROI", "lh.L_VMV1_ROI", "rh.R_V1_ROI",
+             "lh.7Networks_LH_Vis_1", "rh.7Networks_RH_Vis_1")  # fmt: skip
+    assert find_regions(names, "g_TEMP_sup-lateral") == [0, 3]  # any case, both hemispheres
+    assert find_regions(names, "rh.G_temp_sup-Lateral") == [3]
+    assert find_regions(names, "Plan_tem") == [1]  # a part naming one region
+    assert find_regions(names, "V1") == [4, 6]  # bounded by `_`: not VMV1; L_/R_ are hemispheres
+    assert find_regions(names, "Vis_1") == [7, 8]  # Schaefer's _LH_/_RH_ too
+    assert find_regions(names, "*temp*") == [0, 1, 2, 3]
+    with pytest.raises(
+        InputError,
+        match=r"'temp_sup' is ambiguous: G_temp_sup-Lateral, "
+        r"G_temp_sup-Plan_tempo; give one of them, .* or '\*temp_sup\*' for all",
+    ):
+        find_regions(names, "temp_sup")  # fmt: skip
+    with pytest.raises(
+        InputError,
+        match=r"'G_temp_sup-Lateal' names no region .*close: "
+        r"G_temp_sup-Lateral",
+    ):
+        find_regions(names, "G_temp_sup-Lateal")  # fmt: skip
+
+
+def test_selected_regions_keep_their_means_and_mask_the_rest(atlas_files):
+    (lh, _), (rh, _) = atlas_files
+    atlas = load_atlas(lh, rh)
+    some = atlas.select(["R1", "lh.R3"])
+    assert some.names == ("lh.R1", "lh.R3", "rh.R1")
+    values = np.random.default_rng(7).standard_normal((3, N_VERTICES)).astype(np.float32)
+    full = atlas.means(values)
+    cols = [atlas.names.index(n) for n in some.names]
+    np.testing.assert_allclose(some.means(values), full[:, cols], rtol=1e-5, atol=1e-6)
+    assert (some.sizes == atlas.sizes[cols]).all()
+    masked = some.mask(values)
+    inside = np.isin(atlas.labels, cols)
+    assert np.isnan(masked[:, ~inside]).all() and (masked[:, inside] == values[:, inside]).all()
+    assert atlas.select(None) is atlas
+
+
+def test_render_region_draws_only_it_on_bare_cortex(tmp_path, atlas_files):
+    """`render --region` is the map with NaN (bare cortex) outside the region, pixel for pixel;
+    with every value positive and no threshold, only the masking leaves grey cortex."""
+    from PIL import Image
+
+    (lh, (llab, _)), (rh, (rlab, _)) = atlas_files
+    values = np.random.default_rng(8).uniform(1, 2, N_VERTICES).astype(np.float32)
+    np.save(tmp_path / "pred.npy", values)
+    masked = values.copy()
+    masked[np.concatenate([llab, rlab]) != 2] = np.nan  # R1 is label 2 (after unknown, R0)
+    np.save(tmp_path / "masked.npy", masked)
+    common = ("--threshold", "0", "--size", "320x240", "--title", "t", "--cmap", "hot")
+    r = run_cli("render", str(tmp_path / "pred.npy"), "--out", str(tmp_path / "a.png"),
+                "--annot", str(lh), str(rh), "--region", "R1", *common)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = run_cli("render", str(tmp_path / "masked.npy"), "--out", str(tmp_path / "b.png"), *common)
+    assert r.returncode == 0, r.stderr
+    a = np.asarray(Image.open(tmp_path / "a.png"))
+    np.testing.assert_array_equal(a, np.asarray(Image.open(tmp_path / "b.png")))
+    rgb = a[..., :3].astype(int)
+    grey = (np.ptp(rgb, axis=-1) < 12) & (rgb.sum(-1) > 200)
+    assert grey.mean() > 0.05, grey.mean()
+    r = run_cli("render", str(tmp_path / "pred.npy"), "--out", str(tmp_path / "c.png"),
+                "--annot", str(lh), str(rh), "--region", "R9")  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().endswith(
+        "--region 'R9' names no region of the atlas; close: R0, R1, R2, R3, R4"
+    )

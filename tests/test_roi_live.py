@@ -196,3 +196,50 @@ def test_latest_only_keeps_the_newest_predictions_region_means(annots):
             pub.send(Prediction(6, maps[0], (6, 7.0), 11.0))
             got = [sub.recv(timeout=2), sub.recv(timeout=2)]
             assert [(m.topic, m.header["second"]) for m in got] == [("prediction", 6), ("roi", 6)]
+
+
+def test_roi_by_atlas_name_and_regions_publishes_only_those(tmp_path, monkeypatch, annots):
+    """`--roi NAME --region R`: the atlas from our cache by name, its chosen regions' means on
+    `tribe.roi` (and their names in the metadata), exactly as the Python API's options give it."""
+    import shutil
+
+    from tribe_stream.client import Subscriber
+    from tribe_stream.options import PublishOptions
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TRIBE_STREAM_CACHE", str(cache))
+    (cache / "atlases").mkdir(parents=True)
+    for hemi, path in zip(("lh", "rh"), annots, strict=True):
+        shutil.copy(path, cache / "atlases" / f"{hemi}.destrieux.annot")
+    opts = PublishOptions(url="tcp://127.0.0.1:*", roi=("destrieux",), regions=["R1", "lh.R3"])
+    atlas = load_atlas(*annots).select(["R1", "lh.R3"])
+    assert atlas.names == ("lh.R1", "lh.R3", "rh.R1")
+    values = np.random.default_rng(6).standard_normal(N_VERTICES).astype(np.float32)
+    with opts.validate().publisher() as pub:
+        with Subscriber(pub.url, topics=("roi", "metadata")) as sub:
+            assert pub.wait_for_subscribers(1, timeout=5)
+            pub.send(Prediction(0, values, (0.0, 1.0), 5.0))
+            msg = sub.recv(timeout=5)
+            while msg is not None and msg.topic != "roi":
+                msg = sub.recv(timeout=5)
+            meta = sub.metadata
+    assert msg is not None and meta["regions"]["names"] == list(atlas.names)
+    np.testing.assert_allclose(msg.values, atlas.means(values), rtol=2e-3, atol=2e-3)
+
+
+def test_roi_names_and_regions_fail_in_one_line_before_models_load(tmp_path, annots):
+    offline = {"TRIBE_STREAM_CACHE": str(tmp_path / "cache"), "NILEARN_DATA": str(tmp_path),
+               "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}  # fmt: skip
+    r = run_cli("demo", "--publish", free_url(), "--roi", "destrieux", env=offline)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "atlas destrieux is not in" in r.stderr and "once online run:" in r.stderr
+    from tribe_stream.options import PublishOptions
+
+    def refused(**kw) -> str:
+        with pytest.raises(InputError) as e:
+            PublishOptions(url="tcp://127.0.0.1:*", **kw).validate()
+        return str(e.value)
+
+    assert "--region 'R' is ambiguous: R0, R1, R2, R3" in refused(roi=annots, regions=["R"])
+    assert "--region picks regions of --roi's atlas" in refused(regions=["R1"])
+    assert "--roi takes an atlas name or two annotations" in refused(roi=("a", "b", "c"))

@@ -64,7 +64,8 @@ def atlas_files(name: str) -> tuple[Path, Path]:
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - offline, refused licence: the library's own kinds
-        why = (str(exc).strip().splitlines() or [""])[0][:160]
+        why = (str(exc).strip().splitlines() or [""])[0]
+        why = why if len(why) <= 100 else why[:100] + "..."
         raise InputError(
             f"atlas {key} is not in {folder} and {library} could not fetch it "
             f'({type(exc).__name__}: {why}); once online run: python -c "{call}" (or put '

@@ -1,12 +1,13 @@
 """`tribe-stream render`: a still picture of one prediction on the cortex, or (`--rgb`) of the
 modalities' contributions as one map: text red, audio green, video blue (`predict --contributions`
-writes them)."""
+writes them). `--atlas`/`--annot` with `--region`: only those regions drawn (and the colour
+limits taken from them), the rest of the cortex bare."""
 
 from __future__ import annotations
 
 import argparse
 
-from tribe_stream.options import number
+from tribe_stream.options import AtlasOptions, add_options, from_args, number
 
 NAME = "render"
 HELP = "draw a prediction (.npy or recording) on the cortex as a PNG, several views, colorbar"
@@ -58,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="--rgb: mix this much sulcal grey into the colours (official default 0)",
     )
+    add_options(parser.add_argument_group("regions (the rest of the cortex bare)"), AtlasOptions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         values, caption = render.load_map(args.pred[0], args.second)
+    regions = from_args(AtlasOptions, args)
+    if regions.given or regions.regions:
+        if args.rgb:
+            raise InputError("--atlas, --annot and --region draw one map: not with --rgb")
+        values = regions.load().mask(values)  # NaN outside: drawn as bare cortex
     title, text = render.picture_text(
         caption if args.title is None else args.title, render.map_metadata(args.pred[0])
     )
