@@ -140,6 +140,18 @@ class Extractors:
         )
 
 
+@dataclass
+class Head:
+    """A second brain model on a stack's features: its weights, engine and output space."""
+
+    loaded: object  # tribe_stream.model.loading.LoadedModel
+    engine: object  # tribe_stream.engines.Engine
+
+    @property
+    def space(self):
+        return self.loaded.space
+
+
 class Models:
     """A checkpoint's brain model, engine, extractor settings and extractors, each loaded once,
     when first used (`extract` needs no brain model, a cached `predict` no extractor).
@@ -168,6 +180,7 @@ class Models:
         self.video_batch = video_batch
         self.extractor_dtype = extractor_dtype
         self._extractors: dict[str, object] = {}
+        self._heads: dict[str, Head] = {}
         if o.checkpoint == "random":  # built together, in memory
             from tribe_stream.full_size import random_full_size
 
@@ -195,6 +208,32 @@ class Models:
         from tribe_stream.engines import make_engine
 
         return make_engine(self.engine_name, self.loaded, device=self.device, dtype=self.dtype)
+
+    @property
+    def space(self):
+        """Where the brain model's outputs live (`tribe_stream.spaces.OutputSpace`)."""
+        return self.loaded.space
+
+    def head(self, source: str | os.PathLike) -> Head:
+        """Another brain model on the same features (e.g. the subcortical one beside the
+        cortical), loaded once, with its own engine on this stack's device and precision: it
+        costs one more brain-model call a window, no extraction. Its feature shapes must be
+        this checkpoint's (it runs on this checkpoint's extractors)."""
+        key = str(source)
+        if key not in self._heads:
+            loaded = load_brain_model(source)
+            ours, theirs = self.loaded.config.feature_dims, loaded.config.feature_dims
+            if dict(ours) != dict(theirs):
+                raise CheckpointError(
+                    f"{source} reads features {dict(theirs)} but {self.options.checkpoint} "
+                    f"makes {dict(ours)}; a second head must read the same features (its "
+                    "extractors are the first checkpoint's)"
+                )
+            from tribe_stream.engines import make_engine
+
+            engine = make_engine(self.engine_name, loaded, device=self.device, dtype=self.dtype)
+            self._heads[key] = Head(loaded=loaded, engine=engine)
+        return self._heads[key]
 
     @property
     def identity(self) -> dict:
@@ -254,6 +293,7 @@ class Models:
 
 __all__ = [
     "Extractors",
+    "Head",
     "Models",
     "check_device",
     "default_engine",

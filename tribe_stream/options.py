@@ -348,6 +348,12 @@ class PredictOptions(ModelOptions, FeatureOptions):
         "also each modality alone (others absent), beside OUT: NAME.text.EXT, NAME.audio.EXT, ...",
         action="store_true",
     )
+    subcortical: str | None = option(
+        None,
+        "a second brain model on the same features, e.g. facebook/tribev2-subcortical: its "
+        "predictions beside OUT as NAME.subcortical.nii.gz (MNI152 2 mm)",
+        metavar="CHECKPOINT",
+    )
     tr: float | None = option(
         None,
         "resample to a scan's volumes every TR s: the predicted BOLD, linearly interpolated at "
@@ -375,6 +381,10 @@ class PredictOptions(ModelOptions, FeatureOptions):
             raise InputError("--onset places a scan's first volume: give the scan's --tr too")
         if not math.isfinite(float(self.onset)):
             raise InputError(f"--onset must be a finite number of seconds, not {self.onset}")
+        if self.subcortical is not None and (
+            not isinstance(self.subcortical, str) or not self.subcortical.strip()
+        ):
+            raise InputError(f"subcortical {self.subcortical!r}: give a checkpoint")
         FeatureOptions.validate(self)
         ModelOptions.validate(self)
         return self

@@ -63,6 +63,9 @@ class Predictions:
     contributions: dict[str, Predictions] = field(default_factory=dict)
     """With `contributions=True`: `{modality: Predictions}` of each present modality alone (the
     others absent, as the model treats absence); an absent modality has no entry."""
+    heads: dict[str, Predictions] = field(default_factory=dict)
+    """With `subcortical=`: `{space name: Predictions}` of each further brain model on the same
+    features and windows (`subcortical`: `(T, n_voxels)`, saved beside as NAME.subcortical.nii.gz)."""
 
     @property
     def bold_times(self) -> np.ndarray:
@@ -75,8 +78,14 @@ class Predictions:
         """Write by extension (.npy, .h5, .func.gii, .mgh/.mgz); returns the files written.
         Contributions go beside it, in the same format: `clip.text.npy`, `clip.audio.npy`, ..."""
         from tribe_stream.offline_outputs import save_predictions
+        from tribe_stream.volume_outputs import head_path
 
-        return save_predictions(self, path)
+        heads = [  # first: the output's own files, renamed last, mark the set finished
+            f
+            for h in self.heads.values()
+            for f in save_predictions(h, head_path(path, h.metadata["space"]), words=False)
+        ]
+        return heads + save_predictions(self, path)
 
 
 def window_rows(n_bins: int) -> list[tuple[int, int]]:
@@ -137,6 +146,7 @@ class Predictor:
             self.models.config,
         )
         self.device, self.dtype = self.models.device, self.models.dtype
+        self.heads = [self.models.head(o.subcortical)] if o.subcortical else []
         self.modalities = tuple(m for m in MODALITIES if m in (o.modalities or self.models.usable))
         self._asr = None
         self.cache_dir = None
@@ -331,6 +341,7 @@ class Predictor:
     ) -> Predictions:
         """One file -> `Predictions`; `progress(stage, done, total)` hears each stage."""
         from tribe_stream.offline import predict_windows
+        from tribe_stream.spaces import space_metadata
 
         path = Path(path)
         feats, info = self.features(path, progress)
@@ -346,6 +357,7 @@ class Predictor:
             "stimulus": str(path),
             "stimulus_sha256": file_digest(path),
             "model": self.loaded.identity,
+            "space": space_metadata(self.loaded.space),
             "modalities": sorted(feats),
             "missing": info.get("missing", {}),
             "tr_s": 2 * BIN_SECONDS,
@@ -363,6 +375,14 @@ class Predictor:
         )
         if self.options.contributions:
             self._add_contributions(preds, feats)
+        for head in self.heads:  # the same features and windows, one more brain-model call each
+            space = head.space
+            preds.heads[space.name] = Predictions(
+                values=predict_windows(head.engine, feats, pad_last=True),
+                seconds=seconds,
+                metadata={**meta, "model": head.loaded.identity, "space": space_metadata(space)},
+                words=words,
+            )
         if self.options.tr is not None:  # to a scan's volumes (contributions and heads too)
             from tribe_stream.scan_timing import resample_predictions
 

@@ -70,11 +70,20 @@ class LoadedModel:
     experiment: dict
 
     @property
+    def space(self):
+        """Where the outputs live (`tribe_stream.spaces.OutputSpace`), from the config's
+        `data.neuro.projection`; an unknown space is refused in one line."""
+        from tribe_stream.spaces import space_of
+
+        return space_of(self.experiment, self.config.n_outputs)
+
+    @property
     def identity(self) -> dict:
         """What a consumer needs to know about the model (published in stream metadata)."""
         return {
             "source": self.source,
             "n_outputs": self.config.n_outputs,
+            "space": self.space.name,
             "feature_dims": {
                 k: list(v) if v else None for k, v in self.config.feature_dims.items()
             },
@@ -259,6 +268,10 @@ def load_brain_model(
     folder, weights = _weights_of(checkpoint_path(source))
     cfg_path = folder / CONFIG_NAME
     experiment = read_yaml(cfg_path) if cfg_path.exists() else None
+    if experiment is not None:  # an output space we do not know: refused before the weights load
+        from tribe_stream.spaces import space_of
+
+        space_of(experiment, 1)  # (the real count is checked against the space when used)
 
     if weights.suffix == ".safetensors":
         config, meta_experiment, state = read_safetensors(weights)
@@ -272,6 +285,7 @@ def load_brain_model(
         ckpt = _read_ckpt(weights)
         config = config_from_yaml(experiment, ckpt["model_build_args"], str(weights))
         state = ckpt["state_dict"]
-    model = build_model(config, state, str(weights))
-    model = model.to(device=device, dtype=dtype)
-    return LoadedModel(model=model, config=config, source=str(source), experiment=experiment)
+    loaded = LoadedModel(model=None, config=config, source=str(source), experiment=experiment)
+    loaded.space  # noqa: B018 - a converted file's own config: its space refused if unknown
+    loaded.model = build_model(config, state, str(weights)).to(device=device, dtype=dtype)
+    return loaded
