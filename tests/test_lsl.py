@@ -109,7 +109,8 @@ def test_lsl_bridge_channels_desc_values_clock_and_markers():
     assert names[:2] == ["L_00000", "L_00001"] and names[10241] == "L_10241"
     assert names[10242] == "R_00000" and names[-1] == "R_10241" and len(set(names)) == N_VERTICES
     assert set(info.get_channel_types()) == {"BOLD"} and set(info.get_channel_units()) == {"a.u."}
-    assert info.get_channel_info().ch_names == names  # what StreamLSL builds its mne.Info from
+    mne_info = info.get_channel_info()  # what StreamLSL builds its mne.Info from
+    assert mne_info.ch_names == names and set(mne_info.get_channel_types()) == {"misc"}
     desc = info.desc
     ts = desc.child("tribe_stream")
     assert child(ts, "mesh") == "fsaverage5" and child(ts, "stream_id") == "cam0"
