@@ -138,3 +138,39 @@ def test_token_steps_over_the_whole_buffer_equal_the_full_forward(llama):
     stream = llama.live(token_steps=True)
     vecs = np.stack([stream.add(w) for w in STORY[:15]])
     assert rel_err(vecs, llama.reference_vectors(STORY[:15])) < 1e-3
+
+
+def test_several_streams_words_in_one_forward_equal_each_streams_own(llama):
+    """`add_many`: each stream's next word, the short feeds batched (one embedding call), a
+    context re-run alone; every vector equal to the stream's own `add`."""
+    from tribe_stream.extractors.text import add_many
+
+    short = TextExtractor(
+        llama.model, llama.tokenizer, replace(llama.settings, max_context_words=6)
+    )
+    texts = [STORY[:14], STORY[20:34], STORY[5:19]]
+    alone = [short.live(token_steps=True) for _ in texts]
+    own = [np.stack([lv.add(w) for w in t]) for lv, t in zip(alone, texts, strict=True)]
+    calls: list[int] = []
+    hook = short.model.embed_tokens.register_forward_hook(lambda *a: calls.append(1))
+    lives = [short.live(token_steps=True) for _ in texts]
+    got: list[list[np.ndarray]] = [[] for _ in texts]
+    try:
+        for k in range(14):
+            before = len(calls)
+            turn = [0, 1] if k % 3 == 1 else [0, 1, 2]  # the third sits out at times
+            vecs = add_many([lives[i] for i in turn], [texts[i][k] for i in turn])
+            for i, v in zip(turn, vecs, strict=True):
+                got[i].append(v)
+            if k < 5:  # before the window slides: one forward for the turn's streams
+                assert len(calls) - before == 1
+            if len(turn) == 2:
+                got[2].append(lives[2].add(texts[2][k]))
+    finally:
+        hook.remove()
+    for i in range(3):
+        assert rel_err(np.stack(got[i]), own[i]) < 1e-5
+    assert lives[0].counters == alone[0].counters  # recomputes past 6 words included
+    assert lives[0].counters["recomputes"] > 0
+    with pytest.raises(ValueError, match="one word per live text"):
+        add_many([lives[0], lives[0]], ["a", "b"])

@@ -63,11 +63,11 @@ class _PreAttention(nn.Module):
         self.n_heads, self.n_kv, self.head_dim = n_heads, n_kv, head_dim
 
     def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-        attn, n = self.layer.self_attn, h.shape[1]
+        attn, (b, n) = self.layer.self_attn, h.shape[:2]
         x = _norm(self.layer.input_layernorm, h)
-        q = attn.q_proj(x).view(1, n, self.n_heads, self.head_dim)
-        k = attn.k_proj(x).view(1, n, self.n_kv, self.head_dim)
-        v = attn.v_proj(x).view(1, n, self.n_kv, self.head_dim)
+        q = attn.q_proj(x).view(b, n, self.n_heads, self.head_dim)
+        k = attn.k_proj(x).view(b, n, self.n_kv, self.head_dim)
+        v = attn.v_proj(x).view(b, n, self.n_kv, self.head_dim)
         if hasattr(attn, "q_norm"):
             q, k = _norm(attn.q_norm, q), _norm(attn.k_norm, k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -75,7 +75,7 @@ class _PreAttention(nn.Module):
         k = k * cos + _rotate_half(k) * sin
         # grouped-query attention without copying keys/values: the query heads sharing a kv head
         # become extra query rows of that head (rows r*n + t)
-        return q.reshape(1, self.n_kv, -1, self.head_dim), k, v
+        return q.reshape(b, self.n_kv, -1, self.head_dim), k, v
 
 
 class _PostAttention(nn.Module):
@@ -87,8 +87,8 @@ class _PostAttention(nn.Module):
         self.n_heads, self.head_dim = n_heads, head_dim
 
     def forward(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        n = h.shape[1]
-        out = out.reshape(1, self.n_heads, n, self.head_dim).transpose(1, 2).reshape(1, n, -1)
+        b, n = h.shape[:2]
+        out = out.reshape(b, self.n_heads, n, self.head_dim).transpose(1, 2).reshape(b, n, -1)
         h = h + self.layer.self_attn.o_proj(out)
         return h + self.layer.mlp(_norm(self.layer.post_attention_layernorm, h))
 
@@ -201,37 +201,62 @@ class KVDecoder(nn.Module):
         attending to the first `span` cached positions (masked by position, so `span` may exceed
         the filled part: static shapes for CUDA graphs). `weights (n,)` float32: each fed token's
         weight in the token mean (0 for padding). `fused`: the compiled layer pieces (`fuse`)."""
-        m = self.model
-        rep = self.n_heads // self.n_kv
-        h = m.embed_tokens(input_ids)
-        cos, sin = m.rotary_emb(h, positions.view(1, -1))
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        key_pos = torch.arange(span, device=h.device)
-        allowed = key_pos[None, :] <= positions[:, None]  # (n, span) causal by position
-        mask = torch.zeros((rep * allowed.shape[0], span), dtype=h.dtype, device=h.device)
-        mask = mask.masked_fill_(~allowed.repeat(rep, 1), float("-inf"))[None, None]  # additive
-        wts = weights.view(1, -1).float()
-        means = []
+        return step_many([self], input_ids, positions[None], weights[None], span, fused)[0]
 
-        def keep(i: int, x: torch.Tensor) -> None:
-            if i in self.needed:
-                means.append((wts @ x[0].float())[0])
 
-        keep(0, h)
-        use = fused and self.fused
-        for i in range(self.n_layers):
-            pre = self.pre[i] if use else self.pre[i].forward
-            post = self.post[i] if use else self.post[i].forward
-            q, k, v = pre(h, cos, sin)
-            self.keys[i].index_copy_(2, positions, k)
-            self.values[i].index_copy_(2, positions, v)
-            keys, values = self.keys[i, :, :, :span], self.values[i, :, :, :span]
-            out = torch.nn.functional.scaled_dot_product_attention(
-                q, keys, values, attn_mask=mask, scale=self.scaling
+def step_many(
+    decoders: Sequence[KVDecoder],
+    input_ids: torch.Tensor,
+    positions: torch.Tensor,
+    weights: torch.Tensor,
+    span: int,
+    fused: bool = False,
+) -> torch.Tensor:
+    """`KVDecoder.forward` for B streams at once: row b of `input_ids`, `positions`, `weights`
+    `(B, n)` goes into `decoders[b]`'s own cache and attends to its first `span` positions;
+    `(B, L, D)`. The decoders share one model and its layer pieces: the projections and MLPs
+    (the weights read, most of a step's time on a GPU) run once for all rows; each row's
+    attention runs over its own cache. A decoder may appear in several rows fed the same
+    (padding to a batch size: the same keys written twice)."""
+    d0 = decoders[0]
+    m, rep = d0.model, d0.n_heads // d0.n_kv
+    h = m.embed_tokens(input_ids)  # (B, n, D)
+    cos, sin = m.rotary_emb(h, positions)
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    key_pos = torch.arange(span, device=h.device)
+    allowed = key_pos[None, None, :] <= positions[:, :, None]  # (B, n, span) causal by position
+    mask = torch.zeros((*positions.shape[:1], rep * positions.shape[1], span), dtype=h.dtype,
+                       device=h.device)  # fmt: skip
+    mask = mask.masked_fill_(~allowed.repeat(1, rep, 1), float("-inf"))[:, None]  # additive
+    wts = weights.float()[:, None, :]  # (B, 1, n)
+    means = []
+
+    def keep(i: int, x: torch.Tensor) -> None:
+        if i in d0.needed:
+            means.append(torch.bmm(wts, x.float())[:, 0])  # (B, D)
+
+    keep(0, h)
+    use = fused and d0.fused
+    for i in range(d0.n_layers):
+        pre = d0.pre[i] if use else d0.pre[i].forward
+        post = d0.post[i] if use else d0.post[i].forward
+        q, k, v = pre(h, cos, sin)
+        outs = []
+        for b, dec in enumerate(decoders):
+            dec.keys[i].index_copy_(2, positions[b], k[b : b + 1])
+            dec.values[i].index_copy_(2, positions[b], v[b : b + 1])
+            outs.append(
+                torch.nn.functional.scaled_dot_product_attention(
+                    q[b : b + 1],
+                    dec.keys[i, :, :, :span],
+                    dec.values[i, :, :, :span],
+                    attn_mask=mask[b : b + 1],
+                    scale=d0.scaling,
+                )
             )  # (1, n_kv, rep * n, head_dim)
-            h = post(h, out)
-            keep(i + 1, _norm(m.norm, h) if i + 1 == self.n_total else h)
-        return self.group_weights @ torch.stack(means)
+        h = post(h, outs[0] if len(outs) == 1 else torch.cat(outs))
+        keep(i + 1, _norm(m.norm, h) if i + 1 == d0.n_total else h)
+    return d0.group_weights @ torch.stack(means, dim=1)  # (L, n_needed) @ (B, n_needed, D)
 
 
 def _bucket(n: int, smallest: int) -> int:
@@ -524,10 +549,8 @@ class LiveText:
         static = self.token_steps and n <= self.STEP_TOKENS
         nb = _bucket(n, 1) if static else n
         dec.ensure_capacity(start + nb)  # if the buffers move, their graphs go: capture again
-        w = [0.0] * (n - n_target) + [1.0 / n_target] * n_target + [0.0] * (nb - n)
-        host = torch.tensor(
-            [new + [0] * (nb - n), list(range(start, start + nb))], dtype=torch.long
-        ).to(dev)
+        tokens, positions, w = _rows(ids, start, n_target, nb)
+        host = torch.tensor([tokens, positions], dtype=torch.long).to(dev)
         weights = torch.tensor(w, dtype=torch.float32).to(dev)
         if static:
             span = min(_bucket(start + nb, 256), dec.max_tokens)
@@ -557,16 +580,18 @@ class LiveText:
     def add(self, word: Word | str) -> np.ndarray:
         """The next word of the transcript -> its `(L, D)` vector (its context as the official
         pipeline makes it, more words to come: `contexts.ContextWindow`)."""
-        text = (word.text if isinstance(word, Word) else str(word)).strip()
-        if not text:
-            raise InputError(
-                "an empty word has no text features; drop it before the text extractor"
-            )
-        return self.feed(*self.window.add(text))
+        return self.feed(*self.window.add(_word_text(word)))
 
     def feed(self, context: str, prefix: str) -> np.ndarray:
         """The vector of the word that ends `context` (`prefix`: the context without it): one
         forward over the tokens that differ from the cached context's."""
+        ids, start, n_target = self._plan(context, prefix)
+        vector = self._run(ids, start, n_target).cpu().numpy()
+        self._done(ids, start, context)
+        return vector
+
+    def _plan(self, context: str, prefix: str) -> tuple[list[int], int, int]:
+        """The context's tokens, the first to feed, and how many end the word."""
         cached = self.cached
         ids = self.ex.tokens(context)
         if not ids:
@@ -577,9 +602,67 @@ class LiveText:
         start = min(common, len(ids) - n_target)
         if common < len(cached):  # cached tokens no longer match: re-run from the first change
             self.counters["recomputes"] += 1
-        vector = self._run(ids, start, n_target).cpu().numpy()
+        return ids, start, n_target
+
+    def _done(self, ids: list[int], start: int, context: str) -> None:
         self._dec().length = len(ids)
         self.cached, self.context = ids, context
         self.counters["words"] += 1
         self.counters["tokens_fed"] += len(ids) - start
-        return vector
+
+
+def _word_text(word: Word | str) -> str:
+    text = (word.text if isinstance(word, Word) else str(word)).strip()
+    if not text:
+        raise InputError("an empty word has no text features; drop it before the text extractor")
+    return text
+
+
+def _rows(ids: list[int], start: int, n_target: int, nb: int):
+    """A feed's tokens from `start`, padded to `nb`: (token ids, positions, mean weights)."""
+    new = ids[start:]
+    n = len(new)
+    w = [0.0] * (n - n_target) + [1.0 / n_target] * n_target + [0.0] * (nb - n)
+    return new + [0] * (nb - n), list(range(start, start + nb)), w
+
+
+@torch.inference_mode()
+def add_many(lives: Sequence[LiveText], words: Sequence[Word | str]) -> list[np.ndarray]:
+    """The next word of each of several streams' live texts (one extractor, each live text at
+    most once): what `live.add(word)` gives each (equal to float rounding), with the short feeds
+    (up to `STEP_TOKENS` new tokens: most words) in one batched forward (`step_many`, rows
+    padded to a power of two) instead of one each; a feed that re-runs its context runs alone.
+    A server's turn would call it with each stream's next word."""
+    if len({id(lv) for lv in lives}) != len(lives) or len({id(lv.ex) for lv in lives}) > 1:
+        raise ValueError("add_many: one word per live text, all of one extractor")
+    texts = [_word_text(w) for w in words]  # all checked before any context moves
+    if len(texts) != len(lives):
+        raise ValueError("add_many: one word per live text")
+    contexts = [lv.window.add(t) for lv, t in zip(lives, texts, strict=True)]
+    plans = [lv._plan(*c) for lv, c in zip(lives, contexts, strict=True)]
+    out: list[np.ndarray | None] = [None] * len(lives)
+    batch = [
+        i for i, (ids, start, _) in enumerate(plans) if len(ids) - start <= LiveText.STEP_TOKENS
+    ]
+    if len(batch) > 1:
+        nb = _bucket(max(len(plans[i][0]) - plans[i][1] for i in batch), 1)
+        need = max(plans[i][1] for i in batch) + nb
+        decs = [lives[i]._dec() for i in batch]
+        for dec in decs:
+            dec.ensure_capacity(need)
+        span = min(_bucket(need, 256), *(dec.max_tokens for dec in decs))
+        rows = [_rows(*plans[i], nb) for i in batch]
+        pad = _bucket(len(rows), 1) - len(rows)  # the last row again: the same writes
+        rows, decs = rows + rows[-1:] * pad, decs + decs[-1:] * pad
+        dev = lives[0].ex.device
+        host = torch.tensor([[r[0] for r in rows], [r[1] for r in rows]], dtype=torch.long)
+        host, weights = host.to(dev), torch.tensor([r[2] for r in rows]).to(dev)
+        fused = all(lives[i].fuse for i in batch)
+        vecs = step_many(decs, host[0], host[1], weights, span, fused).cpu().numpy()
+        for j, i in enumerate(batch):
+            out[i] = vecs[j]
+    for i, (lv, (ids, start, n_target)) in enumerate(zip(lives, plans, strict=True)):
+        if out[i] is None:
+            out[i] = lv._run(ids, start, n_target).cpu().numpy()
+        lv._done(ids, start, contexts[i][0])
+    return out  # type: ignore[return-value]
