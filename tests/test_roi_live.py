@@ -224,6 +224,7 @@ def test_roi_by_atlas_name_and_regions_publishes_only_those(tmp_path, monkeypatc
                 msg = sub.recv(timeout=5)
             meta = sub.metadata
     assert msg is not None and meta["regions"]["names"] == list(atlas.names)
+    assert meta["regions"]["name"] == "destrieux"
     np.testing.assert_allclose(msg.values, atlas.means(values), rtol=2e-3, atol=2e-3)
 
 

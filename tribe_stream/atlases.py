@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,8 @@ def open_atlas(
     if annot is not None and len(annot) != 2:
         raise InputError("--annot takes two annotations: the left, then the right hemisphere")
     found = load_atlas(*(annot if annot is not None else atlas_files(atlas)))
+    if atlas is not None:
+        found = replace(found, name=check_name(atlas))
     return found.select(regions)
 
 

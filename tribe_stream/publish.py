@@ -59,12 +59,13 @@ def _model_identity(model: str | Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def region_metadata(atlas: Any) -> dict[str, Any]:
-    """The metadata's `regions` entry for an atlas: its id (a digest of the names), the names in
-    payload order, and what the numbers are."""
+    """The metadata's `regions` entry for an atlas: its id (a digest of the names), its name
+    (`destrieux`, or its files'), the names in payload order, and what the numbers are."""
     import hashlib
 
     names = list(atlas.names)
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    named = {"name": atlas.name} if getattr(atlas, "name", "") else {}
     return {
         "atlas": digest,
         "names": names,

@@ -38,6 +38,8 @@ class Atlas:
     labels: np.ndarray
     notes: tuple[str, ...] = ()
     _weights: np.ndarray = field(repr=False, default=None)  # (20484, R) float32, 1/size columns
+    name: str = ""
+    """What the atlas is called (`destrieux`, or its annotation files' names)."""
 
     @property
     def sizes(self) -> np.ndarray:
@@ -69,7 +71,7 @@ class Atlas:
         new[keep] = np.arange(len(keep))
         labels = np.where(self.labels >= 0, new[np.maximum(self.labels, 0)], -1)
         return Atlas(tuple(self.names[i] for i in keep), labels, self.notes,
-                     self._weights[:, keep])  # fmt: skip
+                     self._weights[:, keep], self.name)  # fmt: skip
 
     def mask(self, values: np.ndarray) -> np.ndarray:
         """`values` (..., 20484) as float32 with NaN on every vertex outside the regions (the
@@ -204,4 +206,6 @@ def load_atlas(left: str | os.PathLike, right: str | os.PathLike) -> Atlas:
     weights = np.zeros((N_VERTICES, len(names)), np.float32)
     keep = labels >= 0
     weights[np.nonzero(keep)[0], labels[keep]] = 1.0 / sizes[labels[keep]]
-    return Atlas(tuple(names), labels, tuple(notes), weights)
+    return Atlas(
+        tuple(names), labels, tuple(notes), weights, f"{Path(left).name} {Path(right).name}"
+    )
