@@ -68,6 +68,7 @@ def region_metadata(atlas: Any) -> dict[str, Any]:
     named = {"name": atlas.name} if getattr(atlas, "name", "") else {}
     return {
         "atlas": digest,
+        **named,
         "names": names,
         "units": "predicted BOLD, per-run z-score units: the mean over each region's vertices",
     }
