@@ -1,12 +1,12 @@
 """Atlases by name: fetched once through the library that publishes them, kept as fsaverage5
 annotations in our cache (`paths.atlas_dir`: `lh.NAME.annot`, `rh.NAME.annot`).
 
-| name | regions | published by | licence (why none ships inside tribe-stream) |
+| name | regions | published by | licence: shipped here? |
 |---|---|---|---|
-| `destrieux` | 74 a hemisphere (aparc.a2009s) | nilearn `fetch_atlas_surf_destrieux` (fsaverage5) | FreeSurfer's licence: no redistribution grant |
-| `desikan` | 34 a hemisphere (aparc) | MNE `fetch_fsaverage` (fsaverage; cut) | FreeSurfer's licence: as above |
-| `hcp-mmp1` | 180 a hemisphere (Glasser 2016) | MNE `fetch_hcp_mmp_parcellation` (fsaverage; cut) | HCP terms of use, accepted by each user when MNE asks |
-| `schaefer-N` | N in all, N = 100..1000 by 100 (`-17`: 17 networks, else 7) | nilearn `fetch_atlas_schaefer_2018` (MNI volume, projected onto fsaverage5) | CBIG's MIT licence: redistributable, but no fsaverage5 copy of ours exists to ship |
+| `destrieux` | 74 a hemisphere (aparc.a2009s) | nilearn `fetch_atlas_surf_destrieux` (fsaverage5) | FreeSurfer's atlas; nilearn's description: licence unknown. No |
+| `desikan` | 34 a hemisphere (aparc) | MNE `fetch_fsaverage` (fsaverage; cut) | FreeSurfer's licence, no redistribution grant. No |
+| `hcp-mmp1` | 180 a hemisphere (Glasser 2016) | MNE `fetch_hcp_mmp_parcellation` (fsaverage; cut) | the HCP-MMP terms of use, which MNE asks each user to accept. No |
+| `schaefer-N` | N, N = 100..1000 by 100 (`-17`: 17 networks, else 7) | nilearn `fetch_atlas_schaefer_2018` (MNI volume, projected onto fsaverage5) | MIT (CBIG; nilearn's description). Redistributable, but no copy can be made here offline: none |
 
 Schaefer's parcels are published as a volume; each fsaverage5 vertex takes the parcel most of
 its pial-to-white line samples fall in (nilearn's `vol_to_surf`, `nearest_most_frequent`),
