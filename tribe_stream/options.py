@@ -394,8 +394,8 @@ def _region_option() -> Any:
     """`--region`, one definition for every command that has it."""
     return option(
         None,
-        "only this region of the atlas, by name (a part of it, any case; 'temp*' patterns for "
-        "several); repeat for more",
+        "only this region of the atlas, by name (a part of it, any case; '*temporal*' patterns "
+        "for several); repeat for more",
         flags="--region", action="append", metavar="NAME",
     )  # fmt: skip
 
