@@ -11,8 +11,8 @@ mean), and, when `predict --contributions` wrote them, the modalities' contribut
 map and how closely each alone follows the full map, second by second).
 
 Rendering stays cheap: small pictures (`FRAME_SIZE`), at most `max_frames` rows (24 by
-default); the rows are `stride` seconds apart, `ceil(seconds / max_frames)` unless given, so a
-long file is shown over its whole length. Predictions of untrained demo weights say so on the
+default); the rows shown are `stride` rows apart (seconds at 1 Hz; volumes of a file resampled to
+a scan), `ceil(rows / max_frames)` unless given, so a long file is shown over its whole length. Predictions of untrained demo weights say so on the
 page and on every picture (`untrained.py`).
 """
 
@@ -44,7 +44,8 @@ class Report:
     out: Path
     seconds: int  # rows of the prediction file
     shown: list[float] = field(default_factory=list)  # the seconds shown, one row each
-    stride: int = 1
+    stride: int = 1  # rows
+    step: float = 1.0  # seconds between the rows shown
     frames: int = 0  # stimulus frames shown
     plots: int = 0  # inline SVG plots
     contributions: list[str] = field(default_factory=list)
@@ -277,13 +278,14 @@ def write_report(
     stim = Path(stimulus).expanduser() if stimulus is not None else None
     if stim is not None and not stim.is_file():
         raise InputError(f"--stimulus {stim} does not exist")
-    values, seconds, meta = read_prediction_file(pred)
+    values, seconds, meta = preds = read_prediction_file(pred)
     if len(values) == 0:
         raise InputError(f"{pred} holds no predictions")
     rows, stride = shown_rows(len(values), max_frames, stride)
     untrained = is_untrained(meta)
     stamp = UNTRAINED_TAG if untrained else ""
     report = Report(out_path, len(values), [float(seconds[i]) for i in rows], stride)
+    report.step = stride * preds.tr
     report.untrained = untrained
     frames = stimulus_frames(stim, [float(seconds[i]) + 0.5 for i in rows], stamp) if stim else None
     report.frames = len(frames or [])
@@ -301,16 +303,18 @@ def write_report(
 
 
 def _page(pred, stim, meta, report, rows, seconds, brains, frames, words, plots, rgb) -> str:
+    from tribe_stream.offline_outputs import words_path
+
     esc = html.escape
     model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
     facts = {
         "prediction": str(pred),
         "stimulus": str(stim or meta.get("stimulus") or "not given"),
-        "seconds": f"{report.seconds} ({seconds[0]:g} to {seconds[-1]:g})",
-        "shown": f"{len(rows)} rows, every {report.stride} s"
+        "rows": f"{report.seconds} (stimulus seconds {seconds[0]:g} to {seconds[-1]:g})",
+        "shown": f"{len(rows)} rows, every {report.step:g} s"
         + ("" if len(rows) * report.stride >= report.seconds else " (capped: --max-frames)"),
         "model": str(model.get("source") or model.get("checkpoint") or "not recorded"),
-        "words": f"{len(words)} (from {pred.stem}.words.tsv)" if words else "none",
+        "words": f"{len(words)} (from {words_path(pred).name})" if words else "none",
     }
     out = [
         "<!DOCTYPE html>",
@@ -336,7 +340,7 @@ def _page(pred, stim, meta, report, rows, seconds, brains, frames, words, plots,
     out.append('<table class="rows">')
     for j, i in enumerate(rows):
         k = float(seconds[i])
-        spoken = " ".join(w.text for w in words if k <= w.onset < k + report.stride)
+        spoken = " ".join(w.text for w in words if k <= w.onset < k + report.step)
         cells = [f"<td><b>{k:g} s</b></td>"]
         if frames is not None:
             cells.append(f'<td><img class="frame" alt="stimulus at {k + 0.5:g} s" '

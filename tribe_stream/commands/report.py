@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--stride",
         type=number(int, minimum=1),
         default=None,
-        help="seconds between the rows shown (default: the length / --max-frames, rounded up)",
+        help="rows between the rows shown (seconds at 1 Hz; default: the rows / --max-frames, "
+        "rounded up)",
     )
 
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     extra = f", contributions of {'/'.join(report.contributions)}" if report.contributions else ""
     print(
         f"wrote {report.out}: {len(report.shown)} of {report.seconds} seconds (every "
-        f"{report.stride} s), {report.frames} stimulus frames, {report.plots} plots, "
+        f"{report.step:g} s), {report.frames} stimulus frames, {report.plots} plots, "
         f"{report.words} words{extra}"
     )
     return 0
