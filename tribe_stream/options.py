@@ -280,6 +280,17 @@ class StreamOptions(ModelOptions, LiveOptions):
 
 
 @dataclass
+class ServeOptions:
+    """How many streams one server takes at once (`serve`, `web --capture`)."""
+
+    max_streams: int | None = option(
+        None, "the most streams served at once; one more is told busy, try again (default: "
+        "no limit for serve's own streams, 4 for web --capture's pages)",
+        type=number(int, minimum=1, maximum=64),
+    )  # fmt: skip
+
+
+@dataclass
 class FeatureOptions:
     """Where offline features and words come from (`predict`, `extract`, `fidelity`)."""
 

@@ -483,4 +483,13 @@ class _Channel(Publisher):
         return self._parent._closed
 
     def close(self) -> None:
-        """Nothing: the socket is the parent's."""
+        """This stream leaves the publisher with its last heartbeat (`ended`); the socket is
+        the parent's, and stays."""
+        with self._lock:
+            if self in self._parent._channels:
+                self._parent._channels.remove(self)
+                if not self._closed:
+                    own = {f"publisher.{k}": v for k, v in self._counts.items()}
+                    self._emit("status", encode_status, "last heartbeat", "status_sent",
+                               time.time(), counters=own, next_seq=self._seq["prediction"],
+                               stream_time=None, ended=True)  # fmt: skip

@@ -271,6 +271,10 @@ class Pipeline:
             "busy_s": 0.0,
         }
         self._last_status = -1.0
+        self.on_release: list = []
+        """Called (no arguments) once the stream has left its server and stopped: what it
+        alone holds (its publisher channel, a temporary folder) given back."""
+        self.retired = False
 
     def _covering(self) -> list[str]:
         """Media kinds whose arrival closes bins."""

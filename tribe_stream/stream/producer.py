@@ -7,6 +7,8 @@
         print(pred.second, pred.values.shape)
 
 `Stream.from_devices(camera=..., mic=...)` and `Stream.demo(seconds=10)` are the other sources;
+`.serve(max_streams=N)` keeps it serving until `stop()`, taking streams that come and go
+(`add(Media(...))`, `end(stream_id)`, from any thread; `ServerBusy` beyond N);
 `.publish(url)`, `.record(path)` and `.view()` add where predictions go and return the stream, so
 they chain. Options are dataclasses (`StreamOptions`, `PublishOptions`), checked when the stream
 is made, before any model loads; the `run` and `demo` commands only parse arguments into them.
@@ -91,15 +93,18 @@ class Stream:
     """A live stream of predictions (see the module docs). Not thread-safe, except `stop()`."""
 
     def __init__(
-        self, media: Media | Sequence[Media], options: StreamOptions | None = None, **overrides: Any
+        self,
+        media: Media | Sequence[Media] = (),
+        options: StreamOptions | None = None,
+        **overrides: Any,
     ):
         self.medias = [media] if isinstance(media, Media) else list(media)
-        if not self.medias:
-            raise InputError("nothing to listen to: give at least one file, camera or microphone")
         for m in self.medias:
             m.validate()
-        self.media = self.medias[0]
+        self.media = self.medias[0] if self.medias else Media()
         """The first (or only) stream's media; `medias` holds all of them."""
+        self._serve: dict | None = None
+        self._session: _Session | None = None
         self.options = replace(options or StreamOptions(), **overrides).validate()
         from tribe_stream.models import check_device
 
@@ -193,6 +198,28 @@ class Stream:
         self._view = {"linger": linger}
         return self
 
+    def serve(self, max_streams: int | None = None) -> Stream:
+        """Serve on until `stop()`, also with no stream left: streams come and go with `add` and
+        `end` (any thread), at most `max_streams` at once (the models are warmed up for that
+        many); returns the stream. Needs no media of its own."""
+        if max_streams is not None and not 1 <= int(max_streams) <= 64:
+            raise InputError(f"max_streams {max_streams!r}: give 1 to 64")
+        self._serve = {"max_streams": None if max_streams is None else int(max_streams)}
+        return self
+
+    def add(self, media: Media) -> str:
+        """Start another stream on the open, serving stream (any thread): its own sources,
+        clock, speech recogniser and publisher channel; returns its stream id. `ServerBusy`
+        (an InputError: "busy, ... try again") when `max_streams` are running."""
+        if self._session is None or self.server is None or not self.server.running:
+            raise InputError("add streams to a stream that is open and serving (`serve()`)")
+        return self._session.add(media.validate())
+
+    def end(self, stream_id: str) -> bool:
+        """End the stream `stream_id` (any thread); it gives back its threads, sockets and
+        memory. False if no such stream runs."""
+        return self.server is not None and self.server.end(stream_id)
+
     def use_models(self, models, extractors=None) -> Stream:
         """Run on models already loaded (`tribe_stream.models.Models`; `extractors`: this
         stream's own `Extractors`, with its own speech-recognition state) instead of loading
@@ -243,7 +270,10 @@ class _Session:
 
     def __init__(self, stream: Stream):
         self.s = stream
+        stream._session = self
         self.tmp: tempfile.TemporaryDirectory | None = None
+        self._added = 0
+        self._add_lock = threading.Lock()
         self.sinks: list[Sink] = []
         self.viewer: subprocess.Popen | None = None
 
@@ -261,12 +291,16 @@ class _Session:
         from tribe_stream.stream.pipeline import Pipeline, PipelineConfig
 
         s, o = self.s, self.s.options
+        if not s.medias and s._serve is None:
+            raise InputError("nothing to listen to: give at least one file, camera or microphone")
         s.notes = []
         clock = StreamClock()
         staggered = any(m.start_s for m in s.medias)  # then each stream has a clock of its own
         clocks = [StreamClock() if staggered else clock for _ in s.medias]
         opened = [self._sources(c, m) for c, m in zip(clocks, s.medias, strict=True)]
         want = tuple(dict.fromkeys(k for _, kinds in opened for k in kinds))
+        if s._serve is not None:  # streams to come may bring any medium
+            want = ("video", "audio", "text")
         models, extractors = s._models if s._models is not None else (Models(o), None)
         if extractors is None:
             extractors = models.live(want, o.text, s.notes)
@@ -286,13 +320,13 @@ class _Session:
         if publish is None and s._view is not None:
             publish = PublishOptions().validate()
         ids = [m.stream_id for m in s.medias]
-        if len(ids) > 1:
+        if len(ids) > 1 or s._serve is not None:
             base = (publish.stream_id if publish is not None else None) or "tribe-stream"
             ids = [sid or f"{base}-{i}" for i, sid in enumerate(ids)]
         if publish is not None:
-            if ids[0] is not None:
+            if ids and ids[0] is not None:
                 publish = replace(publish, stream_id=ids[0])
-            s.publisher = publish.publisher(model=loaded.identity, clock=clocks[0])
+            s.publisher = publish.publisher(model=loaded.identity, clock=(clocks or [None])[0])
             self.sinks.append(s.publisher)
             s.notes.append(f"publishing on {s.publisher.url}")
         if s._record is not None:
@@ -300,6 +334,7 @@ class _Session:
 
             self.sinks.append(RecorderSink(s._record, model=loaded.identity, clock=clocks[0]))
             s.notes.append(f"recording to {s._record}")
+        self._base = (publish.stream_id if publish is not None else None) or "tribe-stream"
         self.sinks += s._extra_sinks
         if s._view is not None:
             self.viewer = subprocess.Popen(
@@ -308,10 +343,12 @@ class _Session:
             # the viewer subscribes once its window is up: start the stream after that
             if not s.publisher.wait_for_subscribers(1, timeout=20.0):
                 log.warning("the viewer has not connected after 20 s; starting anyway")
-        if getattr(models, "warmed_for", 0) < len(opened):  # once per set of models and width
-            warm_up(extractors, engine, o.audio_context, streams=len(opened))
-            models.warmed_for = len(opened)
+        most = max(len(opened), (s._serve or {}).get("max_streams") or 0)
+        if getattr(models, "warmed_for", 0) < most:  # once per set of models and width
+            warm_up(extractors, engine, o.audio_context, streams=most)
+            models.warmed_for = most
         config = PipelineConfig(lag=o.lag, live=o.realtime, audio_context_s=o.audio_context)
+        self.extractors, self.engine, self.config = extractors, engine, config
         from tribe_stream.stream.serve import Server
 
         s.pipelines = []
@@ -325,8 +362,47 @@ class _Session:
             s.pipelines.append(
                 Pipeline(sources, engine, ex, sinks=sinks, config=config, clock=c, stream_id=sid)
             )
-        s.pipeline = s.pipelines[0]
-        s.server = Server(s.pipelines, clock=StreamClock() if staggered else clock, config=config)
+        s.pipeline = s.pipelines[0] if s.pipelines else None
+        serving = s._serve is not None
+        s.server = Server(
+            s.pipelines,
+            clock=StreamClock() if staggered or serving else clock,
+            config=config,
+            max_streams=s._serve["max_streams"] if serving else None,
+        )
+        s.server.keep_done = not serving
+
+    def add(self, media: Media) -> str:
+        """A stream more on the running server (`Stream.add`)."""
+        from tribe_stream.clock import StreamClock
+        from tribe_stream.stream.pipeline import Pipeline
+
+        s = self.s
+        if media.demo_seconds is not None:
+            raise InputError("add a file, camera, microphone or source; the demo clip runs alone")
+        with self._add_lock:
+            sid = media.stream_id or f"{self._base}-{len(s.medias) + self._added}"
+            self._added += 1
+        if sid in s.server.ids():
+            raise InputError(f"a stream {sid!r} is running already; give another stream_id")
+        s.server.check_room()  # busy: said before anything opens
+        clock = StreamClock()
+        sources, kinds = self._sources(clock, media)
+        ex = self.extractors.for_stream([m for m in self.extractors.active() if m in kinds])
+        channel = s.publisher.channel(sid, clock) if s.publisher is not None else None
+        sinks = ([channel] if channel is not None else []) + s._extra_sinks
+        p = Pipeline(sources, self.engine, ex, sinks=sinks, config=self.config, clock=clock,
+                     stream_id=sid)  # fmt: skip
+        if channel is not None:
+            p.on_release.append(channel.close)
+        try:
+            s.server.add(p)
+        except Exception:
+            p.stop()
+            for fn in p.on_release:
+                fn()
+            raise
+        return sid
 
     def _sources(self, clock, media: Media) -> tuple[list, tuple[str, ...]]:
         """A stream's sources on `clock`, and the kinds of media they give."""
@@ -377,11 +453,16 @@ class _Session:
     def __iter__(self) -> Iterator[Prediction]:
         s = self.s
         starts = [m.start_s for m in s.medias]
-        for _, p in s.server.predictions(s.options.seconds, stop=s._stop, starts=starts):
+        persistent = s._serve is not None
+        for _, p in s.server.predictions(
+            s.options.seconds, stop=s._stop, starts=starts, persistent=persistent
+        ):
             s.words = int(p.counters.get("words", 0))
             yield p
 
     def __exit__(self, *exc: object) -> None:
+        if self.s.server is not None:
+            self.s.server.released()
         for sink in self.sinks:
             try:
                 sink.close()

@@ -22,16 +22,26 @@ Fairness: each stream's work is bounded by its own queues (`PipelineConfig.max_p
 oldest seconds, counted in its headers; the others' work is never dropped for it. A stream whose
 sources end is flushed and leaves; one whose source or step raises leaves with what it had
 (counted in `counters["stream_failures"]`); the rest run on.
+
+Streams that come and go (a server that runs for days): `add` and `end` are safe from any thread
+while the loop runs (the loop admits and ends them at its next turn); beyond `max_streams` a new
+stream is refused with `ServerBusy`. `predictions(persistent=True)` keeps serving with no stream.
+A stream that leaves is released in a thread of its own (its sources and speech recogniser
+joined, `Pipeline.on_release` run: its publisher channel closed), so the others never wait for
+it; with `keep_done` off only its counters stay (`history`, the last 256).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from tribe_stream.clock import StreamClock
+from tribe_stream.errors import InputError
 from tribe_stream.stream.pipeline import Pipeline, PipelineConfig, WindowJob
 from tribe_stream.types import Prediction
 
@@ -78,6 +88,10 @@ def _groups(items: Iterable, key) -> dict[int, tuple[object, list]]:
     return out
 
 
+class ServerBusy(InputError):
+    """A stream beyond the server's `max_streams`: the caller is to try again later."""
+
+
 class Server:
     """Runs `pipelines` (one per stream, sharing extractors and engine) turn by turn."""
 
@@ -87,6 +101,7 @@ class Server:
         *,
         clock: StreamClock | None = None,
         config: PipelineConfig | None = None,
+        max_streams: int | None = None,
     ):
         self.streams: list[Pipeline] = list(pipelines)
         self.done: list[Pipeline] = []
@@ -108,15 +123,67 @@ class Server:
         }
         self._rr = 0  # round-robin offset for ties
         self._events: dict[str, int] | None = None  # compile counts when the clock started
+        self.max_streams = max_streams
+        self.keep_done = True
+        """Keep every stream that left in `done` (a finite run's report); off: released."""
+        self.history: deque[tuple[str, dict]] = deque(maxlen=256)  # (stream id, last counters)
+        self.running = False
+        self._lock = threading.Lock()  # guards the stream lists against `add`/`end` callers
+        self._inbox: list[tuple[float, Pipeline]] = []  # added while running, not yet admitted
+        self._ending: set[str] = set()
+        self._releasing: list[threading.Thread] = []
+        self._persistent = False
+        self._seconds: float | None = None
 
-    def add(self, pipeline: Pipeline) -> Pipeline:
-        self.streams.append(pipeline)
+    @property
+    def count(self) -> int:
+        """Streams running, waiting to start or just added."""
+        return len(self.streams) + len(self.waiting) + len(self._inbox)
+
+    def add(self, pipeline: Pipeline, start_s: float = 0.0) -> Pipeline:
+        """Another stream. While the loop runs (any thread): it starts at the next turn (after
+        `start_s` more seconds) on its own clock, zero at its start. `ServerBusy` beyond
+        `max_streams`."""
+        with self._lock:
+            self.check_room()
+            if not self.running:
+                self.streams.append(pipeline)
+            elif pipeline.clock is self.clock:
+                raise ValueError("a stream added while the server runs needs a clock of its own")
+            else:
+                self._inbox.append((start_s, pipeline))
         return pipeline
+
+    def check_room(self) -> None:
+        """`ServerBusy` if `max_streams` streams are here already."""
+        if self.max_streams is not None and self.count >= self.max_streams:
+            raise ServerBusy(
+                f"busy: {self.count} streams running, the most this server takes "
+                f"(max streams {self.max_streams}); try again when one has ended"
+            )
+
+    def end(self, stream_id: str) -> bool:
+        """End the stream `stream_id` at the next turn (any thread): it leaves as it is, its
+        sources stopped, and gives back what it held. False if no such stream is here."""
+        with self._lock:
+            ids = [p.stream_id for p in self.streams]
+            ids += [p.stream_id for _, p in self.waiting + self._inbox]
+            found = str(stream_id) in map(str, ids)
+            if found:
+                self._ending.add(str(stream_id))
+        return found
+
+    def ids(self) -> list[str]:
+        """The streams running, waiting or just added (their ids)."""
+        with self._lock:
+            return [str(p.stream_id) for p in self.streams] + [
+                str(p.stream_id) for _, p in self.waiting + self._inbox
+            ]
 
     @property
     def width(self) -> int:
         """Streams this server serves (the batch sizes follow it, `batch_limits`)."""
-        return max(1, len(self.streams) + len(self.done) + len(self.waiting))
+        return max(1, self.max_streams or 0, len(self.streams) + len(self.done) + len(self.waiting))
 
     # ----- one turn -----
 
@@ -244,7 +311,7 @@ class Server:
             self._events = now
 
     def _fail(self, p: Pipeline, exc: Exception) -> None:
-        if len(self.streams) + len(self.done) + len(self.waiting) == 1:
+        if len(self.streams) + len(self.done) + len(self.waiting) == 1 and not self._persistent:
             raise exc  # the only stream: its caller hears why
         self.counters["stream_failures"] += 1
         p.counters["stream_failed"] = 1
@@ -257,10 +324,65 @@ class Server:
         self._retire(p)
 
     def _retire(self, p: Pipeline) -> None:
-        if p in self.streams:
-            self.streams.remove(p)
-            self.done.append(p)
+        """`p` leaves: released in a thread of its own (see the module docs)."""
+        if p.retired:
+            return
+        p.retired = True
+        with self._lock:
+            if p in self.streams:
+                self.streams.remove(p)
+            if self.keep_done and p not in self.done:
+                self.done.append(p)
+        t = threading.Thread(
+            target=self._release, args=(p,), name=f"tribe-release-{p.stream_id}", daemon=True
+        )
+        t.start()
+        with self._lock:
+            self._releasing = [r for r in self._releasing if r.is_alive()] + [t]
+
+    def _release(self, p: Pipeline) -> None:
         p.stop()
+        for fn in p.on_release:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - releasing one thing must not keep the rest
+                log.warning("releasing stream %s: %s: %s", p.stream_id, type(exc).__name__, exc)
+        self.history.append((str(p.stream_id), p.all_counters()))
+
+    def released(self, timeout: float = 60.0) -> bool:
+        """Wait until every stream that left has given back what it held; True if all have."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._releasing)
+        for t in threads:
+            t.join(max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
+
+    def _admit(self) -> None:
+        """Streams added or ended by other threads since the last turn."""
+        with self._lock:
+            inbox, self._inbox = self._inbox, []
+            ending, self._ending = self._ending, set()
+        now = time.monotonic() - self.clock.t0_monotonic
+        for start, p in inbox:
+            p.until = self._seconds
+            if str(p.stream_id) not in ending:
+                try:
+                    p.warm_up()
+                except Exception as exc:  # noqa: BLE001 - that stream fails, not the server
+                    log.warning("stream %s could not warm up: %s", p.stream_id, exc)
+                    ending.add(str(p.stream_id))
+            with self._lock:
+                self.waiting.append((now + start, p))
+                self.waiting.sort(key=lambda sp: sp[0])
+        if not ending:
+            return
+        with self._lock:
+            gone = [p for _, p in self.waiting if str(p.stream_id) in ending]
+            self.waiting = [(t, p) for t, p in self.waiting if p not in gone]
+            self.streams += gone  # never started: retired like the rest
+        for p in [p for p in self.streams if str(p.stream_id) in ending]:
+            self._retire(p)
 
     # ----- the loop -----
 
@@ -271,35 +393,41 @@ class Server:
         idle_sleep: float = 0.01,
         stop=None,
         starts: Sequence[float] | None = None,
+        persistent: bool = False,
     ) -> Iterator[tuple[str | None, Prediction]]:
         """`(stream_id, prediction)` as they are made: starts every stream's sources, turns until
         each stream's sources end (then flushes its last seconds), it has `seconds` of stream
         time, or `stop` (a threading.Event) is set. Leaving early stops every source.
 
         `starts`: each stream's start, seconds after the first (independent sources start at
-        unrelated times); a stream starting later needs its own clock, zero at its start."""
+        unrelated times); a stream starting later needs its own clock, zero at its start.
+        `persistent`: serve on with no stream left, until `stop` (streams come with `add`)."""
         starts = list(starts) if starts is not None else [0.0] * len(self.streams)
         if len(starts) != len(self.streams) or min(starts, default=0.0) < 0:
             raise ValueError("starts: one offset of 0 s or more per stream")
         for p, s in zip(self.streams, starts, strict=True):
             if s > 0 and p.clock is self.clock:
                 raise ValueError("a stream starting later needs a clock of its own")
+        with self._lock:  # from here on `add` hands streams to the loop
+            initial, self.streams, self.running = list(self.streams), [], True
+        self._persistent, self._seconds = persistent, seconds
         interval = sys.getswitchinterval()
-        if self.config.switch_interval_s is not None:
-            sys.setswitchinterval(self.config.switch_interval_s)
-        for p in self.streams:
-            p.warm_up()
-            p.until = seconds  # a turn that catches up never makes a second past the limit
-        from tribe_stream.extractors.accel import compile_events
-
-        self._events = compile_events()
-        self.clock.restart()
-        self.waiting = sorted(
-            zip(starts, self.streams, strict=True), key=lambda sp: sp[0]
-        )  # fmt: skip
-        self.streams = []
         try:
-            while (self.streams or self.waiting) and (stop is None or not stop.is_set()):
+            if self.config.switch_interval_s is not None:
+                sys.setswitchinterval(self.config.switch_interval_s)
+            for p in initial:
+                p.warm_up()
+                p.until = seconds  # a turn that catches up never makes a second past the limit
+            from tribe_stream.extractors.accel import compile_events
+
+            self._events = compile_events()
+            self.clock.restart()
+            with self._lock:
+                self.waiting = sorted(zip(starts, initial, strict=True), key=lambda sp: sp[0])
+            while (self.streams or self.waiting or self._inbox or persistent) and (
+                stop is None or not stop.is_set()
+            ):
+                self._admit()
                 self._start_due()
                 preds = self.step(drain=False)
                 yield from preds
@@ -315,10 +443,14 @@ class Server:
                     time.sleep(self._idle(idle_sleep))
         finally:
             sys.setswitchinterval(interval)
-            self.streams += [p for _, p in self.waiting]
-            self.waiting = []
+            with self._lock:
+                self.running = False
+                self.streams += [p for _, p in self.waiting + self._inbox]
+                self.streams += [p for p in initial if not p.retired and p not in self.streams]
+                self.waiting, self._inbox = [], []
             for p in list(self.streams):
                 self._retire(p)
+            self.released()
             self._events = None
 
     def run(
@@ -350,18 +482,21 @@ class Server:
         """Start the streams whose time has come (each clock zero at its own start)."""
         base, base_wall = self.clock.t0_monotonic, self.clock.t0_wall
         while self.waiting and base + self.waiting[0][0] <= time.monotonic():
-            offset, p = self.waiting.pop(0)
+            with self._lock:
+                offset, p = self.waiting.pop(0)
+                self.streams.append(p)
             if p.clock is not self.clock:
                 p.clock.t0_monotonic, p.clock.t0_wall = base + offset, base_wall + offset
             for sink in p.sinks:  # consumers map stream time to wall time from the new zero
                 if hasattr(sink, "set_metadata"):
                     sink.set_metadata({"t0_wall": p.clock.t0_wall})
-            self.streams.append(p)
             try:
                 p.start()
             except Exception as exc:  # noqa: BLE001 - the only stream re-raises
                 self._fail(p, exc)
 
     def all_counters(self) -> dict[str, dict[str, float]]:
-        """Each stream's counters, by stream id."""
-        return {str(p.stream_id): p.all_counters() for p in self.done + self.streams}
+        """Each stream's counters, by stream id (those released: their last counters)."""
+        out = dict(self.history)
+        out.update({str(p.stream_id): p.all_counters() for p in self.done + self.streams})
+        return out

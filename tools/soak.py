@@ -1,0 +1,277 @@
+"""Long runs, measured: a server with streams arriving and leaving at random, or one command's
+memory over time.
+
+    python tools/soak.py serve --minutes 30 [--checkpoint demo] [--min-streams 2]
+        [--max-streams 4] [--seed 0] [--clip FILE] [--out soak.json]
+    python tools/soak.py watch [--every 60] -- tribe-stream run --file clip.mp4 --seconds 1200
+
+`serve`: one `Server` (the public `Stream` with `Stream.add`/`Stream.end`) running for
+`--minutes`, streams (file replays in real time, seeded arrivals and lifetimes) kept between
+`--min-streams` and `--max-streams`; each minute: host RSS (and GPU memory allocated when there
+is a GPU), streams started and ended, threads and open file descriptors, predictions, latency
+percentiles (capture -> published, `stream/latency.py`), drops and errors. A table at the end
+(markdown, for docs/BENCHMARKS.md) and the rows as JSON.
+
+`watch`: runs the command and prints its resident memory (VmRSS) every `--every` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (MB), from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def open_fds() -> tuple[int, int]:
+    """(open file descriptors, of which sockets) of this process."""
+    fds = os.listdir("/proc/self/fd")
+    socks = 0
+    for fd in fds:
+        try:
+            socks += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return len(fds), socks
+
+
+def watch(args) -> int:
+    if not args.cmd:
+        raise SystemExit("watch: give the command after --")
+    cmd = args.cmd[1:] if args.cmd[0] == "--" else args.cmd
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd)
+    rows = []
+    print(f"watching pid {proc.pid}: {' '.join(cmd)}", flush=True)
+    while proc.poll() is None:
+        time.sleep(min(args.every, 1.0))
+        t = time.monotonic() - t0
+        if not rows or t - rows[-1][0] >= args.every:
+            rows.append((t, rss_mb(proc.pid)))
+            print(f"watch: {t / 60:6.1f} min  RSS {rows[-1][1]:7.0f} MB", flush=True)
+    print("| minute | RSS MB |\n|---|---|")
+    for t, r in rows:
+        print(f"| {t / 60:.1f} | {r:.0f} |")
+    return proc.returncode
+
+
+COUNTED = ("dropped_bins", "dropped_seconds", "asr_dropped_chunks")
+FAULTS = ("extractor_errors", "engine_errors", "sink_errors", "asr_errors", "stream_failed")
+
+
+class Listener:
+    """A real subscriber: each prediction's end-to-end latency (data window end -> received,
+    `stream/latency.py`), kept for the minute it arrived in."""
+
+    def __init__(self, url: str):
+        from tribe_stream.client import Subscriber
+
+        self.sub = Subscriber(url)
+        self.delays: list[float] = []
+        self.received = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="soak-listener", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from tribe_stream.stream.latency import END_TO_END, stage_delays
+
+        while not self._stop.is_set():
+            msg = self.sub.recv(timeout=0.25)
+            if msg is None or msg.header.get("t0_wall") is None:
+                continue
+            d = stage_delays(msg.header, time.time() - msg.header["t0_wall"]).get(END_TO_END)
+            with self._lock:
+                self.received += 1
+                if d is not None:
+                    self.delays.append(d)
+
+    def take(self) -> tuple[int, list[float]]:
+        with self._lock:
+            n, d = self.received, self.delays
+            self.received, self.delays = 0, []
+        return n, d
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self.sub.close()
+
+
+def totals(server, seen: dict[str, dict]) -> tuple[float, float]:
+    """(drops, faults) summed over every stream so far (`seen` keeps the ended ones')."""
+    for _ in range(5):
+        try:
+            seen.update(server.all_counters())
+            break
+        except RuntimeError:  # a counter dict changed under us: again
+            time.sleep(0.01)
+    drops = sum(c.get(k, 0) for c in seen.values() for k in COUNTED)
+    return drops, sum(c.get(k, 0) for c in seen.values() for k in FAULTS)
+
+
+def gpu_mb() -> float | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.memory_allocated() / 2**20 if torch.cuda.is_available() else None
+
+
+def serve(args) -> int:
+    import socket
+    import tempfile
+
+    import numpy as np
+
+    from tribe_stream import Stream
+    from tribe_stream.options import StreamOptions
+    from tribe_stream.sources.clip import make_clip
+    from tribe_stream.stream.latency import quantiles
+    from tribe_stream.stream.producer import Media
+    from tribe_stream.stream.serve import ServerBusy
+
+    rng = random.Random(args.seed)
+    tmp = tempfile.TemporaryDirectory(prefix="tribe-soak-")
+    clip = args.clip or str(make_clip(Path(tmp.name) / "soak.mp4", args.clip_seconds, speech=True))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    options = StreamOptions(checkpoint=args.checkpoint, text=not args.no_text, device=args.device)
+    stream = Stream([], options).publish(url).serve(args.max_streams)
+    session = stream.open().__enter__()
+    made = [0]
+    runner = threading.Thread(
+        target=lambda: [made.__setitem__(0, made[0] + 1) for _ in session], name="soak-server"
+    )
+    runner.start()
+    while not stream.server.running:
+        time.sleep(0.01)
+    listener = Listener(url)
+    server, seen, rows = stream.server, {}, []
+    ends: dict[str, float] = {}  # stream id -> when it is to end
+    started = ended = busy = 0
+    t0 = time.monotonic()
+    next_arrival, minute_end = t0, t0 + 60
+    base_drops, base_faults = 0.0, 0.0
+    print(f"soak: {args.minutes:g} min, streams {args.min_streams}-{args.max_streams}, seed "
+          f"{args.seed}, clip {clip}; {'; '.join(stream.notes)}", flush=True)  # fmt: skip
+    try:
+        while time.monotonic() - t0 < args.minutes * 60 and runner.is_alive():
+            now = time.monotonic()
+            live = set(server.ids())
+            for sid in [s for s in ends if s not in live]:
+                ends.pop(sid)
+                ended += 1  # its clip ended
+            for sid in [s for s, t in ends.items() if t <= now]:
+                server.end(sid)
+                ends.pop(sid)
+                ended += 1
+            if now >= next_arrival or len(ends) < args.min_streams:
+                try:
+                    sid = stream.add(Media(file=clip))
+                    ends[sid] = now + rng.uniform(args.life_min, args.life_max)
+                    started += 1
+                except ServerBusy:
+                    busy += 1
+                next_arrival = now + rng.expovariate(1.0 / args.arrive_s)
+            if now >= minute_end:
+                minute_end += 60
+                gc.collect()
+                n, delays = listener.take()
+                drops, faults = totals(server, seen)
+                q = quantiles(delays, (50, 95, 99)) if delays else {}
+                n_fds, socks = open_fds()
+                row = {
+                    "minute": len(rows) + 1, "streams": len(server.ids()), "started": started,
+                    "ended": ended, "busy": busy, "rss_mb": round(rss_mb(), 1),
+                    "gpu_mb": gpu_mb(), "threads": threading.active_count(), "fds": n_fds,
+                    "sockets": socks, "received": n,
+                    **{k: round(v, 1) for k, v in q.items()},
+                    "drops": drops - base_drops, "errors": faults - base_faults,
+                }  # fmt: skip
+                base_drops, base_faults = drops, faults
+                started = ended = busy = 0
+                rows.append(row)
+                print("soak: " + json.dumps(row), flush=True)
+            time.sleep(0.05)
+    finally:
+        stream.stop()
+        runner.join(120)
+        listener.close()
+        session.__exit__(None, None, None)
+        tmp.cleanup()
+    if args.out:
+        Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+    print(table(rows))
+    rss = np.array([r["rss_mb"] for r in rows])
+    if len(rss) > 3:
+        print(f"RSS from minute 3 to the end: {rss[2]:.0f} -> {rss[-1]:.0f} MB "
+              f"(min {rss[2:].min():.0f}, max {rss[2:].max():.0f})")  # fmt: skip
+    return 0
+
+
+def table(rows: list[dict]) -> str:
+    cols = [("minute", "min"), ("streams", "streams"), ("started", "started"),
+            ("ended", "ended"), ("busy", "busy"), ("rss_mb", "RSS MB"), ("gpu_mb", "GPU MB"),
+            ("threads", "threads"), ("fds", "fds"), ("received", "received"),
+            ("p50", "p50 ms"), ("p95", "p95 ms"), ("p99", "p99 ms"), ("drops", "drops"),
+            ("errors", "errors")]  # fmt: skip
+    if all(r.get("gpu_mb") is None for r in rows):
+        cols = [c for c in cols if c[0] != "gpu_mb"]
+    out = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for k, _ in cols:
+            v = r.get(k)
+            cells.append("" if v is None else f"{v:.0f}" if isinstance(v, float) else str(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="mode", required=True)
+    w = sub.add_parser("watch", help="a command's RSS over time")
+    w.add_argument("--every", type=float, default=60.0, help="seconds between samples")
+    w.add_argument("cmd", nargs=argparse.REMAINDER)
+    v = sub.add_parser("serve", help="a server with streams coming and going")
+    v.add_argument("--minutes", type=float, default=30.0)
+    v.add_argument("--checkpoint", default="demo")
+    v.add_argument("--device", default=None)
+    v.add_argument("--min-streams", type=int, default=2)
+    v.add_argument("--max-streams", type=int, default=4, help="the server's limit too")
+    v.add_argument("--arrive-s", type=float, default=20.0, help="mean seconds between arrivals")
+    v.add_argument("--life-min", type=float, default=20.0, help="a stream's shortest life (s)")
+    v.add_argument("--life-max", type=float, default=120.0, help="and longest (s)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--clip", help="media file each stream replays (default: a generated one)")
+    v.add_argument("--clip-seconds", type=float, default=150.0)
+    v.add_argument("--no-text", action="store_true", help="no speech recognition and text")
+    v.add_argument("--out", help="the rows as JSON")
+    args = ap.parse_args()
+    return watch(args) if args.mode == "watch" else serve(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
