@@ -264,7 +264,7 @@ def test_score_command_writes_the_map_ceiling_regions_and_picture(tmp_path):
     expected = score(tmp_path / "pred.npy", runs)
     values, _, meta = read_prediction_file(out)
     np.testing.assert_allclose(values[0], expected.r, atol=1e-6)
-    assert meta["map"] == "pearson_r" and meta["volumes"][0] == 5
+    assert meta["map"] == "pearson_r" and meta["scan"]["volumes"][0] == 5
     ceiling = read_prediction_file(tmp_path / "r.ceiling.func.gii").values[0]
     np.testing.assert_allclose(ceiling, expected.ceiling, atol=1e-6)
     with open(tmp_path / "r.regions.csv") as f:

@@ -295,12 +295,13 @@ def score(
     ceiling = noise_ceiling(measured)[0].astype(np.float32) if len(runs) > 1 else None
     measured = measured[0] if len(runs) == 1 else np.mean(measured, axis=0)
     r = pearson(predicted, measured).astype(np.float32)
-    meta = {
-        **meta,
-        "scored_against": [r.source for r in runs],
+    rows = ("times_s", "volumes", "tr_s", "onset_s")  # the prediction's rows: not the map's
+    meta = {k: v for k, v in meta.items() if k not in rows}
+    meta["scan"] = {
+        "bold": [r.source for r in runs],
         "tr_s": tr,
         "onset_s": float(onset),
-        "volumes": volumes.tolist(),
+        "volumes": volumes.tolist(),  # those scored: from the first with a prediction
         "times_s": times.tolist(),
     }
     return ScoreResult(
