@@ -129,14 +129,14 @@ def stream_info(
     info = pylsl.StreamInfo(name, stype, n_channels, 1.0, pylsl.cf_float32, source_id)
     desc = info.desc()
     mesh = metadata.get("mesh") or FSAVERAGE5
-    ts = _describe(desc, metadata, mesh=str(mesh.get("name", "fsaverage5")), units=UNITS,
+    reg = metadata.get("regions") or {}
+    units = UNITS if names is None else f"{UNITS}; {reg.get('units') or 'region means'}"
+    ts = _describe(desc, metadata, mesh=str(mesh.get("name", "fsaverage5")), units=units,
                    timestamps=_STAMP_TEXT.get(stamp, _STAMP_TEXT["arrival"]))  # fmt: skip
     if names is not None:
-        reg = metadata["regions"]
         ts.append_child_value("hemisphere_order", "left (lh.) then right (rh.) regions")
         ts.append_child_value("atlas", str(reg.get("name") or reg.get("atlas", "")))
         ts.append_child_value("atlas_id", str(reg.get("atlas", "")))
-        ts.append_child_value("region_values", str(reg.get("units", "")))
     else:
         hemis = mesh.get("hemispheres", FSAVERAGE5["hemispheres"])
         ts.append_child_value(
