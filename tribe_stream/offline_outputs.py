@@ -233,7 +233,7 @@ def save_predictions(
     from tribe_stream.volume_outputs import is_volume, save_volume
 
     if is_volume(preds, path):  # the subcortical model's voxels: NIfTI (volume_outputs.py)
-        return save_volume(preds, path, words=words)
+        return save_volume(preds, path, words_path(path) if words else None)
     files = output_files(path, words=words)
     suffix = output_suffix(path)
     values = np.ascontiguousarray(preds.values, dtype=np.float32)
@@ -378,7 +378,8 @@ def read_prediction_file(path: str | os.PathLike) -> PredictionFile:
     from tribe_stream.volume_outputs import read_volume, volume_suffix
 
     if volume_suffix(path):  # a volume (the subcortical model's): volume_outputs.py
-        return PredictionFile(*read_volume(path))
+        values, meta = read_volume(path)
+        return PredictionFile(values, _row_seconds(meta, len(values), None), meta)
     p = pair_name(path)
     try:
         suffix, stem = output_suffix(p), output_stem(p)

@@ -44,15 +44,12 @@ def volume_files(path: str | os.PathLike) -> list[Path]:
     return [p, p.with_name(p.name[: -len(suffix)] + ".json")]
 
 
-def head_path(path: str | os.PathLike, space: dict) -> Path:
-    """Where a second head's output goes beside the output `path`, by its space (metadata's
-    `space`): `out/clip.func.gii` -> `out/clip.subcortical.nii.gz` (a volume),
-    `out/clip.fsaverage5.func.gii` (a surface)."""
-    from tribe_stream.offline_outputs import output_stem
-
-    p = Path(path).expanduser()
-    stem = output_stem(p)
-    suffix = ".nii.gz" if space["kind"] == "volume" else p.name[len(stem.name) :]
+def head_path(path: str | os.PathLike, stem: Path, space: dict) -> Path:
+    """Where a second head's output goes beside the output `path` (`stem`: its name without
+    the format's suffix), by its space (metadata's `space`): `out/clip.func.gii` ->
+    `out/clip.subcortical.nii.gz` (a volume), `out/clip.fsaverage5.func.gii` (a surface)."""
+    name = Path(path).name
+    suffix = ".nii.gz" if space["kind"] == "volume" else name[len(stem.name) :]
     return stem.with_name(f"{stem.name}.{space['name']}{suffix}")
 
 
@@ -79,17 +76,16 @@ def _space(preds: Predictions) -> OutputSpace:
 def save_volume(
     preds: Predictions,
     path: str | os.PathLike,
+    words: Path | None = None,
     *,
-    words: bool = True,
     mask: VolumeMask | None = None,
 ) -> list[Path]:
-    """Write volume predictions `(T, n_voxels)` as `path` (.nii.gz), its JSON sidecar and (with
-    `words`) its words file; the NIfTI last, so its rename marks the set finished."""
-    from tribe_stream.offline_outputs import words_path
+    """Write volume predictions `(T, n_voxels)` as `path` (.nii.gz), its JSON sidecar and the
+    `words` file (when given); the NIfTI last, so its rename marks the set finished."""
     from tribe_stream.spaces import mask_for
     from tribe_stream.transcripts import write_official_transcript
 
-    files = volume_files(path) + ([words_path(path)] if words else [])
+    files = volume_files(path) + ([Path(words)] if words is not None else [])
     for f in files:
         check_output(f, (f.suffix,))
     mask = mask or mask_for(_space(preds))
@@ -97,7 +93,7 @@ def save_volume(
     if values.ndim != 2 or values.shape[1] != len(mask):
         raise InputError(f"volume predictions of shape {values.shape}; expected (T, {len(mask)})")
     meta = _metadata(preds, mask)
-    if words:
+    if words is not None:
         write_official_transcript(files[2], preds.words or [])
     text = json.dumps(meta, indent=2, default=str) + "\n"
     atomic_write(files[1], lambda tmp: tmp.write_text(text))
@@ -141,10 +137,8 @@ def _write_nifti(tmp: Path, data: np.ndarray, mask: VolumeMask, meta: dict) -> N
         tmp.write_bytes(raw)
 
 
-def read_volume(
-    path: str | os.PathLike, mask: VolumeMask | None = None
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Read back what `save_volume` wrote: `(values (T, n_voxels) float32, seconds, metadata)`;
+def read_volume(path: str | os.PathLike, mask: VolumeMask | None = None) -> tuple[np.ndarray, dict]:
+    """Read back what `save_volume` wrote: `(values (T, n_voxels) float32, metadata)`;
     the voxels are the mask's, in output order (the atlas read as `spaces.subcortical_mask`)."""
     import nibabel as nib
 
@@ -170,7 +164,4 @@ def read_volume(
         raise InputError(
             f"{path} is a {data.shape[:3]} volume not on the subcortical mask's grid {mask.shape}"
         )
-    values = mask.from_volume(data)
-    first = meta.get("first_second", 0)
-    first = first if isinstance(first, int) and not isinstance(first, bool) else 0
-    return values, np.arange(first, first + len(values)), meta
+    return mask.from_volume(data), meta
