@@ -173,3 +173,20 @@ def test_gpu_reused_decoder_graphs_equal_a_fresh_decoders(gpu_text):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     reused.close()
     fresh.close()
+
+
+@cuda
+def test_gpu_batched_words_equal_each_streams_graph_steps(gpu_text):
+    from tribe_stream.extractors.text import add_many
+
+    ex = sibling(gpu_text, keep_idle=8)
+    ex.compile = True
+    texts = [STORY[:10], STORY[10:20], OTHER + STORY[:1]]
+    with ex.live() as a, ex.live() as b, ex.live() as c:
+        own = [np.stack([lv.add(w) for w in t]) for lv, t in zip((a, b, c), texts, strict=True)]
+    lives = [ex.live() for _ in texts]
+    got = np.stack([add_many(lives, [t[k] for t in texts]) for k in range(10)], axis=1)
+    for i in range(3):
+        np.testing.assert_allclose(got[i], own[i], rtol=0, atol=2e-2 * np.abs(own[i]).max())
+    for lv in lives:
+        lv.close()
