@@ -468,7 +468,7 @@ class PublishOptions:
         "an atlas by name (as --atlas) or left and right annotations (.annot or .label.gii): "
         "also publish each second's region means on the tribe.roi topic",
         nargs="+",
-        metavar="NAME|LH RH",
+        metavar=("NAME|LH", "RH"),
     )
     regions: tuple[str, ...] | None = _region_option()
 
