@@ -1,4 +1,5 @@
-"""`tribe-stream movie`: an MP4 of a recording, optionally beside the stimulus video."""
+"""`tribe-stream movie`: an MP4 of a prediction file or recording, optionally beside the stimulus
+video, with its sound."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import argparse
 from tribe_stream.options import number
 
 NAME = "movie"
-HELP = "render a recording (.h5) as an MP4 of the cortex, optionally beside the stimulus video"
+HELP = "render predictions as an MP4 of the cortex, optionally beside the stimulus video"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tribe_stream.surface.colors import COLORMAPS
     from tribe_stream.surface.views import VIEWS
 
-    parser.add_argument("recording", help="recording made by `tribe-stream record` (.h5)")
+    parser.add_argument(
+        "recording",
+        help="prediction file (.npy, .h5, .func.gii or .mgh/.mgz pair: either hemisphere or the "
+        "common name) or a recording made by `tribe-stream record`",
+    )
     parser.add_argument("--out", required=True, help="output .mp4")
     parser.add_argument("--size", help="movie size WIDTHxHEIGHT, even numbers (default 1280x720)")
     parser.add_argument(
@@ -29,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", nargs="+", default=["both"], choices=list(VIEWS))
     parser.add_argument("--cmap", default="cold_hot", choices=list(COLORMAPS))
     parser.add_argument("--threshold-pct", type=number(minimum=0, maximum=100), default=50.0)
-    parser.add_argument("--stimulus", default=None, help="stimulus video to show on the left")
+    parser.add_argument(
+        "--stimulus", default=None, help="stimulus video to show on the left (its sound kept)"
+    )
     parser.add_argument(
         "--stimulus-offset",
         type=float,
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     w, h = info["size"]
     print(
         f"wrote {args.out}: {info['frames']} frames of {w}x{h} ({info['codec']}) "
-        f"from {info['seconds']} predicted seconds"
+        f"from {info['seconds']} predicted rows"
+        + (", with the stimulus's sound" if info["sound"] else "")
     )
     return 0

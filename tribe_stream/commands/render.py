@@ -10,7 +10,7 @@ import argparse
 from tribe_stream.options import AtlasOptions, add_options, from_args, number
 
 NAME = "render"
-HELP = "draw a prediction (.npy or recording) on the cortex as a PNG, several views, colorbar"
+HELP = "draw a prediction (any prediction file or recording) on the cortex as a PNG, colorbar"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "pred",
         nargs="+",
-        help="(20484,) or (seconds, 20484) .npy file, or a recording (.h5); with --rgb: a "
+        help="prediction file: .npy ((20484,) or (T, 20484)), .h5 (predict's or a recording), "
+        ".func.gii or .mgh/.mgz pair (either hemisphere or the common name); with --rgb: a "
         "prediction file with its contributions beside it, or the contribution files",
     )
     parser.add_argument("--out", required=True, help="output PNG path")
@@ -29,7 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cmap", default="cold_hot", choices=list(COLORMAPS), help="colormap")
     parser.add_argument("--size", help="image size WIDTHxHEIGHT (default 1200x900)")
-    parser.add_argument("--second", type=int, default=None, help="which row/second to draw")
+    parser.add_argument(
+        "--second",
+        type=float,
+        default=None,
+        help="which row to draw: its stimulus second (after predict --tr: volume time - 5 s; "
+        "negative: counted from the end)",
+    )
     parser.add_argument(
         "--threshold", type=float, default=None, help="hide |values| at or below this"
     )

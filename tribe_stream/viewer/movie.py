@@ -57,27 +57,32 @@ def pick_codec(preferred: str | None = None) -> str:
 
 
 def frame_values(
-    values: np.ndarray, seconds: np.ndarray, times: np.ndarray, interpolate: bool
-) -> Iterator[tuple[float, np.ndarray, int]]:
-    """(t, map, nearest second) for each movie time; seconds may have gaps.
+    values: np.ndarray,
+    seconds: np.ndarray,
+    times: np.ndarray,
+    interpolate: bool,
+    step: float = 1.0,
+) -> Iterator[tuple[float, np.ndarray, float]]:
+    """(t, map, nearest row's second) for each movie time; seconds may have gaps. A row covers
+    `[second, second + step)` (`step`: 1 s, or a scan's TR after `predict --tr`).
 
-    Steps: the row whose stimulus second contains t (the last one before, across a gap).
-    Interpolated: linear between the rows whose centres (second + 0.5) bracket t.
+    Steps: the row whose span contains t (the last one before, across a gap).
+    Interpolated: linear between the rows whose centres (second + step / 2) bracket t.
     """
     rows = np.argsort(seconds, kind="stable")
     secs = np.asarray(seconds, dtype=np.float64)[rows]
-    centres = secs + 0.5
+    centres = secs + step / 2
     for t in times:
         if not interpolate or len(secs) == 1:
             i = int(np.clip(np.searchsorted(secs, t, side="right") - 1, 0, len(secs) - 1))
-            yield float(t), np.asarray(values[rows[i]], dtype=np.float32), int(secs[i])
+            yield float(t), np.asarray(values[rows[i]], dtype=np.float32), float(secs[i])
             continue
         j = int(np.searchsorted(centres, t, side="right"))
         i0, i1 = max(j - 1, 0), min(j, len(centres) - 1)  # the same row outside the centres
         w = 0.0 if i0 == i1 else float((t - centres[i0]) / (centres[i1] - centres[i0]))
         a = np.asarray(values[rows[i0]], dtype=np.float32)
         b = np.asarray(values[rows[i1]], dtype=np.float32)
-        nearest = int(secs[i1] if w >= 0.5 else secs[i0])
+        nearest = float(secs[i1] if w >= 0.5 else secs[i0])
         yield float(t), (1 - w) * a + w * b, nearest
 
 
@@ -130,8 +135,46 @@ class StimulusFrames:
         self._container.close()
 
 
+def stimulus_sound(path: Path, start: float, end: float) -> tuple[np.ndarray, int] | None:
+    """The stimulus's sound from stimulus time `start` to `end` (silence outside it), mono
+    float32, and its rate; None when it has no sound (`media.read_sound`: a late start and
+    gaps are silence)."""
+    from tribe_stream.errors import SourceError
+    from tribe_stream.media import read_sound
+
+    try:
+        sound = read_sound(path)
+    except SourceError:
+        return None
+    rate, samples = sound.rate, np.asarray(sound.samples, np.float32)
+    a, b = int(round(start * rate)), int(round(end * rate))
+    out = np.zeros(max(0, b - a), np.float32)
+    lo, hi = max(a, 0), min(b, len(samples))
+    if hi > lo:
+        out[lo - a : hi - a] = samples[lo:hi]
+    return out, rate
+
+
+def mux_sound(container, samples: np.ndarray, rate: int) -> None:
+    """Encode `samples` (mono float32 from movie time 0) as the movie's AAC track."""
+    import av
+
+    stream = container.add_stream("aac", rate=rate, layout="mono")
+    stream.time_base = Fraction(1, rate)
+    n = 1024
+    for i in range(0, len(samples), n):
+        piece = np.ascontiguousarray(np.clip(samples[i : i + n], -1, 1)[None, :])
+        frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def write_movie(recording_path: str | Path, opt: MovieOptions) -> dict:
-    """Render `recording_path` to `opt.out`; returns {"frames", "seconds", "codec", "size"}."""
+    """Render any prediction file or recording (`read_prediction_file`) to `opt.out`, with the
+    stimulus's sound when it has some; returns {"frames", "seconds", "codec", "size", "sound"}."""
     import av
 
     from tribe_stream.offline_outputs import read_prediction_file
@@ -156,7 +199,7 @@ def write_movie(recording_path: str | Path, opt: MovieOptions) -> dict:
         brain_w = w - stim_w
         stim = StimulusFrames(Path(opt.stimulus), stim_w, h, opt.stimulus_offset_s)
 
-    start, end = float(seconds.min()), float(seconds.max()) + 1.0
+    start, end = float(seconds.min()), float(seconds.max()) + pred.tr
     n_frames = max(1, int(round((end - start) * opt.fps)))
     times = start + np.arange(n_frames) / opt.fps
     codec = pick_codec(opt.codec)
@@ -173,19 +216,30 @@ def write_movie(recording_path: str | Path, opt: MovieOptions) -> dict:
     untrained = is_untrained(pred.metadata)
     out = Path(opt.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    sound = None
     container = av.open(str(out), mode="w")
     if untrained:  # the file says it too, not only its pictures
         container.metadata["comment"] = UNTRAINED_LABEL
     try:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        sound = (
+            None
+            if opt.stimulus is None
+            else stimulus_sound(
+                Path(opt.stimulus), start + opt.stimulus_offset_s, end + opt.stimulus_offset_s
+            )
+        )
+        if sound is not None:  # first: its few packets wait in the muxer for the pictures
+            mux_sound(container, *sound)
         if codec in ("libx264", "h264"):
             stream.options = {"crf": "20", "preset": "veryfast"}
         else:
             stream.bit_rate = 4_000_000
-        for i, (t, vals, sec) in enumerate(frame_values(values, seconds, times, opt.interpolate)):
+        frames = frame_values(values, seconds, times, opt.interpolate, pred.tr)
+        for i, (t, vals, sec) in enumerate(frames):
             scene.show_map(vals, limits)
-            line = f"second {sec}   stimulus t = {t:.1f} s   BOLD {t + 5:.1f} s"
+            line = f"second {sec:g}   stimulus t = {t:.1f} s   BOLD {t + pred.offset:.1f} s"
             scene.set_hud(tagged(line, {"untrained": untrained}))
             brain = scene.render()[..., :3]
             rgb = brain if stim is None else np.concatenate([stim.at(t), brain], axis=1)
@@ -207,4 +261,5 @@ def write_movie(recording_path: str | Path, opt: MovieOptions) -> dict:
         "codec": codec,
         "size": (w, h),
         "untrained": untrained,
+        "sound": sound is not None,
     }

@@ -109,7 +109,7 @@ def _picture(show, title: str, **scene_args) -> np.ndarray:
 
 
 def load_contributions(
-    paths: list[str | Path], second: int | None = None
+    paths: list[str | Path], second: float | None = None
 ) -> tuple[np.ndarray, str, list[str]]:
     """The modalities' contributions as RGB channels `(20484, 3)` (text, audio, video; an
     absent modality's channel is NaN: black, and left out of the scale), a caption, and the
@@ -157,11 +157,11 @@ def load_contributions(
         origins[m] = (meta.get("stimulus_sha256"), model)
         if second is None:
             row = values.mean(axis=0)
-        elif second in shapes[m]:
-            row = values[shapes[m].index(second)]
+        elif (hit := np.flatnonzero(np.isclose(seconds, second))).size:
+            row = values[hit[0]]
         else:
             raise InputError(
-                f"{f} has seconds {seconds[0]}..{seconds[-1]}; --second {second} is not there"
+                f"{f} has seconds {seconds[0]:g}..{seconds[-1]:g}; --second {second:g} is not there"
             )
         channels[:, MODALITIES.index(m)] = check_values(row, str(f))
     if len({tuple(s) for s in shapes.values()}) > 1 or len(set(origins.values())) > 1:
@@ -174,7 +174,7 @@ def load_contributions(
     name = output_stem(pair_name(next(iter(files.values())))).name  # without hemisphere, modality
     if suffix := _modality_suffix(name):
         name = name.removesuffix(f".{suffix}")
-    when = "mean over time" if second is None else f"second {second}"
+    when = "mean over time" if second is None else f"second {second:g}"
     return channels, f"{name}  {'/'.join(found)}  {when}", found
 
 
