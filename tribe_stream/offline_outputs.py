@@ -17,9 +17,12 @@ Contributions (`predict --contributions`: each modality alone) go beside the mai
 format, the modality before the extension: `clip.text.npy`, `clip.audio.lh.func.gii`, ...; their
 metadata say which modality (`contribution`).
 
-Every file records TR 1 s, the 5 s hemodynamic offset, the model and the stimulus, and is written
+Every file records its TR (1 s, or the scan's after `predict --tr`: `scan_timing.py`, with each
+row's acquisition time), the 5 s hemodynamic offset, the model and the stimulus, and is written
 atomically (a temporary name in the same folder, then a rename): no half-written file is ever
-left under its final name.
+left under its final name. BIDS names (`bids_output`: `sub-01_task-x_hemi-L_space-fsaverage5_
+desc-tribe_bold.func.gii`, ...) add a JSON sidecar in every format (`bids_fields`).
+`read_prediction_file` reads every one of them back, and recordings (docs/OUTPUTS.md).
 """
 
 from __future__ import annotations
