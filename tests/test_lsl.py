@@ -69,10 +69,11 @@ def test_lsl_bridge_channels_desc_values_clock_and_markers():
     clock = StreamClock()
     model = {"name": "demo", "source": "demo", "untrained": True}
     pub = Publisher("tcp://127.0.0.1:*", stream_id="cam0", model=model, clock=clock)
+    other = pub.channel("cam9")  # another stream on the socket: not bridged
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "tribe_stream.cli", "lsl", pub.url),
-            *("--source-id", source_id, "--outlet-name", "tribe-test"),
+            *("--source-id", source_id, "--outlet-name", "tribe-test", "--stream-id", "cam0"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -88,6 +89,7 @@ def test_lsl_bridge_channels_desc_values_clock_and_markers():
             if k == 2:  # one that cannot be encoded: a gap in seq, and a publisher error
                 pub.send(Prediction(9, np.zeros(3, np.float32), (9, 10.0), 14.0))
             pub.send(pred(k))
+            other.send(pred(k + 1))
         samples, stamps = pull(data, 3)
         pub.close()  # its last heartbeat says the stream ended (and counts the error)
         markers, mstamps = pull(marks, 8)

@@ -308,11 +308,13 @@ def run_bridge(
     metadata_wait: float = 3.0,
     linger_s: float = 1.0,
     markers: bool = True,
+    stream_id: str | None = None,
     bridge_kwargs: Mapping[str, Any] | None = None,
     **subscriber_kwargs: Any,
 ) -> dict[str, Any]:
     """Subscribe to `url` and feed an LSL outlet (and, `markers`, the marker outlet) until
-    `stop` or `count` predictions (a stream that ends and starts again is followed on).
+    `stop` or `count` predictions (a stream that ends and starts again is followed on). One
+    stream: `stream_id`, or the first whose metadata comes (a publisher may carry several).
 
     The outlets are made when the stream metadata arrives (or from the first prediction's header
     if none comes within `metadata_wait` s), since their description cannot change later.
@@ -334,14 +336,19 @@ def run_bridge(
             if msg is not None and msg.topic != "metadata":
                 waiting.append(msg)
             if bridge is None:
+                del waiting[:-600]  # until the metadata comes
                 meta = sub.metadata
-                first = next((m for m in waiting if m.topic == topic), None)
+                if meta is not None and stream_id not in (None, meta.get("stream_id")):
+                    meta = None  # another stream's
+                ours = (m for m in waiting if m.topic == topic and stream_id in (None, m.stream_id))
+                first = next(ours, None)
                 late = first is not None and time.time() - first.received >= metadata_wait
                 if meta is None and not regions and late:  # region names: only in metadata
                     meta = first.header
                 if meta is None:
                     continue
                 bridge = LslBridge(meta, **kwargs)
+                stream_id = str(meta.get("stream_id"))
                 info = bridge.info
                 log.info("LSL outlet %r (type %s, source_id %s) with %d channels", info.name(),
                          info.type(), info.source_id(), info.channel_count())  # fmt: skip
@@ -349,6 +356,8 @@ def run_bridge(
                     marks = MarkerOutlet(meta, name=info.name(),
                                          source_id=f"{info.source_id()}:markers")  # fmt: skip
             for m in waiting:
+                if m.stream_id != stream_id:
+                    continue
                 if m.topic == topic:
                     bridge.push(m)
                 if marks is not None and m.topic in ("prediction", "status"):

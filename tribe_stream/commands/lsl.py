@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(the stream's tribe.roi topic: start it with --roi ATLAS, --region NAME for some)",
     )
     parser.add_argument(
+        "--stream-id",
+        help="with several streams on one publisher (serve), the one to bridge (default: the "
+        "first whose metadata comes)",
+    )
+    parser.add_argument(
         "--markers",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -55,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         stop=stop,
         count=args.count,
         markers=args.markers,
+        stream_id=args.stream_id,
         bridge_kwargs={
             "name": args.outlet_name,
             "stype": args.type,
