@@ -226,3 +226,26 @@ def test_region_outlet_description_and_refusal():
     assert model.child("note").empty()  # trained weights: no untrained label
     with pytest.raises(InputError, match="--roi"):
         stream_info({"stream_id": "cam2"}, regions=True)
+
+
+def test_no_markers_leaves_the_marker_outlet_out():
+    from tribe_stream.lsl import run_bridge
+
+    source_id = f"test-{uuid.uuid4().hex[:8]}"
+    stop, summary = threading.Event(), {}
+    with Publisher("tcp://127.0.0.1:*", stream_id="cam3") as pub:
+        kwargs = {"source_id": source_id, "labels": False}
+        bridge = threading.Thread(target=lambda: summary.update(
+            run_bridge(pub.url, stop=stop, markers=False, bridge_kwargs=kwargs, linger_s=0)
+        ))  # fmt: skip
+        bridge.start()
+        try:
+            assert pub.wait_for_subscribers(1, timeout=20)
+            data = inlet(source_id)
+            pub.send(pred(0))
+            assert len(pull(data, 1)[0]) == 1
+            assert not resolve_streams(timeout=1, source_id=f"{source_id}:markers")
+        finally:
+            stop.set()
+            bridge.join(timeout=20)
+    assert summary["pushed"] == 1 and summary["words"] == summary["events"] == 0
