@@ -361,6 +361,17 @@ class TextExtractor(GroupedExtractor):
                 return
         dec.release()
 
+    def prefill(self, streams: int) -> int:
+        """Have `streams` idle decoders, each with every static step made (`LiveText.warm`), so
+        a server's first streams pay no warm-up either; the pool keeps at least that many.
+        Returns the steps made."""
+        self.keep_idle = max(self.keep_idle, streams)
+        lives = [self.live() for _ in range(streams)]  # the idle ones first
+        made = sum(lv.warm() for lv in lives)
+        for lv in lives:
+            lv.close()
+        return made
+
     @property
     def idle_decoders(self) -> int:
         """Decoders of closed live contexts waiting for the next one."""
