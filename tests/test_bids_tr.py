@@ -152,3 +152,16 @@ def test_predict_writes_bids_files_at_the_scan_tr(tmp_path):
     )
     assert got.metadata["volumes"] == [3, 4, 5, 6, 7] and got.times.tolist() == side["times_s"]
     assert got.times.tolist() == [5.0, 6.5, 8.0, 9.5, 11.0]
+
+
+def test_python_api_checks_the_scan_options():
+    from tribe_stream.options import PredictOptions
+
+    assert PredictOptions(tr="2", onset="-1.5").validate().onset == -1.5
+    for kw, message in [
+        ({"tr": 2, "onset": "x"}, "--onset must be a number of seconds, not 'x'"),
+        ({"onset": 1.0}, "give the scan's --tr too"),
+        ({"tr": float("inf")}, "--tr must be a finite number of seconds above 0"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            PredictOptions(**kw).validate()

@@ -387,11 +387,15 @@ class PredictOptions(ModelOptions, FeatureOptions):
 
     def validate(self) -> PredictOptions:
         if self.tr is not None:
-            check_seconds("--tr", self.tr)
+            self.tr = check_seconds("--tr", self.tr)
+        try:
+            self.onset = float(self.onset)
+        except (TypeError, ValueError):
+            raise InputError(f"--onset must be a number of seconds, not {self.onset!r}") from None
+        if not math.isfinite(self.onset):
+            raise InputError(f"--onset must be a finite number of seconds, not {self.onset}")
         if self.onset != 0.0 and self.tr is None:
             raise InputError("--onset places a scan's first volume: give the scan's --tr too")
-        if not math.isfinite(float(self.onset)):
-            raise InputError(f"--onset must be a finite number of seconds, not {self.onset}")
         if self.subcortical is not None and (
             not isinstance(self.subcortical, str) or not self.subcortical.strip()
         ):
