@@ -202,5 +202,51 @@ def test_both_heads_from_one_extraction_equal_each_alone(tmp_path, fsl, monkeypa
     assert tmp_path / "out.subcortical.nii.gz" in files
     back = read_prediction_file(tmp_path / "out.subcortical.nii.gz")
     np.testing.assert_array_equal(back.values, sub.values)
+    from tribe_stream.cifti import read_dtseries
+
+    files = preds.save(tmp_path / "both.dtseries.nii")  # one file: cortex and voxels
+    assert [f.name for f in files] == ["both.dtseries.nii", "both.json", "both.words.tsv"]
+    dense = read_dtseries(tmp_path / "both.dtseries.nii", volume=subcortical_mask(fsl))
+    np.testing.assert_allclose(dense.values, preds.values, rtol=1e-6)
+    np.testing.assert_allclose(dense.volume, sub.values, rtol=1e-6)
+    assert dense.tr == 1.0 and dense.start == 5.0  # row 0: the predicted BOLD at 5 s
+    np.testing.assert_array_equal(read_prediction_file(files[0]).values, dense.values)
     with pytest.raises(CheckpointError, match="must read the same features"):
         Predictor(checkpoint=str(MODEL), subcortical=str(head))
+
+
+def test_a_dense_series_holds_the_cortex_and_the_subcortical_voxels(tmp_path):
+    """CIFTI-2: the two cortical surfaces, then one volume model per Harvard-Oxford structure
+    (the mask's grid and affine); read back equal with nibabel and with `read_dtseries`."""
+    import nibabel as nib
+
+    from tribe_stream.cifti import read_dtseries, volume_structure, write_dtseries
+
+    mask = subcortical_mask(ATLAS)
+    rng = np.random.default_rng(1)
+    cortex = rng.standard_normal((3, 20484)).astype(np.float32)
+    sub = rng.standard_normal((3, N_VOXELS)).astype(np.float32)
+    out = write_dtseries(tmp_path / "both.dtseries.nii", cortex, tr=1.0, volume=(mask, sub))
+    img = nib.load(str(out))
+    models = img.header.get_axis(1)
+    data = img.get_fdata(dtype=np.float32)
+    seen = {}
+    for name, columns, model in models.iter_structures():
+        seen[name] = model
+        if not model.volume_mask.any():
+            continue
+        np.testing.assert_array_equal(model.affine, mask.affine)
+        assert tuple(model.volume_shape) == mask.shape
+        cols = np.arange(len(data[0]))[columns]
+        for ijk, col in zip(np.asarray(model.voxel), cols, strict=True):
+            ours = np.nonzero((mask.ijk == ijk).all(1))[0][0]
+            assert data[0, col] == sub[0, ours]
+            assert volume_structure(mask.structures[ours]) == name
+    assert "CIFTI_STRUCTURE_THALAMUS_LEFT" in seen and "CIFTI_STRUCTURE_ACCUMBENS_RIGHT" in seen
+    thalamus = (mask.label == mask.names.index("Left Thalamus")).sum()
+    assert seen["CIFTI_STRUCTURE_THALAMUS_LEFT"].volume_mask.sum() == thalamus
+    back = read_dtseries(out, volume=mask)
+    np.testing.assert_array_equal(back.values, cortex)
+    np.testing.assert_array_equal(back.volume, sub)
+    with pytest.raises(InputError, match="volume model"):
+        read_dtseries(out)  # the cortex alone (score's use): volume models refused as before

@@ -44,9 +44,9 @@ if TYPE_CHECKING:
 
 FORMATS = {"npy": ".npy", "h5": ".h5", "gii": ".func.gii", "mgh": ".mgh", "mgz": ".mgz"}
 """`--format` names for a folder of outputs, and the extension each gives."""
-SUFFIXES = (".npy", ".h5", ".hdf5", ".func.gii", ".mgh", ".mgz", ".nii.gz", ".nii")
-"""`.nii(.gz)`: a volume (the subcortical model), `volume_outputs.py`; keep a longer name ending
-in .nii (e.g. `.dtseries.nii`) before it."""
+SUFFIXES = (".npy", ".h5", ".hdf5", ".func.gii", ".mgh", ".mgz", ".dtseries.nii", ".nii.gz", ".nii")
+"""`.dtseries.nii` (CIFTI-2: the cortex, and the subcortical voxels), `.nii(.gz)` (a volume: the
+subcortical model): `volume_outputs.py`; a longer name ending in .nii goes before `.nii`."""
 HEMIS = (
     ("lh", "CortexLeft", slice(0, N_VERTICES_HEMI)),
     ("rh", "CortexRight", slice(N_VERTICES_HEMI, N_VERTICES)),
@@ -95,7 +95,7 @@ def file_names(path: str | os.PathLike, *, words: bool = True) -> list[Path]:
 
 
 def _data_files(p: Path, suffix: str, stem: Path) -> list[Path]:
-    if suffix in (".nii.gz", ".nii"):  # a volume and its JSON: volume_outputs.py
+    if suffix in (".dtseries.nii", ".nii.gz", ".nii"):  # with its JSON: volume_outputs.py
         return [p, stem.with_name(stem.name + ".json")]
     bids = _BIDS_STEM.fullmatch(stem.name) is not None  # BIDS names: a JSON sidecar always
     if suffix in (".func.gii", ".mgh", ".mgz"):

@@ -78,12 +78,12 @@ class Predictions:
         """Write by extension (.npy, .h5, .func.gii, .mgh/.mgz); returns the files written.
         Contributions go beside it, in the same format: `clip.text.npy`, `clip.audio.npy`, ..."""
         from tribe_stream.offline_outputs import output_stem, save_predictions
-        from tribe_stream.volume_outputs import head_path
+        from tribe_stream.volume_outputs import head_path, holds_heads
 
         stem = output_stem(Path(path).expanduser())
         heads = [  # first: the output's own files, renamed last, mark the set finished
             f
-            for h in self.heads.values()
+            for h in ({} if holds_heads(path) else self.heads).values()
             for f in save_predictions(h, head_path(path, stem, h.metadata["space"]), words=False)
         ]
         return heads + save_predictions(self, path)

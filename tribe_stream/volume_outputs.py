@@ -5,8 +5,10 @@ output beside the first's.
 (sform and qform, MNI code), zeros outside the mask, `pixdim[4]` = TR 1 s (units mm and s);
 `NAME.json` beside it: the metadata (model, stimulus, the 5 s hemodynamic offset: row i is the
 stimulus `[i, i+1)` s and the predicted BOLD at `i + 5` s), with each voxel's structure counted.
-Both are written atomically (`outputs.atomic_write`). `offline_outputs` dispatches `.nii(.gz)`
-here (`save_predictions`, `read_prediction_file`).
+`NAME.dtseries.nii`: a CIFTI-2 dense series of the cortex and, with `--subcortical`, its voxels
+as volume models named by structure (`cifti.write_dtseries`), and `NAME.json`. All are written
+atomically (`outputs.atomic_write`). `offline_outputs` dispatches these names here
+(`save_predictions`, `read_prediction_file`).
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ if TYPE_CHECKING:
     from tribe_stream.prediction import Predictions
     from tribe_stream.spaces import OutputSpace, VolumeMask
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii")
+DENSE = ".dtseries.nii"
+"""A CIFTI-2 dense series: the cortex and, beside it, the subcortical model's voxels."""
+VOLUME_SUFFIXES = (DENSE, ".nii.gz", ".nii")
 
 
 def volume_suffix(path: str | os.PathLike) -> str | None:
-    """`.nii.gz` / `.nii` when `path` names a NIfTI file, else None."""
+    """`.dtseries.nii` / `.nii.gz` / `.nii` when `path` names one, else None."""
     name = str(path).lower()
     return next((s for s in VOLUME_SUFFIXES if name.endswith(s)), None)
 
@@ -88,6 +92,8 @@ def save_volume(
     files = volume_files(path) + ([Path(words)] if words is not None else [])
     for f in files:
         check_output(f, (f.suffix,))
+    if volume_suffix(path) == DENSE:
+        return _save_dense(preds, files)
     mask = mask or mask_for(_space(preds))
     values = np.asarray(preds.values, np.float32)
     if values.ndim != 2 or values.shape[1] != len(mask):
@@ -101,12 +107,48 @@ def save_volume(
     return files
 
 
-def _metadata(preds: Predictions, mask: VolumeMask) -> dict:
+def holds_heads(path: str | os.PathLike) -> bool:
+    """Whether the output `path` holds the other heads' predictions itself (a dense series)."""
+    return volume_suffix(path) == DENSE
+
+
+def _save_dense(preds: Predictions, files: list[Path]) -> list[Path]:
+    """The cortex (`preds`) and its subcortical head, if any, as one CIFTI-2 dense series
+    (`cifti.write_dtseries`: time point i at the predicted-BOLD time of row i)."""
+    from tribe_stream import N_VERTICES
+    from tribe_stream.cifti import write_dtseries
+    from tribe_stream.spaces import mask_for
+    from tribe_stream.transcripts import write_official_transcript
+
+    if np.shape(preds.values)[1:] != (N_VERTICES,):
+        raise InputError(
+            "a dense series (.dtseries.nii) holds the fsaverage5 cortex and the subcortical "
+            "voxels beside it: predict with a cortical --checkpoint and --subcortical, or write "
+            "subcortical predictions alone as .nii.gz"
+        )
+    head = next((h for h in preds.heads.values() if h.metadata["space"]["kind"] == "volume"), None)
+    mask = mask_for(_space(head)) if head is not None else None
+    meta = _metadata(preds, mask)
+    if head is not None:
+        meta["subcortical"] = {"model": head.metadata.get("model"), "space": _space(head).name}
+    if len(files) > 2:
+        write_official_transcript(files[2], preds.words or [])
+    text = json.dumps(meta, indent=2, default=str) + "\n"
+    atomic_write(files[1], lambda tmp: tmp.write_text(text))
+    times = meta.get("times_s") or [meta["first_second"] + meta["hemodynamic_offset_s"]]
+    volume = (mask, head.values) if head is not None else None
+    write_dtseries(files[0], preds.values, float(meta["tr_s"]), float(times[0]), volume=volume)
+    return files
+
+
+def _metadata(preds: Predictions, mask: VolumeMask | None) -> dict:
     meta = dict(preds.metadata)
     meta.setdefault("tr_s", 1.0)
     meta.setdefault("hemodynamic_offset_s", 5.0)
     meta["n_seconds"] = len(preds.values)
     meta["first_second"] = int(preds.seconds[0]) if len(preds.seconds) else 0
+    if mask is None:
+        return meta
     meta["atlas"] = {
         "name": "Harvard-Oxford sub-maxprob-thr50-2mm, less Cortex, White Matter, Brain-Stem, Background",
         "voxels": len(mask),
@@ -139,7 +181,8 @@ def _write_nifti(tmp: Path, data: np.ndarray, mask: VolumeMask, meta: dict) -> N
 
 def read_volume(path: str | os.PathLike, mask: VolumeMask | None = None) -> tuple[np.ndarray, dict]:
     """Read back what `save_volume` wrote: `(values (T, n_voxels) float32, metadata)`;
-    the voxels are the mask's, in output order (the atlas read as `spaces.subcortical_mask`)."""
+    the voxels are the mask's, in output order (the atlas read as `spaces.subcortical_mask`);
+    of a dense series, its cortex `(T, 20484)`."""
     import nibabel as nib
 
     from tribe_stream.spaces import subcortical_mask
@@ -152,6 +195,11 @@ def read_volume(path: str | os.PathLike, mask: VolumeMask | None = None) -> tupl
     except ValueError:
         meta = {}
     meta = meta if isinstance(meta, dict) else {}
+    if volume_suffix(path) == DENSE:  # the cortex (its voxels: `cifti.read_dtseries(volume=)`)
+        from tribe_stream.cifti import read_dtseries
+
+        sub = mask or (subcortical_mask() if "subcortical" in meta else None)
+        return read_dtseries(files[0], volume=sub).values, meta
     try:
         img = nib.load(str(files[0]))
         data = np.asarray(img.dataobj, np.float32)
