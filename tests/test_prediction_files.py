@@ -160,6 +160,15 @@ def test_roi_gives_the_same_means_from_every_format(files, tmp_path):
     assert [row[0] for row in first[1:]] == ["2", "3", "4"] and len(first[0]) == 9
     for name, table in tables.items():
         assert table == first, name
+    from tribe_stream.scan_timing import resample_predictions
+
+    save_predictions(resample_predictions(preds, 0.5), tmp_path / "tr.npy")  # at 7, 7.5, .. 9 s
+    out = tmp_path / "tr.csv"
+    assert main(["roi", str(tmp_path / "tr.npy"), "--annot", *annots, "--out", str(out)]) == 0
+    with open(out) as f:
+        rows = list(csv.reader(f))
+    assert [row[0] for row in rows[1:]] == ["2", "2.5", "3", "3.5", "4"]  # volume time - 5 s
+    assert rows[3][1:] == first[2][1:]  # second 3: the 1 Hz row itself
 
 
 def test_movie_of_every_format_and_the_stimulus_sound(files, offscreen, tmp_path, capsys):

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         write_csv(
             out,
             ["second", *atlas.names],
-            ([int(s), *(f"{m:.6g}" for m in row)] for s, row in zip(seconds, means, strict=True)),
+            ([f"{s:g}", *(f"{m:.6g}" for m in row)] for s, row in zip(seconds, means, strict=True)),
         )
         console.print(f"wrote {out}: {len(seconds)} seconds x {len(atlas.names)} regions")
     if args.top:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 top_out,
                 ["second", "rank", "region", "mean"],
                 (
-                    [int(s), r + 1, atlas.names[i], f"{means[t, i]:.6g}"]
+                    [f"{s:g}", r + 1, atlas.names[i], f"{means[t, i]:.6g}"]
                     for t, s in enumerate(seconds)
                     for r, i in enumerate(top[t])
                 ),
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             atlas.names[i],
             f"{overall[i]:.3f}",
             f"{means[k, i]:.3f}",
-            str(int(seconds[k])),
+            f"{seconds[k]:g}",
             str(int(sizes[i])),
         )
     Console().print(table)
