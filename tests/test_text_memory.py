@@ -213,3 +213,20 @@ def test_gpu_batched_words_equal_each_streams_graph_steps(gpu_text):
         np.testing.assert_allclose(got[i], own[i], rtol=0, atol=2e-2 * np.abs(own[i]).max())
     for lv in lives:
         lv.close()
+
+
+def test_a_step_outside_inference_mode_leaves_no_cache_behind(llama):
+    """The root of issue 34's leak: a decoder step with autograd on (the CUDA graphs' capture
+    in `LiveText.warm`) made the KV cache a node of an autograd cycle that no gc collects."""
+    ex = sibling(llama, keep_idle=0)
+    with ex.live() as live:
+        dec = live.decoder
+        ids, pos, w = torch.zeros((1, 2), dtype=torch.long), torch.arange(2), torch.ones(2) / 2
+        with torch.enable_grad():
+            out = dec(ids, pos, w, 256)
+            dec(ids, pos + 2, w, 256)  # the second step reads what the first wrote
+        assert not dec.keys.requires_grad and out.grad_fn is None
+        keys = weakref.ref(dec.keys)
+        del dec, out
+    gc.collect()
+    assert keys() is None

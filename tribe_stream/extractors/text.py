@@ -204,6 +204,7 @@ class KVDecoder(nn.Module):
         return step_many([self], input_ids, positions[None], weights[None], span, fused)[0]
 
 
+@torch.inference_mode()  # never autograd: see the note below
 def step_many(
     decoders: Sequence[KVDecoder],
     input_ids: torch.Tensor,
@@ -217,7 +218,13 @@ def step_many(
     `(B, L, D)`. The decoders share one model and its layer pieces: the projections and MLPs
     (the weights read, most of a step's time on a GPU) run once for all rows; each row's
     attention runs over its own cache. A decoder may appear in several rows fed the same
-    (padding to a batch size: the same keys written twice)."""
+    (padding to a batch size: the same keys written twice).
+
+    Always in inference mode, whoever calls it (`LiveText.warm` captured its CUDA graphs with
+    autograd on): writing keys that require grad into the cache made the cache a node of the
+    autograd graph, whose saved views of the cache refer back to it, a cycle in C++ that
+    Python's gc never sees: every warmed stream's KV cache and its graphs' saved activations
+    stayed allocated for good (issue 34: +1 GiB a stream on an H100)."""
     d0 = decoders[0]
     m, rep = d0.model, d0.n_heads // d0.n_kv
     h = m.embed_tokens(input_ids)  # (B, n, D)
