@@ -150,12 +150,14 @@ class CudaGraphStep:
         self.inputs = [x.clone() for x in example]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
+        # never with autograd: a step writing into a buffer (a KV cache) would tie it into an
+        # autograd cycle no gc collects, and the graph's saved tensors with it
+        with torch.inference_mode(), torch.cuda.stream(stream):
             for _ in range(warmup):
                 fn(*self.inputs)
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.inference_mode(), torch.cuda.graph(self.graph):
             self.output = fn(*self.inputs)
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
