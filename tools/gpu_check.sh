@@ -173,10 +173,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tribe_stream.offline_outputs import read_predictions
+from tribe_stream.offline_outputs import read_prediction_file
 
 work = Path(sys.argv[1])
-values, meta = read_predictions(work / "pred.npy")
+values, _, meta = read_prediction_file(work / "pred.npy")
 compiled = len(list((work / "inductor").rglob("*.py")))
 ok = values.shape == (60, 20484) and bool(np.isfinite(values).all())
 ok = ok and (compiled > 0 or not torch.cuda.is_available())  # a GPU compiles the extractors
