@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     from tribe_stream.commands.run import add_publish_arguments
 
-    add_publish_arguments(parser, skip=("roi",))
+    add_publish_arguments(parser, skip=("roi", "regions"))
 
 
 def run(args: argparse.Namespace) -> int:
