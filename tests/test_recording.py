@@ -278,3 +278,24 @@ def test_writer_converts_a_row_whole_and_undoes_a_failed_write(tmp_path):
     rec = read_recording(out)
     assert rec.seconds.tolist() == [0, 2] and rec.seq.tolist() == [0, 2]
     assert np.array_equal(rec.values[1], POOL[2].astype(np.float16))
+
+
+def test_flipped_bytes_in_the_values_are_refused_not_drawn(tmp_path):
+    """Bytes flipped inside `values` read back as a different map (render drew it, rc 0): each
+    chunk of numbers now carries a Fletcher-32 checksum, and a damaged one is one line."""
+    out = tmp_path / "rows.h5"
+    writer = RecordingWriter(out, {"stream_id": "s", "dtype": "float16"})
+    for k in range(3):
+        writer.add_prediction(
+            decode(encode_prediction(pred(k), stream_id="s", session="x", seq=k, publish_wall=1))
+        )
+    writer.close()
+    assert np.array_equal(read_recording(out).values[2], POOL[2].astype(np.float16))
+    with h5py.File(out, "r") as f:
+        chunk = f["values"].id.get_chunk_info(0)
+    data = bytearray(out.read_bytes())
+    middle = chunk.byte_offset + 2 * N_VERTICES + 100  # inside row 1 (float16)
+    data[middle : middle + 8] = bytes(255 - b for b in data[middle : middle + 8])
+    out.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="damaged recording"):
+        read_recording(out)

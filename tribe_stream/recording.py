@@ -99,9 +99,12 @@ class RecordingWriter:
         text = h5py.string_dtype()
 
         def grow(name, shape, dtype, chunk):
+            # numbers carry a Fletcher-32 checksum per chunk: damage is refused when read
+            # (flipped bytes in `values` read back as a wrong map before), not drawn
             ds = f.create_dataset(
-                name, (0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(chunk, *shape)
-            )
+                name, (0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(chunk, *shape),
+                fletcher32=dtype is not text,
+            )  # fmt: skip
             self._objects.append(ds)
             return ds
 
