@@ -43,7 +43,9 @@ def test_a_videos_sound_is_read_as_moviepy_writes_it(official):
     np.testing.assert_array_equal(sound.samples[WAV_SLICE], want)
 
 
-@pytest.mark.parametrize("name,key", [("sound48k.mkv", "video_16k"), ("sound48k.flac", "audio_16k")])
+@pytest.mark.parametrize(
+    "name,key", [("sound48k.mkv", "video_16k"), ("sound48k.flac", "audio_16k")]
+)
 def test_16khz_sound_equals_the_official_julius_resampling(official, name, key):
     """libswresample's low-pass left the waveform 1.2 % away from julius's, nearly all of it
     above 7 kHz (this sound has a chirp up to 12 kHz and a 7.3 kHz tone)."""
@@ -53,7 +55,9 @@ def test_16khz_sound_equals_the_official_julius_resampling(official, name, key):
     np.testing.assert_allclose(ours, want, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,key", [("sound48k.mkv", "video_16k"), ("sound48k.flac", "audio_16k")])
+@pytest.mark.parametrize(
+    "name,key", [("sound48k.mkv", "video_16k"), ("sound48k.flac", "audio_16k")]
+)
 def test_replay_streams_the_same_16khz_samples(official, name, key):
     """File replay resamples block by block (`StreamResampler`): the same samples as offline."""
     with FileReplay(OFFICIAL / name, realtime=False, video=False) as src:

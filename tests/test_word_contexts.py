@@ -18,9 +18,9 @@ from tribe_stream.extractors.contexts import (
     word_contexts,
 )
 
-CASES = json.loads(
-    (Path(__file__).parent / "fixtures" / "official" / "contexts.json").read_text()
-)["cases"]
+CASES = json.loads((Path(__file__).parent / "fixtures" / "official" / "contexts.json").read_text())[
+    "cases"
+]
 SPLITTERS = {"rule": split_sentences}
 if spacy_sentences("a. b") is not None:
     SPLITTERS["spacy"] = spacy_sentences

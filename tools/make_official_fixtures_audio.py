@@ -124,7 +124,9 @@ def main() -> None:
         video_16k=video_16k.astype(np.float32),
         audio_16k=audio_16k.astype(np.float32),
     )
-    print(f"wrote {out / 'audio.npz'}: WAV {video_wav.shape}, 16 kHz {video_16k.shape} / {audio_16k.shape}")
+    print(
+        f"wrote {out / 'audio.npz'}: WAV {video_wav.shape}, 16 kHz {video_16k.shape} / {audio_16k.shape}"
+    )
 
 
 if __name__ == "__main__":
