@@ -715,3 +715,61 @@ def test_capture_from_the_browser_camera_and_microphone_end_to_end(browser):
     # said before the models load (before: nothing for the 30-60 s they took)
     assert proc.startup.startswith("loading the models (demo)"), proc.startup
     assert "Traceback" not in out
+
+
+def watched_page(browser, url: str):
+    """A page that records the `stream_id` of every prediction its WebSocket receives."""
+    page = browser.new_page()
+    page.seen = []
+
+    def on_socket(ws) -> None:
+        def frame(payload) -> None:
+            if isinstance(payload, bytes) and payload[:4] == b"PRED":
+                n = struct.unpack("<I", payload[4:8])[0]
+                page.seen.append(json.loads(payload[8 : 8 + n])["stream_id"])
+
+        ws.on("framereceived", frame)
+
+    page.on("websocket", on_socket)
+    page.goto(url)
+    page.wait_for_function("window.tribe && window.tribe.presents > 0", timeout=60_000)
+    return page
+
+
+def test_two_pages_capture_at_once_and_each_sees_only_its_own_stream(browser):
+    """Each capturing page is a stream of its own on one server; the page beyond
+    `--max-streams` is told busy on the page and gets nothing."""
+    pytest.importorskip("aiohttp")
+    pytest.importorskip("transformers")
+    url = f"tcp://127.0.0.1:{free_port()}"
+    proc, page_url = start_web(
+        url, "--capture", "--checkpoint", "demo", "--no-text", "--max-streams", "2", timeout=300
+    )
+    try:
+        pages = [watched_page(browser, page_url) for _ in range(2)]
+        for page in pages:
+            page.click("#capture")
+        for page in pages:
+            page.wait_for_function("tribe.capture.accepted && tribe.drawn >= 2", timeout=90_000)
+        third = watched_page(browser, page_url)
+        third.click("#capture")
+        third.wait_for_function(
+            "document.getElementById('capture-state').textContent.startsWith('busy')",
+            timeout=30_000,
+        )
+        label = third.inner_text("#capture-state")
+        ids = [page.evaluate("tribe.header.stream_id") for page in pages]
+        n = [len(page.seen) for page in pages]
+        for page, k in zip(pages, n, strict=True):  # still going with the third refused
+            page.wait_for_function(f"tribe.received > {k}", timeout=30_000)
+        stats = json.loads(get(page_url + "stats")[1])
+        third_state = third.evaluate("[tribe.capture.accepted, tribe.received]")
+    finally:
+        out = stop_web(proc)
+    assert len(set(ids)) == 2 and all(i and i.startswith("page-") for i in ids), ids
+    for page, sid in zip(pages, ids, strict=True):
+        assert page.seen and set(page.seen) == {sid}, (sid, set(page.seen))
+    assert third_state == [False, 0] and third.seen == []
+    assert "try again" in label, label
+    assert stats["capture"]["capturing"] == 2 and sorted(stats["capture"]["streams"]) == sorted(ids)
+    assert "Traceback" not in out

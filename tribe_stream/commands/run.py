@@ -107,22 +107,74 @@ def run(args) -> int:
     return run_stream(stream, out=args.out, total=args.seconds)
 
 
+class NpyRows:
+    """A `.npy` of float32 rows written as they come (a run of days keeps none in memory: 82 KB
+    a second held before, issue 31 #9), into a temporary file beside `path` renamed over it by
+    `finish` (atomic, as `outputs.atomic_write`); `discard` removes it."""
+
+    HEADER = 128  # bytes reserved for the .npy header (rewritten with the row count at the end)
+
+    def __init__(self, path) -> None:
+        import os
+        import secrets
+        from pathlib import Path
+
+        from tribe_stream.outputs import check_output
+
+        self.path = check_output(path, (".npy",))
+        name = f".{self.path.stem}.{os.getpid()}.{secrets.token_hex(4)}.rows.tmp"
+        self.tmp = Path(self.path).with_name(name)
+        self._f = None
+        self.rows = 0
+        self.width: int | None = None
+
+    def append(self, values) -> None:
+        import numpy as np
+
+        row = np.ascontiguousarray(values, dtype="<f4").reshape(-1)
+        if self._f is None:
+            self._f = open(self.tmp, "wb")  # noqa: SIM115 - open for the whole run
+            self._f.write(b"\0" * self.HEADER)
+            self.width = row.size
+        self._f.write(row.tobytes())
+        self.rows += 1
+
+    def finish(self):
+        """The rows as `path` (.npy, (rows, width) float32); returns the path."""
+        import os
+        import struct
+
+        from tribe_stream.outputs import atomic_write
+
+        d = {"descr": "<f4", "fortran_order": False, "shape": (self.rows, self.width)}
+        text = repr(d).encode("latin1")
+        text += b" " * (self.HEADER - 10 - len(text) - 1) + b"\n"
+        self._f.seek(0)
+        self._f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text)
+        self._f.close()
+        self._f = None
+        return atomic_write(self.path, lambda tmp: os.replace(self.tmp, tmp))
+
+    def discard(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        self.tmp.unlink(missing_ok=True)
+
+
 def run_stream(stream: Stream, *, out: str | None = None, total: float | None = None) -> int:
     """Run `stream` with a progress line; write `out` (.npy, (seconds, n_outputs) float32) at
     the end, also after a signal. Returns the exit code."""
     import logging
     import signal
 
-    import numpy as np
-
     from tribe_stream.commands import stop_on_signals
     from tribe_stream.errors import InputError
-    from tribe_stream.outputs import check_output, save_npy
     from tribe_stream.stream.progress import ProgressLine
 
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
-    out_path = check_output(out, (".npy",)) if out else None  # before any model loads
-    values: list = []
+    rows = NpyRows(out) if out else None  # checked before any model loads
+    made = 0
     signals = stop_on_signals(on_stop=stream.stop)
     try:
         with stream.open() as running:
@@ -131,12 +183,18 @@ def run_stream(stream: Stream, *, out: str | None = None, total: float | None = 
             progress = ProgressLine(total=total)
             try:
                 for p in running:
-                    values.append(p.values)
+                    made += 1
+                    if rows is not None:
+                        rows.append(p.values)
                     progress.update(p)
             finally:
                 progress.close()
     except KeyboardInterrupt:  # a second Ctrl-C
         signals.signal = signal.SIGINT
+    except BaseException:
+        if rows is not None:
+            rows.discard()
+        raise
     c = stream.counters
     if signals.signal is not None:
         print(f"\nstopped by {signals.signal.name}", flush=True)
@@ -153,13 +211,15 @@ def run_stream(stream: Stream, *, out: str | None = None, total: float | None = 
             + f", {int(c['extractor_errors'] + c['engine_errors'])} errors",
             flush=True,
         )
-    if out_path is not None and values:
-        written = save_npy(out_path, np.stack(values).astype(np.float32))
-        _write_sidecar(written, stream, len(values))
-        print(f"wrote {written}: {len(values)} seconds", flush=True)
+    if rows is not None and rows.rows:
+        written = rows.finish()
+        _write_sidecar(written, stream, rows.rows)
+        print(f"wrote {written}: {rows.rows} seconds", flush=True)
+    elif rows is not None:
+        rows.discard()
     if signals.signal is not None:
         return signals.code
-    if not values:
+    if not made:
         raise InputError(_why_nothing(stream, c))
     return 0
 

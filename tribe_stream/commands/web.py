@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tribe_stream.options import StreamOptions, add_options, from_args, number
+from tribe_stream.options import ServeOptions, StreamOptions, add_options, from_args, number
 
 NAME = "web"
 HELP = (
@@ -62,6 +62,7 @@ def add_arguments(p) -> None:
         help="run the live pipeline on what the page captures and show its predictions",
     )
     add_options(g, StreamOptions, skip=("realtime", "seconds"))  # a page: live, until stopped
+    add_options(g, ServeOptions)
 
 
 def run(args) -> int:
@@ -74,9 +75,10 @@ def run(args) -> int:
 
     require_web()
     stream = from_args(StreamOptions, args)
+    serve = from_args(ServeOptions, args)
     if args.capture:
         stream.validate()  # before anything loads
-    elif stream != StreamOptions():
+    elif stream != StreamOptions() or serve != ServeOptions():
         raise InputError(
             "the model's options are for --capture; without it the page shows URL's stream"
         )
@@ -101,7 +103,7 @@ def run(args) -> int:
         subscriber=subscriber,
     ).validate()
     options.ssl_context()  # a bad certificate fails now, in one line
-    engine = _engine(stream, options) if args.capture else None
+    engine = _engine(stream, options, serve.max_streams) if args.capture else None
     server = WebServer(options, engine)
     got: list[int] = []
 
@@ -130,7 +132,7 @@ def run(args) -> int:
     return EXIT_CODES[got[0]] if got else 0
 
 
-def _engine(stream: StreamOptions, options):
+def _engine(stream: StreamOptions, options, max_streams: int | None):
     from tribe_stream.options import PublishOptions
     from tribe_stream.web.capture import CaptureEngine
 
@@ -139,7 +141,7 @@ def _engine(stream: StreamOptions, options):
         "once they are ready (on a CPU this takes a minute)",
         flush=True,
     )
-    engine = CaptureEngine(stream, PublishOptions(url=options.url))
+    engine = CaptureEngine(stream, PublishOptions(url=options.url), max_streams)
     for note in engine.open():
         print(note, flush=True)
     return engine

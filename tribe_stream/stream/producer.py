@@ -476,13 +476,15 @@ class _Session:
 
 def warm_up(extractors, engine, audio_context: float, streams: int = 1) -> None:
     """Run every model once before the clock starts, so that compiling (seconds on a GPU) is
-    never mistaken for the stream falling behind; with several `streams`, at every batch size
-    their turns can make (clips per forward, audio passes, engine windows: `serve.batch_limits`).
+    never mistaken for the stream falling behind; with several `streams` on a GPU, at every batch
+    size their turns can make (clips per forward, audio passes, engine windows:
+    `serve.batch_limits`).
     Each brain-model shape runs three times: in CUDA-graph mode its graph is recorded on a
     later call than the first. Each stream's text steps are made by `Pipeline.warm_up`."""
     t = time.perf_counter()
     try:
-        if streams > 1:
+        if streams > 1 and str(getattr(engine, "device", "cpu")).startswith("cuda"):
+            # a GPU compiles and captures per batch size; a CPU has nothing to prepare
             warm_up_batches(extractors, engine, audio_context, streams)
         if extractors.video is not None:
             frames = np.zeros((4, 256, 256, 3), np.uint8)

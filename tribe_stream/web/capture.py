@@ -1,64 +1,94 @@
-"""The live pipeline on the browser's camera and microphone (`tribe-stream web --capture`).
+"""The live pipeline on the browsers' cameras and microphones (`tribe-stream web --capture`).
 
-A `tribe_stream.Stream` over one `BrowserSource`, publishing on the page's ZeroMQ URL, so the
-page (through the relay) and any other subscriber (record, lsl, the desktop viewer) see its
-predictions. The models load when the server starts (a bad checkpoint is one line before
-anything serves); the stream's clock starts with the first packet a page sends, and it runs
-until the server stops (a page that stops capturing leaves empty bins, counted). Only one page captures at a time (`claim`).
+One serving `tribe_stream.Stream` (`Stream.serve`), publishing on the page's ZeroMQ URL: each
+page that starts capturing gets a stream of its own (its own `BrowserSource`, clock, speech
+recogniser and publisher channel, `stream_id` `page-N`), and the relay sends each page only its
+own stream's predictions. A page that stops capturing, or closes, ends its stream, which gives
+back what it held. Beyond `max_streams` pages at once, the next is told "busy, try again". The
+models load when the server starts (a bad checkpoint is one line before anything serves).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
+from tribe_stream.errors import InputError
 from tribe_stream.sources.browser import BrowserSource, CapturePacket
 from tribe_stream.stream.producer import Media, PublishOptions, Stream, StreamOptions
 
 log = logging.getLogger("tribe_stream.web")
 
+DEFAULT_MAX_PAGES = 4
+
 
 class CaptureEngine:
-    """A stream of predictions from the capturing page (see the module docs)."""
+    """Streams of predictions from the capturing pages (see the module docs)."""
 
-    def __init__(self, options: StreamOptions, publish: PublishOptions) -> None:
-        self.source = BrowserSource()
-        self.stream = Stream(Media(source=self.source), options).publish(publish)
-        self.owner: Any = None
+    def __init__(
+        self, options: StreamOptions, publish: PublishOptions, max_streams: int | None = None
+    ) -> None:
+        self.stream = Stream([], options).publish(publish).serve(max_streams or DEFAULT_MAX_PAGES)
+        self.pages: dict[Any, tuple[str, BrowserSource]] = {}
         self.predictions = 0
         self.error: str | None = None
         self._session = None
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._made = 0
 
     @property
     def url(self) -> str:
         return self.stream.publisher.url if self.stream.publisher is not None else ""
 
-    def open(self) -> list[str]:
-        """Load the models and bind the publisher; returns the stream's notes to show."""
+    def open(self, timeout: float = 60.0) -> list[str]:
+        """Load the models, bind the publisher and start serving; returns the notes to show."""
         self._session = self.stream.open().__enter__()
+        self._thread = threading.Thread(target=self._run, name="tribe-web-capture", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.stream.server.running and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         return list(self.stream.notes)
 
     def claim(self, page: Any) -> str | None:
-        """Let `page` capture: None if it may, else why not."""
-        if self.owner is not None and self.owner is not page:
-            return "another page is capturing; close it first"
-        self.owner = page
+        """Let `page` capture, on a stream of its own: None if it may, else why not (busy)."""
+        with self._lock:
+            if page in self.pages:
+                return None
+            self._made += 1
+            sid = f"page-{self._made}"
+        source = BrowserSource()
+        try:
+            self.stream.add(Media(source=source, stream_id=sid))
+        except InputError as exc:  # ServerBusy: the most pages capture already
+            return str(exc)
+        with self._lock:
+            self.pages[page] = (sid, source)
         return None
 
+    def stream_id(self, page: Any) -> str | None:
+        """The stream `page` captures into (None when it does not capture)."""
+        entry = self.pages.get(page)
+        return entry[0] if entry is not None else None
+
     def release(self, page: Any) -> None:
-        if self.owner is page:
-            self.owner = None
+        """`page` stopped capturing or left: its stream ends and gives back what it held."""
+        with self._lock:
+            entry = self.pages.pop(page, None)
+        if entry is not None:
+            self.stream.end(entry[0])
 
     def offer(self, page: Any, packet: CapturePacket) -> bool:
-        """Hand a packet from `page` to the source; False if that page is not the one capturing."""
-        if self.owner is not page:
+        """Hand a packet from `page` to its stream's source; False if that page does not capture."""
+        entry = self.pages.get(page)
+        if entry is None:
             return False
-        self.source.offer(packet)
-        if self._thread is None:  # the stream's clock starts with the first picture or sound
-            self._thread = threading.Thread(target=self._run, name="tribe-web-capture", daemon=True)
-            self._thread.start()
+        entry[1].offer(packet)
         return True
 
     def _run(self) -> None:
@@ -67,15 +97,23 @@ class CaptureEngine:
                 self.predictions += 1
         except Exception as exc:  # noqa: BLE001 - reported on /stats and in the log
             self.error = f"{type(exc).__name__}: {exc}"
-            log.error("capture stream stopped: %s", self.error)
+            log.error("capture server stopped: %s", self.error)
 
     def stats(self) -> dict[str, Any]:
+        with self._lock:
+            pages = list(self.pages.values())
+        source: dict[str, float] = {}
+        for _, src in pages:
+            for k, v in src.counters.items():
+                source[k] = source.get(k, 0) + v
         return {
             "predictions": self.predictions,
-            "capturing": self.owner is not None,
+            "capturing": len(pages),
+            "streams": [sid for sid, _ in pages],
+            "max_streams": self.stream.server.max_streams if self.stream.server else None,
             "error": self.error,
-            "source": self.source.counters,
-            "counters": self.stream.counters,
+            "source": source,
+            "counters": self.stream.server.all_counters() if self.stream.server else {},
         }
 
     def close(self) -> None:

@@ -9,6 +9,9 @@ request checks it (`?token=` once, then an HttpOnly same-site cookie). On loopba
 header must name loopback (no DNS rebinding), and a WebSocket must come from the page's own
 origin (a foreign web page cannot read the stream or send frames). Page messages are parsed by
 `wire` with bounded sizes; a bad one is counted by reason and dropped, never fatal.
+
+With `--capture` each capturing page has a stream of its own (`capture.py`), and `CaptureRelay`
+sends a page only its own stream: its predictions, region means, status and metadata.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import json
 import logging
 import secrets
 import ssl
@@ -136,6 +140,59 @@ def require_web() -> None:
             raise InputError(f"the web viewer needs {name}: {install_hint('web')}")
 
 
+class CaptureRelay(Relay):
+    """The relay of a `--capture` server: each page sees its own stream only (`page.stream`,
+    the `stream_id` it captures into; None: nothing), never another visitor's."""
+
+    def _on_frame(self, frame) -> None:
+        self.latest = frame
+        self.received += 1
+        for page in self._of(frame.header.get("stream_id")):
+            page.offer_frame(frame)
+            page.last = frame
+
+    def _roi_text(self, msg) -> str:
+        body = json.loads(super()._roi_text(msg))
+        body["stream_id"] = msg.header.get("stream_id")
+        return json.dumps(body)
+
+    def _on_text(self, kind: str, text: str) -> None:
+        if kind == "roi":
+            for page in self._of(json.loads(text).get("stream_id")):
+                page.offer_text(kind, text)
+        elif kind == "meta":
+            sid = (json.loads(text).get("metadata") or {}).get("stream_id")
+            self.texts[f"meta:{sid}"] = text
+            for page in self._of(sid):
+                page.offer_text(kind, text)
+
+    def _on_status(self, status: dict[str, Any], text: str) -> None:
+        self.status = status
+        for page in self._of(status.get("stream_id")):
+            page.offer_text("status", text)
+        if status.get("ended"):  # that stream is over: its metadata goes too
+            self.texts.pop(f"meta:{status.get('stream_id')}", None)
+
+    def _of(self, stream_id) -> list[Page]:
+        return [p for p in self.pages if p.stream is not None and p.stream == stream_id]
+
+    def join(self, page: Page) -> None:
+        page.stream, page.last = None, None
+        self.pages.add(page)
+
+    def watch(self, page: Page, stream_id: str | None) -> None:
+        """`page` shows `stream_id` from now on (its own capture; None: nothing)."""
+        page.stream, page.last = stream_id, None
+        meta = self.texts.get(f"meta:{stream_id}")
+        if meta is not None:
+            page.offer_text("meta", meta)
+
+    def resend(self, page: Page) -> None:
+        page.reset_limits()
+        if page.last is not None and page.frame is None:
+            page.offer_frame(page.last)
+
+
 class WebServer:
     """The app and its state: the relay, the optional capture engine, what it rejected."""
 
@@ -145,7 +202,8 @@ class WebServer:
     def __init__(self, options: WebOptions, engine=None) -> None:
         self.opt = options
         self.engine = engine
-        self.relay = Relay(options.url, subscriber_kwargs=options.subscriber)
+        relay = CaptureRelay if engine is not None else Relay
+        self.relay = relay(options.url, subscriber_kwargs=options.subscriber)
         self.rejected: Counter[str] = Counter()
         self.denied: Counter[str] = Counter()
         self._assets: asyncio.Future | None = None
@@ -336,10 +394,10 @@ class WebServer:
             page.offer_text("capture", encode_json("capture", {"ok": True, "capturing": False}))
             return None
         why = self.engine.claim(page)
-        page.offer_text(
-            "capture",
-            encode_json("capture", {"ok": why is None, "capturing": why is None, "reason": why}),
-        )
+        sid = self.engine.stream_id(page)
+        self.relay.watch(page, sid)
+        body = {"ok": why is None, "capturing": why is None, "reason": why, "stream_id": sid}
+        page.offer_text("capture", encode_json("capture", body))
         return str(msg.get("session", "")) if why is None else None
 
     def _packet(self, page: Page, data: bytes, session: str | None) -> None:
