@@ -8,9 +8,11 @@ memory over time.
 `serve`: one `Server` (the public `Stream` with `Stream.add`/`Stream.end`) running for
 `--minutes`, streams (file replays in real time, seeded arrivals and lifetimes) kept between
 `--min-streams` and `--max-streams`; each minute: host RSS (and GPU memory allocated when there
-is a GPU), streams started and ended, threads and open file descriptors, predictions, latency
-percentiles (capture -> published, `stream/latency.py`), drops and errors. A table at the end
-(markdown, for docs/BENCHMARKS.md) and the rows as JSON.
+is a GPU), streams started and ended and callers told busy, threads and open file descriptors,
+predictions received by a subscriber and their latency percentiles (end of the data window ->
+received, `stream/latency.py`), bins and seconds dropped, seconds of sound the speech
+recogniser dropped, errors, and the heap the server handed back so far (`trim_heap`). A table
+at the end (markdown, for docs/BENCHMARKS.md) and the rows as JSON.
 
 `watch`: runs the command and prints its resident memory (VmRSS) every `--every` seconds.
 """
@@ -74,7 +76,7 @@ def watch(args) -> int:
     return proc.returncode
 
 
-COUNTED = ("dropped_bins", "dropped_seconds", "asr_dropped_chunks")
+COUNTED = ("dropped_bins", "dropped_seconds")
 FAULTS = ("extractor_errors", "engine_errors", "sink_errors", "asr_errors", "stream_failed")
 
 
@@ -118,8 +120,9 @@ class Listener:
         self.sub.close()
 
 
-def totals(server, seen: dict[str, dict]) -> tuple[float, float]:
-    """(drops, faults) summed over every stream so far (`seen` keeps the ended ones')."""
+def totals(server, seen: dict[str, dict]) -> tuple[float, float, float]:
+    """(bins and seconds dropped, faults, seconds of sound the speech recogniser dropped) summed
+    over every stream so far (`seen` keeps the ended ones')."""
     for _ in range(5):
         try:
             seen.update(server.all_counters())
@@ -127,7 +130,8 @@ def totals(server, seen: dict[str, dict]) -> tuple[float, float]:
         except RuntimeError:  # a counter dict changed under us: again
             time.sleep(0.01)
     drops = sum(c.get(k, 0) for c in seen.values() for k in COUNTED)
-    return drops, sum(c.get(k, 0) for c in seen.values() for k in FAULTS)
+    asr = sum(c.get("asr_dropped_s", 0) for c in seen.values())
+    return drops, sum(c.get(k, 0) for c in seen.values() for k in FAULTS), asr
 
 
 def gpu_mb() -> float | None:
@@ -173,7 +177,7 @@ def serve(args) -> int:
     started = ended = busy = 0
     t0 = time.monotonic()
     next_arrival, minute_end = t0, t0 + 60
-    base_drops, base_faults = 0.0, 0.0
+    base = (0.0, 0.0, 0.0)
     print(f"soak: {args.minutes:g} min, streams {args.min_streams}-{args.max_streams}, seed "
           f"{args.seed}, clip {clip}; {'; '.join(stream.notes)}", flush=True)  # fmt: skip
     try:
@@ -199,7 +203,8 @@ def serve(args) -> int:
                 minute_end += 60
                 gc.collect()
                 n, delays = listener.take()
-                drops, faults = totals(server, seen)
+                now_totals = totals(server, seen)
+                drops, faults, asr = (a - b for a, b in zip(now_totals, base, strict=True))
                 q = quantiles(delays, (50, 95, 99)) if delays else {}
                 n_fds, socks = open_fds()
                 row = {
@@ -208,9 +213,10 @@ def serve(args) -> int:
                     "gpu_mb": gpu_mb(), "threads": threading.active_count(), "fds": n_fds,
                     "sockets": socks, "received": n,
                     **{k: round(v, 1) for k, v in q.items()},
-                    "drops": drops - base_drops, "errors": faults - base_faults,
+                    "drops": drops, "asr_dropped_s": round(asr, 1), "errors": faults,
+                    "trimmed_mb": round(server.counters["heap_trimmed_mb"], 1),
                 }  # fmt: skip
-                base_drops, base_faults = drops, faults
+                base = now_totals
                 started = ended = busy = 0
                 rows.append(row)
                 print("soak: " + json.dumps(row), flush=True)
@@ -236,7 +242,8 @@ def table(rows: list[dict]) -> str:
             ("ended", "ended"), ("busy", "busy"), ("rss_mb", "RSS MB"), ("gpu_mb", "GPU MB"),
             ("threads", "threads"), ("fds", "fds"), ("received", "received"),
             ("p50", "p50 ms"), ("p95", "p95 ms"), ("p99", "p99 ms"), ("drops", "drops"),
-            ("errors", "errors")]  # fmt: skip
+            ("asr_dropped_s", "ASR dropped s"), ("errors", "errors"),
+            ("trimmed_mb", "trimmed MB")]  # fmt: skip
     if all(r.get("gpu_mb") is None for r in rows):
         cols = [c for c in cols if c[0] != "gpu_mb"]
     out = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
