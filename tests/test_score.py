@@ -194,6 +194,39 @@ def test_gifti_and_mgh_bold_pairs_read_as_the_cifti_does(tmp_path):
         np.testing.assert_allclose(score(pred, run).r, cifti, atol=1e-6)
 
 
+def test_the_scan_timing_comes_from_the_files_when_not_given(tmp_path):
+    """fMRIPrep's GIfTI records its TR as TimeStep (ms), MGH in its header: read, not taken as
+    1 s; a `predict --tr --onset` file names the scan it was made for (tr and onset)."""
+    import json
+
+    import nibabel as nib
+
+    from tribe_stream.offline_outputs import read_prediction_file
+    from tribe_stream.score import read_bold, score
+
+    rng = np.random.default_rng(5)
+    bold = rng.standard_normal((12, N_VERTICES)).astype(np.float32)
+    left, _ = _gifti_pair(tmp_path, bold, tr_ms=1500.0)
+    assert read_bold(left).tr == 1.5 and read_prediction_file(left).tr == 1.5
+    mgh = _mgh_pair(tmp_path, bold)
+    for hemi in ("lh", "rh"):
+        img = nib.load(str(tmp_path / f"bold.{hemi}.mgz"))
+        img.header["tr"] = 2000.0
+        nib.save(img, str(tmp_path / f"bold.{hemi}.mgz"))
+    assert read_bold(mgh).tr == 2.0
+    pred = _standard(rng, 8)  # 1 Hz: the predicted BOLD at 5..12 s
+    times = [0.5 + 1.5 * v for v in range(3, 8)]  # a TR 1.5 s scan from 0.5 s: 5..11 s
+    resampled = rng.standard_normal((len(times), N_VERTICES)).astype(np.float32)
+    np.save(tmp_path / "scan.npy", resampled)
+    (tmp_path / "scan.json").write_text(
+        json.dumps({"tr_s": 1.5, "onset_s": 0.5, "times_s": times, "hemodynamic_offset_s": 5.0})
+    )
+    n = int(round((times[-1] - 0.5) / 1.5)) + 1
+    result = score(tmp_path / "scan.npy", rng.standard_normal((n, N_VERTICES)))
+    assert (result.tr, result.onset) == (1.5, 0.5) and result.n_volumes == len(times)
+    assert score(pred, rng.standard_normal((13, N_VERTICES))).tr == 1.0  # nothing recorded
+
+
 def test_mismatched_lengths_are_one_line_naming_both_and_the_fix(tmp_path):
     from conftest import run_cli
 

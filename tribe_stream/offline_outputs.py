@@ -414,9 +414,13 @@ def read_prediction_file(path: str | os.PathLike) -> PredictionFile:
             if suffix == ".func.gii":
                 parts = [np.stack([d.data for d in i.darrays]) for i in images]
                 meta = {k: _parse(v) for k, v in dict(images[-1].meta).items()} | sidecar
+                step = dict(images[-1].darrays[0].meta).get("TimeStep")  # ms, as fMRIPrep's
             else:
                 parts = [np.asarray(i.dataobj)[:, 0, 0, :].T for i in images]
-                meta = sidecar
+                meta, step = sidecar, images[-1].header.get_zooms()[3:4]  # the MGH TR, ms
+                step = step[0] if step and step[0] > 0 else None
+            if "tr_s" not in meta and step is not None:  # a foreign file: the TR it records
+                meta["tr_s"] = _number(_parse(str(step)), 1000.0) / 1000.0
             rows = [len(x) for x in parts]
             if rows[0] != rows[1]:
                 raise ValueError(f"its hemispheres have {rows[0]} and {rows[1]} rows")

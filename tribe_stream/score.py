@@ -277,9 +277,13 @@ def score(
     `pred`: a prediction file (any `offline_outputs` reads) or `(T, 20484)` values, row k the
     stimulus second `seconds[k]` (default 0, 1, ...). `bold`: one run (`BoldInput`) or a list of
     runs of the same stimulus (averaged; a noise ceiling). `tr`: seconds between volumes (default:
-    what the BOLD file records, else 1 s); `onset`: the stimulus time of the first volume."""
+    what the BOLD file records, else the scan a `predict --tr` file was made for (its onset
+    too, when `onset` is 0), else 1 s); `onset`: the stimulus time of the first volume."""
     values, secs, offset, meta = _predictions(pred, seconds)
     runs = [read_bold(r) for r in _runs(bold)]
+    made_for = _scan_of(meta)
+    if tr is None and made_for is not None and all(r.tr in (None, made_for[0]) for r in runs):
+        tr, onset = made_for[0], onset or made_for[1]  # the scan `predict --tr` resampled to
     tr = _tr(tr, runs)
     if not np.isfinite(onset):
         raise InputError(f"--onset {onset}: give the stimulus time of the first volume, in s")
@@ -331,6 +335,15 @@ def _runs(bold) -> list:
     if not runs:
         raise InputError("no measured BOLD given; pass --bold FILE")
     return runs
+
+
+def _scan_of(meta: dict) -> tuple[float, float] | None:
+    """`(tr, onset)` of the scan a `predict --tr --onset` file was resampled to; None at 1 Hz."""
+    tr, onset = meta.get("tr_s"), meta.get("onset_s", 0.0)
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (tr, onset))
+    if not numbers or "times_s" not in meta or not (np.isfinite(tr) and tr > 0):
+        return None
+    return float(tr), float(onset) if np.isfinite(onset) else 0.0
 
 
 def _tr(tr: float | None, runs: list[Bold]) -> float:
