@@ -138,6 +138,24 @@ def test_nifti_outputs_read_back_equal(tmp_path, fsl):
     np.testing.assert_allclose(means["Left Thalamus"], values[:, left].mean(1), rtol=1e-6)
     with pytest.raises(InputError, match="written as NAME.nii.gz"):
         preds.save(tmp_path / "clip.npy")
+    # `roi` on the volume: one column per Harvard-Oxford structure, --region picks structures
+    from conftest import run_cli
+
+    done = run_cli("roi", str(out), "--out", str(tmp_path / "s.csv"))
+    assert done.returncode == 0, done.stderr
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert "Left Thalamus" in header and len(rows) == 5
+    col = header.index("Left Thalamus")
+    np.testing.assert_allclose(
+        [float(r.split(",")[col]) for r in rows[1:]], means["Left Thalamus"], rtol=1e-5
+    )
+    done = run_cli("roi", str(out), "--region", "right thal", "--out", str(tmp_path / "r.csv"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "r.csv").read_text().splitlines()[0] == "second,Right Thalamus"
+    done = run_cli("roi", str(out), "--atlas", "destrieux")
+    assert done.returncode == 2 and "Harvard-Oxford structures" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_missing_atlas_is_one_line(monkeypatch, tmp_path):

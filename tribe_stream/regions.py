@@ -49,8 +49,11 @@ class Atlas:
     def means(self, values: np.ndarray) -> np.ndarray:
         """Region means of `(T, 20484)` (or `(20484,)`) values: `(T, R)` (or `(R,)`) float32."""
         v = np.asarray(values, dtype=np.float32)
-        if v.shape[-1] != N_VERTICES:
-            raise InputError(f"values of shape {v.shape}; expected (..., {N_VERTICES}) fsaverage5")
+        if v.shape[-1] != len(self.labels):
+            space = "fsaverage5" if len(self.labels) == N_VERTICES else self.name
+            raise InputError(
+                f"values of shape {v.shape}; expected (..., {len(self.labels)}) {space}"
+            )
         return v @ self._weights
 
     def top(self, means: np.ndarray, k: int) -> np.ndarray:
@@ -182,6 +185,24 @@ def read_hemisphere(path: str | os.PathLike) -> tuple[np.ndarray, list[str], str
     return lab, raw_names, note
 
 
+def _averaging(labels: np.ndarray, n_regions: int) -> np.ndarray:
+    """The `(outputs, regions)` matrix whose product with values gives each region's mean."""
+    sizes = np.bincount(labels[labels >= 0], minlength=n_regions).astype(np.float32)
+    weights = np.zeros((len(labels), n_regions), np.float32)
+    keep = labels >= 0
+    weights[np.nonzero(keep)[0], labels[keep]] = 1.0 / sizes[labels[keep]]
+    return weights
+
+
+def structure_atlas(structures: list[str], name: str) -> Atlas:
+    """Regions of a volume's outputs from each output's structure name (the subcortical
+    model's voxels: `spaces.VolumeMask.structures`), in order of first appearance."""
+    names = list(dict.fromkeys(structures))
+    index = {n: i for i, n in enumerate(names)}
+    labels = np.array([index[s] for s in structures], dtype=np.int64)
+    return Atlas(tuple(names), labels, (), _averaging(labels, len(names)), name)
+
+
 def load_atlas(left: str | os.PathLike, right: str | os.PathLike) -> Atlas:
     """The atlas of a left and a right annotation (see the module docs for the rules)."""
     names: list[str] = []
@@ -202,10 +223,7 @@ def load_atlas(left: str | os.PathLike, right: str | os.PathLike) -> Atlas:
                 labels[offset : offset + N_VERTICES_HEMI][used] = index[i]
     if not names:
         raise InputError(f"{left} and {right} name no region (every vertex is unknown/medial wall)")
-    sizes = np.bincount(labels[labels >= 0], minlength=len(names)).astype(np.float32)
-    weights = np.zeros((N_VERTICES, len(names)), np.float32)
-    keep = labels >= 0
-    weights[np.nonzero(keep)[0], labels[keep]] = 1.0 / sizes[labels[keep]]
     return Atlas(
-        tuple(names), labels, tuple(notes), weights, f"{Path(left).name} {Path(right).name}"
-    )
+        tuple(names), labels, tuple(notes), _averaging(labels, len(names)),
+        f"{Path(left).name} {Path(right).name}",
+    )  # fmt: skip

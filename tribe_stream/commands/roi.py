@@ -46,18 +46,38 @@ def write_csv(path, header: list[str], rows) -> None:
     atomic_write(path, write)
 
 
+def _structures(options: AtlasOptions):
+    """The atlas of a volume prediction: its Harvard-Oxford structures (`--region` picks)."""
+    from tribe_stream.errors import InputError
+    from tribe_stream.regions import structure_atlas
+    from tribe_stream.spaces import subcortical_mask
+
+    if options.atlas or options.annot:
+        raise InputError(
+            "a volume (the subcortical model's NIfTI) has its own regions, the Harvard-Oxford "
+            "structures; leave out --atlas/--annot (--region picks structures)"
+        )
+    mask = subcortical_mask()
+    return structure_atlas(mask.structures, "harvard-oxford-subcortical").select(options.regions)
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
     from tribe_stream.offline_outputs import read_prediction_file
     from tribe_stream.outputs import check_output
+    from tribe_stream.volume_outputs import volume_suffix
 
     out = check_output(args.out, (".csv",)) if args.out else None
     top_out = out.with_name(out.stem + ".top.csv") if out is not None and args.top else None
     if top_out is not None:
         check_output(top_out, (".csv",))
-    atlas = from_args(AtlasOptions, args).load()
+    options = from_args(AtlasOptions, args)
+    if volume_suffix(args.pred) in (".nii.gz", ".nii"):
+        atlas = _structures(options)  # the subcortical model's voxels: Harvard-Oxford structures
+    else:
+        atlas = options.load()
     values, seconds, _ = read_prediction_file(args.pred)
     means = atlas.means(values)
     console = Console(stderr=True)
