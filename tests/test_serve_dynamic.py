@@ -168,3 +168,13 @@ def test_the_control_endpoint_listens_on_loopback_only():
         with pytest.raises(InputError, match="--control"):
             check_control_url(url)
     assert check_control_url("tcp://127.0.0.1:5560") == "tcp://127.0.0.1:5560"
+
+
+def test_serve_refuses_a_control_endpoint_beyond_loopback_in_one_line(clip):
+    from conftest import run_cli
+
+    r = run_cli("serve", "--file", str(clip), "--control", "tcp://0.0.0.0:5560", timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "loopback only" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("web", "--max-streams", "2", timeout=120)
+    assert r.returncode == 2 and "--capture" in r.stderr, r.stderr
