@@ -67,6 +67,9 @@ class CaptureEngine:
             self.stream.add(Media(source=source, stream_id=sid))
         except InputError as exc:  # ServerBusy: the most pages capture already
             return str(exc)
+        except Exception as exc:  # noqa: BLE001 - the page hears why; the server goes on
+            log.warning("a page's capture could not start: %s: %s", type(exc).__name__, exc)
+            return f"capture could not start ({type(exc).__name__}: {exc})"
         with self._lock:
             self.pages[page] = (sid, source)
         return None
