@@ -249,3 +249,42 @@ def test_no_markers_leaves_the_marker_outlet_out():
             stop.set()
             bridge.join(timeout=20)
     assert summary["pushed"] == 1 and summary["words"] == summary["events"] == 0
+
+
+def test_the_bridge_makes_region_means_itself_with_an_atlas(tmp_path):
+    """`lsl URL --annot LH RH --region ...` on a stream that publishes no `tribe.roi` topic: one
+    channel per chosen region, each sample the mean of its vertices in the prediction."""
+    from test_regions import write_annot
+
+    from tribe_stream import N_VERTICES_HEMI
+    from tribe_stream.regions import load_atlas
+
+    lh, rh = tmp_path / "lh.t.annot", tmp_path / "rh.t.annot"
+    write_annot(lh, N_VERTICES_HEMI, 6, 21)
+    write_annot(rh, N_VERTICES_HEMI, 5, 22)
+    atlas = load_atlas(lh, rh)
+    chosen = atlas.select([atlas.names[1], atlas.names[-1]])
+    source_id = f"test-{uuid.uuid4().hex[:8]}"
+    with Publisher("tcp://127.0.0.1:*", stream_id="cam4") as pub:
+        pub.set_metadata({"stream_id": "cam4"})
+        cmd = [sys.executable, "-m", "tribe_stream.cli", "lsl", pub.url, "--annot", str(lh),
+               str(rh), "--region", atlas.names[1], "--region", atlas.names[-1],
+               "--source-id", source_id, "--no-markers", "--count", "2"]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert pub.wait_for_subscribers(1, timeout=60), proc.stderr.read()
+            data = inlet(source_id)
+            labels = data.get_sinfo().get_channel_names()
+            assert labels == list(chosen.names)
+            for k in range(2):
+                pub.send(pred(k))
+            samples, _ = pull(data, 2)
+            sent = POOL[:2].astype(np.float16).astype(np.float32)  # the wire's float16
+            np.testing.assert_allclose(np.array(samples), chosen.means(sent), rtol=1e-5, atol=1e-7)
+            assert proc.wait(timeout=60) == 0, proc.stderr.read()
+        finally:
+            proc.kill()
+    bad = subprocess.run([sys.executable, "-m", "tribe_stream.cli", "lsl", "tcp://127.0.0.1:9",
+                          "--topic", "roi", "--annot", str(lh), str(rh)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "give one of the two" in bad.stderr

@@ -179,7 +179,8 @@ def region_names(metadata: Mapping[str, Any]) -> list[str]:
     regions = metadata.get("regions")
     if not isinstance(regions, Mapping) or not regions.get("names"):
         raise InputError(
-            "the stream publishes no region means: start it with --roi LH RH (annotations)"
+            "the stream publishes no region means: start it with --roi ATLAS (or --roi LH RH), "
+            "or give the bridge one: lsl URL --atlas NAME"
         )
     return [str(n) for n in regions["names"]]
 
@@ -208,29 +209,37 @@ class LslBridge:
 
     def __init__(
         self, metadata: Mapping[str, Any], *, stamp: str = "stimulus", max_buffered: int = 360,
-        **info: Any,
+        atlas: Any = None, **info: Any,
     ):  # fmt: skip
-        """`info`: `stream_info`'s `name`, `stype`, `source_id`, `labels` and `regions`."""
+        """`info`: `stream_info`'s `name`, `stype`, `source_id`, `labels` and `regions`.
+        `atlas` (a `regions.Atlas`): region means made here from each vertex prediction, one
+        channel per region (for a stream that publishes no `tribe.roi` topic)."""
         if stamp not in STAMPS:
             raise InputError(f"stamp {stamp!r} is not one of {STAMPS}")
         pylsl = _pylsl()
         self.stamp = stamp
+        self.atlas = atlas
+        if atlas is not None:
+            here = {"names": list(atlas.names), "name": atlas.name, "atlas": atlas.name,
+                    "units": "means over each region's vertices, made by the LSL bridge"}  # fmt: skip
+            metadata, info = {**metadata, "regions": here}, {**info, "regions": True}
         self.info = stream_info(metadata, stamp=stamp, **info)
         self.outlet = pylsl.StreamOutlet(self.info, chunk_size=1, max_buffered=max_buffered)
         self.pushed = 0
-        self.topic = "roi" if info.get("regions") else "prediction"
+        self.topic = "roi" if info.get("regions") and atlas is None else "prediction"
         self._row = np.empty((1, self.info.channel_count()), np.float32)
 
     def push(self, msg: Message) -> float:
         """Send one prediction (or its region means); returns the LSL timestamp it carries."""
-        if len(msg.values) != self._row.shape[1]:
+        values = msg.values if self.atlas is None else self.atlas.means(msg.values)
+        if len(values) != self._row.shape[1]:
             raise InputError(
-                f"a message of {len(msg.values)} values for an outlet of {self._row.shape[1]}"
+                f"a message of {len(values)} values for an outlet of {self._row.shape[1]}"
             )
         ts = lsl_timestamp(msg.header, self.stamp)
         if ts is None:
             ts = _pylsl().local_clock()
-        self._row[0] = msg.values  # float16 -> float32, LSL has no half floats
+        self._row[0] = values  # float16 -> float32, LSL has no half floats
         self.outlet.push_chunk(self._row, ts)
         self.pushed += 1
         return ts
@@ -327,7 +336,7 @@ def run_bridge(
     bridge: LslBridge | None = None
     marks: MarkerOutlet | None = None
     waiting: list[Message] = []
-    regions = bool(kwargs.get("regions"))
+    regions = bool(kwargs.get("regions")) and kwargs.get("atlas") is None  # the publisher's
     topic = "roi" if regions else "prediction"
     topics = {topic, "metadata"} | ({"prediction", "status"} if markers else set())
     with Subscriber(url, topics=topics, **subscriber_kwargs) as sub:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tribe_stream.options import number
+from tribe_stream.options import AtlasOptions, add_options, from_args, number
 from tribe_stream.protocol import add_subscriber_arguments
 
 NAME = "lsl"
@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="prediction: a channel per vertex (default); roi: one named channel per region "
         "(the stream's tribe.roi topic: start it with --roi ATLAS, --region NAME for some)",
     )
+    add_options(
+        parser.add_argument_group("regions made here (instead of --topic roi)"), AtlasOptions
+    )
     parser.add_argument(
         "--stream-id",
         help="with several streams on one publisher (serve), the one to bridge (default: the "
@@ -51,8 +54,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tribe_stream.commands import stop_on_signals
+    from tribe_stream.errors import InputError
     from tribe_stream.lsl import run_bridge
 
+    regions = from_args(AtlasOptions, args)
+    atlas = None
+    if regions.given or regions.regions:
+        if args.topic == "roi":
+            raise InputError(
+                "--topic roi bridges the regions the stream publishes; --atlas makes them here "
+                "from its vertex predictions: give one of the two"
+            )
+        atlas = regions.load()  # before anything subscribes: one line if it cannot be had
     stop = stop_on_signals()
     print(f"bridging {args.url} to LSL stream {args.outlet_name!r} (Ctrl-C to stop)", flush=True)
     summary = run_bridge(
@@ -68,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             "stamp": args.stamp,
             "labels": not args.no_labels,
             "regions": args.topic == "roi",
+            "atlas": atlas,
         },
         curve_server_key=args.curve_server_key,
         curve_keypair=args.curve_keypair,
