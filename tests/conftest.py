@@ -106,3 +106,17 @@ def small_model():
     from tribe_stream.model.loading import load_brain_model
 
     return load_brain_model(FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def offscreen():
+    """Offscreen OpenGL for the vispy renderer (render, movie, report), else the test skips."""
+    from tribe_stream.viewer.backend import DisplayError, use_offscreen_backend
+
+    try:
+        use_offscreen_backend()
+        from vispy import app
+
+        app.Canvas(show=False).close()
+    except (DisplayError, RuntimeError, OSError) as exc:
+        pytest.skip(f"no headless OpenGL here ({exc}); apt-get install libegl1 libgl1-mesa-dri")

@@ -50,19 +50,6 @@ def files(tmp_path_factory):
     return folder, preds
 
 
-@pytest.fixture(scope="module")
-def offscreen():
-    from tribe_stream.viewer.backend import DisplayError, use_offscreen_backend
-
-    try:
-        use_offscreen_backend()
-        from vispy import app
-
-        app.Canvas(show=False).close()
-    except (DisplayError, RuntimeError, OSError) as exc:
-        pytest.skip(f"no headless OpenGL here ({exc}); apt-get install libegl1 libgl1-mesa-dri")
-
-
 def test_one_reader_gives_the_same_rows_for_every_format_and_name(files):
     folder, preds = files
     for names in NAMES.values():

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from conftest import run_cli
 
 from tribe_stream import N_VERTICES, N_VERTICES_HEMI
@@ -31,19 +30,6 @@ def classify(img: np.ndarray) -> dict[str, np.ndarray]:
     cool = cortex & (b > r + 60) & (b > 120)
     gray = cortex & (np.ptp(rgb, axis=-1) < 12)
     return {"cortex": cortex, "warm": warm, "cool": cool, "gray": gray}
-
-
-@pytest.fixture(scope="module")
-def offscreen():
-    from tribe_stream.viewer.backend import DisplayError, use_offscreen_backend
-
-    try:
-        use_offscreen_backend()
-        from vispy import app
-
-        app.Canvas(show=False).close()
-    except (DisplayError, RuntimeError, OSError) as exc:
-        pytest.skip(f"no headless OpenGL here ({exc}); apt-get install libegl1 libgl1-mesa-dri")
 
 
 def lateralised() -> np.ndarray:
