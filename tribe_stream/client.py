@@ -29,6 +29,7 @@ from zmq.utils.monitor import recv_monitor_message
 from tribe_stream.errors import InputError
 from tribe_stream.protocol import (
     DEFAULT_URL,
+    HEADS,
     TOPICS,
     Message,
     MessageRejected,
@@ -61,13 +62,17 @@ class Gap:
 
 
 _STATS = (
-    "received roi_received gaps missed skipped rejected reject_reasons restarts resyncs connects "
+    "received roi_received heads_received gaps missed skipped rejected reject_reasons restarts resyncs connects "
     "disconnects auth_failures last_error"
 ).split()
 
 CONFIRM_AFTER = 4
 """In-order predictions that confirm a jump ahead; also the run of backward ones that resyncs."""
 _MAX_JUMPS = 16
+_MEANS_OF = {means: topic for topic, means in HEADS.values()}
+"""A second head's region-means topic -> its prediction topic (`structures` -> `subcortical`)."""
+_OPTIONAL = {"roi", *(t for pair in HEADS.values() for t in pair)}
+"""Topics subscribed to only when asked for (the others are always: heartbeats, metadata)."""
 
 
 @dataclass
@@ -100,10 +105,13 @@ class Subscriber:
     """Subscribe to a tribe-stream publisher (or several: `url` may be a list).
 
     `topics` chooses what `recv` and iteration return ("prediction", "status", "metadata",
-    "roi": one prediction's region means, `values (R,)`, named by `.metadata["regions"]`);
+    "roi": one prediction's region means, `values (R,)`, named by `.metadata["regions"]`;
+    "subcortical": the subcortical head's predictions, `values (n_voxels,)`, and "structures":
+    their Harvard-Oxford structure means, named by `.metadata["spaces"]["subcortical"]`);
     heartbeats and metadata are always received and kept in `.status` and `.metadata`.
     `latest_only=True` (viewers): `recv` returns only the newest waiting prediction (the older
-    ones count in `skipped`, not as losses), then its region means if "roi" is in `topics`.
+    ones count in `skipped`, not as losses), then its region means if "roi" is in `topics`,
+    then the newest of each second head's (and its structure means), likewise.
     CURVE: the server's public key (`curve_server_key`: Z85 text or `NAME.key` file) and our key
     pair (`curve_keypair`: `NAME.key_secret` file, Z85 secret, or (public, secret); default an
     ephemeral one). Not thread-safe, except `stop()`. Counters: see `stats`.
@@ -133,10 +141,11 @@ class Subscriber:
         if unknown:
             raise InputError(f"unknown topics {sorted(unknown)}; choose from {sorted(TOPICS)}")
         self.latest_only = latest_only
-        self._held: Message | None = None  # latest_only: region means read with their prediction
+        self._held: deque[Message] = deque()  # latest_only: read with the prediction returned
         self.status: dict[str, Any] | None = None
         self.metadata: dict[str, Any] | None = None
         self.received = self.gaps = self.missed = self.skipped = self.roi_received = 0
+        self.heads_received = 0
         self.rejected = self.restarts = self.connects = self.disconnects = self.auth_failures = 0
         self.resyncs = 0
         self.reject_reasons: Counter[str] = Counter()
@@ -162,8 +171,8 @@ class Subscriber:
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
             if curve_server_key is not None or curve_keypair is not None:
                 self._setup_curve(curve_server_key, curve_keypair)
-            for name, topic in TOPICS.items():  # region means only when asked for
-                if name != "roi" or "roi" in self.topics:
+            for name, topic in TOPICS.items():  # region means and heads only when asked for
+                if name not in _OPTIONAL or name in self.topics:
                     sock.setsockopt(zmq.SUBSCRIBE, topic)
             self._mon = sock.get_monitor_socket(_EVENTS)
             for u in self.urls:
@@ -208,12 +217,12 @@ class Subscriber:
         """
         if self._closed:
             raise InputError("this Subscriber is closed")
-        if self._held is not None:  # latest_only: the region means of the prediction just returned
-            held, self._held = self._held, None
-            return held
+        if self._held:  # latest_only: what came with the prediction just returned
+            return self._held.popleft()
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         latest: Message | None = None
         latest_roi: Message | None = None
+        heads: dict[str, list[Message]] = {}  # head topic -> [newest prediction, its means]
         while True:
             while True:
                 try:
@@ -223,20 +232,32 @@ class Subscriber:
                 msg = self._accept(frames)
                 if msg is None:
                     continue
-                if self.latest_only and latest is not None and msg.topic == "roi":
-                    if _belongs(msg, latest):  # kept for the next call, in order
-                        latest_roi = msg
-                    continue  # an older (skipped) prediction's region means
-                if not self.latest_only or msg.topic != "prediction":
-                    if latest is None:
+                if not self.latest_only:
+                    return msg
+                if msg.topic in HEADS:
+                    self.skipped += msg.topic in heads
+                    heads[msg.topic] = [msg]
+                    continue
+                head = _MEANS_OF.get(msg.topic)
+                owner = heads[head][0] if head in heads else latest if msg.topic == "roi" else None
+                if owner is not None:
+                    if _belongs(msg, owner):  # kept for the next call, in order
+                        if head is None:
+                            latest_roi = msg
+                        else:
+                            heads[head][1:] = [msg]
+                    continue  # else an older (skipped) prediction's region means
+                if msg.topic != "prediction":
+                    if latest is None and not heads:
                         return msg
                     continue  # latest_only: status/metadata were recorded in .status/.metadata
                 if latest is not None:
                     self.skipped += 1
                 latest, latest_roi = msg, None
-            if latest is not None:
-                self._held = latest_roi
-                return latest
+            if latest is not None or heads:
+                found = [m for m in (latest, latest_roi) if m is not None]
+                self._held.extend([*found, *(m for kept in heads.values() for m in kept)])
+                return self._held.popleft()
             self._drain_monitor()
             if self._stopped.is_set():
                 return None
@@ -262,15 +283,17 @@ class Subscriber:
             self._reject(exc.reason, str(exc))
             return None
         msg.received = self.last_received = time.time()
-        if msg.topic == "roi":  # region means ride along their prediction: no sequence of their own
-            self.roi_received += 1
-            return msg if "roi" in self.topics else None
+        if msg.topic == "roi" or msg.topic in _MEANS_OF:  # region means ride along their
+            self.roi_received += 1  # prediction: no sequence of their own
+            return msg if msg.topic in self.topics else None
         if not self._track(msg.header):
             self._reject("stale-seq", f"seq {msg.header['seq']} arrived after a later one")
             return None
         if msg.topic == "prediction":
             self.received += 1
             msg.missed_before, self._pending_missed = self._pending_missed, 0
+        elif msg.topic in HEADS:
+            self.heads_received += 1
         elif msg.topic == "status":
             self.status = msg.header
         else:
@@ -280,13 +303,15 @@ class Subscriber:
     def _track(self, h: dict[str, Any]) -> bool:
         """Follow each stream's prediction sequence; False for a stale prediction (see class doc)."""
         sid, session = h["stream_id"], h["session"]
-        st = self._streams.get(sid)
+        head = h["kind"] in HEADS  # a second head's predictions: a sequence of their own
+        key = f"{sid}\0{h['kind']}" if head else sid
+        st = self._streams.get(key)
         if st is None or st.session != session:
-            if st is not None:
+            if st is not None and not head:
                 self.restarts += 1
                 log.info("stream %r restarted (new publisher session %s)", sid, session)
-            st = self._streams[sid] = _Stream(session)
-        prediction = h["kind"] == "prediction"
+            st = self._streams[key] = _Stream(session)
+        prediction = h["kind"] == "prediction" or head
         # a prediction `seq` moves the expected seq to seq + 1; heartbeats and metadata tell it
         pos = h["seq"] if prediction else h["next_seq"]
         nxt = pos + 1 if prediction else pos

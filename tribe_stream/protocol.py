@@ -41,8 +41,13 @@ TOPICS: dict[str, bytes] = {
     "status": b"tribe.status",
     "metadata": b"tribe.metadata",
     "roi": b"tribe.roi",
+    "subcortical": b"tribe.subcortical",
+    "structures": b"tribe.structures",
 }
-"""Short name -> topic frame. ZeroMQ filters on prefixes, so no topic is a prefix of another."""
+"""Short name -> topic frame. ZeroMQ filters on prefixes, so no topic is a prefix of another
+(a cortex subscriber of `tribe.prediction` never receives `tribe.subcortical`)."""
+HEADS = {"subcortical": ("subcortical", "structures")}
+"""A second head's name -> (its prediction topic, its region-means topic)."""
 _TOPIC_NAMES = {v: k for k, v in TOPICS.items()}
 
 DTYPES: dict[str, np.dtype] = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
@@ -112,10 +117,11 @@ class Message:
 
     def to_prediction(self) -> Prediction:
         """The Prediction this message carries (values copied to float32)."""
-        if self.topic != "prediction" or self.values is None:
+        if self.topic not in ("prediction", "subcortical") or self.values is None:
             raise ProtocolError(f"a {self.topic} message carries no prediction")
         h = self.header
         return Prediction(
+            space=None if self.topic == "prediction" else h["space"]["name"],
             second=h["second"],
             values=self.values.astype(np.float32),
             stimulus=(float(h["stimulus"][0]), float(h["stimulus"][1])),
@@ -213,16 +219,29 @@ class PredictionEncoder:
         model: Mapping[str, Any] | None = None,
         mesh: Mapping[str, Any] | None = None,
         t0_wall: float | None = None,
+        space: Mapping[str, Any] | None = None,
     ):
         if dtype not in DTYPES:
             raise InputError(f"dtype {dtype!r} is not supported; use one of {sorted(DTYPES)}")
         self.dtype = dtype
         self._wire = DTYPES[dtype]
-        fixed = dict(v=PROTOCOL_VERSION, kind="prediction", stream_id=stream_id, session=session)
-        fixed.update(t0_wall=jsonable(t0_wall), dtype=dtype, shape=[N_VERTICES])
-        fixed.update(mesh=jsonable(mesh or FSAVERAGE5), model=jsonable(model or {}))
+        self.topic = "prediction" if space is None else str(space.get("name"))
+        self.n_outputs = N_VERTICES
+        fixed = dict(v=PROTOCOL_VERSION, kind=self.topic, stream_id=stream_id, session=session)
+        fixed.update(t0_wall=jsonable(t0_wall), dtype=dtype)
+        if space is None:
+            fixed.update(shape=[N_VERTICES], mesh=jsonable(mesh or FSAVERAGE5))
+        else:
+            fixed["space"] = jsonable(space)
+            if self.topic not in HEADS or not _is_space(fixed["space"]):
+                raise InputError(
+                    f"output space {fixed['space']!r:.80} is not one the protocol carries: "
+                    f"{{name: one of {sorted(HEADS)}, kind: str, n_outputs: 1..{N_VERTICES}}}"
+                )
+            self.n_outputs = fixed["space"]["n_outputs"]
+        fixed["model"] = jsonable(model or {})
         _check_tree(fixed, "the stream's mesh or model identity")
-        if not _is_mesh(fixed["mesh"]):
+        if space is None and not _is_mesh(fixed["mesh"]):
             raise InputError(f"mesh {fixed['mesh']!r:.80} is not a mesh (docs/PROTOCOL.md)")
         self._fixed = b"," + _dumps(fixed)[1:]  # `,"v":1,...}`: appended to the per-message part
 
@@ -236,10 +255,12 @@ class PredictionEncoder:
     ) -> list[bytes]:
         """Frames for one prediction; `publish_time` (stream clock) joins the timings if known."""
         values = np.asarray(prediction.values)
-        if values.shape != (N_VERTICES,):
+        if values.shape != (self.n_outputs,):
+            where = "fsaverage5 values (left hemisphere first)" if self.topic == "prediction" else (
+                f"{self.topic} outputs")  # fmt: skip
             raise InputError(
                 f"prediction values have shape {values.shape}; the protocol carries "
-                f"({N_VERTICES},) fsaverage5 values (left hemisphere first)"
+                f"({self.n_outputs},) {where}"
             )
         second = int(prediction.second)
         if not -_I64 <= second < _I64:
@@ -259,7 +280,7 @@ class PredictionEncoder:
         if prediction.words:
             own["words"] = _words(prediction.words)
         header = _dumps(own)[:-1] + self._fixed
-        return [TOPICS["prediction"], header, _payload(values, self._wire)]
+        return [TOPICS[self.topic], header, _payload(values, self._wire)]
 
 
 def _words(words: Sequence[Word]) -> list[list]:
@@ -307,16 +328,24 @@ def encode_status(
 
 
 def encode_roi(
-    means: np.ndarray, prediction: Prediction, *, atlas: str, prediction_seq: int, **ids: Any
+    means: np.ndarray,
+    prediction: Prediction,
+    *,
+    atlas: str,
+    prediction_seq: int,
+    topic: str = "roi",
+    **ids: Any,
 ) -> list[bytes]:
     """Frames for one prediction's region means (`(R,)`, float32 on the wire): the `tribe.roi`
-    topic; region names are in the metadata's `regions`, in payload order. `ids`: as status."""
+    topic, region names in the metadata's `regions`, in payload order; `topic="structures"`: a
+    subcortical prediction's structure means, named by the metadata's
+    `spaces.subcortical.regions`. `ids`: as status."""
     values = np.ascontiguousarray(means, dtype=DTYPES["float32"])
     if values.ndim != 1 or not 1 <= len(values) <= N_VERTICES:
         raise InputError(
             f"region means of shape {values.shape}; expected (R,), 1 <= R <= {N_VERTICES}"
         )
-    header = _base("roi", **ids)
+    header = _base(topic, **ids)
     header.update(
         second=int(prediction.second),
         stimulus=[float(prediction.stimulus[0]), float(prediction.stimulus[1])],
@@ -328,7 +357,7 @@ def encode_roi(
     )
     if not math.isfinite(header["bold_time"]):
         raise InputError(f"bold_time {header['bold_time']} is not finite")
-    return [TOPICS["roi"], _dumps(header), values.tobytes()]
+    return [TOPICS[topic], _dumps(header), values.tobytes()]
 
 
 def encode_metadata(metadata: Mapping[str, Any], *, next_seq: int, **ids: Any) -> list[bytes]:
@@ -509,6 +538,24 @@ def _is_regions(x: Any) -> bool:
     return ok and _is_shallow(x)
 
 
+def _is_space(x: Any) -> bool:
+    """An output space: {name: str, kind: str, n_outputs: int in [1, N_VERTICES], ...}."""
+    if type(x) is not dict or not _is_text(x.get("name")) or not _is_text(x.get("kind")):
+        return False
+    n = x.get("n_outputs")
+    return type(n) is int and 1 <= n <= N_VERTICES and _is_shallow(x)
+
+
+def _is_spaces(x: Any) -> bool:
+    """The metadata's `spaces`: {head name: space, its `regions` (optional) as `_is_regions`}."""
+    if type(x) is not dict:
+        return False
+    for v in x.values():
+        if not _is_space(v) or ("regions" in v and not _is_regions(v["regions"])):
+            return False
+    return True
+
+
 def _is_words(x: Any) -> bool:
     """A prediction's `words`: at most MAX_WORDS `[text, onset, duration]`."""
     if type(x) is not list or len(x) > MAX_WORDS:
@@ -579,6 +626,7 @@ DTYPE = Type("float16|float32", "type(x) is str and x in DTYPES")
 SHAPE = Type(f"[{N_VERTICES}]", "x == [N_VERTICES] and type(x[0]) is int")
 WORDS = Type("[[str, float, float], …]", "_is_words(x)")
 N_REGIONS = Type(f"int in [1, {N_VERTICES}]", "type(x) is int and 1 <= x <= N_VERTICES")
+SPACE = Type("space", "_is_space(x)")
 
 
 def _schema(topic: str, payload: int | Callable[[dict], int], *own: Field) -> Schema:
@@ -617,15 +665,28 @@ def _schema(topic: str, payload: int | Callable[[dict], int], *own: Field) -> Sc
 
 _N_COMMON = 6  # the fields every header has: the first six of each schema
 
+_PREDICTION_FIELDS = (
+    Field("second", INT64),
+    Field("stimulus", STIMULUS),
+    Field("bold_time", FLOAT),
+    Field("timings", NUMBERS),
+    Field("counters", NUMBERS, required=False),
+    Field("words", WORDS, required=False),
+    Field("t0_wall", OPT_FLOAT, required=False),
+)
+_ROI_FIELDS = (
+    Field("second", INT64),
+    Field("stimulus", STIMULUS),
+    Field("bold_time", FLOAT),
+    Field("atlas", TEXT),
+    Field("prediction_seq", SEQ),
+    Field("n_regions", N_REGIONS),
+    Field("dtype", Type("float32", "x == 'float32'"), reason="dtype"),
+)
+
 HEADERS: dict[str, Schema] = {
     "prediction": _schema("prediction", lambda h: N_VERTICES * DTYPES[h["dtype"]].itemsize,
-        Field("second", INT64),
-        Field("stimulus", STIMULUS),
-        Field("bold_time", FLOAT),
-        Field("timings", NUMBERS),
-        Field("counters", NUMBERS, required=False),
-        Field("words", WORDS, required=False),
-        Field("t0_wall", OPT_FLOAT, required=False),
+        *_PREDICTION_FIELDS,
         Field("mesh", MESH),
         Field("model", OBJECT),
         Field("dtype", DTYPE, reason="dtype"),
@@ -644,15 +705,16 @@ HEADERS: dict[str, Schema] = {
         Field("software", OBJECT, required=False),
         Field("t0_wall", OPT_FLOAT, required=False),
         Field("hemodynamic_offset_s", FLOAT, required=False),
-        Field("regions", Type("regions", "_is_regions(x)"), required=False)),
-    "roi": _schema("roi", lambda h: 4 * h["n_regions"],
-        Field("second", INT64),
-        Field("stimulus", STIMULUS),
-        Field("bold_time", FLOAT),
-        Field("atlas", TEXT),
-        Field("prediction_seq", SEQ),
-        Field("n_regions", N_REGIONS),
-        Field("dtype", Type("float32", "x == 'float32'"), reason="dtype")),
+        Field("regions", Type("regions", "_is_regions(x)"), required=False),
+        Field("spaces", Type("spaces", "_is_spaces(x)"), required=False)),
+    "roi": _schema("roi", lambda h: 4 * h["n_regions"], *_ROI_FIELDS),
+    "subcortical": _schema("subcortical",
+        lambda h: h["space"]["n_outputs"] * DTYPES[h["dtype"]].itemsize,
+        *_PREDICTION_FIELDS,
+        Field("space", SPACE, reason="shape"),
+        Field("model", OBJECT),
+        Field("dtype", DTYPE, reason="dtype")),
+    "structures": _schema("structures", lambda h: 4 * h["n_regions"], *_ROI_FIELDS),
 }  # fmt: skip
 """Every topic's header schema (docs/PROTOCOL.md, "Messages"); unknown fields are allowed."""
 

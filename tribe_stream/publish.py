@@ -26,6 +26,7 @@ from tribe_stream.protocol import (
     DEFAULT_URL,
     DTYPES,
     FSAVERAGE5,
+    HEADS,
     RESERVED_KEYS,
     TOPICS,
     PredictionEncoder,
@@ -58,7 +59,7 @@ def _model_identity(model: str | Mapping[str, Any] | None) -> dict[str, Any]:
         raise InputError(f"model identity must be a name or JSON data: {exc}") from None
 
 
-def region_metadata(atlas: Any) -> dict[str, Any]:
+def region_metadata(atlas: Any, over: str = "vertices") -> dict[str, Any]:
     """The metadata's `regions` entry for an atlas: its id (a digest of the names), its name
     (`destrieux`, or its files'), the names in payload order, and what the numbers are."""
     import hashlib
@@ -70,7 +71,7 @@ def region_metadata(atlas: Any) -> dict[str, Any]:
         "atlas": digest,
         **named,
         "names": names,
-        "units": "predicted BOLD, per-run z-score units: the mean over each region's vertices",
+        "units": f"predicted BOLD, per-run z-score units: the mean over each region's {over}",
     }
 
 
@@ -106,6 +107,7 @@ class Publisher(Sink):
         self.session = secrets.token_hex(8)
         self.curve_public_key: bytes | None = None
         self.atlas = atlas  # a tribe_stream.regions.Atlas: each prediction's region means too
+        self._head_atlases: dict[str, Any] = {}  # head -> its structures' Atlas (`add_head`)
         extra = {"regions": region_metadata(atlas)} if atlas is not None else {}
         t0_wall = clock.t0_wall if clock is not None else None
         model = _model_identity(model)
@@ -192,18 +194,64 @@ class Publisher(Sink):
         """The state each stream on the socket has of its own (this one, or a `channel`)."""
         self.stream_id, self._clock, self._model, self._mesh = stream_id, clock, model, mesh
         self._t0_wall, self._extra = t0_wall, extra
-        self._metadata, self._encoder = self._build()
+        self._metadata, self._encoder, self._heads = self._build()
         self._seq = dict.fromkeys(TOPICS, 0)
         self._counts = {"sent": 0, "dropped": 0, "errors": 0, "status_sent": 0, "metadata_sent": 0}
         self._channels: list[Publisher] = []  # more streams on this socket (`channel`)
         self._warned: set[str] = set()
 
-    def _build(self) -> tuple[dict[str, Any], PredictionEncoder]:
-        """The metadata and the prediction encoder of the stream as it is now."""
+    def _build(self) -> tuple[dict[str, Any], PredictionEncoder, dict[str, PredictionEncoder]]:
+        """The metadata and the prediction encoders (the cortex's, each head's) of the stream
+        as it is now."""
         ids = dict(stream_id=self.stream_id, dtype=self.dtype, model=self._model, mesh=self._mesh)
         ids["t0_wall"] = self._t0_wall
         encoder = PredictionEncoder(session=self.session, **ids)
-        return stream_metadata(**ids, extra=self._extra), encoder
+        heads = {
+            name: PredictionEncoder(
+                session=self.session,
+                **{**ids, "mesh": None},
+                space={k: space[k] for k in ("name", "kind", "n_outputs") if k in space},
+            )
+            for name, space in self._extra.get("spaces", {}).items()
+        }
+        return stream_metadata(**ids, extra=self._extra), encoder, heads
+
+    def add_head(self, space: Any, *, mask: Any = None) -> None:
+        """Publish a second head's predictions too: `send(Prediction(space=NAME))` goes out on
+        its own topic (`tribe.subcortical`; cortex subscribers never see it), announced in the
+        metadata's `spaces`. `space`: a `spaces.OutputSpace` (or {name, kind, n_outputs});
+        `mask`: its `spaces.VolumeMask`, for the grid in the metadata and each prediction's
+        structure means on `tribe.structures`. Call before `channel()` (channels copy heads)."""
+        from tribe_stream.spaces import space_metadata
+
+        info = dict(space) if isinstance(space, Mapping) else space_metadata(space)
+        name = info.get("name")
+        if name not in HEADS:
+            raise InputError(f"head {name!r} has no topic; known heads: {sorted(HEADS)}")
+        atlas = None
+        if mask is not None:
+            from tribe_stream.regions import structure_atlas
+
+            if len(mask) != info.get("n_outputs"):
+                raise InputError(
+                    f"the mask has {len(mask):,} voxels but the {name} head {info.get('n_outputs')}"
+                )
+            atlas = structure_atlas(mask.structures, "harvard-oxford-subcortical")
+            info.update(atlas=mask.source.rsplit("/", 1)[-1], grid=list(mask.shape),
+                        affine=mask.affine.tolist(), regions=region_metadata(atlas, "voxels"))  # fmt: skip
+        with self._lock:
+            spaces = {**self._extra.get("spaces", {}), name: jsonable(info)}
+            saved = self._extra.get("spaces")
+            self._extra["spaces"] = spaces
+            try:
+                self._metadata, self._encoder, self._heads = self._build()
+            except BaseException:
+                self._extra.pop("spaces") if saved is None else self._extra.update(spaces=saved)
+                raise
+            if atlas is not None:
+                self._head_atlases[name] = atlas
+            if not self._closed:
+                self._send_metadata(time.time())
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -240,26 +288,30 @@ class Publisher(Sink):
                     except (TypeError, ValueError):
                         raise InputError(f"t0_wall must be a Unix time, got {t0!r:.40}") from None
                 self._extra.update(extra)
-                new_metadata, new_encoder = self._build()
+                new_metadata, new_encoder, new_heads = self._build()
                 big = 2**63 - 1  # what subscribers would reject (too deep, too big) is refused
                 encode_metadata(new_metadata, stream_id=self.stream_id, session=self.session,
                                 seq=big, publish_wall=time.time(), next_seq=big)  # fmt: skip
             except BaseException:
                 self.stream_id, self._model, self._mesh, self._t0_wall, self._extra = saved
                 raise
-            self._metadata, self._encoder = new_metadata, new_encoder
+            self._metadata, self._encoder, self._heads = new_metadata, new_encoder, new_heads
             if not self._closed:
                 self._send_metadata(time.time())
 
     # -- Sink -------------------------------------------------------------------------------
 
     def send(self, prediction: Prediction) -> None:
-        """Publish one prediction; never blocks, never raises (failures are counted and logged)."""
+        """Publish one prediction; never blocks, never raises (failures are counted and logged).
+        A second head's (`prediction.space`, declared by `add_head`) goes on its own topic."""
         wall = time.time()
         publish_time = self._clock.now() if self._clock is not None else None
         with self._lock:
             if self._closed:
                 self._fail("closed", "send() after close(): prediction dropped")
+                return
+            if prediction.space is not None:
+                self._send_head(prediction, wall, publish_time)
                 return
             seq = self._seq["prediction"]
             self._seq["prediction"] = seq + 1  # a failed send leaves a gap subscribers can see
@@ -274,6 +326,37 @@ class Publisher(Sink):
                 self._counts["sent"] += 1
             if self.atlas is not None:
                 self._send_roi(prediction, wall, seq)
+
+    def _send_head(self, prediction: Prediction, wall: float, publish_time: Any) -> None:
+        """A second head's prediction on its topic, then its structure means (with the lock)."""
+        encoder = self._heads.get(str(prediction.space))
+        if encoder is None:
+            known = sorted(self._heads) or "none: call add_head first"
+            self._fail("head", f"no head {prediction.space!r} (declared: {known}): not sent")
+            return
+        topic, roi_topic = HEADS[encoder.topic]
+        seq = self._seq[topic]
+        self._seq[topic] = seq + 1
+        try:
+            frames = encoder.encode(
+                prediction, seq=seq, publish_wall=wall, publish_time=publish_time
+            )
+        except Exception as exc:  # noqa: BLE001 - a bad prediction must not stop the stream
+            self._fail("encode", f"{topic} prediction of second {prediction.second}: {exc}")
+            return
+        if self._send(frames):
+            self._counts[f"{topic}_sent"] = self._counts.get(f"{topic}_sent", 0) + 1
+        atlas = self._head_atlases.get(topic)
+        if atlas is not None:
+            digest = self._extra["spaces"][topic]["regions"]["atlas"]
+
+            def encode(**ids: Any) -> list[bytes]:
+                means = atlas.means(prediction.values)
+                return encode_roi(means, prediction, atlas=digest, prediction_seq=seq,
+                                  topic=roi_topic, **ids)  # fmt: skip
+
+            what = f"structure means of second {prediction.second}"
+            self._emit(roi_topic, encode, what, f"{roi_topic}_sent", wall)
 
     def _send_roi(self, prediction: Prediction, wall: float, prediction_seq: int) -> None:
         """The region means of a prediction just sent, on `tribe.roi` (call with the lock)."""
@@ -468,7 +551,7 @@ class _Channel(Publisher):
     def __init__(self, parent: Publisher, stream_id: str, clock: StreamClock | None = None):
         self._parent, self.dtype, self.session = parent, parent.dtype, parent.session
         self.curve_public_key, self.url = parent.curve_public_key, parent.url
-        self.atlas = parent.atlas
+        self.atlas, self._head_atlases = parent.atlas, parent._head_atlases
         self._lock, self._sock = parent._lock, parent._sock
         t0_wall = clock.t0_wall if clock is not None else parent._t0_wall
         self._init_stream(stream_id, clock or parent._clock, parent._model, dict(parent._mesh),

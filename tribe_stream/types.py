@@ -68,6 +68,9 @@ class Prediction:
     words: list[Word] = field(default_factory=list)
     """The words the stream took in since its previous prediction (stream clock; the wire's
     `words`): each word once, whichever second it falls in (one heard late comes later)."""
+    space: str | None = None
+    """The head that made it: None for the cortex (`(20484,)` fsaverage5), else a second head's
+    space name (`"subcortical"`: `(n_voxels,)` in the mask's order; published on its own topic)."""
 
 
 class Sink:
