@@ -5,9 +5,14 @@ replayed, drawn by both viewers; cortex subscribers unchanged (tests/fixtures/su
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -15,6 +20,7 @@ from tribe_stream import N_VERTICES
 from tribe_stream.client import Subscriber
 from tribe_stream.protocol import TOPICS, MessageRejected, decode
 from tribe_stream.publish import Publisher
+from tribe_stream.recording import read_recording
 from tribe_stream.spaces import OutputSpace, space_metadata, subcortical_mask
 from tribe_stream.types import Prediction
 
@@ -100,3 +106,67 @@ def test_the_payload_size_is_checked_against_the_space():
     cortex_topic = [TOPICS["prediction"], frames[1], frames[2]]  # a head's header as cortex
     with pytest.raises(MessageRejected, match="kind-mismatch"):
         decode(cortex_topic)
+
+
+def start_cli(*args: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tribe_stream.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+def test_record_keeps_the_subcortical_topic_and_replay_sends_it_again(tmp_path):
+    """`record` (a subprocess) writes the head's rows beside the cortex's (Fletcher-32 checked),
+    `read_recording` returns them, `replay` publishes both topics again."""
+    mask = subcortical_mask(ATLAS)
+    out = tmp_path / "session.h5"
+    with Publisher("tcp://127.0.0.1:*") as pub:
+        pub.add_head(SPACE, mask=mask)
+        proc = start_cli("record", pub.url, str(out), "--count", "4")
+        try:
+            assert pub.wait_for_subscribers(1, timeout=30), proc.stderr.read()
+            for k in range(4):
+                pub.send(subcortical(k, mask))  # before the cortex row that may end `--count`
+                pub.send(cortex(k))
+            stdout, stderr = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "4 predictions + 4 subcortical" in stdout, stdout
+
+    rec = read_recording(out)
+    head = rec.heads["subcortical"]
+    assert len(rec) == 4 and rec.values.shape == (4, N_VERTICES)
+    assert len(head) == 4 and head.values.shape == (4, N_VOXELS) and head.values.dtype == np.float16
+    assert head.seconds.tolist() == [0, 1, 2, 3] and head.seq.tolist() == [0, 1, 2, 3]
+    assert head.space["n_outputs"] == N_VOXELS and head.space["grid"] == list(mask.shape)
+    p = head.prediction(2)
+    assert p.space == "subcortical" and np.array_equal(p.values, subcortical(2, mask).values)
+    with h5py.File(out, "r") as f:
+        assert f["subcortical/values"].fletcher32 and f["values"].fletcher32
+
+    url = f"tcp://127.0.0.1:{free_port()}"
+    with Subscriber(url, topics=("prediction", "subcortical", "structures")) as sub:
+        proc = start_cli("replay", str(out), "--publish", url, "--fast",
+                         "--wait-subscribers", "30", FSLDIR=str(ATLAS))  # fmt: skip
+        try:
+            got = drain(sub, 12, timeout=30)
+            stdout, stderr = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert [m.topic for m in got] == ["prediction", "subcortical", "structures"] * 4
+    assert [m.second for m in got if m.topic == "subcortical"] == [0, 1, 2, 3]
+    assert np.array_equal(got[4].values, subcortical(1, mask).values.astype(np.float16))
+    names = sub.metadata["spaces"]["subcortical"]["regions"]["names"]
+    assert got[5].values[names.index(THALAMUS)] == pytest.approx(3.0)
+    assert sub.missed == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

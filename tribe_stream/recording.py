@@ -11,6 +11,9 @@ and a recording can be read while it grows. Layout (format version 1), N predict
 - `status`, `status_wall`: every heartbeat (JSON); `events`: JSON (recorder start/stop, metadata)
 - attributes: `format`, `format_version`, `protocol_version`, `metadata` (JSON), `stream_id`,
   `model` (JSON), `mesh` (JSON), `dtype`, `source_url`, `created_wall`
+- a second head the metadata announces (`spaces`: the subcortical model): a group `subcortical/`
+  with `values` (M, n_outputs) and `second`, `seq`, `missed_before`, `bold_time`,
+  `publish_wall`, `received_wall`, `stimulus`, `header` as above, for its M predictions
 
 `read_recording(path)` returns a `Recording` with these as NumPy arrays and parsed dicts.
 """
@@ -34,7 +37,7 @@ import numpy as np
 
 from tribe_stream import N_VERTICES
 from tribe_stream.errors import InputError
-from tribe_stream.protocol import DTYPES, PROTOCOL_VERSION, Message
+from tribe_stream.protocol import DTYPES, HEADS, PROTOCOL_VERSION, Message
 from tribe_stream.types import Prediction
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ class RecordingWriter:
         self.dtype = DTYPES.get(dtype_name, DTYPES["float32"])
         self.flush_interval = flush_interval
         self.rows = self.status_rows = self.event_rows = 0
+        self.head_rows: dict[str, int] = {}
         self._session_meta: dict[str, str] = {}
         self._last_flush = time.monotonic()
         meta = {k: v for k, v in metadata.items() if k not in _PER_MESSAGE}
@@ -114,6 +118,18 @@ class RecordingWriter:
         self._session = grow("session", (), "S16", 256)
         self._timings = grow("timings", (), text, 256)
         self._header = grow("header", (), text, 256)
+        self._heads: dict[str, dict[str, Any]] = {}  # made now: SWMR cannot add datasets later
+        spaces = meta.get("spaces") if isinstance(meta.get("spaces"), dict) else {}
+        for name, space in spaces.items():
+            n = space.get("n_outputs") if isinstance(space, dict) else None
+            if name in HEADS and type(n) is int and 0 < n <= N_VERTICES:
+                self._heads[name] = {
+                    "values": grow(f"{name}/values", (n,), self.dtype, _ROWS),
+                    **{k: grow(f"{name}/{k}", (), dt, 256) for k, dt in _SCALARS.items()},
+                    "stimulus": grow(f"{name}/stimulus", (2,), "<f8", 256),
+                    "header": grow(f"{name}/header", (), text, 256),
+                }
+                self.head_rows[name] = 0
         self._status = grow("status", (), text, 256)
         self._status_wall = grow("status_wall", (), "<f8", 256)
         self._events = grow("events", (), text, 64)
@@ -172,6 +188,8 @@ class RecordingWriter:
         session, and again whenever it changes."""
         if msg.topic == "prediction":
             self.add_prediction(msg)
+        elif msg.topic in HEADS:
+            self.add_head_prediction(msg)
         elif msg.topic == "status":
             self.add_status(msg)
         else:
@@ -183,10 +201,38 @@ class RecordingWriter:
                 self._session_meta[session] = text
 
     def add_prediction(self, msg: Message) -> None:
+        values, stimulus, row = self._row(msg, N_VERTICES)
+        h = msg.header
+        columns = [
+            (self._values, values),
+            *((ds, row[name]) for name, ds in self._scalars.items()),
+            (self._stimulus, stimulus),
+            (self._session, str(h["session"]).encode("ascii", "replace")[:16]),
+            (self._timings, _dumps(h.get("timings", {}))),
+            (self._header, _dumps(h)),
+        ]
+        self._append_row(self.rows, columns)
+        self.rows += 1
+        self.maybe_flush()
+
+    def add_head_prediction(self, msg: Message) -> None:
+        """A second head's prediction (`tribe.subcortical`) into its group."""
+        ds = self._heads.get(msg.topic)
+        if ds is None:
+            raise InputError(f"the recording's metadata announced no {msg.topic} space")
+        values, stimulus, row = self._row(msg, ds["values"].shape[1])
+        columns = [(ds["values"], values), *((ds[k], row[k]) for k in _SCALARS)]
+        columns += [(ds["stimulus"], stimulus), (ds["header"], _dumps(msg.header))]
+        self._append_row(self.head_rows[msg.topic], columns)
+        self.head_rows[msg.topic] += 1
+        self.maybe_flush()
+
+    def _row(self, msg: Message, n: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """A prediction message's values (the file's dtype), stimulus and scalar columns."""
         h = msg.header
         values = np.asarray(msg.values)
-        if values.shape != (N_VERTICES,):
-            raise InputError(f"prediction values have shape {values.shape}, not ({N_VERTICES},)")
+        if values.shape != (n,):
+            raise InputError(f"prediction values have shape {values.shape}, not ({n},)")
         if values.dtype != self.dtype:
             with np.errstate(over="ignore"):  # float32 beyond float16's range: +-inf, as sent
                 values = values.astype(self.dtype)
@@ -201,17 +247,7 @@ class RecordingWriter:
             "publish_wall": np.float64(h["publish_wall"]),
             "received_wall": np.float64(msg.received),
         }
-        columns = [
-            (self._values, values),
-            *((ds, row[name]) for name, ds in self._scalars.items()),
-            (self._stimulus, stimulus),
-            (self._session, str(h["session"]).encode("ascii", "replace")[:16]),
-            (self._timings, _dumps(h.get("timings", {}))),
-            (self._header, _dumps(h)),
-        ]
-        self._append_row(self.rows, columns)
-        self.rows += 1
-        self.maybe_flush()
+        return values, stimulus, row
 
     def add_status(self, msg: Message) -> None:
         columns = [
@@ -252,6 +288,7 @@ def _check_output(path: Path, overwrite: bool) -> None:
 
 
 def _metadata_from_header(h: Mapping[str, Any]) -> dict[str, Any]:
+    # (a stream that says nothing of its spaces: its heads' predictions are not recorded)
     keys = ("stream_id", "session", "dtype", "shape", "mesh", "model", "t0_wall")
     return {k: h[k] for k in keys if k in h}
 
@@ -285,7 +322,8 @@ def record(
     first_pending = 0.0
     write_errors = 0
     t_end = None if duration is None else time.monotonic() + duration
-    sub = Subscriber(url, topics=("prediction", "status", "metadata"), **subscriber_kwargs)
+    topics = ("prediction", "status", "metadata", *HEADS)
+    sub = Subscriber(url, topics=topics, **subscriber_kwargs)
     try:
         while not stop.is_set():
             msg = sub.recv(timeout=0.2)
@@ -322,16 +360,48 @@ def record(
         stats = {**sub.stats, "write_errors": write_errors}
         sub.close()
         if writer is not None:
-            writer.close(**stats)
+            writer.close(**stats, head_rows=writer.head_rows)
     if writer is None:
         raise InputError(
             f"nothing received from {url} (is a publisher running there? CURVE keys right?)"
         )
-    return {"path": str(path), "rows": writer.rows, "status_rows": writer.status_rows, **stats}
+    summary = {"path": str(path), "rows": writer.rows, "status_rows": writer.status_rows}
+    return {**summary, "head_rows": dict(writer.head_rows), **stats}
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading
+
+
+@dataclass
+class HeadRows:
+    """A second head's predictions in a recording (`Recording.heads["subcortical"]`): `values`
+    (M, n_outputs) in the stored dtype, each row's `seconds`, `seq`, `stimulus`, `bold_time`
+    and `headers`; `space` as the metadata announced it (name, kind, n_outputs, grid...)."""
+
+    space: dict[str, Any]
+    values: np.ndarray
+    seconds: np.ndarray
+    seq: np.ndarray
+    stimulus: np.ndarray
+    bold_time: np.ndarray
+    headers: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.seconds)
+
+    def prediction(self, i: int) -> Prediction:
+        """Row i as the Prediction that was published (values as float32, `space` its name)."""
+        h = self.headers[i]
+        return Prediction(
+            second=int(self.seconds[i]),
+            values=np.asarray(self.values[i], dtype=np.float32),
+            stimulus=(float(self.stimulus[i, 0]), float(self.stimulus[i, 1])),
+            bold_time=float(self.bold_time[i]),
+            timings={k: v for k, v in h.get("timings", {}).items() if v is not None},
+            counters=dict(h.get("counters", {})),
+            space=str(self.space.get("name")),
+        )
 
 
 @dataclass
@@ -358,6 +428,8 @@ class Recording:
     attrs: dict[str, Any]
     status: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    heads: dict[str, HeadRows] = field(default_factory=dict)
+    """Second heads' predictions (`"subcortical"`), where the stream had any."""
 
     def __len__(self) -> int:
         return len(self.seconds)
@@ -448,10 +520,35 @@ def read_recording(path: str | Path, *, dtype: str | None = None) -> Recording:
                 attrs=attrs,
                 status=[json.loads(s) for s in f["status"].asstr()[:n_status]],
                 events=[json.loads(s) for s in f["events"].asstr()[:]],
+                heads={
+                    name: _read_head(f[name], name, attrs, dtype) for name in HEADS if name in f
+                },
             )
         except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
             why = (str(exc).strip("'\"") or type(exc).__name__).splitlines()[0]
             raise InputError(f"{path} is a damaged recording: {why}") from None
+
+
+def _read_head(group: Any, name: str, attrs: dict[str, Any], dtype: str | None) -> HeadRows:
+    """A head's group, cut to its shortest column (as the main rows)."""
+    names = ["values", "stimulus", "header", *_SCALARS]
+    n = min(group[k].shape[0] for k in names)
+    for k in ["values", "stimulus", *_SCALARS]:
+        if group[k].dtype.kind not in "iuf":
+            raise ValueError(f"`{name}/{k}` holds {group[k].dtype} data, not numbers")
+    values = group["values"][:n]
+    if dtype is not None:
+        values = values.astype(DTYPES[dtype] if dtype in DTYPES else dtype)
+    space = json.loads(attrs.get("metadata", "{}")).get("spaces", {}).get(name, {"name": name})
+    return HeadRows(
+        space=space,
+        values=values,
+        seconds=group["second"][:n],
+        seq=group["seq"][:n],
+        stimulus=group["stimulus"][:n],
+        bold_time=group["bold_time"][:n],
+        headers=[json.loads(s) for s in group["header"].asstr()[:n]],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,26 +584,35 @@ def replay(
     publisher_kwargs.setdefault("model", meta.get("model"))
     sent = 0
     with Publisher(url, **publisher_kwargs) as pub:
-        drop = ("t0_wall", "session", "dtype", "shape", "software", "stream_id")
+        for head in rec.heads.values():
+            pub.add_head(head.space, mask=_replay_mask(head.space))
+        drop = ("t0_wall", "session", "dtype", "shape", "software", "stream_id", "spaces")
         extra = {k: v for k, v in meta.items() if k not in drop}
         original = meta.get("t0_wall")
         extra["replay"] = {"file": str(path), "speed": speed, "original_t0_wall": original}
         pub.set_metadata(extra)
         if wait_subscribers > 0 and not pub.wait_for_subscribers(1, wait_subscribers):
             log.warning("no subscriber after %.1f s; replaying anyway", wait_subscribers)
-        seconds = rec.seconds.astype(np.float64)
+        rows = [
+            (rec.seconds, rec.prediction),
+            *((h.seconds, h.prediction) for h in rec.heads.values()),
+        ]
+        order = sorted(  # by second; within one, the cortex before the heads (as published)
+            (int(s), j, i) for j, (secs, _) in enumerate(rows) for i, s in enumerate(secs)
+        )
+        first = order[0][0]
         last_status = 0.0
         while not stop.is_set():
             start = time.monotonic()
-            for i in range(len(rec)):
+            for second, j, i in order:
                 if speed > 0:
-                    target = start + (seconds[i] - seconds[0]) / speed
+                    target = start + (second - first) / speed
                     while not stop.is_set() and (wait := target - time.monotonic()) > 0:
                         stop.wait(min(wait, 0.1))
                 if stop.is_set():
                     break
-                pub.send(rec.prediction(i))
-                sent += 1
+                pub.send(rows[j][1](i))
+                sent += j == 0
                 if time.monotonic() - last_status >= 1.0:
                     last_status = time.monotonic()
                     pub.status({"replay.sent": sent, "replay.rows": len(rec)})
@@ -515,3 +621,14 @@ def replay(
             stop.wait(1.0 / speed if speed > 0 else 0.0)  # one second between loops
         pub.status({"replay.sent": sent, "replay.rows": len(rec)})
     return sent
+
+
+def _replay_mask(space: Mapping[str, Any]) -> Any:
+    """The mask of a recorded volume space when the atlas is here (structure means again)."""
+    from tribe_stream.spaces import OutputSpace, mask_for
+
+    try:
+        n = int(space.get("n_outputs", 0))
+        return mask_for(OutputSpace(str(space.get("name")), n, str(space.get("kind"))))
+    except (InputError, TypeError, ValueError):
+        return None

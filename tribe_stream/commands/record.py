@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
         curve_server_key=args.curve_server_key,
         curve_keypair=args.curve_keypair,
     )
+    heads = "".join(f" + {n} {name}" for name, n in summary.get("head_rows", {}).items())
     print(
-        f"{summary['path']}: {summary['rows']} predictions, {summary['status_rows']} heartbeats; "
+        f"{summary['path']}: {summary['rows']} predictions{heads}, "
+        f"{summary['status_rows']} heartbeats; "
         f"missed {summary['missed']} in {summary['gaps']} gaps, rejected {summary['rejected']}, "
         f"publisher restarts {summary['restarts']}, resyncs {summary.get('resyncs', 0)}, "
         f"rows not written {summary.get('write_errors', 0)}"
