@@ -6,6 +6,7 @@ replayed, drawn by both viewers; cortex subscribers unchanged (tests/fixtures/su
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -170,3 +171,118 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# -- the viewers draw it ---------------------------------------------------------------------
+
+
+def thalamus_ramp(mask) -> np.ndarray:
+    """The left thalamus strongly positive (a ramp, so most of it is coloured, not saturated
+    white), everything else 0."""
+    thalamus = np.array(mask.structures) == THALAMUS
+    ramp = np.linspace(1.5, 3.0, len(mask), dtype=np.float32)
+    return np.where(thalamus, ramp, 0.0).astype(np.float32)
+
+
+def voxels_in_plane(mask, cut, structure: str) -> list[tuple[int, int, int]]:
+    """The voxels of `structure` in the axial plane through `cut`."""
+    names = np.array(mask.structures)
+    return [tuple(v) for v in mask.ijk[(names == structure) & (mask.ijk[:, 2] == cut[2])]]
+
+
+def lit(rgb) -> bool:
+    """Coloured by the colormap: warm (red to yellow) or its saturated white top; not the
+    mask's grey nor the background."""
+    r, _, b = (int(c) for c in rgb[:3])
+    return r > 200 or (r > 150 and r > b + 60)
+
+
+def test_the_slice_picture_shows_a_positive_structure_warm_where_it_lies():
+    from tribe_stream.surface.colors import get_colormap, robust_limits
+    from tribe_stream.viewer.slices import slice_picture, voxel_pixel
+
+    mask = subcortical_mask(ATLAS)
+    values = thalamus_ramp(mask)
+    limits = robust_limits(values, True, threshold_percentile=50)
+    pic = slice_picture(mask, values, get_colormap("cold_hot"), limits)
+    assert pic.structure == THALAMUS and pic.peak == pytest.approx(values.max())
+    assert [c[0] for c in pic.columns] == ["axial", "coronal", "sagittal"]
+    left = voxels_in_plane(mask, pic.cut, THALAMUS)
+    right = voxels_in_plane(mask, pic.cut, "Right Thalamus")
+    assert left and right
+    assert all(lit(pic.rgba[voxel_pixel(pic, mask, "axial", v)]) for v in left)
+    assert not any(lit(pic.rgba[voxel_pixel(pic, mask, "axial", v)]) for v in right)
+    warm = [(r > 150 and r > b + 60) for r, _, b, _ in pic.rgba.reshape(-1, 4).tolist()]
+    assert sum(warm) >= 4  # orange-yellow, not only the saturated top
+
+
+@pytest.fixture(scope="module")
+def display():
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+    pytest.importorskip("glfw", reason="the viewer's window backend: pip install glfw")
+    from tribe_stream.viewer.xvfb import virtual_display
+
+    with virtual_display((1024, 768)) as name:
+        yield name
+
+
+def test_the_desktop_viewer_draws_the_slices_below_the_cortex(display, monkeypatch):
+    """`tribe-stream view` (800 x 600 under Xvfb) on a stream with both heads: the left
+    thalamus's voxels lit where the axial plane draws them, the right thalamus's not, the
+    cortex and its heads-up line still there."""
+    from test_viewer import BG, Viewer, quadrants, wait_screen
+
+    from tribe_stream.surface.colors import get_colormap, robust_limits
+    from tribe_stream.viewer.slices import slice_picture, voxel_pixel
+
+    monkeypatch.setenv("FSLDIR", str(ATLAS))  # the viewer's atlas
+    mask = subcortical_mask(ATLAS)
+    values = thalamus_ramp(mask)
+    pic = slice_picture(mask, values, get_colormap("cold_hot"),
+                        robust_limits(values, True, threshold_percentile=50))  # fmt: skip
+    url = f"tcp://127.0.0.1:{free_port()}"
+    pub = Publisher(url)
+    pub.add_head(SPACE, mask=mask)
+    viewer = Viewer(url, display, "--transition", "0.1")
+    try:
+        viewer.wait_line("viewer: waiting", timeout=60)
+        deadline = time.monotonic() + 30
+        while not any("viewer: connected" in x for x in viewer.lines):
+            assert time.monotonic() < deadline, "\n".join(viewer.lines)
+            pub.status({})
+            time.sleep(0.2)
+        lateral = np.linspace(0.5, 3.0, N_VERTICES, dtype=np.float32)  # the cortex: warm
+        pub.send(Prediction(1, lateral, (1.0, 2.0), 6.0))
+        pub.send(Prediction(1, values, (1.0, 2.0), 6.0, space="subcortical"))
+
+        # scene._place_volume's layout of an 800 x 600 window: HUD 34, colorbar 72, the
+        # slices in the lower third of the body, 16 px under the strip's top (a caption)
+        body = 600 - 34 - 72
+        top = 600 - 72 - body // 3
+        ph, pw = pic.rgba.shape[:2]
+        scale = min((body // 3 - 18) / ph, 780 / pw)
+        x0 = (800 - pw * scale) / 2
+
+        def screen(v) -> tuple[int, int]:
+            row, col = voxel_pixel(pic, mask, "axial", v)
+            return int(top + 16 + (row + 0.5) * scale), int(x0 + (col + 0.5) * scale)
+
+        left = voxels_in_plane(mask, pic.cut, THALAMUS)
+        right = voxels_in_plane(mask, pic.cut, "Right Thalamus")
+
+        def drawn(img) -> bool:  # both heads' predictions on screen, the HUD line for them
+            cortex_warm = sum(p["warm"] for p in quadrants(img).values()) > 1000
+            hud = (img[:34].min(-1) > 180).sum() > 300
+            return cortex_warm and hud and all(lit(img[screen(v)]) for v in left)
+
+        img = wait_screen(display, drawn, timeout=30, name="subcortical-desktop")
+        assert not any(lit(img[screen(v)]) for v in right)
+        assert all(np.abs(img[screen(v)] - 107).max() < 12 for v in right)  # the mask's grey
+        cortex = img[34:top]
+        assert (np.abs(cortex - BG).sum(-1) > 40).sum() > 20000  # the cortex still drawn above
+        assert (img[top : top + 16].min(-1) > 120).sum() > 50  # the caption
+    finally:
+        rc = viewer.stop()
+        pub.close()
+    assert rc == 0, "\n".join(viewer.lines)

@@ -272,6 +272,16 @@ class Subscriber:
             if msg is not None:
                 yield msg
 
+    def subscribe(self, *topics: str) -> None:
+        """Receive `topics` too from now on (a viewer handed a cortex subscriber adds
+        "subcortical"); only from this thread, as `recv`."""
+        unknown = set(topics) - set(TOPICS)
+        if unknown:
+            raise InputError(f"unknown topics {sorted(unknown)}; choose from {sorted(TOPICS)}")
+        for name in set(topics) - self.topics:
+            self._sock.setsockopt(zmq.SUBSCRIBE, TOPICS[name])
+        self.topics = self.topics | set(topics)
+
     def stop(self) -> None:
         """Make a blocking `recv`/iteration return within 0.25 s (safe from any thread)."""
         self._stopped.set()

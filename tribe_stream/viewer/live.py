@@ -3,6 +3,8 @@
 The window runs its own paced loop: each frame it drains the subscriber without waiting,
 refreshes the heads-up line and draws (the cortex only when a prediction arrives,
 `compositor.py`). A slow window only ever sees the newest prediction; it never holds up the stream.
+A stream with a subcortical head (`tribe.subcortical`) also gets its three slices below the cortex
+(`slices.py`, the atlas from our cache or `$FSLDIR`), in the same colormap on their own limits.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ VIEW_KEYS = {str(i + 1): name for i, name in enumerate(VIEWS)}
 VIEW_KEYS.update({"l": "left", "r": "right", "m": "medial", "d": "dorsal", "v": "ventral"})
 VIEW_KEYS["b"] = "both"
 HELP = "keys: 1-6 or l r m d v b views, c colormap, [ ] threshold, s screenshot, h help, q quit"
+TOPICS = ("prediction", "subcortical")
 
 
 @dataclass
@@ -86,7 +89,9 @@ class LiveViewer:
         if subscriber is None:
             from tribe_stream.client import Subscriber
 
-            subscriber = Subscriber(options.url, latest_only=True)
+            subscriber = Subscriber(options.url, latest_only=True, topics=TOPICS)
+        if hasattr(subscriber, "subscribe"):  # the subcortical head too, where a stream has one
+            subscriber.subscribe(*TOPICS)
         self.sub = subscriber
         self.scene = BrainScene(
             views=options.views,
@@ -114,6 +119,9 @@ class LiveViewer:
         self._intervals: list[float] = []
         self._limits: ColorLimits | None = None
         self._pending = None
+        self._volume_msg = None  # the newest subcortical prediction not yet drawn
+        self._mask = None  # its atlas (spaces.VolumeMask), read at the first
+        self.volume_header: dict | None = None
         self._pending_arrival: float | None = None
         self._arrival_shown: float | None = None
         self._awaiting_frame = False
@@ -134,11 +142,16 @@ class LiveViewer:
             msg = self.sub.recv(timeout=0)
             if msg is None:
                 break
-            if getattr(msg, "values", None) is not None:
+            if getattr(msg, "topic", "prediction") == "subcortical":
+                self._volume_msg = msg
+            elif getattr(msg, "values", None) is not None:
                 if self._pending is not None:
                     self.stats.passed_over += 1
                 self._pending = msg
                 self._pending_arrival = time.perf_counter()
+        if self._volume_msg is not None and not (self.compositor and self.compositor.busy):
+            self._show_volume(self._volume_msg)
+            self._volume_msg = None
         if self._pending is None or (self.compositor is not None and self.compositor.busy):
             return False
         msg, self._pending = self._pending, None
@@ -154,6 +167,37 @@ class LiveViewer:
         if self.compositor is None:
             self._on_layer_complete()
         return True
+
+    def _show_volume(self, msg) -> None:
+        """Draw a subcortical prediction's slices (skipped, said once, without its atlas)."""
+        from tribe_stream.errors import InputError
+        from tribe_stream.spaces import subcortical_mask
+        from tribe_stream.viewer.slices import slice_picture
+
+        values = np.asarray(msg.values, dtype=np.float32)
+        if self._mask is None:
+            try:
+                self._mask = subcortical_mask()
+            except InputError as exc:
+                self._mask = False
+                log.warning("subcortical predictions not drawn: %s", exc)
+        if not self._mask or len(self._mask) != len(values):
+            if self._mask:
+                log.warning("subcortical: %d values, the atlas here has %d voxels: not drawn",
+                            len(values), len(self._mask))  # fmt: skip
+                self._mask = False
+            return
+        div = self.scene.cmap.diverging
+        limits = robust_limits(values, div, threshold_percentile=self.opt.threshold_pct)
+        if self.opt.vmax is not None:
+            limits = _fixed_vmax(limits, self.opt.vmax, div)
+        pic = slice_picture(self._mask, values, self.scene.cmap, limits)
+        self.volume_header = dict(msg.header)
+        caption = (
+            f"subcortical  second {msg.header.get('second')}  |  {pic.caption()}  |  "
+            f"own scale ±{max(abs(limits.vmin), abs(limits.vmax)):.2g}"
+        )
+        self.scene.show_volume(pic.rgba, caption)
 
     def _on_layer_complete(self) -> None:
         """The compositor finished a picture: a new map in it is on screen from this frame."""

@@ -1,7 +1,8 @@
 """The picture both the live window and the offscreen renderer draw: panels, colorbar, text.
 
 `BrainScene` owns a vispy SceneCanvas laid out by hand (no constraint solver): an optional
-heads-up line on top, the cortex panels in a grid, a horizontal colorbar at the bottom. With
+heads-up line on top, the cortex panels in a grid, a horizontal colorbar at the bottom, and once
+a subcortical prediction comes (`show_volume`), a strip of its three slices below the cortex. With
 `cached=True` (the live window) the cortex is drawn into a texture only when it changes and
 frames cross-fade between such pictures (`compositor.py`); otherwise every frame draws it.
 """
@@ -193,6 +194,14 @@ class BrainScene:
         self.colorbar = ColorBar(self.layer_root)
         self.legend = RGBLegend(self.layer_root)
         self.legend.root.visible = False
+        self.volume_root = Node(parent=self.layer_root, name="volume")
+        self.volume_root.visible = False
+        self.volume = scene.visuals.Image(
+            np.zeros((1, 1, 4), np.uint8), parent=self.volume_root, interpolation="nearest"
+        )
+        self.volume.transform = STTransform()
+        self.volume_caption = _text(self.volume_root, color=DIM_TEXT, anchor=("left", "bottom"))
+        self._volume_shape = (1, 1)
         self.rgb = False
         self._boxes: list[tuple[scene.ViewBox, Panel, object, object]] = []
         self.cmap = get_colormap(cmap)
@@ -272,6 +281,20 @@ class BrainScene:
         if self.compositor is not None:
             self.compositor.invalidate(fade=fade)
 
+    def show_volume(self, rgba: np.ndarray, caption: str) -> None:
+        """Show a volume's slice picture (`viewer.slices.slice_picture`) below the cortex."""
+        first = not self.volume_root.visible
+        self.volume.set_data(np.ascontiguousarray(rgba))
+        self.volume_caption.text = caption
+        self._volume_shape = rgba.shape[:2]
+        self.volume_root.visible = True
+        if first:
+            self.relayout()  # the cortex makes room
+        else:
+            self._place_volume()
+        if self.compositor is not None:
+            self.compositor.invalidate()
+
     def set_hud(self, text: str) -> None:
         self.hud.text = text
 
@@ -323,7 +346,7 @@ class BrainScene:
         """Callables that draw the cached layer one panel at a time (the last one adds the
         colorbar and key help), for the compositor's progressive drawing."""
         boxes = [box for box, _, _, _ in self._boxes]
-        decorations = [self.footer, self.colorbar.root, self.legend.root]
+        decorations = [self.footer, self.colorbar.root, self.legend.root, self.volume_root]
 
         def step(i: int) -> None:
             self._draw_subtree(boxes[i])
@@ -344,6 +367,8 @@ class BrainScene:
         w, h = self.canvas.size
         top = self.layout.hud
         bottom = self.layout.colorbar
+        if self.volume_root.visible:  # a third of the body for the slices
+            bottom += int(max(h - top - bottom, 3) / 3)
         rows, cols = grid_shape(len(self._boxes))
         cell_w = w / cols
         cell_h = max(h - top - bottom, 1) / rows
@@ -368,12 +393,29 @@ class BrainScene:
         self.hud.pos = (12, top / 2)
         self.banner.pos = (w / 2, top + (h - top - bottom) / 2)
         self.footer.pos = (10, h - 6)  # anchor "top" in these y-down pixels: grows upward
-        if bottom:
-            bar_w = min(0.5 * w, 520)
-            self.colorbar.place((w - bar_w) / 2, h - bottom + 10, bar_w, 14)
-            self.legend.place((w - bar_w) / 2, h - bottom + 10, bar_w, 14)
+        if self.layout.colorbar:
+            bar_w, bar_y = min(0.5 * w, 520), h - self.layout.colorbar + 10
+            self.colorbar.place((w - bar_w) / 2, bar_y, bar_w, 14)
+            self.legend.place((w - bar_w) / 2, bar_y, bar_w, 14)
         self.colorbar._key = None
+        self._place_volume()
         self.apply_state()
+
+    def _place_volume(self) -> None:
+        """Fit the slice picture into the strip between the cortex and the colorbar."""
+        if not self.volume_root.visible:
+            return
+        w, h = self.canvas.size
+        strip_top = (
+            h - self.layout.colorbar - int(max(h - self.layout.hud - self.layout.colorbar, 3) / 3)
+        )
+        strip_h = max(h - self.layout.colorbar - strip_top - 18, 1)
+        ph, pw = self._volume_shape
+        scale = min(strip_h / ph, (w - 20) / pw)
+        x = (w - pw * scale) / 2
+        self.volume.transform.scale = (scale, scale, 1)
+        self.volume.transform.translate = (x, strip_top + 16, 0)
+        self.volume_caption.pos = (x, strip_top + 1)  # "bottom" grows down in y-down pixels
 
     # -- output -------------------------------------------------------------------------------
 
