@@ -286,3 +286,72 @@ def test_the_desktop_viewer_draws_the_slices_below_the_cortex(display, monkeypat
         rc = viewer.stop()
         pub.close()
     assert rc == 0, "\n".join(viewer.lines)
+
+
+try:
+    from test_web import browser, needs_browser, open_page, shown, start_web, stop_web  # noqa: F401
+except ImportError:  # the web extra missing: the page test skips
+    needs_browser = pytest.mark.skip(reason="pip install 'tribe-stream[web]'")
+
+
+@needs_browser
+def test_the_web_page_draws_the_slices_and_the_structure_means(browser, monkeypatch):
+    """`tribe-stream web` on a stream with both heads, in headless Chromium: the cortex as
+    before, the slices below it with the left thalamus lit where the axial plane draws it, its
+    structure means listed (largest first), the same HUD line."""
+    import io
+
+    from PIL import Image
+
+    from tribe_stream.clock import StreamClock
+    from tribe_stream.viewer.slices import slice_picture, voxel_pixel
+
+    pytest.importorskip("aiohttp", reason="pip install 'tribe-stream[web]'")
+    monkeypatch.setenv("FSLDIR", str(ATLAS))  # the server's atlas
+    mask = subcortical_mask(ATLAS)
+    values = thalamus_ramp(mask)
+    with Publisher("tcp://127.0.0.1:*", clock=StreamClock()) as pub:
+        pub.add_head(SPACE, mask=mask)
+        proc, url = start_web(pub.url, "--transition", "0.1")
+        try:
+            assert pub.wait_for_subscribers(1, timeout=30)
+            page = open_page(browser, url)
+            pub.send(Prediction(3, np.linspace(0.5, 3.0, N_VERTICES, dtype=np.float32),
+                                (3.0, 4.0), 8.0))  # fmt: skip
+            pub.send(Prediction(3, values, (3.0, 4.0), 8.0, space="subcortical"))
+            pub.status({})
+            page.wait_for_function(
+                "tribe.subcortical && tribe.subcortical.drawn && tribe.subcortical.second === 3"
+                " && tribe.structures && tribe.structures.shown",
+                timeout=30_000,
+            )
+            shown(page, 3)
+            sub = page.evaluate("tribe.subcortical")
+            shot = page.locator("#volume-slices").screenshot()
+            if os.environ.get("TRIBE_WEB_SHOTS"):  # to look at it
+                page.screenshot(path=Path(os.environ["TRIBE_WEB_SHOTS"]) / "subcortical-web.png")
+            hud = page.locator("#hud").inner_text()
+            structures = page.evaluate("tribe.structures")
+            assert not page.problems, page.problems
+            page.close()
+        finally:
+            stop_web(proc)
+    assert "second 3" in hud and "drops" in hud  # the cortex's HUD line
+    assert sub["structure"] == THALAMUS and structures["shown"][0] == THALAMUS
+    names = list(dict.fromkeys(mask.structures))
+    assert structures["values"][names.index(THALAMUS)] == pytest.approx(
+        float(values[np.array(mask.structures) == THALAMUS].mean()), rel=1e-5
+    )
+    from tribe_stream.surface.colors import get_colormap, robust_limits
+
+    pic = slice_picture(mask, values, get_colormap("cold_hot"), robust_limits(values, True))
+    img = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"))
+    sy, sx = img.shape[0] / pic.rgba.shape[0], img.shape[1] / pic.rgba.shape[1]
+
+    def at(v):
+        row, col = voxel_pixel(pic, mask, "axial", v)
+        return img[int((row + 0.5) * sy), int((col + 0.5) * sx)]
+
+    assert all(lit(at(v)) for v in voxels_in_plane(mask, pic.cut, THALAMUS))
+    right = voxels_in_plane(mask, pic.cut, "Right Thalamus")
+    assert all(not lit(at(v)) and np.abs(at(v).astype(int) - 107).max() < 12 for v in right)

@@ -52,24 +52,28 @@ def slice_picture(
     peak = int(np.argmax(np.abs(finite) if cmap.diverging else finite))
     i, j, k = (int(c) for c in mask.ijk[peak])
     colors = map_colors(v, np.full(len(v), MASK_GRAY, np.float32), limits, cmap)
-    grid = np.empty((*mask.shape, 4), np.float32)
-    grid[:] = BACKGROUND
-    grid[tuple(mask.ijk.T)] = colors
-    planes = (
-        grid[:, ::-1, k].transpose(1, 0, 2),  # rows: y from anterior down; columns: x, left first
-        grid[:, j, ::-1].transpose(1, 0, 2),  # rows: z from the top; columns: x
-        grid[i, :, ::-1].transpose(1, 0, 2),  # rows: z; columns: y, posterior first
-    )
+    X, Y, Z = mask.shape
+    x, y, z = mask.ijk.T
+    planes = []  # (rows, columns) of each plane's voxels: up is anterior (axial) or superior
+    for rows, cols, on, row, col in (
+        (Y, X, z == k, Y - 1 - y, x),  # axial: columns x, the subject's left first
+        (Z, X, y == j, Z - 1 - z, x),  # coronal
+        (Z, Y, x == i, Z - 1 - z, y),  # sagittal: columns y, posterior first
+    ):
+        p = np.empty((rows, cols, 4), np.float32)
+        p[:] = BACKGROUND
+        p[row[on], col[on]] = colors[on]
+        planes.append(p)
     height = max(p.shape[0] for p in planes)
     width = sum(p.shape[1] for p in planes) + GAP * (len(planes) - 1)
     out = np.empty((height, width, 4), np.float32)
     out[:] = BACKGROUND
-    columns, x = [], 0
+    columns, left = [], 0
     for name, p in zip(PLANES, planes, strict=True):
         top = (height - p.shape[0]) // 2
-        out[top : top + p.shape[0], x : x + p.shape[1]] = p
-        columns.append((name, x * scale, p.shape[1] * scale))
-        x += p.shape[1] + GAP
+        out[top : top + p.shape[0], left : left + p.shape[1]] = p
+        columns.append((name, left * scale, p.shape[1] * scale))
+        left += p.shape[1] + GAP
     if scale > 1:
         out = out.repeat(scale, axis=0).repeat(scale, axis=1)
     mni = mask.affine[:3, :3] @ np.array([i, j, k], np.float64) + mask.affine[:3, 3]
@@ -88,7 +92,7 @@ def voxel_pixel(picture: SlicePicture, mask, plane: str, ijk: tuple[int, int, in
     a `scale` 1 picture (tests and labels)."""
     i, j, k = ijk
     X, Y, Z = mask.shape
-    name, x0, _ = next(c for c in picture.columns if c[0] == plane)
+    _, x0, _ = next(c for c in picture.columns if c[0] == plane)
     height = picture.rgba.shape[0]
     rows = {"axial": Y, "coronal": Z, "sagittal": Z}[plane]
     top = (height - rows) // 2

@@ -8,11 +8,16 @@ other pages. A page that joins late gets the newest prediction, metadata, region
 Colour limits are the viewer's: `surface.colors.robust_limits` per prediction (with the page's
 colormap and threshold percentile), smoothed over `limits_tau_s` with `ColorLimits.blend`, and
 sent with each prediction, so the page's shader only maps values through them.
+
+A stream's subcortical head (`tribe.subcortical`) reaches each page as its three slices, drawn
+here in the page's colormap (`viewer/slices.py`, the atlas from our cache or `$FSLDIR`; its own
+limits) and sent as RGBA (a `subcortical` text message), then its structure means (`structures`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import math
@@ -60,6 +65,7 @@ class Page:
         self.limits: ColorLimits | None = None
         self._limits_time: float | None = None
         self.frame: Frame | None = None
+        self.volume: Frame | None = None  # the newest subcortical prediction not yet sent
         self.texts: dict[str, str] = {}
         self.skipped = 0
         self.sent = 0
@@ -69,6 +75,10 @@ class Page:
         if self.frame is not None:
             self.skipped += 1
         self.frame = frame
+        self.wake.set()
+
+    def offer_volume(self, frame: Frame) -> None:
+        self.volume = frame
         self.wake.set()
 
     def offer_text(self, kind: str, text: str) -> None:
@@ -103,6 +113,8 @@ class Relay:
         self.subscriber_kwargs = subscriber_kwargs or {}
         self.pages: set[Page] = set()
         self.latest: Frame | None = None
+        self.latest_volume: Frame | None = None
+        self._mask: Any = None  # the subcortical atlas (spaces.VolumeMask), or its error line
         self.texts: dict[str, str] = {}  # newest metadata, status and region means
         self.status: dict[str, Any] | None = None
         self.received = 0
@@ -121,7 +133,8 @@ class Relay:
 
         self._loop = loop
         # every message, not latest_only: each page keeps only what it draws (cheap at 1-10 Hz)
-        self._sub = Subscriber(self.url, topics=("prediction", "roi"), **self.subscriber_kwargs)
+        topics = ("prediction", "roi", "subcortical", "structures")
+        self._sub = Subscriber(self.url, topics=topics, **self.subscriber_kwargs)
         self._thread = threading.Thread(target=self._listen, name="tribe-web-relay", daemon=True)
         self._thread.start()
 
@@ -143,8 +156,11 @@ class Relay:
                     values = np.asarray(msg.values, dtype="<f4")
                     frame = Frame(dict(msg.header), values, values.tobytes(), time.time())
                     self._call(self._on_frame, frame)
-                elif msg is not None and msg.topic == "roi":
-                    self._call(self._on_text, "roi", self._roi_text(msg))
+                elif msg is not None and msg.topic == "subcortical":
+                    values = np.asarray(msg.values, dtype="<f4")
+                    self._call(self._on_volume, Frame(dict(msg.header), values, b"", time.time()))
+                elif msg is not None and msg.topic in ("roi", "structures"):
+                    self._call(self._on_text, msg.topic, self._roi_text(msg, msg.topic))
                 if sub.metadata is not meta:
                     meta = sub.metadata
                     self._call(self._on_text, "meta", encode_json("meta", {"metadata": meta}))
@@ -156,10 +172,10 @@ class Relay:
                 self.errors[type(exc).__name__] += 1
                 log.warning("relay: %s: %s", type(exc).__name__, exc)
 
-    def _roi_text(self, msg) -> str:
+    def _roi_text(self, msg, kind: str = "roi") -> str:
         body = {k: msg.header[k] for k in ("second", "atlas", "prediction_seq")}
         body["values"] = [_finite_or_none(v) for v in np.asarray(msg.values, dtype=np.float64)]
-        return encode_json("roi", body)
+        return encode_json(kind, body)
 
     def _status_text(self, status: dict[str, Any]) -> str:
         subscriber = {k: v for k, v in self._sub.stats.items() if k != "last_error"}
@@ -183,6 +199,11 @@ class Relay:
         for page in self.pages:
             page.offer_frame(frame)
 
+    def _on_volume(self, frame: Frame) -> None:
+        self.latest_volume = frame
+        for page in self.pages:
+            page.offer_volume(frame)
+
     def _on_text(self, kind: str, text: str) -> None:
         self.texts[kind] = text
         for page in self.pages:
@@ -199,6 +220,8 @@ class Relay:
             page.offer_text(kind, text)
         if self.latest is not None:
             page.offer_frame(self.latest)
+        if self.latest_volume is not None:
+            page.offer_volume(self.latest_volume)
 
     def leave(self, page: Page) -> None:
         self.pages.discard(page)
@@ -208,6 +231,8 @@ class Relay:
         page.reset_limits()
         if self.latest is not None and page.frame is None:
             page.offer_frame(self.latest)
+        if self.latest_volume is not None and page.volume is None:
+            page.offer_volume(self.latest_volume)
 
     def encode_for(self, page: Page, frame: Frame) -> bytes:
         """The binary message of `frame` for `page`: its header plus what the page draws with."""
@@ -230,6 +255,41 @@ class Relay:
         }
         return encode_prediction(header, frame.payload)
 
+    def volume_text(self, page: Page, frame: Frame) -> str:
+        """A subcortical prediction as `page` draws it: its three slices in the page's colormap
+        (`viewer.slices`), RGBA in base64, or the one line saying why they cannot be drawn."""
+        from tribe_stream.errors import InputError
+        from tribe_stream.spaces import subcortical_mask
+        from tribe_stream.viewer.slices import slice_picture
+
+        body: dict[str, Any] = {"second": frame.header.get("second")}
+        if self._mask is None:
+            try:
+                self._mask = subcortical_mask()
+            except InputError as exc:
+                self._mask = str(exc)
+        if isinstance(self._mask, str) or len(self._mask) != len(frame.values):
+            n = "" if isinstance(self._mask, str) else f" of {len(self._mask)} voxels"
+            why = self._mask if isinstance(self._mask, str) else "it is another atlas"
+            body["error"] = f"{len(frame.values)} values; the atlas here{n}: {why}"
+            return encode_json("subcortical", body)
+        cmap = assets.colormap(page.settings.cmap)
+        limits = robust_limits(
+            frame.values, cmap.diverging, threshold_percentile=page.settings.threshold_pct
+        )
+        pic = slice_picture(self._mask, frame.values, cmap, limits)
+        body.update(
+            width=pic.rgba.shape[1],
+            height=pic.rgba.shape[0],
+            rgba=base64.b64encode(pic.rgba.tobytes()).decode(),
+            caption=f"subcortical second {body['second']}: {pic.caption()}; own scale "
+            f"±{max(abs(limits.vmin), abs(limits.vmax)):.2g}; axial, coronal, sagittal",
+            structure=pic.structure,
+            columns=[list(c) for c in pic.columns],
+            limits={k: float(v) for k, v in asdict(limits).items()},
+        )
+        return encode_json("subcortical", body)
+
     async def pump(self, page: Page) -> None:
         """Send `page` what waits for it, newest only, until its socket closes."""
         ws = page.ws
@@ -238,7 +298,7 @@ class Relay:
             await page.wake.wait()
             page.wake.clear()
             for kind in [k for k in order if k in page.texts] + [
-                k for k in page.texts if k not in order and k != "roi"
+                k for k in page.texts if k not in order and k not in ("roi", "structures")
             ]:
                 await ws.send_str(page.texts.pop(kind))
             frame, page.frame = page.frame, None
@@ -247,6 +307,11 @@ class Relay:
                 page.sent += 1
             if "roi" in page.texts:  # after its prediction
                 await ws.send_str(page.texts.pop("roi"))
+            volume, page.volume = page.volume, None
+            if volume is not None:
+                await ws.send_str(self.volume_text(page, volume))
+            if "structures" in page.texts:  # after its subcortical prediction
+                await ws.send_str(page.texts.pop("structures"))
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ const state = (window.tribe = {
   ready: false, received: 0, drawn: 0, draws: 0, passedOver: 0, waiting: false, rejected: {},
   second: null, header: null, limits: null, shownSecond: null, latency: null,
   metadata: null, status: null, roi: null, capture: null, connected: false,
+  subcortical: null, structures: null,
   frameTimes: [], continuous: params.get("continuous") === "1",
 });
 
@@ -361,6 +362,32 @@ function roiBars() {
   });
 }
 
+// The subcortical head: its three slices, drawn by the server in this page's colormap
+// (tribe_stream/viewer/slices.py), and its structure means, largest |mean| first.
+function volumeSlices(msg) {
+  $("volume").hidden = false;
+  state.subcortical = { second: msg.second, error: msg.error ?? null, drawn: false };
+  $("volume-caption").textContent = msg.error ? `subcortical not drawn: ${msg.error}` : msg.caption;
+  if (msg.error) return;
+  const c = $("volume-slices");
+  c.width = msg.width;
+  c.height = msg.height;
+  const bytes = Uint8ClampedArray.from(atob(msg.rgba), (ch) => ch.charCodeAt(0));
+  c.getContext("2d").putImageData(new ImageData(bytes, msg.width, msg.height), 0, 0);
+  Object.assign(state.subcortical, { drawn: true, structure: msg.structure, columns: msg.columns });
+  dirty = true;  // the cortex's canvas got smaller
+}
+
+function structureMeans(msg) {
+  const names = state.metadata?.spaces?.subcortical?.regions?.names;
+  state.structures = msg;
+  if (!names) return;
+  const order = msg.values.map((v, i) => i).filter((i) => msg.values[i] !== null)
+    .sort((a, b) => Math.abs(msg.values[b]) - Math.abs(msg.values[a])).slice(0, 5);
+  msg.shown = order.map((i) => names[i]);
+  $("structures").textContent = order.map((i) => `${names[i].padEnd(26)} ${msg.values[i].toFixed(2)}`).join("\n");
+}
+
 // ----- the WebSocket -----
 
 function send(obj) {
@@ -377,6 +404,8 @@ function onMessage(ev) {
     if (msg.type === "meta") state.metadata = msg.metadata;
     else if (msg.type === "status") state.status = msg;
     else if (msg.type === "roi") { state.roi = msg; roiBars(); }
+    else if (msg.type === "subcortical") volumeSlices(msg);
+    else if (msg.type === "structures") structureMeans(msg);
     else if (msg.type === "rejected") { state.rejected[msg.reason] = msg.count; console.warn("server dropped a message:", msg.detail); }
     else if (msg.type === "capture") window.dispatchEvent(new CustomEvent("tribe-capture", { detail: msg }));
     return;
