@@ -355,3 +355,43 @@ def test_the_web_page_draws_the_slices_and_the_structure_means(browser, monkeypa
     assert all(lit(at(v)) for v in voxels_in_plane(mask, pic.cut, THALAMUS))
     right = voxels_in_plane(mask, pic.cut, "Right Thalamus")
     assert all(not lit(at(v)) and np.abs(at(v).astype(int) - 107).max() < 12 for v in right)
+
+
+def test_lsl_bridges_the_structure_means_one_named_channel_each():
+    """`lsl URL --topic structures`: one channel per Harvard-Oxford structure, named, each
+    sample the structure means the publisher sent."""
+    try:
+        import pylsl
+
+        pylsl.local_clock()
+        from mne_lsl.lsl import StreamInlet, resolve_streams
+    except Exception as exc:  # liblsl missing or unusable here
+        pytest.skip(f"LSL cannot run here: {exc}")
+    import uuid
+
+    mask = subcortical_mask(ATLAS)
+    names = list(dict.fromkeys(mask.structures))
+    source_id = f"test-{uuid.uuid4().hex[:8]}"
+    with Publisher("tcp://127.0.0.1:*") as pub:
+        pub.add_head(SPACE, mask=mask)
+        proc = start_cli("lsl", pub.url, "--topic", "structures", "--source-id", source_id,
+                         "--no-markers", "--count", "2")  # fmt: skip
+        try:
+            assert pub.wait_for_subscribers(1, timeout=60), proc.stderr.read()
+            found = resolve_streams(timeout=20, source_id=source_id)
+            assert found, proc.stderr.read()
+            inl = StreamInlet(found[0], max_buffered=60)
+            inl.open_stream(timeout=10)
+            assert inl.get_sinfo().get_channel_names() == names
+            for k in range(2):
+                pub.send(cortex(k))
+                pub.send(subcortical(k, mask))
+            samples, deadline = [], time.monotonic() + 20
+            while len(samples) < 2 and time.monotonic() < deadline:
+                data, _ = inl.pull_chunk(timeout=0.5)
+                samples += list(data)
+            assert proc.wait(timeout=60) == 0, proc.stderr.read()
+        finally:
+            proc.kill()
+    expected = [np.where(np.array(names) == THALAMUS, 2.0 + k, 0.0) for k in range(2)]
+    np.testing.assert_allclose(np.array(samples)[:2], expected, atol=1e-6)

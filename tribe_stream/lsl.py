@@ -113,19 +113,23 @@ def stream_info(
     source_id: str | None = None,
     stamp: str = "stimulus",
     labels: bool = True,
-    regions: bool = False,
+    regions: bool | str = False,
 ):
     """A pylsl.StreamInfo describing the stream: channels (label, type, unit, hemisphere,
     vertex), and in `tribe_stream` the mesh, hemisphere order, units, what the stamps mean, the
     hemodynamic offset, the model (untrained or not) and the source stream's id.
 
     `regions=True`: one channel per region of the metadata's `regions` (the `tribe.roi` topic),
-    labelled with the region names, instead of one per vertex."""
+    labelled with the region names, instead of one per vertex; `regions="structures"`: the
+    subcortical head's Harvard-Oxford structure means (`tribe.structures`)."""
     pylsl = _pylsl()
     stream_id = str(metadata.get("stream_id", "tribe-stream"))
+    if regions == "structures":
+        metadata = {**metadata, "regions": structure_regions(metadata)}
     names = region_names(metadata) if regions else None
     n_channels = len(names) if names is not None else N_VERTICES
-    source_id = source_id or f"tribe-stream:{stream_id}{':roi' if regions else ''}"
+    suffix = f":{regions}" if isinstance(regions, str) else ":roi" if regions else ""
+    source_id = source_id or f"tribe-stream:{stream_id}{suffix}"
     info = pylsl.StreamInfo(name, stype, n_channels, 1.0, pylsl.cf_float32, source_id)
     desc = info.desc()
     mesh = metadata.get("mesh") or FSAVERAGE5
@@ -148,7 +152,7 @@ def stream_info(
         if names is None:
             rows = channel_labels(mesh)
         else:  # a region's hemisphere: its name's; no vertex index
-            rows = [(n, "left" if n.startswith("lh.") else "right", None) for n in names]
+            rows = [(n, _hemisphere(n), None) for n in names]
         chans = desc.append_child("channels")
         for label, hemi, vertex in rows:
             ch = chans.append_child("channel")
@@ -172,6 +176,25 @@ def marker_info(metadata: Mapping[str, Any], *, name: str = "tribe-stream", sour
     ch.append_child_value("label", "marker")
     ch.append_child_value("type", "Markers")
     return info
+
+
+def _hemisphere(name: str) -> str:
+    """A region's hemisphere from its name (`lh.V1`, `Left Thalamus`)."""
+    low = name.lower()
+    if low.startswith(("lh.", "left")):
+        return "left"
+    return "right" if low.startswith(("rh.", "right")) else "both"
+
+
+def structure_regions(metadata: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The subcortical head's structure names (`spaces.subcortical.regions`), or one line."""
+    regions = ((metadata.get("spaces") or {}).get("subcortical") or {}).get("regions")
+    if not isinstance(regions, Mapping):
+        raise InputError(
+            "the stream publishes no subcortical structure means (tribe.structures): run the "
+            "subcortical model beside the cortical one, or bridge --topic prediction"
+        )
+    return regions
 
 
 def region_names(metadata: Mapping[str, Any]) -> list[str]:
@@ -227,6 +250,8 @@ class LslBridge:
         self.outlet = pylsl.StreamOutlet(self.info, chunk_size=1, max_buffered=max_buffered)
         self.pushed = 0
         self.topic = "roi" if info.get("regions") and atlas is None else "prediction"
+        if info.get("regions") == "structures":
+            self.topic = "structures"
         self._row = np.empty((1, self.info.channel_count()), np.float32)
 
     def push(self, msg: Message) -> float:
@@ -338,6 +363,8 @@ def run_bridge(
     waiting: list[Message] = []
     regions = bool(kwargs.get("regions")) and kwargs.get("atlas") is None  # the publisher's
     topic = "roi" if regions else "prediction"
+    if kwargs.get("regions") == "structures":  # the subcortical head's structure means
+        topic = "structures"
     topics = {topic, "metadata"} | ({"prediction", "status"} if markers else set())
     with Subscriber(url, topics=topics, **subscriber_kwargs) as sub:
         while not stop.is_set():

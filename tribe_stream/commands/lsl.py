@@ -26,10 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-labels", action="store_true", help="no per-channel description")
     parser.add_argument(
         "--topic",
-        choices=("prediction", "roi"),
+        choices=("prediction", "roi", "structures"),
         default="prediction",
         help="prediction: a channel per vertex (default); roi: one named channel per region "
-        "(the stream's tribe.roi topic: start it with --roi ATLAS, --region NAME for some)",
+        "(the stream's tribe.roi topic: start it with --roi ATLAS, --region NAME for some); "
+        "structures: one per Harvard-Oxford structure of the subcortical head",
     )
     add_options(
         parser.add_argument_group("regions made here (instead of --topic roi)"), AtlasOptions
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     regions = from_args(AtlasOptions, args)
     atlas = None
     if regions.given or regions.regions:
-        if args.topic == "roi":
+        if args.topic != "prediction":
             raise InputError(
                 "--topic roi bridges the regions the stream publishes; --atlas makes them here "
                 "from its vertex predictions: give one of the two"
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             "source_id": args.source_id,
             "stamp": args.stamp,
             "labels": not args.no_labels,
-            "regions": args.topic == "roi",
+            "regions": {"roi": True, "structures": "structures"}.get(args.topic, False),
             "atlas": atlas,
         },
         curve_server_key=args.curve_server_key,
