@@ -395,3 +395,23 @@ def test_lsl_bridges_the_structure_means_one_named_channel_each():
             proc.kill()
     expected = [np.where(np.array(names) == THALAMUS, 2.0 + k, 0.0) for k in range(2)]
     np.testing.assert_allclose(np.array(samples)[:2], expected, atol=1e-6)
+
+
+def test_channels_publish_their_heads_and_a_head_never_declared_is_counted_not_sent():
+    mask = subcortical_mask(ATLAS)
+    with Publisher("tcp://127.0.0.1:*") as pub:
+        pub.add_head(SPACE, mask=mask)
+        ch = pub.channel("cam2")  # `serve`: a stream of its own on the socket, the same heads
+        bare = Publisher("tcp://127.0.0.1:*")
+        with Subscriber([pub.url, bare.url], topics=("subcortical", "structures")) as sub:
+            assert pub.wait_for_subscribers(1, 10.0) and bare.wait_for_subscribers(1, 10.0)
+            ch.send(subcortical(5, mask))
+            bare.send(subcortical(5, mask))  # no add_head: refused, counted
+            got = drain(sub, 2, timeout=10)
+            got += drain(sub, 1, timeout=0.5)  # nothing from the publisher without the head
+        bare.close()
+    assert [(m.topic, m.stream_id, m.second) for m in got] == [
+        ("subcortical", "cam2", 5),
+        ("structures", "cam2", 5),
+    ]
+    assert bare.counters["errors"] == 1 and bare.counters["sent"] == 0
