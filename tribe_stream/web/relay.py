@@ -159,8 +159,12 @@ class Relay:
                 elif msg is not None and msg.topic == "subcortical":
                     values = np.asarray(msg.values, dtype="<f4")
                     self._call(self._on_volume, Frame(dict(msg.header), values, b"", time.time()))
-                elif msg is not None and msg.topic in ("roi", "structures"):
-                    self._call(self._on_text, msg.topic, self._roi_text(msg, msg.topic))
+                elif msg is not None and msg.topic == "roi":
+                    self._call(self._on_text, "roi", self._roi_text(msg))
+                elif msg is not None and msg.topic == "structures":
+                    self._call(
+                        self._on_text, "structures", Relay._roi_text(self, msg, "structures")
+                    )
                 if sub.metadata is not meta:
                     meta = sub.metadata
                     self._call(self._on_text, "meta", encode_json("meta", {"metadata": meta}))
@@ -201,8 +205,10 @@ class Relay:
 
     def _on_volume(self, frame: Frame) -> None:
         self.latest_volume = frame
-        for page in self.pages:
-            page.offer_volume(frame)
+        sid = frame.header.get("stream_id")
+        for page in self.pages:  # a capturing page (`page.stream`) sees only its own stream's
+            if getattr(page, "stream", sid) == sid:
+                page.offer_volume(frame)
 
     def _on_text(self, kind: str, text: str) -> None:
         self.texts[kind] = text
