@@ -66,7 +66,9 @@ def test_the_subcortical_topic_reaches_its_subscriber_and_not_the_cortex_ones():
         heads = Subscriber(pub.url, topics=("subcortical", "structures"))
         try:
             assert pub.wait_for_subscribers(2, 10.0)
-            time.sleep(0.3)  # the head subscriber's subscription (counted only for predictions)
+            deadline = time.monotonic() + 10  # greeted: its subscriptions (sent together) are in
+            while heads.metadata is None and time.monotonic() < deadline:
+                heads.recv(timeout=0.1)
             for k in range(3):
                 pub.send(cortex(k))
                 pub.send(subcortical(k, mask))
