@@ -364,16 +364,15 @@ class Server:
         if p.retired:
             return
         p.retired = True
-        with self._lock:
+        t = threading.Thread(
+            target=self._release, args=(p,), name=f"tribe-release-{p.stream_id}", daemon=True
+        )
+        with self._lock:  # gone from `ids()` and releasing at once, for `released()`
             if p in self.streams:
                 self.streams.remove(p)
             if self.keep_done and p not in self.done:
                 self.done.append(p)
-        t = threading.Thread(
-            target=self._release, args=(p,), name=f"tribe-release-{p.stream_id}", daemon=True
-        )
-        t.start()
-        with self._lock:
+            t.start()
             self._releasing = [r for r in self._releasing if r.is_alive()] + [t]
 
     def _release(self, p: Pipeline) -> None:
@@ -396,11 +395,11 @@ class Server:
 
     def _admit(self) -> None:
         """Streams added or ended by other threads since the last turn."""
-        with self._lock:
-            inbox, self._inbox = self._inbox, []
+        with self._lock:  # they stay in the inbox (counted, listed) while they warm up
+            inbox = list(self._inbox)
             ending, self._ending = self._ending, set()
-        now = time.monotonic() - self.clock.t0_monotonic
-        for start, p in inbox:
+        for item in inbox:
+            start, p = item
             p.until = self._seconds
             if str(p.stream_id) not in ending:
                 try:
@@ -408,7 +407,9 @@ class Server:
                 except Exception as exc:  # noqa: BLE001 - that stream fails, not the server
                     log.warning("stream %s could not warm up: %s", p.stream_id, exc)
                     ending.add(str(p.stream_id))
+            now = time.monotonic() - self.clock.t0_monotonic
             with self._lock:
+                self._inbox.remove(item)
                 self.waiting.append((now + start, p))
                 self.waiting.sort(key=lambda sp: sp[0])
         if not ending:
