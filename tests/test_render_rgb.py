@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import run_cli
-from test_render import offscreen  # noqa: F401  (the headless-GL fixture)
 
 from tribe_stream import N_VERTICES, N_VERTICES_HEMI
 from tribe_stream.errors import InputError

@@ -289,7 +289,8 @@ def test_lavfi_camera_runs_like_a_camera() -> None:
     starts = np.array([c.start for c in chunks])
     np.testing.assert_allclose(np.diff(starts), 0.04, atol=1e-6)
     assert 0 <= starts[0] < 0.3 and starts[-1] <= now
-    assert all(0 <= c.capture_time - c.start < 0.1 for c in chunks)
+    # read soon after its stamp (generous: a loaded machine delays the reading thread)
+    assert all(0 <= c.capture_time - c.start < 1.0 for c in chunks)
     assert cam.ended and cam.error is None
     assert cam.counters["frames"] == len(chunks) and cam.counters["dropped_chunks"] == 0
 
