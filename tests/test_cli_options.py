@@ -79,3 +79,20 @@ def test_commands_that_run_the_models_take_the_shared_options(command):
     flags = {f for a in subcommands()[command]._actions for f in a.option_strings}
     missing = [f for f in RUNS_MODELS[command] if f not in flags]
     assert not missing, f"{command} lacks {missing}"
+
+
+def test_max_streams_is_one_option_bare_in_bench_a_number_in_serve():
+    """`bench --max-streams [N]` searches (up to N); `serve`/`web --max-streams N` limit."""
+    from tribe_stream.bench import BenchOptions
+    from tribe_stream.errors import InputError
+    from tribe_stream.options import ServeOptions, from_args
+
+    parser = build_parser()
+    bench = parser.parse_args(["bench", "--max-streams"])
+    assert from_args(BenchOptions, bench).max_streams == 0
+    assert parser.parse_args(["bench", "--max-streams", "9"]).max_streams == 9
+    serve = parser.parse_args(["serve", "--file", "x.mp4", "--max-streams", "3"])
+    assert from_args(ServeOptions, serve).validate().max_streams == 3
+    bare = parser.parse_args(["serve", "--file", "x.mp4", "--max-streams"])
+    with pytest.raises(InputError, match="needs its N"):
+        from_args(ServeOptions, bare).validate()

@@ -26,7 +26,7 @@ import numpy as np
 
 from tribe_stream import AUDIO_RATE, BIN_SECONDS
 from tribe_stream.errors import InputError
-from tribe_stream.options import LiveOptions, ModelOptions, number, option
+from tribe_stream.options import LiveOptions, ModelOptions, max_streams_option, number, option
 from tribe_stream.types import Word
 
 WORDS_PER_SECOND = 2.5
@@ -37,8 +37,9 @@ class BenchOptions(ModelOptions, LiveOptions):
     """What `tribe-stream bench` runs (see the module docs); `seconds` None: 60 a run."""
 
     streams: int = option(1, "concurrent streams", type=number(int, minimum=1, maximum=64))
-    max_streams: bool = option(
-        False, "find the most streams kept in real time", action="store_true"
+    max_streams: int | None = max_streams_option(
+        "find the most streams kept in real time, from --start-streams up to N (default: "
+        "--start-streams + 6)"
     )
     start_streams: int = option(
         4, "--max-streams starts here", type=number(int, minimum=1, maximum=64)
@@ -69,7 +70,7 @@ class BenchOptions(ModelOptions, LiveOptions):
         self.plot = self.plot or str(Path(self.out).with_suffix(".png"))
         if self.streams < 1 or self.start_streams < 1:
             raise InputError("--streams and --start-streams must be at least 1")
-        if self.max_streams and self.streams > 1:
+        if self.max_streams is not None and self.streams > 1:
             why = "--max-streams searches for the number of streams: leave out --streams"
             raise InputError(why)
         if self.seconds <= self.warmup_s + 1:
@@ -385,7 +386,8 @@ def run_bench(o: BenchOptions, say=print) -> dict:
     clip = Path(o.clip) if o.clip else make_clip(
         Path(tmp.name) / "bench.mp4", o.seconds + 2, speech=True
     )  # fmt: skip
-    most = o.start_streams + 6 if o.max_streams else o.streams
+    searching = o.max_streams is not None
+    most = (o.max_streams or o.start_streams + 6) if searching else o.streams
     t0 = time.perf_counter()
     warm_up(models.extractors, models.engine, 30.0, streams=most)
     models.models.warmed_for = most  # the streams of every run reuse it
@@ -413,11 +415,11 @@ def run_bench(o: BenchOptions, say=print) -> dict:
 
     one = report["one_stream"] = run(1, "one stream")
     tried: dict[int, dict] = {}  # streams -> run, in the order run
-    if o.max_streams:
-        n = o.start_streams
+    if searching:
+        n = min(o.start_streams, most)
         while n >= 1 and n not in tried and len(tried) < 5:
             r = tried[n] = run(n, f"{n} streams")
-            n = n + 2 if r["real_time"] else n - 1
+            n = min(n + 2, most) if r["real_time"] else n - 1
             if n in tried and tried[n]["real_time"] != r["real_time"] and n - 1 not in tried:
                 n = n - 1 if r["real_time"] else n
         ok = [k for k, r in tried.items() if r["real_time"]]
@@ -445,7 +447,7 @@ def run_bench(o: BenchOptions, say=print) -> dict:
     if ours := one["compute_s_per_stream_second"]:
         theirs = base["compute_s_per_stream_second"]
         ratios["compute_per_stream_second_baseline_over_ours"] = theirs / ours
-    if o.max_streams and base["streams_in_real_time"]:
+    if searching and base["streams_in_real_time"]:
         ratios["streams_ours_over_baseline"] = report["max_streams"] / base["streams_in_real_time"]
     for k, v in ratios.items():
         say(f"ratio {k}: {v:.2f}x")

@@ -78,6 +78,7 @@ class Cli:
     metavar: str | tuple | None = None
     nargs: int | str | None = None
     action: str | None = None
+    const: Any = None  # with nargs="?": the value of the bare flag
 
 
 def option(default: Any, help: str, **cli: Any) -> Any:
@@ -112,7 +113,7 @@ def add_options(
         kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": cli.help}
         if cli.action:
             kwargs["action"] = cli.action
-        for key in ("type", "choices", "metavar", "nargs"):
+        for key in ("type", "choices", "metavar", "nargs", "const"):
             if getattr(cli, key) is not None:
                 kwargs[key] = getattr(cli, key)
         if f.name in required:
@@ -279,15 +280,27 @@ class StreamOptions(ModelOptions, LiveOptions):
         return self
 
 
+def max_streams_option(help: str) -> Any:
+    """`--max-streams [N]`, one definition: `serve`/`web` serve at most N streams at once;
+    `bench` searches for the most kept in real time (up to N). Bare: 0."""
+    return option(
+        None, help, type=number(int, minimum=1, maximum=64), nargs="?", const=0, metavar="N"
+    )
+
+
 @dataclass
 class ServeOptions:
     """How many streams one server takes at once (`serve`, `web --capture`)."""
 
-    max_streams: int | None = option(
-        None, "the most streams served at once; one more is told busy, try again (default: "
-        "no limit for serve's own streams, 4 for web --capture's pages)",
-        type=number(int, minimum=1, maximum=64),
-    )  # fmt: skip
+    max_streams: int | None = max_streams_option(
+        "the most streams served at once; one more is told busy, try again (default: no limit "
+        "for serve's own streams, 4 for web --capture's pages)"
+    )
+
+    def validate(self) -> ServeOptions:
+        if self.max_streams == 0:
+            raise InputError("--max-streams needs its N here: the most streams served at once")
+        return self
 
 
 @dataclass

@@ -64,7 +64,7 @@ def run(args) -> int:
     from tribe_stream.outputs import save_npy
     from tribe_stream.stream.control import ControlServer, check_control_url
 
-    serve = from_args(ServeOptions, args)
+    serve = from_args(ServeOptions, args).validate()
     if args.control:
         check_control_url(args.control)
     stream = stream_from_args(args, media_list(args))

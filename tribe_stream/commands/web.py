@@ -75,7 +75,7 @@ def run(args) -> int:
 
     require_web()
     stream = from_args(StreamOptions, args)
-    serve = from_args(ServeOptions, args)
+    serve = from_args(ServeOptions, args).validate()
     if args.capture:
         stream.validate()  # before anything loads
     elif stream != StreamOptions() or serve != ServeOptions():
