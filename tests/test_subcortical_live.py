@@ -417,3 +417,66 @@ def test_channels_publish_their_heads_and_a_head_never_declared_is_counted_not_s
         ("structures", "cam2", 5),
     ]
     assert bare.counters["errors"] == 1 and bare.counters["sent"] == 0
+
+
+def test_a_live_stream_runs_both_heads_on_one_extraction(tmp_path, monkeypatch):
+    """`StreamOptions(subcortical=CKPT)`: each second the cortex and the subcortical model on the
+    same window: one more brain-model call, the same extractor work as the cortex alone; the
+    head's rows go out on their own topic, the cortex subscribers' unchanged."""
+    from test_subcortical import _demo_head
+
+    from tribe_stream.sources.clip import make_clip
+    from tribe_stream.stream.producer import Media, Stream, StreamOptions
+
+    monkeypatch.setenv("FSLDIR", str(ATLAS))
+    monkeypatch.setenv("TRIBE_STREAM_CACHE", str(tmp_path / "cache"))
+    clip = make_clip(tmp_path / "clip.mp4", 4.0, width=96, height=64)
+    head = _demo_head(tmp_path / "sub")
+
+    class Heads:  # a sink that takes heads: what the stream hands over
+        heads = True
+
+        def __init__(self):
+            self.got: list[Prediction] = []
+
+        def send(self, p):
+            self.got.append(p)
+
+        def status(self, counters):
+            pass
+
+        def close(self):
+            pass
+
+    def run(**extra):
+        sink = Heads()
+        options = StreamOptions(checkpoint="demo", realtime=False, text=False, **extra)
+        stream = Stream(Media(file=str(clip)), options).publish("tcp://127.0.0.1:*")
+        with stream.add_sink(sink).open() as running:
+            url = stream.publisher.url
+            with (
+                Subscriber(url, topics={"subcortical"}) as heads,
+                Subscriber(url, topics={"prediction"}) as plain,
+            ):
+                assert stream.publisher.wait_for_subscribers(2, timeout=20)
+                preds = list(running)
+                got = drain(heads, len(preds), timeout=5 if extra else 1)
+                cortex_msgs = drain(plain, len(preds))
+        return stream.server.counters, preds, sink.got, got, cortex_msgs
+
+    counters, preds, handed, heads, plain = run(subcortical=str(head))
+    assert len(preds) >= 3 and counters["head_calls"] >= 1
+    sub = [p for p in handed if p.space == "subcortical"]
+    assert [p.second for p in sub] == [p.second for p in preds]
+    assert all(p.values.shape == (N_VOXELS,) and np.isfinite(p.values).all() for p in sub)
+    assert [m.header["second"] for m in heads] == [p.second for p in preds]
+    assert all(m.topic == "subcortical" and len(m.values) == N_VOXELS for m in heads)
+    assert len(plain) == len(preds)
+    assert all(m.topic == "prediction" and len(m.values) == N_VERTICES for m in plain)
+    alone, preds_alone, handed_alone, heads_alone, _ = run()
+    assert not heads_alone and not [p for p in handed_alone if p.space] and not alone["head_calls"]
+    for work in ("video_clips", "audio_passes", "engine_windows"):  # (calls: batching varies)
+        assert counters[work] == alone[work], work  # no second extraction
+    np.testing.assert_array_equal(
+        np.stack([p.values for p in preds]), np.stack([p.values for p in preds_alone])
+    )

@@ -104,7 +104,7 @@ class FidelityOptions(ModelOptions, LiveOptions, FeatureOptions):
     )
 
     CLI_SKIP = ("lag", "seconds", "modalities", "transcript", "asr", "asr_model",
-                "video_batch")  # fmt: skip
+                "video_batch", "subcortical")  # fmt: skip
     """Fields of the shared groups `fidelity` has no option for."""
 
     def validate(self) -> FidelityOptions:

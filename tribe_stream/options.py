@@ -226,6 +226,13 @@ class ModelOptions:
         "the video encoder in FP8 (Hopper/Ada GPUs; faster, features within ~2%%)",
         flags={"--video-fp8": "products", "--video-fp8-attention": "attention"},
     )
+    subcortical: str | None = option(
+        None,
+        "a second brain model on the same features, e.g. facebook/tribev2-subcortical: "
+        "offline its predictions beside OUT as NAME.subcortical.nii.gz (MNI152 2 mm), live on "
+        "the tribe.subcortical topic",
+        metavar="CHECKPOINT",
+    )
 
     def validate(self) -> ModelOptions:
         """Everything checkable before a model loads: names, precision, the device, FP8 there."""
@@ -237,6 +244,10 @@ class ModelOptions:
 
         pick_device(self.device)  # `cuda` without a GPU fails here
         self.video_fp8 = VideoFp8.coerce(self.video_fp8)  # whether this GPU runs it: `Models`
+        if self.subcortical is not None and (
+            not isinstance(self.subcortical, str) or not self.subcortical.strip()
+        ):
+            raise InputError(f"subcortical {self.subcortical!r}: give a checkpoint")
         return self
 
 
@@ -372,12 +383,6 @@ class PredictOptions(ModelOptions, FeatureOptions):
         "also each modality alone (others absent), beside OUT: NAME.text.EXT, NAME.audio.EXT, ...",
         action="store_true",
     )
-    subcortical: str | None = option(
-        None,
-        "a second brain model on the same features, e.g. facebook/tribev2-subcortical: its "
-        "predictions beside OUT as NAME.subcortical.nii.gz (MNI152 2 mm)",
-        metavar="CHECKPOINT",
-    )
     tr: float | None = option(
         None,
         "resample to a scan's volumes every TR s: the predicted BOLD, linearly interpolated at "
@@ -409,10 +414,6 @@ class PredictOptions(ModelOptions, FeatureOptions):
             raise InputError(f"--onset must be a finite number of seconds, not {self.onset}")
         if self.onset != 0.0 and self.tr is None:
             raise InputError("--onset places a scan's first volume: give the scan's --tr too")
-        if self.subcortical is not None and (
-            not isinstance(self.subcortical, str) or not self.subcortical.strip()
-        ):
-            raise InputError(f"subcortical {self.subcortical!r}: give a checkpoint")
         FeatureOptions.validate(self)
         ModelOptions.validate(self)
         return self

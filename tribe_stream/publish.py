@@ -85,6 +85,8 @@ class Publisher(Sink):
     time. Thread-safe.
     """
 
+    heads = True  # a second head goes out on its own topic (`add_head`)
+
     def __init__(
         self,
         url: str = DEFAULT_URL,

@@ -77,7 +77,10 @@ class Sink:
     """Where predictions go (ZeroMQ publisher, recorder, LSL outlet, a test list).
 
     `send` and `status` must never block the pipeline: a slow consumer drops, counts and goes on.
+    `heads`: whether it takes a second head's predictions (`Prediction.space` set) too.
     """
+
+    heads: bool = False
 
     def send(self, prediction: Prediction) -> None:
         raise NotImplementedError

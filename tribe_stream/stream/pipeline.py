@@ -212,6 +212,7 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self.clock = clock or StreamClock()
         self.stream_id = stream_id
+        self.heads: list = []  # further brain models on the same windows (`models.Head`)
         lag_bins(self.config.lag)  # validate
         self.modalities = extractors.active()
         if not self.modalities:
@@ -264,6 +265,7 @@ class Pipeline:
             "empty_video_bins": 0,
             "extractor_errors": 0,
             "engine_errors": 0,
+            "head_errors": 0,
             "sink_errors": 0,
             "words": 0,
             "late_words": 0,
@@ -494,6 +496,34 @@ class Pipeline:
         self._publish(pred)
         return pred
 
+    def apply_head(self, head, job: WindowJob, values, t_start: float, t_done: float) -> None:
+        """A further head's row for `job` (the subcortical model's): published on its own topic
+        by the sinks that take heads (the publisher); a failure is counted, the stream goes on."""
+        k, w = job.second, job.window
+        if isinstance(values, Exception):
+            self.counters["head_errors"] += 1
+            log.warning("the %s head failed on second %d (%s: %s); going on", head.space.name,
+                        k, type(values).__name__, values)  # fmt: skip
+            return
+        pred = Prediction(
+            second=k,
+            values=np.asarray(values, dtype=np.float32),
+            stimulus=(float(k), float(k + 1)),
+            bold_time=k + HEMODYNAMIC_OFFSET_S,
+            timings={
+                "window_start": w.start * BIN_SECONDS,
+                "window_end": w.stop * BIN_SECONDS,
+                "model_start": t_start,
+                "model_end": t_done,
+                "model_ms": (t_done - t_start) * 1e3,
+            },  # fmt: skip
+            counters=self.all_counters(),
+            space=head.space.name,
+        )
+        if self.stream_id is not None:
+            pred.stream_id = self.stream_id
+        self._publish(pred, heads=True)
+
     # ----- media in -----
 
     def _take(self, chunk: Chunk) -> None:
@@ -622,8 +652,10 @@ class Pipeline:
         later = [b for b in self._bin_stamps if b >= last_bin]
         return self._bin_stamps[min(later)] if later else (self.last_capture, 0.0, 0.0)
 
-    def _publish(self, pred: Prediction) -> None:
+    def _publish(self, pred: Prediction, heads: bool = False) -> None:
         for sink in self.sinks:
+            if heads and not sink.heads:
+                continue
             try:
                 sink.send(pred)
             except Exception as exc:  # noqa: BLE001

@@ -323,12 +323,17 @@ class _Session:
         if len(ids) > 1 or s._serve is not None:
             base = (publish.stream_id if publish is not None else None) or "tribe-stream"
             ids = [sid or f"{base}-{i}" for i, sid in enumerate(ids)]
+        self.heads = [models.head(o.subcortical)] if o.subcortical else []
         if publish is not None:
             if ids and ids[0] is not None:
                 publish = replace(publish, stream_id=ids[0])
             s.publisher = publish.publisher(model=loaded.identity, clock=(clocks or [None])[0])
+            for head in self.heads:  # before anyone subscribes: a recorder's layout is fixed
+                s.publisher.add_head(head.space, mask=_mask(head.space, s.notes))
             self.sinks.append(s.publisher)
             s.notes.append(f"publishing on {s.publisher.url}")
+        for head in self.heads:
+            s.notes.append(f"{head.space.name} head: {o.subcortical} on the same features")
         if s._record is not None:
             from tribe_stream.stream.sinks import RecorderSink
 
@@ -362,6 +367,7 @@ class _Session:
             s.pipelines.append(
                 Pipeline(sources, engine, ex, sinks=sinks, config=config, clock=c, stream_id=sid)
             )
+            s.pipelines[-1].heads = self.heads
         s.pipeline = s.pipelines[0] if s.pipelines else None
         serving = s._serve is not None
         s.server = Server(
@@ -393,6 +399,7 @@ class _Session:
         sinks = ([channel] if channel is not None else []) + s._extra_sinks
         p = Pipeline(sources, self.engine, ex, sinks=sinks, config=self.config, clock=clock,
                      stream_id=sid)  # fmt: skip
+        p.heads = self.heads
         if channel is not None:
             p.on_release.append(channel.close)
         try:
@@ -472,6 +479,20 @@ class _Session:
             _close_viewer(self.viewer, self.s._view.get("linger") if self.s._view else None)
         if self.tmp is not None:
             self.tmp.cleanup()
+
+
+def _mask(space, notes: list[str]):
+    """A volume head's voxels (their structures: the published structure means), or None with
+    a note when the atlas is not here (its predictions still go out)."""
+    if not space.volume:
+        return None
+    from tribe_stream.spaces import mask_for
+
+    try:
+        return mask_for(space)
+    except InputError as exc:
+        notes.append(f"{space.name}: no structure means ({exc})")
+        return None
 
 
 def warm_up(extractors, engine, audio_context: float, streams: int = 1) -> None:

@@ -148,6 +148,7 @@ class Server:
             "audio_passes": 0,
             "engine_calls": 0,
             "engine_windows": 0,
+            "head_calls": 0,
             "stream_failures": 0,
             "work_s": 0.0,
             "compiles_after_warmup": 0,
@@ -326,7 +327,24 @@ class Server:
                     pred = p.apply_prediction(j, values, t_start - shift, t_done - shift)
                     if pred is not None:
                         out.append((p.stream_id, pred))
+                self._heads(part)
         return out
+
+    def _heads(self, part: list) -> None:
+        """Each further head (the subcortical model) on the windows the cortex just ran: one
+        more brain-model call, on the same features."""
+        for engine, members in _groups(
+            [(h, p, j) for p, j in part for h in p.heads], lambda hpj: hpj[0].engine
+        ).values():
+            t_start = self.clock.now()
+            results = run_windows(
+                engine, [j.features for _, _, j in members], [j.window.row for _, _, j in members]
+            )
+            t_done = self.clock.now()
+            self.counters["head_calls"] += 1
+            for (h, p, j), values in zip(members, results, strict=True):
+                shift = p.clock.t0_monotonic - self.clock.t0_monotonic
+                p.apply_head(h, j, values, t_start - shift, t_done - shift)
 
     def _check_compiles(self) -> None:
         if self._events is None:
