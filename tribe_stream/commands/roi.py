@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    import os
+
+    from tribe_stream.errors import InputError
     from tribe_stream.offline_outputs import read_prediction_file
     from tribe_stream.outputs import check_output
     from tribe_stream.volume_outputs import volume_suffix
@@ -75,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         check_output(top_out, (".csv",))
     options = from_args(AtlasOptions, args)
     if volume_suffix(args.pred) in (".nii.gz", ".nii"):
+        if not os.path.isfile(args.pred):  # said before where the atlas is
+            raise InputError(f"{args.pred} does not exist")
         atlas = _structures(options)  # the subcortical model's voxels: Harvard-Oxford structures
     else:
         atlas = options.load()
