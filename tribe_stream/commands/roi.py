@@ -62,10 +62,10 @@ def _structures(options: AtlasOptions):
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from rich.console import Console
     from rich.table import Table
-
-    import os
 
     from tribe_stream.errors import InputError
     from tribe_stream.offline_outputs import read_prediction_file
