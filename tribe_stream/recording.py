@@ -392,16 +392,21 @@ class HeadRows:
 
     def prediction(self, i: int) -> Prediction:
         """Row i as the Prediction that was published (values as float32, `space` its name)."""
-        h = self.headers[i]
-        return Prediction(
-            second=int(self.seconds[i]),
-            values=np.asarray(self.values[i], dtype=np.float32),
-            stimulus=(float(self.stimulus[i, 0]), float(self.stimulus[i, 1])),
-            bold_time=float(self.bold_time[i]),
-            timings={k: v for k, v in h.get("timings", {}).items() if v is not None},
-            counters=dict(h.get("counters", {})),
-            space=str(self.space.get("name")),
-        )
+        return _row(self, i, space=str(self.space.get("name")))
+
+
+def _row(rows: HeadRows | Recording, i: int, space: str | None = None) -> Prediction:
+    """Row i of recorded rows as the Prediction that was published (values as float32)."""
+    h = rows.headers[i]
+    return Prediction(
+        second=int(rows.seconds[i]),
+        values=np.asarray(rows.values[i], dtype=np.float32),
+        stimulus=(float(rows.stimulus[i, 0]), float(rows.stimulus[i, 1])),
+        bold_time=float(rows.bold_time[i]),
+        timings={k: v for k, v in h.get("timings", {}).items() if v is not None},
+        counters=dict(h.get("counters", {})),
+        space=space,
+    )
 
 
 @dataclass
@@ -440,15 +445,7 @@ class Recording:
 
     def prediction(self, i: int) -> Prediction:
         """Row i as the Prediction that was published (values as float32)."""
-        h = self.headers[i]
-        return Prediction(
-            second=int(self.seconds[i]),
-            values=np.asarray(self.values[i], dtype=np.float32),
-            stimulus=(float(self.stimulus[i, 0]), float(self.stimulus[i, 1])),
-            bold_time=float(self.bold_time[i]),
-            timings={k: v for k, v in h.get("timings", {}).items() if v is not None},
-            counters=dict(h.get("counters", {})),
-        )
+        return _row(self, i)
 
     def __iter__(self) -> Iterator[Prediction]:
         return (self.prediction(i) for i in range(len(self)))
