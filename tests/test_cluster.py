@@ -117,10 +117,10 @@ def test_resume_without_ray_sweeps_a_killed_writers_temporary(tmp_path):
 
 LISTENING = """
 import psutil
+import ray  # imported before the cluster starts (a user's code may have)
 from tribe_stream.cluster.ray_pool import connect
 
 connect("local")  # as `predict --ray` starts one
-import ray
 
 @ray.remote
 class Echo:

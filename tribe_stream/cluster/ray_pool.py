@@ -59,6 +59,10 @@ def connect(address: str | None) -> bool:
     ray = import_ray()
     if ray.is_initialized():
         return False
+    if address in (None, "local"):  # Ray read the variable when first imported: maybe earlier
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
     common: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     try:
         if address in (None, "local"):
@@ -130,8 +134,8 @@ def run_on_ray(
 ) -> tuple[list[JobResult], list[WorkerStats]]:
     """Predict `jobs` on the cluster at `address` (see `connect`); returns every finished job's
     result (in job order) and each worker's record."""
+    owned = connect(address)  # first: a local cluster's loopback setting precedes the import
     ray = import_ray()
-    owned = connect(address)
     try:
         n, gpu = worker_count(ray.cluster_resources(), cpus_per_worker)
         n = max(1, min(workers or n, len(jobs)))
