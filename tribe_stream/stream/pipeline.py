@@ -466,45 +466,32 @@ class Pipeline:
         self.counters["behind_s"] = (
             round(max(0.0, t_done - data_end), 3) if self.config.live else 0.0
         )
-        pred = Prediction(
-            second=k,
-            values=np.asarray(values, dtype=np.float32),
-            stimulus=(float(k), float(k + 1)),
-            bold_time=k + HEMODYNAMIC_OFFSET_S,
-            timings={
-                "window_start": w.start * BIN_SECONDS,
-                "window_end": data_end,
-                # the newest capture taken when the window's last bin closed, when it closed,
-                # and when its features were ready (stream clock, seconds)
-                **dict(
-                    zip(
-                        ("capture", "bin_closed", "features_ready"),
-                        self._stamps(w.stop - 1),
-                        strict=True,
-                    )
-                ),
-                "model_start": t_start,
-                "model_end": t_done,
-                "model_ms": (t_done - t_start) * 1e3,
-            },
-            counters=self.all_counters(),
-            words=self.words[self._words_sent :],
-        )
+        # the newest capture taken when the window's last bin closed, when it closed, and when
+        # its features were ready (stream clock, seconds)
+        stamps = dict(zip(("capture", "bin_closed", "features_ready"), self._stamps(w.stop - 1),
+                          strict=True))  # fmt: skip
+        pred = self._prediction(job, values, t_start, t_done, stamps,
+                                words=self.words[self._words_sent :])  # fmt: skip
         self._words_sent = len(self.words)
-        if self.stream_id is not None:
-            pred.stream_id = self.stream_id
         self._publish(pred)
         return pred
 
     def apply_head(self, head, job: WindowJob, values, t_start: float, t_done: float) -> None:
         """A further head's row for `job` (the subcortical model's): published on its own topic
         by the sinks that take heads (the publisher); a failure is counted, the stream goes on."""
-        k, w = job.second, job.window
         if isinstance(values, Exception):
             self.counters["head_errors"] += 1
             log.warning("the %s head failed on second %d (%s: %s); going on", head.space.name,
-                        k, type(values).__name__, values)  # fmt: skip
+                        job.second, type(values).__name__, values)  # fmt: skip
             return
+        pred = self._prediction(job, values, t_start, t_done, {}, space=head.space.name)
+        self._publish(pred, heads=True)
+
+    def _prediction(
+        self, job: WindowJob, values, t_start: float, t_done: float, stamps: dict, **fields
+    ) -> Prediction:
+        """The Prediction of `job`'s row (the cortex's, or a further head's: `fields`)."""
+        k, w = job.second, job.window
         pred = Prediction(
             second=k,
             values=np.asarray(values, dtype=np.float32),
@@ -513,16 +500,17 @@ class Pipeline:
             timings={
                 "window_start": w.start * BIN_SECONDS,
                 "window_end": w.stop * BIN_SECONDS,
+                **stamps,
                 "model_start": t_start,
                 "model_end": t_done,
                 "model_ms": (t_done - t_start) * 1e3,
-            },  # fmt: skip
+            },
             counters=self.all_counters(),
-            space=head.space.name,
+            **fields,
         )
         if self.stream_id is not None:
             pred.stream_id = self.stream_id
-        self._publish(pred, heads=True)
+        return pred
 
     # ----- media in -----
 
