@@ -5,7 +5,6 @@ leaves gives back its threads, sockets and memory; beyond `max_streams` the call
 from __future__ import annotations
 
 import gc
-import os
 import socket
 import threading
 import time
@@ -15,32 +14,13 @@ import pytest
 from tribe_stream import Stream
 from tribe_stream.options import StreamOptions
 from tribe_stream.stream.producer import Media
-from tribe_stream.stream.serve import ServerBusy
+from tribe_stream.stream.serve import ServerBusy, open_fds, rss_mb
 
 
 def free_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
-def rss_mb() -> float:
-    for line in open("/proc/self/status").read().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-def fds() -> tuple[int, int]:
-    """(open file descriptors, of which sockets)."""
-    names = os.listdir("/proc/self/fd")
-    links = []
-    for n in names:
-        try:
-            links.append(os.readlink(f"/proc/self/fd/{n}"))
-        except OSError:
-            pass
-    return len(links), sum(x.startswith("socket:") for x in links)
 
 
 def threads() -> list[str]:
@@ -109,9 +89,9 @@ def test_twenty_streams_one_after_another_give_everything_back(clip, serving):
         assert serving.got[sid] == [0, 1, 2], (i, serving.got[sid])
         if i == 0:
             gc.collect()
-            first = (rss_mb(), threads(), fds())
+            first = (rss_mb(), threads(), open_fds())
     gc.collect()
-    rss, names, (n_fds, n_socks) = rss_mb(), threads(), fds()
+    rss, names, (n_fds, n_socks) = rss_mb(), threads(), open_fds()
     assert rss - first[0] < 50, f"host memory grew {rss - first[0]:.0f} MB over 19 streams"
     assert names == first[1]  # every source and recogniser thread joined
     assert (n_fds, n_socks) == first[2]  # every file and socket closed

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import random
 import subprocess
 import sys
@@ -32,28 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def rss_mb(pid: int | str = "self") -> float:
-    """Resident memory of a process (MB), from /proc."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-def open_fds() -> tuple[int, int]:
-    """(open file descriptors, of which sockets) of this process."""
-    fds = os.listdir("/proc/self/fd")
-    socks = 0
-    for fd in fds:
-        try:
-            socks += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-        except OSError:
-            pass
-    return len(fds), socks
+from tribe_stream.stream.serve import open_fds, rss_mb  # noqa: E402  (the package's own probes)
 
 
 def watch(args) -> int:

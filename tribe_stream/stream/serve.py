@@ -67,13 +67,29 @@ def run_windows(engine, windows: list[dict], rows: list[int]) -> list:
     return out
 
 
-def rss_mb() -> float:
-    """This process's resident memory (MB; Linux, else 0)."""
+def rss_mb(pid: int | str = "self") -> float:
+    """A process's resident memory (MB; Linux, else 0): this one's by default."""
     try:
-        with open("/proc/self/statm") as f:
+        with open(f"/proc/{pid}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def open_fds() -> tuple[int, int]:
+    """(open file descriptors, of which sockets) of this process (Linux, else (0, 0)): what a
+    stream that left must have given back."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return 0, 0
+    links = []
+    for n in names:
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{n}"))
+        except OSError:  # closed meanwhile (the listing's own fd)
+            pass
+    return len(links), sum(x.startswith("socket:") for x in links)
 
 
 _LIBC: list = []
