@@ -239,6 +239,11 @@ def run_streams(
         "realtime_factor": round(made / n / wall, 3) if wall else None,
         # the server's time in turns that ran a model (host work included) per stream-second
         "compute_s_per_stream_second": round(c["work_s"] / max(made, 1), 4),
+        # where the loop's time went, ms per stream-second (text: its words, in intake)
+        "stage_ms_per_stream_second": {
+            k[:-2]: round(1e3 * c[k] / max(made, 1), 2)
+            for k in ("intake_s", "video_s", "audio_s", "engine_s", "head_s")
+        },
         "compiles_after_warmup": c["compiles_after_warmup"],
         "captures_after_warmup": c["captures_after_warmup"],
         "words": int(sum(p.counters["words"] for p in server.done)),
@@ -472,11 +477,14 @@ def _line(label: str, r: dict) -> str:
     stats = ", ".join(f"{k} {v:.1f}" for k, v in e2e.items()) or "no predictions after warm-up"
     n_end = len(r["after_end_ms"])
     end = f"; {n_end} after the source ended (left out)" if n_end else ""
+    stages = ", ".join(
+        f"{k} {v:.0f} ms" for k, v in r.get("stage_ms_per_stream_second", {}).items() if v
+    )
     return (
         f"{label} ({r['starts']} starts): end to end ms {stats}{end}; dropped after warm-up "
         f"{r['dropped_after_warmup']:g}; seq contiguous {r['seq_contiguous']}; compiled/captured "
         f"after warm-up {r['compiles_after_warmup']}/{r['captures_after_warmup']}; compute "
-        f"{r['compute_s_per_stream_second']:.3f} s per stream-second; GPU peak "
+        f"{r['compute_s_per_stream_second']:.3f} s per stream-second ({stages}); GPU peak "
         f"{r['gpu_gib']['peak']:.1f} GiB; {'real time' if r['real_time'] else 'NOT real time'}"
     )
 

@@ -152,6 +152,31 @@ class Head:
         return self.loaded.space
 
 
+def random_head(cortex):
+    """A subcortical head with RANDOM weights on `cortex`'s features (`--subcortical random`):
+    the released head's size (8,802 voxels), the cortical model's architecture otherwise, for
+    benchmarks of a second head's cost on a machine without its weights."""
+    import dataclasses
+
+    import torch
+
+    from tribe_stream.model.fmri_encoder import FmriEncoder
+    from tribe_stream.model.loading import LoadedModel
+    from tribe_stream.spaces import SUBCORTICAL_VOXELS
+
+    config = dataclasses.replace(cortex.config, n_outputs=SUBCORTICAL_VOXELS)
+    torch.manual_seed(1)
+    model = FmriEncoder(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02)
+    experiment = {
+        "untrained": True,
+        "data": {"neuro": {"projection": {"name": "MaskProjector", "mask": "subcortical"}}},
+    }
+    return LoadedModel(model.eval(), config, "random subcortical head", experiment)
+
+
 class Models:
     """A checkpoint's brain model, engine, extractor settings and extractors, each loaded once,
     when first used (`extract` needs no brain model, a cached `predict` no extractor).
@@ -221,7 +246,7 @@ class Models:
         this checkpoint's (it runs on this checkpoint's extractors)."""
         key = str(source)
         if key not in self._heads:
-            loaded = load_brain_model(source)
+            loaded = random_head(self.loaded) if key == "random" else load_brain_model(source)
             ours, theirs = self.loaded.config.feature_dims, loaded.config.feature_dims
             if dict(ours) != dict(theirs):
                 raise CheckpointError(

@@ -230,7 +230,7 @@ class ModelOptions:
         None,
         "a second brain model on the same features, e.g. facebook/tribev2-subcortical: "
         "offline its predictions beside OUT as NAME.subcortical.nii.gz (MNI152 2 mm), live on "
-        "the tribe.subcortical topic",
+        "the tribe.subcortical topic; `random`: random weights of its size (benchmarks)",
         metavar="CHECKPOINT",
     )
 

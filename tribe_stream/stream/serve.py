@@ -167,6 +167,13 @@ class Server:
             "head_calls": 0,
             "stream_failures": 0,
             "work_s": 0.0,
+            # the loop's time by stage (seconds): intake (media, the text model's words,
+            # planning), the V-JEPA2 forwards, the audio passes, brain-model and head calls
+            "intake_s": 0.0,
+            "video_s": 0.0,
+            "audio_s": 0.0,
+            "engine_s": 0.0,
+            "head_s": 0.0,
             "compiles_after_warmup": 0,
             "captures_after_warmup": 0,
             "heap_trimmed_mb": 0.0,
@@ -246,11 +253,13 @@ class Server:
         """One turn for every stream; streams whose `id` is in `final` close their last bins.
         `drain`: run every planned clip before returning (else the most urgent batch only)."""
         self.counters["turns"] += 1
+        t_in = time.perf_counter()
         for p in list(self.streams):
             try:
                 p.intake(final=final is not None and id(p) in final)
             except Exception as exc:  # noqa: BLE001 - a failing source ends its stream only
                 self._fail(p, exc)
+        self.counters["intake_s"] += time.perf_counter() - t_in
         out: list[tuple[str | None, Prediction]] = []
         active = list(self.streams)
         if final is None and not any(p.has_work for p in active):  # nothing new to run
@@ -258,11 +267,16 @@ class Server:
             return out
         t0 = time.perf_counter()
         while True:
+            t1 = time.perf_counter()
             ran = self._video(active)
+            t2 = time.perf_counter()
             self._audio(active)
             for p in active:
                 p.commit_bins()
+            t3 = time.perf_counter()
             out += self._predict(active)
+            self.counters["video_s"] += t2 - t1
+            self.counters["audio_s"] += t3 - t2
             if not ran or not drain:
                 break
         self.counters["work_s"] += time.perf_counter() - t0
@@ -336,6 +350,7 @@ class Server:
                     engine, [j.features for _, j in part], [j.window.row for _, j in part]
                 )
                 t_done = self.clock.now()
+                self.counters["engine_s"] += t_done - t_start
                 self.counters["engine_calls"] += 1
                 self.counters["engine_windows"] += len(part)
                 for (p, j), values in zip(part, results, strict=True):
@@ -357,6 +372,7 @@ class Server:
                 engine, [j.features for _, _, j in members], [j.window.row for _, _, j in members]
             )
             t_done = self.clock.now()
+            self.counters["head_s"] += t_done - t_start
             self.counters["head_calls"] += 1
             for (h, p, j), values in zip(members, results, strict=True):
                 shift = p.clock.t0_monotonic - self.clock.t0_monotonic
