@@ -179,6 +179,7 @@ def run_streams(
         checkpoint=o.checkpoint, engine=o.engine, device=o.device, dtype=o.dtype,
         video_fp8=o.video_fp8, lag=o.lag, text=o.text, seconds=o.seconds,
         subcortical=o.subcortical,  # a second head: one more brain-model call a window
+        text_batch=o.text_batch,
     )  # fmt: skip
     stream = Stream(medias, options).use_models(models.models, models.extractors)
     stream.publish("tcp://127.0.0.1:*")  # any free port
@@ -239,10 +240,10 @@ def run_streams(
         "realtime_factor": round(made / n / wall, 3) if wall else None,
         # the server's time in turns that ran a model (host work included) per stream-second
         "compute_s_per_stream_second": round(c["work_s"] / max(made, 1), 4),
-        # where the loop's time went, ms per stream-second (text: its words, in intake)
+        # where the loop's time went, ms per stream-second
         "stage_ms_per_stream_second": {
             k[:-2]: round(1e3 * c[k] / max(made, 1), 2)
-            for k in ("intake_s", "video_s", "audio_s", "engine_s", "head_s")
+            for k in ("intake_s", "text_s", "video_s", "audio_s", "engine_s", "head_s")
         },
         "compiles_after_warmup": c["compiles_after_warmup"],
         "captures_after_warmup": c["captures_after_warmup"],

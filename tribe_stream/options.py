@@ -270,8 +270,16 @@ class LiveOptions:
     seconds: float | None = option(
         None, "stop after this many seconds of stream time", type=number(above=0)
     )
+    text_batch: str = option(
+        "auto",
+        "the streams' new words in one text-model forward a turn: on, off (each stream's words "
+        "alone: exactly its own features) or auto (on where the text model runs on a GPU)",
+        choices=("auto", "on", "off"),
+    )
 
     def validate(self) -> LiveOptions:
+        if self.text_batch not in ("auto", "on", "off"):
+            raise InputError(f"text batch {self.text_batch!r}: give auto, on or off")
         self.lag = check_lag(self.lag)
         self.seconds = check_seconds("--seconds", self.seconds)
         self.audio_context = check_seconds("--audio-context", self.audio_context, 0.999)

@@ -9,7 +9,8 @@ HELP = "predict fMRI from a features .npz (text/audio/video arrays (L, D, T)); w
 
 
 def add_arguments(p) -> None:
-    add_options(p, ModelOptions, skip=("video_fp8", "subcortical"))  # features in: no video model runs
+    # features in: no video model runs, no second head
+    add_options(p, ModelOptions, skip=("video_fp8", "subcortical"))
     p.add_argument(
         "--features", required=True, help="input .npz with text/audio/video arrays (L, D, T)"
     )

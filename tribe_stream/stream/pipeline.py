@@ -256,6 +256,10 @@ class Pipeline:
         """The first second predicted after the sources ended (the end-of-input flush): not a
         live second (a camera never ends), so the bench reports those apart."""
         self.words: list[Word] = []
+        self.batch_words = False
+        """Words wait in `pending_words` for the server's text stage (`Server._text`: every
+        stream's next word in one forward) instead of running as they arrive."""
+        self.pending_words: list[Word] = []
         self._words_sent = 0  # self.words[:_words_sent] went out with a prediction already
         self.counters: dict[str, float] = {
             "predictions": 0,
@@ -314,6 +318,9 @@ class Pipeline:
             # words of the pass that was in progress at the end: in no prediction any more, but
             # counted (`words`, `late_words`) like any word that came after its second
             self._add_words(self._asr.words())
+        self.batch_words = False
+        self._add_words(self.pending_words)  # words no server turn took: run here, counted
+        self.pending_words = []
         if self.live_text is not None:  # its KV cache and CUDA graphs go to the next stream
             self.live_text.close()
 
@@ -539,20 +546,25 @@ class Pipeline:
             self._add_words(list(chunk.data))
 
     def _add_words(self, words: list[Word]) -> None:
+        words = [w for w in words if w.text.strip()]
+        if self.batch_words:
+            self.pending_words += words
+            return
         for w in words:
-            if not w.text.strip():
-                continue
             vec = self._safe("text", lambda w=w: self.live_text.add(w), None)
-            if vec is None:
-                continue
-            self.words.append(w)
-            self.counters["words"] += 1
-            start = round(2 * w.onset)  # the reference's bins: round(2·onset) for
-            n_bins = max(1, round(2 * w.duration))  # max(1, round(2·duration)) bins
-            if start < 2 * self.next_second:
-                self.counters["late_words"] += 1  # its (first) second was already predicted
-            for b in range(start, start + n_bins):
-                self.rings["text"].add(b, vec)
+            if vec is not None:
+                self.apply_word(w, vec)
+
+    def apply_word(self, w: Word, vec: np.ndarray) -> None:
+        """A word's text features into the ring (its bins as the reference takes them)."""
+        self.words.append(w)
+        self.counters["words"] += 1
+        start = round(2 * w.onset)  # the reference's bins: round(2·onset) for
+        n_bins = max(1, round(2 * w.duration))  # max(1, round(2·duration)) bins
+        if start < 2 * self.next_second:
+            self.counters["late_words"] += 1  # its (first) second was already predicted
+        for b in range(start, start + n_bins):
+            self.rings["text"].add(b, vec)
 
     # ----- bins -----
 

@@ -377,6 +377,7 @@ class _Session:
             max_streams=s._serve["max_streams"] if serving else None,
         )
         s.server.keep_done = not serving
+        s.server.text_batch = {"on": True, "off": False}.get(o.text_batch)
 
     def add(self, media: Media) -> str:
         """A stream more on the running server (`Stream.add`)."""

@@ -165,11 +165,14 @@ class Server:
             "engine_calls": 0,
             "engine_windows": 0,
             "head_calls": 0,
+            "text_calls": 0,
+            "text_words": 0,
             "stream_failures": 0,
             "work_s": 0.0,
             # the loop's time by stage (seconds): intake (media, the text model's words,
             # planning), the V-JEPA2 forwards, the audio passes, brain-model and head calls
             "intake_s": 0.0,
+            "text_s": 0.0,
             "video_s": 0.0,
             "audio_s": 0.0,
             "engine_s": 0.0,
@@ -178,6 +181,11 @@ class Server:
             "captures_after_warmup": 0,
             "heap_trimmed_mb": 0.0,
         }
+        self.text_batch: bool | None = None
+        """Every stream's next word in one text-model forward per turn (`add_many`) instead of
+        one forward per word as it arrives. None: on where the text model runs on a GPU (one
+        step's weights read once for all streams); off, each stream's text features are exactly
+        its own, batched ones equal them to the text model's rounding (bf16 on a GPU)."""
         self.trim_every_s: float | None = 60.0
         """How often the loop hands the C heap's free pages back (`trim_heap`); None: never."""
         self._rr = 0  # round-robin offset for ties
@@ -259,7 +267,10 @@ class Server:
                 p.intake(final=final is not None and id(p) in final)
             except Exception as exc:  # noqa: BLE001 - a failing source ends its stream only
                 self._fail(p, exc)
-        self.counters["intake_s"] += time.perf_counter() - t_in
+        t_text = time.perf_counter()
+        self.counters["intake_s"] += t_text - t_in
+        self._text(self.streams)
+        self.counters["text_s"] += time.perf_counter() - t_text
         out: list[tuple[str | None, Prediction]] = []
         active = list(self.streams)
         if final is None and not any(p.has_work for p in active):  # nothing new to run
@@ -283,6 +294,35 @@ class Server:
         self._check_compiles()
         self._heartbeats(active)
         return out
+
+    def _text(self, active: list[Pipeline]) -> None:
+        """The words that came this turn: one forward per round, each round every waiting
+        stream's next word (`add_many`; streams sharing one text model), oldest words first."""
+        from tribe_stream.extractors.text import add_many
+
+        todo = [p for p in active if p.pending_words and p.live_text is not None]
+        for _, members in _groups(todo, lambda p: p.live_text.ex).values():
+            while members:
+                words = [p.pending_words.pop(0) for p in members]
+                try:
+                    vecs = add_many([p.live_text for p in members], words)
+                except Exception as exc:  # noqa: BLE001 - those words are lost, counted
+                    vecs = [None] * len(members)
+                    for p in members:
+                        p._failed("text", exc)
+                self.counters["text_calls"] += 1
+                self.counters["text_words"] += len(members)
+                for p, w, v in zip(members, words, vecs, strict=True):
+                    if v is not None:
+                        p.apply_word(w, v)
+                members = [p for p in members if p.pending_words]
+
+    def _batching_words(self, p: Pipeline) -> bool:
+        if p.live_text is None:
+            return False
+        if self.text_batch is not None:
+            return self.text_batch
+        return str(p.live_text.ex.device).startswith("cuda")
 
     def _heartbeats(self, active: list[Pipeline]) -> None:
         for p in active:
@@ -585,6 +625,7 @@ class Server:
                 self.streams.append(p)
             if p.clock is not self.clock:
                 p.clock.t0_monotonic, p.clock.t0_wall = base + offset, base_wall + offset
+            p.batch_words = self._batching_words(p)
             for sink in p.sinks:  # consumers map stream time to wall time from the new zero
                 if hasattr(sink, "set_metadata"):
                     sink.set_metadata({"t0_wall": p.clock.t0_wall})
