@@ -19,7 +19,8 @@
 # The wheels (here, before the call; the device's Python is 3.12; then carry .whl):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 -d .whl av==18.1.0 pyzmq==27.3.0 julius==0.2.8
-# Environment: PY (default python3), GPU_CHECK_LOG (every step's full output; default
+# Environment: PY (default python3), GPU_CHECK_BENCH_ARGS (more bench options, e.g.
+# `--subcortical random`), GPU_CHECK_LOG (every step's full output; default
 # WORK/gpu_check.log), GPU_CHECK_COMMIT (shown; default `git rev-parse`). To try the script itself
 # on a CPU: GPU_CHECK_TINY=1 (tiny extractors, the demo weights for the bench), GPU_CHECK_TESTS
 # (test files instead of CUDA_TESTS), GPU_CHECK_INSTALL=0 (use the package as installed).
@@ -193,7 +194,7 @@ bench() {
   [ "$TINY" = 1 ] && model=(--checkpoint demo)
   PYTHONUNBUFFERED=1 "$PY" -m tribe_stream.cli bench "${model[@]}" --streams 1 --seconds 10 \
     --warmup 2 --baseline-seconds 3 --clip "$WORK/clip.mp4" --transcript "$WORK/words.tsv" \
-    --out "$WORK/bench.json" --plot "$WORK/bench.png"
+    --out "$WORK/bench.json" --plot "$WORK/bench.png" ${GPU_CHECK_BENCH_ARGS:-}
 }
 
 export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
