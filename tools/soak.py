@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tribe_stream.stream.heap import heap_stats, limit_arenas  # noqa: E402
 from tribe_stream.stream.serve import open_fds, rss_mb  # noqa: E402  (the package's own probes)
 
 
@@ -133,6 +134,13 @@ def serve(args) -> int:
     from tribe_stream.stream.producer import Media
     from tribe_stream.stream.serve import ServerBusy
 
+    if args.arena_max:
+        print(f"soak: glibc arenas capped at {limit_arenas(args.arena_max)}", flush=True)
+    traced: dict[int, object] = {}
+    if args.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start(8)
     rng = random.Random(args.seed)
     tmp = tempfile.TemporaryDirectory(prefix="tribe-soak-")
     clip = args.clip or str(make_clip(Path(tmp.name) / "soak.mp4", args.clip_seconds, speech=True))
@@ -193,7 +201,10 @@ def serve(args) -> int:
                     **{k: round(v, 1) for k, v in q.items()},
                     "drops": drops, "asr_dropped_s": round(asr, 1), "errors": faults,
                     "trimmed_mb": round(server.counters["heap_trimmed_mb"], 1),
+                    **heap_stats(),
                 }  # fmt: skip
+                if len(rows) + 1 in args.tracemalloc:
+                    traced[len(rows) + 1] = tracemalloc.take_snapshot()
                 base = now_totals
                 started = ended = busy = 0
                 rows.append(row)
@@ -212,7 +223,30 @@ def serve(args) -> int:
     if len(rss) > 3:
         print(f"RSS from minute 3 to the end: {rss[2]:.0f} -> {rss[-1]:.0f} MB "
               f"(min {rss[2:].min():.0f}, max {rss[2:].max():.0f})")  # fmt: skip
+    for key, value in slopes(rows, args.slope_from).items():
+        print(f"slope from minute {args.slope_from}: {key} {value:+.2f} MB/min")
+    if len(traced) == 2:
+        first, last = (traced[k] for k in sorted(traced))
+        print(f"tracemalloc, minute {min(traced)} -> {max(traced)}, largest growth:")
+        for stat in last.compare_to(first, "traceback")[:12]:
+            print(
+                f"  {stat.size_diff / 2**20:+.2f} MB in {stat.count_diff:+d} blocks: "
+                + " <- ".join(f"{f.filename.split('/')[-1]}:{f.lineno}" for f in stat.traceback[:4])
+            )
     return 0
+
+
+def slopes(rows: list[dict], start: int) -> dict[str, float]:
+    """Least-squares MB a minute of RSS and each heap figure, from minute `start` on."""
+    import numpy as np
+
+    rows = [r for r in rows if r["minute"] >= start]
+    if len(rows) < 3:
+        return {}
+    t = np.array([r["minute"] for r in rows], float)
+    keys = ["rss_mb"] + [k for k in rows[-1] if k.startswith(("malloc_", "rss_"))]
+    keys = [k for k in dict.fromkeys(keys) if all(k in r for r in rows)]
+    return {k: float(np.polyfit(t, [r[k] for r in rows], 1)[0]) for k in keys}
 
 
 def table(rows: list[dict]) -> str:
@@ -253,6 +287,14 @@ def main() -> int:
     v.add_argument("--clip", help="media file each stream replays (default: a generated one)")
     v.add_argument("--clip-seconds", type=float, default=150.0)
     v.add_argument("--no-text", action="store_true", help="no speech recognition and text")
+    v.add_argument("--arena-max", type=int, help="cap glibc's malloc arenas (heap.limit_arenas)")
+    v.add_argument(
+        "--tracemalloc",
+        type=lambda x: [int(m) for m in x.split(",")],
+        default=[],
+        help="MIN1,MIN2: Python-heap snapshots at those minutes, diffed at the end",
+    )
+    v.add_argument("--slope-from", type=int, default=4, help="first minute of the fitted slopes")
     v.add_argument("--out", help="the rows as JSON")
     args = ap.parse_args()
     return watch(args) if args.mode == "watch" else serve(args)

@@ -1,0 +1,66 @@
+"""`stream.heap`: glibc's arena cap and the heap probe, on this process (Linux/glibc)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tribe_stream.stream.heap import heap_stats
+
+glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+
+
+@glibc
+def test_heap_stats_sees_a_block_held_and_given_back():
+    before = heap_stats()
+    assert before["malloc_used"] > 0 and before["rss_files"] > 0
+    block = np.ones(48 << 20, np.uint8)  # above the mmap threshold: an mmapped block
+    held = heap_stats()
+    assert held["malloc_mmap"] >= before["malloc_mmap"] + 40
+    del block
+    assert heap_stats()["malloc_mmap"] < held["malloc_mmap"] - 40
+
+
+@glibc
+def test_limit_arenas_keeps_new_threads_in_the_arenas_there_are():
+    """In a fresh process: with the cap, threads that allocate make no more arena heaps than
+    the cap allows; without it, they make some (a thread meeting a locked arena gets another)."""
+    code = """
+import sys, threading
+import numpy as np
+from tribe_stream.stream.heap import heap_stats, limit_arenas
+if sys.argv[1] == "cap":
+    assert limit_arenas(1) == 1
+barrier = threading.Barrier(6)
+def work():
+    barrier.wait()
+    for _ in range(2000):
+        [np.ones(n) for n in (10, 100, 1000, 5000)]
+ts = [threading.Thread(target=work) for _ in range(6)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(heap_stats()["arenas"])
+"""
+    got = {}
+    for mode in ("cap", "free"):
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        got[mode] = int(out.stdout.split()[-1])
+    assert got["cap"] == 0  # one arena: the main one, on the brk heap
+    assert got["free"] >= 1
+
+
+@glibc
+def test_limit_arenas_default_reads_the_environment():
+    code = "from tribe_stream.stream.heap import limit_arenas; print(limit_arenas())"
+    for env, want in (({"MALLOC_ARENA_MAX": "3"}, "3"), ({}, "2")):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "MALLOC_ARENA_MAX": "", **env},
+        )
+        assert out.stdout.split()[-1] == want, out.stderr
