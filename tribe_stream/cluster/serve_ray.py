@@ -106,6 +106,8 @@ class LiveReplica:
             sid = self.stream.add(Media(**media))
         except ServerBusy as exc:
             return {"busy": True, "error": str(exc)}
+        except InputError as exc:  # the media's problem (a missing file, ...): said as it is
+            return {"error": str(exc)}
         return {"stream_id": sid, "url": self.url, "replica": self.id}
 
     def end(self, stream_id: str, **_: Any) -> bool:
@@ -126,13 +128,15 @@ class Placed:
     replica: str
     url: str
     restarts: int = 0
+    since: float = field(default_factory=time.monotonic)
 
 
 @dataclass
 class LiveCluster:
-    """Live streams over `replicas` Serve replicas (default: one per GPU, else per CPU) of the
+    """Live streams over `replicas` Serve replicas (default: one per GPU, else one) of the
     cluster at `address` (`ray_pool.connect`), each serving up to `max_streams`. `status_url`:
-    where the `ended` heartbeats of a dead replica's streams go (loopback by default)."""
+    where the `ended` heartbeats of a dead replica's streams go (loopback by default). A stream
+    added without a `stream_id` is named `NAME-0`, `NAME-1`, ... (`name`)."""
 
     options: StreamOptions = field(default_factory=StreamOptions)
     address: str | None = None
@@ -141,6 +145,9 @@ class LiveCluster:
     cpus_per_replica: float = 1.0
     status_url: str = "tcp://127.0.0.1:*"
     poll_s: float = 0.5
+    prune_s: float = 2.0
+    """How often the replicas are asked which streams they still serve (ended ones leave)."""
+    name: str = "tribe-stream"
     call_timeout_s: float = 60.0
     streams: dict[str, Placed] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
@@ -148,47 +155,58 @@ class LiveCluster:
     ended: list[str] = field(default_factory=list)
     """Streams reported ended because their replica died (restarted or not)."""
 
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._actors: dict[str, str] = {}
+        self._named = 0
+
     def start(self) -> LiveCluster:
         self._owned = connect(self.address)  # before Ray Serve is imported (see `_router`)
+        try:
+            self._deploy()
+        except BaseException:  # a failed start (or a second Ctrl-C) leaves nothing running
+            self.close()
+            raise
+        return self
+
+    def _deploy(self) -> None:
         ray = import_ray()
         try:
             from ray import serve
         except ImportError:
             raise InputError(
-                "live streams on Ray need Ray Serve: pip install 'ray[serve]'"
+                "live streams on Ray need Ray Serve: pip install 'tribe-stream[ray]'"
             ) from None
         from ray.serve.config import RequestRouterConfig
 
+        from tribe_stream.publish import Publisher
+
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # not a line per step
+
+        probe = Publisher(self.status_url)  # a bad URL fails here; `*` becomes a fixed port
+        self.status_url = probe.url
+        probe.close()
         gpus = int(ray.cluster_resources().get("GPU", 0))
-        n = self.replicas or gpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.n = self.replicas or gpus or 1
         actor = {"num_gpus": 1} if gpus else {"num_cpus": self.cpus_per_replica}
         serve.start(proxy_location="Disabled")
         deployment = serve.deployment(
             LiveReplica,
             name="live",
-            num_replicas=n,
+            num_replicas=self.n,
             ray_actor_options=actor,
             max_ongoing_requests=16,
             request_router_config=RequestRouterConfig(
                 request_router_class=f"{__name__}.LiveRouter"
             ),
         )
-        self.n = n
         self.handle = serve.run(
             deployment.bind(self.options, self.max_streams), name=APP, route_prefix=None
         )
-        from tribe_stream.publish import Publisher
-
-        probe = Publisher(self.status_url)  # a bad URL fails here; `*` becomes a fixed port
-        self.status_url = probe.url
-        probe.close()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._actors: dict[str, str] = {}
         self._find()
         self._thread = threading.Thread(target=self._watch, name="tribe-live-watch", daemon=True)
         self._thread.start()
-        return self
 
     # ----- calls -----
 
@@ -217,6 +235,17 @@ class LiveCluster:
         unknown = set(media) - set(MEDIA_KEYS)
         if unknown:
             raise InputError(f"media keys {sorted(unknown)}: give keys among {list(MEDIA_KEYS)}")
+        if not hasattr(self, "_thread"):  # a control endpoint may ask before `start` ends
+            return {"busy": True, "error": "busy: the replicas are starting; try again"}
+        with self._lock:  # unique over the cluster (each replica would count on its own)
+            if not media.get("stream_id"):
+                while f"{self.name}-{self._named}" in self.streams:
+                    self._named += 1
+                media = dict(media, stream_id=f"{self.name}-{self._named}")
+                self._named += 1
+            elif media["stream_id"] in self.streams:
+                sid = media["stream_id"]
+                return {"error": f"a stream {sid!r} is running already; give another stream_id"}
         rooms = []
         for rid in list(self.urls):
             try:
@@ -233,8 +262,9 @@ class LiveCluster:
                 continue
             if "stream_id" in got:
                 with self._lock:
-                    media = dict(media, stream_id=got["stream_id"])
                     self.streams[got["stream_id"]] = Placed(media, rid, got["url"])
+                return got
+            if not got.get("busy"):  # the media's problem: no other replica would do better
                 return got
         return {"busy": True, "error": "busy: every replica is serving its most streams; try again"}
 
@@ -256,6 +286,7 @@ class LiveCluster:
 
     def _watch(self) -> None:
         ray = import_ray()
+        pruned = time.monotonic()
         while not self._stop.wait(self.poll_s):
             for rid in list(self.urls):
                 try:  # a dead actor's name is free again at once
@@ -264,6 +295,22 @@ class LiveCluster:
                     self._died(rid)
             if len(self.urls) < self.n:
                 self._find()
+            if time.monotonic() - pruned >= self.prune_s:
+                pruned = time.monotonic()
+                self._prune()
+
+    def _prune(self) -> None:
+        """Forget the streams that ended on their replica (a file played to its end, ...)."""
+        for rid in list(self.urls):
+            asked = time.monotonic()
+            try:
+                live = set(self._call("list", replica=rid, timeout=10.0))
+            except Exception:  # noqa: BLE001 - dead or stuck: the watcher decides
+                continue
+            with self._lock:
+                for sid in [s for s, p in self.streams.items() if p.replica == rid]:
+                    if sid not in live and self.streams[sid].since < asked:
+                        del self.streams[sid]
 
     def _died(self, rid: str) -> None:
         from tribe_stream.publish import Publisher
@@ -292,14 +339,21 @@ class LiveCluster:
                     log.warning("%s not restarted: %s", sid, got.get("error"))
 
     def close(self) -> None:
-        from ray import serve
-
+        """Stop the replicas (and the cluster, when `start` started it); also after a `start`
+        that failed half-way."""
+        if not hasattr(self, "_owned"):
+            return
         self._stop.set()
-        self._thread.join(30)
-        serve.delete(APP)
-        if self._owned:
-            serve.shutdown()
-            import_ray().shutdown()
+        if hasattr(self, "_thread"):
+            self._thread.join(30)
+        try:
+            from ray import serve
+
+            if hasattr(self, "handle"):
+                serve.delete(APP)  # the replicas end their streams; Serve's own actors go with
+        finally:  # the cluster (Ray drops this process's stale Serve client when it next starts)
+            if self._owned:
+                import_ray().shutdown()
 
     def __enter__(self) -> LiveCluster:
         return self.start()

@@ -7,6 +7,10 @@ ID`, default `tribe-stream`) on one publisher; every header carries its stream's
 `--control tcp://127.0.0.1:PORT` keeps it serving until Ctrl-C, also with no stream, and takes
 streams that come and go (add a file or camera, end one: `stream/control.py`); `--max-streams N`
 answers one more "busy, try again". A stream that ends writes its `--out` file then.
+
+`--ray [ADDRESS]` spreads the streams over Ray Serve replicas (`cluster/serve_ray.py`,
+docs/CLUSTER.md): `--replicas N` (default one per GPU, else 1), `--max-streams N` each; every
+stream publishes on its replica's URL (printed), and `--control` takes the same requests.
 """
 
 from __future__ import annotations
@@ -36,6 +40,20 @@ def add_arguments(p) -> None:
         "(tcp://127.0.0.1:PORT) answering add/end/list requests (JSON)",
     )
     p.add_argument("--out", metavar="DIR", help="also save each stream's predictions, ID.npy")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="spread the streams over Ray Serve replicas (docs/CLUSTER.md): no address or "
+        "`local` starts a local cluster, `auto` joins the running one, HOST:PORT its head",
+    )
+    p.add_argument(
+        "--replicas",
+        type=number(int, minimum=1, maximum=1024),
+        help="with --ray: how many (default: one per GPU of the cluster, else 1), each serving "
+        "--max-streams streams",
+    )
 
 
 def media_list(args) -> list:
@@ -67,6 +85,10 @@ def run(args) -> int:
     serve = from_args(ServeOptions, args).validate()
     if args.control:
         check_control_url(args.control)
+    if args.ray is not None:
+        return run_ray(args, serve)
+    if args.replicas is not None:
+        raise InputError("--replicas N spreads streams over Ray Serve: add --ray (docs/CLUSTER.md)")
     stream = stream_from_args(args, media_list(args))
     if args.control or serve.max_streams is not None:
         stream.serve(serve.max_streams)
@@ -129,4 +151,127 @@ def run(args) -> int:
         return signals.code
     if not written:
         raise InputError("no prediction was made: the media gave less than one whole second")
+    return 0
+
+
+def check_ray_args(args) -> None:
+    """`serve --ray`'s refusals, each one line, before any cluster starts."""
+    import importlib.util
+
+    from tribe_stream.errors import InputError
+    from tribe_stream.options import PublishOptions, StreamOptions
+
+    publish = from_args(PublishOptions, args)
+    refused = {
+        "--streams N": args.streams > 1,
+        "--out DIR": args.out,
+        "--publish URL": publish.url,
+        "--payload-dtype": publish.payload_dtype != "float16",
+        "--curve-secret": publish.curve_secret or publish.allow_clients,
+        "--roi": publish.roi or publish.regions,
+        "--device": from_args(StreamOptions, args).device,
+    }
+    why = {
+        "--streams N": "add each stream with --file (or through --control)",
+        "--out DIR": "subscribe to the URLs it prints (tribe_stream.client.Subscriber) instead",
+        "--device": "Ray gives each replica its GPU (or CPU on a cluster without GPUs)",
+    }
+    for flag, given in refused.items():
+        if given:
+            raise InputError(
+                f"serve --ray: {flag} is not taken there; "
+                + why.get(flag, "each replica publishes every second on its own node's URL")
+            )
+    if not (args.file or args.camera or args.mic or args.control):
+        raise InputError("nothing to serve: pass --file FILE (or --camera DEV), or --control URL")
+    if importlib.util.find_spec("ray") is None:
+        raise InputError("serve --ray needs Ray Serve: pip install 'tribe-stream[ray]'")
+
+
+def run_ray(args, serve: ServeOptions) -> int:
+    """`serve --ray`: a `LiveCluster` serving the streams the arguments name and those the
+    control endpoint adds, until Ctrl-C (130) or, without --control, until they all ended."""
+    import os
+    import signal
+    from dataclasses import asdict
+
+    from tribe_stream.cluster.serve_ray import LiveCluster
+    from tribe_stream.commands import stop_on_signals
+    from tribe_stream.errors import InputError
+    from tribe_stream.options import StreamOptions
+    from tribe_stream.stream.control import ControlServer
+
+    check_ray_args(args)
+    options = from_args(StreamOptions, args).validate()
+    local = args.ray == "local"
+    media = [
+        {k: v for k, v in asdict(m.validate() if local or m.file else m).items()
+         if k in ("file", "camera", "mic") and v}
+        for m in media_list(args)
+    ]  # fmt: skip
+    for m in media:
+        if m.get("file"):
+            m["file"] = os.path.abspath(m["file"])
+    if not local and any("file" not in m for m in media):
+        print(
+            "note: a camera or microphone opens on the node of the replica it lands on; only "
+            "files (on a shared folder) mean the same on every node",
+            flush=True,
+        )
+    cluster = LiveCluster(
+        options,
+        address=args.ray,
+        replicas=args.replicas,
+        max_streams=serve.max_streams or 4,
+        name=args.stream_id or "tribe-stream",
+    )
+    where = "a local Ray cluster" if local else f"the Ray cluster at {args.ray}"
+    print(f"starting the replicas on {where}", flush=True)
+    control = ControlServer(cluster, args.control) if args.control else None  # busy till started
+    early = stop_on_signals(  # a Ctrl-C while Ray starts stops once it has (then shut down)
+        on_stop=lambda: os.write(2, b"stopping once the cluster has started (Ctrl-C again: now)\n")
+    )
+    started = False
+    try:
+        started = bool(cluster.start())
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, what had started shut down
+        print("stopped by SIGINT", flush=True)
+        return 130
+    finally:
+        if control is not None and not started:
+            control.close()
+    signals = stop_on_signals()  # after Ray's start, which sets a SIGTERM handler of its own
+    if early.signal is not None:
+        signals.signal = early.signal
+        signals.set()
+    try:
+        n = len(cluster.urls)
+        print(f"{n} replica{'s' * (n != 1)}: {', '.join(cluster.urls.values())}", flush=True)
+        print(f"status on {cluster.status_url} (the streams of a lost replica end)", flush=True)
+        for m in media * (not signals.is_set()):
+            got = cluster.add(m)
+            if "url" not in got and not got.get("busy"):
+                raise InputError(f"{next(iter(m.values()))}: {got['error']}")
+            where = f"on {got['url']}" if "url" in got else f"not started: {got['error']}"
+            print(f"{got.get('stream_id', m)} {where}", flush=True)
+        if control is not None:
+            print(f"control on {args.control} (add, end, list)", flush=True)
+        told = 0
+        while not signals.wait(1.0):
+            for sid in cluster.ended[told:]:
+                placed = cluster.streams.get(sid)
+                again = f"restarted on {placed.url}" if placed else "ended"
+                print(f"{sid}: its replica was lost; {again}", flush=True)
+            told = len(cluster.ended)
+            if control is None and not cluster.list():
+                break  # every stream named ended
+    except KeyboardInterrupt:  # a second Ctrl-C
+        signals.signal = signals.signal or signal.SIGINT
+    finally:
+        if control is not None:
+            control.close()
+        cluster.close()
+    if signals.signal is not None:
+        print(f"stopped by {signals.signal.name}", flush=True)
+        return signals.code
     return 0

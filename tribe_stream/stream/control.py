@@ -10,6 +10,10 @@ request, one JSON answer:
 
 A stream beyond the server's limit is answered `{"ok": false, "busy": true, "error": "busy: ...
 try again ..."}`; a bad request `{"ok": false, "error": "..."}` (the problem and the fix).
+
+The same protocol fronts a serving `Stream` (`serve --control`) or any object with `add(media
+dict) -> answer dict`, `end(id) -> bool` and `list()` (`LiveCluster`, `serve --ray --control`:
+its add answers also say the stream's `url` and `replica`, and list gives `urls`, id -> URL).
 """
 
 from __future__ import annotations
@@ -50,11 +54,33 @@ def check_control_url(url: str) -> str:
     return url
 
 
-class ControlServer:
-    """Answers control requests for `stream` (a serving `Stream`) in a thread of its own."""
+class StreamControl:
+    """A serving `Stream` seen as a control target (`add`, `end`, `list` on media dicts)."""
 
-    def __init__(self, stream, url: str):
+    def __init__(self, stream):
         self.stream = stream
+
+    def add(self, media: dict[str, str]) -> dict[str, Any]:
+        from tribe_stream.stream.producer import Media
+
+        return {"stream_id": self.stream.add(Media(**media))}  # ServerBusy: busy
+
+    def end(self, stream_id: str) -> bool:
+        return self.stream.end(stream_id)
+
+    def list(self) -> list[str]:
+        return self.stream.server.ids()
+
+
+class ControlServer:
+    """Answers control requests in a thread of its own for `target`: a serving `Stream`, or
+    any object with `add(media dict) -> {stream_id, ...} or {busy/error}`, `end(id) -> bool`
+    and `list() -> ids or {id: url}` (a `LiveCluster`)."""
+
+    def __init__(self, target, url: str):
+        from tribe_stream.stream.producer import Stream
+
+        self.target = StreamControl(target) if isinstance(target, Stream) else target
         self.url = check_control_url(url)
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.REP)
@@ -85,6 +111,9 @@ class ControlServer:
                     "ok": False,
                     "error": 'send one JSON object: {"add": {...}} or {"end": ID}',
                 }
+            except Exception as exc:  # noqa: BLE001 - answered: the endpoint keeps serving
+                log.warning("control request failed", exc_info=True)
+                answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             try:
                 self._sock.send(json.dumps(answer).encode())
             except zmq.ZMQError as exc:
@@ -92,7 +121,6 @@ class ControlServer:
 
     def answer(self, req: Any) -> dict[str, Any]:
         """The answer to one request (see the module docs)."""
-        from tribe_stream.stream.producer import Media
         from tribe_stream.stream.serve import ServerBusy
 
         if not isinstance(req, dict):
@@ -104,11 +132,17 @@ class ControlServer:
                     raise InputError(f"add takes an object with keys among {', '.join(MEDIA_KEYS)}")
                 if not all(isinstance(v, str) for v in spec.values()):
                     raise InputError("add: every value is a string")
-                return {"ok": True, "stream_id": self.stream.add(Media(**spec))}
+                got = self.target.add(spec)
+                if "stream_id" not in got:  # busy, or the media's problem
+                    return {"ok": False, **got}
+                return {"ok": True, **got}
             if "end" in req:
-                return {"ok": bool(self.stream.end(str(req["end"])))}
+                return {"ok": bool(self.target.end(str(req["end"])))}
             if "list" in req:
-                return {"ok": True, "streams": self.stream.server.ids()}
+                streams = self.target.list()
+                if isinstance(streams, dict):  # id -> the URL it is published on
+                    return {"ok": True, "streams": list(streams), "urls": streams}
+                return {"ok": True, "streams": list(streams)}
         except ServerBusy as exc:
             return {"ok": False, "busy": True, "error": str(exc)}
         except InputError as exc:
