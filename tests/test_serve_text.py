@@ -104,3 +104,21 @@ def test_a_stream_that_stops_runs_the_words_no_turn_took(models):
     assert len(p.pending_words) == 4 and p.counters["words"] == 0
     p.stop()
     assert p.counters["words"] == 4 and not p.pending_words
+
+
+def test_a_serving_stream_makes_its_visitors_text_steps_before_they_come():
+    """`serve --max-streams N`: N text decoders (KV cache, CUDA graphs on a GPU) made and warm
+    in the pool at the start, so a visitor's stream takes one ready and holds nobody up."""
+    from tribe_stream.models import Models
+    from tribe_stream.options import StreamOptions
+    from tribe_stream.stream.producer import Stream
+
+    options = StreamOptions(checkpoint="demo", realtime=False)
+    models = Models(options)
+    ex = models.extractors(("text", "audio", "video"))
+    ex["text"].release_idle()
+    extractors = Extractors(video=ex["video"], audio=ex["audio"], text=ex["text"])
+    stream = Stream([], options).use_models(models, extractors).serve(max_streams=3)
+    with stream.open():
+        assert ex["text"].idle_decoders == 3 and ex["text"].keep_idle >= 3
+    ex["text"].release_idle()

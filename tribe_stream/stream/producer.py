@@ -352,6 +352,10 @@ class _Session:
         if getattr(models, "warmed_for", 0) < most:  # once per set of models and width
             warm_up(extractors, engine, o.audio_context, streams=most)
             models.warmed_for = most
+        if s._serve and s._serve.get("max_streams") and extractors.text is not None:
+            # each stream's text steps made now, not when a visitor arrives: on a GPU a new
+            # stream's CUDA-graph captures held every other stream up for seconds
+            extractors.text.prefill(s._serve["max_streams"])
         config = PipelineConfig(lag=o.lag, live=o.realtime, audio_context_s=o.audio_context)
         self.extractors, self.engine, self.config = extractors, engine, config
         from tribe_stream.stream.serve import Server
