@@ -478,8 +478,9 @@ def _line(label: str, r: dict) -> str:
     stats = ", ".join(f"{k} {v:.1f}" for k, v in e2e.items()) or "no predictions after warm-up"
     n_end = len(r["after_end_ms"])
     end = f"; {n_end} after the source ended (left out)" if n_end else ""
-    stages = ", ".join(
-        f"{k} {v:.0f} ms" for k, v in r.get("stage_ms_per_stream_second", {}).items() if v
+    by_stage = r.get("stage_ms_per_stream_second", {})
+    stages = f"the loop {sum(by_stage.values()):.0f} ms per stream-second: " + ", ".join(
+        f"{k} {v:.0f}" for k, v in by_stage.items() if v
     )
     return (
         f"{label} ({r['starts']} starts): end to end ms {stats}{end}; dropped after warm-up "
