@@ -31,7 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tribe_stream.stream.heap import heap_stats, limit_arenas  # noqa: E402
+from tribe_stream.stream.heap import (  # noqa: E402
+    fix_mmap_threshold,
+    heap_stats,
+    limit_arenas,
+)
 from tribe_stream.stream.serve import open_fds, rss_mb  # noqa: E402  (the package's own probes)
 
 
@@ -136,6 +140,9 @@ def serve(args) -> int:
 
     if args.arena_max:
         print(f"soak: glibc arenas capped at {limit_arenas(args.arena_max)}", flush=True)
+    if args.mmap_threshold_kb:
+        fixed = fix_mmap_threshold(args.mmap_threshold_kb << 10)
+        print(f"soak: glibc mmap threshold fixed at {fixed} bytes", flush=True)
     traced: dict[int, object] = {}
     if args.tracemalloc:
         import tracemalloc
@@ -294,6 +301,7 @@ def main() -> int:
         default=[],
         help="MIN1,MIN2: Python-heap snapshots at those minutes, diffed at the end",
     )
+    v.add_argument("--mmap-threshold-kb", type=int, help="fix glibc's mmap threshold (KB)")
     v.add_argument("--slope-from", type=int, default=4, help="first minute of the fitted slopes")
     v.add_argument("--out", help="the rows as JSON")
     args = ap.parse_args()

@@ -13,7 +13,8 @@ from __future__ import annotations
 import ctypes
 import os
 
-_M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+_M_ARENA_MAX = -8  # mallopt parameters (malloc.h)
+_M_MMAP_THRESHOLD = -3
 _ARENA_ALIGN = 64 << 20  # a secondary arena's heap: HEAP_MAX_SIZE-aligned (64 MB, 64-bit)
 
 
@@ -33,6 +34,16 @@ def limit_arenas(n: int | None = None) -> int | None:
     if libc is None or not hasattr(libc, "mallopt"):
         return None
     return n if libc.mallopt(_M_ARENA_MAX, int(n)) == 1 else None
+
+
+def fix_mmap_threshold(nbytes: int = 1 << 20) -> int | None:
+    """Blocks of `nbytes` and more from their own mmap, given back whole when freed; this also
+    stops glibc raising the threshold (up to 32 MB) each time such a block is freed, after which
+    frames and tensors of MBs land in the arenas and fragment them. Returns it, None off glibc."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return None
+    return nbytes if libc.mallopt(_M_MMAP_THRESHOLD, int(nbytes)) == 1 else None
 
 
 class _MallInfo2(ctypes.Structure):
