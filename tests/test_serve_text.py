@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from tribe_stream.clock import StreamClock
 from tribe_stream.engines import make_engine
@@ -20,14 +21,21 @@ SECONDS = 3
 STORY = "the quick brown fox jumps over the lazy dog and runs far into the green wood".split()
 
 
-@pytest.fixture(scope="module")
-def models():
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _models(device: str):
     from tribe_stream.extractors.demo import load_demo_extractors
 
     loaded = load_brain_model("demo")
-    ex = load_demo_extractors(modalities=("text", "audio", "video"))
+    ex = load_demo_extractors(device=device, modalities=("text", "audio", "video"))
     extractors = Extractors(video=ex["video"], audio=ex["audio"], text=ex["text"])
-    return make_engine("torch", loaded), extractors
+    return make_engine("torch", loaded, device=device), extractors
+
+
+@pytest.fixture(scope="module")
+def models():
+    return _models("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +50,7 @@ def _words(i: int) -> list[Word]:
     return [Word(w, 0.2 * k, 0.15) for k, w in enumerate(STORY[i:] + STORY[:i])]
 
 
-def _serve(clip, models, n: int, batch: bool) -> tuple[Server, list[Pipeline], list]:
+def _serve(clip, models, n: int, batch: bool | None) -> tuple[Server, list[Pipeline], list]:
     from tribe_stream.sources.replay import FileReplay
     from tribe_stream.sources.words import WordSource
 
@@ -85,6 +93,20 @@ def test_streams_words_in_one_forward_equal_each_streams_words_alone(clip, model
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
     # the streams' texts differ, so a batch that mixed up its rows would show here
     assert not np.allclose(pipes[0].features("text"), pipes[1].features("text"))
+
+
+@cuda
+def test_on_a_gpu_the_words_are_batched_by_default_each_stream_near_its_own(clip):
+    """auto on a GPU: batched; each stream's text features equal its words alone to the
+    text model's rounding on the GPU (rows of one product instead of one row each)."""
+    gpu = _models("cuda")
+    server, pipes, _ = _serve(clip, gpu, 3, batch=None)
+    assert all(p.batch_words for p in pipes)
+    assert 0 < server.counters["text_calls"] < server.counters["text_words"] == 3 * len(STORY)
+    _, ref_pipes, _ = _serve(clip, gpu, 3, batch=False)
+    for pipe, ref_pipe in zip(pipes, ref_pipes, strict=True):
+        ours, theirs = pipe.features("text"), ref_pipe.features("text")
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=2e-2 * np.abs(theirs).max())
 
 
 def test_auto_batches_words_only_where_the_text_model_runs_on_a_gpu(models):
