@@ -54,6 +54,29 @@ print(heap_stats()["arenas"])
 
 
 @glibc
+def test_a_fixed_mmap_threshold_is_not_raised_by_a_freed_block():
+    """glibc raises its mmap threshold to the size of each mmapped block freed (a 4 MB one here),
+    after which a 1 MB block comes from the heap; fixed at 512 KB, it is mmapped still."""
+    code = """
+import sys
+import numpy as np
+from tribe_stream.stream.heap import fix_mmap_threshold, heap_stats
+if sys.argv[1] == "fix":
+    assert fix_mmap_threshold(512 << 10) == 512 << 10
+np.ones(4 << 20, np.uint8)  # mmapped, then freed
+before = heap_stats()["malloc_mmap"]
+block = np.ones(1 << 20, np.uint8)
+print(heap_stats()["malloc_mmap"] - before)
+"""
+    got = {}
+    for mode in ("fix", "free"):
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        got[mode] = float(out.stdout.split()[-1])
+    assert got["fix"] >= 0.9 and got["free"] == 0
+
+
+@glibc
 def test_limit_arenas_default_reads_the_environment():
     code = "from tribe_stream.stream.heap import limit_arenas; print(limit_arenas())"
     for env, want in (({"MALLOC_ARENA_MAX": "3"}, "3"), ({}, "2")):
