@@ -2,7 +2,8 @@
 memory over time.
 
     python tools/soak.py serve --minutes 30 [--checkpoint demo] [--min-streams 2]
-        [--max-streams 4] [--seed 0] [--clip FILE] [--out soak.json]
+        [--max-streams 4] [--seed 0] [--clip FILE] [--out soak.json] [--arena-max N]
+        [--mmap-threshold-kb KB] [--tracemalloc MIN1,MIN2] [--slope-from 4]
     python tools/soak.py watch [--every 60] -- tribe-stream run --file clip.mp4 --seconds 1200
 
 `serve`: one `Server` (the public `Stream` with `Stream.add`/`Stream.end`) running for
@@ -11,8 +12,12 @@ memory over time.
 is a GPU), streams started and ended and callers told busy, threads and open file descriptors,
 predictions received by a subscriber and their latency percentiles (end of the data window ->
 received, `stream/latency.py`), bins and seconds dropped, seconds of sound the speech
-recogniser dropped, errors, and the heap the server handed back so far (`trim_heap`). A table
-at the end (markdown, for docs/BENCHMARKS.md) and the rows as JSON.
+recogniser dropped, errors, the heap the server handed back so far (`trim_heap`), and where the
+C heap is (`stream/heap.heap_stats`: glibc's totals, resident memory by main heap, arena heaps,
+other anonymous maps, files). A table at the end (markdown, for docs/BENCHMARKS.md), the RSS
+and heap slopes from `--slope-from` (least squares), and the rows as JSON. `--arena-max` and
+`--mmap-threshold-kb` tune glibc's malloc first (`heap.limit_arenas`, `heap.fix_mmap_threshold`);
+`--tracemalloc 5,12` diffs the Python heap between those minutes.
 
 `watch`: runs the command and prints its resident memory (VmRSS) every `--every` seconds.
 """
