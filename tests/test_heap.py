@@ -87,3 +87,30 @@ def test_limit_arenas_default_reads_the_environment():
             env={**os.environ, "MALLOC_ARENA_MAX": "", **env},
         )
         assert out.stdout.split()[-1] == want, out.stderr
+
+
+@glibc
+def test_a_serving_stream_caps_the_arenas():
+    """`Stream.serve` caps glibc's arenas before any model loads: threads that come and go
+    then share at most one arena beside the main one (without the cap: one per thread that
+    meets a locked arena, up to 8 a core)."""
+    code = """
+import threading
+import numpy as np
+from tribe_stream import Stream
+from tribe_stream.options import StreamOptions
+from tribe_stream.stream.heap import heap_stats
+Stream([], StreamOptions(checkpoint="demo")).serve(2)
+barrier = threading.Barrier(6)
+def work():
+    barrier.wait()
+    for _ in range(2000):
+        [np.ones(n) for n in (10, 100, 1000, 5000)]
+ts = [threading.Thread(target=work) for _ in range(6)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(heap_stats()["arenas"])
+"""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.split()[-1]) <= 1

@@ -201,9 +201,14 @@ class Stream:
     def serve(self, max_streams: int | None = None) -> Stream:
         """Serve on until `stop()`, also with no stream left: streams come and go with `add` and
         `end` (any thread), at most `max_streams` at once (the models are warmed up for that
-        many); returns the stream. Needs no media of its own."""
+        many); returns the stream. Needs no media of its own. Caps glibc's malloc arenas
+        (`heap.limit_arenas`, before the models load): streams' short-lived threads otherwise
+        spread the heap over up to 8 arenas a core, whose fragments kept resident memory growing."""
         if max_streams is not None and not 1 <= int(max_streams) <= 64:
             raise InputError(f"max_streams {max_streams!r}: give 1 to 64")
+        from tribe_stream.stream.heap import limit_arenas
+
+        limit_arenas()
         self._serve = {"max_streams": None if max_streams is None else int(max_streams)}
         return self
 
