@@ -20,7 +20,7 @@ def test_bench_runs_end_to_end_on_the_cpu(tmp_path):
     r = run_cli(
         "bench", "--checkpoint", "demo", "--streams", "2", "--seconds", "4", "--warmup", "0.5",
         "--baseline-seconds", "2", "--transcript", str(tsv), "--device", "cpu",
-        "--out", str(out), "--plot", str(png),
+        "--out", str(out), "--plot", str(png), "--text-batch", "on", "--subcortical", "random",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     report = json.loads(out.read_text())
@@ -35,6 +35,13 @@ def test_bench_runs_end_to_end_on_the_cpu(tmp_path):
     assert two["received"] + len(two["after_end_ms"]) <= two["predictions"]
     assert one["predictions"] == 4 and two["predictions"] + two["dropped_after_warmup"] >= 8
     assert one["words"] > 0 and two["words"] > one["words"]  # Llama ran live on each stream
+    # where the loop's time went: every stage that ran, the words through the text stage
+    # (--text-batch on), a random subcortical head after the cortex's brain model
+    by_stage = two["stage_ms_per_stream_second"]
+    assert set(by_stage) == {"intake", "text", "video", "audio", "engine", "head"}
+    assert all(by_stage[k] > 0 for k in ("video", "audio", "engine", "head", "text"))
+    assert 0 < two["server"]["text_words"] <= two["words"]  # (words a stream ends with: alone)
+    assert two["server"]["head_calls"] > 0 and "the loop" in r.stdout
     stages = one["latency_ms"]
     for stage in ("feature extraction", "brain model", "end to end (data → here)"):
         assert set(stages[stage]) == {"p50", "p95", "p99", "p100"}
