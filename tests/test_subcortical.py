@@ -166,6 +166,22 @@ def test_a_missing_atlas_is_one_line(monkeypatch, tmp_path):
     assert "\n" not in str(e.value) and "FSLDIR" in str(e.value)
 
 
+def test_predict_with_a_head_and_no_atlas_says_so_before_any_file(monkeypatch, tmp_path):
+    """`predict --subcortical` without the atlas: one line, exit 2, no file read (before, each
+    file was extracted and then failed on writing its volume)."""
+    from conftest import run_cli
+
+    monkeypatch.delenv("FSLDIR", raising=False)
+    monkeypatch.setenv("TRIBE_STREAM_CACHE", str(tmp_path / "cache"))
+    missing = tmp_path / "not-read.mp4"  # never opened: the atlas is checked first
+    missing.write_bytes(b"not a video")
+    r = run_cli("predict", str(missing), "--checkpoint", "demo", "--subcortical", "random",
+                "--out", str(tmp_path / "p.npy"), "--no-asr")  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "Harvard-Oxford" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p.npy").exists()
+
+
 def _demo_head(folder: Path) -> Path:
     """A subcortical brain model on the demo features (random weights), its config.yaml naming
     the demo extractors and the subcortical projection."""

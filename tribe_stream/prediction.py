@@ -148,6 +148,11 @@ class Predictor:
         )
         self.device, self.dtype = self.models.device, self.models.dtype
         self.heads = [self.models.head(o.subcortical)] if o.subcortical else []
+        for head in self.heads:  # its voxels' atlas: said once, before any file is read
+            if head.space.volume:
+                from tribe_stream.spaces import mask_for
+
+                mask_for(head.space)
         self.modalities = tuple(m for m in MODALITIES if m in (o.modalities or self.models.usable))
         self._asr = None
         self.cache_dir = None
