@@ -14,6 +14,19 @@ from tribe_stream.stream.heap import heap_stats
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 
 
+# six threads allocating blocks of varying sizes at once, then the arena count
+THREADS = """
+barrier = threading.Barrier(6)
+def work():
+    barrier.wait()
+    for _ in range(2000):
+        [np.ones(n) for n in (10, 100, 1000, 5000)]
+ts = [threading.Thread(target=work) for _ in range(6)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(heap_stats()["arenas"])
+"""
+
+
 @glibc
 def test_heap_stats_sees_a_block_held_and_given_back():
     before = heap_stats()
@@ -29,21 +42,16 @@ def test_heap_stats_sees_a_block_held_and_given_back():
 def test_limit_arenas_keeps_new_threads_in_the_arenas_there_are():
     """In a fresh process: with the cap, threads that allocate make no more arena heaps than
     the cap allows; without it, they make some (a thread meeting a locked arena gets another)."""
-    code = """
+    code = (
+        """
 import sys, threading
 import numpy as np
 from tribe_stream.stream.heap import heap_stats, limit_arenas
 if sys.argv[1] == "cap":
     assert limit_arenas(1) == 1
-barrier = threading.Barrier(6)
-def work():
-    barrier.wait()
-    for _ in range(2000):
-        [np.ones(n) for n in (10, 100, 1000, 5000)]
-ts = [threading.Thread(target=work) for _ in range(6)]
-[t.start() for t in ts]; [t.join() for t in ts]
-print(heap_stats()["arenas"])
 """
+        + THREADS
+    )
     got = {}
     for mode in ("cap", "free"):
         out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True)
@@ -94,22 +102,17 @@ def test_a_serving_stream_caps_the_arenas():
     """`Stream.serve` caps glibc's arenas before any model loads: threads that come and go
     then share at most one arena beside the main one (without the cap: one per thread that
     meets a locked arena, up to 8 a core)."""
-    code = """
+    code = (
+        """
 import threading
 import numpy as np
 from tribe_stream import Stream
 from tribe_stream.options import StreamOptions
 from tribe_stream.stream.heap import heap_stats
 Stream([], StreamOptions(checkpoint="demo")).serve(2)
-barrier = threading.Barrier(6)
-def work():
-    barrier.wait()
-    for _ in range(2000):
-        [np.ones(n) for n in (10, 100, 1000, 5000)]
-ts = [threading.Thread(target=work) for _ in range(6)]
-[t.start() for t in ts]; [t.join() for t in ts]
-print(heap_stats()["arenas"])
 """
+        + THREADS
+    )
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
