@@ -18,6 +18,7 @@ import pytest
 
 from tribe_stream.cli import main
 from tribe_stream.client import Subscriber
+from tribe_stream.errors import install_hint
 from tribe_stream.stream.control import request
 
 CLIP_S = 20
@@ -50,7 +51,7 @@ def test_ray_missing_nothing_to_serve_and_replicas_without_ray(tmp_path, capsys,
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: `import ray` fails
     assert main(["serve", "--ray", "--control", "tcp://127.0.0.1:5999"]) == 2
     err = capsys.readouterr().err
-    assert "pip install 'tribe-stream[ray]'" in err and len(err.strip().splitlines()) == 1, err
+    assert install_hint("ray") in err and len(err.strip().splitlines()) == 1, err
 
 
 def _free_port() -> int:

@@ -175,9 +175,9 @@ class LiveCluster:
         try:
             from ray import serve
         except ImportError:
-            raise InputError(
-                "live streams on Ray need Ray Serve: pip install 'tribe-stream[ray]'"
-            ) from None
+            from tribe_stream.errors import install_hint
+
+            raise InputError(f"live streams on Ray need Ray Serve: {install_hint('ray')}") from None
         from ray.serve.config import RequestRouterConfig
 
         from tribe_stream.publish import Publisher

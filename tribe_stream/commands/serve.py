@@ -185,7 +185,9 @@ def check_ray_args(args) -> None:
     if not (args.file or args.camera or args.mic or args.control):
         raise InputError("nothing to serve: pass --file FILE (or --camera DEV), or --control URL")
     if importlib.util.find_spec("ray") is None:
-        raise InputError("serve --ray needs Ray Serve: pip install 'tribe-stream[ray]'")
+        from tribe_stream.errors import install_hint
+
+        raise InputError(f"serve --ray needs Ray Serve: {install_hint('ray')}")
 
 
 def run_ray(args, serve: ServeOptions) -> int:
