@@ -49,6 +49,7 @@ import numpy as np
 from tribe_stream.stream.heap import heap_stats, limit_arenas
 if sys.argv[1] == "cap":
     assert limit_arenas(1) == 1
+print(heap_stats()["arenas"])
 """
         + THREADS
     )
@@ -56,9 +57,11 @@ if sys.argv[1] == "cap":
     for mode in ("cap", "free"):
         out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
-        got[mode] = int(out.stdout.split()[-1])
-    assert got["cap"] == 0  # one arena: the main one, on the brk heap
-    assert got["free"] >= 1
+        got[mode] = [int(x) for x in out.stdout.split()[-2:]]  # arenas before, after the threads
+    # capped: no new arena (one an import's threads made before the cap may stay: under
+    # pytest-xdist on a busy machine, numpy's BLAS threads once had)
+    assert got["cap"][1] == got["cap"][0]
+    assert got["free"][1] >= 1
 
 
 @glibc
@@ -110,10 +113,14 @@ from tribe_stream import Stream
 from tribe_stream.options import StreamOptions
 from tribe_stream.stream.heap import heap_stats
 Stream([], StreamOptions(checkpoint="demo")).serve(2)
+print(heap_stats()["arenas"])
 """
         + THREADS
     )
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout.split()[-1]) <= 1
+    before, after = (int(x) for x in out.stdout.split()[-2:])
+    # the cap (2: the main arena and one more) leaves the threads no new arena beyond one;
+    # arenas that imports' threads made before the cap stay (under load there were two)
+    assert after <= max(before, 1)
