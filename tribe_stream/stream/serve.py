@@ -298,9 +298,11 @@ class Server:
     def _text(self, active: list[Pipeline]) -> None:
         """The words that came this turn: one forward per round, each round every waiting
         stream's next word (`add_many`; streams sharing one text model), oldest words first."""
+        todo = [p for p in active if p.pending_words and p.live_text is not None]
+        if not todo:  # most turns: no word came
+            return
         from tribe_stream.extractors.text import add_many
 
-        todo = [p for p in active if p.pending_words and p.live_text is not None]
         for _, members in _groups(todo, lambda p: p.live_text.ex).values():
             while members:
                 words = [p.pending_words.pop(0) for p in members]
