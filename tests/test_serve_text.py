@@ -12,7 +12,9 @@ import torch
 
 from tribe_stream.clock import StreamClock
 from tribe_stream.engines import make_engine
+from tribe_stream.errors import InputError
 from tribe_stream.models import Extractors, load_brain_model
+from tribe_stream.options import LiveOptions
 from tribe_stream.stream.pipeline import Pipeline, PipelineConfig
 from tribe_stream.stream.serve import Server
 from tribe_stream.types import Word
@@ -50,7 +52,7 @@ def _words(i: int) -> list[Word]:
     return [Word(w, 0.2 * k, 0.15) for k, w in enumerate(STORY[i:] + STORY[:i])]
 
 
-def _serve(clip, models, n: int, batch: bool | None) -> tuple[Server, list[Pipeline], list]:
+def _serve(clip, models, n: int, batch: bool) -> tuple[Server, list[Pipeline], list]:
     from tribe_stream.sources.replay import FileReplay
     from tribe_stream.sources.words import WordSource
 
@@ -96,12 +98,11 @@ def test_streams_words_in_one_forward_equal_each_streams_words_alone(clip, model
 
 
 @cuda
-def test_on_a_gpu_the_words_are_batched_by_default_each_stream_near_its_own(clip):
-    """auto on a GPU: batched; each stream's text features equal its words alone to the
-    text model's rounding on the GPU (rows of one product instead of one row each)."""
+def test_on_a_gpu_batched_words_give_each_stream_near_its_own(clip):
+    """Batched on a GPU: each stream's text features equal its words alone to the text
+    model's rounding there (rows of one product instead of one row each)."""
     gpu = _models("cuda")
-    server, pipes, _ = _serve(clip, gpu, 3, batch=None)
-    assert all(p.batch_words for p in pipes)
+    server, pipes, _ = _serve(clip, gpu, 3, batch=True)
     assert 0 < server.counters["text_calls"] < server.counters["text_words"] == 3 * len(STORY)
     _, ref_pipes, _ = _serve(clip, gpu, 3, batch=False)
     for pipe, ref_pipe in zip(pipes, ref_pipes, strict=True):
@@ -109,13 +110,16 @@ def test_on_a_gpu_the_words_are_batched_by_default_each_stream_near_its_own(clip
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=2e-2 * np.abs(theirs).max())
 
 
-def test_auto_batches_words_only_where_the_text_model_runs_on_a_gpu(models):
+def test_words_are_batched_only_when_asked(models):
     engine, ex = models
     p = Pipeline([], engine, ex.for_stream(), config=PipelineConfig(live=False))
     server = Server([p])
-    assert server.text_batch is None and server._batching_words(p) is False  # a CPU model
+    assert server.text_batch is False and server._batching_words(p) is False
     server.text_batch = True
     assert server._batching_words(p) is True
+    assert LiveOptions().validate().text_batch == "off"
+    with pytest.raises(InputError, match="give on or off"):
+        LiveOptions(text_batch="auto").validate()
 
 
 def test_a_stream_that_stops_runs_the_words_no_turn_took(models):

@@ -204,7 +204,7 @@ def test_gpu_batched_words_equal_each_streams_graph_steps(gpu_text):
 
     ex = sibling(gpu_text, keep_idle=8)
     ex.compile = True
-    texts = [STORY[:10], STORY[10:20], OTHER + STORY[:1]]
+    texts = [STORY[:10], STORY[10:20], (OTHER + STORY)[:10]]  # ten words each
     with ex.live() as a, ex.live() as b, ex.live() as c:
         own = [np.stack([lv.add(w) for w in t]) for lv, t in zip((a, b, c), texts, strict=True)]
     lives = [ex.live() for _ in texts]

@@ -18,6 +18,8 @@ other anonymous maps, files). A table at the end (markdown, for docs/BENCHMARKS.
 and heap slopes from `--slope-from` (least squares), and the rows as JSON. `--arena-max` and
 `--mmap-threshold-kb` tune glibc's malloc first (`heap.limit_arenas`, `heap.fix_mmap_threshold`);
 `--tracemalloc 5,12` diffs the Python heap between those minutes.
+Without speech-recognition weights (a lent GPU has none) each stream is fed the bench's
+built-in words at their times, so the text model runs in every stream all the same.
 
 `watch`: runs the command and prints its resident memory (VmRSS) every `--every` seconds.
 """
@@ -137,6 +139,7 @@ def serve(args) -> int:
     import numpy as np
 
     from tribe_stream import Stream
+    from tribe_stream.extractors.asr import asr_available
     from tribe_stream.options import StreamOptions
     from tribe_stream.sources.clip import make_clip
     from tribe_stream.stream.latency import quantiles
@@ -160,7 +163,20 @@ def serve(args) -> int:
         s.bind(("127.0.0.1", 0))
         url = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     options = StreamOptions(checkpoint=args.checkpoint, text=not args.no_text, device=args.device)
-    stream = Stream([], options).publish(url).serve(args.max_streams)
+    stream, words = Stream([], options), None
+    if not args.no_text and asr_available() is not None:
+        # no recogniser weights (a lent GPU has none): the bench's built-in words, fed at their
+        # times, so the text model still runs in every stream
+        from tribe_stream import bench
+
+        o = bench.BenchOptions(checkpoint=args.checkpoint, seconds=args.clip_seconds,
+                               **({"device": args.device} if args.device else {})).validate()  # fmt: skip
+        built = bench.build_models(o)
+        built.extractors.asr = None
+        words, how = bench.bench_words(o, args.clip_seconds, False)
+        stream.use_models(built.models, built.extractors)
+        print(f"soak: text: {how}", flush=True)
+    stream = stream.publish(url).serve(args.max_streams)
     session = stream.open().__enter__()
     made = [0]
     runner = threading.Thread(
@@ -191,7 +207,7 @@ def serve(args) -> int:
                 ended += 1
             if now >= next_arrival or len(ends) < args.min_streams:
                 try:
-                    sid = stream.add(Media(file=clip))
+                    sid = stream.add(Media(file=clip, words=words))
                     ends[sid] = now + rng.uniform(args.life_min, args.life_max)
                     started += 1
                 except ServerBusy:

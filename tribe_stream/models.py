@@ -146,6 +146,8 @@ class Head:
 
     loaded: object  # tribe_stream.model.loading.LoadedModel
     engine: object  # tribe_stream.engines.Engine
+    warmed_for: int = 0
+    """The most streams its engine was warmed up for (`stream.producer.warm_heads`)."""
 
     @property
     def space(self):

@@ -271,15 +271,16 @@ class LiveOptions:
         None, "stop after this many seconds of stream time", type=number(above=0)
     )
     text_batch: str = option(
-        "auto",
-        "the streams' new words in one text-model forward a turn: on, off (each stream's words "
-        "alone: exactly its own features) or auto (on where the text model runs on a GPU)",
-        choices=("auto", "on", "off"),
+        "off",
+        "the streams' new words in one text-model forward a turn (on), or each stream's words "
+        "alone as they come (off: exactly its own features; on a lent H100 as fast as on at 8 "
+        "streams, docs/BENCHMARKS.md)",
+        choices=("on", "off"),
     )
 
     def validate(self) -> LiveOptions:
-        if self.text_batch not in ("auto", "on", "off"):
-            raise InputError(f"text batch {self.text_batch!r}: give auto, on or off")
+        if self.text_batch not in ("on", "off"):
+            raise InputError(f"text batch {self.text_batch!r}: give on or off")
         self.lag = check_lag(self.lag)
         self.seconds = check_seconds("--seconds", self.seconds)
         self.audio_context = check_seconds("--audio-context", self.audio_context, 0.999)

@@ -357,6 +357,7 @@ class _Session:
         if getattr(models, "warmed_for", 0) < most:  # once per set of models and width
             warm_up(extractors, engine, o.audio_context, streams=most)
             models.warmed_for = most
+        warm_heads(self.heads, extractors.active(), most)
         if s._serve and s._serve.get("max_streams") and extractors.text is not None:
             # each stream's text steps made now, not when a visitor arrives: on a GPU a new
             # stream's CUDA-graph captures held every other stream up for seconds
@@ -386,7 +387,7 @@ class _Session:
             max_streams=s._serve["max_streams"] if serving else None,
         )
         s.server.keep_done = not serving
-        s.server.text_batch = {"on": True, "off": False}.get(o.text_batch)
+        s.server.text_batch = o.text_batch == "on"
 
     def add(self, media: Media) -> str:
         """A stream more on the running server (`Stream.add`)."""
@@ -510,13 +511,13 @@ def warm_up(extractors, engine, audio_context: float, streams: int = 1) -> None:
     never mistaken for the stream falling behind; with several `streams` on a GPU, at every batch
     size their turns can make (clips per forward, audio passes, engine windows:
     `serve.batch_limits`).
-    Each brain-model shape runs three times: in CUDA-graph mode its graph is recorded on a
-    later call than the first. Each stream's text steps are made by `Pipeline.warm_up`."""
+    The brain model: `warm_engine`; further heads: `warm_heads`. Each stream's text steps are
+    made by `Pipeline.warm_up`."""
     t = time.perf_counter()
     try:
         if streams > 1 and str(getattr(engine, "device", "cpu")).startswith("cuda"):
             # a GPU compiles and captures per batch size; a CPU has nothing to prepare
-            warm_up_batches(extractors, engine, audio_context, streams)
+            warm_up_batches(extractors, audio_context, streams)
         if extractors.video is not None:
             frames = np.zeros((4, 256, 256, 3), np.uint8)
             extractors.video.extract([1.0, 1.5], frames, np.arange(4) / 4)  # two bins a pass
@@ -526,12 +527,7 @@ def warm_up(extractors, engine, audio_context: float, streams: int = 1) -> None:
             live.feed(np.zeros(int(audio_context * AUDIO_RATE), np.float32), 0.0)
             n = int(audio_context * 2)
             live.extract([n - 2, n - 1])
-        window = {
-            m: np.zeros((*engine.config.feature_dims[m], MAX_TOKENS), np.float32)
-            for m in extractors.active()
-        }
-        for _ in range(3):
-            engine.run(window, rows=[MAX_TOKENS // 2 - 1])
+        warm_engine(engine, extractors.active(), streams)
     except Exception as exc:  # noqa: BLE001 - warming up is an optimisation; the stream will say more
         log.warning(
             "warm-up failed (%s: %s); the first seconds may be slow", type(exc).__name__, exc
@@ -539,8 +535,44 @@ def warm_up(extractors, engine, audio_context: float, streams: int = 1) -> None:
     log.info("models warmed up in %.1f s", time.perf_counter() - t)
 
 
-def warm_up_batches(extractors, engine, audio_context: float, streams: int) -> None:
-    """The batched calls of a server of `streams` streams, once at each size."""
+def warm_heads(heads: Sequence, modalities: Sequence[str], streams: int = 1) -> None:
+    """Each further head's engine (`models.Head`, the subcortical model) warmed like the
+    cortical one, once per width: a compiled head compiled on the stream's first seconds (a
+    lent H100: 287 ms of head time per stream-second in the bench, all of it compiling)."""
+    for head in heads:
+        if getattr(head, "warmed_for", 0) >= streams:
+            continue
+        try:
+            warm_engine(head.engine, modalities, streams)
+            head.warmed_for = streams
+        except Exception as exc:  # noqa: BLE001 - as in warm_up
+            log.warning("warming the %s head up failed (%s)", head.space.name, exc)
+
+
+def warm_engine(engine, modalities: Sequence[str], streams: int = 1) -> None:
+    """A brain-model engine at every batch size a server of `streams` streams makes
+    (`serve.batch_limits`; on a GPU only), each three times: in CUDA-graph mode its graph is
+    recorded on a later call than the first."""
+    window = {
+        m: np.zeros((*engine.config.feature_dims[m], MAX_TOKENS), np.float32) for m in modalities
+    }
+    row = MAX_TOKENS // 2 - 1
+    sizes = [1]
+    if streams > 1 and str(getattr(engine, "device", "cpu")).startswith("cuda"):
+        from tribe_stream.stream.serve import batch_limits
+
+        sizes += range(2, batch_limits(streams, 1)["engine"] + 1)
+    for b in sizes:
+        for _ in range(3):
+            if b == 1:
+                engine.run(window, rows=[row])
+            else:
+                engine.run_batch([window] * b, [row] * b)
+
+
+def warm_up_batches(extractors, audio_context: float, streams: int) -> None:
+    """The extractors' batched calls of a server of `streams` streams, once at each size (the
+    brain model's: `warm_engine`)."""
     import torch
 
     from tribe_stream.stream.serve import batch_limits
@@ -560,13 +592,6 @@ def warm_up_batches(extractors, engine, audio_context: float, streams: int) -> N
             extractors.audio.extract_passes(
                 [AudioPass(span, 0.0, [n - 2, n - 1], pad_to) for _ in range(b)]
             )
-    window = {
-        m: np.zeros((*engine.config.feature_dims[m], MAX_TOKENS), np.float32)
-        for m in extractors.active()
-    }
-    for b in range(2, batch_limits(streams, 1)["engine"] + 1):
-        for _ in range(3):
-            engine.run_batch([window] * b, [MAX_TOKENS // 2 - 1] * b)
 
 
 def _close_viewer(viewer: subprocess.Popen, linger: float | None, grace: float = 20.0) -> None:

@@ -181,11 +181,12 @@ class Server:
             "captures_after_warmup": 0,
             "heap_trimmed_mb": 0.0,
         }
-        self.text_batch: bool | None = None
+        self.text_batch = False
         """Every stream's next word in one text-model forward per turn (`add_many`) instead of
-        one forward per word as it arrives. None: on where the text model runs on a GPU (one
-        step's weights read once for all streams); off, each stream's text features are exactly
-        its own, batched ones equal them to the text model's rounding (bf16 on a GPU)."""
+        one forward per word as it arrives (each stream's text features then exactly its own;
+        batched, they equal them to the text model's rounding, bf16 on a GPU). Off by default:
+        on a lent H100 the batched eager steps took as long as each word's CUDA graph (8
+        streams: 45 against 40 ms per stream-second, docs/BENCHMARKS.md)."""
         self.trim_every_s: float | None = 60.0
         """How often the loop hands the C heap's free pages back (`trim_heap`); None: never."""
         self._rr = 0  # round-robin offset for ties
@@ -320,11 +321,7 @@ class Server:
                 members = [p for p in members if p.pending_words]
 
     def _batching_words(self, p: Pipeline) -> bool:
-        if p.live_text is None:
-            return False
-        if self.text_batch is not None:
-            return self.text_batch
-        return str(p.live_text.ex.device).startswith("cuda")
+        return p.live_text is not None and self.text_batch
 
     def _heartbeats(self, active: list[Pipeline]) -> None:
         for p in active:
