@@ -179,7 +179,7 @@ def run_streams(
         checkpoint=o.checkpoint, engine=o.engine, device=o.device, dtype=o.dtype,
         video_fp8=o.video_fp8, lag=o.lag, text=o.text, seconds=o.seconds,
         subcortical=o.subcortical,  # a second head: one more brain-model call a window
-        text_batch=o.text_batch,
+        text_batch=o.text_batch, video_clips=o.video_clips,
     )  # fmt: skip
     stream = Stream(medias, options).use_models(models.models, models.extractors)
     stream.publish("tcp://127.0.0.1:*")  # any free port

@@ -277,10 +277,20 @@ class LiveOptions:
         "streams, docs/BENCHMARKS.md)",
         choices=("on", "off"),
     )
+    video_clips: int = option(
+        2,
+        "V-JEPA2 clips per second of stream: 2 (the official rate, one per half-second bin) or 1 "
+        "(one clip, ending at the later bin's end, for both bins: half the video work, more "
+        "streams per GPU; predictions then differ from the official pipeline's)",
+        type=int,
+        choices=(1, 2),
+    )
 
     def validate(self) -> LiveOptions:
         if self.text_batch not in ("on", "off"):
             raise InputError(f"text batch {self.text_batch!r}: give on or off")
+        if self.video_clips not in (1, 2):
+            raise InputError(f"--video-clips {self.video_clips!r}: give 2 (the official rate) or 1")
         self.lag = check_lag(self.lag)
         self.seconds = check_seconds("--seconds", self.seconds)
         self.audio_context = check_seconds("--audio-context", self.audio_context, 0.999)

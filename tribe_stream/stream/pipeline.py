@@ -48,6 +48,9 @@ class PipelineConfig:
     max_pending_bins: int = 8
     max_pending_seconds: int = 2
     audio_context_s: float = 30.0
+    video_clips_per_second: int = 2
+    """2: a V-JEPA2 clip per bin (the official rate); 1: one clip for each two bins planned
+    together, ending at the later one's end (half the video work; not the official features)."""
     switch_interval_s: float | None = 0.0005
     """While `run` runs: how soon a busy Python thread (a source decoding, the speech
     recogniser) hands the interpreter lock back to the compute loop, which releases it at every
@@ -260,6 +263,8 @@ class Pipeline:
         """Words wait in `pending_words` for the server's text stage (`Server._text`: every
         stream's next word in one forward) instead of running as they arrive."""
         self.pending_words: list[Word] = []
+        self._video_partner: int | None = None
+        """At one clip a second: the even bin waiting for its partner (`_video_groups`)."""
         self._words_sent = 0  # self.words[:_words_sent] went out with a prediction already
         self.counters: dict[str, float] = {
             "predictions": 0,
@@ -380,6 +385,8 @@ class Pipeline:
                     seen.add(id(feats))
                     self._failed(kind, feats)
                 continue
+            if len(feats) == 1 < len(bins):  # one clip for two bins (`video_clips_per_second`)
+                feats = [feats[0]] * len(bins)
             for b, v in zip(bins, feats, strict=True):
                 self.rings[kind].set(b, v)
 
@@ -608,10 +615,11 @@ class Pipeline:
                     fresh.append(b)
             # two bins at a time, each pair's clips taken from the frames up to its end: the
             # extractor keeps the last 5 s of frames, so a long backlog never starves old bins
-            for i in range(0, len(fresh), 2):
-                group = fresh[i : i + 2]
+            for group in self._video_groups(fresh, stream_end):
                 group_ends = [(b + 1) * BIN_SECONDS for b in group]
                 self._feed_video(until=group_ends[-1] + BIN_SECONDS)
+                if self.config.video_clips_per_second == 1:
+                    group_ends = group_ends[-1:]  # one clip, its features for both bins
                 clips = self._safe("video", lambda e=group_ends: self.live_video.clips(e), None)
                 if clips is not None:
                     self.video_jobs.append((group, clips))
@@ -626,6 +634,28 @@ class Pipeline:
                 job = self._safe("audio", lambda p=pair: self.live_audio.plan(p), None)
                 if job is not None:
                     self.audio_jobs.append((pair, job))
+
+    def _video_groups(self, fresh: list[int], stream_end: int | None) -> list[list[int]]:
+        """The bins planned together: pairs in order at the official rate; at one clip a
+        second, each second's two bins (an even bin waits for its partner, as the audio's
+        does: its second goes out only after both anyway), a bin alone where its partner has
+        no video or the stream ends."""
+        if self.config.video_clips_per_second == 2:
+            return [fresh[i : i + 2] for i in range(0, len(fresh), 2)]
+        groups = []
+        for b in fresh:
+            waiting, self._video_partner = self._video_partner, None
+            if waiting is not None and waiting != b - 1:
+                groups.append([waiting])  # its partner had no frames: a clip of its own
+                waiting = None
+            if b % 2 == 0 and b + 1 != stream_end:
+                self._video_partner = b
+                continue
+            groups.append([waiting, b] if waiting is not None else [b])
+        if stream_end is not None and self._video_partner is not None:
+            groups.append([self._video_partner])
+            self._video_partner = None
+        return groups
 
     def _feed_video(self, until: float) -> None:
         """Hand the extractor the frames stamped up to `until` (preprocessed once, on arrival)."""

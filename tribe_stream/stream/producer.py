@@ -362,7 +362,15 @@ class _Session:
             # each stream's text steps made now, not when a visitor arrives: on a GPU a new
             # stream's CUDA-graph captures held every other stream up for seconds
             extractors.text.prefill(s._serve["max_streams"])
-        config = PipelineConfig(lag=o.lag, live=o.realtime, audio_context_s=o.audio_context)
+        config = PipelineConfig(
+            lag=o.lag, live=o.realtime, audio_context_s=o.audio_context,
+            video_clips_per_second=o.video_clips,
+        )  # fmt: skip
+        if o.video_clips == 1 and "video" in extractors.active():
+            s.notes.append(
+                "video: one V-JEPA2 clip a second for both bins (--video-clips 1), not the "
+                "official rate: predictions differ from the official pipeline's"
+            )
         self.extractors, self.engine, self.config = extractors, engine, config
         from tribe_stream.stream.serve import Server
 
