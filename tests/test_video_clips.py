@@ -81,3 +81,15 @@ def test_the_option_takes_one_or_two():
     assert LiveOptions(video_clips=1).validate().video_clips == 1
     with pytest.raises(InputError, match="give 2"):
         LiveOptions(video_clips=4).validate()
+
+
+def test_a_stream_at_one_clip_a_second_says_so_in_its_notes_and_recording(clip, tmp_path):
+    from tribe_stream import Stream
+    from tribe_stream.recording import read_recording
+
+    stream = Stream.from_file(clip, checkpoint="demo", realtime=False, text=False, video_clips=1)
+    stream.record(tmp_path / "rec.h5")
+    assert len(list(stream)) == SECONDS
+    assert any("--video-clips 1" in n for n in stream.notes)
+    rec = read_recording(tmp_path / "rec.h5", dtype="float32")
+    assert rec.metadata["model"]["video_clips_per_second"] == 1

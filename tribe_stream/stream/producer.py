@@ -313,6 +313,8 @@ class _Session:
         engine_name = engine.name
         active = extractors.active()
         s.model = dict(loaded.identity)
+        if o.video_clips != 2:  # in every header and recording: not the official features
+            s.model["video_clips_per_second"] = o.video_clips
         if models.untrained:
             from tribe_stream.untrained import UNTRAINED_LABEL
 
@@ -332,7 +334,7 @@ class _Session:
         if publish is not None:
             if ids and ids[0] is not None:
                 publish = replace(publish, stream_id=ids[0])
-            s.publisher = publish.publisher(model=loaded.identity, clock=(clocks or [None])[0])
+            s.publisher = publish.publisher(model=s.model, clock=(clocks or [None])[0])
             for head in self.heads:  # before anyone subscribes: a recorder's layout is fixed
                 s.publisher.add_head(head.space, mask=_mask(head.space, s.notes))
             self.sinks.append(s.publisher)
@@ -342,7 +344,7 @@ class _Session:
         if s._record is not None:
             from tribe_stream.stream.sinks import RecorderSink
 
-            self.sinks.append(RecorderSink(s._record, model=loaded.identity, clock=clocks[0]))
+            self.sinks.append(RecorderSink(s._record, model=s.model, clock=clocks[0]))
             s.notes.append(f"recording to {s._record}")
         self._base = (publish.stream_id if publish is not None else None) or "tribe-stream"
         self.sinks += s._extra_sinks
