@@ -163,7 +163,9 @@ def serve(args) -> int:
         s.bind(("127.0.0.1", 0))
         url = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     options = StreamOptions(checkpoint=args.checkpoint, text=not args.no_text, device=args.device)
-    stream, words = Stream([], options), None
+    # serving caps glibc's arenas (`heap.limit_arenas`): before the models load, whose threads
+    # would otherwise have made their arenas already (a lent H100: 132)
+    stream, words = Stream([], options).publish(url).serve(args.max_streams), None
     if not args.no_text and asr_available() is not None:
         # no recogniser weights (a lent GPU has none): the bench's built-in words, fed at their
         # times, so the text model still runs in every stream
@@ -176,7 +178,6 @@ def serve(args) -> int:
         words, how = bench.bench_words(o, args.clip_seconds, False)
         stream.use_models(built.models, built.extractors)
         print(f"soak: text: {how}", flush=True)
-    stream = stream.publish(url).serve(args.max_streams)
     session = stream.open().__enter__()
     made = [0]
     runner = threading.Thread(
