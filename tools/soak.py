@@ -164,7 +164,8 @@ def serve(args) -> int:
         url = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     options = StreamOptions(checkpoint=args.checkpoint, text=not args.no_text, device=args.device)
     # serving caps glibc's arenas (`heap.limit_arenas`): before the models load, whose threads
-    # would otherwise have made their arenas already (a lent H100: 132 arena heaps)
+    # would otherwise have made their arenas already (a lent H100 counted 132 heap-like maps; CUDA may
+    # make some of them)
     stream, words = Stream([], options).publish(url).serve(args.max_streams), None
     if not args.no_text and asr_available() is not None:
         # no recogniser weights (a lent GPU has none): the bench's built-in words, fed at their
