@@ -12,7 +12,9 @@ memory over time.
 is a GPU), streams started and ended and callers told busy, threads and open file descriptors,
 predictions received by a subscriber and their latency percentiles (end of the data window ->
 received, `stream/latency.py`), bins and seconds dropped, seconds of sound the speech
-recogniser dropped, errors, the heap the server handed back so far (`trim_heap`), and where the
+recogniser dropped, errors, the loop's busy share of the minute (its stage times) and the
+compiles or CUDA-graph captures after the warm-up so far, the heap the server handed back so
+far (`trim_heap`), and where the
 C heap is (`stream/heap.heap_stats`: glibc's totals, resident memory by main heap, arena heaps,
 other anonymous maps, files). A table at the end (markdown, for docs/BENCHMARKS.md), the RSS
 and heap slopes from `--slope-from` (least squares), and the rows as JSON. `--arena-max` and
@@ -67,6 +69,7 @@ def watch(args) -> int:
 
 
 COUNTED = ("dropped_bins", "dropped_seconds")
+STAGES = ("intake", "text", "video", "audio", "engine", "head")  # `Server` seconds by stage
 FAULTS = ("extractor_errors", "engine_errors", "sink_errors", "asr_errors", "stream_failed")
 
 
@@ -193,7 +196,7 @@ def serve(args) -> int:
     started = ended = busy = 0
     t0 = time.monotonic()
     next_arrival, minute_end = t0, t0 + 60
-    base = (0.0, 0.0, 0.0)
+    base, busy_base = (0.0, 0.0, 0.0), 0.0
     print(f"soak: {args.minutes:g} min, streams {args.min_streams}-{args.max_streams}, seed "
           f"{args.seed}, clip {clip}; {'; '.join(stream.notes)}", flush=True)  # fmt: skip
     try:
@@ -223,6 +226,8 @@ def serve(args) -> int:
                 drops, faults, asr = (a - b for a, b in zip(now_totals, base, strict=True))
                 q = quantiles(delays, (50, 95, 99)) if delays else {}
                 n_fds, socks = open_fds()
+                c = server.counters
+                busy_s = sum(c[f"{k}_s"] for k in STAGES)
                 row = {
                     "minute": len(rows) + 1, "streams": len(server.ids()), "started": started,
                     "ended": ended, "busy": busy, "rss_mb": round(rss_mb(), 1),
@@ -231,11 +236,15 @@ def serve(args) -> int:
                     **{k: round(v, 1) for k, v in q.items()},
                     "drops": drops, "asr_dropped_s": round(asr, 1), "errors": faults,
                     "trimmed_mb": round(server.counters["heap_trimmed_mb"], 1),
+                    # the loop's busy share of the minute, and compiles or CUDA-graph captures
+                    # after the warm-up (a new stream's shape the warm-up missed) so far
+                    "loop_busy_pct": round(100 * (busy_s - busy_base) / 60.0),
+                    "compiles": c["compiles_after_warmup"] + c["captures_after_warmup"],
                     **heap_stats(),
                 }  # fmt: skip
                 if len(rows) + 1 in args.tracemalloc:
                     traced[len(rows) + 1] = tracemalloc.take_snapshot()
-                base = now_totals
+                base, busy_base = now_totals, busy_s
                 started = ended = busy = 0
                 rows.append(row)
                 print("soak: " + json.dumps(row), flush=True)
@@ -284,7 +293,8 @@ def table(rows: list[dict]) -> str:
             ("ended", "ended"), ("busy", "busy"), ("rss_mb", "RSS MB"), ("gpu_mb", "GPU MB"),
             ("threads", "threads"), ("fds", "fds"), ("received", "received"),
             ("p50", "p50 ms"), ("p95", "p95 ms"), ("p99", "p99 ms"), ("drops", "drops"),
-            ("asr_dropped_s", "ASR dropped s"), ("errors", "errors"),
+            ("asr_dropped_s", "ASR dropped s"), ("errors", "errors"), ("loop_busy_pct", "loop busy %"),
+            ("compiles", "compiles"),
             ("trimmed_mb", "trimmed MB")]  # fmt: skip
     if all(r.get("gpu_mb") is None for r in rows):
         cols = [c for c in cols if c[0] != "gpu_mb"]
