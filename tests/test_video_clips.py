@@ -66,14 +66,15 @@ def test_one_clip_a_second_halves_the_clips_and_keeps_the_later_bins_features(cl
 def test_an_even_bin_waits_for_its_partner_and_goes_alone_without_one(models):
     engine, ex = models
     p = Pipeline([], engine, ex.for_stream(), config=PipelineConfig(video_clips_per_second=1))
-    assert p._video_groups([0], None) == []  # bin 0 waits for bin 1
-    assert p._video_groups([1, 2, 3], None) == [[0, 1], [2, 3]]
-    assert p._video_groups([4], None) == []
-    assert p._video_groups([6], None) == [[4]]  # bin 5 had no frames: bin 4 alone
-    assert p._video_groups([], 8) == [[6]]  # the stream ended with bin 6 waiting
-    assert p._video_groups([8], 9) == [[8]]  # the last bin never waits
+    assert p._video_groups([0], 0, None) == []  # bin 0 waits for bin 1
+    assert p._video_groups([1, 2, 3], 3, None) == [[0, 1], [2, 3]]
+    assert p._video_groups([4], 4, None) == []
+    assert p._video_groups([], 5, None) == [[4]]  # bin 5 closed without frames: bin 4 alone
+    assert p._video_groups([6], 6, None) == []
+    assert p._video_groups([], 6, 8) == [[6]]  # the stream ended with bin 6 waiting
+    assert p._video_groups([8], 8, 9) == [[8]]  # the last bin never waits
     p.config = PipelineConfig()
-    assert p._video_groups([0, 1, 2], None) == [[0, 1], [2]]  # the official rate: pairs
+    assert p._video_groups([0, 1, 2], 2, None) == [[0, 1], [2]]  # the official rate: pairs
 
 
 def test_the_option_takes_one_or_two():

@@ -272,9 +272,9 @@ class LiveOptions:
     )
     text_batch: str = option(
         "off",
-        "the streams' new words in one text-model forward a turn (on), or each stream's words "
-        "alone as they come (off: exactly its own features; on a lent H100 as fast as on at 8 "
-        "streams, docs/BENCHMARKS.md)",
+        "on: the streams' new words in one text-model forward a turn; off (default): each "
+        "stream's words alone as they come, exactly its own features (on a lent H100, batching "
+        "was no faster at 8 streams: docs/BENCHMARKS.md)",
         choices=("on", "off"),
     )
     video_clips: int = option(

@@ -615,7 +615,7 @@ class Pipeline:
                     fresh.append(b)
             # two bins at a time, each pair's clips taken from the frames up to its end: the
             # extractor keeps the last 5 s of frames, so a long backlog never starves old bins
-            for group in self._video_groups(fresh, stream_end):
+            for group in self._video_groups(fresh, bins[-1] if bins else -1, stream_end):
                 group_ends = [(b + 1) * BIN_SECONDS for b in group]
                 self._feed_video(until=group_ends[-1] + BIN_SECONDS)
                 if self.config.video_clips_per_second == 1:
@@ -635,11 +635,12 @@ class Pipeline:
                 if job is not None:
                     self.audio_jobs.append((pair, job))
 
-    def _video_groups(self, fresh: list[int], stream_end: int | None) -> list[list[int]]:
-        """The bins planned together: pairs in order at the official rate; at one clip a
-        second, each second's two bins (an even bin waits for its partner, as the audio's
-        does: its second goes out only after both anyway), a bin alone where its partner has
-        no video or the stream ends."""
+    def _video_groups(self, fresh: list[int], last: int, stream_end: int | None) -> list[list[int]]:
+        """The bins planned together (`fresh`: those with frames, of the bins closed up to
+        `last`): pairs in order at the official rate; at one clip a second, each second's two
+        bins (an even bin waits for its partner, as the audio's does: its second goes out only
+        after both anyway), a bin alone where its partner closed without frames or the stream
+        ends."""
         if self.config.video_clips_per_second == 2:
             return [fresh[i : i + 2] for i in range(0, len(fresh), 2)]
         groups = []
@@ -652,7 +653,9 @@ class Pipeline:
                 self._video_partner = b
                 continue
             groups.append([waiting, b] if waiting is not None else [b])
-        if stream_end is not None and self._video_partner is not None:
+        if self._video_partner is not None and (
+            stream_end is not None or last > self._video_partner
+        ):
             groups.append([self._video_partner])
             self._video_partner = None
         return groups
