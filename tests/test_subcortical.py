@@ -82,6 +82,15 @@ def test_an_unknown_space_is_refused_before_the_weights_load(tmp_path):
         load_brain_model(folder)
 
 
+def test_a_second_head_that_cannot_resolve_is_refused_before_any_model_loads(tmp_path):
+    from tribe_stream.options import StreamOptions
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        StreamOptions(checkpoint="demo", subcortical=str(tmp_path / "nope")).validate()
+    assert StreamOptions(checkpoint="demo", subcortical="random").validate().subcortical
+    assert StreamOptions(checkpoint="demo", subcortical=str(MODEL)).validate().subcortical
+
+
 def test_the_official_subcortical_model_is_reproduced():
     """tribev2's FmriEncoder with the subcortical outputs (random weights, official layout):
     our loader and engine give its outputs."""

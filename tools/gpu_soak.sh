@@ -17,6 +17,11 @@ DIR=${SOAK_DIR:-/tmp/gpu_soak}
 PY=${PY:-python3}
 mkdir -p "$DIR"
 
+fail() {
+  echo "gpu_soak.sh: $1" >&2
+  exit 2
+}
+
 show() {
   grep -v '^soak: {' "$DIR/soak.txt" | grep -E '^(soak|\||RSS|slope)' | tail -n 30 | cut -c1-300
   grep '^soak: {' "$DIR/soak.txt" | tail -n 3 | cut -c1-300
@@ -27,7 +32,8 @@ show() {
 
 case ${1:-} in
   start)
-    minutes=${2:?give the minutes}
+    minutes=${2:-}
+    [[ $minutes =~ ^[0-9]+([.][0-9]+)?$ ]] || fail "start: give the soak's minutes, e.g. start 20"
     shift 2
     rm -f "$DIR"/soak.* "$DIR/rc"
     setsid bash -c "PYTHONUNBUFFERED=1 '$PY' tools/soak.py serve --checkpoint random --device cuda \
@@ -39,12 +45,13 @@ case ${1:-} in
     show
     ;;
   wait)
-    end=$(($(date +%s) + ${2:?give the seconds}))
+    [[ ${2:-} =~ ^[0-9]+$ ]] || fail "wait: give the seconds to wait at most, e.g. wait 590"
+    [ -f "$DIR/pid" ] || fail "no soak was started in $DIR: run \`tools/gpu_soak.sh start MINUTES\` first"
+    end=$(($(date +%s) + $2))
     while [ ! -f "$DIR/rc" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 5; done
     show
     ;;
   *)
-    sed -n '2,16p' "$0"
-    exit 2
+    fail "give start MINUTES [soak.py serve options] or wait SECONDS (see the top of $0)"
     ;;
 esac

@@ -248,6 +248,10 @@ class ModelOptions:
             not isinstance(self.subcortical, str) or not self.subcortical.strip()
         ):
             raise InputError(f"subcortical {self.subcortical!r}: give a checkpoint")
+        if self.subcortical not in (None, "random"):  # the head loads after the extractors
+            from tribe_stream.resolve import check_source
+
+            check_source(self.subcortical)
         return self
 
 

@@ -138,16 +138,22 @@ def _has_weights(folder: Path) -> bool:
     return (folder / CKPT_NAME).is_file() or (folder / SAFETENSORS_NAME).is_file()
 
 
+def check_source(source: str | os.PathLike) -> None:
+    """A brain-model source that cannot resolve (no such path, not a hub id) refused in one
+    line, before anything loads (`checkpoint_path` would find out only when it loads)."""
+    text = str(source)
+    if not (Path(text).expanduser().exists() or looks_like_hub_id(text)):
+        raise CheckpointError(f"{source} does not exist; {_SOURCES}")
+
+
 def checkpoint_path(source: str | os.PathLike) -> Path:
     """A brain-model source as a local path: an existing folder or file as is, a hub id -> its
     snapshot (config.yaml and weights). (`demo` is `tribe_stream.models`'.)"""
     path = Path(source).expanduser()
     if path.exists():
         return path
-    text = str(source)
-    if looks_like_hub_id(text):
-        return hub_snapshot(text, CHECKPOINT_FILES, what="checkpoint", complete=_has_weights)
-    raise CheckpointError(f"{source} does not exist; {_SOURCES}")
+    check_source(source)
+    return hub_snapshot(str(source), CHECKPOINT_FILES, what="checkpoint", complete=_has_weights)
 
 
 def model_dir(name_or_path: str | os.PathLike, what: str = "model") -> Path:
