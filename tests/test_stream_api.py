@@ -186,3 +186,17 @@ def test_a_viewer_that_will_not_close_never_fails_the_run():
             stubborn.kill()
         stubborn.wait()
         stubborn.stdout.close()
+
+
+def test_a_loop_left_mid_way_ends_its_streams_when_the_stream_closes(clip):
+    """Ctrl-C between two predictions: the streams end (speech recogniser stopped) as the
+    `with` block exits, not when the traceback's frames are collected, perhaps at exit, where a
+    recogniser still running aborted the process."""
+    stream = Stream.from_file(clip, checkpoint="demo", realtime=False, text=False)
+    with stream.open() as running:
+        loop = iter(running)
+        next(loop)  # one prediction, then the caller leaves
+        (pipe,) = stream.pipelines
+        assert not pipe.retired
+    assert pipe.retired and not stream.server.running and not stream.server.streams
+    del loop

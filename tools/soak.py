@@ -159,6 +159,8 @@ def serve(args) -> int:
         import tracemalloc
 
         tracemalloc.start(8)
+    if args.clip:
+        Media(file=args.clip).validate()  # a missing or unreadable clip: said before models load
     rng = random.Random(args.seed)
     tmp = tempfile.TemporaryDirectory(prefix="tribe-soak-")
     clip = args.clip or str(make_clip(Path(tmp.name) / "soak.mp4", args.clip_seconds, speech=True))
@@ -197,6 +199,7 @@ def serve(args) -> int:
     t0 = time.monotonic()
     next_arrival, minute_end = t0, t0 + 60
     base, busy_base = (0.0, 0.0, 0.0), 0.0
+    interrupted = False
     print(f"soak: {args.minutes:g} min, streams {args.min_streams}-{args.max_streams}, seed "
           f"{args.seed}, clip {clip}; {'; '.join(stream.notes)}", flush=True)  # fmt: skip
     try:
@@ -249,6 +252,9 @@ def serve(args) -> int:
                 rows.append(row)
                 print("soak: " + json.dumps(row), flush=True)
             time.sleep(0.05)
+    except KeyboardInterrupt:  # the rows so far are still worth a table
+        interrupted = True
+        print(f"soak: interrupted after {len(rows)} full minute(s)", flush=True)
     finally:
         stream.stop()
         runner.join(120)
@@ -272,7 +278,7 @@ def serve(args) -> int:
                 f"  {stat.size_diff / 2**20:+.2f} MB in {stat.count_diff:+d} blocks: "
                 + " <- ".join(f"{f.filename.split('/')[-1]}:{f.lineno}" for f in stat.traceback[:4])
             )
-    return 0
+    return 130 if interrupted else 0
 
 
 def slopes(rows: list[dict], start: int) -> dict[str, float]:
@@ -338,7 +344,16 @@ def main() -> int:
     v.add_argument("--slope-from", type=int, default=4, help="first minute of the fitted slopes")
     v.add_argument("--out", help="the rows as JSON")
     args = ap.parse_args()
-    return watch(args) if args.mode == "watch" else serve(args)
+    from tribe_stream.errors import TribeStreamError
+
+    try:
+        return watch(args) if args.mode == "watch" else serve(args)
+    except TribeStreamError as exc:  # a bad checkpoint, clip or device: one line
+        print(f"soak.py {args.mode}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before the soak started (models loading)
+        print(f"soak.py {args.mode}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

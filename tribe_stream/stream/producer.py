@@ -281,6 +281,7 @@ class _Session:
         self._add_lock = threading.Lock()
         self.sinks: list[Sink] = []
         self.viewer: subprocess.Popen | None = None
+        self._loop: Iterator | None = None  # the server's predictions while they are iterated
 
     def __enter__(self) -> _Session:
         try:
@@ -482,13 +483,23 @@ class _Session:
         s = self.s
         starts = [m.start_s for m in s.medias]
         persistent = s._serve is not None
-        for _, p in s.server.predictions(
+        self._loop = s.server.predictions(
             s.options.seconds, stop=s._stop, starts=starts, persistent=persistent
-        ):
+        )
+        for _, p in self._loop:
             s.words = int(p.counters.get("words", 0))
             yield p
 
     def __exit__(self, *exc: object) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            # a loop left mid-way (Ctrl-C between two predictions) ends its streams now, not
+            # when a traceback's frames are collected, perhaps at exit: a speech recogniser
+            # still running then aborted the process (CTranslate2; `AsrWorker.stop`)
+            try:
+                loop.close()
+            except ValueError:  # running in another thread: `Stream.stop` ends it there
+                pass
         if self.s.server is not None:
             self.s.server.released()
         for sink in self.sinks:

@@ -453,9 +453,9 @@ class Server:
         if p.retired:
             return
         p.retired = True
-        t = threading.Thread(
-            target=self._release, args=(p,), name=f"tribe-release-{p.stream_id}", daemon=True
-        )
+        # not a daemon: a process that ends (Ctrl-C) waits for it, so a speech recogniser it
+        # is stopping is never left running at exit, which aborted the process (CTranslate2)
+        t = threading.Thread(target=self._release, args=(p,), name=f"tribe-release-{p.stream_id}")
         with self._lock:  # gone from `ids()` and releasing at once, for `released()`
             if p in self.streams:
                 self.streams.remove(p)
