@@ -385,7 +385,7 @@ class Pipeline:
                     seen.add(id(feats))
                     self._failed(kind, feats)
                 continue
-            if len(feats) == 1 < len(bins):  # one clip for two bins (`video_clips_per_second`)
+            if kind == "video" and len(feats) == 1 < len(bins):  # `video_clips_per_second` 1
                 feats = [feats[0]] * len(bins)
             for b, v in zip(bins, feats, strict=True):
                 self.rings[kind].set(b, v)
