@@ -561,7 +561,7 @@ def warm_heads(heads: Sequence, modalities: Sequence[str], streams: int = 1) -> 
     cortical one, once per width: a compiled head compiled on the stream's first seconds (a
     lent H100: 287 ms of head time per stream-second in the bench, all of it compiling)."""
     for head in heads:
-        if getattr(head, "warmed_for", 0) >= streams:
+        if head.warmed_for >= streams:
             continue
         try:
             warm_engine(head.engine, modalities, streams)
