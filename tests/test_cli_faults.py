@@ -113,6 +113,15 @@ def test_bad_options_are_one_line_before_any_model_loads(args, message):
     assert time.perf_counter() - t < 30
 
 
+
+def test_replay_of_a_missing_recording_says_only_that():
+    """Before: `replay nothere.h5` announced "replaying nothere.h5 on tcp://..." and then
+    refused the file; the announcement now follows the reading (with the predictions' count)."""
+    r = run_cli("replay", "nothere.h5")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "recording nothere.h5 does not exist" in r.stderr, r.stderr
+    assert "replaying" not in r.stdout, r.stdout
+
 @pytest.fixture(scope="module")
 def small_clip(tmp_path_factory) -> Path:
     from tribe_stream.sources.clip import make_clip

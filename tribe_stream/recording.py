@@ -28,7 +28,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -560,10 +560,12 @@ def replay(
     loop: bool = False,
     wait_subscribers: float = 0.0,
     stop: threading.Event | None = None,
+    on_ready: Callable[[int], None] | None = None,
     **publisher_kwargs: Any,
 ) -> int:
     """Publish a recording again: at the recorded pace (`speed` 1), `speed` times faster, or as
     fast as possible (`speed` 0). Waits up to `wait_subscribers` s for a first subscriber.
+    `on_ready(n)` is called once the recording (n predictions) is read and the socket bound.
     Returns how many predictions were sent. Headers keep the recorded timings; `t0_wall` is
     null (the recording's is in metadata `replay.original_t0_wall`).
     """
@@ -588,6 +590,8 @@ def replay(
         original = meta.get("t0_wall")
         extra["replay"] = {"file": str(path), "speed": speed, "original_t0_wall": original}
         pub.set_metadata(extra)
+        if on_ready is not None:
+            on_ready(len(rec))
         if wait_subscribers > 0 and not pub.wait_for_subscribers(1, wait_subscribers):
             log.warning("no subscriber after %.1f s; replaying anyway", wait_subscribers)
         rows = [

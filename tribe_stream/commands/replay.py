@@ -43,7 +43,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("replay publishes: give --publish URL, not none")
     stop = stop_on_signals()
     kwargs = {"stream_id": publish.stream_id} if publish.stream_id else {}  # else the file's
-    print(f"replaying {args.file} on {publish.url} (Ctrl-C to stop)", flush=True)
+
+    def ready(n: int) -> None:  # after the file is read: a bad one is refused before this line
+        print(
+            f"replaying {args.file} ({n} predictions) on {publish.url} (Ctrl-C to stop)", flush=True
+        )
+
     sent = replay(
         args.file,
         publish.url,
@@ -51,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         loop=args.loop,
         wait_subscribers=args.wait_subscribers,
         stop=stop,
+        on_ready=ready,
         dtype=publish.payload_dtype,
         curve_secret_key=publish.curve_secret,
         allowed_client_keys=list(publish.allow_clients) if publish.allow_clients else None,
