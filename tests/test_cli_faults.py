@@ -122,6 +122,48 @@ def test_replay_of_a_missing_recording_says_only_that():
     assert "recording nothere.h5 does not exist" in r.stderr, r.stderr
     assert "replaying" not in r.stdout, r.stdout
 
+
+def test_a_second_sigterm_ends_a_command_at_once():
+    """The first SIGTERM asks a command to finish what it is doing (a file in progress may take
+    minutes: `predict` of a long .txt); before, a second SIGTERM was ignored as well, so only
+    SIGKILL stopped it. Now the second ends the process at once, as Ctrl-C twice does."""
+    code = (
+        "import time\n"
+        "from tribe_stream.commands import stop_on_signals\n"
+        "stop = stop_on_signals()\n"
+        "print('ready', flush=True)\n"
+        "while not stop.is_set(): time.sleep(0.01)\n"
+        "print('finishing', stop.code, flush=True)\n"
+        "time.sleep(60)\n"  # the file in progress, for ever
+        "print('finished', flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline() == "finishing 143\n"
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGTERM, rest
+    assert "finished" not in rest
+
+
+def test_several_inputs_into_a_file_name_is_one_line(tmp_path):
+    """Before: `predict FOLDER --out x.npy` made a folder called x.npy and filled it."""
+    from test_predict import write_wav
+
+    media = tmp_path / "media"
+    media.mkdir()
+    for name in ("a", "b"):
+        write_wav(media / f"{name}.wav", 2.0)
+    r = run_cli("predict", str(media), "--out", str(tmp_path / "x.npy"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "names a file, but there are several inputs" in r.stderr, r.stderr
+    assert not (tmp_path / "x.npy").exists()
+
 @pytest.fixture(scope="module")
 def small_clip(tmp_path_factory) -> Path:
     from tribe_stream.sources.clip import make_clip

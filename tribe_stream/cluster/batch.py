@@ -127,6 +127,13 @@ def output_folder(out: str | os.PathLike) -> Path:
     if p.exists() and not p.is_dir():
         raise InputError(f"--out {p}: several inputs need a folder for their outputs")
     if not p.is_dir():
+        from tribe_stream.offline_outputs import SUFFIXES
+
+        if p.name.lower().endswith(SUFFIXES):  # `--out x.npy` with a folder of inputs: a typo
+            raise InputError(
+                f"--out {out} names a file, but there are several inputs: give a folder for "
+                "their outputs (--format picks each one's format)"
+            )
         if not p.parent.is_dir():
             raise InputError(f"--out folder {p.parent} does not exist; create it first")
         p.mkdir()

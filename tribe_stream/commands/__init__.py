@@ -18,7 +18,8 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 class SignalStop(threading.Event):
     """Set by Ctrl-C (SIGINT) or SIGTERM: `signal` says which, `code` the exit code (None while
-    no signal came). A second Ctrl-C interrupts at once (KeyboardInterrupt)."""
+    no signal came). A second Ctrl-C interrupts at once (KeyboardInterrupt), a second SIGTERM
+    ends the process at once (exit 143), as a service manager's repeated stop expects."""
 
     def __init__(self, on_stop: Callable[[], None] | None = None):
         super().__init__()
@@ -36,6 +37,8 @@ class SignalStop(threading.Event):
             self._on_stop()
         if signum == signal.SIGINT:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+        else:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def stop_on_signals(on_stop: Callable[[], None] | None = None) -> SignalStop:
