@@ -191,3 +191,35 @@ def test_live_video_preprocesses_each_frame_once_and_matches(video):
     np.testing.assert_allclose(out, video.extract([7.0, 7.5], frames, times), atol=1e-5)
     live.feed(frames[:2], times[:2])  # stale frames: counted, not used
     assert live.counters == {"frames": 120, "out_of_order_frames": 2}
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_live_frames_are_kept_as_uint8_and_clips_are_the_processors_pixels(video, device):
+    """Frames are held resized and cropped as uint8 on the model's device (moved there through
+    pinned memory on a GPU, so the copy never waits for the GPU's queue); a clip normalised at
+    encoding time is bit for bit the processor's pixels (`preprocess_frames`) of its frames."""
+    from tribe_stream.extractors.video import LiveVideo, _clip_frames, preprocess_frames
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    ex = video if device == "cpu" else VideoExtractor(
+        copy.deepcopy(video.model), video.settings, video.prep, device="cuda"
+    )
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (80, 40, 56, 3), dtype=np.uint8)
+    times = np.arange(80) / 16 + 0.01  # 5 s
+    live = LiveVideo(ex)
+    for i in range(0, 80, 5):
+        live.feed(frames[i : i + 5], times[i : i + 5])
+    assert {p.dtype for p in live._pixels} == {torch.uint8}
+    assert {p.device.type for p in live._pixels} == {device}
+    assert live._pixels[0].shape == (3, ex.prep.crop, ex.prep.crop)
+    clips = live.clips([4.5])
+    used, inverse = _clip_frames(ex, np.array([4.5]), live._times, live.start)
+    shown = np.searchsorted(times, np.asarray(live._times)[used][inverse[0]])
+    want = preprocess_frames(frames[shown], ex.prep, device)
+    assert torch.equal(clips.pixels(0, ex.prep, torch.float32), want)
+    if device == "cuda":  # and the features: as the offline path's, from the same frames
+        np.testing.assert_allclose(
+            live.extract([4.5, 5.0]), ex.extract([4.5, 5.0], frames, times), atol=1e-4
+        )

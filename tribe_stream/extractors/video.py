@@ -130,20 +130,29 @@ def _clip_frames(ex: VideoExtractor, ends, frame_times, t_min) -> tuple[np.ndarr
     return used, inverse.reshape(idx.shape)
 
 
-def normalise_frames(
-    resized: torch.Tensor, prep: VideoPreprocess, device: str | torch.device
-) -> torch.Tensor:
-    """Resized `(N, 3, h, w)` uint8 -> `(N, 3, crop, crop)` float32 on `device`: the centre crop
-    (top-left offset truncated, as transformers 5 crops) and the processor's fused rescale and
-    normalisation, `(x - 255·mean) / (255·std)`."""
+def crop_frames(resized: torch.Tensor, prep: VideoPreprocess) -> torch.Tensor:
+    """Resized `(N, 3, h, w)` uint8 -> its centre crop `(N, 3, crop, crop)` uint8 (a view; the
+    top-left offset truncated, as transformers 5 crops)."""
     nh, nw = resized.shape[-2:]
     if nh < prep.crop or nw < prep.crop:
         raise InputError(f"frames resized to {nh}x{nw} are smaller than the {prep.crop} px crop")
     top, left = int((nh - prep.crop) / 2.0), int((nw - prep.crop) / 2.0)
-    x = resized[:, :, top : top + prep.crop, left : left + prep.crop]
-    x = x.to(device, non_blocking=True).float()
+    return resized[:, :, top : top + prep.crop, left : left + prep.crop]
+
+
+def normalise_pixels(x: torch.Tensor, prep: VideoPreprocess) -> torch.Tensor:
+    """Cropped uint8 `(..., 3, crop, crop)` -> float32 on its device: the processor's fused
+    rescale and normalisation, `(x - 255·mean) / (255·std)`."""
     mean, std = _normalisation(prep, x.device)
-    return (x - mean) / std
+    return (x.float() - mean) / std
+
+
+def normalise_frames(
+    resized: torch.Tensor, prep: VideoPreprocess, device: str | torch.device
+) -> torch.Tensor:
+    """Resized `(N, 3, h, w)` uint8 -> `(N, 3, crop, crop)` float32 on `device`: the centre crop
+    (`crop_frames`) and the normalisation (`normalise_pixels`)."""
+    return normalise_pixels(crop_frames(resized, prep).to(device, non_blocking=True), prep)
 
 
 def preprocess_frames(
@@ -449,8 +458,19 @@ class VideoExtractor(GroupedExtractor):
         return out
 
 
+def _upload(x: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """A CPU tensor onto `device` without waiting: to a GPU through pinned memory, so the copy
+    neither waits for the work queued on the stream (as one from pageable memory does) nor
+    holds the caller; the pinned buffer is kept until the copy is done (torch's host cache)."""
+    if torch.device(device).type != "cuda":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
+
+
 class LiveVideo:
-    """A live stream's recent frames, each preprocessed once on arrival, and its bins' features.
+    """A live stream's recent frames, each resized, cropped and moved to the model's device once
+    on arrival (uint8, smaller than a float copy), and its bins' features. A clip is
+    normalised when it is encoded (`VideoClips.pixels`), the same arithmetic as offline.
 
     `feed(frames, times)` takes `(N, H, W, 3)` uint8 frames stamped on the stream clock (in order);
     `extract(bin_ends)` builds each bin's 64-frame clip from them (as `VideoExtractor.extract`) and
@@ -480,8 +500,9 @@ class LiveVideo:
         if not keep.any():
             return
         with torch.inference_mode():
-            pix = preprocess_frames(frames[keep], self.ex.prep, self.ex.device).to(self.ex.dtype)
-        self._pixels.extend(pix.unbind(0))
+            crops = crop_frames(resize_frames(frames[keep], self.ex.prep), self.ex.prep)
+            crops = _upload(crops.contiguous(), self.ex.device)
+        self._pixels.extend(crops.unbind(0))
         self._times.extend(times[keep].tolist())
         self.counters["frames"] += int(keep.sum())
         if self.start is None:
@@ -524,7 +545,12 @@ class VideoClips:
         return len(self.idx)
 
     def clip(self, i: int) -> torch.Tensor:
+        """Clip i's frames `(n_frames, 3, crop, crop)` uint8."""
         return torch.stack([self.frames[j] for j in self.idx[i]])
+
+    def pixels(self, i: int, prep: VideoPreprocess, dtype: torch.dtype) -> torch.Tensor:
+        """Clip i normalised: the model's input `(n_frames, 3, crop, crop)` in `dtype`."""
+        return normalise_pixels(self.clip(i), prep).to(dtype)
 
 
 def encode_clips(extractor: VideoExtractor, sets: Sequence[VideoClips]) -> list[np.ndarray]:
@@ -541,7 +567,9 @@ def encode_clips(extractor: VideoExtractor, sets: Sequence[VideoClips]) -> list[
             continue
         try:
             with torch.inference_mode():
-                pixels = torch.stack([sets[s].clip(i) for s, i in batch])
+                pixels = torch.stack(
+                    [sets[s].pixels(i, extractor.prep, extractor.dtype) for s, i in batch]
+                )
             feats = extractor.encode(pixels)
         except Exception as exc:  # noqa: BLE001 - the caller counts it for each stream hit
             for s, _ in batch:
