@@ -113,7 +113,6 @@ def test_bad_options_are_one_line_before_any_model_loads(args, message):
     assert time.perf_counter() - t < 30
 
 
-
 def test_replay_of_a_missing_recording_says_only_that():
     """Before: `replay nothere.h5` announced "replaying nothere.h5 on tcp://..." and then
     refused the file; the announcement now follows the reading (with the predictions' count)."""
@@ -163,6 +162,7 @@ def test_several_inputs_into_a_file_name_is_one_line(tmp_path):
     assert r.returncode == 2, r.stdout + r.stderr
     assert "names a file, but there are several inputs" in r.stderr, r.stderr
     assert not (tmp_path / "x.npy").exists()
+
 
 @pytest.fixture(scope="module")
 def small_clip(tmp_path_factory) -> Path:

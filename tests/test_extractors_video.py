@@ -202,8 +202,10 @@ def test_live_frames_are_kept_as_uint8_and_clips_are_the_processors_pixels(video
 
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
-    ex = video if device == "cpu" else VideoExtractor(
-        copy.deepcopy(video.model), video.settings, video.prep, device="cuda"
+    ex = (
+        video
+        if device == "cpu"
+        else VideoExtractor(copy.deepcopy(video.model), video.settings, video.prep, device="cuda")
     )
     rng = np.random.default_rng(3)
     frames = rng.integers(0, 256, (80, 40, 56, 3), dtype=np.uint8)

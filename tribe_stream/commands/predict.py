@@ -156,7 +156,9 @@ def run(args) -> int:
     console = Console(stderr=True)
 
     def stopping() -> None:  # said at once: the file in progress may take minutes to finish
-        again = " (Ctrl-C again stops at once)" if stop.signal == signal.SIGINT else " (again: at once)"
+        again = (
+            " (Ctrl-C again stops at once)" if stop.signal == signal.SIGINT else " (again: at once)"
+        )
         console.print(
             f"{stop.signal.name}: finishing the files in progress, then stopping{again}",
             style="yellow",
