@@ -177,15 +177,21 @@ def test_batched_bins_of_several_streams_share_one_forward(video):
     np.testing.assert_allclose(together, apart, atol=1e-5)
 
 
-def test_live_video_preprocesses_each_frame_once_and_matches(video):
+def fed_live(extractor, seed: int, n: int, chunk: int):
+    """A `LiveVideo` fed `n` random 40x56 frames at 16 fps, `chunk` at a time (with them)."""
     from tribe_stream.extractors.video import LiveVideo
 
-    rng = np.random.default_rng(2)
-    frames = rng.integers(0, 256, (120, 40, 56, 3), dtype=np.uint8)
-    times = np.arange(120) / 16 + 0.01  # 7.5 s
-    live = LiveVideo(video)
-    for i in range(0, 120, 8):
-        live.feed(frames[i : i + 8], times[i : i + 8])
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (n, 40, 56, 3), dtype=np.uint8)
+    times = np.arange(n) / 16 + 0.01
+    live = LiveVideo(extractor)
+    for i in range(0, n, chunk):
+        live.feed(frames[i : i + chunk], times[i : i + chunk])
+    return live, frames, times
+
+
+def test_live_video_preprocesses_each_frame_once_and_matches(video):
+    live, frames, times = fed_live(video, seed=2, n=120, chunk=8)  # 7.5 s
     assert len(live._times) < 120  # older frames left the ring
     out = live.extract([7.0, 7.5])
     np.testing.assert_allclose(out, video.extract([7.0, 7.5], frames, times), atol=1e-5)
@@ -198,7 +204,7 @@ def test_live_frames_are_kept_as_uint8_and_clips_are_the_processors_pixels(video
     """Frames are held resized and cropped as uint8 on the model's device (moved there through
     pinned memory on a GPU, so the copy never waits for the GPU's queue); a clip normalised at
     encoding time is bit for bit the processor's pixels (`preprocess_frames`) of its frames."""
-    from tribe_stream.extractors.video import LiveVideo, _clip_frames, preprocess_frames
+    from tribe_stream.extractors.video import _clip_frames, preprocess_frames
 
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
@@ -207,12 +213,7 @@ def test_live_frames_are_kept_as_uint8_and_clips_are_the_processors_pixels(video
         if device == "cpu"
         else VideoExtractor(copy.deepcopy(video.model), video.settings, video.prep, device="cuda")
     )
-    rng = np.random.default_rng(3)
-    frames = rng.integers(0, 256, (80, 40, 56, 3), dtype=np.uint8)
-    times = np.arange(80) / 16 + 0.01  # 5 s
-    live = LiveVideo(ex)
-    for i in range(0, 80, 5):
-        live.feed(frames[i : i + 5], times[i : i + 5])
+    live, frames, times = fed_live(ex, seed=3, n=80, chunk=5)  # 5 s
     assert {p.dtype for p in live._pixels} == {torch.uint8}
     assert {p.device.type for p in live._pixels} == {device}
     assert live._pixels[0].shape == (3, ex.prep.crop, ex.prep.crop)
