@@ -160,8 +160,26 @@ def test_several_inputs_into_a_file_name_is_one_line(tmp_path):
         write_wav(media / f"{name}.wav", 2.0)
     r = run_cli("predict", str(media), "--out", str(tmp_path / "x.npy"))
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "names a file, but there are several inputs" in r.stderr, r.stderr
+    assert "names a file, but several inputs' outputs go in a folder" in r.stderr, r.stderr
     assert not (tmp_path / "x.npy").exists()
+
+
+@pytest.mark.parametrize(
+    "command,out",
+    [
+        (["fidelity", "{clip}", "--checkpoint", "demo"], "fid.json"),
+        (["serve", "--file", "{clip}", "--checkpoint", "demo", "--publish", "none"], "s.npy"),
+    ],
+)
+def test_a_report_folder_named_like_a_file_is_one_line(tmp_path, small_clip, command, out):
+    """Before: `fidelity CLIP --out fid.json` and `serve --out s.npy` made folders with those
+    names and wrote their files inside."""
+    args = [a.replace("{clip}", str(small_clip)) for a in command]
+    r = run_cli(*args, "--out", str(tmp_path / out))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "names a file, but" in r.stderr and "go in a folder" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / out).exists()
 
 
 @pytest.fixture(scope="module")

@@ -492,14 +492,9 @@ def check_media(media: str | Path):
 def check_outputs(folder: str | Path, overwrite: bool = False) -> dict[str, Path]:
     """The output files, checked before any work: the folder is made if its parent exists;
     a file that exists is refused unless `overwrite`."""
-    from tribe_stream.outputs import check_output
+    from tribe_stream.outputs import check_output, check_output_folder
 
-    d = Path(folder).expanduser()
-    if d.exists() and not d.is_dir():
-        raise InputError(f"--out {d} is a file; name a folder for the report")
-    if not d.exists() and not d.parent.is_dir():
-        raise InputError(f"--out {d}: its parent folder {d.parent} does not exist")
-    d.mkdir(exist_ok=True)
+    d = check_output_folder(folder, "the report's files (CSV, PNG, NPY)")
     paths = {k: d / name for k, name in OUTPUT_FILES.items()}
     for p in paths.values():
         check_output(p, (p.suffix,), what="report file")

@@ -18,6 +18,30 @@ import numpy as np
 
 from tribe_stream.errors import InputError
 
+FILE_SUFFIXES = frozenset(
+    ".npy .npz .h5 .hdf5 .json .csv .tsv .txt .png .html .gii .mgh .mgz .nii .gz .mp4".split()
+)
+"""Endings of file names: a folder asked for by one of these names is taken for a typo."""
+
+
+def check_output_folder(path: str | os.PathLike, what: str) -> Path:
+    """`path` as the folder `what` go in (made if its parent exists), or an InputError naming the
+    fix: a file there, a missing parent, or a new name that ends like a file's (`--out x.npy`
+    where a folder is wanted: it would become a folder called x.npy)."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise InputError(f"--out {path} is a file; {what} go in a folder: name one")
+    if not p.exists():
+        if p.suffix.lower() in FILE_SUFFIXES:
+            raise InputError(
+                f"--out {path} names a file, but {what} go in a folder: name a folder "
+                f"(for instance {p.with_suffix('')})"
+            )
+        if not p.parent.is_dir():
+            raise InputError(f"--out folder {p.parent} does not exist; create it first")
+        p.mkdir()
+    return p
+
 
 def check_output(
     path: str | os.PathLike, suffixes: str | Sequence[str] = (".npy",), *, what: str = "output"

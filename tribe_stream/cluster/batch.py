@@ -123,21 +123,9 @@ class BatchReport:
 
 def output_folder(out: str | os.PathLike) -> Path:
     """`--out` as a folder for several outputs (made if its parent exists)."""
-    p = Path(out).expanduser().absolute()
-    if p.exists() and not p.is_dir():
-        raise InputError(f"--out {p}: several inputs need a folder for their outputs")
-    if not p.is_dir():
-        from tribe_stream.offline_outputs import SUFFIXES
+    from tribe_stream.outputs import check_output_folder
 
-        if p.name.lower().endswith(SUFFIXES):  # `--out x.npy` with a folder of inputs: a typo
-            raise InputError(
-                f"--out {out} names a file, but there are several inputs: give a folder for "
-                "their outputs (--format picks each one's format)"
-            )
-        if not p.parent.is_dir():
-            raise InputError(f"--out folder {p.parent} does not exist; create it first")
-        p.mkdir()
-    return p
+    return check_output_folder(out, "several inputs' outputs").absolute()
 
 
 def finished(job: Job) -> bool:

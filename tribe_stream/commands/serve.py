@@ -72,14 +72,13 @@ def media_list(args) -> list:
 
 def run(args) -> int:
     import time
-    from pathlib import Path
 
     import numpy as np
 
     from tribe_stream.commands import stop_on_signals
     from tribe_stream.commands.run import stream_from_args
     from tribe_stream.errors import InputError
-    from tribe_stream.outputs import save_npy
+    from tribe_stream.outputs import check_output_folder, save_npy
     from tribe_stream.stream.control import ControlServer, check_control_url
 
     serve = from_args(ServeOptions, args).validate()
@@ -89,12 +88,10 @@ def run(args) -> int:
         return run_ray(args, serve)
     if args.replicas is not None:
         raise InputError("--replicas N spreads streams over Ray Serve: add --ray (docs/CLUSTER.md)")
+    out_dir = check_output_folder(args.out, "the streams' ID.npy files") if args.out else None
     stream = stream_from_args(args, media_list(args))
     if args.control or serve.max_streams is not None:
         stream.serve(serve.max_streams)
-    out_dir = Path(args.out) if args.out else None
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out {out_dir} is a file; give a folder for the ID.npy files")
     values: dict[str, list] = {}
     written: list[str] = []
 
