@@ -200,6 +200,13 @@ def test_serve_command_copies_one_file_into_streams(clip, tmp_path):
     a, b = (np.load(out / f"tribe-stream-{i}.npy") for i in (0, 1))
     assert a.shape == b.shape == (SECONDS, N_VERTICES)
     np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)  # one file twice: one answer
+    one = run_cli(
+        "serve", "--checkpoint", "demo", "--file", str(clip), "--fast", "--no-text",
+        "--publish", "none", "--out", str(out), "--stream-id", "lab",
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    assert np.load(out / "lab.npy").shape == (SECONDS, N_VERTICES)  # before: None.npy
+    assert "None" not in one.stdout, one.stdout  # "second 3 of None", "None: 4 predictions"
     bad = run_cli("serve", "--checkpoint", "demo", "--streams", "3", "--camera", "x")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "exactly one --file" in bad.stderr

@@ -67,7 +67,12 @@ def media_list(args) -> list:
 
     if getattr(args, "control", None) and not (args.file or args.camera or args.mic):
         return []  # streams come through the control endpoint
-    return [replace(m) for _ in range(args.streams) for m in media_list(args)]
+    medias = [replace(m) for _ in range(args.streams) for m in media_list(args)]
+    if len(medias) == 1:  # named as its publisher names it (several are NAME-0, NAME-1, ...)
+        medias[0] = replace(
+            medias[0], stream_id=medias[0].stream_id or args.stream_id or "tribe-stream"
+        )
+    return medias
 
 
 def run(args) -> int:
