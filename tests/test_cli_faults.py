@@ -182,6 +182,12 @@ def test_a_report_folder_named_like_a_file_is_one_line(tmp_path, small_clip, com
     assert not (tmp_path / out).exists()
 
 
+def test_serve_of_missing_media_leaves_no_output_folder(tmp_path):
+    r = run_cli("serve", "--file", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "no such file" in r.stderr, r.stdout + r.stderr
+    assert not (tmp_path / "o").exists()  # before: made, then left empty
+
+
 @pytest.fixture(scope="module")
 def small_clip(tmp_path_factory) -> Path:
     from tribe_stream.sources.clip import make_clip

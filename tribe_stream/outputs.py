@@ -24,10 +24,10 @@ FILE_SUFFIXES = frozenset(
 """Endings of file names: a folder asked for by one of these names is taken for a typo."""
 
 
-def check_output_folder(path: str | os.PathLike, what: str) -> Path:
-    """`path` as the folder `what` go in (made if its parent exists), or an InputError naming the
-    fix: a file there, a missing parent, or a new name that ends like a file's (`--out x.npy`
-    where a folder is wanted: it would become a folder called x.npy)."""
+def check_output_folder(path: str | os.PathLike, what: str, make: bool = True) -> Path:
+    """`path` as the folder `what` go in (made now if its parent exists and `make`; else by the
+    writer), or an InputError naming the fix: a file there, a missing parent, or a new name that
+    ends like a file's (`--out x.npy` where a folder is wanted: it would become a folder x.npy)."""
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
         raise InputError(f"--out {path} is a file; {what} go in a folder: name one")
@@ -39,7 +39,8 @@ def check_output_folder(path: str | os.PathLike, what: str) -> Path:
             )
         if not p.parent.is_dir():
             raise InputError(f"--out folder {p.parent} does not exist; create it first")
-        p.mkdir()
+        if make:
+            p.mkdir()
     return p
 
 

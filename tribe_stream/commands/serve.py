@@ -93,7 +93,9 @@ def run(args) -> int:
         return run_ray(args, serve)
     if args.replicas is not None:
         raise InputError("--replicas N spreads streams over Ray Serve: add --ray (docs/CLUSTER.md)")
-    out_dir = check_output_folder(args.out, "the streams' ID.npy files") if args.out else None
+    out_dir = None  # checked now, made with the first file (bad media leave no empty folder)
+    if args.out:
+        out_dir = check_output_folder(args.out, "the streams' ID.npy files", make=False)
     stream = stream_from_args(args, media_list(args))
     if args.control or serve.max_streams is not None:
         stream.serve(serve.max_streams)
