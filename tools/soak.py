@@ -167,7 +167,10 @@ def serve(args) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         url = f"tcp://127.0.0.1:{s.getsockname()[1]}"
-    options = StreamOptions(checkpoint=args.checkpoint, text=not args.no_text, device=args.device)
+    options = StreamOptions(
+        checkpoint=args.checkpoint, text=not args.no_text, device=args.device,
+        text_batch=args.text_batch,
+    )  # fmt: skip
     # serving caps glibc's arenas (`heap.limit_arenas`): before the models load, whose threads
     # would otherwise have made their arenas already (a lent H100 counted 132 heap-like maps; CUDA may
     # make some of them)
@@ -333,6 +336,8 @@ def main() -> int:
     v.add_argument("--clip", help="media file each stream replays (default: a generated one)")
     v.add_argument("--clip-seconds", type=float, default=150.0)
     v.add_argument("--no-text", action="store_true", help="no speech recognition and text")
+    v.add_argument("--text-batch", choices=("on", "off"), default="off",
+                   help="the streams' words in one forward a turn (serve's --text-batch)")  # fmt: skip
     v.add_argument("--arena-max", type=int, help="cap glibc's malloc arenas (heap.limit_arenas)")
     v.add_argument(
         "--tracemalloc",

@@ -67,3 +67,14 @@ def pick_dtype(device: str, dtype: Any = None, half: Any = None) -> Any:
     if str(device).startswith("cuda"):
         return torch_dtype(half) if half is not None else torch.float16
     return torch.float32
+
+
+def upload(x: Any, device: Any) -> Any:
+    """A CPU tensor onto `device` without waiting: to a GPU through pinned memory, so the copy
+    neither waits for the work queued on the stream (as one from pageable memory does) nor
+    holds the caller; the pinned buffer is kept until the copy is done (torch's host cache)."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)

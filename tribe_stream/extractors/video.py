@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tribe_stream.devices import pick_dtype
+from tribe_stream.devices import pick_dtype, upload
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.accel import compile_blocks, sdpa_context
 from tribe_stream.extractors.config import ModalitySettings
@@ -458,15 +458,6 @@ class VideoExtractor(GroupedExtractor):
         return out
 
 
-def _upload(x: torch.Tensor, device: str | torch.device) -> torch.Tensor:
-    """A CPU tensor onto `device` without waiting: to a GPU through pinned memory, so the copy
-    neither waits for the work queued on the stream (as one from pageable memory does) nor
-    holds the caller; the pinned buffer is kept until the copy is done (torch's host cache)."""
-    if torch.device(device).type != "cuda":
-        return x.to(device)
-    return x.pin_memory().to(device, non_blocking=True)
-
-
 class LiveVideo:
     """A live stream's recent frames, each resized, cropped and moved to the model's device once
     on arrival (uint8, smaller than a float copy), and its bins' features. A clip is
@@ -501,7 +492,7 @@ class LiveVideo:
             return
         with torch.inference_mode():
             crops = crop_frames(resize_frames(frames[keep], self.ex.prep), self.ex.prep)
-            crops = _upload(crops.contiguous(), self.ex.device)
+            crops = upload(crops.contiguous(), self.ex.device)
         self._pixels.extend(crops.unbind(0))
         self._times.extend(times[keep].tolist())
         self.counters["frames"] += int(keep.sum())

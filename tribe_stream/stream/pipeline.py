@@ -558,12 +558,13 @@ class Pipeline:
             self.pending_words += words
             return
         for w in words:
-            vec = self._safe("text", lambda w=w: self.live_text.add(w), None)
+            vec = self._safe("text", lambda w=w: self.live_text.add(w, on_device=True), None)
             if vec is not None:
                 self.apply_word(w, vec)
 
-    def apply_word(self, w: Word, vec: np.ndarray) -> None:
-        """A word's text features into the ring (its bins as the reference takes them)."""
+    def apply_word(self, w: Word, vec) -> None:
+        """A word's text features (an array, or a tensor on the ring's device: the server's
+        batched words, never waited for) into the ring (its bins as the reference takes them)."""
         self.words.append(w)
         self.counters["words"] += 1
         start = round(2 * w.onset)  # the reference's bins: round(2·onset) for

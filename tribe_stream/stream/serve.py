@@ -308,7 +308,7 @@ class Server:
             while members:
                 words = [p.pending_words.pop(0) for p in members]
                 try:
-                    vecs = add_many([p.live_text for p in members], words)
+                    vecs = add_many([p.live_text for p in members], words, on_device=True)
                 except Exception as exc:  # noqa: BLE001 - those words are lost, counted
                     vecs = [None] * len(members)
                     for p in members:
