@@ -137,58 +137,21 @@ def test_an_ended_stream_leaves_no_text_memory_behind(llama):
     assert nxt.live_text.decoder is held and ex.idle_decoders == 0
 
 
-def test_pooled_steps_give_each_stream_its_own_words_and_leave_the_others_be(llama):
-    """The pool's batched step (`PoolSteps`: every decoder a row, the ones without a word idle
-    rows writing to scratch positions) over changing mixes of streams: each stream's vectors
-    equal its words alone, and a stream taking no part keeps its context."""
+def test_a_live_streams_words_stay_on_the_device_and_equal_the_arrays(llama):
+    """What a live stream's ring takes (`on_device`: never waited for), alone or batched, is
+    what the arrays say."""
     from tribe_stream.extractors.text import add_many
 
-    ex = sibling(llama, keep_idle=8)
-    texts = [STORY[:8], STORY[8:16], (OTHER + STORY)[:5]]  # the third stops after 5 words
-    with ex.live() as a, ex.live() as b, ex.live() as c:
-        own = [np.stack([lv.add(w) for w in t]) for lv, t in zip((a, b, c), texts, strict=True)]
-    ex.prefill(6)  # idle decoders: idle rows
-    bystander = ex.live()
-    for w in OTHER[:4]:
-        bystander.add(w)
-    lives = [ex.live() for _ in texts]
-    got: list[list[np.ndarray]] = [[], [], []]
-    for k in range(8):
-        todo = [i for i in range(3) if k < len(texts[i])]
-        vecs = add_many([lives[i] for i in todo], [texts[i][k] for i in todo], pooled=True)
-        for i, v in zip(todo, vecs, strict=True):
-            got[i].append(v)
-    steps = ex.pool_steps()
-    assert len(steps.decoders) == 6 and steps.steps == {}  # no graphs off the GPU
-    for i in range(3):
-        np.testing.assert_allclose(np.stack(got[i]), own[i], rtol=0, atol=1e-4)
-    with ex.live() as ref:
-        for w in OTHER[:4]:
-            ref.add(w)
-        np.testing.assert_allclose(bystander.add(OTHER[4]), ref.add(OTHER[4]), rtol=0, atol=1e-5)
-    for lv in [*lives, bystander]:
-        lv.close()
-
-
-def test_pooled_steps_follow_the_pool(llama):
-    """Made again when a decoder joins, grows or is freed (their graphs were captured on the
-    old caches), kept otherwise; a freed decoder is no longer referenced by them."""
     ex = sibling(llama, keep_idle=4)
-    ex.prefill(2)
-    steps = ex.pool_steps()
-    assert ex.pool_steps() is steps and len(steps.decoders) == 2
-    with ex.live() as lv, ex.live():
-        assert ex.pool_steps() is steps  # the prefilled decoders, taken from the pool
-        lv.decoder.ensure_capacity(lv.decoder.max_tokens + 1)
-        grown = ex.pool_steps()
-        assert grown is not steps and grown.span_limit == steps.span_limit
-    with ex.live(), ex.live(), ex.live() as third:
-        assert len(ex.pool_steps().decoders) == 3
-        freed = weakref.ref(third.decoder)
-    ex.keep_idle = 0
-    ex.release_idle()
-    assert ex._pool_steps is None and freed() is None
-    assert ex.warm_pool_steps() == 0  # nothing left to batch
+    with ex.live() as a, ex.live() as b, ex.live() as c, ex.live() as d:
+        for w in STORY[:6]:
+            x, y = a.add(w), b.add(w, on_device=True)
+            assert isinstance(y, torch.Tensor) and y.device == torch.device(ex.device)
+            np.testing.assert_allclose(y.numpy(), x, rtol=0, atol=1e-6)
+        arrays = add_many([a, c], ["more", "words"])
+        tensors = add_many([b, d], ["more", "words"], on_device=True)
+        for x, y in zip(arrays, tensors, strict=True):
+            np.testing.assert_allclose(y.numpy(), x, rtol=0, atol=1e-6)
 
 
 # ----- on a GPU (the coordinator runs these on a lent H100) -----
@@ -209,8 +172,8 @@ def _allocated() -> int:
 @cuda
 @pytest.mark.parametrize("batch", [False, True])
 def test_gpu_memory_stays_flat_over_rounds_of_streams(gpu_text, batch):
-    """Rounds of two streams (warm-up with CUDA graphs, words, end) after `prefill(2)` (and,
-    batching the words, the pool's steps made): no stream captures a graph, after the first
+    """Rounds of two streams (warm-up with CUDA graphs, words (batched by the server's text
+    stage, or each alone), end) after `prefill(2)`: no stream captures a graph, after the first
     round no memory is added; releasing the pool gives the decoders' memory back."""
     from tribe_stream.extractors.accel import compile_events
 
@@ -218,8 +181,6 @@ def test_gpu_memory_stays_flat_over_rounds_of_streams(gpu_text, batch):
     ex.compile = True
     base = _allocated()
     assert ex.prefill(2) > 0
-    if batch:
-        assert ex.warm_pool_steps() > 0
     made = compile_events()["graph_captures"]
     after: list[int] = []
     captures: list[int] = []
@@ -271,7 +232,6 @@ def test_gpu_batched_words_equal_each_streams_graph_steps(gpu_text):
         own = [np.stack([lv.add(w) for w in t]) for lv, t in zip((a, b, c), texts, strict=True)]
     lives = [ex.live() for _ in texts]
     got = np.stack([add_many(lives, [t[k] for t in texts]) for k in range(10)], axis=1)
-    assert ex.pool_steps().steps, "the words went through the pool's captured steps"
     for i in range(3):
         np.testing.assert_allclose(got[i], own[i], rtol=0, atol=2e-2 * np.abs(own[i]).max())
     for lv in lives:

@@ -36,9 +36,6 @@ from tribe_stream.types import Word
 log = logging.getLogger(__name__)
 
 
-SCRATCH_TOKENS = 8  # a cache's positions past its `max_tokens` (`PoolSteps`' idle rows)
-
-
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -152,9 +149,7 @@ class KVDecoder(nn.Module):
 
     def _alloc(self, max_tokens: int) -> None:
         p = next(self.model.parameters())
-        # past `max_tokens`, positions no span reads: an idle row of a pooled step writes there
-        room = max_tokens + SCRATCH_TOKENS if max_tokens else 0
-        shape = (self.n_layers, 1, self.n_kv, room, self.head_dim)
+        shape = (self.n_layers, 1, self.n_kv, max_tokens, self.head_dim)
         keys = torch.zeros(shape, dtype=p.dtype, device=p.device)
         values = torch.zeros(shape, dtype=p.dtype, device=p.device)
         self.register_buffer("keys", keys, persistent=False)
@@ -279,80 +274,6 @@ def _bucket(n: int, smallest: int) -> int:
     return b
 
 
-def _layout(decoders: Sequence[KVDecoder]) -> tuple:
-    return tuple((id(d), d.keys.data_ptr(), d.max_tokens) for d in decoders)
-
-
-class PoolSteps:
-    """Static batched steps over every decoder of an extractor's pool, one row each: the words of
-    any mix of streams in one forward, a CUDA graph per (token count, span) on the GPU. A decoder
-    without a word this round is an idle row (weight 0, writing to its scratch positions), so the
-    caches stay at the addresses the graphs were captured with, whichever streams have words.
-    Made again when the pool's decoders or their buffers change (`TextExtractor.pool_steps`)."""
-
-    def __init__(self, decoders: Sequence[KVDecoder], graphs: bool):
-        self.decoders = tuple(decoders)
-        self.layout = _layout(self.decoders)
-        self.graphs = graphs
-        # the layer pieces uncompiled: compiled, each pool size would compile its own shapes (live,
-        # when a stream past the prefilled ones joins); in a graph their launches cost nothing
-        self.fuse = False
-        self.span_limit = min(d.max_tokens for d in self.decoders)
-        self.steps: dict[tuple[int, int], CudaGraphStep] = {}
-
-    def _idle_rows(self, nb: int) -> list[tuple[list[int], list[int], list[float]]]:
-        return [([0] * nb, list(range(d.max_tokens, d.max_tokens + nb)), [0.0] * nb)
-                for d in self.decoders]  # fmt: skip
-
-    def step(self, nb: int, span: int):
-        """The forward of `nb` tokens a row over `span` positions (captured once on the GPU)."""
-        decs, fuse = self.decoders, self.fuse
-        if not self.graphs:
-            return lambda ids, pos, w: step_many(decs, ids, pos, w, span, fuse)
-        if (nb, span) not in self.steps:
-            dev = decs[0].keys.device
-            rows = self._idle_rows(nb)  # captured on scratch positions: no context is touched
-            example = [torch.tensor([r[i] for r in rows], device=dev) for i in range(3)]
-            from torch.nn.attention import SDPBackend, sdpa_kernel
-
-            with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
-                self.steps[nb, span] = CudaGraphStep(
-                    lambda ids, pos, w: step_many(decs, ids, pos, w, span, fuse), example
-                )
-        return self.steps[nb, span]
-
-    def run(self, rows: dict[int, tuple], nb: int, span: int) -> torch.Tensor:
-        """`rows`: decoder index -> (token ids, positions, weights), each `nb` long; `(S, L, D)`."""
-        full = self._idle_rows(nb)
-        for i, r in rows.items():
-            full[i] = r
-        host = torch.tensor([[r[0] for r in full], [r[1] for r in full]], dtype=torch.long)
-        weights = torch.tensor([r[2] for r in full], dtype=torch.float32)
-        dev = self.decoders[0].keys.device
-        host, weights = upload(host, dev), upload(weights, dev)
-        return self.step(nb, span)(host[0], host[1], weights)
-
-    def warm(self) -> int:
-        """Every step a stream can meet, made now; the count made."""
-        made, n = 0, 1
-        while n <= LiveText.STEP_TOKENS:
-            span = 256
-            while True:
-                span = min(span, self.span_limit)
-                made += (n, span) not in self.steps
-                self.step(n, span)
-                if span >= self.span_limit:
-                    break
-                span *= 2
-            n *= 2
-        return made if self.graphs else 0
-
-    def release(self) -> None:
-        for step in self.steps.values():
-            step.release()
-        self.steps.clear()
-
-
 class TextExtractor(GroupedExtractor):
     """Causal-LM text features: word vectors `(L, D)`, binned into `(L, D, T)`."""
 
@@ -379,8 +300,6 @@ class TextExtractor(GroupedExtractor):
         self._idle: list[KVDecoder] = []
         self._pool_lock = threading.Lock()
         self._pieces: tuple[nn.ModuleList, nn.ModuleList] | None = None
-        self._decoders: list[KVDecoder] = []  # every decoder made and not freed, in use or idle
-        self._pool_steps: PoolSteps | None = None
 
     @classmethod
     def from_pretrained(
@@ -439,8 +358,6 @@ class TextExtractor(GroupedExtractor):
         weights = torch.as_tensor(self._weights).float()
         dec = KVDecoder(self.model, self.needed, weights, self.max_tokens, self._pieces)
         self._pieces = (dec.pre, dec.post)
-        with self._pool_lock:
-            self._decoders.append(dec)
         return dec
 
     def _return_decoder(self, dec: KVDecoder) -> None:
@@ -449,38 +366,7 @@ class TextExtractor(GroupedExtractor):
             if len(self._idle) < self.keep_idle:
                 self._idle.append(dec)
                 return
-        self._free([dec])
-
-    def _free(self, decoders: list[KVDecoder]) -> None:
-        """Free decoders' memory now, and the pooled steps over them (captured on their caches)."""
-        with self._pool_lock:
-            self._decoders = [d for d in self._decoders if all(d is not x for x in decoders)]
-            steps = self._pool_steps
-            if steps is None or not any(d in steps.decoders for d in decoders):
-                steps = None
-            else:
-                self._pool_steps = None
-        if steps is not None:
-            steps.release()
-        for dec in decoders:
-            dec.release()
-
-    def pool_steps(self) -> PoolSteps:
-        """The batched static steps over every decoder now in the pool (`PoolSteps`; CUDA graphs
-        with `compile` on a GPU), made again when a decoder was added, freed or grown."""
-        with self._pool_lock:
-            decoders, steps = tuple(self._decoders), self._pool_steps
-        if steps is None or steps.layout != _layout(decoders):
-            if steps is not None:
-                steps.release()
-            graphs = self.compile and str(self.device).startswith("cuda")
-            steps = self._pool_steps = PoolSteps(decoders, graphs)
-        return steps
-
-    def warm_pool_steps(self) -> int:
-        """Make every pooled step of the decoders there now (a server batching its streams'
-        words, after `prefill`), so that no live word pays for a capture; the count made."""
-        return self.pool_steps().warm() if self._decoders else 0
+        dec.release()
 
     def prefill(self, streams: int) -> int:
         """Have `streams` idle decoders, each with every static step made (`LiveText.warm`), so
@@ -502,7 +388,8 @@ class TextExtractor(GroupedExtractor):
         """Free the idle decoders' memory now (a server that will serve fewer streams); the count."""
         with self._pool_lock:
             idle, self._idle = self._idle, []
-        self._free(idle)
+        for dec in idle:
+            dec.release()
         return len(idle)
 
     def word_vectors(self, words: Sequence[Word | str]) -> np.ndarray:
@@ -760,21 +647,14 @@ def _rows(ids: list[int], start: int, n_target: int, nb: int):
 
 @torch.inference_mode()
 def add_many(
-    lives: Sequence[LiveText],
-    words: Sequence[Word | str],
-    pooled: bool | None = None,
-    on_device: bool = False,
+    lives: Sequence[LiveText], words: Sequence[Word | str], on_device: bool = False
 ) -> list:
     """The next word of each of several streams' live texts (one extractor, each live text at
     most once): what `live.add(word)` gives each (equal to float rounding), with the short feeds
-    (up to `STEP_TOKENS` new tokens: most words) in one batched forward instead of one each; a
-    feed that re-runs its context runs alone. A server's turn calls it with each stream's next
-    word.
-
-    `pooled` (default: with CUDA graphs): the batch is the pool's static step (`PoolSteps`, one
-    captured graph a shape, every decoder a row); else the words' decoders only, eager (each
-    batch shape would otherwise compile). `on_device`: the vectors stay on the model's device
-    (no wait for the GPU), else `(L, D)` arrays."""
+    (up to `STEP_TOKENS` new tokens: most words) in one batched forward (`step_many`, rows
+    padded to a power of two) instead of one each; a feed that re-runs its context runs alone.
+    A server's turn calls it with each stream's next word. `on_device`: the vectors stay on the
+    model's device (not waited for), else `(L, D)` arrays."""
     if len({id(lv) for lv in lives}) != len(lives) or len({id(lv.ex) for lv in lives}) > 1:
         raise ValueError("add_many: one word per live text, all of one extractor")
     texts = [_word_text(w) for w in words]  # all checked before any context moves
@@ -792,22 +672,16 @@ def add_many(
         decs = [lives[i]._dec() for i in batch]
         for dec in decs:
             dec.ensure_capacity(need)
+        span = min(_bucket(need, 256), *(dec.max_tokens for dec in decs))
         rows = [_rows(*plans[i], nb) for i in batch]
-        use_pool = lives[0].graphs if pooled is None else pooled
-        steps = lives[0].ex.pool_steps() if use_pool else None
-        if steps is not None and need <= steps.span_limit:
-            slot = {id(d): k for k, d in enumerate(steps.decoders)}
-            span = min(_bucket(need, 256), steps.span_limit)
-            full = steps.run({slot[id(d)]: r for d, r in zip(decs, rows, strict=True)}, nb, span)
-            vecs = full[[slot[id(d)] for d in decs]]
-        else:
-            span = min(_bucket(need, 256), *(dec.max_tokens for dec in decs))
-            pad = _bucket(len(rows), 1) - len(rows)  # the last row again: the same writes
-            rows, decs = rows + rows[-1:] * pad, decs + decs[-1:] * pad
-            dev = lives[0].ex.device
-            host = torch.tensor([[r[0] for r in rows], [r[1] for r in rows]], dtype=torch.long)
-            host, weights = upload(host, dev), upload(torch.tensor([r[2] for r in rows]), dev)
-            vecs = step_many(decs, host[0], host[1], weights, span)
+        pad = _bucket(len(rows), 1) - len(rows)  # the last row again: the same writes
+        rows, decs = rows + rows[-1:] * pad, decs + decs[-1:] * pad
+        dev = lives[0].ex.device
+        host = torch.tensor([[r[0] for r in rows], [r[1] for r in rows]], dtype=torch.long)
+        host, weights = upload(host, dev), upload(torch.tensor([r[2] for r in rows]), dev)
+        # the uncompiled layer pieces: compiled ones would compile each batch shape (seconds
+        # each, at warm-up or live); eager, 8 streams' step is ~1,500 launches, not 8 graphs
+        vecs = step_many(decs, host[0], host[1], weights, span)
         for j, i in enumerate(batch):
             out[i] = vecs[j]
     for i, (lv, (ids, start, n_target)) in enumerate(zip(lives, plans, strict=True)):

@@ -399,8 +399,6 @@ class _Session:
         )
         s.server.keep_done = not serving
         s.server.text_batch = o.text_batch == "on"
-        if s.server.text_batch and extractors.text is not None:
-            extractors.text.warm_pool_steps()  # every stream's decoder is in the pool by now
 
     def add(self, media: Media) -> str:
         """A stream more on the running server (`Stream.add`)."""
