@@ -107,9 +107,25 @@ def test_stop_from_another_thread_ends_the_stream(clip):
     assert seen and seen[-1] < 3 and stream.stopped
 
 
+def test_clips_per_forward_is_a_live_option_and_changes_no_prediction(clip, reference):
+    """`video_batch` (`--video-batch`) live: one clip a V-JEPA2 forward (a server's shortest
+    turns), the same predictions; by default the CPU's two a forward."""
+    counters = {}
+    for batch in (1, None):
+        stream = Stream.from_file(
+            clip, checkpoint="demo", realtime=False, text=False, video_batch=batch
+        )
+        values = np.stack([p.values for p in stream])
+        np.testing.assert_allclose(values, reference, atol=1e-5)
+        counters[batch] = dict(stream.server.counters)
+    assert counters[1]["video_forwards"] == counters[1]["video_clips"] > 2
+    assert counters[None]["video_forwards"] < counters[None]["video_clips"]
+
+
 @pytest.mark.parametrize(
     "kwargs,message",
     [
+        ({"video_batch": 0}, "video_batch"),
         ({"lag": 0.3}, "multiple of 0.5"),
         ({"lag": -1}, "multiple of 0.5"),
         ({"lag": float("nan")}, "multiple of 0.5"),

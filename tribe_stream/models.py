@@ -183,15 +183,13 @@ class Models:
     """A checkpoint's brain model, engine, extractor settings and extractors, each loaded once,
     when first used (`extract` needs no brain model, a cached `predict` no extractor).
 
-    `options` are validated first (nothing loads for a bad one). `video_batch`: clips per
-    V-JEPA2 forward; `extractor_dtype`: the extractors' precision (default: half on a GPU);
+    `options` are validated first (nothing loads for a bad one); `extractor_dtype`: the extractors' precision (default: half on a GPU);
     `live`: the engine's default is the live one (`default_engine`)."""
 
     def __init__(
         self,
         options: ModelOptions | None = None,
         *,
-        video_batch: int | None = None,
         extractor_dtype: str | None = None,
         live: bool = True,
         **overrides,
@@ -204,7 +202,7 @@ class Models:
         self.device = check_device(o)
         self.dtype = dtype_name(pick_dtype(self.device, o.dtype))
         self.fp8 = o.video_fp8
-        self.video_batch = video_batch
+        self.video_batch = o.video_batch  # clips per V-JEPA2 forward (None: the default)
         self.extractor_dtype = extractor_dtype
         self._extractors: dict[str, object] = {}
         self._heads: dict[str, Head] = {}
@@ -212,6 +210,8 @@ class Models:
             from tribe_stream.full_size import random_full_size
 
             self.loaded, self._extractors = random_full_size(self.device, self.fp8)
+            if self.video_batch:
+                self._extractors["video"].max_batch = self.video_batch
         self.engine_name = default_engine(o.engine, self.device, live)
 
     @functools.cached_property

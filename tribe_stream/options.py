@@ -226,6 +226,11 @@ class ModelOptions:
         "the video encoder in FP8 (Hopper/Ada GPUs; faster, features within ~2%%)",
         flags={"--video-fp8": "products", "--video-fp8-attention": "attention"},
     )
+    video_batch: int | None = option(
+        None, "clips per V-JEPA2 forward (default: 4 on a GPU, 2 on the CPU); live, fewer make "
+        "a server's turns shorter (each turn runs one forward)",
+        type=number(int, minimum=1, maximum=64),
+    )  # fmt: skip
     subcortical: str | None = option(
         None,
         "a second brain model on the same features, e.g. facebook/tribev2-subcortical: "
@@ -244,6 +249,11 @@ class ModelOptions:
 
         pick_device(self.device)  # `cuda` without a GPU fails here
         self.video_fp8 = VideoFp8.coerce(self.video_fp8)  # whether this GPU runs it: `Models`
+        vb = self.video_batch
+        if vb is not None and (
+            isinstance(vb, bool) or not isinstance(vb, int) or not 1 <= vb <= 64
+        ):
+            raise InputError(f"video_batch {vb!r}: give a whole number from 1 to 64")
         if self.subcortical is not None and (
             not isinstance(self.subcortical, str) or not self.subcortical.strip()
         ):
@@ -359,10 +369,6 @@ class FeatureOptions:
     use_cache: bool = option(
         True, "neither read nor write the feature cache", flags={"--no-cache": False}
     )
-    video_batch: int | None = option(
-        None, "clips per V-JEPA2 forward (default: 4 on a GPU, 2 on the CPU)",
-        type=number(int, minimum=1, maximum=64),
-    )  # fmt: skip
 
     def validate(self) -> FeatureOptions:
         if self.modalities is not None:
@@ -374,11 +380,6 @@ class FeatureOptions:
                 )
         if self.transcript is not None and not Path(self.transcript).is_file():
             raise InputError(f"transcript {self.transcript} does not exist")
-        vb = self.video_batch
-        if vb is not None and (
-            isinstance(vb, bool) or not isinstance(vb, int) or not 1 <= vb <= 64
-        ):
-            raise InputError(f"video_batch {vb!r}: give a whole number from 1 to 64")
         if self.asr_model is not None and (
             not isinstance(self.asr_model, str) or not self.asr_model.strip()
         ):

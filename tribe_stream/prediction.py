@@ -140,7 +140,7 @@ class Predictor:
         from tribe_stream.models import Models
 
         self.options = o = replace(options or PredictOptions(), **overrides).validate()
-        self.models = Models(o, video_batch=o.video_batch, live=False)
+        self.models = Models(o, live=False)
         self.loaded, self.engine, self.config = (
             self.models.loaded,
             self.models.engine,

@@ -7,7 +7,7 @@ from tribe_stream.options import DTYPE_NAMES, FeatureOptions, ModelOptions, add_
 NAME = "extract"
 HELP = "extract text/audio/video features (L, D, T) at 2 Hz from a media file into an .npz"
 
-FEATURES = ("modalities", "transcript", "asr", "asr_model", "video_batch")
+FEATURES = ("modalities", "transcript", "asr", "asr_model")
 """The `FeatureOptions` extract has (no cache: it writes the features itself)."""
 
 
@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--out", required=True, help="output .npz with text/audio/video arrays (L, D, T)"
     )
-    add_options(p, ModelOptions, only=("checkpoint", "device", "video_fp8"))
+    add_options(p, ModelOptions, only=("checkpoint", "device", "video_fp8", "video_batch"))
     add_options(p, FeatureOptions, only=FEATURES)
     for m in ("text", "audio", "video"):
         p.add_argument(f"--{m}-model", help=f"{m} model folder or hub id (overrides config.yaml)")
@@ -49,7 +49,7 @@ def run(args) -> int:
     words = read_words(features.transcript) if features.transcript else None
     # the extractors alone (the brain model is never loaded: a folder with only its config.yaml
     # names them); FP8 on this device is checked before the demo extractors are built
-    models = Models(model, video_batch=features.video_batch, extractor_dtype=args.extractor_dtype)
+    models = Models(model, extractor_dtype=args.extractor_dtype)
     models.config = models.config.with_models(
         text=args.text_model, audio=args.audio_model, video=args.video_model
     )
