@@ -138,11 +138,11 @@ class FailsOnce:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def encode(self, *args, **kwargs):
+    def encode_on_device(self, *args, **kwargs):  # the forward a server's batch runs
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("simulated CUDA error")
-        return self.inner.encode(*args, **kwargs)
+        return self.inner.encode_on_device(*args, **kwargs)
 
 
 def test_an_extractor_that_raises_once_is_counted_and_the_stream_goes_on(clip, demo):

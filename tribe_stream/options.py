@@ -291,6 +291,13 @@ class LiveOptions:
         "was no faster at 8 streams: docs/BENCHMARKS.md)",
         choices=("on", "off"),
     )
+    video_overlap: bool = option(
+        False,
+        "a server turn queues its V-JEPA2 forward and goes on with the other work, collecting it "
+        "in a later turn (on a GPU, on a CUDA stream of its own): not yet measured on a GPU, "
+        "so off by default; it changes nothing on a CPU",
+        action="store_true",
+    )
     video_clips: int = option(
         2,
         "V-JEPA2 clips per second of stream: 2 (the official rate, one per half-second bin) or 1 "

@@ -548,24 +548,74 @@ def encode_clips(extractor: VideoExtractor, sets: Sequence[VideoClips]) -> list[
     """`(n_bins, L, D)` for each set of clips: all clips, whichever stream they come from, go
     through V-JEPA2 together, `max_batch` per forward (a clip's features do not depend on the
     others in its batch). A set whose batch failed gets the exception in its place."""
-    refs = [(s, i) for s, c in enumerate(sets) for i in range(len(c))]
-    out: list = [np.zeros((len(c), *extractor.shape), np.float32) for c in sets]
-    for lo in range(0, len(refs), extractor.max_batch):
-        batch = [
-            (s, i) for s, i in refs[lo : lo + extractor.max_batch] if isinstance(out[s], np.ndarray)
-        ]
-        if not batch:
-            continue
-        try:
-            with torch.inference_mode():
-                pixels = torch.stack(
-                    [sets[s].pixels(i, extractor.prep, extractor.dtype) for s, i in batch]
-                )
-            feats = extractor.encode(pixels)
-        except Exception as exc:  # noqa: BLE001 - the caller counts it for each stream hit
-            for s, _ in batch:
-                out[s] = exc
-            continue
-        for (s, i), f in zip(batch, feats, strict=True):
-            out[s][i] = f
-    return out
+    return launch_clips(extractor, sets).result()
+
+
+class PendingClips:
+    """Sets of clips sent through V-JEPA2 and not waited for (`launch_clips`): on a GPU their
+    forwards run on a stream of their own while the caller goes on; `ready()` asks without
+    waiting, `result()` waits and gives what `encode_clips` gives. It holds the clips (and so
+    their frames) until then: no frame is freed while the GPU may still read it."""
+
+    def __init__(self, sets: Sequence[VideoClips], shape: tuple[int, int]):
+        self.sets = list(sets)
+        self.out: list = [np.zeros((len(c), *shape), np.float32) for c in self.sets]
+        self.batches: list[tuple[list[tuple[int, int]], torch.Tensor]] = []
+        self.done: torch.cuda.Event | None = None
+
+    def ready(self) -> bool:
+        return self.done is None or self.done.query()
+
+    def result(self) -> list:
+        if self.done is not None:
+            self.done.synchronize()
+        for batch, feats in self.batches:
+            try:
+                values = feats.cpu().numpy()  # a failure on the GPU surfaces here
+            except Exception as exc:  # noqa: BLE001 - each set of the batch gets it
+                values = exc
+            for k, (s, i) in enumerate(batch):
+                if isinstance(values, Exception):
+                    self.out[s] = values
+                elif isinstance(self.out[s], np.ndarray):
+                    self.out[s][i] = values[k]
+        self.batches, self.sets = [], []
+        return self.out
+
+
+def launch_clips(extractor: VideoExtractor, sets: Sequence[VideoClips]) -> PendingClips:
+    """`encode_clips` without waiting: the forwards queued (on a GPU, on the extractor's own
+    stream, after what the caller's stream queued before: the frames' uploads), the results to
+    collect from the returned `PendingClips`. Off the GPU they are computed here."""
+    pending = PendingClips(sets, extractor.shape)
+    refs = [(s, i) for s, c in enumerate(pending.sets) for i in range(len(c))]
+    side = None
+    if torch.device(extractor.device).type == "cuda":
+        side = getattr(extractor, "_side_stream", None)
+        if side is None:
+            side = extractor._side_stream = torch.cuda.Stream(device=extractor.device)
+        side.wait_stream(torch.cuda.current_stream(extractor.device))
+    with torch.cuda.stream(side) if side is not None else nullcontext():
+        for lo in range(0, len(refs), extractor.max_batch):
+            batch = refs[lo : lo + extractor.max_batch]
+            batch = [(s, i) for s, i in batch if isinstance(pending.out[s], np.ndarray)]
+            if not batch:
+                continue
+            try:
+                with torch.inference_mode():
+                    pixels = torch.stack(
+                        [
+                            pending.sets[s].pixels(i, extractor.prep, extractor.dtype)
+                            for s, i in batch
+                        ]
+                    )
+                    feats = extractor.encode_on_device(pixels)
+            except Exception as exc:  # noqa: BLE001 - the caller counts it for each stream hit
+                for s, _ in batch:
+                    pending.out[s] = exc
+                continue
+            pending.batches.append((batch, feats))
+        if side is not None:
+            pending.done = torch.cuda.Event()
+            pending.done.record(side)
+    return pending

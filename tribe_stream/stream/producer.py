@@ -399,6 +399,7 @@ class _Session:
         )
         s.server.keep_done = not serving
         s.server.text_batch = o.text_batch == "on"
+        s.server.video_overlap = o.video_overlap
 
     def add(self, media: Media) -> str:
         """A stream more on the running server (`Stream.add`)."""

@@ -5,7 +5,8 @@ closed (`Pipeline.intake`). Then, earliest deadline first: the clips whose bins'
 first, whichever stream they come from, go through V-JEPA2 in one forward
 (`extractors.video.encode_clips`; a batch takes the clips that are due now and never waits to
 fill, the rest go in the next turn, after the next intake, so a bin that closed meanwhile
-competes on its deadline); the audio passes whose clips are in run together
+competes on its deadline; with `video_overlap` the turn goes on while the forward runs and a
+later turn collects it); the audio passes whose clips are in run together
 (`AudioExtractor.extract_passes`); every stream whose second is complete gets its row from one
 brain-model call (`Engine.run_batch`). Ties (streams on one clock, their bins closing at the
 same instant) go round-robin, so no stream is always last. Words reach the text model as they
@@ -187,6 +188,13 @@ class Server:
         batched, they equal them to the text model's rounding, bf16 on a GPU). Off by default:
         on a lent H100 the batched eager steps took as long as each word's CUDA graph (8
         streams: 45 against 40 ms per stream-second, docs/BENCHMARKS.md)."""
+        self.video_overlap = False
+        """A turn queues its V-JEPA2 forward and goes on (other streams' media, audio, seconds
+        whose features are in) instead of waiting for it; a later turn collects it
+        (`extractors.video.launch_clips`; on a GPU the forward runs on a stream of its own).
+        One forward in flight per video model. Off a GPU a forward is done when it returns, so
+        there it changes nothing. Off by default until a GPU has measured it."""
+        self._in_flight: dict[int, tuple[object, list[tuple[Pipeline, int]]]] = {}
         self.trim_every_s: float | None = 60.0
         """How often the loop hands the C heap's free pages back (`trim_heap`); None: never."""
         self._rr = 0  # round-robin offset for ties
@@ -278,9 +286,10 @@ class Server:
             self._heartbeats(active)
             return out
         t0 = time.perf_counter()
+        wait = drain or final is not None or not self.video_overlap
         while True:
             t1 = time.perf_counter()
-            ran = self._video(active)
+            ran = self._video(active, wait)
             t2 = time.perf_counter()
             self._audio(active)
             for p in active:
@@ -333,13 +342,17 @@ class Server:
         n = len(self.streams) or 1
         return sorted(items, key=lambda it: (it[0], (index.get(id(it[1]), 0) - self._rr) % n))
 
-    def _video(self, active: list[Pipeline]) -> bool:
-        """One V-JEPA2 forward of the most urgent clips; False if no clip was waiting."""
-        todo = [p for p in active if p.video_jobs]
-        ran = False
-        for extractor, members in _groups(todo, lambda p: p.ex.video).values():
-            from tribe_stream.extractors.video import encode_clips
+    def _video(self, active: list[Pipeline], wait: bool = True) -> bool:
+        """Collect the forward in flight (when done, or `wait`), then queue one V-JEPA2 forward
+        of the most urgent clips (collected at once when `wait`); False if nothing was
+        collected or queued."""
+        from tribe_stream.extractors.video import launch_clips
 
+        ran = self._collect_video(wait)
+        todo = [p for p in active if p.video_jobs]
+        for extractor, members in _groups(todo, lambda p: p.ex.video).values():
+            if id(extractor) in self._in_flight:
+                continue  # its clips are queued already: one forward in flight a model
             limit = batch_limits(self.width, extractor.max_batch)["video"]
             jobs = [(p.deadline(bins), p, clips) for p in members for bins, clips in p.video_jobs]
             taken: dict[int, tuple[Pipeline, list]] = {}
@@ -349,17 +362,30 @@ class Server:
                     break  # oldest first: a stream's jobs are taken in order, never skipped
                 taken.setdefault(id(p), (p, []))[1].append(clips)
                 n += len(clips)
-            sets = [c for _, cs in taken.values() for c in cs]
-            results = encode_clips(extractor, sets)
+            pending = launch_clips(extractor, [c for _, cs in taken.values() for c in cs])
             self.counters["video_clips"] += n
             self.counters["video_forwards"] += -(-n // max(1, extractor.max_batch))
-            i = 0
-            for p, cs in taken.values():
-                p.apply_video(results[i : i + len(cs)])
-                i += len(cs)
+            self._in_flight[id(extractor)] = (pending, [(p, len(cs)) for p, cs in taken.values()])
             ran = True
         self._rr += 1
-        return ran
+        return self._collect_video(wait) or ran
+
+    def _collect_video(self, wait: bool) -> bool:
+        """Each stream's features from the forwards in flight that are done (all when `wait`),
+        in its jobs' order; True if any was collected."""
+        done = [k for k, (pending, _) in self._in_flight.items() if wait or pending.ready()]
+        for key in done:
+            pending, shares = self._in_flight.pop(key)
+            results, i = pending.result(), 0
+            for p, k in shares:
+                p.apply_video(results[i : i + k])
+                i += k
+        return bool(done)
+
+    @property
+    def video_in_flight(self) -> bool:
+        """A V-JEPA2 forward queued and not collected yet (`video_overlap`)."""
+        return bool(self._in_flight)
 
     def _audio(self, active: list[Pipeline]) -> None:
         """The audio passes whose clips are in, every stream's together."""
@@ -568,6 +594,8 @@ class Server:
                 if not preds and not any(p.has_work for p in self.streams):
                     self._trim()
                     time.sleep(self._idle(idle_sleep))
+                elif not preds and self._in_flight:  # only a forward to wait for: no spinning
+                    time.sleep(min(idle_sleep, 0.002))
         finally:
             sys.setswitchinterval(interval)
             with self._lock:
@@ -577,6 +605,7 @@ class Server:
                 self.waiting, self._inbox = [], []
             for p in list(self.streams):
                 self._retire(p)
+            self._in_flight.clear()  # a forward never collected: its clips and frames let go
             self.released()
             self._events = None
 
