@@ -94,7 +94,7 @@ def test_forwards_collected_turns_later_give_every_stream_its_own_predictions(
     seen: list[bool] = []
     launch = video_module.launch_clips
     monkeypatch.setattr(
-        video_module, "launch_clips", lambda ex, sets: _Slow(launch(ex, sets), 3, seen)
+        video_module, "launch_clips", lambda ex, sets, **kw: _Slow(launch(ex, sets, **kw), 3, seen)
     )
     server, made = _serve(clip, models, 3, overlap=True)
     assert seen.count(False) >= 3  # turns went on while a forward was in flight
@@ -114,8 +114,8 @@ def test_a_forward_that_fails_late_counts_for_its_streams_and_the_next_go_on(
     launch = video_module.launch_clips
     calls = []
 
-    def failing_once(ex, sets):
-        pending = launch(ex, sets)
+    def failing_once(ex, sets, **kw):
+        pending = launch(ex, sets, **kw)
         calls.append(1)
         if len(calls) == 2:
             pending.batches = [(b, _Broken()) for b, _ in pending.batches]

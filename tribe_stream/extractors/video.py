@@ -548,7 +548,7 @@ def encode_clips(extractor: VideoExtractor, sets: Sequence[VideoClips]) -> list[
     """`(n_bins, L, D)` for each set of clips: all clips, whichever stream they come from, go
     through V-JEPA2 together, `max_batch` per forward (a clip's features do not depend on the
     others in its batch). A set whose batch failed gets the exception in its place."""
-    return launch_clips(extractor, sets).result()
+    return launch_clips(extractor, sets, own_stream=False).result()
 
 
 class PendingClips:
@@ -583,14 +583,18 @@ class PendingClips:
         return self.out
 
 
-def launch_clips(extractor: VideoExtractor, sets: Sequence[VideoClips]) -> PendingClips:
-    """`encode_clips` without waiting: the forwards queued (on a GPU, on the extractor's own
-    stream, after what the caller's stream queued before: the frames' uploads), the results to
-    collect from the returned `PendingClips`. Off the GPU they are computed here."""
+def launch_clips(
+    extractor: VideoExtractor, sets: Sequence[VideoClips], own_stream: bool = True
+) -> PendingClips:
+    """`encode_clips` without waiting: the forwards queued, the results to collect from the
+    returned `PendingClips`. On a GPU with `own_stream`, on the extractor's own CUDA stream
+    (after what the caller's stream queued before: the frames' uploads), so that the caller's
+    next work does not queue behind them. Off the GPU they are computed here."""
     pending = PendingClips(sets, extractor.shape)
     refs = [(s, i) for s, c in enumerate(pending.sets) for i in range(len(c))]
+    gpu = torch.device(extractor.device).type == "cuda"
     side = None
-    if torch.device(extractor.device).type == "cuda":
+    if gpu and own_stream:
         side = getattr(extractor, "_side_stream", None)
         if side is None:
             side = extractor._side_stream = torch.cuda.Stream(device=extractor.device)
@@ -615,7 +619,7 @@ def launch_clips(extractor: VideoExtractor, sets: Sequence[VideoClips]) -> Pendi
                     pending.out[s] = exc
                 continue
             pending.batches.append((batch, feats))
-        if side is not None:
+        if gpu:
             pending.done = torch.cuda.Event()
-            pending.done.record(side)
+            pending.done.record()  # on the stream the forwards went to
     return pending

@@ -362,7 +362,8 @@ class Server:
                     break  # oldest first: a stream's jobs are taken in order, never skipped
                 taken.setdefault(id(p), (p, []))[1].append(clips)
                 n += len(clips)
-            pending = launch_clips(extractor, [c for _, cs in taken.values() for c in cs])
+            sets = [c for _, cs in taken.values() for c in cs]
+            pending = launch_clips(extractor, sets, own_stream=not wait)
             self.counters["video_clips"] += n
             self.counters["video_forwards"] += -(-n // max(1, extractor.max_batch))
             self._in_flight[id(extractor)] = (pending, [(p, len(cs)) for p, cs in taken.values()])
