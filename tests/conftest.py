@@ -55,6 +55,42 @@ def run_cli(
     )
 
 
+def demo_models(device: str, modalities: tuple[str, ...] = ("text", "audio", "video")):
+    """A server's models on `device`: the demo brain model's torch engine and the demo
+    extractors of `modalities` (`Extractors`)."""
+    from tribe_stream.engines import make_engine
+    from tribe_stream.extractors.demo import load_demo_extractors
+    from tribe_stream.models import Extractors, load_brain_model
+
+    ex = load_demo_extractors(device=device, modalities=modalities)
+    engine = make_engine("torch", load_brain_model("demo"), device=device)
+    return engine, Extractors(**{m: ex[m] for m in modalities})
+
+
+def replay_streams(clip, models, n: int, more=lambda i: []) -> tuple[list, object]:
+    """`n` streams (ids s0, s1, ...) of `clip` replayed as fast as it decodes, on `models`
+    (`demo_models`) and one clock, each with the sources `more(i)` beside its file: the
+    pipelines and their clock, for a `Server`."""
+    from tribe_stream.clock import StreamClock
+    from tribe_stream.sources.replay import FileReplay
+    from tribe_stream.stream.pipeline import Pipeline, PipelineConfig
+
+    engine, ex = models
+    clock = StreamClock()
+    pipes = [
+        Pipeline(
+            [FileReplay(clip, clock=clock, realtime=False), *more(i)],
+            engine,
+            ex.for_stream(),
+            config=PipelineConfig(live=False),
+            clock=clock,
+            stream_id=f"s{i}",
+        )
+        for i in range(n)
+    ]
+    return pipes, clock
+
+
 def copy_fixture(tmp_path: Path) -> Path:
     """A writable copy of the official-layout fixture checkpoint, to break on purpose."""
     import shutil

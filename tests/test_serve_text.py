@@ -9,11 +9,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import demo_models, replay_streams
 
-from tribe_stream.clock import StreamClock
-from tribe_stream.engines import make_engine
 from tribe_stream.errors import InputError
-from tribe_stream.models import Extractors, load_brain_model
+from tribe_stream.models import Extractors
 from tribe_stream.options import LiveOptions
 from tribe_stream.stream.pipeline import Pipeline, PipelineConfig
 from tribe_stream.stream.serve import Server
@@ -26,18 +25,9 @@ STORY = "the quick brown fox jumps over the lazy dog and runs far into the green
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def _models(device: str):
-    from tribe_stream.extractors.demo import load_demo_extractors
-
-    loaded = load_brain_model("demo")
-    ex = load_demo_extractors(device=device, modalities=("text", "audio", "video"))
-    extractors = Extractors(video=ex["video"], audio=ex["audio"], text=ex["text"])
-    return make_engine("torch", loaded, device=device), extractors
-
-
 @pytest.fixture(scope="module")
 def models():
-    return _models("cpu")
+    return demo_models("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -53,23 +43,10 @@ def _words(i: int) -> list[Word]:
 
 
 def _serve(clip, models, n: int, batch: bool) -> tuple[Server, list[Pipeline], list]:
-    from tribe_stream.sources.replay import FileReplay
     from tribe_stream.sources.words import WordSource
 
-    engine, ex = models
     late = SimpleNamespace(now=lambda: 1e9)  # every word handed over at the first poll
-    clock = StreamClock()
-    pipes = [
-        Pipeline(
-            [FileReplay(clip, clock=clock, realtime=False), WordSource(_words(i), late)],
-            engine,
-            ex.for_stream(),
-            config=PipelineConfig(live=False),
-            clock=clock,
-            stream_id=f"s{i}",
-        )
-        for i in range(n)
-    ]
+    pipes, clock = replay_streams(clip, models, n, lambda i: [WordSource(_words(i), late)])
     server = Server(pipes, clock=clock)
     server.text_batch = batch
     made = list(server.predictions())
@@ -101,7 +78,7 @@ def test_streams_words_in_one_forward_equal_each_streams_words_alone(clip, model
 def test_on_a_gpu_batched_words_give_each_stream_near_its_own(clip):
     """Batched on a GPU: each stream's text features equal its words alone to the text
     model's rounding there (rows of one product instead of one row each)."""
-    gpu = _models("cuda")
+    gpu = demo_models("cuda")
     server, pipes, _ = _serve(clip, gpu, 3, batch=True)
     assert 0 < server.counters["text_calls"] < server.counters["text_words"] == 3 * len(STORY)
     _, ref_pipes, _ = _serve(clip, gpu, 3, batch=False)

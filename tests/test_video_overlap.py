@@ -7,30 +7,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import demo_models, replay_streams
 
-from tribe_stream.clock import StreamClock
-from tribe_stream.engines import make_engine
 from tribe_stream.extractors import video as video_module
-from tribe_stream.models import Extractors, load_brain_model
 from tribe_stream.options import LiveOptions
-from tribe_stream.stream.pipeline import Pipeline, PipelineConfig
 from tribe_stream.stream.serve import Server
 
 SECONDS = 4
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def _models(device: str):
-    from tribe_stream.extractors.demo import load_demo_extractors
-
-    ex = load_demo_extractors(device=device, modalities=("audio", "video"))
-    engine = make_engine("torch", load_brain_model("demo"), device=device)
-    return engine, Extractors(video=ex["video"], audio=ex["audio"])
-
-
 @pytest.fixture(scope="module")
 def models():
-    return _models("cpu")
+    return demo_models("cpu", ("audio", "video"))
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +31,7 @@ def clip(tmp_path_factory):
 
 def _serve(clip, models, n: int, overlap: bool) -> tuple[Server, list]:
     """n streams of the clip, replayed as fast as they decode, through one server."""
-    from tribe_stream.sources.replay import FileReplay
-
-    engine, ex = models
-    clock = StreamClock()
-    pipes = [
-        Pipeline(
-            [FileReplay(clip, clock=clock, realtime=False)],
-            engine,
-            ex.for_stream(),
-            config=PipelineConfig(live=False),
-            clock=clock,
-            stream_id=f"s{i}",
-        )
-        for i in range(n)
-    ]
+    pipes, clock = replay_streams(clip, models, n)
     server = Server(pipes, clock=clock)
     server.video_overlap = overlap
     return server, list(server.predictions())
@@ -142,7 +117,7 @@ def test_overlap_is_an_option_off_by_default():
 def test_on_a_gpu_forwards_in_flight_give_the_waited_for_predictions(clip):
     """On a GPU the forwards run on the video model's own CUDA stream beside the loop's other
     work: the same predictions as waiting for each (to the GPU's rounding)."""
-    gpu = _models("cuda")
+    gpu = demo_models("cuda", ("audio", "video"))
     _, ref = _serve(clip, gpu, 3, overlap=False)
     server, made = _serve(clip, gpu, 3, overlap=True)
     assert not server.video_in_flight
