@@ -177,8 +177,9 @@ def test_batched_bins_of_several_streams_share_one_forward(video):
     np.testing.assert_allclose(together, apart, atol=1e-5)
 
 
-def fed_live(extractor, seed: int, n: int, chunk: int):
-    """A `LiveVideo` fed `n` random 40x56 frames at 16 fps, `chunk` at a time (with them)."""
+def fed_live(extractor, seed: int, n: int, chunk: int, prepared: bool = False):
+    """A `LiveVideo` fed `n` random 40x56 frames at 16 fps, `chunk` at a time (with them);
+    `prepared`: each chunk prepared in the worker threads first, as a live stream's are."""
     from tribe_stream.extractors.video import LiveVideo
 
     rng = np.random.default_rng(seed)
@@ -186,8 +187,29 @@ def fed_live(extractor, seed: int, n: int, chunk: int):
     times = np.arange(n) / 16 + 0.01
     live = LiveVideo(extractor)
     for i in range(0, n, chunk):
-        live.feed(frames[i : i + chunk], times[i : i + chunk])
+        part = frames[i : i + chunk]
+        live.feed(part, times[i : i + chunk], live.prepare(part) if prepared else None)
     return live, frames, times
+
+
+def test_frames_prepared_in_the_workers_are_the_loops_own(video):
+    """`LiveVideo.prepare` (a live stream's frames resized and cropped off the loop's thread)
+    gives the frames `feed` makes itself, bit for bit; out-of-order frames of a prepared chunk
+    are still left out, and a bad chunk fails where it is fed."""
+    own, frames, times = fed_live(video, seed=4, n=40, chunk=6)
+    workers, _, _ = fed_live(video, seed=4, n=40, chunk=6, prepared=True)
+    assert workers._times == own._times and len(workers._pixels) == len(own._pixels) == 40
+    assert all(torch.equal(a, b) for a, b in zip(workers._pixels, own._pixels, strict=True))
+    mixed = np.concatenate([times[38:], times[:2] + 10])  # two stale, two new
+    workers.feed(frames[:4], mixed, workers.prepare(frames[:4]))
+    assert workers.counters == {"frames": 42, "out_of_order_frames": 2}
+    assert torch.equal(workers._pixels[-1], own._crops(frames[3:4])[0])
+    with pytest.raises(InputError, match="uint8"):
+        workers.feed(
+            frames[:2].astype(np.float32),
+            [20.0, 20.1],
+            workers.prepare(frames[:2].astype(np.float32)),
+        )
 
 
 def test_live_video_preprocesses_each_frame_once_and_matches(video):

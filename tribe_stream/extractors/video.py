@@ -12,7 +12,9 @@ import functools
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -458,6 +460,20 @@ class VideoExtractor(GroupedExtractor):
         return out
 
 
+_PREP_THREADS = 2
+_prep_lock = threading.Lock()
+_prep_executor: ThreadPoolExecutor | None = None
+
+
+def _prep_pool() -> ThreadPoolExecutor:
+    """The worker threads that prepare live frames, shared by every stream of the process."""
+    global _prep_executor
+    with _prep_lock:
+        if _prep_executor is None:
+            _prep_executor = ThreadPoolExecutor(_PREP_THREADS, thread_name_prefix="frames")
+        return _prep_executor
+
+
 class LiveVideo:
     """A live stream's recent frames, each resized, cropped and moved to the model's device once
     on arrival (uint8, smaller than a float copy), and its bins' features. A clip is
@@ -476,8 +492,25 @@ class LiveVideo:
         self.start: float | None = None  # the stream's first frame time: clips clamp to it
         self.counters = {"frames": 0, "out_of_order_frames": 0}
 
-    def feed(self, frames: np.ndarray, times: Sequence[float] | np.ndarray) -> None:
-        """Add frames (uint8 `(N, H, W, 3)`) with their stream times."""
+    def prepare(self, frames: np.ndarray) -> Future:
+        """Resize, crop and send `frames` to the model's device in a worker thread (torch's
+        resize runs without the GIL), so that the loop's thread need not: `feed(...,
+        prepared=...)` takes the result. Errors (frames of the wrong shape) come out there."""
+        return _prep_pool().submit(self._crops, frames)
+
+    def _crops(self, frames: np.ndarray) -> torch.Tensor:
+        with torch.inference_mode():
+            crops = crop_frames(resize_frames(frames, self.ex.prep), self.ex.prep)
+            return upload(crops.contiguous(), self.ex.device)
+
+    def feed(
+        self,
+        frames: np.ndarray,
+        times: Sequence[float] | np.ndarray,
+        prepared: Future | None = None,
+    ) -> None:
+        """Add frames (uint8 `(N, H, W, 3)`) with their stream times; `prepared`: what
+        `prepare(frames)` returned, else they are prepared here."""
         times = np.asarray(times, dtype=np.float64).reshape(-1)
         frames = _check_frames(frames, len(times))
         keep = np.ones(len(times), bool)
@@ -490,10 +523,11 @@ class LiveVideo:
         self.counters["out_of_order_frames"] += int((~keep).sum())
         if not keep.any():
             return
-        with torch.inference_mode():
-            crops = crop_frames(resize_frames(frames[keep], self.ex.prep), self.ex.prep)
-            crops = upload(crops.contiguous(), self.ex.device)
-        self._pixels.extend(crops.unbind(0))
+        if prepared is None:
+            self._pixels.extend(self._crops(frames[keep]).unbind(0))
+        else:  # made in a worker from all the frames: those in order kept
+            crops = prepared.result().unbind(0)
+            self._pixels.extend(c for c, k in zip(crops, keep, strict=True) if k)
         self._times.extend(times[keep].tolist())
         self.counters["frames"] += int(keep.sum())
         if self.start is None:

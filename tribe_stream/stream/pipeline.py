@@ -235,7 +235,7 @@ class Pipeline:
             # frames are preprocessed once on arrival (on the extractor's device)
             self.live_video = LiveVideo(extractors.video)
         self._frame_times: list[float] = []  # recent frame stamps, for dropout checks
-        self._pending_video: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_video: list[tuple[np.ndarray, np.ndarray, object]] = []
         self._asr = (
             AsrWorker(extractors.asr) if extractors.asr is not None and extractors.text else None
         )
@@ -535,7 +535,8 @@ class Pipeline:
             times = np.asarray(chunk.times, dtype=np.float64)
             # frames wait here until their bins close, so the extractor's frame window (which
             # trails its newest frame) never loses frames a slower medium's bins still need
-            self._pending_video.append((frames, times))
+            # resized, cropped and sent to the device by a worker meanwhile (`LiveVideo.prepare`)
+            self._pending_video.append((frames, times, self.live_video.prepare(frames)))
             self._frame_times.extend(times.tolist())
             del self._frame_times[: max(0, len(self._frame_times) - 1024)]
             self._horizon["video"] = max(self._horizon["video"], chunk.end)
@@ -664,8 +665,8 @@ class Pipeline:
     def _feed_video(self, until: float) -> None:
         """Hand the extractor the frames stamped up to `until` (preprocessed once, on arrival)."""
         while self._pending_video and self._pending_video[0][1][0] <= until:
-            frames, times = self._pending_video.pop(0)
-            self._safe("video frames", lambda f=frames, t=times: self.live_video.feed(f, t), None)
+            args = self._pending_video.pop(0)
+            self._safe("video frames", lambda a=args: self.live_video.feed(*a), None)
 
     def _safe(self, what: str, fn, default):
         try:
