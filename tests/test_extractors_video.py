@@ -192,10 +192,17 @@ def fed_live(extractor, seed: int, n: int, chunk: int, prepared: bool = False):
     return live, frames, times
 
 
-def test_frames_prepared_in_the_workers_are_the_loops_own(video):
-    """`LiveVideo.prepare` (a live stream's frames resized and cropped off the loop's thread)
-    gives the frames `feed` makes itself, bit for bit; out-of-order frames of a prepared chunk
-    are still left out, and a bad chunk fails where it is fed."""
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_frames_prepared_in_the_workers_are_the_loops_own(video, device):
+    """`LiveVideo.prepare` (a live stream's frames resized, cropped and sent to the device off
+    the loop's thread) gives the frames `feed` makes itself, bit for bit; out-of-order frames
+    of a prepared chunk are still left out, and a bad chunk fails where it is fed."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    if device == "cuda":
+        video = VideoExtractor(
+            copy.deepcopy(video.model), video.settings, video.prep, device="cuda"
+        )
     own, frames, times = fed_live(video, seed=4, n=40, chunk=6)
     workers, _, _ = fed_live(video, seed=4, n=40, chunk=6, prepared=True)
     assert workers._times == own._times and len(workers._pixels) == len(own._pixels) == 40
