@@ -194,6 +194,26 @@ def test_live_trailing_context(demo_audio):
     assert live.counters["audio_gap_samples"] == 800 and live.extract([9]).shape == (1, *DEMO_SHAPE)
 
 
+def test_live_sound_in_small_chunks_is_appended_in_place(demo_audio):
+    """A microphone's 20 ms chunks over 20 s of a 3 s context: the store is made anew only when
+    full (before: the whole context copied for every chunk), a pass planned before the store
+    moved keeps its samples, and the passes are those of the sound fed at once."""
+    live = demo_audio.live(context_seconds=3.0)
+    x = speechlike(20.0, seed=6)
+    step = RATE // 50
+    stores, early = set(), None
+    for i in range(0, 20 * RATE, step):
+        live.feed(x[i : i + step], t_start=i / RATE)
+        stores.add(id(live._store))
+        if i == 4 * RATE - step:
+            early = live.plan([6, 7])  # [1.0, 4.0)
+    assert len(stores) <= 20 * RATE // live._keep + 2  # a new store each (context + 2 s) at most
+    assert live.end_time == pytest.approx(20.0)
+    np.testing.assert_array_equal(early.samples, x[RATE : 4 * RATE])
+    out = live.extract([38, 39])  # newest bin ends at 20 s: context [17, 20)
+    np.testing.assert_allclose(out, demo_audio.extract(x[17 * RATE :], 17.0, [38, 39]), atol=1e-5)
+
+
 def test_live_sound_that_starts_between_bin_edges_still_gives_its_first_bin(demo_audio):
     """Before: a microphone whose first sample was stamped at 0.1 s lost bin 0 ("older than the
     audio context") and counted an extractor error. Now the first bin is led in with silence:

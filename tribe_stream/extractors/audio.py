@@ -310,20 +310,29 @@ class LiveAudio:
             raise InputError(f"the audio context must be at least 1 s, got {context_seconds}")
         self.extractor = extractor
         self.context_seconds = float(context_seconds)
-        self._buf = np.zeros(0, np.float32)
-        self._t0 = 0.0  # stream time of _buf[0]
+        # the samples held are _store[:_n]: appended in place, the store made anew (the newest
+        # `_keep` samples copied) only when full, so a chunk costs its own length, not the
+        # context's (a copy of 2 MB per chunk before); passes planned keep views of old stores
+        self._keep = int(round((self.context_seconds + 2.0) * AUDIO_RATE))
+        self._store = np.zeros(0, np.float32)
+        self._n = 0
+        self._t0 = 0.0  # stream time of _store[0]
         self.counters = {"audio_gap_samples": 0, "audio_overlap_samples": 0}
         self.pad_to = extractor.n_frames(int(round(self.context_seconds * AUDIO_RATE)))
 
     @property
+    def _buf(self) -> np.ndarray:
+        return self._store[: self._n]
+
+    @property
     def end_time(self) -> float:
         """Stream time just after the newest sample held."""
-        return self._t0 + len(self._buf) / AUDIO_RATE
+        return self._t0 + self._n / AUDIO_RATE
 
     def feed(self, samples: np.ndarray, t_start: float) -> None:
         """Append mono 16 kHz samples starting at stream time `t_start`."""
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if not len(self._buf):
+        if not self._n:
             # Sound that begins between bin edges (a microphone or a browser opening late) is
             # led in with silence from its bin's start, so that bin has its pass like any other.
             start = np.floor(float(t_start) / BIN_SECONDS + 1e-9) * BIN_SECONDS
@@ -339,12 +348,14 @@ class LiveAudio:
             elif gap < 0:
                 self.counters["audio_overlap_samples"] += min(-gap, len(x))
                 x = x[-gap:]
-        self._buf = np.concatenate([self._buf, x])
-        keep = int(round((self.context_seconds + 2.0) * AUDIO_RATE))
-        if len(self._buf) > keep:
-            cut = len(self._buf) - keep
-            self._buf = self._buf[cut:]
-            self._t0 += cut / AUDIO_RATE
+        if self._n + len(x) > len(self._store):  # full: a new store, the newest samples kept
+            tail = self._store[max(0, self._n - self._keep) : self._n]
+            self._t0 += (self._n - len(tail)) / AUDIO_RATE
+            store = np.empty(max(2 * self._keep, len(tail) + len(x)), np.float32)
+            store[: len(tail)] = tail
+            self._store, self._n = store, len(tail)
+        self._store[self._n : self._n + len(x)] = x
+        self._n += len(x)
 
     def extract(self, bins: Sequence[int] | np.ndarray) -> np.ndarray:
         """Features `(n, L, D)` of `bins`, from the trailing context ending at the newest bin's end."""

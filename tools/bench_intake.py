@@ -1,14 +1,17 @@
-"""What preparing a live stream's frames costs the server loop's thread: resized, cropped and sent
-to the model's device on the loop's thread (`LiveVideo.feed` alone, before) against in the frame
-workers (`LiveVideo.prepare` on arrival, `feed` taking the result when the bins close).
+"""What a live stream's media costs the server loop's thread, ours against the way before, side
+by side (no model is loaded):
 
-    python tools/bench_frame_prep.py [--streams 8] [--fps 30] [--seconds 5] [--device cpu]
+- frames: resized, cropped and sent to the model's device on the loop's thread when their bins
+  close (`LiveVideo.feed` alone, before) against by the frame workers as they arrive
+  (`LiveVideo.prepare`, `feed` taking the result): the full-size V-JEPA2 preprocessing
+  (shortest edge 292, centre crop 256), random frames of each size at `--fps`, chunks of a
+  tenth of a second, fed half a second after arrival;
+- sound: each chunk appended to the 32 s trailing context by a copy of the whole context (before)
+  against in place in `LiveAudio`'s store, for 20 ms (a microphone) and 100 ms (a file) chunks.
 
-The full-size V-JEPA2 preprocessing (shortest edge 292, centre crop 256), random frames of each
-size at `--fps` for `--streams` streams, chunks of a tenth of a second as a camera gives them,
-fed half a second after arrival (when their bins close). Prints, per frame size, the loop
-thread's milliseconds per stream-second both ways and the ratio, and how long the workers took
-for each second of all the streams (under 1 s: they keep up). No model is loaded.
+    python tools/bench_intake.py [--streams 8] [--fps 30] [--seconds 5] [--device cpu]
+
+Prints the loop thread's milliseconds per stream-second both ways and the ratio.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tribe_stream import AUDIO_RATE  # noqa: E402
+from tribe_stream.extractors.audio import LiveAudio  # noqa: E402
 from tribe_stream.extractors.video import LiveVideo, VideoPreprocess  # noqa: E402
 
 SIZES = [(240, 320), (480, 640), (720, 1280), (1080, 1920)]
@@ -49,6 +54,25 @@ def loop_seconds(ex, frames: np.ndarray, args, workers: bool) -> float:
             live.feed(f, ts, ready)
             spent += time.perf_counter() - t0
     return spent
+
+
+def sound_seconds(args, chunk_s: float, in_place: bool) -> float:
+    """The loop thread's time appending `args.streams` streams' sound in `chunk_s` chunks."""
+    n = int(round(chunk_s * AUDIO_RATE))
+    x = np.random.default_rng(1).standard_normal(n).astype(np.float32)
+    keep = int(round(32.0 * AUDIO_RATE))
+    lives = [LiveAudio(SimpleNamespace(n_frames=lambda k: k), 30.0) for _ in range(args.streams)]
+    bufs = [np.zeros(0, np.float32) for _ in range(args.streams)]
+    t0 = time.perf_counter()
+    for k in range(int(args.seconds / chunk_s)):
+        for i in range(args.streams):
+            if in_place:
+                lives[i].feed(x, k * chunk_s)
+            else:  # before: the whole context copied, then its oldest part cut
+                bufs[i] = np.concatenate([bufs[i], x])
+                if len(bufs[i]) > keep:
+                    bufs[i] = bufs[i][len(bufs[i]) - keep :]
+    return time.perf_counter() - t0
 
 
 def main() -> int:
@@ -81,6 +105,19 @@ def main() -> int:
         print(
             f"| {w}x{h} | {alone:.1f} | {pooled:.1f} | {alone / max(pooled, 1e-9):.1f}x "
             f"| {wall:.2f} s |"
+        )
+    print()
+    print(
+        "| sound chunks | loop thread, context copied per chunk (ms per stream-second) | appended in place | ratio |"
+    )
+    print("|---|---:|---:|---:|")
+    for chunk_s in (0.02, 0.1):
+        sound_seconds(SimpleNamespace(**{**vars(args), "seconds": 40.0}), chunk_s, True)  # warm
+        long = SimpleNamespace(**{**vars(args), "seconds": max(args.seconds, 40.0)})
+        before = sound_seconds(long, chunk_s, False) / (args.streams * long.seconds) * 1e3
+        ours = sound_seconds(long, chunk_s, True) / (args.streams * long.seconds) * 1e3
+        print(
+            f"| {chunk_s * 1e3:.0f} ms | {before:.2f} | {ours:.2f} | {before / max(ours, 1e-9):.1f}x |"
         )
     return 0
 
