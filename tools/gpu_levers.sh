@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Issue 34's levers against the video queue, measured side by side on one GPU in one call:
+# `tribe-stream bench` at 8 staggered streams, one V-JEPA2 clip a second, FP8 products, run once
+# per variant (the default, --video-batch 1, --video-overlap, both), then one line each.
+#
+#   tools/gpu_levers.sh WORK [more bench options, e.g. --streams 10]
+#
+# WORK: a folder where tools/gpu_check.sh made its clip (clip.mp4, words.tsv) and installed the
+# package (WORK/site). Each run's JSON and output go to WORK/levers/ (and $OUT when set).
+# Environment: PY (default python3), LEVERS (the variants, `|`-separated; default the four
+# above), LEVER_TIMEOUT (seconds a run, default 170), LEVER_BASE (the options every run has;
+# default `--checkpoint random --streams 8 --video-clips 1 --seconds 15 --warmup 4
+# --baseline-seconds 1 --video-fp8`; to try the script on a CPU: `--checkpoint demo --device
+# cpu --streams 2 --seconds 4 --warmup 1 --baseline-seconds 1`).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python3}
+WORK=${1:?give the folder of tools/gpu_check.sh (its clip.mp4 and words.tsv)}
+shift
+[ -f "$WORK/clip.mp4" ] && [ -f "$WORK/words.tsv" ] || {
+  echo "gpu_levers.sh: no clip.mp4 and words.tsv in $WORK: run tools/gpu_check.sh $WORK first" >&2
+  exit 2
+}
+export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$WORK/levers"
+BASE=${LEVER_BASE:---checkpoint random --streams 8 --video-clips 1 --seconds 15 --warmup 4 --baseline-seconds 1 --video-fp8}
+IFS='|' read -r -a variants <<<"${LEVERS:-default|--video-batch 1|--video-overlap|--video-batch 1 --video-overlap}"
+echo "gpu_levers: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null)," \
+  "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
+for v in "${variants[@]}"; do
+  name=$(echo "$v" | tr -c 'a-z0-9' '_' | sed 's/_*$//')
+  extra=()
+  [ "$v" != default ] && read -r -a extra <<<"$v"
+  t0=$(date +%s)
+  # shellcheck disable=SC2086  # LEVER_BASE is a list of options
+  PYTHONUNBUFFERED=1 timeout "${LEVER_TIMEOUT:-170}" "$PY" -m tribe_stream.cli bench $BASE \
+    --clip "$WORK/clip.mp4" --transcript "$WORK/words.tsv" \
+    --out "$WORK/levers/$name.json" "${extra[@]}" "$@" >"$WORK/levers/$name.txt" 2>&1
+  rc=$?
+  line=$(grep -E '^[0-9]+ streams' "$WORK/levers/$name.txt" | tail -n 1 | cut -c1-300)
+  echo "[$v] exit $rc, $(($(date +%s) - t0)) s: ${line:-$(tail -n 2 "$WORK/levers/$name.txt")}"
+  if [ -n "${OUT:-}" ]; then cp "$WORK/levers/$name".* "$OUT"/ 2>/dev/null; fi
+done
