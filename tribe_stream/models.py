@@ -183,8 +183,9 @@ class Models:
     """A checkpoint's brain model, engine, extractor settings and extractors, each loaded once,
     when first used (`extract` needs no brain model, a cached `predict` no extractor).
 
-    `options` are validated first (nothing loads for a bad one); `extractor_dtype`: the extractors' precision (default: half on a GPU);
-    `live`: the engine's default is the live one (`default_engine`)."""
+    `options` are validated first (nothing loads for a bad one); `extractor_dtype`: the
+    extractors' precision (default: half on a GPU); `live`: the engine's default is the live
+    one (`default_engine`)."""
 
     def __init__(
         self,
