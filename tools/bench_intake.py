@@ -82,6 +82,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
+    if args.streams < 1 or args.fps < 1 or not args.seconds > 0:
+        ap.error("--streams and --fps: 1 or more; --seconds: above 0")
     ex = SimpleNamespace(
         prep=VideoPreprocess(),
         device=args.device,
@@ -123,4 +125,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        print("bench_intake.py: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -13,9 +13,22 @@
 # --baseline-seconds 1 --video-fp8`; to try the script on a CPU: `--checkpoint demo --device
 # cpu --streams 2 --seconds 4 --warmup 1 --baseline-seconds 1`).
 set -uo pipefail
+# Ctrl-C or a stop ends the run in progress (the signal passed on) and the script
+child=""
+stop() {
+  [ -n "$child" ] && kill -"$1" "$child" 2>/dev/null && wait "$child"
+  echo "gpu_levers.sh: stopped ($1)" >&2
+  exit "$2"
+}
+trap 'stop INT 130' INT
+trap 'stop TERM 143' TERM
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
-WORK=${1:?give the folder of tools/gpu_check.sh (its clip.mp4 and words.tsv)}
+if [ $# -lt 1 ]; then
+  echo "gpu_levers.sh: give the folder of tools/gpu_check.sh (its clip.mp4 and words.tsv)" >&2
+  exit 2
+fi
+WORK=$1
 shift
 [ -f "$WORK/clip.mp4" ] && [ -f "$WORK/words.tsv" ] || {
   echo "gpu_levers.sh: no clip.mp4 and words.tsv in $WORK: run tools/gpu_check.sh $WORK first" >&2
@@ -35,8 +48,11 @@ for v in "${variants[@]}"; do
   # shellcheck disable=SC2086  # LEVER_BASE is a list of options
   PYTHONUNBUFFERED=1 timeout "${LEVER_TIMEOUT:-170}" "$PY" -m tribe_stream.cli bench $BASE \
     --clip "$WORK/clip.mp4" --transcript "$WORK/words.tsv" \
-    --out "$WORK/levers/$name.json" "${extra[@]}" "$@" >"$WORK/levers/$name.txt" 2>&1
+    --out "$WORK/levers/$name.json" "${extra[@]}" "$@" >"$WORK/levers/$name.txt" 2>&1 &
+  child=$!
+  wait "$child"
   rc=$?
+  child=""
   line=$(grep -E '^[0-9]+ streams' "$WORK/levers/$name.txt" | tail -n 1 | cut -c1-300)
   echo "[$v] exit $rc, $(($(date +%s) - t0)) s: ${line:-$(tail -n 2 "$WORK/levers/$name.txt")}"
   if [ -n "${OUT:-}" ]; then cp "$WORK/levers/$name".* "$OUT"/ 2>/dev/null; fi
