@@ -74,3 +74,31 @@ def test_bench_refuses_a_run_shorter_than_its_warm_up(tmp_path):
                 "--out", str(tmp_path / "b.json"))  # fmt: skip
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "warm-up" in r.stderr
+
+
+def test_every_stream_option_the_bench_is_given_reaches_its_streams():
+    """A hand-made copy once dropped `--video-overlap`: its GPU runs measured the default."""
+    from dataclasses import fields
+
+    from tribe_stream.bench import BenchOptions, stream_options
+    from tribe_stream.options import StreamOptions
+
+    o = BenchOptions(
+        checkpoint="demo", device="cpu", video_overlap=True, video_batch=1, video_clips=1,
+        text_batch="on", lag=2.0, subcortical="random", seconds=9.0,
+    )  # fmt: skip
+    s = stream_options(o.validate())
+    assert s.video_overlap and s.video_batch == 1 and s.video_clips == 1 and s.lag == 2.0
+    for f in fields(StreamOptions):
+        assert getattr(s, f.name) == getattr(o, f.name), f.name
+
+
+def test_staggered_streams_spread_over_the_period_of_their_clips():
+    """Independent sources' phases fall anywhere in the period of their video clips: half a
+    second at the official two clips a second, a second with --video-clips 1 (over half a
+    second, every stream's one clip would come in the same half of each second)."""
+    from tribe_stream.bench import BenchOptions, start_offsets
+
+    assert start_offsets(BenchOptions(), 4) == [0.0, 0.125, 0.25, 0.375]
+    assert start_offsets(BenchOptions(video_clips=1), 4) == [0.0, 0.25, 0.5, 0.75]
+    assert start_offsets(BenchOptions(video_clips=1, aligned=True), 3) == [0.0, 0.0, 0.0]

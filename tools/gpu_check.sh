@@ -18,7 +18,8 @@
 #
 # The wheels (here, before the call; the device's Python is 3.12; then carry .whl):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_28_x86_64 -d .whl av==18.1.0 pyzmq==27.3.0 julius==0.2.8
+#     --platform manylinux_2_28_x86_64 -d .whl av==18.1.0 pyzmq==27.3.0 julius==0.2.8 \
+#     nvidia-cudnn-frontend==1.16.0    (the last: FP8 attention, its tests and --video-fp8-attention)
 # Environment: PY (default python3), GPU_CHECK_BENCH_ARGS (more bench options, e.g.
 # `--subcortical random`), GPU_CHECK_LOG (every step's full output; default
 # WORK/gpu_check.log), GPU_CHECK_COMMIT (shown; default `git rev-parse`). To try the script itself

@@ -26,7 +26,15 @@ import numpy as np
 
 from tribe_stream import AUDIO_RATE, BIN_SECONDS
 from tribe_stream.errors import InputError
-from tribe_stream.options import LiveOptions, ModelOptions, max_streams_option, number, option
+from tribe_stream.options import (
+    LiveOptions,
+    ModelOptions,
+    StreamOptions,
+    from_args,
+    max_streams_option,
+    number,
+    option,
+)
 from tribe_stream.types import Word
 
 WORDS_PER_SECOND = 2.5
@@ -55,7 +63,8 @@ class BenchOptions(ModelOptions, LiveOptions):
     )
     aligned: bool = option(
         False,
-        "stream starts: spread evenly over one 0.5 s bin, as independent sources would "
+        "stream starts: spread evenly over the period of the video clips (0.5 s; 1 s with "
+        "--video-clips 1), as independent sources would "
         "(--stagger, the default), or all at one instant, the worst case (--aligned)",
         flags={"--stagger": False, "--aligned": True},
     )
@@ -159,28 +168,40 @@ def _release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
+def clip_period(o: BenchOptions) -> float:
+    """Seconds between a stream's V-JEPA2 clips: a bin, or a second with `--video-clips 1`."""
+    return 2 * BIN_SECONDS / o.video_clips
+
+
+def start_offsets(o: BenchOptions, n: int) -> list[float]:
+    """When each of `n` streams starts after the first: at once (`--aligned`), or spread evenly
+    over the period of the clips, where independent sources' phases fall. (Over one bin at one
+    clip a second, every stream's clip would come in the same half of each second: a burst.)"""
+    return [0.0 if o.aligned else i * clip_period(o) / n for i in range(n)]
+
+
+def stream_options(o: BenchOptions) -> StreamOptions:
+    """The streams' options: every model and live option the bench was given (a hand-made
+    list once left `--video-overlap` out, so its runs measured the default)."""
+    return from_args(StreamOptions, o)
+
+
 def run_streams(
     models: Built, clip: Path, n: int, o: BenchOptions, words: list[Word]
 ) -> dict[str, Any]:
     """`n` copies of `clip` in real time through one public `Stream` for `o.seconds`; the
-    figures. Each stream starts at its own time (all at once, or spread evenly over one bin) on
+    figures. Each stream starts at its own time (all at once, or `start_offsets`) on
     its own clock; one subscriber hears them all. Seconds predicted after a stream's sources
     ended (the end-of-input flush) are reported apart (`after_end_ms`): a camera never ends."""
     from tribe_stream.client import Subscriber
-    from tribe_stream.options import StreamOptions
     from tribe_stream.stream.latency import END_TO_END, percentiles, stage_delays
     from tribe_stream.stream.producer import Media, Stream
 
-    starts = [0.0 if o.aligned else i * BIN_SECONDS / n for i in range(n)]
+    starts = start_offsets(o, n)
     feed = words if words and models.extractors.text is not None else None
     medias = [Media(file=str(clip), stream_id=f"bench-{i}", start_s=s, words=feed)
               for i, s in enumerate(starts)]  # fmt: skip
-    options = StreamOptions(
-        checkpoint=o.checkpoint, engine=o.engine, device=o.device, dtype=o.dtype,
-        video_fp8=o.video_fp8, lag=o.lag, text=o.text, seconds=o.seconds,
-        subcortical=o.subcortical,  # a second head: one more brain-model call a window
-        text_batch=o.text_batch, video_clips=o.video_clips,
-    )  # fmt: skip
+    options = stream_options(o)
     stream = Stream(medias, options).use_models(models.models, models.extractors)
     stream.publish("tcp://127.0.0.1:*")  # any free port
     got: list[tuple[dict, float]] = []
@@ -410,7 +431,8 @@ def run_bench(o: BenchOptions, say=print) -> dict:
         "starts": (
             "aligned: every stream starts at one instant (its bins close with the others')"
             if o.aligned
-            else "staggered: stream i of N starts i/N of a 0.5 s bin after the first"
+            else f"staggered: stream i of N starts i/N of {clip_period(o):g} s (the period of "
+            "its video clips) after the first"
         ),
     }
 

@@ -121,8 +121,9 @@ def add_options(
         parser.add_argument(flag, **kwargs)
 
 
-def from_args(cls: type, args: argparse.Namespace, **values: Any) -> Any:
-    """`cls` from the parsed arguments of its fields (the others keep their defaults)."""
+def from_args(cls: type, args: Any, **values: Any) -> Any:
+    """`cls` from the parsed arguments of its fields, or from another options object holding
+    them (the others keep their defaults)."""
     for f in fields(cls):
         if f.name not in values and hasattr(args, f.name) and f.init:
             values[f.name] = getattr(args, f.name)
