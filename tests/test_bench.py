@@ -30,6 +30,7 @@ def test_bench_runs_end_to_end_on_the_cpu(tmp_path):
     # independent sources by default: the second stream starts half a bin after the first
     assert two["starts"] == "staggered" and two["start_offsets_s"] == [0.0, 0.25]
     assert report["starts"].startswith("staggered") and "2 streams (staggered starts)" in r.stdout
+    assert ", 0 collected a turn later" in r.stdout  # the V-JEPA2 forwards, none overlapped
     assert two["compiles_after_warmup"] == 0  # nothing compiles on the CPU
     # a second is live or after its source ended (a CPU this slow may reach the clip's end), never both
     assert two["received"] + len(two["after_end_ms"]) <= two["predictions"]

@@ -74,6 +74,8 @@ def test_forwards_collected_turns_later_give_every_stream_its_own_predictions(
     server, made = _serve(clip, models, 3, overlap=True)
     assert seen.count(False) >= 3  # turns went on while a forward was in flight
     assert not server.video_in_flight  # every forward collected by the end
+    assert server.counters["video_collected_later"] >= 1  # what a GPU run reports to show it
+    assert _serve(clip, models, 1, overlap=False)[0].counters["video_collected_later"] == 0
     ours, theirs = _by_stream(made), _by_stream(ref)
     assert sorted(ours) == ["s0", "s1", "s2"]
     for sid in theirs:

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Issue 34's levers against the video queue, measured side by side on one GPU in one call:
 # `tribe-stream bench` at 8 staggered streams, one V-JEPA2 clip a second, FP8 products, run once
-# per variant (the default, --video-batch 1, --video-overlap, both), then one line each.
+# per variant (default: FP8 attention, FP8 attention with --video-overlap, the default), then one
+# line each. FP8 attention needs the cuDNN frontend's wheel in .whl/ (tools/gpu_check.sh says how).
 #
 #   tools/gpu_levers.sh WORK [more bench options, e.g. --streams 10]
 #
 # WORK: a folder where tools/gpu_check.sh made its clip (clip.mp4, words.tsv) and installed the
 # package (WORK/site). Each run's JSON and output go to WORK/levers/ (and $OUT when set).
-# Environment: PY (default python3), LEVERS (the variants, `|`-separated; default the four
-# above), LEVER_TIMEOUT (seconds a run, default 170), LEVER_BASE (the options every run has;
-# default `--checkpoint random --streams 8 --video-clips 1 --seconds 15 --warmup 4
+# Environment: PY (default python3), LEVERS (the variants, `|`-separated; default the three
+# above; session 15 measured --video-batch 1 and 2 too), LEVER_TIMEOUT (seconds a run, default
+# 170), LEVER_BASE (the options every run has; default `--checkpoint random --streams 8
+# --video-clips 1 --seconds 25 --warmup 4
 # --baseline-seconds 1 --video-fp8`; to try the script on a CPU: `--checkpoint demo --device
 # cpu --streams 2 --seconds 4 --warmup 1 --baseline-seconds 1`).
 set -uo pipefail
@@ -36,8 +38,8 @@ shift
 }
 export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$WORK/levers"
-BASE=${LEVER_BASE:---checkpoint random --streams 8 --video-clips 1 --seconds 15 --warmup 4 --baseline-seconds 1 --video-fp8}
-IFS='|' read -r -a variants <<<"${LEVERS:-default|--video-batch 1|--video-overlap|--video-batch 1 --video-overlap}"
+BASE=${LEVER_BASE:---checkpoint random --streams 8 --video-clips 1 --seconds 25 --warmup 4 --baseline-seconds 1 --video-fp8}
+IFS='|' read -r -a variants <<<"${LEVERS:---video-fp8-attention|--video-fp8-attention --video-overlap|default}"
 echo "gpu_levers: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null)," \
   "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
 for v in "${variants[@]}"; do
@@ -53,7 +55,7 @@ for v in "${variants[@]}"; do
   wait "$child"
   rc=$?
   child=""
-  line=$(grep -E '^[0-9]+ streams' "$WORK/levers/$name.txt" | tail -n 1 | cut -c1-300)
+  line=$(grep -E '^[0-9]+ streams' "$WORK/levers/$name.txt" | tail -n 1 | cut -c1-520)
   echo "[$v] exit $rc, $(($(date +%s) - t0)) s: ${line:-$(tail -n 2 "$WORK/levers/$name.txt")}"
   if [ -n "${OUT:-}" ]; then cp "$WORK/levers/$name".* "$OUT"/ 2>/dev/null; fi
 done

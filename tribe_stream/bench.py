@@ -508,9 +508,19 @@ def _line(label: str, r: dict) -> str:
         f"{label} ({r['starts']} starts): end to end ms {stats}{end}; dropped after warm-up "
         f"{r['dropped_after_warmup']:g}; seq contiguous {r['seq_contiguous']}; compiled/captured "
         f"after warm-up {r['compiles_after_warmup']}/{r['captures_after_warmup']}; compute "
-        f"{r['compute_s_per_stream_second']:.3f} s per stream-second ({stages}); GPU peak "
+        f"{r['compute_s_per_stream_second']:.3f} s per stream-second ({stages}){_forwards(r)}; GPU peak "
         f"{r['gpu_gib']['peak']:.1f} GiB; {'real time' if r['real_time'] else 'NOT real time'}"
     )
+
+
+def _forwards(r: dict) -> str:
+    """V-JEPA2 clips and forwards, and how many forwards a later turn collected (shows that
+    `--video-overlap` overlapped: on a CPU none is)."""
+    c = r.get("server", {})
+    if not c.get("video_forwards"):
+        return ""
+    later = c.get("video_collected_later", 0)
+    return f"; video {c['video_clips']} clips in {c['video_forwards']} forwards, {later} collected a turn later"
 
 
 def _device_name(device: str) -> str:

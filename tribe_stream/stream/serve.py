@@ -161,6 +161,8 @@ class Server:
             "turns": 0,
             "video_forwards": 0,
             "video_clips": 0,
+            # forwards collected in a later turn than the one that queued them (`video_overlap`)
+            "video_collected_later": 0,
             "audio_calls": 0,
             "audio_passes": 0,
             "engine_calls": 0,
@@ -194,7 +196,7 @@ class Server:
         (`extractors.video.launch_clips`; on a GPU the forward runs on a stream of its own).
         One forward in flight per video model. Off a GPU a forward is done when it returns, so
         there it changes nothing. Off by default until a GPU has measured it."""
-        self._in_flight: dict[int, tuple[object, list[tuple[Pipeline, int]]]] = {}
+        self._in_flight: dict[int, tuple[object, list[tuple[Pipeline, int]], int]] = {}
         self.trim_every_s: float | None = 60.0
         """How often the loop hands the C heap's free pages back (`trim_heap`); None: never."""
         self._rr = 0  # round-robin offset for ties
@@ -366,7 +368,8 @@ class Server:
             pending = launch_clips(extractor, sets, own_stream=not wait)
             self.counters["video_clips"] += n
             self.counters["video_forwards"] += -(-n // max(1, extractor.max_batch))
-            self._in_flight[id(extractor)] = (pending, [(p, len(cs)) for p, cs in taken.values()])
+            shares = [(p, len(cs)) for p, cs in taken.values()]
+            self._in_flight[id(extractor)] = (pending, shares, self.counters["turns"])
             ran = True
         self._rr += 1
         return self._collect_video(wait) or ran
@@ -374,9 +377,10 @@ class Server:
     def _collect_video(self, wait: bool) -> bool:
         """Each stream's features from the forwards in flight that are done (all when `wait`),
         in its jobs' order; True if any was collected."""
-        done = [k for k, (pending, _) in self._in_flight.items() if wait or pending.ready()]
+        done = [k for k, (pending, *_) in self._in_flight.items() if wait or pending.ready()]
         for key in done:
-            pending, shares = self._in_flight.pop(key)
+            pending, shares, turn = self._in_flight.pop(key)
+            self.counters["video_collected_later"] += turn < self.counters["turns"]
             results, i = pending.result(), 0
             for p, k in shares:
                 p.apply_video(results[i : i + k])
