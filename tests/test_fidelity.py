@@ -259,3 +259,22 @@ def test_bad_media_is_one_line(tmp_path):
         r = run_cli("fidelity", str(media), "--out", str(tmp_path / "o"), "--overwrite")
         assert r.returncode == 2 and message in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_every_live_option_given_reaches_the_live_runs():
+    """`fidelity --video-clips 1` measures what one clip a second costs against the offline
+    answer: the live runs must get it (a hand-made list once dropped it, and --text-batch and
+    --video-overlap), each at its own lag."""
+    from dataclasses import fields
+
+    from tribe_stream.options import StreamOptions
+
+    o = FidelityOptions(
+        checkpoint="demo", device="cpu", video_clips=1, text_batch="on", video_overlap=True,
+        lags=(0.0, 3.0), text=False, video_fp8="off",
+    )  # fmt: skip
+    s = o.stream_options(3.0)
+    assert (s.video_clips, s.text_batch, s.video_overlap, s.lag) == (1, "on", True, 3.0)
+    assert s.realtime is False  # fidelity replays as fast as possible unless --realtime
+    for f in fields(StreamOptions):
+        assert f.name == "lag" or getattr(s, f.name) == getattr(o, f.name), f.name

@@ -36,6 +36,7 @@ from tribe_stream.options import (
     PredictOptions,
     StreamOptions,
     check_lag,
+    from_args,
     number,
     option,
 )
@@ -123,11 +124,9 @@ class FidelityOptions(ModelOptions, LiveOptions, FeatureOptions):
         return self.lags[0] if self.map_lag is None else self.map_lag
 
     def stream_options(self, lag: float) -> StreamOptions:
-        return StreamOptions(
-            checkpoint=self.checkpoint, lag=lag, engine=self.engine, device=self.device,
-            dtype=self.dtype, text=self.text, audio_context=self.audio_context,
-            realtime=self.realtime, video_fp8=self.video_fp8,
-        )  # fmt: skip
+        """The live runs' options: every model and live option given (a hand-made list once
+        dropped `--video-clips`, `--text-batch` and `--video-overlap`), at `lag`."""
+        return from_args(StreamOptions, self, lag=lag)
 
     def predict_options(self, cache: str | None = None) -> PredictOptions:
         return PredictOptions(
