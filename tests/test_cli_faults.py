@@ -309,11 +309,19 @@ def test_missing_inputs_devices_and_extras_are_one_line_before_models_load(
 
 
 def test_a_missing_microphone_is_one_line_before_torch_loads():
-    pytest.importorskip("sounddevice", reason="PortAudio and sounddevice are needed")
+    """Where PortAudio is missing (a fresh machine), that line instead, as early."""
+    from tribe_stream.errors import SourceError
+    from tribe_stream.sources.microphone import import_sounddevice
+
+    try:
+        import_sounddevice()
+        expected = "no input device 'no-such-microphone-here'"
+    except SourceError:
+        expected = "the PortAudio library is missing"
     code, out, imported = run_cli_imports(
         "run", "--checkpoint", "demo", "--mic", "no-such-microphone-here"
     )
-    assert code == 2 and "no input device 'no-such-microphone-here'" in out, out
+    assert code == 2 and expected in out, out
     assert len(out.strip().splitlines()) == 1, out
     assert "torch" not in imported
 
