@@ -110,7 +110,7 @@ def test_stop_from_another_thread_ends_the_stream(clip):
 def test_clips_per_forward_is_a_live_option_and_changes_no_prediction(clip, reference):
     """`video_batch` (`--video-batch`) live: one clip a V-JEPA2 forward (a server's shortest
     turns), the same predictions; by default the CPU's two a forward."""
-    counters = {}
+    counters, limits = {}, {}
     for batch in (1, None):
         stream = Stream.from_file(
             clip, checkpoint="demo", realtime=False, text=False, video_batch=batch
@@ -118,8 +118,12 @@ def test_clips_per_forward_is_a_live_option_and_changes_no_prediction(clip, refe
         values = np.stack([p.values for p in stream])
         np.testing.assert_allclose(values, reference, atol=1e-5)
         counters[batch] = dict(stream.server.counters)
+        limits[batch] = stream.pipelines[0].ex.video.max_batch
+    assert limits == {1: 1, None: 2}
     assert counters[1]["video_forwards"] == counters[1]["video_clips"] > 2
-    assert counters[None]["video_forwards"] < counters[None]["video_clips"]
+    # how many clips a turn finds depends on how fast the file decodes (one at a time on a
+    # loaded machine), so only the bound is checked
+    assert counters[None]["video_forwards"] <= counters[None]["video_clips"]
 
 
 @pytest.mark.parametrize(
