@@ -31,6 +31,8 @@ def test_bench_runs_end_to_end_on_the_cpu(tmp_path):
     assert two["starts"] == "staggered" and two["start_offsets_s"] == [0.0, 0.25]
     assert report["starts"].startswith("staggered") and "2 streams (staggered starts)" in r.stdout
     assert ", 0 collected a turn later" in r.stdout  # the V-JEPA2 forwards, none overlapped
+    # how many seconds the percentiles are over (a short run's p99 is its worst second or two)
+    assert f"end to end ms over {two['received']} seconds p50" in r.stdout
     assert two["compiles_after_warmup"] == 0  # nothing compiles on the CPU
     # a second is live or after its source ended (a CPU this slow may reach the clip's end), never both
     assert two["received"] + len(two["after_end_ms"]) <= two["predictions"]

@@ -505,7 +505,8 @@ def _line(label: str, r: dict) -> str:
         f"{k} {v:.0f}" for k, v in by_stage.items() if v
     )
     return (
-        f"{label} ({r['starts']} starts): end to end ms {stats}{end}; dropped after warm-up "
+        f"{label} ({r['starts']} starts): end to end ms over {r['received']} seconds {stats}"
+        f"{end}; dropped after warm-up "
         f"{r['dropped_after_warmup']:g}; seq contiguous {r['seq_contiguous']}; compiled/captured "
         f"after warm-up {r['compiles_after_warmup']}/{r['captures_after_warmup']}; compute "
         f"{r['compute_s_per_stream_second']:.3f} s per stream-second ({stages}){_forwards(r)}; GPU peak "
