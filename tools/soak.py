@@ -4,6 +4,8 @@ memory over time.
     python tools/soak.py serve --minutes 30 [--checkpoint demo] [--min-streams 2]
         [--max-streams 4] [--seed 0] [--clip FILE] [--out soak.json] [--arena-max N]
         [--mmap-threshold-kb KB] [--tracemalloc MIN1,MIN2] [--slope-from 4]
+        [serve's --engine, --dtype, --video-fp8[-attention], --video-batch N, --video-overlap,
+        --video-clips 1, --lag S]
     python tools/soak.py watch [--every 60] -- tribe-stream run --file clip.mp4 --seconds 1200
 
 `serve`: one `Server` (the public `Stream` with `Stream.add`/`Stream.end`) running for
@@ -143,7 +145,7 @@ def serve(args) -> int:
 
     from tribe_stream import Stream
     from tribe_stream.extractors.asr import asr_available
-    from tribe_stream.options import StreamOptions
+    from tribe_stream.options import StreamOptions, from_args
     from tribe_stream.sources.clip import make_clip
     from tribe_stream.stream.latency import quantiles
     from tribe_stream.stream.producer import Media
@@ -167,10 +169,8 @@ def serve(args) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         url = f"tcp://127.0.0.1:{s.getsockname()[1]}"
-    options = StreamOptions(
-        checkpoint=args.checkpoint, text=not args.no_text, device=args.device,
-        text_batch=args.text_batch,
-    )  # fmt: skip
+    # the product's own model and live options (--video-fp8, --video-clips 1, ...) as given
+    options = from_args(StreamOptions, args, text=not args.no_text)
     # serving caps glibc's arenas (`heap.limit_arenas`): before the models load, whose threads
     # would otherwise have made their arenas already (a lent H100 counted 132 heap-like maps; CUDA may
     # make some of them)
@@ -180,8 +180,7 @@ def serve(args) -> int:
         # times, so the text model still runs in every stream
         from tribe_stream import bench
 
-        o = bench.BenchOptions(checkpoint=args.checkpoint, seconds=args.clip_seconds,
-                               **({"device": args.device} if args.device else {})).validate()  # fmt: skip
+        o = from_args(bench.BenchOptions, options, seconds=args.clip_seconds).validate()
         built = bench.build_models(o)
         built.extractors.asr = None
         words, how = bench.bench_words(o, args.clip_seconds, False)
@@ -297,6 +296,19 @@ def slopes(rows: list[dict], start: int) -> dict[str, float]:
     return {k: float(np.polyfit(t, [r[k] for r in rows], 1)[0]) for k in keys}
 
 
+# the options of `tribe-stream serve` a soak takes as they are (the models' precision, the video
+# levers), beside its own --checkpoint, --device, --no-text and --text-batch
+LIVE_OPTIONS = (
+    "engine",
+    "dtype",
+    "video_fp8",
+    "video_batch",
+    "video_overlap",
+    "video_clips",
+    "lag",
+)
+
+
 def table(rows: list[dict]) -> str:
     cols = [("minute", "min"), ("streams", "streams"), ("started", "started"),
             ("ended", "ended"), ("busy", "busy"), ("rss_mb", "RSS MB"), ("gpu_mb", "GPU MB"),
@@ -348,6 +360,9 @@ def main() -> int:
     v.add_argument("--mmap-threshold-kb", type=int, help="fix glibc's mmap threshold (KB)")
     v.add_argument("--slope-from", type=int, default=4, help="first minute of the fitted slopes")
     v.add_argument("--out", help="the rows as JSON")
+    from tribe_stream.options import StreamOptions, add_options
+
+    add_options(v, StreamOptions, only=LIVE_OPTIONS)
     args = ap.parse_args()
     from tribe_stream.errors import TribeStreamError
 
