@@ -308,6 +308,38 @@ def test_missing_inputs_devices_and_extras_are_one_line_before_models_load(
     assert unloaded not in imported, f"{unloaded} was imported before the one-line answer"
 
 
+def test_one_unreadable_file_to_predict_is_one_line_before_torch_loads(tmp_path):
+    """Before: `predict` loaded every model (seconds), then printed a table of one failed file
+    (exit 1); one file given alone is probed first. In a batch, it still fails alone."""
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"garbage")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    for media in (bad, empty):
+        code, out, imported = run_cli_imports(
+            "predict", str(media), "--checkpoint", "demo", "--out", str(tmp_path / "x.npy")
+        )
+        assert code == 2 and f"cannot read '{media}'" in out and "Traceback" not in out, out
+        assert len(out.strip().splitlines()) == 1, out
+        assert "torch" not in imported
+
+
+def test_roi_says_a_missing_prediction_file_before_looking_for_the_atlas(tmp_path):
+    """Before: `roi nothere.npy --atlas destrieux` went to fetch the atlas first (offline: a line
+    about the download, not about the file)."""
+    r = run_cli(
+        "roi", str(tmp_path / "nothere.npy"), "--atlas", "destrieux",
+        env={"TRIBE_STREAM_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert r.returncode == 2 and "nothere.npy does not exist" in r.stderr, r.stderr
+    assert "atlas" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_bench_refuses_a_search_that_starts_above_its_end():
+    r = run_cli("bench", "--checkpoint", "demo", "--max-streams", "2", "--start-streams", "5")
+    assert r.returncode == 2 and "--start-streams 5 is above --max-streams 2" in r.stderr, r.stderr
+
+
 def test_a_missing_microphone_is_one_line_before_torch_loads():
     """Where PortAudio is missing (a fresh machine), that line instead, as early."""
     from tribe_stream.errors import SourceError

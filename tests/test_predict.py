@@ -91,7 +91,9 @@ def test_sound_decoded_beside_the_video_changes_nothing(clip, predictor, monkeyp
     np.testing.assert_array_equal(got.features["audio"], ex["audio"].extract_sound(sound, n))
     real = probe(clip)
     monkeypatch.setattr(
-        offline, "probe", lambda path: dataclasses.replace(real, duration=real.duration - 2.0)
+        offline,
+        "probe_stimulus",
+        lambda path: dataclasses.replace(real, duration=real.duration - 2.0),
     )
     short = offline.extract_media(clip, ex)
     want = n_bins_for(max(real.duration - 2.0, sound.duration))

@@ -82,6 +82,9 @@ class BenchOptions(ModelOptions, LiveOptions):
         if self.max_streams is not None and self.streams > 1:
             why = "--max-streams searches for the number of streams: leave out --streams"
             raise InputError(why)
+        if self.max_streams is not None and self.start_streams > self.max_streams:
+            why = f"--start-streams {self.start_streams} is above --max-streams {self.max_streams}"
+            raise InputError(f"{why}: the search starts at or below the most it tries")
         if self.seconds <= self.warmup_s + 1:
             why = f"--seconds {self.seconds:g} leaves nothing after the {self.warmup_s:g} s warm-up"
             raise InputError(why)

@@ -104,6 +104,15 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         )
 
 
+def probe_stimulus(path: str | os.PathLike) -> MediaInfo:
+    """`probe` a stimulus: a file FFmpeg cannot open, or one with neither sound nor picture, is
+    one line (`InputError`), said before any model loads."""
+    info = probe(path)
+    if not (info.has_audio or info.has_video):
+        raise SourceError(f"{path} holds neither audio nor video (a subtitles or data file?)")
+    return info
+
+
 @dataclass
 class DecodeCounters:
     """What decoding skipped: packets that failed, frames refused, samples made silent."""

@@ -152,6 +152,10 @@ def run(args) -> int:
 
         raise InputError("--workers spreads files over Ray workers: add --ray (docs/CLUSTER.md)")
     pairs, finished = plan(args)  # every input and output checked before torch or any model
+    if len(pairs) + len(finished) == 1 and pairs and pairs[0][0].suffix.lower() != ".txt":
+        from tribe_stream.media import probe_stimulus
+
+        probe_stimulus(pairs[0][0])  # one file: one that cannot be read said before models load
     options = from_args(PredictOptions, args).validate()
     console = Console(stderr=True)
 

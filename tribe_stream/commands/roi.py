@@ -62,12 +62,10 @@ def _structures(options: AtlasOptions):
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
 
     from rich.console import Console
     from rich.table import Table
 
-    from tribe_stream.errors import InputError
     from tribe_stream.offline_outputs import read_prediction_file
     from tribe_stream.outputs import check_output
     from tribe_stream.volume_outputs import volume_suffix
@@ -77,13 +75,12 @@ def run(args: argparse.Namespace) -> int:
     if top_out is not None:
         check_output(top_out, (".csv",))
     options = from_args(AtlasOptions, args)
+    # the file first: a missing or damaged one is said before an atlas is fetched or read
+    values, seconds, _ = read_prediction_file(args.pred)
     if volume_suffix(args.pred) in (".nii.gz", ".nii"):
-        if not os.path.isfile(args.pred):  # said before where the atlas is
-            raise InputError(f"{args.pred} does not exist")
         atlas = _structures(options)  # the subcortical model's voxels: Harvard-Oxford structures
     else:
         atlas = options.load()
-    values, seconds, _ = read_prediction_file(args.pred)
     means = atlas.means(values)
     console = Console(stderr=True)
     for note in atlas.notes:

@@ -17,7 +17,13 @@ import numpy as np
 from tribe_stream import BIN_SECONDS
 from tribe_stream.errors import InputError
 from tribe_stream.extractors.timing import n_bins_for
-from tribe_stream.media import DecodeCounters, NothingDecoded, media_duration, probe, read_sound
+from tribe_stream.media import (
+    DecodeCounters,
+    NothingDecoded,
+    media_duration,
+    probe_stimulus,
+    read_sound,
+)
 from tribe_stream.transcripts import read_transcript as read_words  # noqa: F401  (re-exported)
 from tribe_stream.transcripts import warn_words_past_end
 from tribe_stream.transcripts import write_transcript as write_words  # noqa: F401
@@ -78,9 +84,7 @@ def extract_media(
     Packets that fail to decode are skipped and counted (`FileFeatures.decoding`); a file with
     no audio or video stream, or shorter than one 0.5 s bin, is an `InputError`.
     """
-    info = probe(path)
-    if not (info.has_audio or info.has_video):
-        raise InputError(f"{path} holds neither audio nor video (a subtitles or data file?)")
+    info = probe_stimulus(path)
     counters = DecodeCounters()
 
     def stage(name: str, done: int = 0, of: int = 1) -> None:
