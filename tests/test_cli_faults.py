@@ -517,3 +517,15 @@ def test_predict_says_at_once_that_ctrl_c_finishes_the_file_in_progress(tmp_path
     assert "Traceback" not in output
     assert np.load(out / "a.npy").shape == (60, N_VERTICES)
     assert not (out / "c.npy").exists()
+
+
+def test_an_unknown_option_names_the_commands_own_help():
+    """Before: `tribe-stream demo --fats` pointed at `tribe-stream --help` (the top parser's
+    answer), which does not list demo's options."""
+    code, out, imported = run_cli_imports("demo", "--seconds", "2", "--fats")
+    assert code == 2 and out.strip() == (
+        "tribe-stream demo: error: unrecognized arguments: --fats (see `tribe-stream demo --help`)"
+    ), out
+    assert "torch" not in imported
+    code, out, _ = run_cli_imports("--bogus")
+    assert code == 2 and "(see `tribe-stream --help`)" in out, out
