@@ -322,6 +322,9 @@ def test_one_unreadable_file_to_predict_is_one_line_before_torch_loads(tmp_path)
         assert code == 2 and f"cannot read '{media}'" in out and "Traceback" not in out, out
         assert len(out.strip().splitlines()) == 1, out
         assert "torch" not in imported
+    (tmp_path / "p.npy").write_bytes(b"\x93NUMPY")
+    code, out, _ = run_cli_imports("predict", str(tmp_path / "p.npy"), "--out", "x.npy")
+    assert code == 2 and "unknown kind of file '.npy'" in out, out
 
 
 def test_roi_says_a_missing_prediction_file_before_looking_for_the_atlas(tmp_path):

@@ -152,10 +152,12 @@ def run(args) -> int:
 
         raise InputError("--workers spreads files over Ray workers: add --ray (docs/CLUSTER.md)")
     pairs, finished = plan(args)  # every input and output checked before torch or any model
-    if len(pairs) + len(finished) == 1 and pairs and pairs[0][0].suffix.lower() != ".txt":
+    if len(pairs) + len(finished) == 1 and pairs:  # one file: unreadable, said before models
+        from tribe_stream.manifest import media_kind
         from tribe_stream.media import probe_stimulus
 
-        probe_stimulus(pairs[0][0])  # one file: one that cannot be read said before models load
+        if media_kind(pairs[0][0]) != "text":
+            probe_stimulus(pairs[0][0])
     options = from_args(PredictOptions, args).validate()
     console = Console(stderr=True)
 
