@@ -104,4 +104,18 @@ def test_staggered_streams_spread_over_the_period_of_their_clips():
 
     assert start_offsets(BenchOptions(), 4) == [0.0, 0.125, 0.25, 0.375]
     assert start_offsets(BenchOptions(video_clips=1), 4) == [0.0, 0.25, 0.5, 0.75]
-    assert start_offsets(BenchOptions(video_clips=1, aligned=True), 3) == [0.0, 0.0, 0.0]
+    assert start_offsets(BenchOptions(video_clips=1, starts="aligned"), 3) == [0.0, 0.0, 0.0]
+
+
+def test_random_starts_fall_in_the_period_and_repeat_for_a_seed():
+    """--random-starts: visitors who come when they like, neither spread evenly nor at once;
+    the same offsets for the same seed and number of streams, others for another seed."""
+    from tribe_stream.bench import BenchOptions, start_offsets
+
+    o = BenchOptions(video_clips=1, starts="random", starts_seed=3)
+    got = start_offsets(o, 8)
+    assert got[0] == 0.0 and got == sorted(got) and all(0.0 <= s < 1.0 for s in got)
+    assert got == start_offsets(o, 8) and len(set(got)) == 8
+    assert got != start_offsets(BenchOptions(video_clips=1), 8)
+    assert got != start_offsets(BenchOptions(video_clips=1, starts="random", starts_seed=4), 8)
+    assert max(start_offsets(BenchOptions(starts="random"), 8)) < 0.5  # two clips a second

@@ -61,13 +61,15 @@ class BenchOptions(ModelOptions, LiveOptions):
     transcript: str | None = option(
         None, "words with times (.tsv ours or official, .srt, .vtt) fed at their times"
     )
-    aligned: bool = option(
-        False,
+    starts: str = option(
+        "staggered",
         "stream starts: spread evenly over the period of the video clips (0.5 s; 1 s with "
-        "--video-clips 1), as independent sources would "
-        "(--stagger, the default), or all at one instant, the worst case (--aligned)",
-        flags={"--stagger": False, "--aligned": True},
+        "--video-clips 1), as independent sources would (--stagger, the default); all at one "
+        "instant, the worst case (--aligned); or at random instants in that period, seeded by "
+        "--starts-seed, as visitors who come when they like (--random-starts)",
+        flags={"--stagger": "staggered", "--aligned": "aligned", "--random-starts": "random"},
     )
+    starts_seed: int = option(0, "the seed of --random-starts", type=number(int, minimum=0))
     out: str | None = option(None, "the report (default: bench.json; a picture beside it)")
     plot: str | None = option(None, "PNG of the latency distributions (default: OUT.png)")
 
@@ -82,6 +84,8 @@ class BenchOptions(ModelOptions, LiveOptions):
         if self.max_streams is not None and self.streams > 1:
             why = "--max-streams searches for the number of streams: leave out --streams"
             raise InputError(why)
+        if self.starts not in ("staggered", "aligned", "random"):
+            raise InputError(f"starts {self.starts!r}: give staggered, aligned or random")
         if self.max_streams is not None and self.start_streams > self.max_streams:
             why = f"--start-streams {self.start_streams} is above --max-streams {self.max_streams}"
             raise InputError(f"{why}: the search starts at or below the most it tries")
@@ -177,10 +181,14 @@ def clip_period(o: BenchOptions) -> float:
 
 
 def start_offsets(o: BenchOptions, n: int) -> list[float]:
-    """When each of `n` streams starts after the first: at once (`--aligned`), or spread evenly
-    over the period of the clips, where independent sources' phases fall. (Over one bin at one
-    clip a second, every stream's clip would come in the same half of each second: a burst.)"""
-    return [0.0 if o.aligned else i * clip_period(o) / n for i in range(n)]
+    """When each of `n` streams starts after the first: at once (`--aligned`), spread evenly
+    over the period of the clips, where independent sources' phases fall, or at random in it
+    (`--random-starts`: seeded, the same for a seed and `n`). (Over one bin at one clip a
+    second, every stream's clip would come in the same half of each second: a burst.)"""
+    if o.starts == "random":  # the first at 0, the others uniform in the period
+        rng = np.random.default_rng([o.starts_seed, n])
+        return [0.0, *sorted(rng.uniform(0.0, clip_period(o), n - 1).tolist())][:n]
+    return [0.0 if o.starts == "aligned" else i * clip_period(o) / n for i in range(n)]
 
 
 def stream_options(o: BenchOptions) -> StreamOptions:
@@ -256,7 +264,7 @@ def run_streams(
     c = server.counters
     return {
         "streams": n,
-        "starts": "aligned" if o.aligned else "staggered",
+        "starts": o.starts,
         "start_offsets_s": [round(s, 4) for s in starts],
         "predictions": made,
         "received": len(rows),
@@ -431,12 +439,14 @@ def run_bench(o: BenchOptions, say=print) -> dict:
         "build_s": round(models.build_s, 1),
         "text": how,
         "device": _device_name(models.device),
-        "starts": (
-            "aligned: every stream starts at one instant (its bins close with the others')"
-            if o.aligned
-            else f"staggered: stream i of N starts i/N of {clip_period(o):g} s (the period of "
-            "its video clips) after the first"
-        ),
+        "starts": {
+            "aligned": "aligned: every stream starts at one instant (its bins close with the "
+            "others')",
+            "staggered": f"staggered: stream i of N starts i/N of {clip_period(o):g} s (the "
+            "period of its video clips) after the first",
+            "random": f"random: each stream after the first at a random instant of "
+            f"{clip_period(o):g} s (the period of its video clips), seed {o.starts_seed}",
+        }[o.starts],
     }
 
     def run(n: int, label: str) -> dict:
@@ -554,7 +564,7 @@ def _plot(report: dict, path: Path) -> None:
     ax.axvline(report["options"]["p99_ms"], color="grey", ls="--", lw=0.8)
     ax.set(xscale="log", xlabel="latency after each second's data ends (ms)")
     ax.set_ylabel("fraction of seconds")
-    starts = "aligned starts" if report["options"]["aligned"] else "staggered starts"
+    starts = f"{report['options'].get('starts', 'staggered')} starts"
     ax.set_title(f"{report['device']}; {starts}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
