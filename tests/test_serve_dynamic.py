@@ -8,6 +8,7 @@ import gc
 import socket
 import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -93,8 +94,10 @@ def test_twenty_streams_one_after_another_give_everything_back(clip, serving):
     gc.collect()
     rss, names, (n_fds, n_socks) = rss_mb(), threads(), open_fds()
     assert rss - first[0] < 50, f"host memory grew {rss - first[0]:.0f} MB over 19 streams"
-    assert names == first[1]  # every source and recogniser thread joined
-    assert (n_fds, n_socks) == first[2]  # every file and socket closed
+    # every source and recogniser thread joined, every file and socket closed (compared as
+    # "none more": a thread or file an earlier test in this worker left may end meanwhile)
+    assert not Counter(names) - Counter(first[1]), Counter(names) - Counter(first[1])
+    assert n_fds <= first[2][0] and n_socks <= first[2][1], (n_fds, n_socks, first[2])
     assert not serving.stream.publisher._channels  # every channel left the publisher
     ended = dict(serving.stream.server.history)
     assert len(ended) >= 20 and all(c["predictions"] == 3 for c in ended.values())
