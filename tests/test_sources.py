@@ -171,7 +171,7 @@ def test_replay_realtime_paces_and_stamps_like_offline(clip: Path) -> None:
         assert src.join(6.0)
         live += src.poll()
     elapsed = time.monotonic() - started
-    assert 2.9 < elapsed < 4.0
+    assert 2.9 < elapsed < 5.5  # paced (a 3 s clip); generous above for a busy machine
     assert sorted((c.kind, c.start, c.end) for c in live) == sorted(
         (c.kind, c.start, c.end) for c in offline
     )
