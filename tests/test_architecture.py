@@ -100,8 +100,9 @@ def test_architecture_names_modules_that_exist():
 
 # Issue 30 left the package at 22,639 lines. The features of issues 32-34 (atlases, one reader,
 # score, report, the subcortical head, streams that come and go, Ray Serve: 27,121 lines) are
-# budgeted here: raise this only for a feature, never for a second copy of something that exists.
-LINE_BUDGET = 28_000
+# budgeted here, and issue 34's default stream limit measured at warm-up (stream/capacity.py:
+# 28,094): raise this only for a feature, never for a second copy of something that exists.
+LINE_BUDGET = 28_250
 
 
 def test_the_package_stays_small():

@@ -90,7 +90,7 @@ def test_serve_ray_takes_streams_through_control_and_stops_cleanly_on_ctrl_c(tmp
     url = f"tcp://127.0.0.1:{_free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # another cluster's
     cmd = [sys.executable, "-m", "tribe_stream.cli", "serve", "--ray", "--replicas", "2",
-           "--control", url, "--checkpoint", "demo", "--no-text"]  # fmt: skip
+           "--control", url, "--checkpoint", "demo", "--no-text", "--max-streams", "4"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, cwd=tmp_path)  # fmt: skip
     lines: list[str] = []

@@ -345,8 +345,9 @@ class ServeOptions:
     """How many streams one server takes at once (`serve`, `web --capture`)."""
 
     max_streams: int | None = max_streams_option(
-        "the most streams served at once; one more is told busy, try again (default: no limit "
-        "for serve's own streams, 4 for web --capture's pages)"
+        "the most streams served at once; one more is told busy, try again (default, with "
+        "--control, --ray or web --capture: what fits, measured as the models warm up; serve's "
+        "own files and devices without --control: no limit)"
     )
 
     def validate(self) -> ServeOptions:

@@ -64,7 +64,7 @@ class LiveReplica:
     """The deployment's class: one serving `Stream` kept open in a thread. Every method takes
     `replica`/`nth` (read by `LiveRouter` only)."""
 
-    def __init__(self, options: StreamOptions, max_streams: int):
+    def __init__(self, options: StreamOptions, max_streams: int | None):
         import ray
         from ray import serve
 
@@ -74,8 +74,8 @@ class LiveReplica:
         node = ray.get_runtime_context().get_node_id()  # its address as the cluster knows it
         host = next(n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node)
         self.stream = Stream([], options).publish(f"tcp://{host}:*").serve(max_streams)
-        self.max_streams = max_streams
         self.session = self.stream.open().__enter__()
+        self.max_streams = self.stream.server.max_streams  # None given: what fits, measured
         self.thread = threading.Thread(target=self._run, name="tribe-live", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 300
@@ -134,14 +134,14 @@ class Placed:
 @dataclass
 class LiveCluster:
     """Live streams over `replicas` Serve replicas (default: one per GPU, else one) of the
-    cluster at `address` (`ray_pool.connect`), each serving up to `max_streams`. `status_url`:
+    cluster at `address` (`ray_pool.connect`), each serving up to `max_streams` (None: what it measured fits). `status_url`:
     where the `ended` heartbeats of a dead replica's streams go (loopback by default). A stream
     added without a `stream_id` is named `NAME-0`, `NAME-1`, ... (`name`)."""
 
     options: StreamOptions = field(default_factory=StreamOptions)
     address: str | None = None
     replicas: int | None = None
-    max_streams: int = 4
+    max_streams: int | None = None
     cpus_per_replica: float = 1.0
     status_url: str = "tcp://127.0.0.1:*"
     poll_s: float = 0.5

@@ -228,7 +228,7 @@ def run_ray(args, serve: ServeOptions) -> int:
         options,
         address=args.ray,
         replicas=args.replicas,
-        max_streams=serve.max_streams or 4,
+        max_streams=serve.max_streams,
         name=args.stream_id or "tribe-stream",
     )
     where = "a local Ray cluster" if local else f"the Ray cluster at {args.ray}"

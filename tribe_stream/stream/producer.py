@@ -125,6 +125,9 @@ class Stream:
         self.model: dict = {}
         """The brain model's identity once open (`untrained` for demo weights)."""
         self._models: tuple | None = None
+        self.capacity = None
+        """A serving stream without `max_streams`: what its warm-up measured fits
+        (`stream.capacity.Capacity`), once open."""
 
     # ----- making one -----
 
@@ -201,7 +204,8 @@ class Stream:
     def serve(self, max_streams: int | None = None) -> Stream:
         """Serve on until `stop()`, also with no stream left: streams come and go with `add` and
         `end` (any thread), at most `max_streams` at once (the models are warmed up for that
-        many); returns the stream. Needs no media of its own. Caps glibc's malloc arenas
+        many; None: what fits, measured as it opens, `capacity`); returns the stream. Needs no
+        media of its own. Caps glibc's malloc arenas
         (`heap.limit_arenas`, before the models load): streams' short-lived threads otherwise
         spread the heap over up to 8 arenas a core, whose fragments kept resident memory growing."""
         if max_streams is not None and not 1 <= int(max_streams) <= 64:
@@ -356,15 +360,21 @@ class _Session:
             # the viewer subscribes once its window is up: start the stream after that
             if not s.publisher.wait_for_subscribers(1, timeout=20.0):
                 log.warning("the viewer has not connected after 20 s; starting anyway")
-        most = max(len(opened), (s._serve or {}).get("max_streams") or 0)
-        if getattr(models, "warmed_for", 0) < most:  # once per set of models and width
-            warm_up(extractors, engine, o.audio_context, streams=most)
-            models.warmed_for = most
-        warm_heads(self.heads, extractors.active(), most)
-        if s._serve and s._serve.get("max_streams") and extractors.text is not None:
+        limit = (s._serve or {}).get("max_streams")
+        most = max(len(opened), limit or 0)
+        if s._serve is not None and limit is None:  # what fits, measured once warm
+            self._warm(models, extractors, engine, most)
+            from tribe_stream.stream import capacity
+
+            probe, ex = capacity.probe(extractors, o, Stream, Media)
+            s.capacity = capacity.measure(probe.use_models(models, ex), models.device)
+            limit = most = max(s.capacity.streams, len(opened))
+            s.notes.append(s.capacity.line())
+        self._warm(models, extractors, engine, most)
+        if limit and extractors.text is not None:
             # each stream's text steps made now, not when a visitor arrives: on a GPU a new
             # stream's CUDA-graph captures held every other stream up for seconds
-            extractors.text.prefill(s._serve["max_streams"])
+            extractors.text.prefill(limit)
         config = PipelineConfig(
             lag=o.lag, live=o.realtime, audio_context_s=o.audio_context,
             video_clips_per_second=o.video_clips,
@@ -395,11 +405,18 @@ class _Session:
             s.pipelines,
             clock=StreamClock() if staggered or serving else clock,
             config=config,
-            max_streams=s._serve["max_streams"] if serving else None,
+            max_streams=limit if serving else None,
         )
         s.server.keep_done = not serving
         s.server.text_batch = o.text_batch == "on"
         s.server.video_overlap = o.video_overlap
+
+    def _warm(self, models, extractors, engine, streams: int) -> None:
+        """`warm_up` once per set of models and width, and the heads."""
+        if getattr(models, "warmed_for", 0) < streams:
+            warm_up(extractors, engine, self.s.options.audio_context, streams=streams)
+            models.warmed_for = streams
+        warm_heads(self.heads, extractors.active(), streams)
 
     def add(self, media: Media) -> str:
         """A stream more on the running server (`Stream.add`)."""

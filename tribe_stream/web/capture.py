@@ -21,8 +21,6 @@ from tribe_stream.stream.producer import Media, PublishOptions, Stream, StreamOp
 
 log = logging.getLogger("tribe_stream.web")
 
-DEFAULT_MAX_PAGES = 4
-
 
 class CaptureEngine:
     """Streams of predictions from the capturing pages (see the module docs)."""
@@ -30,7 +28,7 @@ class CaptureEngine:
     def __init__(
         self, options: StreamOptions, publish: PublishOptions, max_streams: int | None = None
     ) -> None:
-        self.stream = Stream([], options).publish(publish).serve(max_streams or DEFAULT_MAX_PAGES)
+        self.stream = Stream([], options).publish(publish).serve(max_streams)
         self.pages: dict[Any, tuple[str, BrowserSource]] = {}
         self.predictions = 0
         self.error: str | None = None

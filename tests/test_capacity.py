@@ -1,0 +1,59 @@
+"""A serving stream without `max_streams` takes what its warm-up measured fits
+(`tribe_stream/stream/capacity.py`): a probe stream on its own models, in real time."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tribe_stream import Stream
+from tribe_stream.options import StreamOptions
+from tribe_stream.stream.capacity import LOAD, MAX_STREAMS, Capacity, fits
+
+
+def test_the_streams_that_fit_in_the_load_and_the_memory_left():
+    assert LOAD == 0.7 and fits(0.1) == 7  # 7 streams of 100 ms a second in 0.7 of one
+    assert fits(0.069) == 10 and fits(0.071) == 9
+    assert fits(5.0) == 1  # one stream always, even one that cannot keep up alone
+    assert fits(1e-9) == MAX_STREAMS
+    gib = 2**30
+    assert fits(0.01, stream_bytes=gib, free_bytes=int(3.5 * gib)) == 3  # memory binds first
+    assert fits(0.1, stream_bytes=gib, free_bytes=40 * gib) == 7  # the time does
+    line = Capacity(0.0812, gib, 30 * gib, 8).line()
+    assert line.startswith("at most 8 streams at once: one took 81 ms of work a second")
+    assert "1.00 GiB of GPU memory each with 30.0 GiB free" in line
+
+
+@pytest.mark.parametrize("text", [True, False])
+def test_a_serving_stream_without_a_limit_measures_what_fits(tmp_path, monkeypatch, text):
+    """Demo weights on this CPU: the probe's cost is real loop time (intake, text, video, audio,
+    brain model), the limit follows it, the notes say it, and the probe leaves nothing behind."""
+    monkeypatch.setenv("TRIBE_STREAM_CACHE", str(tmp_path / "cache"))
+    before = {t.name for t in threading.enumerate()}
+    stream = Stream([], StreamOptions(checkpoint="demo", text=text)).serve()
+    with stream.open() as session:
+        cap = stream.capacity
+        assert 0.002 < cap.cost_s < 2.0, cap  # a stream's work a second on the demo models
+        assert cap.stream_bytes is None and cap.free_bytes is None  # a CPU: time alone
+        assert stream.server.max_streams == cap.streams == fits(cap.cost_s)
+        assert cap.line() in stream.notes
+        assert stream.server.ids() == []  # the probe is not one of the server's streams
+        assert stream.server.counters["turns"] == 0  # nor its work in the server's counters
+        stream.stop()
+        assert list(session) == []
+    clips = list((tmp_path / "cache" / "probe").glob("*.mp4"))
+    assert len(clips) == 1 and clips[0].stat().st_size > 0  # made once, in the cache
+    left = {t.name for t in threading.enumerate()} - before
+    assert not [n for n in left if "capacity-probe" in n or n.startswith("tribe-")], left
+
+
+def test_a_given_limit_runs_no_probe(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIBE_STREAM_CACHE", str(tmp_path / "cache"))
+    stream = Stream([], StreamOptions(checkpoint="demo", text=False)).serve(3)
+    with stream.open() as session:
+        assert stream.capacity is None and stream.server.max_streams == 3
+        assert not any(n.startswith("at most") for n in stream.notes)
+        stream.stop()
+        assert list(session) == []
+    assert not (tmp_path / "cache" / "probe").exists()

@@ -1,0 +1,114 @@
+"""How many live streams a serving `Stream` takes by default: what its warm-up measured fits.
+
+Before it takes visitors, a serving stream without `max_streams` runs one stream of its own on
+its models, in real time: a webcam-sized clip (640x480, 30 fps, sound; generated once into the
+cache) with words at a speaker's rate when text is on. The server's loop time over that stream's
+seconds (intake, text, video, audio, brain model: `Server.counters`) is what one stream costs
+each second; the default is the streams whose cost fits in `LOAD` of a second (the rest is
+headroom for uneven arrivals), and on a GPU also in the memory left (what the probe stream
+added, each). The probe stream goes as any stream does, giving back what it held.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+LOAD = 0.7
+"""The share of each second the default fills with streams' work (measured on a lent H100:
+7 streams real time at 80-90 ms of loop time per stream-second, 0.6 of the loop's second)."""
+PROBE_SECONDS = 4.0
+MAX_STREAMS = 64
+WORDS_PER_SECOND = 2.5
+CLIP = {"seconds": PROBE_SECONDS + 1.0, "fps": 30, "width": 640, "height": 480}
+
+
+@dataclass
+class Capacity:
+    """What the probe measured: the loop's seconds per stream-second, GPU bytes a stream added
+    (None on a CPU, or when none were free to count), and the streams that fit."""
+
+    cost_s: float
+    stream_bytes: int | None
+    free_bytes: int | None
+    streams: int
+
+    def line(self) -> str:
+        memory = ""
+        if self.stream_bytes and self.free_bytes is not None:
+            memory = (
+                f", {self.stream_bytes / 2**30:.2f} GiB of GPU memory each with "
+                f"{self.free_bytes / 2**30:.1f} GiB free"
+            )
+        return (
+            f"at most {self.streams} streams at once: one took {self.cost_s * 1e3:.0f} ms of "
+            f"work a second when warming up{memory} (--max-streams N sets it)"
+        )
+
+
+def fits(cost_s: float, stream_bytes: int | None = None, free_bytes: int | None = None) -> int:
+    """Streams whose `cost_s` (seconds of loop time a second each) fit in `LOAD`, and whose GPU
+    memory fits in `free_bytes`; 1 to `MAX_STREAMS`."""
+    n = math.floor(LOAD / max(cost_s, 1e-6) + 1e-9)  # 0.7 / 0.1 is 6.999...
+    if stream_bytes and free_bytes is not None:
+        n = min(n, free_bytes // stream_bytes)
+    return max(1, min(MAX_STREAMS, int(n)))
+
+
+def probe_clip() -> Path:
+    """The probe's clip, made once in the cache (`make_clip` depends only on its arguments)."""
+    from tribe_stream.outputs import atomic_write
+    from tribe_stream.paths import cache_dir
+    from tribe_stream.sources.clip import make_clip
+
+    name = f"clip-{CLIP['width']}x{CLIP['height']}-{CLIP['fps']}fps-{CLIP['seconds']:g}s.mp4"
+    path = cache_dir("probe", create=True) / name
+    if not path.is_file():
+        atomic_write(path, lambda tmp: make_clip(tmp, speech=False, **CLIP))
+    return path
+
+
+def probe(extractors, options, stream_cls, media_cls) -> tuple[object, object]:
+    """The probe stream (not opened): a `stream_cls` (`Stream`) on `extractors`' own copy for a
+    stream, no speech recogniser (the words come at their times), `options` in real time."""
+    from tribe_stream.extractors.demo import CORPUS
+    from tribe_stream.types import Word
+
+    ex = replace(extractors.for_stream(), asr=None)
+    words = None
+    if ex.text is not None:
+        step, text = 1.0 / WORDS_PER_SECOND, itertools.cycle(CORPUS.split())
+        n = int(PROBE_SECONDS * WORDS_PER_SECOND)
+        words = [Word(next(text), 0.5 + i * step, 0.8 * step) for i in range(n)]
+    media = media_cls(file=str(probe_clip()), stream_id="capacity-probe", words=words)
+    return stream_cls([media], replace(options, realtime=True, seconds=PROBE_SECONDS)), ex
+
+
+def measure(stream, device: str) -> Capacity:
+    """Run the `probe` stream (its models set) to its end; what it cost, and what fits."""
+    before = _gpu_bytes(device)
+    for _ in stream:
+        pass
+    c = stream.server.counters
+    cost = (c["intake_s"] + c["text_s"] + c["work_s"]) / PROBE_SECONDS
+    added, free = None, None
+    if before is not None:  # free: the device's, and what torch holds unused
+        import torch
+
+        added = max(0, torch.cuda.max_memory_allocated(device) - before) or None
+        held = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        free = torch.cuda.mem_get_info(device)[0] + held
+    return Capacity(cost, added, free, fits(cost, added, free))
+
+
+def _gpu_bytes(device: str) -> int | None:
+    """GPU memory allocated now, the peak counter reset (None on a CPU)."""
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device)
