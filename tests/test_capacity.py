@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
+import torch
 
 from tribe_stream import Stream
 from tribe_stream.options import StreamOptions
@@ -17,12 +19,14 @@ def test_the_streams_that_fit_in_the_load_and_the_memory_left():
     assert fits(0.069) == 10 and fits(0.071) == 9
     assert fits(5.0) == 1  # one stream always, even one that cannot keep up alone
     assert fits(1e-9) == MAX_STREAMS
+    assert fits(0.1, cpu_s=0.35, cores=2) == 4  # the cores bind: 1.4 s of CPU a second
+    assert fits(0.1, cpu_s=0.35, cores=16) == 7  # the loop does
     gib = 2**30
     assert fits(0.01, stream_bytes=gib, free_bytes=int(3.5 * gib)) == 3  # memory binds first
     assert fits(0.1, stream_bytes=gib, free_bytes=40 * gib) == 7  # the time does
-    line = Capacity(0.0812, gib, 30 * gib, 8).line()
-    assert line.startswith("at most 8 streams at once: one took 81 ms of work a second")
-    assert "1.00 GiB of GPU memory each with 30.0 GiB free" in line
+    line = Capacity(0.0812, 0.2, 16, gib, 30 * gib, 8).line()
+    assert line.startswith("at most 8 streams at once: one took 81 ms of the loop and 200 ms of")
+    assert "CPU (16 cores) a second" in line and "1.00 GiB of GPU memory (free 30.0)" in line
 
 
 @pytest.mark.parametrize("text", [True, False])
@@ -35,8 +39,15 @@ def test_a_serving_stream_without_a_limit_measures_what_fits(tmp_path, monkeypat
     with stream.open() as session:
         cap = stream.capacity
         assert 0.002 < cap.cost_s < 2.0, cap  # a stream's work a second on the demo models
-        assert cap.stream_bytes is None and cap.free_bytes is None  # a CPU: time alone
-        assert stream.server.max_streams == cap.streams == fits(cap.cost_s)
+        if torch.cuda.is_available():  # the demo stream runs on the GPU: its memory counts
+            assert cap.stream_bytes > 0 and cap.free_bytes > 10 * cap.stream_bytes, cap
+        else:  # a CPU: time alone
+            assert cap.stream_bytes is None and cap.free_bytes is None
+        assert 0.0 < cap.cpu_s < 2.0 * cap.cores and cap.cores == len(os.sched_getaffinity(0))
+        assert stream.server.max_streams == cap.streams
+        assert cap.streams == fits(
+            cap.cost_s, cap.cpu_s, cap.cores, cap.stream_bytes, cap.free_bytes
+        )
         assert cap.line() in stream.notes
         assert stream.server.ids() == []  # the probe is not one of the server's streams
         assert stream.server.counters["turns"] == 0  # nor its work in the server's counters

@@ -41,7 +41,7 @@ TINY=${GPU_CHECK_TINY:-0}
 CUDA_TESTS="tests/test_accel.py tests/test_extractors_audio.py tests/test_extractors_video.py
   tests/test_fp8_attention.py tests/test_fp8_kernels.py tests/test_engines.py
   tests/test_offline_cuda.py tests/test_text_memory.py tests/test_serve_text.py
-  tests/test_video_overlap.py"
+  tests/test_video_overlap.py tests/test_capacity.py"
 # Files that name cuda but hold no CUDA test (test_cli_faults' cuda test skips WITH a GPU).
 NOT_CUDA="tests/test_cli_faults.py tests/test_stream_api.py tests/test_pipeline.py
   tests/test_resolve.py"

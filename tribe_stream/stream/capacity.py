@@ -1,24 +1,29 @@
 """How many live streams a serving `Stream` takes by default: what its warm-up measured fits.
 
 Before it takes visitors, a serving stream without `max_streams` runs one stream of its own on
-its models, in real time: a webcam-sized clip (640x480, 30 fps, sound; generated once into the
-cache) with words at a speaker's rate when text is on. The server's loop time over that stream's
-seconds (intake, text, video, audio, brain model: `Server.counters`) is what one stream costs
-each second; the default is the streams whose cost fits in `LOAD` of a second (the rest is
-headroom for uneven arrivals), and on a GPU also in the memory left (what the probe stream
-added, each). The probe stream goes as any stream does, giving back what it held.
+its models, in real time: a webcam-sized clip with speech (640x480, 30 fps; made once into the
+cache), heard by a speech recogniser of its own as a visitor's would be (words at a speaker's
+rate instead where there is none). Two things bound the streams: the server's loop, one thread
+through which every stream's model work passes (its seconds per stream-second: intake, text,
+video, audio, brain model, `Server.counters`), and the machine's cores, which every stream's
+threads share (decoding, frames, speech recognition: the process's CPU seconds per
+stream-second). The default is the streams whose cost fits in `LOAD` of each (the rest is
+headroom for uneven arrivals), and on a GPU in the memory left (what the probe stream added,
+each). The probe stream goes as any stream does, giving back what it held.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 LOAD = 0.7
-"""The share of each second the default fills with streams' work (measured on a lent H100:
-7 streams real time at 80-90 ms of loop time per stream-second, 0.6 of the loop's second)."""
+"""The share of the loop's and the cores' time the default fills (on a lent H100, 7 streams
+kept real time at 80-90 ms of loop time per stream-second: 0.6 of the loop's second)."""
 PROBE_SECONDS = 4.0
 MAX_STREAMS = 64
 WORDS_PER_SECOND = 2.5
@@ -27,10 +32,13 @@ CLIP = {"seconds": PROBE_SECONDS + 1.0, "fps": 30, "width": 640, "height": 480}
 
 @dataclass
 class Capacity:
-    """What the probe measured: the loop's seconds per stream-second, GPU bytes a stream added
-    (None on a CPU, or when none were free to count), and the streams that fit."""
+    """What the probe measured, per stream-second: the loop's seconds (`cost_s`) and the
+    process's CPU seconds (`cpu_s`, over `cores`); GPU bytes a stream added and free (None on a
+    CPU); the streams that fit."""
 
     cost_s: float
+    cpu_s: float
+    cores: int
     stream_bytes: int | None
     free_bytes: int | None
     streams: int
@@ -39,22 +47,37 @@ class Capacity:
         memory = ""
         if self.stream_bytes and self.free_bytes is not None:
             memory = (
-                f", {self.stream_bytes / 2**30:.2f} GiB of GPU memory each with "
-                f"{self.free_bytes / 2**30:.1f} GiB free"
+                f", {self.stream_bytes / 2**30:.2f} GiB of GPU memory (free "
+                f"{self.free_bytes / 2**30:.1f})"
             )
         return (
-            f"at most {self.streams} streams at once: one took {self.cost_s * 1e3:.0f} ms of "
-            f"work a second when warming up{memory} (--max-streams N sets it)"
+            f"at most {self.streams} streams at once: one took {self.cost_s * 1e3:.0f} ms of the "
+            f"loop and {self.cpu_s * 1e3:.0f} ms of CPU ({self.cores} cores) a second when "
+            f"warming up{memory} (--max-streams N sets it)"
         )
 
 
-def fits(cost_s: float, stream_bytes: int | None = None, free_bytes: int | None = None) -> int:
-    """Streams whose `cost_s` (seconds of loop time a second each) fit in `LOAD`, and whose GPU
-    memory fits in `free_bytes`; 1 to `MAX_STREAMS`."""
+def fits(
+    cost_s: float,
+    cpu_s: float = 0.0,
+    cores: int = 1,
+    stream_bytes: int | None = None,
+    free_bytes: int | None = None,
+) -> int:
+    """Streams whose loop time (`cost_s` a second each) fits in `LOAD` of a second, whose CPU
+    time (`cpu_s`) in `LOAD` of the `cores`' seconds, and whose GPU memory in `free_bytes`;
+    1 to `MAX_STREAMS`."""
     n = math.floor(LOAD / max(cost_s, 1e-6) + 1e-9)  # 0.7 / 0.1 is 6.999...
+    if cpu_s > 0:
+        n = min(n, math.floor(LOAD * cores / cpu_s + 1e-9))
     if stream_bytes and free_bytes is not None:
         n = min(n, free_bytes // stream_bytes)
     return max(1, min(MAX_STREAMS, int(n)))
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def probe_clip() -> Path:
@@ -63,22 +86,22 @@ def probe_clip() -> Path:
     from tribe_stream.paths import cache_dir
     from tribe_stream.sources.clip import make_clip
 
-    name = f"clip-{CLIP['width']}x{CLIP['height']}-{CLIP['fps']}fps-{CLIP['seconds']:g}s.mp4"
+    name = f"speech-{CLIP['width']}x{CLIP['height']}-{CLIP['fps']}fps-{CLIP['seconds']:g}s.mp4"
     path = cache_dir("probe", create=True) / name
     if not path.is_file():
-        atomic_write(path, lambda tmp: make_clip(tmp, speech=False, **CLIP))
+        atomic_write(path, lambda tmp: make_clip(tmp, speech=True, **CLIP))
     return path
 
 
 def probe(extractors, options, stream_cls, media_cls) -> tuple[object, object]:
     """The probe stream (not opened): a `stream_cls` (`Stream`) on `extractors`' own copy for a
-    stream, no speech recogniser (the words come at their times), `options` in real time."""
+    stream (its own speech recogniser; else words fed at their times), `options` in real time."""
     from tribe_stream.extractors.demo import CORPUS
     from tribe_stream.types import Word
 
-    ex = replace(extractors.for_stream(), asr=None)
+    ex = extractors.for_stream()
     words = None
-    if ex.text is not None:
+    if ex.text is not None and ex.asr is None:
         step, text = 1.0 / WORDS_PER_SECOND, itertools.cycle(CORPUS.split())
         n = int(PROBE_SECONDS * WORDS_PER_SECOND)
         words = [Word(next(text), 0.5 + i * step, 0.8 * step) for i in range(n)]
@@ -88,9 +111,10 @@ def probe(extractors, options, stream_cls, media_cls) -> tuple[object, object]:
 
 def measure(stream, device: str) -> Capacity:
     """Run the `probe` stream (its models set) to its end; what it cost, and what fits."""
-    before = _gpu_bytes(device)
+    before, cpu = _gpu_bytes(device), time.process_time()
     for _ in stream:
         pass
+    cpu = (time.process_time() - cpu) / PROBE_SECONDS
     c = stream.server.counters
     cost = (c["intake_s"] + c["text_s"] + c["work_s"]) / PROBE_SECONDS
     added, free = None, None
@@ -100,7 +124,8 @@ def measure(stream, device: str) -> Capacity:
         added = max(0, torch.cuda.max_memory_allocated(device) - before) or None
         held = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         free = torch.cuda.mem_get_info(device)[0] + held
-    return Capacity(cost, added, free, fits(cost, added, free))
+    n = cores()
+    return Capacity(cost, cpu, n, added, free, fits(cost, cpu, n, added, free))
 
 
 def _gpu_bytes(device: str) -> int | None:
