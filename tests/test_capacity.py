@@ -27,6 +27,7 @@ def test_the_streams_that_fit_in_the_load_and_the_memory_left():
     line = Capacity(0.0812, 0.2, 16, gib, 30 * gib, 8).line()
     assert line.startswith("at most 8 streams at once: one took 81 ms of the loop and 200 ms of")
     assert "CPU (16 cores) a second" in line and "1.00 GiB of GPU memory (free 30.0)" in line
+    assert Capacity(0.1, 1.5, 2, None, None, 1).line().startswith("at most 1 stream at once:")
 
 
 @pytest.mark.parametrize("text", [True, False])

@@ -51,7 +51,7 @@ class Capacity:
                 f"{self.free_bytes / 2**30:.1f})"
             )
         return (
-            f"at most {self.streams} streams at once: one took {self.cost_s * 1e3:.0f} ms of the "
+            f"at most {self.streams} stream{'s' if self.streams > 1 else ''} at once: one took {self.cost_s * 1e3:.0f} ms of the "
             f"loop and {self.cpu_s * 1e3:.0f} ms of CPU ({self.cores} cores) a second when "
             f"warming up{memory} (--max-streams N sets it)"
         )
