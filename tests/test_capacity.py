@@ -69,3 +69,19 @@ def test_a_given_limit_runs_no_probe(tmp_path, monkeypatch):
         stream.stop()
         assert list(session) == []
     assert not (tmp_path / "cache" / "probe").exists()
+
+
+def test_a_probe_that_fails_leaves_the_server_serving_without_a_limit(tmp_path, monkeypatch):
+    """A cache it cannot write (here its probe folder is a file): said in the notes; serving
+    goes on, as before there was a default."""
+    monkeypatch.setenv("TRIBE_STREAM_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "probe").write_text("not a folder")
+    stream = Stream([], StreamOptions(checkpoint="demo", text=False)).serve()
+    with stream.open() as session:
+        assert stream.capacity is None and stream.server.max_streams is None
+        assert any(
+            n.startswith("no stream limit: measuring what fits failed") for n in stream.notes
+        )
+        stream.stop()
+        assert list(session) == []

@@ -134,9 +134,10 @@ class Placed:
 @dataclass
 class LiveCluster:
     """Live streams over `replicas` Serve replicas (default: one per GPU, else one) of the
-    cluster at `address` (`ray_pool.connect`), each serving up to `max_streams` (None: what it measured fits). `status_url`:
-    where the `ended` heartbeats of a dead replica's streams go (loopback by default). A stream
-    added without a `stream_id` is named `NAME-0`, `NAME-1`, ... (`name`)."""
+    cluster at `address` (`ray_pool.connect`), each serving up to `max_streams` (None: what it
+    measured fits). `status_url`: where the `ended` heartbeats of a dead replica's streams go
+    (loopback by default). A stream added without a `stream_id` is named `NAME-0`, `NAME-1`,
+    ... (`name`)."""
 
     options: StreamOptions = field(default_factory=StreamOptions)
     address: str | None = None

@@ -366,10 +366,14 @@ class _Session:
             self._warm(models, extractors, engine, most)
             from tribe_stream.stream import capacity
 
-            probe, ex = capacity.probe(extractors, o, Stream, Media)
-            s.capacity = capacity.measure(probe.use_models(models, ex), models.device)
-            limit = most = max(s.capacity.streams, len(opened))
-            s.notes.append(s.capacity.line())
+            try:
+                probe, ex = capacity.probe(extractors, o, Stream, Media)
+                s.capacity = capacity.measure(probe.use_models(models, ex), models.device)
+                limit = most = max(s.capacity.streams, len(opened))
+                s.notes.append(s.capacity.line())
+            except Exception as exc:  # noqa: BLE001 - a default, not a reason to stop serving
+                s.notes.append(f"no stream limit: measuring what fits failed ({exc}); "
+                               "--max-streams N sets one")  # fmt: skip
         self._warm(models, extractors, engine, most)
         if limit and extractors.text is not None:
             # each stream's text steps made now, not when a visitor arrives: on a GPU a new
