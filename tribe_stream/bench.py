@@ -37,8 +37,6 @@ from tribe_stream.options import (
 )
 from tribe_stream.types import Word
 
-WORDS_PER_SECOND = 2.5
-
 
 @dataclass
 class BenchOptions(ModelOptions, LiveOptions):
@@ -142,11 +140,9 @@ def bench_words(o: BenchOptions, seconds: float, asr_ready: bool) -> tuple[list[
         return words, f"words from {o.transcript} ({len(words)}), fed at their times"
     if asr_ready:
         return [], "words from the speech recogniser"
-    from tribe_stream.extractors.demo import CORPUS
+    from tribe_stream.extractors.demo import WORDS_PER_SECOND, paced_words
 
-    step, text = 1.0 / WORDS_PER_SECOND, itertools.cycle(CORPUS.split())
-    words = [Word(next(text), i * step, 0.8 * step) for i in range(int(seconds * WORDS_PER_SECOND))]
-    return words, (
+    return paced_words(seconds), (
         f"no recogniser weights: a built-in text at {WORDS_PER_SECOND:g} words/s, each word fed "
         "when it ends"
     )

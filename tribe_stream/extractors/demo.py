@@ -36,6 +36,20 @@ how are you today? I am fine, thank you. What time is it? It is late in the even
 light is fading over the city while people walk home from work.
 """
 
+WORDS_PER_SECOND = 2.5
+"""A speaker's rate: the words `paced_words` makes where no recogniser hears the speech."""
+
+
+def paced_words(seconds: float) -> list:
+    """`CORPUS`'s words, one every 1 / `WORDS_PER_SECOND` s over `seconds`, each 0.8 of that
+    long (fed when each ends: the bench, the serving stream's capacity probe)."""
+    import itertools
+
+    from tribe_stream.types import Word
+
+    step, text = 1.0 / WORDS_PER_SECOND, itertools.cycle(CORPUS.split())
+    return [Word(next(text), i * step, 0.8 * step) for i in range(int(seconds * WORDS_PER_SECOND))]
+
 
 @dataclass(frozen=True)
 class DemoPaths:

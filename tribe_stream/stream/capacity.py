@@ -14,7 +14,6 @@ each). The probe stream goes as any stream does, giving back what it held.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import time
@@ -26,7 +25,6 @@ LOAD = 0.7
 kept real time at 80-90 ms of loop time per stream-second: 0.6 of the loop's second)."""
 PROBE_SECONDS = 4.0
 MAX_STREAMS = 64
-WORDS_PER_SECOND = 2.5
 CLIP = {"seconds": PROBE_SECONDS + 1.0, "fps": 30, "width": 640, "height": 480}
 
 
@@ -96,15 +94,10 @@ def probe_clip() -> Path:
 def probe(extractors, options, stream_cls, media_cls) -> tuple[object, object]:
     """The probe stream (not opened): a `stream_cls` (`Stream`) on `extractors`' own copy for a
     stream (its own speech recogniser; else words fed at their times), `options` in real time."""
-    from tribe_stream.extractors.demo import CORPUS
-    from tribe_stream.types import Word
+    from tribe_stream.extractors.demo import paced_words
 
     ex = extractors.for_stream()
-    words = None
-    if ex.text is not None and ex.asr is None:
-        step, text = 1.0 / WORDS_PER_SECOND, itertools.cycle(CORPUS.split())
-        n = int(PROBE_SECONDS * WORDS_PER_SECOND)
-        words = [Word(next(text), 0.5 + i * step, 0.8 * step) for i in range(n)]
+    words = paced_words(PROBE_SECONDS) if ex.text is not None and ex.asr is None else None
     media = media_cls(file=str(probe_clip()), stream_id="capacity-probe", words=words)
     return stream_cls([media], replace(options, realtime=True, seconds=PROBE_SECONDS)), ex
 
