@@ -532,3 +532,18 @@ def test_an_unknown_option_names_the_commands_own_help():
     assert "torch" not in imported
     code, out, _ = run_cli_imports("--bogus")
     assert code == 2 and "(see `tribe-stream --help`)" in out, out
+
+
+def test_serve_refuses_more_streams_than_its_limit_before_models_load(tmp_path):
+    """Before: `serve --file a --file b --max-streams 1` served both, the limit ignored."""
+    clip = tmp_path / "a.mp4"
+    from tribe_stream.sources.clip import make_clip
+
+    make_clip(clip, 1.0, width=64, height=48)
+    code, out, imported = run_cli_imports(
+        "serve", "--checkpoint", "demo", "--file", str(clip), "--file", str(clip),
+        "--max-streams", "1",
+    )  # fmt: skip
+    assert code == 2 and "2 streams given, more than max_streams 1" in out, out
+    assert len(out.strip().splitlines()) == 1, out
+    assert "tribe_stream.extractors" not in imported

@@ -210,6 +210,11 @@ class Stream:
         spread the heap over up to 8 arenas a core, whose fragments kept resident memory growing."""
         if max_streams is not None and not 1 <= int(max_streams) <= 64:
             raise InputError(f"max_streams {max_streams!r}: give 1 to 64")
+        if max_streams is not None and len(self.medias) > int(max_streams):
+            raise InputError(
+                f"{len(self.medias)} streams given, more than max_streams {max_streams}: give "
+                "fewer, or a limit of at least as many"
+            )
         from tribe_stream.stream.heap import limit_arenas
 
         limit_arenas()
