@@ -308,9 +308,10 @@ def test_missing_inputs_devices_and_extras_are_one_line_before_models_load(
     assert unloaded not in imported, f"{unloaded} was imported before the one-line answer"
 
 
-def test_one_unreadable_file_to_predict_is_one_line_before_torch_loads(tmp_path):
+def test_one_unreadable_file_to_predict_is_one_line_before_models_load(tmp_path):
     """Before: `predict` loaded every model (seconds), then printed a table of one failed file
-    (exit 1); one file given alone is probed first. In a batch, it still fails alone."""
+    (exit 1); one file given alone is probed first, after the options (which import torch to
+    check the device). In a batch, it still fails alone."""
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"garbage")
     empty = tmp_path / "empty.wav"
@@ -320,8 +321,9 @@ def test_one_unreadable_file_to_predict_is_one_line_before_torch_loads(tmp_path)
             "predict", str(media), "--checkpoint", "demo", "--out", str(tmp_path / "x.npy")
         )
         assert code == 2 and f"cannot read '{media}'" in out and "Traceback" not in out, out
+        assert ("it is empty (0 bytes)" in out) == (media == empty), out
         assert len(out.strip().splitlines()) == 1, out
-        assert "torch" not in imported
+        assert "transformers" not in imported and "tribe_stream.models" not in imported
     (tmp_path / "p.npy").write_bytes(b"\x93NUMPY")
     code, out, _ = run_cli_imports("predict", str(tmp_path / "p.npy"), "--out", "x.npy")
     assert code == 2 and "unknown kind of file '.npy'" in out, out

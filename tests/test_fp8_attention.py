@@ -150,8 +150,10 @@ def test_refused_in_one_line_where_it_cannot_run(tmp_path):
         Predictor(checkpoint="demo", device="cpu", modalities=("video",), video_fp8="all")
     with pytest.raises(InputError, match="video FP8 'fast': give one of"):
         PredictOptions(video_fp8="fast").validate()
-    clip = tmp_path / "c.mp4"
-    clip.write_bytes(b"")  # never opened: the option is refused first
+    from tribe_stream.sources.clip import make_clip
+
+    # a real clip: one file alone has its header read first, then the option is refused
+    clip = make_clip(tmp_path / "c.mp4", 1.0, width=64, height=48)
     r = run_cli("predict", str(clip), "--out", str(tmp_path / "o.npy"), "--video-fp8-attention")
     assert r.returncode == 2, r.stderr
     flag = refusal(VideoFp8.ATTENTION, device).split(":")[0] + ":"  # the default device's refusal

@@ -176,14 +176,16 @@ def test_a_missing_atlas_is_one_line(monkeypatch, tmp_path):
 
 
 def test_predict_with_a_head_and_no_atlas_says_so_before_any_file(monkeypatch, tmp_path):
-    """`predict --subcortical` without the atlas: one line, exit 2, no file read (before, each
-    file was extracted and then failed on writing its volume)."""
+    """`predict --subcortical` without the atlas: one line, exit 2, no file extracted (before,
+    each file was extracted and then failed on writing its volume)."""
     from conftest import run_cli
 
     monkeypatch.delenv("FSLDIR", raising=False)
     monkeypatch.setenv("TRIBE_STREAM_CACHE", str(tmp_path / "cache"))
-    missing = tmp_path / "not-read.mp4"  # never opened: the atlas is checked first
-    missing.write_bytes(b"not a video")
+    from tribe_stream.sources.clip import make_clip
+
+    # a real clip: its header is read (one file alone is probed first), never its features
+    missing = make_clip(tmp_path / "not-read.mp4", 2.0, width=64, height=48)
     r = run_cli("predict", str(missing), "--checkpoint", "demo", "--subcortical", "random",
                 "--out", str(tmp_path / "p.npy"), "--no-asr")  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -69,6 +69,8 @@ def open_media(path: str | os.PathLike) -> av.container.InputContainer:
         raise SourceError(f"cannot read {str(p)!r}: no such file")
     if not p.is_file():
         raise SourceError(f"cannot read {str(p)!r}: it is not a file; {FFMPEG_HINT}")
+    if p.stat().st_size == 0:
+        raise SourceError(f"cannot read {str(p)!r}: it is empty (0 bytes); {FFMPEG_HINT}")
     try:
         return av.open(str(p))
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:

@@ -152,13 +152,13 @@ def run(args) -> int:
 
         raise InputError("--workers spreads files over Ray workers: add --ray (docs/CLUSTER.md)")
     pairs, finished = plan(args)  # every input and output checked before torch or any model
+    options = from_args(PredictOptions, args).validate()
     if len(pairs) + len(finished) == 1 and pairs:  # one file: unreadable, said before models
         from tribe_stream.manifest import media_kind
         from tribe_stream.media import probe_stimulus
 
         if media_kind(pairs[0][0]) != "text":
             probe_stimulus(pairs[0][0])
-    options = from_args(PredictOptions, args).validate()
     console = Console(stderr=True)
 
     def stopping() -> None:  # said at once: the file in progress may take minutes to finish
