@@ -377,7 +377,7 @@ def test_run_on_files_that_give_nothing(tmp_path):
     subs = tmp_path / "subs.mkv"
     _ffmpeg("-i", str(srt), str(subs))
     r = run_cli("run", "--checkpoint", "demo", "--file", str(subs), "--fast")
-    assert r.returncode == 2 and "neither a video nor an audio stream" in r.stderr, r.stderr
+    assert r.returncode == 2 and "holds neither audio nor video" in r.stderr, r.stderr
     assert "Llama" not in r.stderr and "Traceback" not in r.stderr
     # an MPEG-TS whose every payload byte after the first packets is garbage
     from tribe_stream.sources.clip import make_clip
@@ -549,3 +549,21 @@ def test_serve_refuses_more_streams_than_its_limit_before_models_load(tmp_path):
     assert code == 2 and "2 streams given, more than max_streams 1" in out, out
     assert len(out.strip().splitlines()) == 1, out
     assert "tribe_stream.extractors" not in imported
+
+
+def test_the_python_predict_refuses_an_unreadable_file_before_models_load(tmp_path):
+    """`predict("bad.mp4")` loaded every model before it read the file; now the file first."""
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"garbage")
+    code = (
+        "import sys\n"
+        "from tribe_stream import predict\n"
+        "from tribe_stream.errors import InputError\n"
+        f"try:\n    predict({str(bad)!r}, checkpoint='demo')\n"
+        "except InputError as exc:\n    print('refused:', exc)\n"
+        "print('models' if 'tribe_stream.models' in sys.modules else 'no models')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert f"refused: cannot read '{bad}'" in r.stdout and "no models" in r.stdout, (
+        r.stdout + r.stderr
+    )

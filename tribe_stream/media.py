@@ -111,7 +111,10 @@ def probe_stimulus(path: str | os.PathLike) -> MediaInfo:
     one line (`InputError`), said before any model loads."""
     info = probe(path)
     if not (info.has_audio or info.has_video):
-        raise SourceError(f"{path} holds neither audio nor video (a subtitles or data file?)")
+        raise SourceError(
+            f"{path} holds neither audio nor video (a subtitles or data file?); give a file "
+            "with sound or pictures"
+        )
     return info
 
 

@@ -425,5 +425,20 @@ class Predictor:
 
 def predict(media: str | os.PathLike, checkpoint: str = "demo", **options: Any) -> Predictions:
     """Predict one media file (video, audio or .txt) with the official semantics; options are
-    `PredictOptions` fields (engine, device, transcript, cache, ...)."""
-    return Predictor(PredictOptions(checkpoint=checkpoint, **options)).predict(media)
+    `PredictOptions` fields (engine, device, transcript, cache, ...). A missing or unreadable
+    file is an `InputError` before any model loads."""
+    options = PredictOptions(checkpoint=checkpoint, **options).validate()
+    check_media(media)
+    return Predictor(options).predict(media)
+
+
+def check_media(media: str | os.PathLike) -> None:
+    """One file to predict, checked before any model loads: its kind, that it exists, and (sound
+    or video) that FFmpeg reads its header and finds sound or pictures (`InputError`)."""
+    from tribe_stream.media import probe_stimulus
+
+    path = Path(media)
+    if media_kind(path) != "text":
+        probe_stimulus(path)
+    elif not path.is_file():
+        raise InputError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")

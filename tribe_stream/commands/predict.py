@@ -154,11 +154,9 @@ def run(args) -> int:
     pairs, finished = plan(args)  # every input and output checked before torch or any model
     options = from_args(PredictOptions, args).validate()
     if len(pairs) + len(finished) == 1 and pairs:  # one file: unreadable, said before models
-        from tribe_stream.manifest import media_kind
-        from tribe_stream.media import probe_stimulus
+        from tribe_stream.prediction import check_media
 
-        if media_kind(pairs[0][0]) != "text":
-            probe_stimulus(pairs[0][0])
+        check_media(pairs[0][0])
     console = Console(stderr=True)
 
     def stopping() -> None:  # said at once: the file in progress may take minutes to finish

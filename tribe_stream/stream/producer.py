@@ -77,15 +77,10 @@ class Media:
             from tribe_stream.sources.microphone import check_microphone
 
             check_microphone(self.mic)
-        if self.file:
-            from tribe_stream.media import probe
+        if self.file:  # a missing or unreadable file fails here, before models load
+            from tribe_stream.media import probe_stimulus
 
-            info = probe(self.file)  # a missing or unreadable file fails here, before models load
-            if not (info.has_video or info.has_audio):
-                raise InputError(
-                    f"{self.file} has neither a video nor an audio stream (subtitles or data "
-                    "only?); give a file with pictures or sound"
-                )
+            probe_stimulus(self.file)
         return self
 
 
