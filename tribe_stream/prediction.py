@@ -262,11 +262,7 @@ class Predictor:
         """The file's features `{modality: (L, D, T)}` (from the cache when there) and what was
         done: `{"cached": bool, "n_bins", "duration", "missing", "words", "seconds": {...}}`."""
         path = Path(path)
-        kind = media_kind(path)
-        if not path.is_file():
-            raise InputError(
-                f"{path} does not exist" if not path.exists() else f"{path} is not a file"
-            )
+        kind = existing_kind(path)
         key = digest = None
         if self.cache_dir is not None:
             try:
@@ -432,13 +428,18 @@ def predict(media: str | os.PathLike, checkpoint: str = "demo", **options: Any) 
     return Predictor(options).predict(media)
 
 
+def existing_kind(path: Path) -> str:
+    """The kind of a file to predict (`media_kind`), once it is known to be a file there."""
+    kind = media_kind(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    return kind
+
+
 def check_media(media: str | os.PathLike) -> None:
     """One file to predict, checked before any model loads: its kind, that it exists, and (sound
     or video) that FFmpeg reads its header and finds sound or pictures (`InputError`)."""
     from tribe_stream.media import probe_stimulus
 
-    path = Path(media)
-    if media_kind(path) != "text":
-        probe_stimulus(path)
-    elif not path.is_file():
-        raise InputError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    if existing_kind(Path(media)) != "text":
+        probe_stimulus(media)

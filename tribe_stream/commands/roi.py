@@ -62,7 +62,6 @@ def _structures(options: AtlasOptions):
 
 
 def run(args: argparse.Namespace) -> int:
-
     from rich.console import Console
     from rich.table import Table
 
