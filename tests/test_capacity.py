@@ -12,6 +12,7 @@ import torch
 from tribe_stream import Stream
 from tribe_stream.options import StreamOptions
 from tribe_stream.stream.capacity import LOAD, MAX_STREAMS, Capacity, fits
+from tribe_stream.stream.producer import Media
 
 
 def test_the_streams_that_fit_in_the_load_and_the_memory_left():
@@ -45,7 +46,7 @@ def test_a_serving_stream_without_a_limit_measures_what_fits(tmp_path, monkeypat
         else:  # a CPU: time alone
             assert cap.stream_bytes is None and cap.free_bytes is None
         assert 0.0 < cap.cpu_s < 2.0 * cap.cores and cap.cores == len(os.sched_getaffinity(0))
-        assert stream.server.max_streams == cap.streams
+        assert stream.server.max_streams == cap.streams and cap.runs == 2  # nothing compiled
         assert cap.streams == fits(
             cap.cost_s, cap.cpu_s, cap.cores, cap.stream_bytes, cap.free_bytes
         )
@@ -85,3 +86,37 @@ def test_a_probe_that_fails_leaves_the_server_serving_without_a_limit(tmp_path, 
         )
         stream.stop()
         assert list(session) == []
+
+
+def test_a_probe_run_that_compiled_is_not_counted_and_the_least_cost_is(tmp_path, monkeypatch):
+    """A graph compiled while a probe runs (here by its sink, as a shape the warm-up missed would
+    be: seconds of compiling inside a live second) leaves that run out and one more is made; of
+    the runs counted, the lesser cost is the probe's."""
+    from tribe_stream.models import Models
+    from tribe_stream.stream import capacity
+    from tribe_stream.types import Sink
+
+    monkeypatch.setenv("TRIBE_STREAM_CACHE", str(tmp_path / "cache"))
+    options = StreamOptions(checkpoint="demo", text=False)
+    models = Models(options)
+    extractors = models.live(("video", "audio"), False, [])
+    made = []
+
+    class CompilesOnce(Sink):
+        def send(self, prediction) -> None:
+            if len(made) == 1 and not getattr(self, "done", False):
+                self.done = True
+                torch.compile(lambda x: x * 3 + 1, backend="eager")(torch.ones(5))  # counted
+
+    def make():
+        probe = capacity.probe(extractors, options, models, Stream, Media).add_sink(CompilesOnce())
+        made.append(probe)
+        return probe
+
+    cap = capacity.measure(make, "cpu")
+    assert len(made) == 3 and cap.runs == 2  # the first run compiled: two more were made
+    counters = [p.server.counters for p in made]
+    assert counters[0]["compiles_after_warmup"] == 1
+    assert [c["compiles_after_warmup"] + c["captures_after_warmup"] for c in counters[1:]] == [0, 0]
+    costs = [(c["intake_s"] + c["text_s"] + c["work_s"]) / capacity.PROBE_SECONDS for c in counters]
+    assert cap.cost_s == min(costs[1:]) and cap.streams == fits(cap.cost_s, cap.cpu_s, cap.cores)

@@ -295,8 +295,9 @@ class LiveOptions:
     video_overlap: bool = option(
         False,
         "a server turn queues its V-JEPA2 forward and goes on with the other work, collecting it "
-        "in a later turn (on a GPU, on a CUDA stream of its own): not yet measured on a GPU, "
-        "so off by default; it changes nothing on a CPU",
+        "in a later turn (on a GPU, on a CUDA stream of its own): one H100 run at 8 streams took "
+        "the loop from 104 to 85 ms a stream-second; off by default until more runs show it; it "
+        "changes nothing on a CPU",
         action="store_true",
     )
     video_clips: int = option(

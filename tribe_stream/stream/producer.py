@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -367,8 +368,8 @@ class _Session:
             from tribe_stream.stream import capacity
 
             try:
-                probe, ex = capacity.probe(extractors, o, Stream, Media)
-                s.capacity = capacity.measure(probe.use_models(models, ex), models.device)
+                probe = partial(capacity.probe, extractors, o, models, Stream, Media)
+                s.capacity = capacity.measure(probe, models.device)
                 limit = most = max(s.capacity.streams, len(opened))
                 s.notes.append(s.capacity.line())
             except Exception as exc:  # noqa: BLE001 - a default, not a reason to stop serving
