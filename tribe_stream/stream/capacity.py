@@ -7,10 +7,11 @@ rate instead where there is none). Two things bound the streams: the server's lo
 through which every stream's model work passes (its seconds per stream-second: intake, text,
 video, audio, brain model, `Server.counters`), and the machine's cores, which every stream's
 threads share (decoding, frames, speech recognition: the process's CPU seconds per
-stream-second). Of two probe runs the lesser cost counts: a cold machine's first seconds carry
-other work. The default is the streams whose cost fits in `LOAD` of each (the rest is headroom
-for uneven arrivals), and on a GPU in the memory left (what the probe stream added, each). The
-probe stream goes as any stream does, giving back what it held.
+stream-second). The probe runs twice and the second counts: a cold machine's first seconds
+carry other work. The default is the streams whose cost fits in `LOAD` of the loop and
+`CPU_LOAD` of the cores (the rest is headroom for uneven arrivals), and on a GPU in the memory
+left (what the probe stream added, each). The probe stream goes as any stream does, giving back
+what it held.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 LOAD = 0.7
-"""The share of the loop's and the cores' time the default fills. On a lent H100 (session 17)
-9 streams of a 320x240 clip kept real time at 0.79 of the loop and 10 did not; on this
-project's 2-core CPU 4 demo streams at 0.66 of the cores' time, 5 did not."""
+"""The share of the loop's second the default fills: on a lent H100 (session 17) 9 streams of a
+320x240 clip kept real time at 0.79 of the loop, 10 at 0.98 did not."""
+CPU_LOAD = 0.6
+"""The share of the cores' time it fills: on this project's 2-core CPU 4 demo streams kept real
+time at 0.52 of the cores and 5 at 0.65 did not; on the H100 5 webcam-sized streams did at 0.64
+and 6 not (their loop at 0.4-0.5: the cores and the GIL bound them there)."""
 PROBE_SECONDS = 4.0
 MAX_STREAMS = 64
 CLIP = {"seconds": PROBE_SECONDS + 1.0, "fps": 30, "width": 640, "height": 480}
@@ -46,7 +50,7 @@ class Capacity:
     stream_bytes: int | None
     free_bytes: int | None
     streams: int
-    runs: int = 1
+    runs: int = 1  # probe runs made (the last counted)
 
     def line(self) -> str:
         memory = ""
@@ -70,11 +74,11 @@ def fits(
     free_bytes: int | None = None,
 ) -> int:
     """Streams whose loop time (`cost_s` a second each) fits in `LOAD` of a second, whose CPU
-    time (`cpu_s`) in `LOAD` of the `cores`' seconds, and whose GPU memory in `free_bytes`;
+    time (`cpu_s`) in `CPU_LOAD` of the `cores`' seconds, and whose GPU memory in `free_bytes`;
     1 to `MAX_STREAMS`."""
     n = math.floor(LOAD / max(cost_s, 1e-6) + 1e-9)  # 0.7 / 0.1 is 6.999...
     if cpu_s > 0:
-        n = min(n, math.floor(LOAD * cores / cpu_s + 1e-9))
+        n = min(n, math.floor(CPU_LOAD * cores / cpu_s + 1e-9))
     if stream_bytes and free_bytes is not None:
         n = min(n, free_bytes // stream_bytes)
     return max(1, min(MAX_STREAMS, int(n)))
@@ -111,14 +115,14 @@ def probe(extractors, options, models, stream_cls, media_cls):
     return stream.use_models(models, ex)
 
 
-def measure(make_probe: Callable[[], object], device: str, runs: int = 2) -> Capacity:
-    """Run `runs` probe streams (`make_probe()`, models set) to their end; what one cost (the
-    least of the runs: a cold machine's first seconds carry other work, e.g. 6.4 s of process
-    CPU a stream-second on a fresh H100 against 2.0 on the next start), and what fits. A run
-    during which something compiled or was captured (a shape the warm-up missed) is not one of
-    them; one more is made in its place."""
-    costs, added = [], None
-    for _ in range(runs + 1):
+def measure(make_probe: Callable[[], object], device: str) -> Capacity:
+    """Run probe streams (`make_probe()`, models set) to their end; what one cost, and what fits.
+    The first run warms what the warm-up did not (on a fresh H100 the first serve's probe took
+    6.4 s of process CPU a stream-second against 2.0 on the next start); the second counts,
+    unless a graph compiled or was captured during it (a shape the warm-up missed: seconds of
+    compiling inside a live second), then a third does."""
+    added = None
+    for run in range(3):
         stream = make_probe()
         before, cpu = _gpu_bytes(device), time.process_time()
         for _ in stream:
@@ -131,13 +135,10 @@ def measure(make_probe: Callable[[], object], device: str, runs: int = 2) -> Cap
 
             grew = max(0, torch.cuda.max_memory_allocated(device) - before)
             added = max(added or 0, grew) or None
-        if c["compiles_after_warmup"] or c["captures_after_warmup"]:
-            log.info("the capacity probe compiled or captured a graph; measuring again")
-        else:
-            costs.append((cost, cpu))
-        if len(costs) == runs:
+        if run and not c["compiles_after_warmup"] and not c["captures_after_warmup"]:
             break
-    cost, cpu = (min(x) for x in zip(*costs or [(cost, cpu)], strict=True))
+        if run:
+            log.info("the capacity probe compiled or captured a graph; measuring again")
     free = None
     if before is not None:  # free: the device's, and what torch holds unused
         import torch
@@ -145,7 +146,7 @@ def measure(make_probe: Callable[[], object], device: str, runs: int = 2) -> Cap
         held = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         free = torch.cuda.mem_get_info(device)[0] + held
     n = cores()
-    return Capacity(cost, cpu, n, added, free, fits(cost, cpu, n, added, free), len(costs))
+    return Capacity(cost, cpu, n, added, free, fits(cost, cpu, n, added, free), run + 1)
 
 
 def _gpu_bytes(device: str) -> int | None:
