@@ -32,7 +32,7 @@ LOAD = 0.7
 CPU_LOAD = 0.6
 """The share of the cores' time it fills: on this project's 2-core CPU 4 demo streams kept real
 time at 0.52 of the cores and 5 at 0.65 did not; on the H100 5 webcam-sized streams did at 0.64
-and 6 not (their loop at 0.4-0.5: the cores and the GIL bound them there)."""
+and 6 not (their loop at 0.4-0.55: the cores and the GIL bound them there)."""
 PROBE_SECONDS = 4.0
 MAX_STREAMS = 64
 CLIP = {"seconds": PROBE_SECONDS + 1.0, "fps": 30, "width": 640, "height": 480}
@@ -135,9 +135,9 @@ def measure(make_probe: Callable[[], object], device: str) -> Capacity:
 
             grew = max(0, torch.cuda.max_memory_allocated(device) - before)
             added = max(added or 0, grew) or None
-        if run and not c["compiles_after_warmup"] and not c["captures_after_warmup"]:
-            break
-        if run:
+        if run:  # the first run warms; a later one counts unless it compiled or captured
+            if not c["compiles_after_warmup"] and not c["captures_after_warmup"]:
+                break
             log.info("the capacity probe compiled or captured a graph; measuring again")
     free = None
     if before is not None:  # free: the device's, and what torch holds unused

@@ -363,8 +363,7 @@ class _Session:
                 log.warning("the viewer has not connected after 20 s; starting anyway")
         limit = (s._serve or {}).get("max_streams")
         most = max(len(opened), limit or 0)
-        if s._serve is not None and limit is None:  # what fits, measured once warm
-            self._warm(models, extractors, engine, most)
+        if s._serve is not None and limit is None:  # what fits (the probe warms what it runs)
             from tribe_stream.stream import capacity
 
             try:
@@ -375,7 +374,10 @@ class _Session:
             except Exception as exc:  # noqa: BLE001 - a default, not a reason to stop serving
                 s.notes.append(f"no stream limit: measuring what fits failed ({exc}); "
                                "--max-streams N sets one")  # fmt: skip
-        self._warm(models, extractors, engine, most)
+        if getattr(models, "warmed_for", 0) < most:  # once per set of models and width
+            warm_up(extractors, engine, o.audio_context, streams=most)
+            models.warmed_for = most
+        warm_heads(self.heads, extractors.active(), most)
         if limit and extractors.text is not None:
             # each stream's text steps made now, not when a visitor arrives: on a GPU a new
             # stream's CUDA-graph captures held every other stream up for seconds
@@ -415,13 +417,6 @@ class _Session:
         s.server.keep_done = not serving
         s.server.text_batch = o.text_batch == "on"
         s.server.video_overlap = o.video_overlap
-
-    def _warm(self, models, extractors, engine, streams: int) -> None:
-        """`warm_up` once per set of models and width, and the heads."""
-        if getattr(models, "warmed_for", 0) < streams:
-            warm_up(extractors, engine, self.s.options.audio_context, streams=streams)
-            models.warmed_for = streams
-        warm_heads(self.heads, extractors.active(), streams)
 
     def add(self, media: Media) -> str:
         """A stream more on the running server (`Stream.add`)."""
