@@ -120,3 +120,30 @@ def test_the_second_probe_run_counts_and_one_that_compiled_is_run_again(tmp_path
     assert [c["compiles_after_warmup"] + c["captures_after_warmup"] for c in counters] == [0, 1, 0]
     costs = [(c["intake_s"] + c["text_s"] + c["work_s"]) / capacity.PROBE_SECONDS for c in counters]
     assert cap.cost_s == costs[2] and cap.streams == fits(cap.cost_s, cap.cpu_s, cap.cores)
+
+
+def test_a_stop_while_the_probe_runs_ends_it_at_its_next_second(tmp_path, monkeypatch):
+    """The serving stream stopped (a Ctrl-C while it starts) during the first probe run: that run
+    ends at its next second, no other is made, and there is no measure."""
+    from tribe_stream.models import Models
+    from tribe_stream.stream import capacity
+    from tribe_stream.types import Sink
+
+    monkeypatch.setenv("TRIBE_STREAM_CACHE", str(tmp_path / "cache"))
+    options = StreamOptions(checkpoint="demo", text=False)
+    models = Models(options)
+    extractors = models.live(("video", "audio"), False, [])
+    stop, made, seconds = threading.Event(), [], []
+
+    class StopsAtTheFirstSecond(Sink):
+        def send(self, prediction) -> None:
+            seconds.append(prediction.second)
+            stop.set()
+
+    def make():
+        probe = capacity.probe(extractors, options, models, Stream, Media)
+        made.append(probe.add_sink(StopsAtTheFirstSecond()))
+        return probe
+
+    assert capacity.measure(make, "cpu", stop) is None
+    assert len(made) == 1 and 1 <= len(seconds) < capacity.PROBE_SECONDS, seconds

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -115,18 +116,24 @@ def probe(extractors, options, models, stream_cls, media_cls):
     return stream.use_models(models, ex)
 
 
-def measure(make_probe: Callable[[], object], device: str) -> Capacity:
+def measure(
+    make_probe: Callable[[], object], device: str, stop: threading.Event | None = None
+) -> Capacity | None:
     """Run probe streams (`make_probe()`, models set) to their end; what one cost, and what fits.
     The first run warms what the warm-up did not (on a fresh H100 the first serve's probe took
     6.4 s of process CPU a stream-second against 2.0 on the next start); the second counts,
     unless a graph compiled or was captured during it (a shape the warm-up missed: seconds of
-    compiling inside a live second), then a third does."""
+    compiling inside a live second), then a third does. None once `stop` is set (the serving
+    stream stopped: a Ctrl-C while it starts ends the probe within a second)."""
     added = None
     for run in range(3):
         stream = make_probe()
         before, cpu = _gpu_bytes(device), time.process_time()
         for _ in stream:
-            pass
+            if stop is not None and stop.is_set():
+                stream.stop()
+        if stop is not None and stop.is_set():
+            return None
         cpu = (time.process_time() - cpu) / PROBE_SECONDS
         c = stream.server.counters
         cost = (c["intake_s"] + c["text_s"] + c["work_s"]) / PROBE_SECONDS

@@ -368,9 +368,10 @@ class _Session:
 
             try:
                 probe = partial(capacity.probe, extractors, o, models, Stream, Media)
-                s.capacity = capacity.measure(probe, models.device)
-                limit = most = max(s.capacity.streams, len(opened))
-                s.notes.append(s.capacity.line())
+                s.capacity = capacity.measure(probe, models.device, s._stop)
+                if s.capacity is not None:  # None: stopped while it measured
+                    limit = most = max(s.capacity.streams, len(opened))
+                    s.notes.append(s.capacity.line())
             except Exception as exc:  # noqa: BLE001 - a default, not a reason to stop serving
                 s.notes.append(f"no stream limit: measuring what fits failed ({exc}); "
                                "--max-streams N sets one")  # fmt: skip
